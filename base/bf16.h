@@ -1,0 +1,30 @@
+// BF16 <-> FP32 conversion with round-to-nearest-even (DESIGN "Numerics"): the same rule the CUDA
+// backend's __float2bfloat16_rn uses, so a CPU run is a faithful stand-in for a GPU run.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace moe {
+
+inline uint16_t FloatToBf16Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) {
+    return static_cast<uint16_t>((u >> 16) | 0x0040u);  // quiet NaN, keep sign
+  }
+  const uint32_t rounding_bias = 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>((u + rounding_bias) >> 16);
+}
+
+inline float Bf16BitsToFloat(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// The FP32 value nearest-even-rounded to BF16 precision.
+inline float RoundToBf16(float f) { return Bf16BitsToFloat(FloatToBf16Bits(f)); }
+
+}  // namespace moe

@@ -1,0 +1,151 @@
+// The op interface: every piece of math the model runs, declared once. Kernels work on raw, row-major
+// FP32 views (in BF16 mode the model keeps BF16-representable values in them and calls RoundToBf16
+// where a tensor is "stored"; see DESIGN "Numerics"), never on configs or framework objects.
+//
+// Accumulation rule (as llm.c's layernorm.cuh): parameter gradients are ADDED into (`+=`), activation
+// gradients are WRITTEN (`=`) unless the argument's comment says otherwise.
+//
+// Backends: kernels/cpu (OpenBLAS + OpenMP, the tested reference) and, with --config=cuda,
+// kernels/cuda. The config's `device` picks one at run time; the model only sees this interface.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace moe::kernels {
+
+enum class Transpose { kNo, kYes };
+
+// Scoring and selection variants of the router (spec §5.1).
+enum class ScoringFunc { kSigmoid, kSoftmax };
+enum class TopkMethod { kNoauxTc, kGreedy, kGroupLimitedGreedy };
+
+// One GEMM of a grouped launch: C[m,n] = alpha * op(A) op(B) + beta * C, leading dims in elements.
+struct GemmProblem {
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+};
+
+// RoPE over a strided set of vectors: token i, head h, pair j at
+// x[i*token_stride + h*head_stride + offset + 2j (+1)], rotated by the angle of positions[i]
+// (cos/sin tables are [max_pos, half_dim] with YaRN's attention factor already folded in).
+struct RopeView {
+  float* x = nullptr;
+  int64_t num_tokens = 0;
+  int64_t num_heads = 1;
+  int64_t token_stride = 0;
+  int64_t head_stride = 0;
+  int64_t offset = 0;
+  int64_t half_dim = 0;  // dr / 2
+  const int32_t* positions = nullptr;  // [num_tokens]
+  const float* cos = nullptr;          // [max_pos, half_dim]
+  const float* sin = nullptr;          // [max_pos, half_dim]
+};
+
+// Causal attention for MLA head shapes: q,k [B,T,H,dqk], v [B,T,H,dv], out [B,T,H,dv] (row-major,
+// contiguous). lse [B,H,T] saves each row's log-sum-exp of scaled scores for the backward.
+struct AttentionShape {
+  int64_t batch = 0, seq = 0, heads = 0, qk_dim = 0, v_dim = 0;
+  float scale = 1.0f;
+};
+
+// Router settings (spec §5.1). Groups are n_group blocks of consecutive experts.
+struct RouterParams {
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  int64_t n_group = 1;
+  int64_t topk_group = 1;
+  ScoringFunc scoring = ScoringFunc::kSigmoid;
+  TopkMethod method = TopkMethod::kNoauxTc;
+  bool norm_topk_prob = true;
+  float routed_scaling_factor = 1.0f;
+};
+
+struct AdamWParams {
+  float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0;
+  int64_t step = 1;  // 1-based, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // ---- Matrix products (FP32 accumulation). ----
+  // C[m,n] = alpha * op(A) op(B) + beta * C.
+  virtual void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) = 0;
+  // All problems share ta/tb/alpha/beta; problems with m, n or k == 0 are skipped (k == 0 with
+  // beta == 0 zero-fills C). Used for the routed experts: one call for all local experts.
+  virtual void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
+                           float alpha, float beta) = 0;
+
+  // ---- Elementwise and small ops. ----
+  virtual void RoundToBf16(float* x, int64_t n) = 0;               // in place, nearest-even
+  virtual void Add(const float* a, float* y, int64_t n) = 0;        // y += a
+  virtual void Scale(float* x, int64_t n, float s) = 0;             // x *= s
+  virtual double SumSquares(const float* x, int64_t n) = 0;         // FP64 accumulation
+
+  // ---- Embedding: out[i,:] = table[ids[i],:]; backward scatter-adds into d_table (+=). ----
+  virtual void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
+                                float* out) = 0;
+  virtual void EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out, int64_t dim,
+                                 float* d_table) = 0;
+
+  // ---- RMSNorm over rows of x [rows, dim]: y = w * (x * rstd). rstd [rows] is saved.
+  // round_normalized: round x*rstd to BF16 before the weight multiply (HF's BF16 behaviour, spec §3.2).
+  virtual void RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                              bool round_normalized, float* y, float* rstd) = 0;
+  // dx = (written), dw += .
+  virtual void RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                               int64_t rows, int64_t dim, float* dx, float* dw) = 0;
+
+  // ---- RoPE, interleaved pairs (spec §4.2), in place. Backward is the transposed rotation. ----
+  virtual void RopeForward(const RopeView& v) = 0;
+  virtual void RopeBackward(const RopeView& v) = 0;
+
+  // ---- SwiGLU: m = silu(a) * c over n elements; backward writes da, dc. ----
+  virtual void SwigluForward(const float* a, const float* c, float* m, int64_t n) = 0;
+  virtual void SwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+                              int64_t n) = 0;
+
+  // ---- Causal attention, blockwise with online softmax: O(T) memory per head. ----
+  virtual void AttentionForward(const AttentionShape& s, const float* q, const float* k,
+                                const float* v, float* out, float* lse) = 0;
+  // dq, dk, dv are written.
+  virtual void AttentionBackward(const AttentionShape& s, const float* q, const float* k,
+                                 const float* v, const float* out, const float* lse,
+                                 const float* d_out, float* dq, float* dk, float* dv) = 0;
+
+  // ---- Router (spec §5.1): logits [n, E] -> scores [n, E] (sigmoid or softmax, saved),
+  // selected experts [n, K] (ascending score order not guaranteed; ties -> lower index) and weights
+  // [n, K]. `bias` [E] (may be null) only affects selection (noaux_tc).
+  virtual void RouterForward(const RouterParams& p, const float* logits, const float* bias, int64_t n,
+                             float* scores, int32_t* selected, float* weights) = 0;
+  // d_weights [n, K] -> d_logits [n, E] (written). Accumulates d_scores_extra [n, E] (may be null),
+  // e.g. from the balance loss, before the scoring-function Jacobian.
+  virtual void RouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
+                              const float* d_weights, const float* d_scores_extra, int64_t n,
+                              float* d_logits) = 0;
+
+  // ---- Softmax cross-entropy over rows of logits [n, V]. Returns the SUM of per-row losses (FP64);
+  // if d_logits is non-null writes (softmax - onehot) * grad_scale. Rows with target < 0 are ignored.
+  virtual double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
+                              float grad_scale, float* d_logits) = 0;
+
+  // ---- Row gather/scatter for MoE dispatch. dst[i,:] = src[idx[i],:];
+  // ScatterAddRows: dst[idx[i],:] += scale[i] * src[i,:] (scale may be null = 1).
+  virtual void GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
+                          float* dst) = 0;
+  virtual void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
+                              int64_t dim, float* dst) = 0;
+
+  // ---- AdamW on FP32 masters and moments (spec §6.4), in place; grad already clipped. ----
+  virtual void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
+                     int64_t n) = 0;
+};
+
+}  // namespace moe::kernels
