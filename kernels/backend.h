@@ -132,7 +132,8 @@ class Backend {
                               float* d_logits) = 0;
 
   // ---- Softmax cross-entropy over rows of logits [n, V]. Returns the SUM of per-row losses (FP64);
-  // if d_logits is non-null writes (softmax - onehot) * grad_scale. Rows with target < 0 are ignored.
+  // if d_logits is non-null writes (softmax - onehot) * grad_scale; d_logits may alias logits (the
+  // model computes the gradient in place). Rows with target < 0 are ignored.
   virtual double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
                               float grad_scale, float* d_logits) = 0;
 

@@ -1,0 +1,51 @@
+// Private helpers shared by the CPU backend's .cc files: a programmer-error check, the size below
+// which a loop is not worth an OpenMP fork, and the deterministic column-partitioned scatter-add.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+namespace moe::kernels::cpu_internal {
+
+// Aborts on a violated precondition (a bug in the caller, not a data error).
+#define MOE_CPU_CHECK(cond, msg)                                                         \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s: %s\n", __FILE__, __LINE__, #cond, msg); \
+      std::abort();                                                                      \
+    }                                                                                    \
+  } while (0)
+
+// Elementwise loops shorter than this run on one thread (an OpenMP fork costs a few microseconds).
+inline constexpr int64_t kMinParallelElements = 1 << 15;
+
+// Width of the column blocks the scatter-adds are partitioned into (one block per task).
+inline int64_t ColumnBlock(int64_t dim, int threads) {
+  const int64_t per_thread = (dim + threads - 1) / std::max(threads, 1);
+  return std::max<int64_t>(16, (per_thread + 15) / 16 * 16);
+}
+
+// dst[idx[i], :] += (scale ? scale[i] : 1) * src[i, :] for i = 0..n-1, src [n, dim].
+// Each thread owns a block of columns and walks the rows in order, so every element receives its
+// terms in index order: race-free for repeated idx and identical for any thread count.
+inline void ScatterAddByColumns(int threads, const float* src, const int32_t* idx, const float* scale,
+                                int64_t n, int64_t dim, float* dst) {
+  if (n <= 0 || dim <= 0) return;
+  const int64_t block = ColumnBlock(dim, threads);
+  const int64_t num_blocks = (dim + block - 1) / block;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * dim >= kMinParallelElements)
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    const int64_t c0 = b * block;
+    const int64_t c1 = std::min(dim, c0 + block);
+    for (int64_t i = 0; i < n; ++i) {
+      const float s = scale ? scale[i] : 1.0f;
+      const float* in = src + i * dim;
+      float* out = dst + static_cast<int64_t>(idx[i]) * dim;
+      for (int64_t c = c0; c < c1; ++c) out[c] += s * in[c];
+    }
+  }
+}
+
+}  // namespace moe::kernels::cpu_internal

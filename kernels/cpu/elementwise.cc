@@ -1,0 +1,97 @@
+// Elementwise ops (BF16 rounding, add, scale, sum of squares, SwiGLU) and row movement (embedding,
+// gather, scatter-add). Reductions use fixed-size chunks summed in order, so results do not depend on
+// the thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "base/bf16.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
+
+namespace moe::kernels {
+
+using cpu_internal::kMinParallelElements;
+
+void CpuBackend::RoundToBf16(float* x, int64_t n) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) x[i] = moe::RoundToBf16(x[i]);
+}
+
+void CpuBackend::Add(const float* a, float* y, int64_t n) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) y[i] += a[i];
+}
+
+void CpuBackend::Scale(float* x, int64_t n, float s) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+double CpuBackend::SumSquares(const float* x, int64_t n) {
+  if (n <= 0) return 0.0;
+  constexpr int64_t kChunk = 1 << 14;  // fixed, so the summation order is independent of threads
+  const int64_t num_chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(num_chunks, 0.0);
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (num_chunks > 1)
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    double acc = 0.0;
+    for (int64_t i = c * kChunk; i < end; ++i) acc += static_cast<double>(x[i]) * x[i];
+    partial[c] = acc;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+// ---- Rows. ----
+
+void CpuBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n * dim >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(dst + i * dim, src + static_cast<int64_t>(idx[i]) * dim, sizeof(float) * dim);
+  }
+}
+
+void CpuBackend::ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
+                                int64_t dim, float* dst) {
+  cpu_internal::ScatterAddByColumns(num_threads_, src, idx, scale, n, dim, dst);
+}
+
+void CpuBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
+                                  float* out) {
+  GatherRows(table, ids, n, dim, out);
+}
+
+void CpuBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out, int64_t dim,
+                                   float* d_table) {
+  cpu_internal::ScatterAddByColumns(num_threads_, d_out, ids, nullptr, n, dim, d_table);
+}
+
+// ---- SwiGLU: m = silu(a) * c, silu(a) = a * sigmoid(a) (spec §9.2). ----
+
+void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + std::exp(-a[i]));
+    m[i] = a[i] * sig * c[i];
+  }
+}
+
+void CpuBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+                                int64_t n) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + std::exp(-a[i]));
+    const float silu = a[i] * sig;
+    const float dsilu = sig * (1.0f + a[i] * (1.0f - sig));
+    const float g = dm[i];
+    const float ci = c[i];
+    da[i] = g * ci * dsilu;
+    dc[i] = g * silu;
+  }
+}
+
+}  // namespace moe::kernels

@@ -1,0 +1,165 @@
+// Gemm and GroupedGemm against a naive FP64 loop: every transpose combination, leading dimensions
+// wider than the rows, alpha/beta, empty problems (k == 0 zero-fills with beta == 0).
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/test_util.h"
+
+namespace moe::kernels {
+namespace {
+
+using testing::RandomVector;
+
+// Storage for one problem with padded leading dimensions.
+struct Problem {
+  Transpose ta, tb;
+  int64_t m, n, k;
+  std::vector<float> a, b, c;
+  GemmProblem view;
+
+  Problem(Transpose ta_, Transpose tb_, int64_t m_, int64_t n_, int64_t k_, uint32_t seed)
+      : ta(ta_), tb(tb_), m(m_), n(n_), k(k_) {
+    const int64_t a_rows = ta == Transpose::kNo ? m : k, a_cols = ta == Transpose::kNo ? k : m;
+    const int64_t b_rows = tb == Transpose::kNo ? k : n, b_cols = tb == Transpose::kNo ? n : k;
+    const int64_t lda = a_cols + 3, ldb = b_cols + 2, ldc = n + 5;
+    a = RandomVector(a_rows * lda, seed);
+    b = RandomVector(b_rows * ldb, seed + 1);
+    c = RandomVector(m * ldc, seed + 2);
+    view = {m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc};
+  }
+
+  // alpha op(A) op(B) + beta C0 in FP64, with C0 the initial c (beta == 0 ignores C0).
+  std::vector<double> Reference(float alpha, float beta) const {
+    std::vector<double> r(m * view.ldc);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < view.ldc; ++j) {
+        const double c0 = c[i * view.ldc + j];
+        if (j >= n) {
+          r[i * view.ldc + j] = c0;  // padding must be untouched
+          continue;
+        }
+        double acc = 0.0;
+        for (int64_t l = 0; l < k; ++l) {
+          const double av = ta == Transpose::kNo ? a[i * view.lda + l] : a[l * view.lda + i];
+          const double bv = tb == Transpose::kNo ? b[l * view.ldb + j] : b[j * view.ldb + l];
+          acc += av * bv;
+        }
+        r[i * view.ldc + j] = alpha * acc + (beta == 0.0f ? 0.0 : beta * c0);
+      }
+    }
+    return r;
+  }
+};
+
+void ExpectNear(const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol) << "at " << i;
+}
+
+const Transpose kBoth[] = {Transpose::kNo, Transpose::kYes};
+
+TEST(Gemm, AllTransposesWithPaddedLeadingDims) {
+  CpuBackend be(2);
+  uint32_t seed = 1;
+  for (Transpose ta : kBoth) {
+    for (Transpose tb : kBoth) {
+      for (float beta : {0.0f, 0.5f}) {
+        Problem p(ta, tb, 13, 17, 11, seed += 10);
+        const auto want = p.Reference(0.75f, beta);
+        be.Gemm(ta, tb, p.view, 0.75f, beta);
+        ExpectNear(p.c, want, 1e-5);
+      }
+    }
+  }
+}
+
+TEST(Gemm, LargeMatchesReference) {
+  CpuBackend be(2);
+  Problem p(Transpose::kNo, Transpose::kYes, 130, 70, 300, 7);
+  const auto want = p.Reference(1.0f, 1.0f);
+  be.Gemm(Transpose::kNo, Transpose::kYes, p.view, 1.0f, 1.0f);
+  ExpectNear(p.c, want, 1e-4);
+}
+
+TEST(Gemm, KZeroScalesOrZeroFillsC) {
+  CpuBackend be(1);
+  std::vector<float> c(6, std::numeric_limits<float>::quiet_NaN());
+  GemmProblem p{2, 3, 0, nullptr, 0, nullptr, 0, c.data(), 3};
+  be.Gemm(Transpose::kNo, Transpose::kNo, p, 1.0f, 0.0f);
+  for (float x : c) EXPECT_EQ(x, 0.0f);
+  std::fill(c.begin(), c.end(), 2.0f);
+  be.Gemm(Transpose::kNo, Transpose::kNo, p, 1.0f, 0.5f);
+  for (float x : c) EXPECT_EQ(x, 1.0f);
+}
+
+TEST(Gemm, BetaZeroIgnoresNanInC) {
+  CpuBackend be(1);
+  Problem p(Transpose::kYes, Transpose::kNo, 4, 5, 6, 3);
+  for (int64_t i = 0; i < p.m; ++i) {
+    for (int64_t j = 0; j < p.n; ++j) p.c[i * p.view.ldc + j] = std::numeric_limits<float>::quiet_NaN();
+  }
+  const auto want = p.Reference(1.0f, 0.0f);
+  be.Gemm(p.ta, p.tb, p.view, 1.0f, 0.0f);
+  ExpectNear(p.c, want, 1e-5);
+}
+
+// A mix of one dominant problem (runs on all threads), many small ones (run side by side) and empty ones.
+std::vector<Problem> MakeGroup(Transpose ta, Transpose tb, uint32_t seed) {
+  std::vector<Problem> ps;
+  ps.emplace_back(ta, tb, 96, 40, 64, seed);
+  for (int i = 0; i < 9; ++i) ps.emplace_back(ta, tb, 3 + 4 * i, 24, 16, seed + 100 * (i + 1));
+  ps.emplace_back(ta, tb, 0, 24, 16, seed + 2000);  // no tokens for this expert
+  ps.emplace_back(ta, tb, 5, 24, 0, seed + 3000);   // k == 0
+  return ps;
+}
+
+TEST(GroupedGemm, MatchesPerProblemReference) {
+  for (int threads : {1, 2}) {
+    CpuBackend be(threads);
+    uint32_t seed = 50;
+    for (Transpose ta : kBoth) {
+      for (Transpose tb : kBoth) {
+        for (float beta : {0.0f, 1.0f}) {
+          auto ps = MakeGroup(ta, tb, seed += 7);
+          std::vector<std::vector<double>> want;
+          std::vector<GemmProblem> views;
+          for (auto& p : ps) {
+            want.push_back(p.Reference(1.5f, beta));
+            views.push_back(p.view);
+          }
+          be.GroupedGemm(ta, tb, views, 1.5f, beta);
+          for (size_t i = 0; i < ps.size(); ++i) {
+            SCOPED_TRACE(::testing::Message() << "problem " << i << " threads " << threads);
+            ExpectNear(ps[i].c, want[i], 1e-4);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(GroupedGemm, KZeroWithBetaZeroOverwritesNan) {
+  CpuBackend be(2);
+  std::vector<float> c(8, std::numeric_limits<float>::quiet_NaN());
+  std::vector<GemmProblem> ps = {{2, 4, 0, nullptr, 0, nullptr, 0, c.data(), 4}};
+  be.GroupedGemm(Transpose::kNo, Transpose::kYes, ps, 1.0f, 0.0f);
+  for (float x : c) EXPECT_EQ(x, 0.0f);
+}
+
+TEST(GroupedGemm, SameResultForAnyThreadCount) {
+  CpuBackend one(1), two(2);
+  auto p1 = MakeGroup(Transpose::kNo, Transpose::kNo, 9);
+  auto p2 = MakeGroup(Transpose::kNo, Transpose::kNo, 9);
+  std::vector<GemmProblem> v1, v2;
+  for (auto& p : p1) v1.push_back(p.view);
+  for (auto& p : p2) v2.push_back(p.view);
+  one.GroupedGemm(Transpose::kNo, Transpose::kNo, v1, 1.0f, 0.0f);
+  two.GroupedGemm(Transpose::kNo, Transpose::kNo, v2, 1.0f, 0.0f);
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_EQ(p1[i].c, p2[i].c) << "problem " << i;
+}
+
+}  // namespace
+}  // namespace moe::kernels

@@ -1,0 +1,71 @@
+// RMSNorm over rows (spec §3.2, backward §9.1):
+//   r = 1 / sqrt(mean(x^2) + eps)    y = w * (x r)   (x r rounded to BF16 first when round_normalized)
+//   dw += sum_rows dy * x r          dx = r (w dy) - x r^3 (1/n) sum_j w_j dy_j x_j
+// The backward treats the BF16 rounding as the identity (straight-through). Row statistics accumulate
+// in FP64; dw is reduced per column over rows in order, so it is independent of the thread count.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "base/bf16.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
+
+namespace moe::kernels {
+
+using cpu_internal::kMinParallelElements;
+
+// x, y [rows, dim]; w [dim]; rstd [rows].
+void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                                bool round_normalized, float* y, float* rstd) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (rows * dim >= kMinParallelElements)
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* xr = x + i * dim;
+    float* yr = y + i * dim;
+    double ss = 0.0;
+    for (int64_t j = 0; j < dim; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+    const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+    rstd[i] = r;
+    if (round_normalized) {
+      for (int64_t j = 0; j < dim; ++j) yr[j] = w[j] * moe::RoundToBf16(xr[j] * r);
+    } else {
+      for (int64_t j = 0; j < dim; ++j) yr[j] = w[j] * (xr[j] * r);
+    }
+  }
+}
+
+// dx written, dw accumulated (+=).
+void CpuBackend::RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                                 int64_t rows, int64_t dim, float* dx, float* dw) {
+  const bool parallel = rows * dim >= kMinParallelElements;
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* xr = x + i * dim;
+    const float* gr = dy + i * dim;
+    float* dxr = dx + i * dim;
+    const float r = rstd[i];
+    double dot = 0.0;  // sum_j w_j dy_j x_j
+    for (int64_t j = 0; j < dim; ++j) dot += static_cast<double>(w[j]) * gr[j] * xr[j];
+    const float coef = static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
+    for (int64_t j = 0; j < dim; ++j) dxr[j] = r * (w[j] * gr[j]) - xr[j] * coef;
+  }
+
+  // dw: each task owns a block of columns and walks all rows in order.
+  const int64_t block = cpu_internal::ColumnBlock(dim, num_threads_);
+  const int64_t num_blocks = (dim + block - 1) / block;
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    const int64_t c0 = b * block;
+    const int64_t c1 = std::min(dim, c0 + block);
+    std::vector<float> acc(c1 - c0, 0.0f);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float r = rstd[i];
+      const float* xr = x + i * dim;
+      const float* gr = dy + i * dim;
+      for (int64_t j = c0; j < c1; ++j) acc[j - c0] += gr[j] * (xr[j] * r);
+    }
+    for (int64_t j = c0; j < c1; ++j) dw[j] += acc[j - c0];
+  }
+}
+
+}  // namespace moe::kernels

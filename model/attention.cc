@@ -1,0 +1,178 @@
+#include "model/attention.h"
+
+#include "model/linear.h"
+
+namespace moe::model {
+
+MlaAttention::MlaAttention(ParamStore& store, const std::string& prefix, const MlaDims& dims)
+    : dims_(dims) {
+  const int64_t h = dims.heads, d = dims.d, dqk = dims.qk_dim();
+  if (dims.q_lora_rank > 0) {
+    q_a_proj_ = store.Add(prefix + "q_a_proj.weight", {dims.q_lora_rank, d}, ParamKind::kMatrix);
+    q_a_layernorm_ = store.Add(prefix + "q_a_layernorm.weight", {dims.q_lora_rank}, ParamKind::kNorm);
+    q_b_proj_ = store.Add(prefix + "q_b_proj.weight", {h * dqk, dims.q_lora_rank}, ParamKind::kMatrix);
+  } else {
+    q_proj_ = store.Add(prefix + "q_proj.weight", {h * dqk, d}, ParamKind::kMatrix);
+  }
+  kv_a_proj_ = store.Add(prefix + "kv_a_proj_with_mqa.weight", {dims.kv_lora_rank + dims.rope_dim, d},
+                         ParamKind::kMatrix);
+  kv_a_layernorm_ = store.Add(prefix + "kv_a_layernorm.weight", {dims.kv_lora_rank}, ParamKind::kNorm);
+  kv_b_proj_ = store.Add(prefix + "kv_b_proj.weight",
+                         {h * (dims.nope_dim + dims.v_dim), dims.kv_lora_rank}, ParamKind::kMatrix);
+  o_proj_ = store.Add(prefix + "o_proj.weight", {d, h * dims.v_dim}, ParamKind::kMatrix);
+}
+
+kernels::RopeView MlaAttention::QueryRopeView(const RopeTables& rope, const int32_t* positions,
+                                              float* q, int64_t n) const {
+  kernels::RopeView v;
+  v.x = q;
+  v.num_tokens = n;
+  v.num_heads = dims_.heads;
+  v.token_stride = dims_.heads * dims_.qk_dim();
+  v.head_stride = dims_.qk_dim();
+  v.offset = dims_.nope_dim;
+  v.half_dim = dims_.rope_dim / 2;
+  v.positions = positions;
+  v.cos = rope.cos.data();
+  v.sin = rope.sin.data();
+  return v;
+}
+
+kernels::RopeView MlaAttention::KeyRopeView(const RopeTables& rope, const int32_t* positions,
+                                            float* kr, int64_t n) const {
+  kernels::RopeView v = QueryRopeView(rope, positions, kr, n);
+  v.num_heads = 1;
+  v.token_stride = dims_.rope_dim;
+  v.head_stride = dims_.rope_dim;
+  v.offset = 0;
+  return v;
+}
+
+void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, const int32_t* positions,
+                           const float* u, int64_t batch, int64_t seq, float* out,
+                           Saved* s) const {
+  kernels::Backend& ops = *ctx.ops;
+  const int64_t n = batch * seq, h = dims_.heads, dqk = dims_.qk_dim(), dn = dims_.nope_dim;
+  const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
+  s->batch = batch;
+  s->seq = seq;
+
+  // Queries.
+  s->q.resize(n * h * dqk);
+  if (q_a_proj_ != nullptr) {
+    const int64_t rq = dims_.q_lora_rank;
+    s->qa.resize(n * rq);
+    s->qa_rstd.resize(n);
+    s->cq.resize(n * rq);
+    LinearForward(ops, *q_a_proj_, u, n, s->qa.data());
+    ctx.Store(s->qa.data(), n * rq);
+    ops.RmsNormForward(s->qa.data(), q_a_layernorm_->working.data(), n, rq, kLatentNormEps, ctx.bf16(),
+                       s->cq.data(), s->qa_rstd.data());
+    ctx.Store(s->cq.data(), n * rq);
+    LinearForward(ops, *q_b_proj_, s->cq.data(), n, s->q.data());
+  } else {
+    LinearForward(ops, *q_proj_, u, n, s->q.data());
+  }
+  ctx.Store(s->q.data(), n * h * dqk);
+  ops.RopeForward(QueryRopeView(rope, positions, s->q.data(), n));
+  ctx.Store(s->q.data(), n * h * dqk);
+
+  // Keys and values from the compressed latent.
+  std::vector<float> a(n * (rkv + dr));
+  LinearForward(ops, *kv_a_proj_, u, n, a.data());
+  ctx.Store(a.data(), a.size());
+  s->ckv_in.resize(n * rkv);
+  std::vector<float> kr(n * dr);
+  for (int64_t t = 0; t < n; ++t) {
+    std::copy_n(&a[t * (rkv + dr)], rkv, &s->ckv_in[t * rkv]);
+    std::copy_n(&a[t * (rkv + dr) + rkv], dr, &kr[t * dr]);
+  }
+  s->ckv_rstd.resize(n);
+  s->ckv.resize(n * rkv);
+  ops.RmsNormForward(s->ckv_in.data(), kv_a_layernorm_->working.data(), n, rkv, kLatentNormEps,
+                     ctx.bf16(), s->ckv.data(), s->ckv_rstd.data());
+  ctx.Store(s->ckv.data(), n * rkv);
+  ops.RopeForward(KeyRopeView(rope, positions, kr.data(), n));
+  ctx.Store(kr.data(), kr.size());
+
+  std::vector<float> kv(n * h * (dn + dv));
+  LinearForward(ops, *kv_b_proj_, s->ckv.data(), n, kv.data());
+  ctx.Store(kv.data(), kv.size());
+  s->k.resize(n * h * dqk);
+  s->v.resize(n * h * dv);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t hh = 0; hh < h; ++hh) {
+      const float* src = &kv[(t * h + hh) * (dn + dv)];
+      float* kdst = &s->k[(t * h + hh) * dqk];
+      std::copy_n(src, dn, kdst);
+      std::copy_n(&kr[t * dr], dr, kdst + dn);
+      std::copy_n(src + dn, dv, &s->v[(t * h + hh) * dv]);
+    }
+  }
+
+  // Attention and output projection.
+  s->o.resize(n * h * dv);
+  s->lse.resize(batch * h * seq);
+  const kernels::AttentionShape shape{batch, seq, h, dqk, dv, dims_.softmax_scale};
+  ops.AttentionForward(shape, s->q.data(), s->k.data(), s->v.data(), s->o.data(), s->lse.data());
+  ctx.Store(s->o.data(), s->o.size());
+  LinearForward(ops, *o_proj_, s->o.data(), n, out);
+  ctx.Store(out, n * dims_.d);
+}
+
+void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
+                            const int32_t* positions, const float* u, const Saved& s,
+                            const float* d_out, float* d_u) {
+  kernels::Backend& ops = *ctx.ops;
+  const int64_t n = s.batch * s.seq, h = dims_.heads, dqk = dims_.qk_dim(), dn = dims_.nope_dim;
+  const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
+
+  std::vector<float> d_o(n * h * dv);
+  LinearBackward(ops, *o_proj_, s.o.data(), d_out, n, d_o.data(), GradMode::kWrite);
+
+  std::vector<float> dq(n * h * dqk), dk(n * h * dqk), dvv(n * h * dv);
+  const kernels::AttentionShape shape{s.batch, s.seq, h, dqk, dv, dims_.softmax_scale};
+  ops.AttentionBackward(shape, s.q.data(), s.k.data(), s.v.data(), s.o.data(), s.lse.data(),
+                        d_o.data(), dq.data(), dk.data(), dvv.data());
+
+  // Keys: nope parts and values go to kv_b_proj's output; the shared RoPE key sums over heads.
+  std::vector<float> dkv(n * h * (dn + dv));
+  std::vector<float> dkr(n * dr, 0.0f);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t hh = 0; hh < h; ++hh) {
+      const float* dks = &dk[(t * h + hh) * dqk];
+      float* dst = &dkv[(t * h + hh) * (dn + dv)];
+      std::copy_n(dks, dn, dst);
+      std::copy_n(&dvv[(t * h + hh) * dv], dv, dst + dn);
+      for (int64_t j = 0; j < dr; ++j) dkr[t * dr + j] += dks[dn + j];
+    }
+  }
+  ops.RopeBackward(KeyRopeView(rope, positions, dkr.data(), n));
+
+  std::vector<float> dckv(n * rkv);
+  LinearBackward(ops, *kv_b_proj_, s.ckv.data(), dkv.data(), n, dckv.data(), GradMode::kWrite);
+  std::vector<float> dckv_in(n * rkv);
+  ops.RmsNormBackward(s.ckv_in.data(), kv_a_layernorm_->working.data(), s.ckv_rstd.data(),
+                      dckv.data(), n, rkv, dckv_in.data(), kv_a_layernorm_->grad.data());
+  std::vector<float> da(n * (rkv + dr));
+  for (int64_t t = 0; t < n; ++t) {
+    std::copy_n(&dckv_in[t * rkv], rkv, &da[t * (rkv + dr)]);
+    std::copy_n(&dkr[t * dr], dr, &da[t * (rkv + dr) + rkv]);
+  }
+  LinearBackward(ops, *kv_a_proj_, u, da.data(), n, d_u, GradMode::kWrite);
+
+  // Queries: undo RoPE on the rope part (dq is in rotated coordinates), then the projections.
+  ops.RopeBackward(QueryRopeView(rope, positions, dq.data(), n));
+  if (q_a_proj_ != nullptr) {
+    const int64_t rq = dims_.q_lora_rank;
+    std::vector<float> dcq(n * rq), dqa(n * rq);
+    LinearBackward(ops, *q_b_proj_, s.cq.data(), dq.data(), n, dcq.data(), GradMode::kWrite);
+    ops.RmsNormBackward(s.qa.data(), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq.data(), n,
+                        rq, dqa.data(), q_a_layernorm_->grad.data());
+    LinearBackward(ops, *q_a_proj_, u, dqa.data(), n, d_u, GradMode::kAccumulate);
+  } else {
+    LinearBackward(ops, *q_proj_, u, dq.data(), n, d_u, GradMode::kAccumulate);
+  }
+}
+
+}  // namespace moe::model

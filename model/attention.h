@@ -1,0 +1,76 @@
+// Multi-head Latent Attention (spec §3.3), training form (no weight absorption).
+//
+// Shapes for n = B·T tokens of the normed input u [n, d]:
+//   q LoRA:  qa = u q_a_projᵀ [n, rq] -> cq = RMSNorm(qa) [n, rq] -> q = cq q_b_projᵀ [n, H·dqk]
+//   else:    q = u q_projᵀ [n, H·dqk]
+//   a = u kv_a_proj_with_mqaᵀ [n, rkv+dr];  ckv = RMSNorm(a[:, :rkv]) [n, rkv];  kr = a[:, rkv:] [n, dr]
+//   kv = ckv kv_b_projᵀ [n, H·(dn+dv)]
+//   Q [n, H, dqk] = [qN ; RoPE(qR)],  K [n, H, dqk] = [kN ; RoPE(kr) shared by heads],  V [n, H, dv]
+//   O = causal softmax(scale Q Kᵀ) V [n, H, dv];  out = O o_projᵀ [n, d]
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/layer_context.h"
+#include "model/params.h"
+#include "model/rope.h"
+
+namespace moe::model {
+
+struct MlaDims {
+  int64_t d = 0, heads = 0, q_lora_rank = 0 /* 0: q_proj */, kv_lora_rank = 0;
+  int64_t nope_dim = 0, rope_dim = 0, v_dim = 0;
+  float softmax_scale = 1.0f;
+  int64_t qk_dim() const { return nope_dim + rope_dim; }
+};
+
+class MlaAttention {
+ public:
+  // What Backward needs, saved by Forward.
+  struct Saved {
+    int64_t batch = 0, seq = 0;
+    std::vector<float> qa;      // [n, rq]   (q LoRA only)
+    std::vector<float> qa_rstd; // [n]
+    std::vector<float> cq;      // [n, rq]
+    std::vector<float> ckv_in;  // [n, rkv]  latent before its norm
+    std::vector<float> ckv_rstd;// [n]
+    std::vector<float> ckv;     // [n, rkv]
+    std::vector<float> q;       // [n, H, dqk] with RoPE applied
+    std::vector<float> k;       // [n, H, dqk] with RoPE applied
+    std::vector<float> v;       // [n, H, dv]
+    std::vector<float> o;       // [n, H, dv]
+    std::vector<float> lse;     // [B, H, T]
+  };
+
+  MlaAttention(ParamStore& store, const std::string& prefix, const MlaDims& dims);
+
+  // out [n, d] is written.
+  void Forward(const LayerContext& ctx, const RopeTables& rope, const int32_t* positions,
+               const float* u, int64_t batch, int64_t seq, float* out, Saved* saved) const;
+  // d_u [n, d] is written; parameter gradients are accumulated.
+  void Backward(const LayerContext& ctx, const RopeTables& rope, const int32_t* positions,
+                const float* u, const Saved& saved, const float* d_out, float* d_u);
+
+ private:
+  kernels::RopeView QueryRopeView(const RopeTables& rope, const int32_t* positions, float* q,
+                                  int64_t n) const;
+  kernels::RopeView KeyRopeView(const RopeTables& rope, const int32_t* positions, float* kr,
+                                int64_t n) const;
+
+  MlaDims dims_;
+  Param* q_a_proj_ = nullptr;       // [rq, d]
+  Param* q_a_layernorm_ = nullptr;  // [rq]
+  Param* q_b_proj_ = nullptr;       // [H·dqk, rq]
+  Param* q_proj_ = nullptr;         // [H·dqk, d] (no q LoRA)
+  Param* kv_a_proj_ = nullptr;      // [rkv+dr, d]
+  Param* kv_a_layernorm_ = nullptr; // [rkv]
+  Param* kv_b_proj_ = nullptr;      // [H·(dn+dv), rkv]
+  Param* o_proj_ = nullptr;         // [d, H·dv]
+};
+
+// The latent norms use eps 1e-6 regardless of rms_norm_eps (spec §3.2, §12.17).
+inline constexpr float kLatentNormEps = 1e-6f;
+
+}  // namespace moe::model

@@ -1,0 +1,286 @@
+// Finite-difference gradient checks, FP32 mode, for every layer of the model (MLA with and without
+// q LoRA, SwiGLU, MoE with each router variant and the balance loss) and for the whole network
+// (embedding, norms, head, cross-entropy). Each layer's loss is Σ out ⊙ R for a fixed random R, so
+// d_out = R. Central differences in FP32 have noise ~1e-4, hence the mixed abs/rel tolerance.
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/attention.h"
+#include "model/mlp.h"
+#include "model/model.h"
+#include "model/moe.h"
+#include "model/rope.h"
+
+namespace moe::model {
+namespace {
+
+constexpr double kStep = 2e-3;
+
+std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+double Dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+// Randomises every parameter (norm weights around 1, biases small) so all paths matter.
+void Randomize(ParamStore& store, uint32_t seed) {
+  store.Initialize(seed, 0.2);
+  uint32_t k = seed;
+  store.ForEach([&](Param& p) {
+    if (p.kind == ParamKind::kNorm) {
+      auto r = RandomVector(p.numel(), ++k, 0.2f);
+      for (int64_t i = 0; i < p.numel(); ++i) p.master[i] = 1.0f + r[i];
+    } else if (p.kind == ParamKind::kBuffer) {
+      p.master = RandomVector(p.numel(), ++k, 0.05f);
+    }
+  });
+  store.RefreshWorking(false);
+  store.ZeroGrads();
+}
+
+// Compares analytic grads of every trainable tensor (and of `input`, if given) against central
+// differences of `loss` on `samples` elements per tensor: the largest-gradient ones and random ones.
+void CheckGradients(ParamStore& store, const std::function<double()>& loss,
+                    std::vector<float>* input = nullptr, const std::vector<float>* input_grad = nullptr,
+                    int samples = 6) {
+  int jumps = 0, checked = 0;
+  auto check = [&](const std::string& name, std::vector<float>& values, std::vector<float>* mirror,
+                   const std::vector<float>& grad) {
+    std::vector<int64_t> picks;
+    int64_t best = 0;
+    for (int64_t i = 0; i < static_cast<int64_t>(grad.size()); ++i) {
+      if (std::fabs(grad[i]) > std::fabs(grad[best])) best = i;
+    }
+    picks.push_back(best);
+    std::mt19937 gen(static_cast<uint32_t>(name.size() * 7919 + grad.size()));
+    for (int s = 1; s < samples; ++s) picks.push_back(gen() % grad.size());
+    double max_grad = 0;
+    for (float g : grad) max_grad = std::max(max_grad, static_cast<double>(std::fabs(g)));
+    for (int64_t i : picks) {
+      const float orig = values[i];
+      auto set = [&](float v) {
+        values[i] = v;
+        if (mirror) (*mirror)[i] = v;
+      };
+      const double center = loss();
+      set(orig + static_cast<float>(kStep));
+      const double up = loss();
+      set(orig - static_cast<float>(kStep));
+      const double down = loss();
+      set(orig);
+      const double tol_floor = 2e-3 * max_grad + 2e-4;
+      double fd = (up - down) / (2 * kStep);
+      // Routing is piecewise constant: if the step crossed a selection boundary on one side (the two
+      // one-sided slopes disagree wildly), use the slope of the smooth side.
+      const double fd_up = (up - center) / kStep, fd_down = (center - down) / kStep;
+      if (std::fabs(fd_up - fd_down) > 50 * tol_floor) {
+        fd = std::fabs(fd_up - grad[i]) < std::fabs(fd_down - grad[i]) ? fd_up : fd_down;
+        ++jumps;
+      }
+      EXPECT_NEAR(grad[i], fd, 2e-2 * std::fabs(fd) + tol_floor) << name << "[" << i << "]";
+    }
+  };
+  store.ForEach([&](Param& p) {
+    if (p.trainable()) check(p.name, p.working, &p.master, p.grad);
+    checked += samples;
+  });
+  if (input != nullptr) check("input", *input, nullptr, *input_grad);
+  // A handful of boundary crossings is expected; many would mean a real discontinuity (a bug).
+  EXPECT_LE(jumps, std::max(1, checked / 10));
+}
+
+struct TinyDims {
+  int64_t batch = 2, seq = 7, d = 16;
+};
+
+MlaDims SmallMla(int64_t q_lora_rank) {
+  MlaDims m;
+  m.d = 16;
+  m.heads = 3;
+  m.q_lora_rank = q_lora_rank;
+  m.kv_lora_rank = 6;
+  m.nope_dim = 5;  // odd head sizes on purpose
+  m.rope_dim = 4;
+  m.v_dim = 7;
+  m.softmax_scale = 0.3f;
+  return m;
+}
+
+void CheckAttention(int64_t q_lora_rank, bool yarn) {
+  kernels::CpuBackend ops(2);
+  LayerContext ctx{&ops, Numerics::kFp32};
+  config::ModelConfig mc;
+  mc.set_qk_rope_head_dim(4);
+  mc.set_rope_theta(10000);
+  if (yarn) {
+    auto* rs = mc.mutable_rope_scaling();
+    rs->set_type("yarn");
+    rs->set_factor(4);
+    rs->set_original_max_position_embeddings(4);
+    rs->set_mscale(0.8);
+    rs->set_mscale_all_dim(1.0);
+  }
+  const RopeTables rope = BuildRopeTables(mc, 16);
+  ParamStore store;
+  const MlaDims dims = SmallMla(q_lora_rank);
+  MlaAttention attn(store, "attn.", dims);
+  Randomize(store, 11);
+  TinyDims t;
+  const int64_t n = t.batch * t.seq;
+  std::vector<int32_t> pos(n);
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(i % t.seq);
+  std::vector<float> u = RandomVector(n * dims.d, 3, 1.0f);
+  const std::vector<float> r = RandomVector(n * dims.d, 4, 1.0f);
+  std::vector<float> out(n * dims.d), du(n * dims.d);
+  MlaAttention::Saved saved;
+  attn.Forward(ctx, rope, pos.data(), u.data(), t.batch, t.seq, out.data(), &saved);
+  attn.Backward(ctx, rope, pos.data(), u.data(), saved, r.data(), du.data());
+  auto loss = [&]() {
+    MlaAttention::Saved s;
+    attn.Forward(ctx, rope, pos.data(), u.data(), t.batch, t.seq, out.data(), &s);
+    return Dot(out, r);
+  };
+  CheckGradients(store, loss, &u, &du);
+}
+
+TEST(GradCheck, MlaAttentionWithQLora) { CheckAttention(8, false); }
+TEST(GradCheck, MlaAttentionWithQProjAndYarn) { CheckAttention(0, true); }
+
+TEST(GradCheck, SwiGluMlp) {
+  kernels::CpuBackend ops(2);
+  LayerContext ctx{&ops, Numerics::kFp32};
+  ParamStore store;
+  SwiGluMlp mlp(store, "mlp.", 16, 24);
+  Randomize(store, 5);
+  const int64_t n = 9;
+  std::vector<float> u = RandomVector(n * 16, 6, 1.0f);
+  const std::vector<float> r = RandomVector(n * 16, 7, 1.0f);
+  std::vector<float> out(n * 16), du(n * 16);
+  SwiGluMlp::Saved saved;
+  mlp.Forward(ctx, u.data(), n, out.data(), &saved);
+  mlp.Backward(ctx, u.data(), saved, r.data(), du.data(), false);
+  auto loss = [&]() {
+    SwiGluMlp::Saved s;
+    mlp.Forward(ctx, u.data(), n, out.data(), &s);
+    return Dot(out, r);
+  };
+  CheckGradients(store, loss, &u, &du);
+}
+
+struct MoeCase {
+  kernels::ScoringFunc scoring;
+  kernels::TopkMethod method;
+  bool norm;
+  int64_t top_k, n_group, topk_group;
+  float alpha;
+  bool seq_aux;
+  int64_t shared_inter;
+};
+
+void CheckMoe(const MoeCase& c) {
+  kernels::CpuBackend ops(2);
+  LayerContext ctx{&ops, Numerics::kFp32};
+  ParamStore store;
+  MoeDims dims;
+  dims.d = 16;
+  dims.expert_inter = 8;
+  dims.shared_inter = c.shared_inter;
+  dims.router.num_experts = 8;
+  dims.router.top_k = c.top_k;
+  dims.router.n_group = c.n_group;
+  dims.router.topk_group = c.topk_group;
+  dims.router.scoring = c.scoring;
+  dims.router.method = c.method;
+  dims.router.norm_topk_prob = c.norm;
+  dims.router.routed_scaling_factor = 2.5f;
+  dims.has_correction_bias = c.method == kernels::TopkMethod::kNoauxTc;
+  dims.aux_loss_alpha = c.alpha;
+  dims.seq_aux = c.seq_aux;
+  MoeLayer moe(store, "moe.", dims);
+  Randomize(store, 21);
+  const int64_t batch = 2, seq = 6, n = batch * seq;
+  std::vector<float> u = RandomVector(n * 16, 8, 1.0f);
+  const std::vector<float> r = RandomVector(n * 16, 9, 1.0f);
+  std::vector<float> out(n * 16), du(n * 16);
+  std::vector<int64_t> counts(8, 0);
+  MoeLayer::Saved saved;
+  moe.Forward(ctx, u.data(), batch, seq, out.data(), &saved, counts.data());
+  moe.Backward(ctx, u.data(), saved, r.data(), 1.0f, du.data());
+  int64_t total = 0;
+  for (int64_t v : counts) total += v;
+  EXPECT_EQ(total, n * c.top_k);
+  auto loss = [&]() {
+    MoeLayer::Saved s;
+    std::vector<int64_t> cnt(8, 0);
+    const double bal = moe.Forward(ctx, u.data(), batch, seq, out.data(), &s, cnt.data());
+    return Dot(out, r) + bal;
+  };
+  CheckGradients(store, loss, &u, &du);
+}
+
+TEST(GradCheck, MoeSigmoidNoauxTcGroupsBiasSharedAndSeqBalanceLoss) {
+  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 2, 2, 1, 0.3f, true, 16});
+}
+TEST(GradCheck, MoeSoftmaxGreedyNoNormBatchBalanceLoss) {
+  CheckMoe({kernels::ScoringFunc::kSoftmax, kernels::TopkMethod::kGreedy, false, 3, 1, 1, 0.2f, false, 0});
+}
+TEST(GradCheck, MoeGroupLimitedGreedy) {
+  CheckMoe({kernels::ScoringFunc::kSoftmax, kernels::TopkMethod::kGroupLimitedGreedy, false, 2, 4, 2, 0.0f,
+            true, 8});
+}
+TEST(GradCheck, MoeTopOneNormalised) {
+  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 1, 1, 1, 0.0f, true, 8});
+}
+
+TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
+  config::ModelConfig mc;
+  mc.set_vocab_size(32);
+  mc.set_hidden_size(16);
+  mc.set_intermediate_size(24);
+  mc.set_moe_intermediate_size(8);
+  mc.set_num_hidden_layers(2);
+  mc.set_first_k_dense_replace(1);
+  mc.set_num_attention_heads(2);
+  mc.set_q_lora_rank(8);
+  mc.set_kv_lora_rank(6);
+  mc.set_qk_nope_head_dim(4);
+  mc.set_qk_rope_head_dim(4);
+  mc.set_v_head_dim(6);
+  mc.set_n_routed_experts(4);
+  mc.set_num_experts_per_tok(2);
+  mc.set_n_shared_experts(1);
+  mc.set_routed_scaling_factor(2.5);
+  mc.set_aux_loss_alpha(0.1);
+  kernels::CpuBackend ops(2);
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 8);
+  Randomize(net.params(), 31);
+  const int64_t batch = 2, seq = 5;
+  std::vector<int32_t> ids(batch * seq), targets(batch * seq);
+  for (int64_t i = 0; i < batch * seq; ++i) {
+    ids[i] = static_cast<int32_t>((i * 7 + 3) % 32);
+    targets[i] = static_cast<int32_t>((i * 5 + 1) % 32);
+  }
+  targets[3] = -1;  // an ignored position
+  net.Step(ids.data(), targets.data(), batch, seq, true, 1.0f);
+  auto loss = [&]() {
+    const LossStats s = net.Step(ids.data(), targets.data(), batch, seq, false, 1.0f);
+    return s.ce_loss() + s.balance_loss;
+  };
+  CheckGradients(net.params(), loss, nullptr, nullptr, 4);
+}
+
+}  // namespace
+}  // namespace moe::model

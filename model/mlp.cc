@@ -1,0 +1,43 @@
+#include "model/mlp.h"
+
+#include "model/linear.h"
+
+namespace moe::model {
+
+SwiGluMlp::SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, int64_t inter) {
+  gate_ = store.Add(prefix + "gate_proj.weight", {inter, d}, ParamKind::kMatrix);
+  up_ = store.Add(prefix + "up_proj.weight", {inter, d}, ParamKind::kMatrix);
+  down_ = store.Add(prefix + "down_proj.weight", {d, inter}, ParamKind::kMatrix);
+}
+
+void SwiGluMlp::Forward(const LayerContext& ctx, const float* u, int64_t n, float* y,
+                        Saved* s) const {
+  kernels::Backend& ops = *ctx.ops;
+  const int64_t inter = gate_->shape[0];
+  s->n = n;
+  s->a.resize(n * inter);
+  s->c.resize(n * inter);
+  s->m.resize(n * inter);
+  LinearForward(ops, *gate_, u, n, s->a.data());
+  LinearForward(ops, *up_, u, n, s->c.data());
+  ctx.Store(s->a.data(), n * inter);
+  ctx.Store(s->c.data(), n * inter);
+  ops.SwigluForward(s->a.data(), s->c.data(), s->m.data(), n * inter);
+  ctx.Store(s->m.data(), n * inter);
+  LinearForward(ops, *down_, s->m.data(), n, y);
+  ctx.Store(y, n * down_->shape[0]);
+}
+
+void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s, const float* d_y,
+                         float* d_u, bool accumulate_du) {
+  kernels::Backend& ops = *ctx.ops;
+  const int64_t n = s.n, inter = gate_->shape[0];
+  std::vector<float> dm(n * inter), da(n * inter), dc(n * inter);
+  LinearBackward(ops, *down_, s.m.data(), d_y, n, dm.data(), GradMode::kWrite);
+  ops.SwigluBackward(s.a.data(), s.c.data(), dm.data(), da.data(), dc.data(), n * inter);
+  LinearBackward(ops, *gate_, u, da.data(), n, d_u,
+                 accumulate_du ? GradMode::kAccumulate : GradMode::kWrite);
+  LinearBackward(ops, *up_, u, dc.data(), n, d_u, GradMode::kAccumulate);
+}
+
+}  // namespace moe::model

@@ -1,0 +1,36 @@
+// SwiGLU feed-forward (spec §3.6, backward §9.2), used for dense layers and the shared experts:
+//   a = u gate_projᵀ [n, I],  c = u up_projᵀ [n, I],  m = silu(a) ⊙ c [n, I],  y = m down_projᵀ [n, d]
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/layer_context.h"
+#include "model/params.h"
+
+namespace moe::model {
+
+class SwiGluMlp {
+ public:
+  struct Saved {
+    int64_t n = 0;
+    std::vector<float> a, c, m;  // [n, I] each
+  };
+
+  // Registers `<prefix>gate_proj.weight`, `up_proj.weight` [inter, d] and `down_proj.weight` [d, inter].
+  SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, int64_t inter);
+
+  // y [n, d] written.
+  void Forward(const LayerContext& ctx, const float* u, int64_t n, float* y, Saved* saved) const;
+  // d_u [n, d] written or accumulated per `mode`.
+  void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_y,
+                float* d_u, bool accumulate_du);
+
+ private:
+  Param* gate_ = nullptr;
+  Param* up_ = nullptr;
+  Param* down_ = nullptr;
+};
+
+}  // namespace moe::model

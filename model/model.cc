@@ -1,0 +1,216 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "model/linear.h"
+
+namespace moe::model {
+
+kernels::RouterParams RouterParamsFrom(const config::ModelConfig& m) {
+  kernels::RouterParams p;
+  p.num_experts = m.n_routed_experts();
+  p.top_k = m.num_experts_per_tok();
+  p.n_group = m.n_group();
+  p.topk_group = m.topk_group();
+  p.scoring = m.scoring_func() == "softmax" ? kernels::ScoringFunc::kSoftmax
+                                            : kernels::ScoringFunc::kSigmoid;
+  if (m.topk_method() == "greedy") {
+    p.method = kernels::TopkMethod::kGreedy;
+  } else if (m.topk_method() == "group_limited_greedy") {
+    p.method = kernels::TopkMethod::kGroupLimitedGreedy;
+  } else {
+    p.method = kernels::TopkMethod::kNoauxTc;
+  }
+  p.norm_topk_prob = m.norm_topk_prob();
+  p.routed_scaling_factor = static_cast<float>(m.routed_scaling_factor());
+  return p;
+}
+
+// One pre-norm decoder block: h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)).
+struct DeepseekV3Model::Layer {
+  Param* input_norm = nullptr;  // [d]
+  Param* post_norm = nullptr;   // [d]
+  std::unique_ptr<MlaAttention> attn;
+  std::unique_ptr<SwiGluMlp> mlp;  // dense layers
+  std::unique_ptr<MoeLayer> moe;   // MoE layers
+  int64_t moe_slot = -1;           // index into expert_counts_
+
+  // Saved activations of the last forward.
+  std::vector<float> h_in;       // [n, d] block input
+  std::vector<float> x1, rstd1;  // normed input to attention [n, d], [n]
+  std::vector<float> h_mid;      // [n, d] after the attention residual
+  std::vector<float> x2, rstd2;  // normed input to the FFN
+  MlaAttention::Saved attn_saved;
+  SwiGluMlp::Saved mlp_saved;
+  MoeLayer::Saved moe_saved;
+};
+
+DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numerics,
+                                 kernels::Backend* ops, int64_t max_positions)
+    : cfg_(cfg) {
+  ctx_.ops = ops;
+  ctx_.numerics = numerics;
+  const int64_t d = cfg.hidden_size(), vocab = cfg.vocab_size();
+  rope_ = BuildRopeTables(cfg, max_positions);
+
+  embed_ = params_.Add("model.embed_tokens.weight", {vocab, d}, ParamKind::kMatrix);
+  MlaDims mla;
+  mla.d = d;
+  mla.heads = cfg.num_attention_heads();
+  mla.q_lora_rank = cfg.has_q_lora_rank() ? cfg.q_lora_rank() : 0;
+  mla.kv_lora_rank = cfg.kv_lora_rank();
+  mla.nope_dim = cfg.qk_nope_head_dim();
+  mla.rope_dim = cfg.qk_rope_head_dim();
+  mla.v_dim = cfg.v_head_dim();
+  mla.softmax_scale = static_cast<float>(SoftmaxScale(cfg));
+
+  for (int64_t l = 0; l < cfg.num_hidden_layers(); ++l) {
+    const std::string prefix = absl::StrCat("model.layers.", l, ".");
+    auto layer = std::make_unique<Layer>();
+    layer->input_norm = params_.Add(prefix + "input_layernorm.weight", {d}, ParamKind::kNorm);
+    layer->attn = std::make_unique<MlaAttention>(params_, prefix + "self_attn.", mla);
+    layer->post_norm = params_.Add(prefix + "post_attention_layernorm.weight", {d}, ParamKind::kNorm);
+    if (IsMoeLayer(cfg, l)) {
+      MoeDims md;
+      md.d = d;
+      md.expert_inter = cfg.moe_intermediate_size();
+      md.shared_inter = cfg.n_shared_experts() * cfg.moe_intermediate_size();
+      md.router = RouterParamsFrom(cfg);
+      md.has_correction_bias = cfg.topk_method() == "noaux_tc";
+      md.aux_loss_alpha = static_cast<float>(cfg.aux_loss_alpha());
+      md.seq_aux = cfg.seq_aux();
+      layer->moe = std::make_unique<MoeLayer>(params_, prefix + "mlp.", md);
+      layer->moe_slot = static_cast<int64_t>(moe_layer_index_.size());
+      moe_layer_index_.push_back(l);
+      expert_counts_.emplace_back(cfg.n_routed_experts(), 0);
+    } else {
+      layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.", d, cfg.intermediate_size());
+    }
+    layers_.push_back(std::move(layer));
+  }
+  final_norm_ = params_.Add("model.norm.weight", {d}, ParamKind::kNorm);
+  lm_head_ = params_.Add("lm_head.weight", {vocab, d}, ParamKind::kMatrix);
+}
+
+DeepseekV3Model::~DeepseekV3Model() = default;
+
+void DeepseekV3Model::ResetExpertCounts() {
+  for (auto& c : expert_counts_) std::fill(c.begin(), c.end(), 0);
+}
+
+void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& layer = *layers_[i];
+    if (!layer.moe || layer.moe->correction_bias() == nullptr) continue;
+    const std::vector<int64_t>& c = expert_counts_[layer.moe_slot];
+    double mean = 0;
+    for (int64_t v : c) mean += static_cast<double>(v);
+    mean /= static_cast<double>(c.size());
+    Param* b = layer.moe->correction_bias();
+    for (size_t e = 0; e < c.size(); ++e) {
+      const double diff = mean - static_cast<double>(c[e]);
+      const double sign = diff > 0 ? 1.0 : (diff < 0 ? -1.0 : 0.0);
+      b->master[e] = static_cast<float>(b->master[e] + gamma * sign);
+      b->working[e] = b->master[e];
+    }
+  }
+}
+
+std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
+  std::vector<double> out;
+  for (const auto& c : expert_counts_) {
+    double sum = 0, mx = 0;
+    for (int64_t v : c) {
+      sum += static_cast<double>(v);
+      mx = std::max(mx, static_cast<double>(v));
+    }
+    out.push_back(sum > 0 ? mx / (sum / static_cast<double>(c.size())) : 0.0);
+  }
+  return out;
+}
+
+LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,
+                                int64_t seq, bool backward, float loss_scale) {
+  kernels::Backend& ops = *ctx_.ops;
+  const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
+  const float eps = static_cast<float>(cfg_.rms_norm_eps());
+  std::vector<int32_t> positions(n);
+  for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i % seq);
+
+  LossStats stats;
+  // ---- Forward ----
+  std::vector<float> h(n * d);
+  ops.EmbeddingForward(ids, n, embed_->working.data(), d, h.data());
+  std::vector<float> branch(n * d);
+  for (auto& lp : layers_) {
+    Layer& L = *lp;
+    L.h_in = h;
+    L.x1.resize(n * d);
+    L.rstd1.resize(n);
+    ops.RmsNormForward(h.data(), L.input_norm->working.data(), n, d, eps, ctx_.bf16(), L.x1.data(),
+                       L.rstd1.data());
+    ctx_.Store(L.x1.data(), n * d);
+    L.attn->Forward(ctx_, rope_, positions.data(), L.x1.data(), batch, seq, branch.data(),
+                    &L.attn_saved);
+    ops.Add(branch.data(), h.data(), n * d);
+    ctx_.Store(h.data(), n * d);
+    L.h_mid = h;
+    L.x2.resize(n * d);
+    L.rstd2.resize(n);
+    ops.RmsNormForward(h.data(), L.post_norm->working.data(), n, d, eps, ctx_.bf16(), L.x2.data(),
+                       L.rstd2.data());
+    ctx_.Store(L.x2.data(), n * d);
+    if (L.moe) {
+      stats.balance_loss += L.moe->Forward(ctx_, L.x2.data(), batch, seq, branch.data(), &L.moe_saved,
+                                           expert_counts_[L.moe_slot].data());
+    } else {
+      L.mlp->Forward(ctx_, L.x2.data(), n, branch.data(), &L.mlp_saved);
+    }
+    ops.Add(branch.data(), h.data(), n * d);
+    ctx_.Store(h.data(), n * d);
+  }
+  std::vector<float> hf(n * d), rstd_f(n);
+  ops.RmsNormForward(h.data(), final_norm_->working.data(), n, d, eps, ctx_.bf16(), hf.data(),
+                     rstd_f.data());
+  ctx_.Store(hf.data(), n * d);
+  std::vector<float> logits(n * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
+  LinearForward(ops, *lm_head_, hf.data(), n, logits.data());
+  for (int64_t i = 0; i < n; ++i) stats.tokens += targets[i] >= 0 ? 1 : 0;
+  const float ce_scale = stats.tokens > 0 ? loss_scale / static_cast<float>(stats.tokens) : 0.0f;
+  stats.ce_loss_sum = ops.CrossEntropy(logits.data(), targets, n, vocab, ce_scale,
+                                       backward ? logits.data() : nullptr);
+  if (!backward) return stats;
+
+  // ---- Backward (activation gradients written, parameter gradients accumulated) ----
+  std::vector<float>& d_logits = logits;
+  std::vector<float> d_hf(n * d);
+  LinearBackward(ops, *lm_head_, hf.data(), d_logits.data(), n, d_hf.data(), GradMode::kWrite);
+  std::vector<float> dh(n * d);  // gradient of the residual stream
+  ops.RmsNormBackward(h.data(), final_norm_->working.data(), rstd_f.data(), d_hf.data(), n, d, dh.data(),
+                      final_norm_->grad.data());
+  std::vector<float> d_branch_in(n * d), d_x(n * d);
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    Layer& L = **it;
+    // FFN half: h_out = h_mid + FFN(norm(h_mid)).
+    if (L.moe) {
+      L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh.data(), loss_scale, d_branch_in.data());
+    } else {
+      L.mlp->Backward(ctx_, L.x2.data(), L.mlp_saved, dh.data(), d_branch_in.data(), false);
+    }
+    ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(),
+                        d_branch_in.data(), n, d, d_x.data(), L.post_norm->grad.data());
+    ops.Add(d_x.data(), dh.data(), n * d);
+    // Attention half: h_mid = h_in + MLA(norm(h_in)).
+    L.attn->Backward(ctx_, rope_, positions.data(), L.x1.data(), L.attn_saved, dh.data(),
+                     d_branch_in.data());
+    ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(),
+                        d_branch_in.data(), n, d, d_x.data(), L.input_norm->grad.data());
+    ops.Add(d_x.data(), dh.data(), n * d);
+  }
+  ops.EmbeddingBackward(ids, n, dh.data(), d, embed_->grad.data());
+  return stats;
+}
+
+}  // namespace moe::model

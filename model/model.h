@@ -1,0 +1,80 @@
+// The DeepSeek-V3 model (spec §2): embedding, decoder layers (MLA + dense SwiGLU or MoE, pre-RMSNorm
+// residual blocks), final norm, LM head and the losses, with an explicit backward per layer.
+//
+// One call runs a micro-batch of B sequences of T tokens: ids, targets [B, T]. The hidden stream
+// h [n = B·T, d] is FP32 storage holding BF16 values in BF16 mode.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "configs/config.pb.h"
+#include "kernels/backend.h"
+#include "model/attention.h"
+#include "model/layer_context.h"
+#include "model/mlp.h"
+#include "model/model_stats.h"  // IsMoeLayer
+#include "model/moe.h"
+#include "model/params.h"
+#include "model/rope.h"
+
+namespace moe::model {
+
+struct LossStats {
+  double ce_loss_sum = 0;   // Σ over tokens of the cross-entropy (main model)
+  int64_t tokens = 0;       // tokens with a target
+  double balance_loss = 0;  // Σ over MoE layers of this micro-batch's balance loss
+  double ce_loss() const { return tokens ? ce_loss_sum / tokens : 0.0; }
+};
+
+class DeepseekV3Model {
+ public:
+  // Builds the parameters (not initialised: call params().Initialize or load weights).
+  // `max_positions` sizes the RoPE tables. MTP layers are not built (refused by the trainer).
+  DeepseekV3Model(const config::ModelConfig& cfg, Numerics numerics, kernels::Backend* ops,
+                  int64_t max_positions);
+  ~DeepseekV3Model();
+
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  const config::ModelConfig& config() const { return cfg_; }
+  Numerics numerics() const { return ctx_.numerics; }
+
+  // Forward (and, if `backward`, backward accumulating parameter gradients) of one micro-batch.
+  // The gradient is that of loss_scale · (mean CE over this micro-batch + balance losses).
+  // Expert assignment counts are added to expert_counts().
+  LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
+                 bool backward, float loss_scale);
+
+  // Per MoE layer (in layer order): the layer index and its counts [E] since the last reset.
+  const std::vector<int64_t>& moe_layer_indices() const { return moe_layer_index_; }
+  std::vector<std::vector<int64_t>>& expert_counts() { return expert_counts_; }
+  void ResetExpertCounts();
+  // The aux-loss-free bias update (spec §5.3) from the current counts (already summed over every
+  // rank): b_i += γ · sign(mean(c) − c_i).
+  void UpdateCorrectionBiases(double gamma);
+  // max_i c_i / mean(c) for each MoE layer (spec §5.5).
+  std::vector<double> ExpertLoadMaxOverMean() const;
+
+ private:
+  struct Layer;
+
+  config::ModelConfig cfg_;
+  LayerContext ctx_;
+  ParamStore params_;
+  RopeTables rope_;
+  Param* embed_ = nullptr;       // [V, d]
+  Param* final_norm_ = nullptr;  // [d]
+  Param* lm_head_ = nullptr;     // [V, d]
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<int64_t> moe_layer_index_;
+  std::vector<std::vector<int64_t>> expert_counts_;
+};
+
+// Router settings from the model config.
+kernels::RouterParams RouterParamsFrom(const config::ModelConfig& m);
+
+}  // namespace moe::model

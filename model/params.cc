@@ -1,0 +1,119 @@
+#include "model/params.h"
+
+#include <cmath>
+
+#include "base/bf16.h"
+
+namespace moe::model {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// FNV-1a: a stable hash of the tensor name (std::hash is not stable across libraries).
+uint64_t NameHash(const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+double ToUnitOpen(uint64_t bits) {  // (0, 1)
+  return (static_cast<double>(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace
+
+int64_t Param::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+double SeededNormal(uint64_t seed, const std::string& name, int64_t index) {
+  const uint64_t key = SplitMix64(seed ^ SplitMix64(NameHash(name)));
+  const uint64_t r1 = SplitMix64(key ^ SplitMix64(2 * static_cast<uint64_t>(index)));
+  const uint64_t r2 = SplitMix64(key ^ SplitMix64(2 * static_cast<uint64_t>(index) + 1));
+  // Box-Muller, one sample per element.
+  return std::sqrt(-2.0 * std::log(ToUnitOpen(r1))) * std::cos(2.0 * M_PI * ToUnitOpen(r2));
+}
+
+Param* ParamStore::Add(const std::string& name, std::vector<int64_t> shape, ParamKind kind) {
+  auto p = std::make_unique<Param>();
+  p->name = name;
+  p->shape = std::move(shape);
+  p->kind = kind;
+  const int64_t n = p->numel();
+  p->master.assign(n, 0.0f);
+  p->working.assign(n, 0.0f);
+  if (p->trainable()) {
+    p->grad.assign(n, 0.0f);
+    p->adam_m.assign(n, 0.0f);
+    p->adam_v.assign(n, 0.0f);
+  }
+  Param* raw = p.get();
+  by_name_[name] = raw;
+  params_.push_back(std::move(p));
+  return raw;
+}
+
+Param* ParamStore::Find(const std::string& name) {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const Param* ParamStore::Find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+void ParamStore::ForEach(const std::function<void(Param&)>& fn) {
+  for (auto& p : params_) fn(*p);
+}
+
+void ParamStore::ForEach(const std::function<void(const Param&)>& fn) const {
+  for (const auto& p : params_) fn(*p);
+}
+
+void ParamStore::Initialize(uint64_t seed, double init_std) {
+  for (auto& p : params_) {
+    const int64_t n = p->numel();
+    switch (p->kind) {
+      case ParamKind::kMatrix:
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) {
+          p->master[i] = static_cast<float>(init_std * SeededNormal(seed, p->name, i));
+        }
+        break;
+      case ParamKind::kNorm:
+        std::fill(p->master.begin(), p->master.end(), 1.0f);
+        break;
+      case ParamKind::kBuffer:
+        std::fill(p->master.begin(), p->master.end(), 0.0f);
+        break;
+    }
+  }
+}
+
+void ParamStore::RefreshWorking(bool bf16) {
+  for (auto& p : params_) {
+    // Buffers (the correction bias) stay FP32 in both modes (spec §11).
+    const bool round = bf16 && p->trainable();
+    const int64_t n = p->numel();
+    for (int64_t i = 0; i < n; ++i) {
+      p->working[i] = round ? RoundToBf16(p->master[i]) : p->master[i];
+    }
+  }
+}
+
+void ParamStore::ZeroGrads() {
+  for (auto& p : params_) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+}
+
+}  // namespace moe::model

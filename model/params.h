@@ -1,0 +1,71 @@
+// Parameters of the model, by Hugging Face name. One visitor (ForEach) serves init, load, save,
+// gradient sync and the optimizer (gemma.cpp's ForEachTensor).
+//
+// Each trainable tensor has:
+//   master  FP32, the optimizer's copy (ZeRO-1 will shard it over DP; here the whole tensor)
+//   working what forward/backward read: BF16-rounded master in BF16 mode, equal to master in FP32 mode
+//   grad    FP32, accumulated over micro-batches (+=)
+//   adam_m, adam_v  FP32 moments
+// Buffers (e_score_correction_bias) have only `master` (== working) and are never touched by the
+// optimizer or weight decay.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace moe::model {
+
+enum class ParamKind {
+  kMatrix,  // >= 2 dims: Normal(0, initializer_range) init, weight decay
+  kNorm,    // RMSNorm weight: ones, no decay
+  kBuffer,  // not trained by gradients (correction bias): zeros
+};
+
+struct Param {
+  std::string name;            // Hugging Face name, e.g. "model.layers.3.mlp.gate.weight"
+  std::vector<int64_t> shape;  // global shape
+  ParamKind kind = ParamKind::kMatrix;
+  std::vector<float> master;
+  std::vector<float> working;
+  std::vector<float> grad;
+  std::vector<float> adam_m;
+  std::vector<float> adam_v;
+
+  int64_t numel() const;
+  bool trainable() const { return kind != ParamKind::kBuffer; }
+  bool decays() const { return kind == ParamKind::kMatrix; }
+};
+
+class ParamStore {
+ public:
+  // Registers a tensor; the returned pointer stays valid for the store's lifetime.
+  Param* Add(const std::string& name, std::vector<int64_t> shape, ParamKind kind);
+  Param* Find(const std::string& name);
+  const Param* Find(const std::string& name) const;
+
+  // In registration order (the model's natural order).
+  void ForEach(const std::function<void(Param&)>& fn);
+  void ForEach(const std::function<void(const Param&)>& fn) const;
+  int64_t size() const { return static_cast<int64_t>(params_.size()); }
+
+  // Seeded per global tensor name and element index, so any layout or shard starts from the same
+  // values: element i of tensor `name` is a function of (seed, name, i) only.
+  void Initialize(uint64_t seed, double init_std);
+  // working <- master (rounded to BF16 when bf16 is true).
+  void RefreshWorking(bool bf16);
+  void ZeroGrads();
+
+ private:
+  std::vector<std::unique_ptr<Param>> params_;
+  absl::flat_hash_map<std::string, Param*> by_name_;
+};
+
+// Counter-based N(0,1) sample for (seed, name, index): layout-independent initialisation.
+double SeededNormal(uint64_t seed, const std::string& name, int64_t index);
+
+}  // namespace moe::model

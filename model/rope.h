@@ -1,0 +1,38 @@
+// RoPE frequencies with optional scaling (none / linear / YaRN, spec §4.4) and the MLA softmax scale
+// (spec §3.4). Angles are computed in FP64 before cos/sin (spec §4.1); YaRN's attention factor `a` is
+// folded into the tables so the kernels only rotate.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "configs/config.pb.h"
+
+namespace moe::model {
+
+enum class RopeScalingType { kNone, kLinear, kYarn };
+
+RopeScalingType ScalingTypeOf(const config::ModelConfig& m);
+
+// θ'_i for i = 0 .. qk_rope_head_dim/2 - 1.
+std::vector<double> RopeInverseFrequencies(const config::ModelConfig& m);
+
+// YaRN's `m(s, c)`: 1 if s <= 1 else 0.1 c ln(s) + 1.
+double YarnMscale(double factor, double c);
+
+// The factor `a` multiplying cos/sin (1 unless YaRN).
+double RopeAttentionFactor(const config::ModelConfig& m);
+
+// dqk^{-1/2}, times m(s, mscale_all_dim)^2 when rope_scaling carries a non-zero mscale_all_dim.
+double SoftmaxScale(const config::ModelConfig& m);
+
+struct RopeTables {
+  int64_t max_positions = 0;
+  int64_t half_dim = 0;
+  std::vector<float> cos;  // [max_positions, half_dim], times the attention factor
+  std::vector<float> sin;  // [max_positions, half_dim], times the attention factor
+};
+
+RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions);
+
+}  // namespace moe::model

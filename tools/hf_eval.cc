@@ -1,0 +1,103 @@
+// hf_eval: loss and gradient norms of a Hugging Face DeepseekV3 directory on one batch, for
+// cross-checking this implementation against others (issue: the model contract).
+//
+//   hf_eval --model=DIR --tokens=FILE --seq_len=T --batch=B [--precision=fp32|bf16]
+//
+// The batch is the first B·T+1 uint32 little-endian tokens of FILE laid out as spec §6.1
+// (x[b,t] = z[bT+t], y[b,t] = z[bT+t+1]). Prints one JSON object: "loss" (mean next-token CE of the
+// main model; balance loss and MTP excluded), "grad_norm" (global L2 norm of d loss / d params) and
+// "grad_norms" (per trainable tensor by HF name; the correction bias is a buffer and not included).
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/status.h"
+#include "configs/config_loader.h"
+#include "data/token_file.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/hf/hf_checkpoint.h"
+#include "model/hf_weights.h"
+#include "model/model.h"
+#include "trainer/optimizer.h"
+
+ABSL_FLAG(std::string, model, "", "Hugging Face model directory (config.json + safetensors)");
+ABSL_FLAG(std::string, tokens, "", "file of uint32 little-endian token ids");
+ABSL_FLAG(int64_t, seq_len, 0, "tokens per sequence T");
+ABSL_FLAG(int64_t, batch, 1, "sequences B");
+ABSL_FLAG(std::string, precision, "fp32", "fp32 or bf16");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads (0: all cores)");
+
+namespace moe {
+namespace {
+
+absl::Status Run() {
+  const std::string dir = absl::GetFlag(FLAGS_model);
+  const int64_t seq = absl::GetFlag(FLAGS_seq_len), batch = absl::GetFlag(FLAGS_batch);
+  const std::string precision = absl::GetFlag(FLAGS_precision);
+  if (dir.empty()) return absl::InvalidArgumentError("--model is required");
+  if (seq <= 0 || batch <= 0) return absl::InvalidArgumentError("--seq_len and --batch must be > 0");
+  if (precision != "fp32" && precision != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat("--precision must be fp32 or bf16, got '", precision, "'"));
+  }
+  const bool bf16 = precision == "bf16";
+
+  ASSIGN_OR_RETURN(hf::HfTensorSource source, hf::HfTensorSource::Open(dir));
+  ASSIGN_OR_RETURN(std::string config_text, source.ReadConfigJson());
+  ASSIGN_OR_RETURN(config::ModelConfig cfg,
+                   config::ModelConfigFromHfJson(config_text, dir + "/config.json"));
+  if (cfg.num_nextn_predict_layers() > 0) {
+    std::fprintf(stderr, "warning: %lld multi-token-prediction layer(s) skipped (main loss only)\n",
+                 static_cast<long long>(cfg.num_nextn_predict_layers()));
+  }
+  cfg.set_aux_loss_alpha(0.0);  // the gradient is that of the main loss alone
+
+  ASSIGN_OR_RETURN(data::Batch b, data::ReadBatchFromTokenFile(absl::GetFlag(FLAGS_tokens), batch, seq));
+  for (int32_t id : b.inputs) {
+    if (id >= cfg.vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " in ", absl::GetFlag(FLAGS_tokens),
+                                                     " is >= vocab_size ", cfg.vocab_size()));
+    }
+  }
+
+  kernels::CpuBackend ops(absl::GetFlag(FLAGS_threads));
+  model::DeepseekV3Model net(cfg, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops,
+                             std::max<int64_t>(seq, 1));
+  std::vector<std::string> warnings;
+  RETURN_IF_ERROR(model::LoadHfWeights(source, bf16, &net.params(), &warnings));
+  for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+
+  net.params().ZeroGrads();
+  const model::LossStats stats =
+      net.Step(b.inputs.data(), b.targets.data(), batch, seq, /*backward=*/true, 1.0f);
+
+  std::string json = absl::StrFormat("{\"loss\": %.17g, \"grad_norm\": %.17g, \"grad_norms\": {",
+                                     stats.ce_loss(), trainer::GlobalGradNorm(ops, net.params()));
+  bool first = true;
+  net.params().ForEach([&](const model::Param& p) {
+    if (!p.trainable()) return;
+    absl::StrAppendFormat(&json, "%s\"%s\": %.17g", first ? "" : ", ", p.name,
+                          std::sqrt(ops.SumSquares(p.grad.data(), p.numel())));
+    first = false;
+  });
+  json += "}}";
+  std::printf("%s\n", json.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status status = moe::Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "hf_eval: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

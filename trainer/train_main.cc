@@ -1,0 +1,62 @@
+// train: the trainer's command line.
+//
+//   mpirun -np N bazel-bin/trainer/train --config=configs/X.textproto [--set key=value ...] [--dry_run]
+//
+// --set takes a dotted path into config.proto (repeatable); --dry_run validates the config and prints
+// one JSON object (parameter counts, FLOPs per token, memory per rank) without training.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "configs/config_loader.h"
+#include "model/model_stats.h"
+#include "parallel/mpi_world.h"
+#include "trainer/trainer.h"
+
+ABSL_FLAG(std::string, config, "", "path to a TrainConfig text proto (configs/*.textproto)");
+ABSL_FLAG(std::vector<std::string>, set, {},
+          "config override as dotted.path=value; repeat the flag for several");
+ABSL_FLAG(bool, dry_run, false, "validate the config, print counts/FLOPs/memory as JSON, and exit");
+
+int main(int argc, char** argv) {
+  // absl's vector<string> flag splits on commas; collect repeated --set flags ourselves first.
+  std::vector<std::string> overrides;
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--set=", 0) == 0) {
+      overrides.push_back(a.substr(6));
+    } else if (a == "--set" && i + 1 < argc) {
+      overrides.push_back(argv[++i]);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  char** rest_argv = rest.data();
+  absl::ParseCommandLine(rest_argc, rest_argv);
+
+  auto world = moe::parallel::MpiWorld::Init(&rest_argc, &rest_argv);
+  if (!world.ok()) {
+    std::fprintf(stderr, "train: %s\n", std::string(world.status().message()).c_str());
+    return 1;
+  }
+  auto fail = [&](const absl::Status& s) {
+    std::fprintf(stderr, "train: rank %d: %s\n", world->rank(), std::string(s.message()).c_str());
+    if (world->size() > 1) world->Abort(1);
+    return 1;
+  };
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) return fail(absl::InvalidArgumentError("--config is required"));
+  auto cfg = moe::config::ResolveTrainConfig(path, overrides);
+  if (!cfg.ok()) return fail(cfg.status());
+  if (absl::GetFlag(FLAGS_dry_run)) {
+    if (world->rank() == 0) std::printf("%s\n", moe::model::DryRunJson(*cfg).c_str());
+    return 0;
+  }
+  const absl::Status status = moe::trainer::Train(*cfg, *world);
+  if (!status.ok()) return fail(status);
+  return 0;
+}
