@@ -385,11 +385,14 @@ TEST(Validation, ModelConfigMessagesUseModelPrefix) {
 
 TEST(Validation, ShippedLayoutsRespectTheRules) {
   const TrainConfig v3 = LoadOrDie("configs/deepseek_v3_671b.textproto");
-  EXPECT_EQ(v3.parallel().dp() * v3.parallel().tp(), 64);
-  EXPECT_EQ(v3.parallel().ep(), 64);
+  EXPECT_EQ(v3.parallel().dp() * v3.parallel().tp(), 256);
+  EXPECT_EQ(v3.parallel().ep(), 256);
   TrainConfig bad = v3;
-  bad.mutable_parallel()->set_ep(128);  // 128 does not divide a world of 64
-  EXPECT_THAT(std::string(ValidateTrainConfig(bad).message()), HasSubstr("parallel.ep (128)"));
+  bad.mutable_parallel()->set_dp(8);  // a world of 64 cannot hold EP 256
+  EXPECT_THAT(std::string(ValidateTrainConfig(bad).message()),
+              HasSubstr("parallel.ep (256) does not divide the world size parallel.dp * parallel.tp (8 * 8 = 64)"));
+  bad.mutable_parallel()->set_ep(64);
+  EXPECT_TRUE(ValidateTrainConfig(bad).ok()) << ValidateTrainConfig(bad);
 }
 
 // ---------------------------------------------------------------------------------------------

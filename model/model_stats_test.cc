@@ -147,14 +147,25 @@ TEST(EstimateMemoryPerRank, V3LayoutShardsExpertsTensorsAndOptimizer) {
   const TrainConfig cfg = Load("deepseek_v3_671b");
   const ParamCounts c = CountParameters(cfg.model());
   const MemoryEstimate e = EstimateMemoryPerRank(cfg);
+  ASSERT_EQ(cfg.parallel().dp(), 32);
+  ASSERT_EQ(cfg.parallel().tp(), 8);
+  ASSERT_EQ(cfg.parallel().ep(), 256);
   const double dense_held = c.replicated + c.tp_split / 8.0;
-  const double experts_held = c.routed_experts / 64.0;
+  const double experts_held = c.routed_experts / 256.0;
   EXPECT_DOUBLE_EQ(e.weights_bytes, 2 * (dense_held + experts_held));
   EXPECT_DOUBLE_EQ(e.grads_bytes, 4 * (dense_held + experts_held));
-  // ZeRO-1: non-expert state over DP (8), expert state over the expert-data-parallel group (64 / 64 = 1).
-  EXPECT_DOUBLE_EQ(e.optimizer_bytes, 12 * (dense_held / 8 + experts_held / 1));
-  EXPECT_GT(e.weights_bytes, 2 * 10e9);  // ~10.4B expert parameters per rank alone
-  EXPECT_LT(e.weights_bytes, 2 * 30e9);
+  // ZeRO-1: non-expert state over DP (32), expert state over the expert-data-parallel group (256 / 256 = 1).
+  EXPECT_DOUBLE_EQ(e.optimizer_bytes, 12 * (dense_held / 32 + experts_held / 1));
+  // One expert per MoE layer per rank: 59 MoE layers (58 + MTP) * 3 * 2048 * 7168 = 2.6B parameters.
+  EXPECT_DOUBLE_EQ(experts_held, 59.0 * 3 * 2048 * 7168);
+  EXPECT_LT(e.total_bytes, 141e9);  // the shipped layout fits an H200 by this estimate
+  // 64 ranks with 4 experts each would not: every rank then holds 4x the expert weights and their state.
+  TrainConfig small_world = cfg;
+  small_world.mutable_parallel()->set_dp(8);
+  small_world.mutable_parallel()->set_ep(64);
+  const MemoryEstimate e64 = EstimateMemoryPerRank(small_world);
+  EXPECT_DOUBLE_EQ(e64.optimizer_bytes, 12 * (dense_held / 8 + c.routed_experts / 64.0));
+  EXPECT_GT(e64.total_bytes, 200e9);
 }
 
 TEST(EstimateMemoryPerRank, TinyActivationsFollowTheDocumentedFormula) {
@@ -192,10 +203,10 @@ TEST(DryRunJson, IsOneValidObjectWithTheKeys) {
               TrainingFlopsPerToken(cfg.model(), 4096, true), 1.0);
   EXPECT_EQ(f.at("seq_len").number_value(), 4096);
   const auto& layout = f.at("layout").struct_value().fields();
-  EXPECT_EQ(layout.at("dp").number_value(), 8);
+  EXPECT_EQ(layout.at("dp").number_value(), 32);
   EXPECT_EQ(layout.at("tp").number_value(), 8);
-  EXPECT_EQ(layout.at("ep").number_value(), 64);
-  EXPECT_EQ(layout.at("world").number_value(), 64);
+  EXPECT_EQ(layout.at("ep").number_value(), 256);
+  EXPECT_EQ(layout.at("world").number_value(), 256);
   const auto& mem = f.at("memory_per_rank_bytes").struct_value().fields();
   const MemoryEstimate e = EstimateMemoryPerRank(cfg);
   for (const char* key : {"weights", "grads", "optimizer", "activations", "total"}) {

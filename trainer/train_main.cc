@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
     }
   }
   int rest_argc = static_cast<int>(rest.size());
+  rest.push_back(nullptr);  // argv[argc] == NULL, which MPI_Init relies on
   char** rest_argv = rest.data();
   absl::ParseCommandLine(rest_argc, rest_argv);
 

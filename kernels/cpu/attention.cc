@@ -5,7 +5,8 @@
 //   dS = P (dP - Delta),  dq = scale dS K,  dk = scale dS^T Q,  dv = P^T dO.
 // Tile products are single-threaded cblas_sgemm calls straight on the strided [B,T,H,d] rows; the
 // parallelism is over tasks (forward: batch x head x query tile; backward: batch x head). Each task
-// owns whole output rows and accumulates in a fixed order, so results do not depend on the schedule.
+// owns whole output rows and accumulates in a fixed order, so results do not depend on the
+// schedule.
 #include <cblas.h>
 
 #include <algorithm>
@@ -23,15 +24,18 @@ constexpr int64_t kBlock = 64;  // query and key tile size
 
 // Row-major C[m,n] = alpha op(A) op(B) + beta C (sizes here are tile-sized, far below INT_MAX; the
 // leading dimensions are H * d).
-void Sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void Sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
 }
 
 // Number of keys of tile j0 (size nk) visible to query t under the causal mask.
-inline int64_t Visible(int64_t t, int64_t j0, int64_t nk) { return std::clamp<int64_t>(t - j0 + 1, 0, nk); }
+inline int64_t Visible(int64_t t, int64_t j0, int64_t nk) {
+  return std::clamp<int64_t>(t - j0 + 1, 0, nk);
+}
 
 // Pointers to row t of one (batch, head) slice of the [B,T,H,dim] tensors.
 struct HeadSlice {
@@ -46,15 +50,15 @@ HeadSlice Slice(const AttentionShape& s, int64_t b, int64_t h, int64_t dim) {
 // Runs body with OpenBLAS single-threaded (the callers parallelise over tasks), then restores it.
 template <typename Body>
 void WithSingleThreadedBlas(int threads, Body body) {
-  if (threads > 1) openblas_set_num_threads(1);
+  cpu_internal::UseBlasThreads(1);
   body();
-  if (threads > 1) openblas_set_num_threads(threads);
+  cpu_internal::UseBlasThreads(threads);
 }
 
 }  // namespace
 
-void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k, const float* v,
-                                  float* out, float* lse) {
+void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
+                                  const float* v, float* out, float* lse) {
   const int64_t T = s.seq, dqk = s.qk_dim, dv = s.v_dim;
   MOE_CPU_CHECK(T >= 0 && dqk > 0 && dv > 0, "attention shape");
   const int64_t num_qt = (T + kBlock - 1) / kBlock;
@@ -81,8 +85,8 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
         for (int64_t j0 = 0; j0 < i0 + nq; j0 += kBlock) {
           const int64_t nk = std::min(kBlock, T - j0);
           // sc = scale q k^T  [nq, nk]
-          Sgemm(false, true, nq, nk, dqk, s.scale, q + qs.Row(i0), qs.stride, k + qs.Row(j0), qs.stride, 0.0f,
-                sc.data(), kBlock);
+          Sgemm(false, true, nq, nk, dqk, s.scale, q + qs.Row(i0), qs.stride, k + qs.Row(j0),
+                qs.stride, 0.0f, sc.data(), kBlock);
           for (int64_t i = 0; i < nq; ++i) {
             float* row = sc.data() + i * kBlock;
             const int64_t nvis = Visible(i0 + i, j0, nk);
@@ -104,8 +108,8 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
             mx[i] = m_new;
           }
           // o += P v  [nq, dv]
-          Sgemm(false, false, nq, dv, nk, 1.0f, sc.data(), kBlock, v + vs.Row(j0), vs.stride, 1.0f, o,
-                vs.stride);
+          Sgemm(false, false, nq, dv, nk, 1.0f, sc.data(), kBlock, v + vs.Row(j0), vs.stride, 1.0f,
+                o, vs.stride);
         }
 
         for (int64_t i = 0; i < nq; ++i) {
@@ -152,11 +156,11 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
           for (int64_t j0 = 0; j0 < i0 + nq; j0 += kBlock) {
             const int64_t nk = std::min(kBlock, T - j0);
             // p = scale q k^T (the forward's exact call), then P = exp(p - lse).
-            Sgemm(false, true, nq, nk, dqk, s.scale, q + qs.Row(i0), qs.stride, k + qs.Row(j0), qs.stride,
-                  0.0f, p.data(), kBlock);
+            Sgemm(false, true, nq, nk, dqk, s.scale, q + qs.Row(i0), qs.stride, k + qs.Row(j0),
+                  qs.stride, 0.0f, p.data(), kBlock);
             // ds = dO v^T, then dS * scale = scale P (dP - Delta).
-            Sgemm(false, true, nq, nk, dvd, 1.0f, d_out + vs.Row(i0), vs.stride, v + vs.Row(j0), vs.stride,
-                  0.0f, ds.data(), kBlock);
+            Sgemm(false, true, nq, nk, dvd, 1.0f, d_out + vs.Row(i0), vs.stride, v + vs.Row(j0),
+                  vs.stride, 0.0f, ds.data(), kBlock);
             for (int64_t i = 0; i < nq; ++i) {
               const int64_t nvis = Visible(i0 + i, j0, nk);
               const float l = lse_h[i0 + i], dl = delta[i0 + i];
@@ -170,12 +174,12 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
               std::fill(dr + nvis, dr + nk, 0.0f);
             }
             // dq += dS K;  dk += dS^T Q;  dv += P^T dO.
-            Sgemm(false, false, nq, dqk, nk, 1.0f, ds.data(), kBlock, k + qs.Row(j0), qs.stride, 1.0f,
-                  dq + qs.Row(i0), qs.stride);
-            Sgemm(true, false, nk, dqk, nq, 1.0f, ds.data(), kBlock, q + qs.Row(i0), qs.stride, 1.0f,
-                  dk + qs.Row(j0), qs.stride);
-            Sgemm(true, false, nk, dvd, nq, 1.0f, p.data(), kBlock, d_out + vs.Row(i0), vs.stride, 1.0f,
-                  dv + vs.Row(j0), vs.stride);
+            Sgemm(false, false, nq, dqk, nk, 1.0f, ds.data(), kBlock, k + qs.Row(j0), qs.stride,
+                  1.0f, dq + qs.Row(i0), qs.stride);
+            Sgemm(true, false, nk, dqk, nq, 1.0f, ds.data(), kBlock, q + qs.Row(i0), qs.stride,
+                  1.0f, dk + qs.Row(j0), qs.stride);
+            Sgemm(true, false, nk, dvd, nq, 1.0f, p.data(), kBlock, d_out + vs.Row(i0), vs.stride,
+                  1.0f, dv + vs.Row(j0), vs.stride);
           }
         }
       }

@@ -1,5 +1,6 @@
-// Causal attention: blockwise forward against a naive O(T^2) FP64 reference (out and lse), backward by
-// finite differences with dqk != dv and T not a multiple of the 64-wide tile, thread-count independence.
+// Causal attention: blockwise forward against a naive O(T^2) FP64 reference (out and lse), backward
+// by finite differences with dqk != dv and T not a multiple of the 64-wide tile, thread-count
+// independence.
 #include <cmath>
 #include <vector>
 
@@ -24,7 +25,8 @@ struct Tensors {
 };
 
 // Naive reference in FP64: out [B,T,H,dv], lse [B,H,T].
-void Reference(const AttentionShape& s, const Tensors& x, std::vector<double>& out, std::vector<double>& lse) {
+void Reference(const AttentionShape& s, const Tensors& x, std::vector<double>& out,
+               std::vector<double>& lse) {
   const int64_t T = s.seq, H = s.heads, dqk = s.qk_dim, dv = s.v_dim;
   out.assign(s.batch * T * H * dv, 0.0);
   lse.assign(s.batch * H * T, 0.0);
@@ -36,7 +38,8 @@ void Reference(const AttentionShape& s, const Tensors& x, std::vector<double>& o
         for (int64_t j = 0; j <= t; ++j) {
           double dot = 0.0;
           for (int64_t d = 0; d < dqk; ++d) {
-            dot += static_cast<double>(x.q[((b * T + t) * H + h) * dqk + d]) * x.k[((b * T + j) * H + h) * dqk + d];
+            dot += static_cast<double>(x.q[((b * T + t) * H + h) * dqk + d]) *
+                   x.k[((b * T + j) * H + h) * dqk + d];
           }
           sc[j] = s.scale * dot;
           mx = std::max(mx, sc[j]);
@@ -68,8 +71,9 @@ AttentionShape Shape(int64_t b, int64_t t, int64_t h, int64_t dqk, int64_t dv) {
 
 TEST(Attention, ForwardMatchesNaiveReference) {
   CpuBackend be(2);
-  for (const AttentionShape& s : {Shape(2, 70, 3, 24, 16), Shape(1, 1, 2, 8, 8), Shape(1, 128, 1, 16, 16),
-                                  Shape(2, 200, 2, 40, 32), Shape(1, 63, 1, 8, 24)}) {
+  for (const AttentionShape& s :
+       {Shape(2, 70, 3, 24, 16), Shape(1, 1, 2, 8, 8), Shape(1, 128, 1, 16, 16),
+        Shape(2, 200, 2, 40, 32), Shape(1, 63, 1, 8, 24)}) {
     SCOPED_TRACE(::testing::Message() << "T=" << s.seq << " dqk=" << s.qk_dim << " dv=" << s.v_dim);
     Tensors x(s, 11);
     std::vector<float> out(s.batch * s.seq * s.heads * s.v_dim), lse(s.batch * s.heads * s.seq);
@@ -125,8 +129,8 @@ TEST(Attention, SameResultForAnyThreadCount) {
     std::vector<float> out(n_out), lse(s.batch * s.heads * s.seq);
     std::vector<float> dq(x.q.size()), dk(x.k.size()), dv(x.v.size());
     be.AttentionForward(s, x.q.data(), x.k.data(), x.v.data(), out.data(), lse.data());
-    be.AttentionBackward(s, x.q.data(), x.k.data(), x.v.data(), out.data(), lse.data(), d_out.data(),
-                         dq.data(), dk.data(), dv.data());
+    be.AttentionBackward(s, x.q.data(), x.k.data(), x.v.data(), out.data(), lse.data(),
+                         d_out.data(), dq.data(), dk.data(), dv.data());
     results.insert(results.end(), {out, lse, dq, dk, dv});
   }
   for (size_t i = 0; i < 5; ++i) EXPECT_EQ(results[i], results[i + 5]) << "tensor " << i;

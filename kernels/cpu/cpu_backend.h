@@ -3,8 +3,10 @@
 // determinism always: no result depends on thread scheduling (reductions run in a fixed order, and
 // scatters are partitioned by destination column, never raced).
 //
-// The implementation is split by op family (gemm.cc, elementwise.cc, norm.cc, rope.cc, attention.cc,
-// router.cc, loss.cc, optimizer.cc); the shapes and accumulation rules are those of backend.h.
+// A CpuBackend is meant to be driven by one thread at a time (OpenBLAS's thread count is process
+// state that calls adjust). The implementation is split by op family (gemm.cc, elementwise.cc,
+// norm.cc, rope.cc, attention.cc, router.cc, loss.cc, optimizer.cc); the shapes and accumulation
+// rules are those of backend.h.
 #pragma once
 
 #include <cstdint>
@@ -16,14 +18,14 @@ namespace moe::kernels {
 
 class CpuBackend final : public Backend {
  public:
-  // num_threads = 0 uses every core. Sets OpenBLAS's thread count; OpenMP loops use num_threads().
+  // num_threads = 0 uses every core. OpenMP loops and OpenBLAS both use num_threads().
   explicit CpuBackend(int num_threads = 0);
 
   int num_threads() const { return num_threads_; }
 
   void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) override;
-  void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems, float alpha,
-                   float beta) override;
+  void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
+                   float alpha, float beta) override;
 
   void RoundToBf16(float* x, int64_t n) override;
   void Add(const float* a, float* y, int64_t n) override;
@@ -62,7 +64,8 @@ class CpuBackend final : public Backend {
   double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
                       float grad_scale, float* d_logits) override;
 
-  void GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst) override;
+  void GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
+                  float* dst) override;
   void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                       int64_t dim, float* dst) override;
 

@@ -1,6 +1,9 @@
-// Private helpers shared by the CPU backend's .cc files: a programmer-error check, the size below
-// which a loop is not worth an OpenMP fork, and the deterministic column-partitioned scatter-add.
+// Private helpers shared by the CPU backend's .cc files: a programmer-error check, OpenBLAS thread
+// control, the size below which a loop is not worth an OpenMP fork, and the deterministic
+// column-partitioned scatter-add.
 #pragma once
+
+#include <cblas.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -10,13 +13,19 @@
 namespace moe::kernels::cpu_internal {
 
 // Aborts on a violated precondition (a bug in the caller, not a data error).
-#define MOE_CPU_CHECK(cond, msg)                                                         \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
+#define MOE_CPU_CHECK(cond, msg)                                                             \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       std::fprintf(stderr, "%s:%d: CHECK failed: %s: %s\n", __FILE__, __LINE__, #cond, msg); \
-      std::abort();                                                                      \
-    }                                                                                    \
+      std::abort();                                                                          \
+    }                                                                                        \
   } while (0)
+
+// OpenBLAS's thread count is process-wide state; each backend call sets the count it needs (a
+// cheap read when it already holds), so backends built with different counts do not interfere.
+inline void UseBlasThreads(int n) {
+  if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
+}
 
 // Elementwise loops shorter than this run on one thread (an OpenMP fork costs a few microseconds).
 inline constexpr int64_t kMinParallelElements = 1 << 15;
@@ -30,8 +39,8 @@ inline int64_t ColumnBlock(int64_t dim, int threads) {
 // dst[idx[i], :] += (scale ? scale[i] : 1) * src[i, :] for i = 0..n-1, src [n, dim].
 // Each thread owns a block of columns and walks the rows in order, so every element receives its
 // terms in index order: race-free for repeated idx and identical for any thread count.
-inline void ScatterAddByColumns(int threads, const float* src, const int32_t* idx, const float* scale,
-                                int64_t n, int64_t dim, float* dst) {
+inline void ScatterAddByColumns(int threads, const float* src, const int32_t* idx,
+                                const float* scale, int64_t n, int64_t dim, float* dst) {
   if (n <= 0 || dim <= 0) return;
   const int64_t block = ColumnBlock(dim, threads);
   const int64_t num_blocks = (dim + block - 1) / block;

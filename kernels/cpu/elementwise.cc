@@ -1,6 +1,6 @@
 // Elementwise ops (BF16 rounding, add, scale, sum of squares, SwiGLU) and row movement (embedding,
-// gather, scatter-add). Reductions use fixed-size chunks summed in order, so results do not depend on
-// the thread count.
+// gather, scatter-add). Reductions use fixed-size chunks summed in order, so results do not depend
+// on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -48,8 +48,10 @@ double CpuBackend::SumSquares(const float* x, int64_t n) {
 
 // ---- Rows. ----
 
-void CpuBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst) {
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n * dim >= kMinParallelElements)
+void CpuBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
+                            float* dst) {
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (n * dim >= kMinParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(dst + i * dim, src + static_cast<int64_t>(idx[i]) * dim, sizeof(float) * dim);
   }
@@ -80,8 +82,8 @@ void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t
   }
 }
 
-void CpuBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
-                                int64_t n) {
+void CpuBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da,
+                                float* dc, int64_t n) {
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     const float sig = 1.0f / (1.0f + std::exp(-a[i]));

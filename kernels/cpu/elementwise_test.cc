@@ -134,7 +134,8 @@ TEST(Rows, GatherAndScatterAreAdjoint) {
     return ProbeLoss(gathered.data(), probe);
   });
 
-  // Scaled scatter-add: d src_rows[i] = scale[i] * probe[idx[i]], d scale[i] = src_rows[i] . probe[idx[i]].
+  // Scaled scatter-add: d rows_in[i] = scale[i] * probe_dst[idx[i]],
+  //                     d scale[i] = rows_in[i] . probe_dst[idx[i]].
   auto rows_in = RandomVector(n * dim, 14);
   auto probe_dst = RandomVector(rows * dim, 15);
   std::vector<float> dst(rows * dim);

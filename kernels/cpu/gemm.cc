@@ -1,9 +1,10 @@
 // Gemm and GroupedGemm on OpenBLAS (row-major cblas_sgemm, FP32 accumulation).
 //
-// GroupedGemm (the routed experts: one problem per local expert, sizes set by the routing) splits the
-// work two ways: problems big enough to keep every core busy run one after another with OpenBLAS's own
-// threads; the rest run side by side, one OpenMP thread each with single-threaded OpenBLAS, largest
-// first. Each C is written by exactly one call, so the result does not depend on the schedule.
+// GroupedGemm (the routed experts: one problem per local expert, sizes set by the routing) splits
+// the work two ways: problems big enough to keep every core busy run one after another with
+// OpenBLAS's own threads; the rest run side by side, one OpenMP thread each with single-threaded
+// OpenBLAS, largest first. Each C is written by exactly one call, so the result does not depend on
+// the schedule.
 #include <cblas.h>
 
 #include <algorithm>
@@ -20,7 +21,8 @@ namespace {
 CBLAS_TRANSPOSE ToCblas(Transpose t) { return t == Transpose::kYes ? CblasTrans : CblasNoTrans; }
 
 blasint ToBlasInt(int64_t v) {
-  MOE_CPU_CHECK(v >= 0 && v <= INT_MAX, "GEMM dimension or leading dimension out of BLAS int range");
+  MOE_CPU_CHECK(v >= 0 && v <= INT_MAX,
+                "GEMM dimension or leading dimension out of BLAS int range");
   return static_cast<blasint>(v);
 }
 
@@ -39,18 +41,21 @@ void RunOne(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float
     }
     return;
   }
-  cblas_sgemm(CblasRowMajor, ToCblas(ta), ToCblas(tb), ToBlasInt(p.m), ToBlasInt(p.n), ToBlasInt(p.k),
-              alpha, p.a, ToBlasInt(p.lda), p.b, ToBlasInt(p.ldb), beta, p.c, ToBlasInt(p.ldc));
+  cblas_sgemm(CblasRowMajor, ToCblas(ta), ToCblas(tb), ToBlasInt(p.m), ToBlasInt(p.n),
+              ToBlasInt(p.k), alpha, p.a, ToBlasInt(p.lda), p.b, ToBlasInt(p.ldb), beta, p.c,
+              ToBlasInt(p.ldc));
 }
 
 double Work(const GemmProblem& p) {
   if (p.m <= 0 || p.n <= 0) return 0.0;
-  return static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(std::max<int64_t>(p.k, 1));
+  return static_cast<double>(p.m) * static_cast<double>(p.n) *
+         static_cast<double>(std::max<int64_t>(p.k, 1));
 }
 
 }  // namespace
 
 void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
+  cpu_internal::UseBlasThreads(num_threads_);
   RunOne(ta, tb, p, alpha, beta);
 }
 
@@ -74,16 +79,18 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
   if (num_threads_ == 1 || order.size() == 1) {
     num_big = order.size();
   } else {
-    while (num_big < order.size() && Work(problems[order[num_big]]) * num_threads_ >= total) ++num_big;
+    while (num_big < order.size() && Work(problems[order[num_big]]) * num_threads_ >= total)
+      ++num_big;
   }
+  cpu_internal::UseBlasThreads(num_threads_);
   for (size_t i = 0; i < num_big; ++i) RunOne(ta, tb, problems[order[i]], alpha, beta);
 
   const int64_t rest = static_cast<int64_t>(order.size() - num_big);
   if (rest == 0) return;
-  openblas_set_num_threads(1);
+  cpu_internal::UseBlasThreads(1);
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
   for (int64_t i = 0; i < rest; ++i) RunOne(ta, tb, problems[order[num_big + i]], alpha, beta);
-  openblas_set_num_threads(num_threads_);
+  cpu_internal::UseBlasThreads(num_threads_);
 }
 
 }  // namespace moe::kernels

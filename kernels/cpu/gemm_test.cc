@@ -99,14 +99,16 @@ TEST(Gemm, BetaZeroIgnoresNanInC) {
   CpuBackend be(1);
   Problem p(Transpose::kYes, Transpose::kNo, 4, 5, 6, 3);
   for (int64_t i = 0; i < p.m; ++i) {
-    for (int64_t j = 0; j < p.n; ++j) p.c[i * p.view.ldc + j] = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t j = 0; j < p.n; ++j)
+      p.c[i * p.view.ldc + j] = std::numeric_limits<float>::quiet_NaN();
   }
   const auto want = p.Reference(1.0f, 0.0f);
   be.Gemm(p.ta, p.tb, p.view, 1.0f, 0.0f);
   ExpectNear(p.c, want, 1e-5);
 }
 
-// A mix of one dominant problem (runs on all threads), many small ones (run side by side) and empty ones.
+// A mix of one dominant problem (runs on all threads), many small ones (run side by side) and empty
+// ones.
 std::vector<Problem> MakeGroup(Transpose ta, Transpose tb, uint32_t seed) {
   std::vector<Problem> ps;
   ps.emplace_back(ta, tb, 96, 40, 64, seed);

@@ -1,5 +1,5 @@
-// Timings of the CPU backend's hot ops (GEMM, attention forward+backward, grouped expert GEMM), each
-// with a FLOP/s counter to compare against the MeasureGemmFlops peak.
+// Timings of the CPU backend's hot ops (GEMM, attention forward+backward, grouped expert GEMM),
+// each with a FLOP/s counter to compare against the MeasureGemmFlops peak.
 //   bazel run //kernels/cpu:kernels_bench -- --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
@@ -39,7 +39,8 @@ void BM_Gemm(benchmark::State& state) {
   std::vector<float> c(n * n);
   const GemmProblem p{n, n, n, a.data(), n, b.data(), n, c.data(), n};
   for (auto _ : state) Cpu().Gemm(Transpose::kNo, Transpose::kYes, p, 1.0f, 0.0f);
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Gemm)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -52,18 +53,21 @@ void BM_AttentionFwdBwd(benchmark::State& state) {
   s.qk_dim = 96;
   s.v_dim = 64;
   s.scale = 1.0f / std::sqrt(96.0f);
-  const int64_t nqk = s.batch * s.seq * s.heads * s.qk_dim, nv = s.batch * s.seq * s.heads * s.v_dim;
+  const int64_t nqk = s.batch * s.seq * s.heads * s.qk_dim,
+                nv = s.batch * s.seq * s.heads * s.v_dim;
   auto q = Filled(nqk, 0.0f), k = Filled(nqk, 1.0f), v = Filled(nv, 2.0f), d_out = Filled(nv, 3.0f);
   std::vector<float> out(nv), lse(s.batch * s.heads * s.seq), dq(nqk), dk(nqk), dv(nv);
   for (auto _ : state) {
     Cpu().AttentionForward(s, q.data(), k.data(), v.data(), out.data(), lse.data());
-    Cpu().AttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(), d_out.data(), dq.data(),
-                            dk.data(), dv.data());
+    Cpu().AttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(), d_out.data(),
+                            dq.data(), dk.data(), dv.data());
   }
   // Causal half of T^2 per head: forward q.k and p.v, backward q.k, dO.v, dq, dk, dv.
-  const double pairs = 0.5 * static_cast<double>(s.seq) * static_cast<double>(s.seq) * s.batch * s.heads;
+  const double pairs =
+      0.5 * static_cast<double>(s.seq) * static_cast<double>(s.seq) * s.batch * s.heads;
   const double flops = 2.0 * pairs * (4.0 * s.qk_dim + 3.0 * s.v_dim);
-  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AttentionFwdBwd)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -80,14 +84,20 @@ void BM_GroupedGemm(benchmark::State& state) {
   int64_t row0 = 0;
   for (int64_t e = 0; e < experts; ++e) {
     const int64_t m = e + 1 == experts ? tokens - row0 : rows[e] * tokens / total;
-    ps.push_back({m, ie, d, x.data() + row0 * d, d, w.data() + e * ie * d, d, c.data() + row0 * ie, ie});
+    ps.push_back(
+        {m, ie, d, x.data() + row0 * d, d, w.data() + e * ie * d, d, c.data() + row0 * ie, ie});
     row0 += m;
   }
   for (auto _ : state) Cpu().GroupedGemm(Transpose::kNo, Transpose::kYes, ps, 1.0f, 0.0f);
   state.counters["FLOP/s"] =
       benchmark::Counter(2.0 * tokens * ie * d, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_GroupedGemm)->Args({8, 1024})->Args({32, 1024})->Args({32, 4096})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GroupedGemm)
+    ->Args({8, 1024})
+    ->Args({32, 1024})
+    ->Args({32, 4096})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace moe::kernels

@@ -1,7 +1,8 @@
 // Softmax cross-entropy over rows of logits [n, V] (spec §6.1, §9.6): per row the max-subtracted
 // log-sum-exp in FP32 with the exponentials summed in FP64; loss_t = lse_t - logit_t[target_t].
 // Returns the sum over rows with target >= 0 (rows summed in order, so independent of threads).
-// d_logits (optional) = (softmax - onehot) * grad_scale, zero rows for ignored targets.
+// d_logits (optional) = (softmax - onehot) * grad_scale, zero rows for ignored targets; it may
+// alias logits (each row reads its target logit before overwriting the row).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -12,10 +13,11 @@
 
 namespace moe::kernels {
 
-double CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
-                                float grad_scale, float* d_logits) {
+double CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n,
+                                int64_t vocab, float grad_scale, float* d_logits) {
   std::vector<double> row_loss(n, 0.0);
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n * vocab >= cpu_internal::kMinParallelElements)
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (n * vocab >= cpu_internal::kMinParallelElements)
   for (int64_t t = 0; t < n; ++t) {
     const float* z = logits + t * vocab;
     float* dz = d_logits ? d_logits + t * vocab : nullptr;

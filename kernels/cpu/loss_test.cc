@@ -23,7 +23,8 @@ TEST(CrossEntropy, LossMatchesReference) {
   for (int64_t t = 0; t < n; ++t) {
     if (targets[t] < 0) continue;
     double mx = -1e300, sum = 0.0;
-    for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, static_cast<double>(logits[t * vocab + j]));
+    for (int64_t j = 0; j < vocab; ++j)
+      mx = std::max(mx, static_cast<double>(logits[t * vocab + j]));
     for (int64_t j = 0; j < vocab; ++j) sum += std::exp(logits[t * vocab + j] - mx);
     want += mx + std::log(sum) - logits[t * vocab + targets[t]];
   }
@@ -31,7 +32,8 @@ TEST(CrossEntropy, LossMatchesReference) {
 
   std::vector<float> d(n * vocab, 7.0f);
   const float scale = 0.25f;
-  EXPECT_NEAR(be.CrossEntropy(logits.data(), targets.data(), n, vocab, scale, d.data()), want, 1e-4);
+  EXPECT_NEAR(be.CrossEntropy(logits.data(), targets.data(), n, vocab, scale, d.data()), want,
+              1e-4);
   for (int64_t t = 0; t < n; ++t) {
     double rowsum = 0.0;
     for (int64_t j = 0; j < vocab; ++j) rowsum += d[t * vocab + j];
@@ -55,6 +57,19 @@ TEST(CrossEntropy, GradientFiniteDifferences) {
   ExpectGradientMatches("d_logits", logits, d, [&] {
     return scale * be.CrossEntropy(logits.data(), targets.data(), n, vocab, 1.0f, nullptr);
   });
+}
+
+TEST(CrossEntropy, GradientInPlaceOverLogits) {
+  CpuBackend be(2);
+  const int64_t n = 4, vocab = 29;
+  auto logits = RandomVector(n * vocab, 4, -3.0f, 3.0f);
+  const std::vector<int32_t> targets = {7, -1, 0, 28};
+  std::vector<float> d(n * vocab);
+  const double loss = be.CrossEntropy(logits.data(), targets.data(), n, vocab, 0.5f, d.data());
+  const double in_place =
+      be.CrossEntropy(logits.data(), targets.data(), n, vocab, 0.5f, logits.data());
+  EXPECT_EQ(in_place, loss);
+  EXPECT_EQ(logits, d);
 }
 
 TEST(CrossEntropy, SameResultForAnyThreadCount) {

@@ -1,8 +1,9 @@
 // RMSNorm over rows (spec §3.2, backward §9.1):
-//   r = 1 / sqrt(mean(x^2) + eps)    y = w * (x r)   (x r rounded to BF16 first when round_normalized)
+//   r = 1 / sqrt(mean(x^2) + eps)    y = w * (x r)    (x r rounded to BF16 when round_normalized)
 //   dw += sum_rows dy * x r          dx = r (w dy) - x r^3 (1/n) sum_j w_j dy_j x_j
-// The backward treats the BF16 rounding as the identity (straight-through). Row statistics accumulate
-// in FP64; dw is reduced per column over rows in order, so it is independent of the thread count.
+// The backward treats the BF16 rounding as the identity (straight-through). Row statistics
+// accumulate in FP64; dw is reduced per column over rows in order, so it is independent of the
+// thread count.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,9 +17,10 @@ namespace moe::kernels {
 using cpu_internal::kMinParallelElements;
 
 // x, y [rows, dim]; w [dim]; rstd [rows].
-void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
-                                bool round_normalized, float* y, float* rstd) {
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (rows * dim >= kMinParallelElements)
+void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim,
+                                float eps, bool round_normalized, float* y, float* rstd) {
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (rows * dim >= kMinParallelElements)
   for (int64_t i = 0; i < rows; ++i) {
     const float* xr = x + i * dim;
     float* yr = y + i * dim;
@@ -46,7 +48,8 @@ void CpuBackend::RmsNormBackward(const float* x, const float* w, const float* rs
     const float r = rstd[i];
     double dot = 0.0;  // sum_j w_j dy_j x_j
     for (int64_t j = 0; j < dim; ++j) dot += static_cast<double>(w[j]) * gr[j] * xr[j];
-    const float coef = static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
+    const float coef =
+        static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
     for (int64_t j = 0; j < dim; ++j) dxr[j] = r * (w[j] * gr[j]) - xr[j] * coef;
   }
 

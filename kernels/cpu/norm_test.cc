@@ -44,7 +44,8 @@ TEST(RmsNorm, BackwardFiniteDifferences) {
   auto probe = RandomVector(rows * dim, 5);
   std::vector<float> y(rows * dim), rstd(rows), dx(rows * dim), dw(dim, 0.5f);
   be.RmsNormForward(x.data(), w.data(), rows, dim, eps, false, y.data(), rstd.data());
-  be.RmsNormBackward(x.data(), w.data(), rstd.data(), probe.data(), rows, dim, dx.data(), dw.data());
+  be.RmsNormBackward(x.data(), w.data(), rstd.data(), probe.data(), rows, dim, dx.data(),
+                     dw.data());
   for (float& g : dw) g -= 0.5f;  // dw was accumulated onto 0.5
   auto loss = [&] {
     be.RmsNormForward(x.data(), w.data(), rows, dim, eps, false, y.data(), rstd.data());
@@ -61,8 +62,10 @@ TEST(RmsNorm, DwIndependentOfThreadCount) {
       dw2(dim, 0.0f);
   CpuBackend one(1), two(2);
   one.RmsNormForward(x.data(), w.data(), rows, dim, 1e-6f, false, y.data(), rstd.data());
-  one.RmsNormBackward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, dx1.data(), dw1.data());
-  two.RmsNormBackward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, dx2.data(), dw2.data());
+  one.RmsNormBackward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, dx1.data(),
+                      dw1.data());
+  two.RmsNormBackward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, dx2.data(),
+                      dw2.data());
   EXPECT_EQ(dx1, dx2);
   EXPECT_EQ(dw1, dw2);
 }

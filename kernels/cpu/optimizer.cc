@@ -12,10 +12,13 @@ void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, fl
                        int64_t n) {
   MOE_CPU_CHECK(p.step >= 1, "AdamW step is 1-based");
   const float b1 = p.beta1, b2 = p.beta2;
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(p.step)));
-  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(p.step)));
+  const float bc1 =
+      static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(p.step)));
+  const float bc2 =
+      static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(p.step)));
   const float lr = p.lr, eps = p.eps, wd = p.weight_decay;
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= cpu_internal::kMinParallelElements)
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (n >= cpu_internal::kMinParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     const float g = grad[i];
     const float mi = b1 * m[i] + (1.0f - b1) * g;

@@ -1,5 +1,5 @@
-// AdamW: one and two steps against hand-computed values (bias correction, decoupled decay with the old
-// parameter), and zero decay.
+// AdamW: one and two steps against hand-computed values (bias correction, decoupled decay with the
+// old parameter), and zero decay.
 #include <cmath>
 #include <vector>
 
@@ -18,12 +18,13 @@ TEST(AdamW, FirstStepByHand) {
   p.eps = 1e-8f;
   p.weight_decay = 0.1f;
   p.step = 1;
-  std::vector<float> param = {1.0f, -2.0f, 0.5f}, grad = {0.5f, -1.0f, 0.0f}, m(3, 0.0f), v(3, 0.0f);
+  std::vector<float> param = {1.0f, -2.0f, 0.5f}, grad = {0.5f, -1.0f, 0.0f}, m(3, 0.0f),
+                     v(3, 0.0f);
   be.AdamW(p, param.data(), grad.data(), m.data(), v.data(), 3);
   // m = 0.1 g, v = 0.05 g^2; mhat = g, vhat = g^2, so the step is lr (sign(g) + wd p_old).
   EXPECT_NEAR(m[0], 0.05, 1e-7);
   EXPECT_NEAR(v[0], 0.0125, 1e-8);
-  EXPECT_NEAR(param[0], 1.0 - 0.1 * (1.0 + 0.1 * 1.0), 1e-6);    // 0.89
+  EXPECT_NEAR(param[0], 1.0 - 0.1 * (1.0 + 0.1 * 1.0), 1e-6);     // 0.89
   EXPECT_NEAR(param[1], -2.0 - 0.1 * (-1.0 + 0.1 * -2.0), 1e-6);  // -1.88
   EXPECT_NEAR(param[2], 0.5 - 0.1 * (0.0 + 0.1 * 0.5), 1e-6);     // g = 0: decay only
 }
@@ -39,8 +40,8 @@ TEST(AdamW, SecondStepByHand) {
   p.step = 2;
   std::vector<float> param = {1.0f}, grad = {2.0f}, m = {0.1f}, v = {0.05f};  // state after g1 = 1
   be.AdamW(p, param.data(), grad.data(), m.data(), v.data(), 1);
-  const double m2 = 0.9 * 0.1 + 0.1 * 2.0;      // 0.29
-  const double v2 = 0.95 * 0.05 + 0.05 * 4.0;   // 0.2475
+  const double m2 = 0.9 * 0.1 + 0.1 * 2.0;     // 0.29
+  const double v2 = 0.95 * 0.05 + 0.05 * 4.0;  // 0.2475
   const double mhat = m2 / (1 - 0.81), vhat = v2 / (1 - 0.9025);
   EXPECT_NEAR(m[0], m2, 1e-7);
   EXPECT_NEAR(v[0], v2, 1e-7);

@@ -18,8 +18,8 @@ double MeasureGemmFlops(int64_t n, double min_seconds) {
   }
   const int dim = static_cast<int>(n);
   auto run = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dim, dim, dim, 1.0f, a.data(), dim, b.data(),
-                dim, 0.0f, c.data(), dim);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dim, dim, dim, 1.0f, a.data(), dim,
+                b.data(), dim, 0.0f, c.data(), dim);
   };
   run();  // warm-up: thread pool start, page faults
   using Clock = std::chrono::steady_clock;
@@ -31,7 +31,8 @@ double MeasureGemmFlops(int64_t n, double min_seconds) {
     ++calls;
     elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   } while (elapsed < min_seconds);
-  const double flops_per_call = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
+  const double flops_per_call =
+      2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
   return flops_per_call * static_cast<double>(calls) / elapsed;
 }
 

@@ -1,5 +1,6 @@
 // Measures this machine's FP32 GEMM rate, the yardstick for CPU MFU (model FLOPs / peak FLOPs): the
-// achievable cblas_sgemm rate measured in the same process is a fairer peak than a spec-sheet number.
+// achievable cblas_sgemm rate measured in the same process is a fairer peak than a spec-sheet
+// number.
 #pragma once
 
 #include <cstdint>

@@ -11,7 +11,8 @@ namespace {
 // sign = +1 rotates by +phi (forward), -1 by the transpose (backward).
 void Rotate(const RopeView& v, float sign, int threads) {
   const int64_t work = v.num_tokens * v.num_heads * v.half_dim * 2;
-#pragma omp parallel for num_threads(threads) schedule(static) if (work >= cpu_internal::kMinParallelElements)
+#pragma omp parallel for num_threads(threads) \
+    schedule(static) if (work >= cpu_internal::kMinParallelElements)
   for (int64_t t = 0; t < v.num_tokens; ++t) {
     const int64_t pos = v.positions[t];
     const float* cs = v.cos + pos * v.half_dim;

@@ -1,6 +1,6 @@
 // RoPE on interleaved pairs over a strided view (several heads, an offset inside each head vector):
-// forward against the spec §4.2 formula, backward by finite differences, backward o forward = identity
-// for unit-magnitude tables, untouched elements outside the view.
+// forward against the spec §4.2 formula, backward by finite differences, backward o forward =
+// identity for unit-magnitude tables, untouched elements outside the view.
 #include <cmath>
 #include <vector>
 
@@ -17,7 +17,8 @@ using testing::RandomVector;
 
 // Tokens of 3 heads x 10 floats; RoPE acts on the last 6 of each head (offset 4, half_dim 3).
 struct RopeCase {
-  static constexpr int64_t kTokens = 5, kHeads = 3, kHeadDim = 10, kOffset = 4, kHalf = 3, kMaxPos = 16;
+  static constexpr int64_t kTokens = 5, kHeads = 3, kHeadDim = 10, kOffset = 4, kHalf = 3,
+                           kMaxPos = 16;
   std::vector<int32_t> positions = {0, 3, 7, 15, 3};
   std::vector<float> cos, sin;
   RopeCase(float magnitude) : cos(kMaxPos * kHalf), sin(kMaxPos * kHalf) {
@@ -58,8 +59,10 @@ TEST(Rope, ForwardMatchesFormula) {
       const int64_t base = (t * RopeCase::kHeads + h) * RopeCase::kHeadDim;
       for (int64_t j = 0; j < RopeCase::kOffset; ++j) EXPECT_EQ(y[base + j], x[base + j]);
       for (int64_t i = 0; i < RopeCase::kHalf; ++i) {
-        const float c = s.cos[s.positions[t] * RopeCase::kHalf + i], sn = s.sin[s.positions[t] * RopeCase::kHalf + i];
-        const float x0 = x[base + RopeCase::kOffset + 2 * i], x1 = x[base + RopeCase::kOffset + 2 * i + 1];
+        const float c = s.cos[s.positions[t] * RopeCase::kHalf + i],
+                    sn = s.sin[s.positions[t] * RopeCase::kHalf + i];
+        const float x0 = x[base + RopeCase::kOffset + 2 * i],
+                    x1 = x[base + RopeCase::kOffset + 2 * i + 1];
         EXPECT_NEAR(y[base + RopeCase::kOffset + 2 * i], x0 * c - x1 * sn, 1e-6);
         EXPECT_NEAR(y[base + RopeCase::kOffset + 2 * i + 1], x0 * sn + x1 * c, 1e-6);
       }

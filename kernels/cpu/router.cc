@@ -21,8 +21,8 @@ namespace {
 
 constexpr float kNormEps = 1e-20f;  // HF's guard on the top-k normaliser
 
-// out[0..k) = indices of the k largest v[0..n), best first, ties -> lower index. A linear scan per pick
-// (k and n are small) is exact and deterministic; taken is scratch of size >= n.
+// out[0..k) = indices of the k largest v[0..n), best first, ties -> lower index. A linear scan per
+// pick (k and n are small) is exact and deterministic; taken is scratch of size >= n.
 void TopIndices(const float* v, int64_t n, int64_t k, std::vector<char>& taken, int32_t* out) {
   std::fill(taken.begin(), taken.begin() + n, 0);
   for (int64_t r = 0; r < k; ++r) {
@@ -54,8 +54,8 @@ void Score(ScoringFunc f, const float* z, int64_t e, float* s) {
 
 }  // namespace
 
-void CpuBackend::RouterForward(const RouterParams& p, const float* logits, const float* bias, int64_t n,
-                               float* scores, int32_t* selected, float* weights) {
+void CpuBackend::RouterForward(const RouterParams& p, const float* logits, const float* bias,
+                               int64_t n, float* scores, int32_t* selected, float* weights) {
   const int64_t E = p.num_experts, K = p.top_k;
   const int64_t G = std::max<int64_t>(1, p.n_group);
   MOE_CPU_CHECK(E > 0 && K > 0 && K <= E, "router needs 0 < top_k <= num_experts");

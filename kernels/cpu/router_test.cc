@@ -1,6 +1,7 @@
-// Router: selection on hand-worked examples (bias changing the choice, group filtering excluding the
-// globally best expert, ties to the lower index for groups and experts, greedy, group_limited_greedy,
-// softmax scoring), weights, and the backward by finite differences on the logits (selection fixed).
+// Router: selection on hand-worked examples (bias changing the choice, group filtering excluding
+// the globally best expert, ties to the lower index for groups and experts, greedy,
+// group_limited_greedy, softmax scoring), weights, and the backward by finite differences on the
+// logits (selection fixed).
 #include <cmath>
 #include <vector>
 
@@ -27,18 +28,19 @@ struct Routed {
   std::vector<int32_t> selected;
 };
 
-Routed Route(const RouterParams& p, const std::vector<float>& logits, const std::vector<float>* bias) {
+Routed Route(const RouterParams& p, const std::vector<float>& logits,
+             const std::vector<float>* bias) {
   CpuBackend be(1);
   const int64_t n = static_cast<int64_t>(logits.size()) / p.num_experts;
   Routed r{std::vector<float>(logits.size()), std::vector<float>(n * p.top_k),
            std::vector<int32_t>(n * p.top_k)};
-  be.RouterForward(p, logits.data(), bias ? bias->data() : nullptr, n, r.scores.data(), r.selected.data(),
-                   r.weights.data());
+  be.RouterForward(p, logits.data(), bias ? bias->data() : nullptr, n, r.scores.data(),
+                   r.selected.data(), r.weights.data());
   return r;
 }
 
-RouterParams Params(int64_t e, int64_t k, int64_t g, int64_t m, ScoringFunc f, TopkMethod method, bool norm,
-                    float rho) {
+RouterParams Params(int64_t e, int64_t k, int64_t g, int64_t m, ScoringFunc f, TopkMethod method,
+                    bool norm, float rho) {
   RouterParams p;
   p.num_experts = e;
   p.top_k = k;
@@ -62,12 +64,13 @@ TEST(Router, BiasChangesTheChoiceButNotTheWeights) {
   // Weights use the unbiased affinities: rho * s_i / (s_2 + s_0).
   EXPECT_NEAR(biased.weights[0], 2.5 * 0.7 / 1.6, 1e-6);
   EXPECT_NEAR(biased.weights[1], 2.5 * 0.9 / 1.6, 1e-6);
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(biased.scores[i], (std::vector<double>{0.9, 0.8, 0.7, 0.1})[i], 1e-6);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(biased.scores[i], (std::vector<double>{0.9, 0.8, 0.7, 0.1})[i], 1e-6);
 }
 
 TEST(Router, GroupFilteringExcludesGloballyBestExpert) {
-  // 4 groups of 2; group scores (sum of top 2): 1.0, 1.2, 1.05, 0.3 -> keep groups 1 and 2, so expert
-  // 0 (the best, 0.95) is masked. Experts 2 and 3 tie at 0.6: the lower index comes first.
+  // 4 groups of 2; group scores (sum of top 2): 1.0, 1.2, 1.05, 0.3 -> keep groups 1 and 2, so
+  // expert 0 (the best, 0.95) is masked. Experts 2 and 3 tie at 0.6: the lower index comes first.
   const auto p = Params(8, 2, 4, 2, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, false, 1.0f);
   const auto z = Logit({0.95, 0.05, 0.6, 0.6, 0.55, 0.5, 0.1, 0.2});
   const Routed r = Route(p, z, nullptr);
@@ -75,13 +78,14 @@ TEST(Router, GroupFilteringExcludesGloballyBestExpert) {
   EXPECT_NEAR(r.weights[0], 0.6, 1e-6);  // no normalisation, rho = 1
   EXPECT_NEAR(r.weights[1], 0.6, 1e-6);
   // Without groups the globally best expert wins.
-  const Routed flat = Route(Params(8, 2, 1, 1, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, false, 1.0f), z,
-                            nullptr);
+  const Routed flat = Route(
+      Params(8, 2, 1, 1, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, false, 1.0f), z, nullptr);
   EXPECT_EQ(flat.selected, (std::vector<int32_t>{0, 2}));
 }
 
 TEST(Router, BiasEntersGroupScores) {
-  // Group scores on s~: g0 0.95+0.05 = 1.0, g1 0.6+0.55 = 1.15, g2 0.52+0.5 = 1.02, g3 0.1+(0.2+0.9) = 1.2
+  // Group scores on s~: g0 0.95+0.05 = 1.0, g1 0.6+0.55 = 1.15, g2 0.52+0.5 = 1.02,
+  // g3 0.1+(0.2+0.9) = 1.2
   // -> keep g3, g1; top 2 of s~ there: expert 7 (1.1), expert 2 (0.6).
   const auto p = Params(8, 2, 4, 2, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, true, 2.5f);
   const auto z = Logit({0.95, 0.05, 0.6, 0.55, 0.5, 0.52, 0.1, 0.2});
@@ -117,13 +121,14 @@ TEST(Router, GreedySoftmaxIgnoresBias) {
 TEST(Router, GroupLimitedGreedyUsesGroupMax) {
   // Groups of 2 with logits g0 [2.0, 1.9], g1 [2.5, -1], g2 [1.95, 1.95]. By the group max: keep g1
   // (2.5) and g0 (2.0) -> experts 2, 0. (Top-2 sums would keep g0 and g2 instead.) Bias is ignored.
-  const auto p = Params(6, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kGroupLimitedGreedy, false, 1.0f);
+  const auto p =
+      Params(6, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kGroupLimitedGreedy, false, 1.0f);
   const std::vector<float> z = {2.0f, 1.9f, 2.5f, -1.0f, 1.95f, 1.95f};
   const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 10.0f};
   const Routed r = Route(p, z, &bias);
   EXPECT_EQ(r.selected, (std::vector<int32_t>{2, 0}));
-  const Routed noaux = Route(Params(6, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kNoauxTc, false, 1.0f), z,
-                             nullptr);
+  const Routed noaux = Route(
+      Params(6, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kNoauxTc, false, 1.0f), z, nullptr);
   EXPECT_EQ(noaux.selected, (std::vector<int32_t>{0, 4}));
 }
 
@@ -135,8 +140,9 @@ TEST(Router, SeveralTokensRouteIndependently) {
   EXPECT_NEAR(r.weights[2], 0.4 / 0.7, 1e-6);
 }
 
-// Backward by central differences on the logits, for a probe loss on the weights plus a probe on the
-// scores routed through d_scores_extra. Perturbations are small enough not to change Sel (checked).
+// Backward by central differences on the logits, for a probe loss on the weights plus a probe on
+// the scores routed through d_scores_extra. Perturbations are small enough not to change Sel
+// (checked).
 void CheckBackward(const RouterParams& p, uint32_t seed) {
   CpuBackend be(2);
   const int64_t n = 6, E = p.num_experts, K = p.top_k;
@@ -145,11 +151,14 @@ void CheckBackward(const RouterParams& p, uint32_t seed) {
   auto probe_w = RandomVector(n * K, seed + 2), probe_s = RandomVector(n * E, seed + 3);
   std::vector<float> scores(n * E), weights(n * K), d_logits(n * E);
   std::vector<int32_t> selected(n * K), sel_now(n * K);
-  be.RouterForward(p, logits.data(), bias.data(), n, scores.data(), selected.data(), weights.data());
-  be.RouterBackward(p, scores.data(), selected.data(), probe_w.data(), probe_s.data(), n, d_logits.data());
+  be.RouterForward(p, logits.data(), bias.data(), n, scores.data(), selected.data(),
+                   weights.data());
+  be.RouterBackward(p, scores.data(), selected.data(), probe_w.data(), probe_s.data(), n,
+                    d_logits.data());
   bool selection_changed = false;
   auto loss = [&] {
-    be.RouterForward(p, logits.data(), bias.data(), n, scores.data(), sel_now.data(), weights.data());
+    be.RouterForward(p, logits.data(), bias.data(), n, scores.data(), sel_now.data(),
+                     weights.data());
     if (sel_now != selected) selection_changed = true;
     return ProbeLoss(weights.data(), probe_w) + ProbeLoss(scores.data(), probe_s);
   };
@@ -178,7 +187,8 @@ TEST(Router, BackwardSoftmaxNoNorm) {
 }
 
 TEST(Router, BackwardSoftmaxNormGroupLimited) {
-  CheckBackward(Params(12, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kGroupLimitedGreedy, true, 1.0f), 71);
+  CheckBackward(
+      Params(12, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kGroupLimitedGreedy, true, 1.0f), 71);
 }
 
 }  // namespace

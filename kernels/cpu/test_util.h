@@ -38,8 +38,8 @@ struct FdOptions {
 
 // Checks analytic[i] == d loss / d x[i] by central differences, perturbing x in place (restored).
 inline void ExpectGradientMatches(const std::string& name, std::vector<float>& x,
-                                  const std::vector<float>& analytic, const std::function<double()>& loss,
-                                  const FdOptions& opt = {}) {
+                                  const std::vector<float>& analytic,
+                                  const std::function<double()>& loss, const FdOptions& opt = {}) {
   ASSERT_EQ(x.size(), analytic.size()) << name;
   std::vector<size_t> idx;
   if (opt.max_checks == 0 || opt.max_checks >= x.size()) {
@@ -58,14 +58,17 @@ inline void ExpectGradientMatches(const std::string& name, std::vector<float>& x
     x[i] = saved - opt.eps;
     const double lm = loss();
     x[i] = saved;
-    const double step = (static_cast<double>(saved) + opt.eps) - (static_cast<double>(saved) - opt.eps);
+    const double step =
+        (static_cast<double>(saved) + opt.eps) - (static_cast<double>(saved) - opt.eps);
     const double fd = (lp - lm) / step;
     const double tol = opt.atol + opt.rtol * std::fabs(fd);
     if (std::fabs(fd - analytic[i]) > tol && ++failures <= 10) {
-      ADD_FAILURE() << name << "[" << i << "]: analytic " << analytic[i] << " vs finite difference " << fd;
+      ADD_FAILURE() << name << "[" << i << "]: analytic " << analytic[i] << " vs finite difference "
+                    << fd;
     }
   }
-  EXPECT_EQ(failures, 0) << name << ": " << failures << " of " << idx.size() << " coordinates differ";
+  EXPECT_EQ(failures, 0) << name << ": " << failures << " of " << idx.size()
+                         << " coordinates differ";
 }
 
 }  // namespace moe::kernels::testing

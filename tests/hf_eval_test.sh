@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# tools/hf_eval on the golden tiny HF directory gives the float64 reference loss and gradient norms
+# (FP32 mode), and refuses a token file shorter than B*T+1 tokens.
+set -euo pipefail
+HF_EVAL="$1"; GOLDEN="$2"
+OUT="${TEST_TMPDIR:-/tmp}/hf_eval.json"
+"$HF_EVAL" --model="$GOLDEN/tiny_fp32" --tokens="$GOLDEN/tokens_b4_t32.bin" --seq_len=32 --batch=4 > "$OUT"
+python3 - "$OUT" "$GOLDEN/expected_loss.json" <<'PY'
+import json, sys
+got, want = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert abs(got["loss"] - want["loss"]) < 1e-5, (got["loss"], want["loss"])
+assert abs(got["grad_norm"] / want["global_grad_norm"] - 1) < 1e-5
+assert set(got["grad_norms"]) == set(want["grad_norms"]), set(got["grad_norms"]) ^ set(want["grad_norms"])
+for k, v in want["grad_norms"].items():
+    assert abs(got["grad_norms"][k] - v) <= 1e-4 * v + 1e-9, (k, got["grad_norms"][k], v)
+print("hf_eval matches the golden values:", got["loss"])
+PY
+# BF16 precision: loss within 1e-3 relative.
+"$HF_EVAL" --model="$GOLDEN/tiny_fp32" --tokens="$GOLDEN/tokens_b4_t32.bin" --seq_len=32 --batch=4 \
+  --precision=bf16 | python3 -c "import json,sys; l=json.load(sys.stdin)['loss']; assert abs(l/5.531171090037839-1)<1e-3, l"
+# 129 tokens cannot feed batch 5 x 32.
+if "$HF_EVAL" --model="$GOLDEN/tiny_fp32" --tokens="$GOLDEN/tokens_b4_t32.bin" --seq_len=32 --batch=5 2> "$OUT.err"; then
+  echo "short token file accepted"; exit 1
+fi
+grep -q "needs 161" "$OUT.err"
+echo PASS
