@@ -6,20 +6,27 @@ namespace moe::model {
 
 MlaAttention::MlaAttention(ParamStore& store, const std::string& prefix, const MlaDims& dims)
     : dims_(dims) {
-  const int64_t h = dims.heads, d = dims.d, dqk = dims.qk_dim();
+  const int64_t hg = dims.heads, h = dims.local_heads(), d = dims.d, dqk = dims.qk_dim();
+  const int64_t dkv = dims.nope_dim + dims.v_dim;
+  const TpSlice& tp = dims.tp;
+  constexpr ParamSync kTp = ParamSync::kTensorParallel;
   if (dims.q_lora_rank > 0) {
-    q_a_proj_ = store.Add(prefix + "q_a_proj.weight", {dims.q_lora_rank, d}, ParamKind::kMatrix);
-    q_a_layernorm_ = store.Add(prefix + "q_a_layernorm.weight", {dims.q_lora_rank}, ParamKind::kNorm);
-    q_b_proj_ = store.Add(prefix + "q_b_proj.weight", {h * dqk, dims.q_lora_rank}, ParamKind::kMatrix);
+    const int64_t rq = dims.q_lora_rank;
+    q_a_proj_ = store.Add(prefix + "q_a_proj.weight", {rq, d}, ParamKind::kMatrix);
+    q_a_layernorm_ = store.Add(prefix + "q_a_layernorm.weight", {rq}, ParamKind::kNorm);
+    q_b_proj_ = store.Add(prefix + "q_b_proj.weight", {h * dqk, rq}, ParamKind::kMatrix, kTp,
+                          tp.Spec(0, hg * dqk, rq));
   } else {
-    q_proj_ = store.Add(prefix + "q_proj.weight", {h * dqk, d}, ParamKind::kMatrix);
+    q_proj_ = store.Add(prefix + "q_proj.weight", {h * dqk, d}, ParamKind::kMatrix, kTp,
+                        tp.Spec(0, hg * dqk, d));
   }
   kv_a_proj_ = store.Add(prefix + "kv_a_proj_with_mqa.weight", {dims.kv_lora_rank + dims.rope_dim, d},
                          ParamKind::kMatrix);
   kv_a_layernorm_ = store.Add(prefix + "kv_a_layernorm.weight", {dims.kv_lora_rank}, ParamKind::kNorm);
-  kv_b_proj_ = store.Add(prefix + "kv_b_proj.weight",
-                         {h * (dims.nope_dim + dims.v_dim), dims.kv_lora_rank}, ParamKind::kMatrix);
-  o_proj_ = store.Add(prefix + "o_proj.weight", {d, h * dims.v_dim}, ParamKind::kMatrix);
+  kv_b_proj_ = store.Add(prefix + "kv_b_proj.weight", {h * dkv, dims.kv_lora_rank}, ParamKind::kMatrix,
+                         kTp, tp.Spec(0, hg * dkv, dims.kv_lora_rank));
+  o_proj_ = store.Add(prefix + "o_proj.weight", {d, h * dims.v_dim}, ParamKind::kMatrix, kTp,
+                      tp.Spec(1, d, hg * dims.v_dim));
 }
 
 kernels::RopeView MlaAttention::QueryRopeView(const RopeTables& rope, const int32_t* positions,
@@ -27,8 +34,8 @@ kernels::RopeView MlaAttention::QueryRopeView(const RopeTables& rope, const int3
   kernels::RopeView v;
   v.x = q;
   v.num_tokens = n;
-  v.num_heads = dims_.heads;
-  v.token_stride = dims_.heads * dims_.qk_dim();
+  v.num_heads = dims_.local_heads();
+  v.token_stride = dims_.local_heads() * dims_.qk_dim();
   v.head_stride = dims_.qk_dim();
   v.offset = dims_.nope_dim;
   v.half_dim = dims_.rope_dim / 2;
@@ -52,7 +59,7 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
                            const float* u, int64_t batch, int64_t seq, float* out,
                            Saved* s) const {
   kernels::Backend& ops = *ctx.ops;
-  const int64_t n = batch * seq, h = dims_.heads, dqk = dims_.qk_dim(), dn = dims_.nope_dim;
+  const int64_t n = batch * seq, h = dims_.local_heads(), dqk = dims_.qk_dim(), dn = dims_.nope_dim;
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
   s->batch = batch;
   s->seq = seq;
@@ -124,7 +131,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
                             const int32_t* positions, const float* u, const Saved& s,
                             const float* d_out, float* d_u) {
   kernels::Backend& ops = *ctx.ops;
-  const int64_t n = s.batch * s.seq, h = dims_.heads, dqk = dims_.qk_dim(), dn = dims_.nope_dim;
+  const int64_t n = s.batch * s.seq, h = dims_.local_heads(), dqk = dims_.qk_dim(), dn = dims_.nope_dim;
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
 
   std::vector<float> d_o(n * h * dv);

@@ -7,6 +7,11 @@
 //   kv = ckv kv_b_projᵀ [n, H·(dn+dv)]
 //   Q [n, H, dqk] = [qN ; RoPE(qR)],  K [n, H, dqk] = [kN ; RoPE(kr) shared by heads],  V [n, H, dv]
 //   O = causal softmax(scale Q Kᵀ) V [n, H, dv];  out = O o_projᵀ [n, d]
+// Tensor parallelism splits the heads: TP rank r holds heads [r·H/tp, (r+1)·H/tp) of q_b_proj (or
+// q_proj) and kv_b_proj (column-parallel) and the matching columns of o_proj (row-parallel), so `out`
+// is a partial sum over TP ranks. The down-projections and latent norms are replicated; their
+// gradients (and d_u) are partial sums too, completed by the caller's reduce-scatter / TP reduction.
+// Below, H is the local head count.
 #pragma once
 
 #include <cstdint>
@@ -20,10 +25,12 @@
 namespace moe::model {
 
 struct MlaDims {
-  int64_t d = 0, heads = 0, q_lora_rank = 0 /* 0: q_proj */, kv_lora_rank = 0;
+  int64_t d = 0, heads = 0 /* global */, q_lora_rank = 0 /* 0: q_proj */, kv_lora_rank = 0;
   int64_t nope_dim = 0, rope_dim = 0, v_dim = 0;
   float softmax_scale = 1.0f;
+  TpSlice tp;
   int64_t qk_dim() const { return nope_dim + rope_dim; }
+  int64_t local_heads() const { return heads / tp.size; }
 };
 
 class MlaAttention {

@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "model/moe.h"
 #include "model/rope.h"
+#include "parallel/local_communicator.h"
 
 namespace moe::model {
 namespace {
@@ -187,17 +188,16 @@ struct MoeCase {
   int64_t top_k, n_group, topk_group;
   float alpha;
   bool seq_aux;
-  int64_t shared_inter;
 };
 
 void CheckMoe(const MoeCase& c) {
   kernels::CpuBackend ops(2);
-  LayerContext ctx{&ops, Numerics::kFp32};
+  parallel::LocalCommunicator tp("tp"), ep("ep");
+  LayerContext ctx{&ops, Numerics::kFp32, &tp, &ep};
   ParamStore store;
   MoeDims dims;
   dims.d = 16;
   dims.expert_inter = 8;
-  dims.shared_inter = c.shared_inter;
   dims.router.num_experts = 8;
   dims.router.top_k = c.top_k;
   dims.router.n_group = c.n_group;
@@ -209,15 +209,16 @@ void CheckMoe(const MoeCase& c) {
   dims.has_correction_bias = c.method == kernels::TopkMethod::kNoauxTc;
   dims.aux_loss_alpha = c.alpha;
   dims.seq_aux = c.seq_aux;
-  MoeLayer moe(store, "moe.", dims);
+  MoeLayer moe(store, "moe.", dims, &ep);
   Randomize(store, 21);
   const int64_t batch = 2, seq = 6, n = batch * seq;
+  const TokenSlice slice{batch, seq, 0, n};
   std::vector<float> u = RandomVector(n * 16, 8, 1.0f);
   const std::vector<float> r = RandomVector(n * 16, 9, 1.0f);
   std::vector<float> out(n * 16), du(n * 16);
   std::vector<int64_t> counts(8, 0);
   MoeLayer::Saved saved;
-  moe.Forward(ctx, u.data(), batch, seq, out.data(), &saved, counts.data());
+  moe.Forward(ctx, u.data(), slice, out.data(), &saved, counts.data());
   moe.Backward(ctx, u.data(), saved, r.data(), 1.0f, du.data());
   int64_t total = 0;
   for (int64_t v : counts) total += v;
@@ -225,24 +226,24 @@ void CheckMoe(const MoeCase& c) {
   auto loss = [&]() {
     MoeLayer::Saved s;
     std::vector<int64_t> cnt(8, 0);
-    const double bal = moe.Forward(ctx, u.data(), batch, seq, out.data(), &s, cnt.data());
+    const double bal = moe.Forward(ctx, u.data(), slice, out.data(), &s, cnt.data());
     return Dot(out, r) + bal;
   };
   CheckGradients(store, loss, &u, &du);
 }
 
-TEST(GradCheck, MoeSigmoidNoauxTcGroupsBiasSharedAndSeqBalanceLoss) {
-  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 2, 2, 1, 0.3f, true, 16});
+TEST(GradCheck, MoeSigmoidNoauxTcGroupsBiasAndSeqBalanceLoss) {
+  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 2, 2, 1, 0.3f, true});
 }
 TEST(GradCheck, MoeSoftmaxGreedyNoNormBatchBalanceLoss) {
-  CheckMoe({kernels::ScoringFunc::kSoftmax, kernels::TopkMethod::kGreedy, false, 3, 1, 1, 0.2f, false, 0});
+  CheckMoe({kernels::ScoringFunc::kSoftmax, kernels::TopkMethod::kGreedy, false, 3, 1, 1, 0.2f, false});
 }
 TEST(GradCheck, MoeGroupLimitedGreedy) {
   CheckMoe({kernels::ScoringFunc::kSoftmax, kernels::TopkMethod::kGroupLimitedGreedy, false, 2, 4, 2, 0.0f,
-            true, 8});
+            true});
 }
 TEST(GradCheck, MoeTopOneNormalised) {
-  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 1, 1, 1, 0.0f, true, 8});
+  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 1, 1, 1, 0.0f, true});
 }
 
 TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {

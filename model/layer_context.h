@@ -5,14 +5,32 @@
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "model/params.h"
+#include "parallel/communicator.h"
 
 namespace moe::model {
 
 enum class Numerics { kFp32, kBf16 };
 
+// This rank's place in the tensor-parallel group: which slice of a TP-split tensor it holds.
+struct TpSlice {
+  int64_t rank = 0;
+  int64_t size = 1;
+  // ShardSpec of a [rows, cols] tensor split evenly along `dim`.
+  ShardSpec Spec(int dim, int64_t rows, int64_t cols) const {
+    ShardSpec s;
+    s.dim = dim;
+    s.offset = rank * (dim == 0 ? rows : cols) / size;
+    s.global_shape = {rows, cols};
+    return s;
+  }
+};
+
 struct LayerContext {
   kernels::Backend* ops = nullptr;
   Numerics numerics = Numerics::kFp32;
+  parallel::Communicator* tp = nullptr;  // tensor(+sequence)-parallel group
+  parallel::Communicator* ep = nullptr;  // expert-parallel group
 
   bool bf16() const { return numerics == Numerics::kBf16; }
   // A "stored" activation: rounded to BF16 in BF16 mode (the CPU keeps BF16 values in FP32 words).

@@ -4,10 +4,13 @@
 
 namespace moe::model {
 
-SwiGluMlp::SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, int64_t inter) {
-  gate_ = store.Add(prefix + "gate_proj.weight", {inter, d}, ParamKind::kMatrix);
-  up_ = store.Add(prefix + "up_proj.weight", {inter, d}, ParamKind::kMatrix);
-  down_ = store.Add(prefix + "down_proj.weight", {d, inter}, ParamKind::kMatrix);
+SwiGluMlp::SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, int64_t inter,
+                     TpSlice tp) {
+  const int64_t local = inter / tp.size;
+  constexpr ParamSync kTp = ParamSync::kTensorParallel;
+  gate_ = store.Add(prefix + "gate_proj.weight", {local, d}, ParamKind::kMatrix, kTp, tp.Spec(0, inter, d));
+  up_ = store.Add(prefix + "up_proj.weight", {local, d}, ParamKind::kMatrix, kTp, tp.Spec(0, inter, d));
+  down_ = store.Add(prefix + "down_proj.weight", {d, local}, ParamKind::kMatrix, kTp, tp.Spec(1, d, inter));
 }
 
 void SwiGluMlp::Forward(const LayerContext& ctx, const float* u, int64_t n, float* y,

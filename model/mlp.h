@@ -1,5 +1,8 @@
 // SwiGLU feed-forward (spec §3.6, backward §9.2), used for dense layers and the shared experts:
 //   a = u gate_projᵀ [n, I],  c = u up_projᵀ [n, I],  m = silu(a) ⊙ c [n, I],  y = m down_projᵀ [n, d]
+// Under tensor parallelism (Megatron column- then row-parallel), TP rank r holds rows
+// [r·I/tp, (r+1)·I/tp) of gate/up and the same columns of down, and y is a partial sum over TP ranks
+// (the caller reduce-scatters it).
 #pragma once
 
 #include <cstdint>
@@ -18,12 +21,14 @@ class SwiGluMlp {
     std::vector<float> a, c, m;  // [n, I] each
   };
 
-  // Registers `<prefix>gate_proj.weight`, `up_proj.weight` [inter, d] and `down_proj.weight` [d, inter].
-  SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, int64_t inter);
+  // Registers `<prefix>gate_proj.weight`, `up_proj.weight` [inter, d] and `down_proj.weight` [d, inter]
+  // (this TP rank's slices).
+  SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, int64_t inter,
+            TpSlice tp = {});
 
   // y [n, d] written.
   void Forward(const LayerContext& ctx, const float* u, int64_t n, float* y, Saved* saved) const;
-  // d_u [n, d] written or accumulated per `mode`.
+  // d_u [n, d] written, or accumulated if accumulate_du.
   void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_y,
                 float* d_u, bool accumulate_du);
 

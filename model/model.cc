@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/linear.h"
+#include "parallel/local_communicator.h"
 
 namespace moe::model {
 
@@ -28,30 +29,60 @@ kernels::RouterParams RouterParamsFrom(const config::ModelConfig& m) {
   return p;
 }
 
-// One pre-norm decoder block: h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)).
+// One pre-norm decoder block: h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)), on this rank's token slice.
 struct DeepseekV3Model::Layer {
   Param* input_norm = nullptr;  // [d]
   Param* post_norm = nullptr;   // [d]
   std::unique_ptr<MlaAttention> attn;
-  std::unique_ptr<SwiGluMlp> mlp;  // dense layers
-  std::unique_ptr<MoeLayer> moe;   // MoE layers
-  int64_t moe_slot = -1;           // index into expert_counts_
+  std::unique_ptr<SwiGluMlp> mlp;     // dense layers: the FFN; MoE layers: the shared expert (or null)
+  std::unique_ptr<MoeLayer> moe;      // MoE layers: the routed experts
+  int64_t moe_slot = -1;              // index into expert_counts_
 
-  // Saved activations of the last forward.
-  std::vector<float> h_in;       // [n, d] block input
-  std::vector<float> x1, rstd1;  // normed input to attention [n, d], [n]
-  std::vector<float> h_mid;      // [n, d] after the attention residual
-  std::vector<float> x2, rstd2;  // normed input to the FFN
+  // Saved activations of the last forward (n_loc = this rank's tokens, n = the micro-batch's).
+  std::vector<float> h_in;        // [n_loc, d] block input
+  std::vector<float> x1, rstd1;   // normed input to attention [n_loc, d], [n_loc]
+  std::vector<float> x1_full;     // [n, d] gathered over TP
+  std::vector<float> h_mid;       // [n_loc, d] after the attention residual
+  std::vector<float> x2, rstd2;   // normed input to the FFN
+  std::vector<float> x2_full;     // [n, d] gathered (dense FFN / shared expert)
   MlaAttention::Saved attn_saved;
   SwiGluMlp::Saved mlp_saved;
   MoeLayer::Saved moe_saved;
 };
 
+namespace {
+
+// Sequence-parallel edges of a TP block: gather the slice's rows from every TP rank before it, and
+// sum-and-scatter its partial output after it (each other's backward).
+void GatherTokens(parallel::Communicator& tp, const float* local, int64_t n_local, int64_t d,
+                  std::vector<float>* full) {
+  full->resize(n_local * d * tp.size());
+  tp.AllGather(local, full->data(), n_local * d);
+}
+
+void ReduceScatterTokens(parallel::Communicator& tp, const float* full_partial, int64_t n_local,
+                         int64_t d, float* local) {
+  tp.ReduceScatterSum(full_partial, local, n_local * d);
+}
+
+}  // namespace
+
 DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numerics,
-                                 kernels::Backend* ops, int64_t max_positions)
+                                 kernels::Backend* ops, int64_t max_positions, ModelParallel parallel)
     : cfg_(cfg) {
+  if (parallel.tp == nullptr) {
+    own_tp_ = std::make_unique<parallel::LocalCommunicator>("tp");
+    parallel.tp = own_tp_.get();
+  }
+  if (parallel.ep == nullptr) {
+    own_ep_ = std::make_unique<parallel::LocalCommunicator>("ep");
+    parallel.ep = own_ep_.get();
+  }
   ctx_.ops = ops;
   ctx_.numerics = numerics;
+  ctx_.tp = parallel.tp;
+  ctx_.ep = parallel.ep;
+  const TpSlice tp{parallel.tp->rank(), parallel.tp->size()};
   const int64_t d = cfg.hidden_size(), vocab = cfg.vocab_size();
   rope_ = BuildRopeTables(cfg, max_positions);
 
@@ -65,6 +96,7 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
   mla.rope_dim = cfg.qk_rope_head_dim();
   mla.v_dim = cfg.v_head_dim();
   mla.softmax_scale = static_cast<float>(SoftmaxScale(cfg));
+  mla.tp = tp;
 
   for (int64_t l = 0; l < cfg.num_hidden_layers(); ++l) {
     const std::string prefix = absl::StrCat("model.layers.", l, ".");
@@ -76,17 +108,20 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
       MoeDims md;
       md.d = d;
       md.expert_inter = cfg.moe_intermediate_size();
-      md.shared_inter = cfg.n_shared_experts() * cfg.moe_intermediate_size();
       md.router = RouterParamsFrom(cfg);
       md.has_correction_bias = cfg.topk_method() == "noaux_tc";
       md.aux_loss_alpha = static_cast<float>(cfg.aux_loss_alpha());
       md.seq_aux = cfg.seq_aux();
-      layer->moe = std::make_unique<MoeLayer>(params_, prefix + "mlp.", md);
+      layer->moe = std::make_unique<MoeLayer>(params_, prefix + "mlp.", md, parallel.ep);
+      if (cfg.n_shared_experts() > 0) {
+        layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.shared_experts.", d,
+                                                 cfg.n_shared_experts() * cfg.moe_intermediate_size(), tp);
+      }
       layer->moe_slot = static_cast<int64_t>(moe_layer_index_.size());
       moe_layer_index_.push_back(l);
       expert_counts_.emplace_back(cfg.n_routed_experts(), 0);
     } else {
-      layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.", d, cfg.intermediate_size());
+      layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.", d, cfg.intermediate_size(), tp);
     }
     layers_.push_back(std::move(layer));
   }
@@ -134,82 +169,105 @@ std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
 LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,
                                 int64_t seq, bool backward, float loss_scale) {
   kernels::Backend& ops = *ctx_.ops;
+  parallel::Communicator& tp = *ctx_.tp;
   const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
+  const int64_t n_loc = n / tp.size(), offset = tp.rank() * n_loc;  // this rank's token slice
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
   std::vector<int32_t> positions(n);
   for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i % seq);
+  const TokenSlice slice{batch, seq, offset, n_loc};
 
   LossStats stats;
   // ---- Forward ----
-  std::vector<float> h(n * d);
-  ops.EmbeddingForward(ids, n, embed_->working.data(), d, h.data());
-  std::vector<float> branch(n * d);
+  std::vector<float> h(n_loc * d);
+  ops.EmbeddingForward(ids + offset, n_loc, embed_->working.data(), d, h.data());
+  std::vector<float> branch(n_loc * d), partial(n * d);
   for (auto& lp : layers_) {
     Layer& L = *lp;
     L.h_in = h;
-    L.x1.resize(n * d);
-    L.rstd1.resize(n);
-    ops.RmsNormForward(h.data(), L.input_norm->working.data(), n, d, eps, ctx_.bf16(), L.x1.data(),
+    L.x1.resize(n_loc * d);
+    L.rstd1.resize(n_loc);
+    ops.RmsNormForward(h.data(), L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(),
                        L.rstd1.data());
-    ctx_.Store(L.x1.data(), n * d);
-    L.attn->Forward(ctx_, rope_, positions.data(), L.x1.data(), batch, seq, branch.data(),
+    ctx_.Store(L.x1.data(), n_loc * d);
+    GatherTokens(tp, L.x1.data(), n_loc, d, &L.x1_full);
+    L.attn->Forward(ctx_, rope_, positions.data(), L.x1_full.data(), batch, seq, partial.data(),
                     &L.attn_saved);
-    ops.Add(branch.data(), h.data(), n * d);
-    ctx_.Store(h.data(), n * d);
+    ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
+    ctx_.Store(branch.data(), n_loc * d);
+    ops.Add(branch.data(), h.data(), n_loc * d);
+    ctx_.Store(h.data(), n_loc * d);
     L.h_mid = h;
-    L.x2.resize(n * d);
-    L.rstd2.resize(n);
-    ops.RmsNormForward(h.data(), L.post_norm->working.data(), n, d, eps, ctx_.bf16(), L.x2.data(),
+    L.x2.resize(n_loc * d);
+    L.rstd2.resize(n_loc);
+    ops.RmsNormForward(h.data(), L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x2.data(),
                        L.rstd2.data());
-    ctx_.Store(L.x2.data(), n * d);
-    if (L.moe) {
-      stats.balance_loss += L.moe->Forward(ctx_, L.x2.data(), batch, seq, branch.data(), &L.moe_saved,
-                                           expert_counts_[L.moe_slot].data());
-    } else {
-      L.mlp->Forward(ctx_, L.x2.data(), n, branch.data(), &L.mlp_saved);
+    ctx_.Store(L.x2.data(), n_loc * d);
+    std::fill(branch.begin(), branch.end(), 0.0f);
+    if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
+      GatherTokens(tp, L.x2.data(), n_loc, d, &L.x2_full);
+      L.mlp->Forward(ctx_, L.x2_full.data(), n, partial.data(), &L.mlp_saved);
+      ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
+      ctx_.Store(branch.data(), n_loc * d);
     }
-    ops.Add(branch.data(), h.data(), n * d);
-    ctx_.Store(h.data(), n * d);
+    if (L.moe) {  // routed experts on this rank's tokens
+      std::vector<float> routed(n_loc * d);
+      stats.balance_loss += L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
+                                           expert_counts_[L.moe_slot].data());
+      ops.Add(routed.data(), branch.data(), n_loc * d);
+      ctx_.Store(branch.data(), n_loc * d);
+    }
+    ops.Add(branch.data(), h.data(), n_loc * d);
+    ctx_.Store(h.data(), n_loc * d);
   }
-  std::vector<float> hf(n * d), rstd_f(n);
-  ops.RmsNormForward(h.data(), final_norm_->working.data(), n, d, eps, ctx_.bf16(), hf.data(),
+  std::vector<float> hf(n_loc * d), rstd_f(n_loc);
+  ops.RmsNormForward(h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), hf.data(),
                      rstd_f.data());
-  ctx_.Store(hf.data(), n * d);
-  std::vector<float> logits(n * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
-  LinearForward(ops, *lm_head_, hf.data(), n, logits.data());
-  for (int64_t i = 0; i < n; ++i) stats.tokens += targets[i] >= 0 ? 1 : 0;
-  const float ce_scale = stats.tokens > 0 ? loss_scale / static_cast<float>(stats.tokens) : 0.0f;
-  stats.ce_loss_sum = ops.CrossEntropy(logits.data(), targets, n, vocab, ce_scale,
+  ctx_.Store(hf.data(), n_loc * d);
+  std::vector<float> logits(n_loc * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
+  LinearForward(ops, *lm_head_, hf.data(), n_loc, logits.data());
+  int64_t micro_batch_tokens = 0;  // the mean runs over the whole micro-batch, not the slice
+  for (int64_t i = 0; i < n; ++i) micro_batch_tokens += targets[i] >= 0 ? 1 : 0;
+  for (int64_t i = 0; i < n_loc; ++i) stats.tokens += targets[offset + i] >= 0 ? 1 : 0;
+  const float ce_scale = micro_batch_tokens > 0 ? loss_scale / static_cast<float>(micro_batch_tokens) : 0.0f;
+  stats.ce_loss_sum = ops.CrossEntropy(logits.data(), targets + offset, n_loc, vocab, ce_scale,
                                        backward ? logits.data() : nullptr);
   if (!backward) return stats;
 
   // ---- Backward (activation gradients written, parameter gradients accumulated) ----
   std::vector<float>& d_logits = logits;
-  std::vector<float> d_hf(n * d);
-  LinearBackward(ops, *lm_head_, hf.data(), d_logits.data(), n, d_hf.data(), GradMode::kWrite);
-  std::vector<float> dh(n * d);  // gradient of the residual stream
-  ops.RmsNormBackward(h.data(), final_norm_->working.data(), rstd_f.data(), d_hf.data(), n, d, dh.data(),
-                      final_norm_->grad.data());
-  std::vector<float> d_branch_in(n * d), d_x(n * d);
+  std::vector<float> d_hf(n_loc * d);
+  LinearBackward(ops, *lm_head_, hf.data(), d_logits.data(), n_loc, d_hf.data(), GradMode::kWrite);
+  std::vector<float> dh(n_loc * d);  // gradient of the residual stream (this rank's slice)
+  ops.RmsNormBackward(h.data(), final_norm_->working.data(), rstd_f.data(), d_hf.data(), n_loc, d,
+                      dh.data(), final_norm_->grad.data());
+  std::vector<float> d_branch_in(n_loc * d), d_x(n_loc * d), d_full, d_in_full(n * d);
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     Layer& L = **it;
     // FFN half: h_out = h_mid + FFN(norm(h_mid)).
+    std::fill(d_branch_in.begin(), d_branch_in.end(), 0.0f);
     if (L.moe) {
       L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh.data(), loss_scale, d_branch_in.data());
-    } else {
-      L.mlp->Backward(ctx_, L.x2.data(), L.mlp_saved, dh.data(), d_branch_in.data(), false);
+    }
+    if (L.mlp) {
+      GatherTokens(tp, dh.data(), n_loc, d, &d_full);
+      L.mlp->Backward(ctx_, L.x2_full.data(), L.mlp_saved, d_full.data(), d_in_full.data(), false);
+      ReduceScatterTokens(tp, d_in_full.data(), n_loc, d, d_x.data());
+      ops.Add(d_x.data(), d_branch_in.data(), n_loc * d);
     }
     ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(),
-                        d_branch_in.data(), n, d, d_x.data(), L.post_norm->grad.data());
-    ops.Add(d_x.data(), dh.data(), n * d);
+                        d_branch_in.data(), n_loc, d, d_x.data(), L.post_norm->grad.data());
+    ops.Add(d_x.data(), dh.data(), n_loc * d);
     // Attention half: h_mid = h_in + MLA(norm(h_in)).
-    L.attn->Backward(ctx_, rope_, positions.data(), L.x1.data(), L.attn_saved, dh.data(),
-                     d_branch_in.data());
+    GatherTokens(tp, dh.data(), n_loc, d, &d_full);
+    L.attn->Backward(ctx_, rope_, positions.data(), L.x1_full.data(), L.attn_saved, d_full.data(),
+                     d_in_full.data());
+    ReduceScatterTokens(tp, d_in_full.data(), n_loc, d, d_branch_in.data());
     ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(),
-                        d_branch_in.data(), n, d, d_x.data(), L.input_norm->grad.data());
-    ops.Add(d_x.data(), dh.data(), n * d);
+                        d_branch_in.data(), n_loc, d, d_x.data(), L.input_norm->grad.data());
+    ops.Add(d_x.data(), dh.data(), n_loc * d);
   }
-  ops.EmbeddingBackward(ids, n, dh.data(), d, embed_->grad.data());
+  ops.EmbeddingBackward(ids + offset, n_loc, dh.data(), d, embed_->grad.data());
   return stats;
 }
 

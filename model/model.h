@@ -1,8 +1,12 @@
 // The DeepSeek-V3 model (spec §2): embedding, decoder layers (MLA + dense SwiGLU or MoE, pre-RMSNorm
 // residual blocks), final norm, LM head and the losses, with an explicit backward per layer.
 //
-// One call runs a micro-batch of B sequences of T tokens: ids, targets [B, T]. The hidden stream
-// h [n = B·T, d] is FP32 storage holding BF16 values in BF16 mode.
+// One call runs a micro-batch of B sequences of T tokens: ids, targets [B, T] (every rank of a TP
+// group passes the same micro-batch). Sequence parallelism (Megatron): the residual stream, norms,
+// embedding, head and loss hold this TP rank's contiguous 1/tp slice of the B·T tokens; each attention
+// or dense/shared-expert block all-gathers its normed input over TP, runs its heads / FFN columns, and
+// reduce-scatters its output back to the slice. The routed experts take the slice's tokens directly.
+// The hidden stream is FP32 storage holding BF16 values in BF16 mode.
 #pragma once
 
 #include <cstdint>
@@ -20,14 +24,21 @@
 #include "model/moe.h"
 #include "model/params.h"
 #include "model/rope.h"
+#include "parallel/communicator.h"
 
 namespace moe::model {
 
 struct LossStats {
-  double ce_loss_sum = 0;   // Σ over tokens of the cross-entropy (main model)
-  int64_t tokens = 0;       // tokens with a target
-  double balance_loss = 0;  // Σ over MoE layers of this micro-batch's balance loss
+  double ce_loss_sum = 0;   // Σ over this rank's tokens of the cross-entropy (main model)
+  int64_t tokens = 0;       // this rank's tokens with a target
+  double balance_loss = 0;  // Σ over MoE layers of the micro-batch's balance loss (same on TP ranks)
   double ce_loss() const { return tokens ? ce_loss_sum / tokens : 0.0; }
+};
+
+// The process groups the model's layers talk to (null: a one-rank group).
+struct ModelParallel {
+  parallel::Communicator* tp = nullptr;
+  parallel::Communicator* ep = nullptr;
 };
 
 class DeepseekV3Model {
@@ -35,7 +46,7 @@ class DeepseekV3Model {
   // Builds the parameters (not initialised: call params().Initialize or load weights).
   // `max_positions` sizes the RoPE tables. MTP layers are not built (refused by the trainer).
   DeepseekV3Model(const config::ModelConfig& cfg, Numerics numerics, kernels::Backend* ops,
-                  int64_t max_positions);
+                  int64_t max_positions, ModelParallel parallel = {});
   ~DeepseekV3Model();
 
   ParamStore& params() { return params_; }
@@ -44,7 +55,8 @@ class DeepseekV3Model {
   Numerics numerics() const { return ctx_.numerics; }
 
   // Forward (and, if `backward`, backward accumulating parameter gradients) of one micro-batch.
-  // The gradient is that of loss_scale · (mean CE over this micro-batch + balance losses).
+  // The gradient is that of loss_scale · (mean CE over the micro-batch's B·T tokens + balance losses);
+  // with sequence parallelism each TP rank contributes its tokens' part.
   // Expert assignment counts are added to expert_counts().
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
@@ -72,6 +84,7 @@ class DeepseekV3Model {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<int64_t> moe_layer_index_;
   std::vector<std::vector<int64_t>> expert_counts_;
+  std::unique_ptr<parallel::Communicator> own_tp_, own_ep_;  // one-rank groups when none are given
 };
 
 // Router settings from the model config.

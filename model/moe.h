@@ -1,14 +1,15 @@
-// DeepSeekMoE layer (spec §5), as named stages: Route -> Dispatch -> Experts -> Combine, plus the
-// shared expert, and in reverse for the backward (Dispatch and Combine are each other's backward and
-// share one RoutingPlan).
+// DeepSeekMoE routed experts (spec §5), as named stages: Route -> Dispatch -> Experts -> Combine, and
+// in reverse for the backward (Dispatch and Combine are each other's backward and share one handle).
+// The shared expert is a plain SwiGLU that the decoder layer runs beside this (model.cc), under
+// tensor parallelism like the dense FFN.
 //
-// For n tokens of the normed input u [n, d] and E routed experts, K per token:
+// For the n tokens this rank holds (its sequence-parallel slice), u [n, d], E experts, K per token:
 //   Route:    z = u gateᵀ [n, E] (FP32); s = σ(z) or softmax(z); Sel [n, K] from s (+ correction bias);
 //             w [n, K] the gate weights (spec §5.1)
-//   Dispatch: the n·K (token, slot) rows sorted by expert -> x_sorted [R = n·K, d]
-//   Experts:  one grouped SwiGLU over the experts' row blocks -> y_sorted [R, d]
-//   Combine:  out[t] = shared(u)[t] + Σ_k w[t,k] · y_sorted[row(t,k)]
-// Single-process dispatch here; the expert-parallel dispatcher (all-to-all) replaces Dispatch/Combine.
+//   Dispatch: the n·K (token, slot) rows sorted by global expert -> x_sorted [R = n·K, d], sent over
+//             the EP group -> x_grouped [R', d] for this rank's E/ep experts
+//   Experts:  one grouped SwiGLU over the local experts' row blocks -> y_grouped [R', d]
+//   Combine:  back over the EP group -> y_sorted [R, d];  out[t] = Σ_k w[t,k] · y_sorted[row(t,k)]
 #pragma once
 
 #include <cstdint>
@@ -18,15 +19,14 @@
 
 #include "kernels/backend.h"
 #include "model/layer_context.h"
-#include "model/mlp.h"
 #include "model/params.h"
+#include "parallel/token_dispatcher.h"
 
 namespace moe::model {
 
 struct MoeDims {
   int64_t d = 0;
   int64_t expert_inter = 0;   // moe_intermediate_size
-  int64_t shared_inter = 0;   // n_shared_experts · moe_intermediate_size (0: none)
   kernels::RouterParams router;
   bool has_correction_bias = true;  // topk_method == noaux_tc
   float aux_loss_alpha = 0.0f;      // sequence-wise balance loss weight (0: off)
@@ -40,43 +40,55 @@ struct RoutingPlan {
   std::vector<int64_t> expert_offsets;  // [E + 1]
 };
 
+// Where this rank's tokens sit in the micro-batch (sequence parallelism): tokens
+// [token_offset, token_offset + n) of the B·T micro-batch tokens.
+struct TokenSlice {
+  int64_t batch = 0, seq = 0;  // the whole micro-batch's B and T
+  int64_t token_offset = 0;
+  int64_t num_tokens = 0;      // n
+};
+
 class MoeLayer {
  public:
   struct Saved {
-    int64_t batch = 0, seq = 0;
+    TokenSlice slice;
     std::vector<float> scores;     // [n, E]
     std::vector<int32_t> selected; // [n, K]
     std::vector<float> weights;    // [n, K]
     RoutingPlan plan;
-    std::vector<float> x_sorted;   // [R, d]
-    std::vector<float> a, c, m;    // [R, Ie]
+    parallel::DispatchHandle handle;
+    std::vector<float> x_grouped;  // [R', d]
+    std::vector<float> a, c, m;    // [R', Ie]
     std::vector<float> y_sorted;   // [R, d]
-    std::vector<float> balance_f;  // [num_balance_groups, E] (balance loss only)
-    SwiGluMlp::Saved shared;
+    std::vector<float> balance_f;  // [groups, E] (balance loss only)
   };
 
-  MoeLayer(ParamStore& store, const std::string& prefix, const MoeDims& dims);
+  // Registers the router and this EP rank's experts (ctx.ep decides which).
+  MoeLayer(ParamStore& store, const std::string& prefix, const MoeDims& dims,
+           parallel::Communicator* ep);
 
-  // out [n, d] written. Returns this micro-batch's balance loss (0 if alpha == 0). Adds the
-  // (token, slot) assignment counts per expert to `expert_counts` [E].
-  double Forward(const LayerContext& ctx, const float* u, int64_t batch, int64_t seq, float* out,
+  // out [n, d] written (routed experts only). Returns the micro-batch's balance loss (0 if alpha == 0;
+  // the same value on every TP rank). Adds this rank's (token, slot) counts per global expert to
+  // `expert_counts` [E].
+  double Forward(const LayerContext& ctx, const float* u, const TokenSlice& slice, float* out,
                  Saved* saved, int64_t* expert_counts) const;
   // d_u [n, d] written. `loss_scale` multiplies the balance loss's own gradient (the same factor the
   // caller applied to the main loss).
   void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_out,
                 float loss_scale, float* d_u);
 
-  int64_t num_experts() const { return dims_.router.num_experts; }
   Param* correction_bias() { return bias_; }
 
  private:
   void ExpertsForward(const LayerContext& ctx, Saved* s) const;
+  double BalanceLoss(const LayerContext& ctx, Saved* s) const;
 
   MoeDims dims_;
+  parallel::TokenDispatcher dispatcher_;
   Param* gate_ = nullptr;  // [E, d]
   Param* bias_ = nullptr;  // [E] e_score_correction_bias (noaux_tc only)
-  std::vector<Param*> expert_gate_, expert_up_, expert_down_;  // per expert [Ie, d], [Ie, d], [d, Ie]
-  std::unique_ptr<SwiGluMlp> shared_;
+  // This EP rank's experts, local index j = global expert first_local_expert + j.
+  std::vector<Param*> expert_gate_, expert_up_, expert_down_;  // [Ie, d], [Ie, d], [d, Ie]
 };
 
 // Builds the expert-sorted row order (stable in token order) from selected [n, K].

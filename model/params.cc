@@ -36,6 +36,14 @@ int64_t Param::numel() const {
   return n;
 }
 
+int64_t Param::GlobalIndex(int64_t i) const {
+  if (shard.dim < 0) return i;
+  const int64_t cols = shape[1];
+  const int64_t r = i / cols, c = i % cols;
+  if (shard.dim == 0) return (shard.offset + r) * cols + c;
+  return r * shard.global_shape[1] + shard.offset + c;
+}
+
 double SeededNormal(uint64_t seed, const std::string& name, int64_t index) {
   const uint64_t key = SplitMix64(seed ^ SplitMix64(NameHash(name)));
   const uint64_t r1 = SplitMix64(key ^ SplitMix64(2 * static_cast<uint64_t>(index)));
@@ -44,11 +52,14 @@ double SeededNormal(uint64_t seed, const std::string& name, int64_t index) {
   return std::sqrt(-2.0 * std::log(ToUnitOpen(r1))) * std::cos(2.0 * M_PI * ToUnitOpen(r2));
 }
 
-Param* ParamStore::Add(const std::string& name, std::vector<int64_t> shape, ParamKind kind) {
+Param* ParamStore::Add(const std::string& name, std::vector<int64_t> shape, ParamKind kind,
+                       ParamSync sync, ShardSpec shard) {
   auto p = std::make_unique<Param>();
   p->name = name;
   p->shape = std::move(shape);
   p->kind = kind;
+  p->sync = sync;
+  p->shard = std::move(shard);
   const int64_t n = p->numel();
   p->master.assign(n, 0.0f);
   p->working.assign(n, 0.0f);
@@ -88,7 +99,7 @@ void ParamStore::Initialize(uint64_t seed, double init_std) {
       case ParamKind::kMatrix:
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n; ++i) {
-          p->master[i] = static_cast<float>(init_std * SeededNormal(seed, p->name, i));
+          p->master[i] = static_cast<float>(init_std * SeededNormal(seed, p->name, p->GlobalIndex(i)));
         }
         break;
       case ParamKind::kNorm:

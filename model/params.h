@@ -26,10 +26,28 @@ enum class ParamKind {
   kBuffer,  // not trained by gradients (correction bias): zeros
 };
 
+// Which ranks hold copies of a parameter, hence over which group its gradient is summed and its
+// optimizer state sharded (DESIGN "Gradient sync").
+enum class ParamSync {
+  kReplicated,      // every rank holds it (norms, embedding, head, latent down-projections, router);
+                    // under sequence parallelism each TP rank saw different tokens: sum over the world
+  kTensorParallel,  // a TP shard (column/row-parallel linears): sum over the DP group
+  kExpert,          // a routed expert on this EP rank: sum over the expert-data-parallel group
+};
+
+// A parameter may be a slice of its global tensor along one dimension (tensor parallelism).
+struct ShardSpec {
+  int dim = -1;            // -1: the whole tensor; 0: rows; 1: columns (2-D tensors)
+  int64_t offset = 0;      // first global row/column held here
+  std::vector<int64_t> global_shape;  // empty: same as the local shape
+};
+
 struct Param {
   std::string name;            // Hugging Face name, e.g. "model.layers.3.mlp.gate.weight"
-  std::vector<int64_t> shape;  // global shape
+  std::vector<int64_t> shape;  // local shape (== global shape unless sharded)
   ParamKind kind = ParamKind::kMatrix;
+  ParamSync sync = ParamSync::kReplicated;
+  ShardSpec shard;
   std::vector<float> master;
   std::vector<float> working;
   std::vector<float> grad;
@@ -37,6 +55,11 @@ struct Param {
   std::vector<float> adam_v;
 
   int64_t numel() const;
+  const std::vector<int64_t>& global_shape() const {
+    return shard.global_shape.empty() ? shape : shard.global_shape;
+  }
+  // Flat index in the global tensor of local element i.
+  int64_t GlobalIndex(int64_t i) const;
   bool trainable() const { return kind != ParamKind::kBuffer; }
   bool decays() const { return kind == ParamKind::kMatrix; }
 };
@@ -44,7 +67,8 @@ struct Param {
 class ParamStore {
  public:
   // Registers a tensor; the returned pointer stays valid for the store's lifetime.
-  Param* Add(const std::string& name, std::vector<int64_t> shape, ParamKind kind);
+  Param* Add(const std::string& name, std::vector<int64_t> shape, ParamKind kind,
+             ParamSync sync = ParamSync::kReplicated, ShardSpec shard = {});
   Param* Find(const std::string& name);
   const Param* Find(const std::string& name) const;
 

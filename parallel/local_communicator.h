@@ -1,0 +1,47 @@
+// The one-rank group: every collective is a copy (or nothing). Used when a layout has tp = 1 or
+// ep = 1, and by single-process tools, so the model always talks to a Communicator.
+#pragma once
+
+#include <algorithm>
+#include <string>
+
+#include "parallel/communicator.h"
+
+namespace moe::parallel {
+
+class LocalCommunicator final : public Communicator {
+ public:
+  explicit LocalCommunicator(std::string name = "local") : name_(std::move(name)) {}
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const std::string& name() const override { return name_; }
+
+  void AllReduceSum(float*, int64_t) override {}
+  void AllReduceSum(double*, int64_t) override {}
+  void AllReduceSum(int64_t*, int64_t) override {}
+  void AllReduceMax(double*, int64_t) override {}
+  void ReduceScatterSum(const float* in, float* out, int64_t n) override { Copy(in, out, n); }
+  void AllGather(const float* in, float* out, int64_t n) override { Copy(in, out, n); }
+  void AllGather(const int64_t* in, int64_t* out, int64_t n) override { Copy(in, out, n); }
+  void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
+                 const std::vector<int64_t>&) override {
+    Copy(send, recv, send_counts[0]);
+  }
+  void AllToAllV(const int32_t* send, const std::vector<int64_t>& send_counts, int32_t* recv,
+                 const std::vector<int64_t>&) override {
+    Copy(send, recv, send_counts[0]);
+  }
+  void AllToAll(const int64_t* in, int64_t* out, int64_t n) override { Copy(in, out, n); }
+  void Broadcast(float*, int64_t, int) override {}
+  void Broadcast(int64_t*, int64_t, int) override {}
+  void Barrier() override {}
+
+ private:
+  template <typename T>
+  static void Copy(const T* in, T* out, int64_t n) {
+    if (in != out) std::copy(in, in + n, out);
+  }
+  std::string name_;
+};
+
+}  // namespace moe::parallel

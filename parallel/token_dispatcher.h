@@ -1,0 +1,49 @@
+// Expert-parallel token dispatch (DESIGN "EP dispatch"; Megatron's all-to-all token dispatcher,
+// DeepEP's dispatch/combine pair). The routed experts are split over the EP group in contiguous
+// blocks: EP rank r holds global experts [r·E/ep, (r+1)·E/ep).
+//
+// The caller sorts its (token, slot) rows by global expert (model/moe.h RoutingPlan), so the rows for
+// each EP rank are contiguous and in rank order. Plan() exchanges the per-expert counts; Dispatch()
+// sends the rows to their experts' ranks and regroups what arrives by local expert, ready for one
+// grouped GEMM; Combine() is its exact inverse. Dispatch and Combine are each other's backward, and
+// both reuse the one DispatchHandle.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace moe::parallel {
+
+struct DispatchHandle {
+  int64_t local_experts = 0;
+  int64_t rows_sent = 0;                      // rows this rank routes (R)
+  int64_t rows_received = 0;                  // rows its local experts process (R')
+  std::vector<int64_t> send_counts;           // [ep] rows to each EP rank
+  std::vector<int64_t> recv_counts;           // [ep] rows from each EP rank
+  std::vector<int64_t> local_expert_offsets;  // [local_experts + 1] over the grouped rows
+  std::vector<int64_t> grouped_to_received;   // [R'] grouped row j is received row grouped_to_received[j]
+};
+
+class TokenDispatcher {
+ public:
+  TokenDispatcher(Communicator* ep, int64_t num_experts);
+
+  int64_t first_local_expert() const { return ep_->rank() * local_experts_; }
+  int64_t local_experts() const { return local_experts_; }
+
+  // rows_per_expert [E]: rows this rank sends to each global expert. Collective over the EP group.
+  DispatchHandle Plan(const std::vector<int64_t>& rows_per_expert) const;
+  // sorted [R, dim] (global-expert order) -> grouped [R', dim] (local-expert order).
+  void Dispatch(const DispatchHandle& h, const float* sorted, int64_t dim, float* grouped) const;
+  // grouped [R', dim] -> sorted [R, dim]: the inverse of Dispatch.
+  void Combine(const DispatchHandle& h, const float* grouped, int64_t dim, float* sorted) const;
+
+ private:
+  Communicator* ep_;
+  int64_t num_experts_;
+  int64_t local_experts_;
+};
+
+}  // namespace moe::parallel

@@ -1,0 +1,149 @@
+// bench_comm: how much the bounded, non-blocking MpiCommunicator costs against plain blocking MPI.
+//
+//   mpirun -np 4 bazel-bin/tools/bench_comm [--tokens=4096 --hidden=1024 --iters=10 --allreduce_mb=16]
+//
+// (a) MoE dispatch: each rank sends `tokens` tokens of `hidden` floats, split over the ranks by random
+//     per-peer counts (some zero), with MpiCommunicator::AllToAllV and with raw MPI_Alltoallv on the
+//     same buffers in the same run; both results are compared bit for bit.
+// (b) MpiCommunicator::AllReduceSum against raw MPI_Allreduce on `allreduce_mb` MiB of floats.
+// Rounds alternate the two implementations; each figure is the best round, the time of a round being
+// the slowest rank's. GB/s = bytes that cross between ranks per second (all ranks together) for the
+// all-to-all; for the all-reduce, algbw = bytes / time and busbw = algbw * 2 (p - 1) / p (the
+// nccl-tests convention).
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "parallel/communicator_mpi.h"
+#include "parallel/mpi_world.h"
+
+ABSL_FLAG(int64_t, tokens, 4096, "tokens each rank dispatches");
+ABSL_FLAG(int64_t, hidden, 1024, "floats per token");
+ABSL_FLAG(int, iters, 10, "calls per timed round");
+ABSL_FLAG(int, rounds, 3, "timed rounds per implementation (the best is reported)");
+ABSL_FLAG(int64_t, allreduce_mb, 16, "all-reduce payload in MiB");
+ABSL_FLAG(double, timeout_s, 120, "collective timeout of the MpiCommunicator");
+
+namespace {
+
+// Best-of-rounds seconds per call of `fn`, a round's time being the maximum over ranks.
+template <typename Fn>
+double TimePerCall(Fn&& fn, int iters) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double t0 = MPI_Wtime();
+  for (int i = 0; i < iters; ++i) fn();
+  double dt = MPI_Wtime() - t0;
+  MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return dt / iters;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  auto world = moe::parallel::MpiWorld::Init(&argc, &argv);
+  if (!world.ok()) {
+    std::fprintf(stderr, "bench_comm: %s\n", std::string(world.status().message()).c_str());
+    return 1;
+  }
+  const int rank = world->rank(), size = world->size();
+  const int64_t tokens = absl::GetFlag(FLAGS_tokens), hidden = absl::GetFlag(FLAGS_hidden);
+  const int iters = absl::GetFlag(FLAGS_iters), rounds = absl::GetFlag(FLAGS_rounds);
+  auto comm = moe::parallel::MpiCommunicator::World(absl::GetFlag(FLAGS_timeout_s));
+
+  // Random per-peer token counts (a rank may send none to some peer), then exchange them.
+  std::mt19937_64 gen(1000 + rank);
+  std::vector<double> weight(size);
+  for (double& w : weight) w = gen() % 4 == 0 ? 0.0 : std::uniform_real_distribution<double>(0.2, 1)(gen);
+  weight[rank] += 1e-3;  // never all zero
+  double wsum = 0;
+  for (double w : weight) wsum += w;
+  std::vector<int64_t> send_tokens(size), recv_tokens(size);
+  int64_t assigned = 0;
+  for (int r = 0; r < size; ++r) {
+    send_tokens[r] = r + 1 == size ? tokens - assigned : static_cast<int64_t>(tokens * weight[r] / wsum);
+    assigned += send_tokens[r];
+  }
+  comm->AllToAll(send_tokens.data(), recv_tokens.data(), 1);
+
+  std::vector<int64_t> send_counts(size), recv_counts(size);
+  std::vector<int> send_i(size), recv_i(size), send_d(size), recv_d(size);
+  int64_t send_total = 0, recv_total = 0;
+  for (int r = 0; r < size; ++r) {
+    send_counts[r] = send_tokens[r] * hidden;
+    recv_counts[r] = recv_tokens[r] * hidden;
+    send_i[r] = static_cast<int>(send_counts[r]);
+    recv_i[r] = static_cast<int>(recv_counts[r]);
+    send_d[r] = static_cast<int>(send_total);
+    recv_d[r] = static_cast<int>(recv_total);
+    send_total += send_counts[r];
+    recv_total += recv_counts[r];
+  }
+  std::vector<float> send(send_total), recv_a(recv_total), recv_b(recv_total);
+  for (int64_t i = 0; i < send_total; ++i) send[i] = static_cast<float>((i * 31 + rank * 7) % 1000);
+
+  auto ours = [&] { comm->AllToAllV(send.data(), send_counts, recv_a.data(), recv_counts); };
+  auto raw = [&] {
+    MPI_Alltoallv(send.data(), send_i.data(), send_d.data(), MPI_FLOAT, recv_b.data(), recv_i.data(),
+                  recv_d.data(), MPI_FLOAT, MPI_COMM_WORLD);
+  };
+  ours();
+  raw();
+  int same = std::memcmp(recv_a.data(), recv_b.data(), sizeof(float) * recv_total) == 0;
+  MPI_Allreduce(MPI_IN_PLACE, &same, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+
+  // Bytes crossing between ranks per call, over all ranks.
+  int64_t cross = (send_total - send_counts[rank]) * static_cast<int64_t>(sizeof(float));
+  MPI_Allreduce(MPI_IN_PLACE, &cross, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  double best_ours = 1e30, best_raw = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    best_ours = std::min(best_ours, TimePerCall(ours, iters));
+    best_raw = std::min(best_raw, TimePerCall(raw, iters));
+  }
+
+  // All-reduce.
+  const int64_t n = absl::GetFlag(FLAGS_allreduce_mb) * (1 << 20) / static_cast<int64_t>(sizeof(float));
+  std::vector<float> x(n, 1.0f);
+  auto ar_ours = [&] { comm->AllReduceSum(x.data(), n); };
+  auto ar_raw = [&] {
+    MPI_Allreduce(MPI_IN_PLACE, x.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  };
+  ar_ours();
+  ar_raw();
+  double best_ar_ours = 1e30, best_ar_raw = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    best_ar_ours = std::min(best_ar_ours, TimePerCall(ar_ours, iters));
+    best_ar_raw = std::min(best_ar_raw, TimePerCall(ar_raw, iters));
+  }
+
+  if (rank == 0) {
+    const double gb = 1e9;
+    std::printf("bench_comm: %d ranks on %s, %d calls x best of %d rounds\n", size,
+                world->hostname().c_str(), iters, rounds);
+    std::printf("alltoallv  %lld tokens x %lld floats per rank, %.1f MB crossing ranks per call, "
+                "results identical: %s\n",
+                static_cast<long long>(tokens), static_cast<long long>(hidden), cross / 1e6,
+                same ? "yes" : "NO");
+    std::printf("  MpiCommunicator::AllToAllV  %8.3f ms  %7.2f GB/s\n", best_ours * 1e3,
+                cross / best_ours / gb);
+    std::printf("  MPI_Alltoallv (blocking)    %8.3f ms  %7.2f GB/s\n", best_raw * 1e3, cross / best_raw / gb);
+    std::printf("  ratio ours/raw (bandwidth)  %8.3f\n", best_raw / best_ours);
+    const double bytes = static_cast<double>(n) * sizeof(float);
+    const double bus = size > 1 ? 2.0 * (size - 1) / size : 0.0;
+    std::printf("allreduce  %.1f MB of floats\n", bytes / 1e6);
+    std::printf("  MpiCommunicator::AllReduceSum %8.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n",
+                best_ar_ours * 1e3, bytes / best_ar_ours / gb, bus * bytes / best_ar_ours / gb);
+    std::printf("  MPI_Allreduce (blocking)      %8.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n",
+                best_ar_raw * 1e3, bytes / best_ar_raw / gb, bus * bytes / best_ar_raw / gb);
+    std::printf("  ratio ours/raw (bandwidth)    %8.3f\n", best_ar_raw / best_ar_ours);
+  }
+  comm.reset();  // free the communicator before MPI_Finalize (in ~MpiWorld)
+  return same ? 0 : 1;
+}
