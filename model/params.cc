@@ -123,6 +123,22 @@ void ParamStore::RefreshWorking(bool bf16) {
   }
 }
 
+double GradNorm(const Param& p) {
+  double sum = 0.0;
+  for (float g : p.grad) sum += static_cast<double>(g) * g;
+  return std::sqrt(sum);
+}
+
+double LocalGradNorm(const ParamStore& params) {
+  double sum = 0.0;
+  params.ForEach([&](const Param& p) {
+    if (!p.trainable()) return;
+    const double n = GradNorm(p);
+    sum += n * n;
+  });
+  return std::sqrt(sum);
+}
+
 void ParamStore::ZeroGrads() {
   for (auto& p : params_) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
 }

@@ -89,6 +89,11 @@ class ParamStore {
   absl::flat_hash_map<std::string, Param*> by_name_;
 };
 
+// L2 norm of every trainable gradient held here (FP64 accumulation); one process's view.
+double LocalGradNorm(const ParamStore& params);
+// L2 norm of one tensor's gradient.
+double GradNorm(const Param& p);
+
 // Counter-based N(0,1) sample for (seed, name, index): layout-independent initialisation.
 double SeededNormal(uint64_t seed, const std::string& name, int64_t index);
 

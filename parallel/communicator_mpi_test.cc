@@ -24,7 +24,10 @@ class MpiCommunicatorTest : public testing::Test {
     rank_ = comm_->rank();
     size_ = comm_->size();
   }
-  void TearDown() override { MpiCommunicator::SetMaxCountForTesting(0); }  // back to INT_MAX
+  void TearDown() override {  // back to the defaults
+    MpiCommunicator::SetMaxCountForTesting(0);
+    MpiCommunicator::SetTwoPhaseMinBytesForTesting(0);
+  }
 
   std::unique_ptr<MpiCommunicator> comm_;
   int rank_ = 0, size_ = 1;
@@ -94,6 +97,64 @@ TEST_F(MpiCommunicatorTest, AllReduceSumIsDeterministicAndIdenticalOnAllRanks) {
       ASSERT_EQ(std::memcmp(all.data() + r * n, a.data(), sizeof(float) * n), 0)
           << "rank " << r << " differs, n=" << n;
     }
+  }
+}
+
+// Rank `r`'s input for the rank-order tests: random values of varied magnitude (so that the order of
+// the additions shows in the bits); every rank can generate every rank's input.
+template <typename T>
+std::vector<T> RandomInput(int r, int64_t n) {
+  std::mt19937 gen(777 + r);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  std::vector<T> v(n);
+  for (T& e : v) e = static_cast<T>(dist(gen) * (1 << (gen() % 24)));
+  return v;
+}
+
+// AllReduceSum gives exactly ((x_0 + x_1) + x_2) + ... in rank order.
+template <typename T>
+void CheckRankOrderAllReduce(MpiCommunicator& comm, int64_t n) {
+  std::vector<T> want = RandomInput<T>(0, n);
+  for (int r = 1; r < comm.size(); ++r) {
+    const std::vector<T> in = RandomInput<T>(r, n);
+    for (int64_t i = 0; i < n; ++i) want[i] += in[i];
+  }
+  std::vector<T> x = RandomInput<T>(comm.rank(), n);
+  comm.AllReduceSum(x.data(), n);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(x[i], want[i]) << "n=" << n << " i=" << i;
+  ASSERT_EQ(std::memcmp(x.data(), want.data(), sizeof(T) * n), 0) << "n=" << n;
+}
+
+TEST_F(MpiCommunicatorTest, LargeAllReduceSumIsTheRankOrderSum) {
+  CheckRankOrderAllReduce<float>(*comm_, 300000);  // >= 64 KiB: the two-phase path
+  CheckRankOrderAllReduce<float>(*comm_, 16387);
+  CheckRankOrderAllReduce<double>(*comm_, 100003);
+}
+
+TEST_F(MpiCommunicatorTest, TwoPhaseAllReduceSumOnTinyAndChunkedSizes) {
+  MpiCommunicator::SetTwoPhaseMinBytesForTesting(1);
+  for (int64_t n : {1, 2, 3, 5, 17, 1000}) {  // n < size leaves some ranks an empty block
+    CheckRankOrderAllReduce<float>(*comm_, n);
+    CheckRankOrderAllReduce<double>(*comm_, n);
+  }
+  MpiCommunicator::SetMaxCountForTesting(7);  // pieces of 7 elements
+  CheckRankOrderAllReduce<float>(*comm_, 50);
+  CheckRankOrderAllReduce<double>(*comm_, 7);
+}
+
+TEST_F(MpiCommunicatorTest, ReduceScatterSumIsTheRankOrderSum) {
+  for (int64_t max_count : {int64_t{0}, int64_t{7}}) {  // 7: chunks of 1 element per block on 4 ranks
+    MpiCommunicator::SetMaxCountForTesting(max_count);
+    const int64_t n = 1001;
+    std::vector<float> want(n);
+    for (int s = 0; s < size_; ++s) {
+      const std::vector<float> in = RandomInput<float>(s, size_ * n);
+      for (int64_t j = 0; j < n; ++j) want[j] = s == 0 ? in[rank_ * n + j] : want[j] + in[rank_ * n + j];
+    }
+    const std::vector<float> in = RandomInput<float>(rank_, size_ * n);
+    std::vector<float> out(n);
+    comm_->ReduceScatterSum(in.data(), out.data(), n);
+    ASSERT_EQ(std::memcmp(out.data(), want.data(), sizeof(float) * n), 0) << "max_count=" << max_count;
   }
 }
 

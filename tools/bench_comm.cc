@@ -2,14 +2,15 @@
 //
 //   mpirun -np 4 bazel-bin/tools/bench_comm [--tokens=4096 --hidden=1024 --iters=10 --allreduce_mb=16]
 //
-// (a) MoE dispatch: each rank sends `tokens` tokens of `hidden` floats, split over the ranks by random
-//     per-peer counts (some zero), with MpiCommunicator::AllToAllV and with raw MPI_Alltoallv on the
-//     same buffers in the same run; both results are compared bit for bit.
-// (b) MpiCommunicator::AllReduceSum against raw MPI_Allreduce on `allreduce_mb` MiB of floats.
+// (a) MoE dispatch: each rank sends `tokens` x `topk` routed token copies of `hidden` floats to the
+//     ranks owning the (randomly picked, unevenly popular) experts, with MpiCommunicator::AllToAllV
+//     and with raw MPI_Alltoallv on the same buffers in the same run; results are compared bit for bit.
+// (b) MpiCommunicator::AllReduceSum against raw MPI_Allreduce on `allreduce_mb` MiB of floats, and
+//     ReduceScatterSum against MPI_Reduce_scatter_block on the same amount.
 // Rounds alternate the two implementations; each figure is the best round, the time of a round being
 // the slowest rank's. GB/s = bytes that cross between ranks per second (all ranks together) for the
 // all-to-all; for the all-reduce, algbw = bytes / time and busbw = algbw * 2 (p - 1) / p (the
-// nccl-tests convention).
+// nccl-tests convention; (p - 1) / p for the reduce-scatter).
 #include <mpi.h>
 
 #include <algorithm>
@@ -26,6 +27,8 @@
 
 ABSL_FLAG(int64_t, tokens, 4096, "tokens each rank dispatches");
 ABSL_FLAG(int64_t, hidden, 1024, "floats per token");
+ABSL_FLAG(int64_t, topk, 2, "experts per token (each routed copy is sent)");
+ABSL_FLAG(int64_t, experts, 64, "routed experts, spread evenly over the ranks");
 ABSL_FLAG(int, iters, 10, "calls per timed round");
 ABSL_FLAG(int, rounds, 3, "timed rounds per implementation (the best is reported)");
 ABSL_FLAG(int64_t, allreduce_mb, 16, "all-reduce payload in MiB");
@@ -58,19 +61,16 @@ int main(int argc, char** argv) {
   const int iters = absl::GetFlag(FLAGS_iters), rounds = absl::GetFlag(FLAGS_rounds);
   auto comm = moe::parallel::MpiCommunicator::World(absl::GetFlag(FLAGS_timeout_s));
 
-  // Random per-peer token counts (a rank may send none to some peer), then exchange them.
+  // MoE dispatch counts: each of the rank's tokens goes to `topk` experts drawn at random (with
+  // uneven expert popularity), and the experts are spread evenly over the ranks in blocks.
+  const int64_t topk = absl::GetFlag(FLAGS_topk), experts = absl::GetFlag(FLAGS_experts);
   std::mt19937_64 gen(1000 + rank);
-  std::vector<double> weight(size);
-  for (double& w : weight) w = gen() % 4 == 0 ? 0.0 : std::uniform_real_distribution<double>(0.2, 1)(gen);
-  weight[rank] += 1e-3;  // never all zero
-  double wsum = 0;
-  for (double w : weight) wsum += w;
-  std::vector<int64_t> send_tokens(size), recv_tokens(size);
-  int64_t assigned = 0;
-  for (int r = 0; r < size; ++r) {
-    send_tokens[r] = r + 1 == size ? tokens - assigned : static_cast<int64_t>(tokens * weight[r] / wsum);
-    assigned += send_tokens[r];
-  }
+  std::vector<double> popularity(experts);
+  std::mt19937_64 shared_gen(7);  // the same popularity on every rank
+  for (double& w : popularity) w = std::uniform_real_distribution<double>(0.25, 1.75)(shared_gen);
+  std::discrete_distribution<int64_t> pick(popularity.begin(), popularity.end());
+  std::vector<int64_t> send_tokens(size, 0), recv_tokens(size);
+  for (int64_t t = 0; t < tokens * topk; ++t) ++send_tokens[pick(gen) * size / experts];
   comm->AllToAll(send_tokens.data(), recv_tokens.data(), 1);
 
   std::vector<int64_t> send_counts(size), recv_counts(size);
@@ -123,13 +123,30 @@ int main(int argc, char** argv) {
     best_ar_raw = std::min(best_ar_raw, TimePerCall(ar_raw, iters));
   }
 
+  // Reduce-scatter: each rank ends with its 1/size block of the sum (TP sequence parallelism).
+  const int64_t block = n / size;
+  std::vector<float> rs_in(block * size, 1.0f), rs_out(block);
+  auto rs_ours = [&] { comm->ReduceScatterSum(rs_in.data(), rs_out.data(), block); };
+  auto rs_raw = [&] {
+    MPI_Reduce_scatter_block(rs_in.data(), rs_out.data(), static_cast<int>(block), MPI_FLOAT, MPI_SUM,
+                             MPI_COMM_WORLD);
+  };
+  rs_ours();
+  rs_raw();
+  double best_rs_ours = 1e30, best_rs_raw = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    best_rs_ours = std::min(best_rs_ours, TimePerCall(rs_ours, iters));
+    best_rs_raw = std::min(best_rs_raw, TimePerCall(rs_raw, iters));
+  }
+
   if (rank == 0) {
     const double gb = 1e9;
     std::printf("bench_comm: %d ranks on %s, %d calls x best of %d rounds\n", size,
                 world->hostname().c_str(), iters, rounds);
-    std::printf("alltoallv  %lld tokens x %lld floats per rank, %.1f MB crossing ranks per call, "
+    std::printf("alltoallv  %lld tokens x top-%lld x %lld floats per rank, %.1f MB crossing ranks per call, "
                 "results identical: %s\n",
-                static_cast<long long>(tokens), static_cast<long long>(hidden), cross / 1e6,
+                static_cast<long long>(tokens), static_cast<long long>(topk), static_cast<long long>(hidden),
+                cross / 1e6,
                 same ? "yes" : "NO");
     std::printf("  MpiCommunicator::AllToAllV  %8.3f ms  %7.2f GB/s\n", best_ours * 1e3,
                 cross / best_ours / gb);
@@ -143,6 +160,14 @@ int main(int argc, char** argv) {
     std::printf("  MPI_Allreduce (blocking)      %8.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n",
                 best_ar_raw * 1e3, bytes / best_ar_raw / gb, bus * bytes / best_ar_raw / gb);
     std::printf("  ratio ours/raw (bandwidth)    %8.3f\n", best_ar_raw / best_ar_ours);
+    const double rs_bytes = static_cast<double>(block) * size * sizeof(float);
+    const double rs_bus = size > 1 ? (size - 1.0) / size : 0.0;
+    std::printf("reducescatter  %.1f MB of floats in, 1/%d out\n", rs_bytes / 1e6, size);
+    std::printf("  MpiCommunicator::ReduceScatterSum %8.3f ms  busbw %7.2f GB/s\n", best_rs_ours * 1e3,
+                rs_bus * rs_bytes / best_rs_ours / gb);
+    std::printf("  MPI_Reduce_scatter_block          %8.3f ms  busbw %7.2f GB/s\n", best_rs_raw * 1e3,
+                rs_bus * rs_bytes / best_rs_raw / gb);
+    std::printf("  ratio ours/raw (bandwidth)        %8.3f\n", best_rs_raw / best_rs_ours);
   }
   comm.reset();  // free the communicator before MPI_Finalize (in ~MpiWorld)
   return same ? 0 : 1;

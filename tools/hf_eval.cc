@@ -23,7 +23,6 @@
 #include "model/hf/hf_checkpoint.h"
 #include "model/hf_weights.h"
 #include "model/model.h"
-#include "trainer/optimizer.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, tokens, "", "file of uint32 little-endian token ids");
@@ -76,12 +75,12 @@ absl::Status Run() {
       net.Step(b.inputs.data(), b.targets.data(), batch, seq, /*backward=*/true, 1.0f);
 
   std::string json = absl::StrFormat("{\"loss\": %.17g, \"grad_norm\": %.17g, \"grad_norms\": {",
-                                     stats.ce_loss(), trainer::GlobalGradNorm(ops, net.params()));
+                                     stats.ce_loss(), model::LocalGradNorm(net.params()));
   bool first = true;
   net.params().ForEach([&](const model::Param& p) {
     if (!p.trainable()) return;
     absl::StrAppendFormat(&json, "%s\"%s\": %.17g", first ? "" : ", ", p.name,
-                          std::sqrt(ops.SumSquares(p.grad.data(), p.numel())));
+                          model::GradNorm(p));
     first = false;
   });
   json += "}}";

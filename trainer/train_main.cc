@@ -19,6 +19,8 @@ ABSL_FLAG(std::string, config, "", "path to a TrainConfig text proto (configs/*.
 ABSL_FLAG(std::vector<std::string>, set, {},
           "config override as dotted.path=value; repeat the flag for several");
 ABSL_FLAG(bool, dry_run, false, "validate the config, print counts/FLOPs/memory as JSON, and exit");
+ABSL_FLAG(std::string, export_hf, "",
+          "after training, write the final weights to this directory as a Hugging Face model (FP32)");
 
 int main(int argc, char** argv) {
   // absl's vector<string> flag splits on commas; collect repeated --set flags ourselves first.
@@ -57,7 +59,9 @@ int main(int argc, char** argv) {
     if (world->rank() == 0) std::printf("%s\n", moe::model::DryRunJson(*cfg).c_str());
     return 0;
   }
-  const absl::Status status = moe::trainer::Train(*cfg, *world);
+  moe::trainer::TrainOptions options;
+  options.export_hf_dir = absl::GetFlag(FLAGS_export_hf);
+  const absl::Status status = moe::trainer::Train(*cfg, options, *world);
   if (!status.ok()) return fail(status);
   return 0;
 }

@@ -11,18 +11,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "base/status.h"
+#include "configs/config_loader.h"
 #include "data/sampler.h"
 #include "data/token_shard.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/peak_flops.h"
 #include "model/hf/file_util.h"
+#include "model/hf/hf_checkpoint.h"
 #include "model/model.h"
 #include "model/model_stats.h"
+#include "parallel/distributed_optimizer.h"
+#include "parallel/mesh.h"
+#include "parallel/weight_gather.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
-#include "trainer/optimizer.h"
 
 namespace moe::trainer {
 namespace {
@@ -33,20 +36,22 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Mean validation loss over `batches` micro-batches of sequential windows.
-double ValidationLoss(model::DeepseekV3Model& net, const data::Sampler& val, int64_t batches,
-                      int64_t micro, int64_t seq) {
+// Mean validation loss over the first `batches` sequential micro-batches; batch b runs on DP rank
+// b mod dp (every rank runs the same number of forwards: EP dispatch is collective).
+double ValidationLoss(model::DeepseekV3Model& net, parallel::ProcessMesh& mesh, const data::Sampler& val,
+                      int64_t batches, int64_t micro, int64_t seq) {
+  const int64_t dp = mesh.shape().dp;
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
-  double sum = 0;
-  int64_t tokens = 0;
-  for (int64_t b = 0; b < batches; ++b) {
+  double sums[2] = {0, 0};  // CE sum, tokens
+  for (int64_t b = mesh.dp_rank(); b < batches; b += dp) {
     for (int64_t r = 0; r < micro; ++r) val.Fill(b * micro + r, &ids[r * seq], &targets[r * seq]);
     const model::LossStats s = net.Step(ids.data(), targets.data(), micro, seq, false, 1.0f);
-    sum += s.ce_loss_sum;
-    tokens += s.tokens;
+    sums[0] += s.ce_loss_sum;
+    sums[1] += static_cast<double>(s.tokens);
   }
+  mesh.world().AllReduceSum(sums, 2);
   net.ResetExpertCounts();  // validation routing must not feed the bias update
-  return tokens ? sum / tokens : 0.0;
+  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
 }
 
 void ProgressBar(int64_t step, int64_t total, double elapsed_s) {
@@ -60,9 +65,45 @@ void ProgressBar(int64_t step, int64_t total, double elapsed_s) {
   if (step == total) std::fprintf(stderr, "\n");
 }
 
+// Sums every MoE layer's expert counts over the world (each rank routed different tokens), so the
+// bias update sees the whole global batch and stays identical on every rank.
+void ReduceExpertCounts(model::DeepseekV3Model& net, parallel::Communicator& world) {
+  std::vector<int64_t> flat;
+  for (const auto& c : net.expert_counts()) flat.insert(flat.end(), c.begin(), c.end());
+  if (flat.empty()) return;
+  world.AllReduceSum(flat.data(), static_cast<int64_t>(flat.size()));
+  size_t o = 0;
+  for (auto& c : net.expert_counts()) {
+    std::copy_n(&flat[o], c.size(), c.begin());
+    o += c.size();
+  }
+}
+
+absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& net,
+                      parallel::ProcessMesh& mesh, const std::string& dir) {
+  std::vector<std::vector<float>> store;
+  std::vector<hf::WriteTensor> tensors;
+  const bool leader = mesh.world_rank() == 0;
+  parallel::ForEachGlobalTensor(
+      net.params(), cfg.model(), {&mesh.world(), mesh.dp_rank(), mesh.expert_dp_rank()},
+      [&](const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& values) {
+        if (!leader) return;
+        store.push_back(values);
+        hf::WriteTensor t;
+        t.name = name;
+        t.dtype = hf::DType::kF32;
+        t.shape = shape;
+        tensors.push_back(t);
+      });
+  if (!leader) return absl::OkStatus();
+  for (size_t i = 0; i < tensors.size(); ++i) tensors[i].data = store[i].data();
+  return hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(cfg.model()), tensors, uint64_t{4} << 30);
+}
+
 }  // namespace
 
-absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& world) {
+absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
+                   const parallel::MpiWorld& world) {
   const bool leader = world.rank() == 0;
   const config::ModelConfig& mc = cfg.model();
   if (mc.num_nextn_predict_layers() > 0) {
@@ -74,14 +115,17 @@ absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& wor
   if (cfg.device() != config::CPU) {
     return absl::UnimplementedError("device: CUDA is not built in this binary yet; use device: CPU");
   }
-  const int64_t world_needed = cfg.parallel().dp() * cfg.parallel().tp();
-  if (world.size() != world_needed || world_needed != 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "this build trains on one rank only (parallel.dp * parallel.tp = ", world_needed,
-        ", MPI world = ", world.size(), "); multi-rank layouts come with the distributed trainer"));
+  if (cfg.parallel().capacity_factor() > 0) {
+    return absl::UnimplementedError("parallel.capacity_factor > 0 (token dropping) is not implemented; "
+                                    "routing is dropless");
   }
+  const int64_t seq = cfg.batch().seq_len(), micro = cfg.batch().micro_batch_size();
+  const parallel::MeshShape shape{cfg.parallel().dp(), cfg.parallel().tp(), cfg.parallel().ep()};
+  RETURN_IF_ERROR(parallel::ValidateLayout(shape, world.size(), mc, micro, seq));
+  ASSIGN_OR_RETURN(std::unique_ptr<parallel::ProcessMesh> mesh,
+                   parallel::ProcessMesh::Create(shape, cfg.parallel().collective_timeout_s()));
 
-  // Data.
+  // Data: every rank opens the shards (memory-mapped, read-only); DP rank r reads its slice.
   ASSIGN_OR_RETURN(data::TokenShard train_shard, data::TokenShard::Open(cfg.data().train_path()));
   ASSIGN_OR_RETURN(data::TokenShard val_shard, data::TokenShard::Open(cfg.data().val_path()));
   for (const data::TokenShard* s : {&train_shard, &val_shard}) {
@@ -91,38 +135,47 @@ absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& wor
                                                      mc.vocab_size()));
     }
   }
-  const int64_t seq = cfg.batch().seq_len(), micro = cfg.batch().micro_batch_size();
   ASSIGN_OR_RETURN(data::Sampler train_sampler,
                    data::Sampler::Create(&train_shard, seq, cfg.data().seed()));
   ASSIGN_OR_RETURN(data::Sampler val_sampler,
                    data::Sampler::Create(&val_shard, seq, cfg.data().seed(), data::SampleOrder::kSequential));
-  data::GlobalBatch gb{cfg.batch().global_batch_size(), cfg.parallel().dp(), micro};
+  data::GlobalBatch gb{cfg.batch().global_batch_size(), shape.dp, micro};
   RETURN_IF_ERROR(gb.Validate());
 
-  // Output directory and metrics.
-  RETURN_IF_ERROR(hf::MakeDirs(cfg.output_dir()));
-  ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::Open(hf::JoinPath(cfg.output_dir(), "metrics.jsonl")));
+  // Output directory and metrics (rank 0 writes).
+  std::unique_ptr<MetricsWriter> metrics;
+  if (leader) {
+    RETURN_IF_ERROR(hf::MakeDirs(cfg.output_dir()));
+    ASSIGN_OR_RETURN(MetricsWriter w, MetricsWriter::Open(hf::JoinPath(cfg.output_dir(), "metrics.jsonl")));
+    metrics = std::make_unique<MetricsWriter>(std::move(w));
+  }
 
-  // Backend, peak for MFU, model.
+  // Backend (cores split between the ranks on this host), peak for MFU, model, optimizer.
   const int threads = cfg.num_threads() > 0
                           ? cfg.num_threads()
                           : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
   kernels::CpuBackend ops(threads);
-  const double peak_flops = kernels::MeasureGemmFlops();
+  double peak_flops = kernels::MeasureGemmFlops();
+  mesh->world().AllReduceSum(&peak_flops, 1);  // the world's aggregate peak
   const bool bf16 = cfg.precision() == config::BF16;
-  model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq);
+  model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq,
+                             {&mesh->tp(), &mesh->ep()});
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
+  parallel::DistributedOptimizer optimizer(&net.params(), {&mesh->world(), &mesh->dp(), &mesh->expert_dp()},
+                                           &ops, bf16);
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/false);
   if (leader) {
-    std::printf("model: %lld params (%lld activated per token), %s, %d threads; CPU FP32 GEMM peak "
-                "measured at %.1f GFLOP/s (MFU denominator)\n",
+    std::printf("model: %lld params (%lld activated per token), %s; layout dp=%lld tp=%lld ep=%lld on %d "
+                "ranks, %d threads each; CPU FP32 GEMM peak measured at %.1f GFLOP/s over all ranks "
+                "(MFU denominator)\n",
                 static_cast<long long>(counts.total),
                 static_cast<long long>(counts.activated_without_embedding), bf16 ? "BF16" : "FP32",
-                threads, peak_flops / 1e9);
+                static_cast<long long>(shape.dp), static_cast<long long>(shape.tp),
+                static_cast<long long>(shape.ep), world.size(), threads, peak_flops / 1e9);
     std::printf("data: train %lld tokens (%lld windows of %lld), val %lld tokens; %lld micro-batches of "
-                "%lld per step\n",
+                "%lld per rank per step\n",
                 static_cast<long long>(train_shard.num_tokens()),
                 static_cast<long long>(train_sampler.samples_per_epoch()), static_cast<long long>(seq),
                 static_cast<long long>(val_shard.num_tokens()),
@@ -133,32 +186,36 @@ absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& wor
   const int64_t total_steps = cfg.schedule().total_steps();
   const int64_t val_batches =
       std::max<int64_t>(1, std::min(cfg.eval().batches(), val_sampler.samples_per_epoch() / micro));
+  const int64_t num_micro = gb.num_micro_batches();
+  const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
   const auto run_start = Clock::now();
   for (int64_t step = 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
     net.params().ZeroGrads();
     net.ResetExpertCounts();
-    double loss_sum = 0, balance_sum = 0;
-    const int64_t num_micro = gb.num_micro_batches();
+    double sums[3] = {0, 0, 0};  // CE sum, tokens, balance loss (per DP rank, same on TP ranks)
     for (int64_t m = 0; m < num_micro; ++m) {
       for (int64_t r = 0; r < micro; ++r) {
-        train_sampler.Fill(gb.SampleIndex(step - 1, /*dp_rank=*/0, m, r), &ids[r * seq], &targets[r * seq]);
+        train_sampler.Fill(gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq], &targets[r * seq]);
       }
-      const model::LossStats s =
-          net.Step(ids.data(), targets.data(), micro, seq, true, 1.0f / static_cast<float>(num_micro));
-      loss_sum += s.ce_loss();
-      balance_sum += s.balance_loss;
+      const model::LossStats s = net.Step(ids.data(), targets.data(), micro, seq, true, loss_scale);
+      sums[0] += s.ce_loss_sum;
+      sums[1] += static_cast<double>(s.tokens);
+      sums[2] += s.balance_loss / num_micro;
     }
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
-    const OptimizerStepStats opt = AdamWStep(ops, cfg.optimizer(), lr, step, bf16, &net.params());
+    const parallel::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
+    mesh->world().AllReduceSum(sums, 3);
+    ReduceExpertCounts(net, mesh->world());
     const std::vector<double> load = net.ExpertLoadMaxOverMean();
     net.UpdateCorrectionBiases(mc.bias_update_speed());
     const double dt = Seconds(t0, Clock::now());
     const double tokens_per_s = static_cast<double>(gb.global_batch * seq) / dt;
-    const double mfu = tokens_per_s * flops_per_token / (peak_flops * world.size());
+    const double mfu = tokens_per_s * flops_per_token / peak_flops;
     const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
-    const double loss = loss_sum / num_micro;
+    const double loss = sums[0] / sums[1];
+    const double balance = sums[2] / world.size();
     if (!std::isfinite(loss)) {
       return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step, "; stopping"));
     }
@@ -166,15 +223,15 @@ absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& wor
     MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
                      {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
                      {"expert_load_max_mean", load_max}, {"step_time_s", dt}};
-    if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance_sum / num_micro});
+    if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
     double val_loss = NAN;
     if (eval_now) {
-      val_loss = ValidationLoss(net, val_sampler, val_batches, micro, seq);
+      val_loss = ValidationLoss(net, *mesh, val_sampler, val_batches, micro, seq);
       row.push_back({"val_loss", val_loss});
     }
     if (leader) {
-      RETURN_IF_ERROR(metrics.Write(row));
+      RETURN_IF_ERROR(metrics->Write(row));
       if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
         std::printf("step %5lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
                     "expert load max/mean %.2f | %.3fs%s\n",
@@ -184,6 +241,10 @@ absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& wor
       }
       if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(run_start, Clock::now()));
     }
+  }
+  if (!options.export_hf_dir.empty()) {
+    RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir));
+    if (leader) std::printf("final weights written to %s\n", options.export_hf_dir.c_str());
   }
   return absl::OkStatus();
 }

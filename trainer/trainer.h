@@ -1,7 +1,11 @@
-// The training loop (single process today; the mesh of the distributed issue plugs in here):
-// micro-batches with gradient accumulation, global-norm clipping, AdamW with warm-up + cosine, the
-// aux-loss-free bias update, periodic validation, a log line and a metrics.jsonl row per step.
+// The training loop over the process mesh (DP x TP, EP across it): each DP rank takes its part of
+// the global batch in micro-batches (gradient accumulation), the ZeRO-1 optimizer reduces gradients,
+// clips by the global norm and applies AdamW with warm-up + cosine; expert loads are summed over the
+// world for the aux-loss-free bias update; periodic validation; a log line and a metrics.jsonl row
+// per step on rank 0.
 #pragma once
+
+#include <string>
 
 #include "absl/status/status.h"
 #include "configs/config.pb.h"
@@ -9,8 +13,13 @@
 
 namespace moe::trainer {
 
+struct TrainOptions {
+  std::string export_hf_dir;  // if set: after training, write the final weights there (HF, FP32)
+};
+
 // Runs the whole job described by `cfg` (already validated). Returns an error naming what is wrong
-// (missing data, unsupported feature) before any step runs.
-absl::Status Train(const config::TrainConfig& cfg, const parallel::MpiWorld& world);
+// (missing data, an impossible layout, an unsupported feature) before any step runs.
+absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
+                   const parallel::MpiWorld& world);
 
 }  // namespace moe::trainer

@@ -1,0 +1,84 @@
+// Gradient synchronisation and the ZeRO-1 sharded AdamW (DESIGN "Gradient sync"; Megatron's
+// distributed optimizer).
+//
+// Parameters fall in three sync groups (model/params.h ParamSync), each with its own communicator:
+//   kReplicated      -> the whole world (DP x TP): every rank holds them, and under sequence
+//                       parallelism each TP rank saw different tokens, so their gradients sum over
+//                       DP and TP. Their optimizer state is sharded over the whole world (Megatron
+//                       shards over DP after a TP all-reduce; one reduce-scatter over DP x TP does
+//                       both and shards finer; a deliberate difference).
+//   kTensorParallel  -> the DP group: each TP rank's slices see all tokens of its micro-batches.
+//   kExpert          -> the expert-data-parallel group: the replicas of this rank's experts.
+// Per group, all gradients are packed into one flat FP32 buffer cut into buckets of at most
+// `bucket_elements` (so a big model issues a few large collectives, not one per tensor). Each bucket
+// is reduce-scattered: rank r of the group owns block r of every bucket, and keeps the FP32 master
+// weights and both Adam moments for the elements it owns only. After the update the owned elements'
+// working values (BF16-rounded in BF16 mode) are all-gathered back into every rank's parameters.
+//
+// The global gradient norm counts each element once: owned blocks are disjoint within a group and
+// the groups hold disjoint parameters, so Σ owned g² all-reduced over the world is the exact norm.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "configs/config.pb.h"
+#include "kernels/backend.h"
+#include "model/params.h"
+#include "parallel/communicator.h"
+
+namespace moe::parallel {
+
+struct SyncGroups {
+  Communicator* world = nullptr;      // kReplicated (and the norm reduction)
+  Communicator* dp = nullptr;         // kTensorParallel
+  Communicator* expert_dp = nullptr;  // kExpert
+};
+
+struct OptimizerStepStats {
+  double grad_norm = 0;  // global L2 norm of the reduced gradient, before clipping
+  double clip_coef = 1;  // factor applied to the gradients (1: no clipping)
+};
+
+class DistributedOptimizer {
+ public:
+  // Takes the master values of every trainable parameter as the starting point (identical on all
+  // replicas) and frees the full-size master and moment copies in `params`.
+  DistributedOptimizer(model::ParamStore* params, SyncGroups groups, kernels::Backend* ops, bool bf16,
+                       int64_t bucket_elements = 1 << 24);
+
+  // Reduces the gradients, clips by the global norm, applies AdamW (spec §6.4) with learning rate
+  // `lr` at 1-based step `step`, and refreshes every rank's working weights.
+  OptimizerStepStats Step(const config::OptimizerConfig& opt, double lr, int64_t step);
+
+  // Elements whose master and moments this rank keeps (≈ 1/group size of each group).
+  int64_t owned_elements() const;
+
+ private:
+  struct Segment {  // one parameter's place in its group's flat buffer
+    model::Param* param;
+    int64_t begin;  // flat offset
+    bool decay;
+  };
+  struct Group {
+    Communicator* comm = nullptr;
+    std::vector<Segment> segments;
+    int64_t size = 0;         // flat elements (sum of parameter sizes)
+    int64_t bucket = 0;       // elements per bucket (a multiple of comm size)
+    int64_t num_buckets = 0;
+    std::vector<float> flat;  // [num_buckets * bucket] grads, then working values
+    // Owned state, concatenated over buckets: block comm->rank() of each bucket.
+    std::vector<float> master, adam_m, adam_v, grad;
+    int64_t block() const { return bucket / comm->size(); }
+  };
+
+  void Pack(Group& g, bool grads);
+  void Unpack(Group& g);
+
+  kernels::Backend* ops_;
+  bool bf16_;
+  Communicator* world_;
+  std::vector<Group> groups_;
+};
+
+}  // namespace moe::parallel
