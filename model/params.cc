@@ -123,6 +123,16 @@ void ParamStore::RefreshWorking(bool bf16) {
   }
 }
 
+int64_t Param::LocalIndex(int64_t g) const {
+  if (shard.dim < 0) return g;
+  const int64_t cols = shard.global_shape[1];
+  const int64_t r = g / cols, c = g % cols;
+  if (shard.dim == 0) {
+    return r >= shard.offset && r < shard.offset + shape[0] ? (r - shard.offset) * cols + c : -1;
+  }
+  return c >= shard.offset && c < shard.offset + shape[1] ? r * shape[1] + (c - shard.offset) : -1;
+}
+
 double GradNorm(const Param& p) {
   double sum = 0.0;
   for (float g : p.grad) sum += static_cast<double>(g) * g;

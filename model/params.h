@@ -60,6 +60,8 @@ struct Param {
   }
   // Flat index in the global tensor of local element i.
   int64_t GlobalIndex(int64_t i) const;
+  // Local element holding global flat index g, or -1 if this shard does not hold it.
+  int64_t LocalIndex(int64_t g) const;
   bool trainable() const { return kind != ParamKind::kBuffer; }
   bool decays() const { return kind == ParamKind::kMatrix; }
 };

@@ -2,7 +2,7 @@
 //
 // Every collective is started non-blocking (MPI_Iallreduce, MPI_Iallgather(v), MPI_Ialltoall(v),
 // MPI_Ibcast, MPI_Ibarrier) and then waited for by polling MPI_Test with
-// a backoff (spin, then yield, then nanosleep growing to 1 ms), so the wait is bounded (STYLE
+// a backoff (spin, then yield, then 1 ms sleeps once idle for 100 ms), so the wait is bounded (STYLE
 // principle 9): when the group's timeout passes, this rank prints one line naming itself, the group,
 // the collective, the element count and the group's members, and aborts the whole job with
 // MPI_Abort(MPI_COMM_WORLD, 2). A dead or stopped peer therefore ends the job instead of hanging it.
@@ -16,9 +16,9 @@
 // algorithm (binomial tree: reduce to a root, then broadcast) is chosen from the group size and the
 // message size alone; so for a fixed group and element count the result is still the same bits on
 // every call and on every rank (the assumption, tested in communicator_mpi_test). Results may differ
-// between groups of different sizes. (Measured on one machine with 4 ranks x 16 MB, the all-to-all
-// reduce-scatter was ~14x faster than MPI_Reduce_scatter_block and the two-phase all-reduce ~20%
-// faster than MPI_Iallreduce; see tools/bench_comm.)
+// between groups of different sizes. (Measured on one machine, 2-4 ranks x 16 MB: the all-to-all
+// reduce-scatter was 10-17x faster than Open MPI's MPI_Reduce_scatter_block, and the two-phase
+// all-reduce within ~20% of MPI_Iallreduce either way; see tools/bench_comm.)
 //
 // Large counts: MPI counts are int. Every path works on pieces of at most INT_MAX elements per MPI
 // call (the rank-order sums on pieces of 2^24 elements, which also bounds their scratch buffer).

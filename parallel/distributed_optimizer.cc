@@ -64,6 +64,46 @@ void DistributedOptimizer::Unpack(Group& g) {
   }
 }
 
+template <typename Fn>
+void DistributedOptimizer::ForEachOwnedRange(Group& g, Fn fn) {
+  const int64_t block = g.block(), rank = g.comm->rank();
+  for (int64_t b = 0; b < g.num_buckets; ++b) {
+    const int64_t lo = b * g.bucket + rank * block, hi = lo + block;  // flat range owned
+    for (const Segment& s : g.segments) {
+      const int64_t begin = std::max(lo, s.begin);
+      const int64_t end = std::min(hi, s.begin + s.param->numel());
+      if (begin < end) fn(s, b * block + (begin - lo), begin, end);  // owned-state index, flat range
+    }
+  }
+}
+
+std::vector<DistributedOptimizer::OwnedPiece> DistributedOptimizer::OwnedPieces() {
+  std::vector<OwnedPiece> pieces;
+  for (Group& g : groups_) {
+    ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
+      pieces.push_back({s.param, begin - s.begin, end - begin, &g.master[o], &g.adam_m[o], &g.adam_v[o]});
+    });
+  }
+  return pieces;
+}
+
+void DistributedOptimizer::GatherWorking(Group& g) {
+  const int64_t block = g.block();
+  std::vector<float> mine(block);
+  for (int64_t b = 0; b < g.num_buckets; ++b) {
+    std::copy_n(&g.master[b * block], block, mine.data());
+    if (bf16_) ops_->RoundToBf16(mine.data(), block);
+    g.comm->AllGather(mine.data(), &g.flat[b * g.bucket], block);
+  }
+  Unpack(g);
+}
+
+void DistributedOptimizer::SyncWorkingWeights() {
+  for (Group& g : groups_) {
+    if (g.size > 0) GatherWorking(g);
+  }
+}
+
 OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt, double lr,
                                               int64_t step) {
   // 1. Reduce-scatter the gradients, bucket by bucket.
@@ -96,23 +136,11 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
     if (g.size == 0) continue;
     if (stats.clip_coef != 1.0) ops_->Scale(g.grad.data(), static_cast<int64_t>(g.grad.size()),
                                             static_cast<float>(stats.clip_coef));
-    const int64_t block = g.block(), rank = g.comm->rank();
-    std::vector<float> mine(block);
-    for (int64_t b = 0; b < g.num_buckets; ++b) {
-      const int64_t lo = b * g.bucket + rank * block, hi = lo + block;  // flat range owned
-      for (const Segment& s : g.segments) {
-        const int64_t begin = std::max(lo, s.begin);
-        const int64_t end = std::min(hi, s.begin + s.param->numel());
-        if (begin >= end) continue;
-        const int64_t o = b * block + (begin - lo);  // index into owned state
-        ap.weight_decay = s.decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
-        ops_->AdamW(ap, &g.master[o], &g.grad[o], &g.adam_m[o], &g.adam_v[o], end - begin);
-      }
-      std::copy_n(&g.master[b * block], block, mine.data());
-      if (bf16_) ops_->RoundToBf16(mine.data(), block);
-      g.comm->AllGather(mine.data(), &g.flat[b * g.bucket], block);
-    }
-    Unpack(g);
+    ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
+      ap.weight_decay = s.decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
+      ops_->AdamW(ap, &g.master[o], &g.grad[o], &g.adam_m[o], &g.adam_v[o], end - begin);
+    });
+    GatherWorking(g);
   }
   return stats;
 }

@@ -54,6 +54,22 @@ class DistributedOptimizer {
   // Elements whose master and moments this rank keeps (≈ 1/group size of each group).
   int64_t owned_elements() const;
 
+  // The owned state, as contiguous pieces of single parameters (for checkpoints): elements
+  // [local_begin, local_begin + size) of `param`'s local tensor, with their state arrays.
+  struct OwnedPiece {
+    model::Param* param;
+    int64_t local_begin;
+    int64_t size;
+    float* master;
+    float* adam_m;
+    float* adam_v;
+  };
+  std::vector<OwnedPiece> OwnedPieces();
+
+  // All-gathers the owned masters into every rank's working weights (BF16-rounded in BF16 mode):
+  // the end of every Step, and after a checkpoint load.
+  void SyncWorkingWeights();
+
  private:
   struct Segment {  // one parameter's place in its group's flat buffer
     model::Param* param;
@@ -74,6 +90,10 @@ class DistributedOptimizer {
 
   void Pack(Group& g, bool grads);
   void Unpack(Group& g);
+  void GatherWorking(Group& g);
+  // Calls fn(segment, bucket, owned flat range [begin, end)) for each owned piece of each segment.
+  template <typename Fn>
+  void ForEachOwnedRange(Group& g, Fn fn);
 
   kernels::Backend* ops_;
   bool bf16_;

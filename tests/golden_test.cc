@@ -10,7 +10,7 @@
 #include "data/token_file.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "model/hf/file_util.h"
+#include "base/file_util.h"
 #include "model/hf/hf_checkpoint.h"
 #include "model/hf/json.h"
 #include "model/hf_weights.h"
@@ -25,7 +25,7 @@ constexpr char kDir[] = "tests/testdata/golden/";
 constexpr int64_t kBatch = 4, kSeq = 32;
 
 google::protobuf::Struct ReadJson(const std::string& name) {
-  auto text = hf::ReadFileToString(std::string(kDir) + name);
+  auto text = ReadFileToString(std::string(kDir) + name);
   EXPECT_TRUE(text.ok()) << text.status();
   auto obj = hf::ParseJsonObject(*text, name);
   EXPECT_TRUE(obj.ok()) << obj.status();

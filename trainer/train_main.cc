@@ -19,6 +19,9 @@ ABSL_FLAG(std::string, config, "", "path to a TrainConfig text proto (configs/*.
 ABSL_FLAG(std::vector<std::string>, set, {},
           "config override as dotted.path=value; repeat the flag for several");
 ABSL_FLAG(bool, dry_run, false, "validate the config, print counts/FLOPs/memory as JSON, and exit");
+ABSL_FLAG(std::string, resume_from, "",
+          "resume from this checkpoint step directory (default: <output_dir>/checkpoints/latest if any)");
+ABSL_FLAG(int64_t, exit_interval, 0, "save a checkpoint and exit after a step divisible by this (0: off)");
 ABSL_FLAG(std::string, export_hf, "",
           "after training, write the final weights to this directory as a Hugging Face model (FP32)");
 
@@ -61,6 +64,8 @@ int main(int argc, char** argv) {
   }
   moe::trainer::TrainOptions options;
   options.export_hf_dir = absl::GetFlag(FLAGS_export_hf);
+  options.resume_from = absl::GetFlag(FLAGS_resume_from);
+  options.exit_interval = absl::GetFlag(FLAGS_exit_interval);
   const absl::Status status = moe::trainer::Train(*cfg, options, *world);
   if (!status.ok()) return fail(status);
   return 0;

@@ -17,15 +17,17 @@
 #include "data/token_shard.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/peak_flops.h"
-#include "model/hf/file_util.h"
+#include "base/file_util.h"
 #include "model/hf/hf_checkpoint.h"
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "parallel/distributed_optimizer.h"
 #include "parallel/mesh.h"
 #include "parallel/weight_gather.h"
+#include "trainer/checkpoint.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
+#include "trainer/signals.h"
 
 namespace moe::trainer {
 namespace {
@@ -145,8 +147,8 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   // Output directory and metrics (rank 0 writes).
   std::unique_ptr<MetricsWriter> metrics;
   if (leader) {
-    RETURN_IF_ERROR(hf::MakeDirs(cfg.output_dir()));
-    ASSIGN_OR_RETURN(MetricsWriter w, MetricsWriter::Open(hf::JoinPath(cfg.output_dir(), "metrics.jsonl")));
+    RETURN_IF_ERROR(MakeDirs(cfg.output_dir()));
+    ASSIGN_OR_RETURN(MetricsWriter w, MetricsWriter::Open(JoinPath(cfg.output_dir(), "metrics.jsonl")));
     metrics = std::make_unique<MetricsWriter>(std::move(w));
   }
 
@@ -183,6 +185,31 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     std::fflush(stdout);
   }
 
+  // Resume: the same command picks up <output_dir>/checkpoints/latest (or --resume_from).
+  const CheckpointContext ckpt{&cfg, &net.params(), &optimizer, mesh.get()};
+  ResumeState state;
+  ASSIGN_OR_RETURN(const std::string resume_dir, FindResumeDir(cfg.output_dir(), options.resume_from));
+  if (!resume_dir.empty()) {
+    std::string note;
+    ASSIGN_OR_RETURN(state, LoadCheckpoint(ckpt, resume_dir, &note));
+    if (leader) {
+      if (!note.empty()) std::printf("%s\n", note.c_str());
+      std::printf("resumed from %s at step %lld\n", resume_dir.c_str(), static_cast<long long>(state.step));
+      std::fflush(stdout);
+    }
+  }
+  int64_t last_saved = state.step;
+  auto save = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const SaveStats saved, SaveCheckpoint(ckpt, state));
+    last_saved = state.step;
+    if (leader) {
+      std::printf("saved checkpoint %s (%.1f MB in %.2f s)\n", saved.dir.c_str(), saved.bytes / 1e6, saved.seconds);
+      std::fflush(stdout);
+    }
+    return absl::OkStatus();
+  };
+  InstallStopSignalHandlers();
+
   const int64_t total_steps = cfg.schedule().total_steps();
   const int64_t val_batches =
       std::max<int64_t>(1, std::min(cfg.eval().batches(), val_sampler.samples_per_epoch() / micro));
@@ -190,7 +217,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
   const auto run_start = Clock::now();
-  for (int64_t step = 1; step <= total_steps; ++step) {
+  for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
     net.params().ZeroGrads();
     net.ResetExpertCounts();
@@ -241,7 +268,23 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       }
       if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(run_start, Clock::now()));
     }
+    state.step = step;
+    state.tokens_seen += gb.global_batch * seq;
+    if (cfg.checkpoint().save_every() > 0 && step % cfg.checkpoint().save_every() == 0) RETURN_IF_ERROR(save());
+    // A stop signal on any rank stops every rank after this step, with a checkpoint.
+    int64_t stop = StopRequested() ? 1 : 0;
+    mesh->world().AllReduceSum(&stop, 1);
+    const bool interval_exit = options.exit_interval > 0 && step % options.exit_interval == 0 && step < total_steps;
+    if (stop > 0 || interval_exit) {
+      if (last_saved != step) RETURN_IF_ERROR(save());
+      if (leader) {
+        std::printf("%s after step %lld; resume with the same command\n",
+                    stop > 0 ? "stopped by signal" : "exit interval reached", static_cast<long long>(step));
+      }
+      return absl::OkStatus();
+    }
   }
+  if (cfg.checkpoint().save_at_end() && last_saved != state.step) RETURN_IF_ERROR(save());
   if (!options.export_hf_dir.empty()) {
     RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir));
     if (leader) std::printf("final weights written to %s\n", options.export_hf_dir.c_str());

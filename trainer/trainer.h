@@ -15,6 +15,9 @@ namespace moe::trainer {
 
 struct TrainOptions {
   std::string export_hf_dir;  // if set: after training, write the final weights there (HF, FP32)
+  std::string resume_from;    // a checkpoint step directory; default: <output_dir>/checkpoints/latest
+  int64_t exit_interval = 0;  // if > 0: save and exit after a step divisible by it (Megatron's
+                              // --exit-interval), e.g. to fit a time-limited allocation
 };
 
 // Runs the whole job described by `cfg` (already validated). Returns an error naming what is wrong

@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "base/status.h"
-#include "model/hf/file_util.h"
+#include "base/file_util.h"
 #include "model/hf/json.h"
 
 namespace moe::hf {

@@ -9,7 +9,7 @@
 
 #include "base/bf16.h"
 #include "gtest/gtest.h"
-#include "model/hf/file_util.h"
+#include "base/file_util.h"
 #include "model/hf/safetensors.h"
 
 namespace moe::hf {

@@ -20,7 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "base/bf16.h"
 #include "base/status.h"
-#include "model/hf/file_util.h"
+#include "base/file_util.h"
 #include "model/hf/json.h"
 
 namespace moe::hf {

@@ -2,9 +2,10 @@
 # Hang test: 4 ranks repeat a collective with a 5 s timeout; after ~1 s one rank is stopped with
 # SIGSTOP. The others must time out, print a line naming the stuck collective and their rank, and
 # abort, so mpirun exits non-zero within ~30 s. `timeout` bounds everything; leftovers are killed.
-#   hang_test.sh WORKER
+#   hang_test.sh RUN_MPI WORKER      (RUN_MPI: parallel/testing/run_mpi.sh)
 set -u
-worker=$1
+run_mpi=$1
+worker=$2
 case "$worker" in /*) ;; *) worker="$PWD/$worker" ;; esac
 base="${TEST_TMPDIR:-$(mktemp -d)}"
 fail() { echo "FAIL: $*"; exit 1; }
@@ -29,9 +30,7 @@ run_case() {
   local dir="$base/$mode"
   mkdir -p "$dir"
   trap "cleanup_ranks '$dir'" EXIT
-  timeout -k 5 60 mpirun --allow-run-as-root --oversubscribe -np 4 \
-    --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-    "$worker" "$dir" "$mode" >"$dir/stdout.txt" 2>"$dir/stderr.txt" &
+  MPI_TEST_TIMEOUT_S=60 "$run_mpi" 4 "$worker" "$dir" "$mode" >"$dir/stdout.txt" 2>"$dir/stderr.txt" &
   local job=$!
   local i
   for i in $(seq 300); do

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace moe::hf {
+namespace moe {
 
 bool FileExists(const std::string& path);
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
@@ -48,4 +48,4 @@ class AtomicFileWriter {
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
-}  // namespace moe::hf
+}  // namespace moe

@@ -1,5 +1,5 @@
 // See file_util.h.
-#include "model/hf/file_util.h"
+#include "base/file_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace moe::hf {
+namespace moe {
 namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path, int err) {
@@ -155,4 +155,4 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
   return writer->Commit();
 }
 
-}  // namespace moe::hf
+}  // namespace moe

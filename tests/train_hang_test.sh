@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The trainer under a hung rank: 4 ranks (dp=2 tp=2 ep=4, tiny config, 20000 steps so the job is still
+# running, parallel.collective_timeout_s=5). Once a few steps are logged, rank 2 is stopped with
+# SIGSTOP. Its peers' next collective must time out, print a line naming their rank, the group and the
+# collective, and MPI_Abort, so mpirun exits non-zero within 40 s of the SIGSTOP. `timeout` bounds the
+# job so the test can never hang; the EXIT trap continues and kills whatever ranks are left.
+#   train_hang_test.sh TRAIN PREPARE_DATA CONFIG MAKE_TEXT_CORPUS
+set -u
+TRAIN=$1; PREPARE=$2; CONFIG=$3; CORPUS=$4
+WORK="${TEST_TMPDIR:-$(mktemp -d)}/train_hang"
+VICTIM_RANK=2
+LIMIT_S=40
+fail() { echo "FAIL: $*"; exit 1; }
+
+rm -rf "$WORK"
+mkdir -p "$WORK/text"
+python3 "$CORPUS" "$WORK/text" 8 120 || fail "corpus generation failed"
+"$PREPARE" --input="$WORK/text" --output="$WORK/data" --val_fraction=0.25 >/dev/null ||
+  fail "prepare_data failed"
+
+job=""
+rank_pids=""
+# Continues and kills every rank process still there (only pids whose command line is the trainer),
+# then the job itself.
+cleanup() {
+  local p
+  for p in $rank_pids; do
+    if grep -q train "/proc/$p/cmdline" 2>/dev/null; then
+      kill -CONT "$p" 2>/dev/null
+      kill -KILL "$p" 2>/dev/null
+    fi
+  done
+  [ -n "$job" ] && kill -KILL "$job" 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+
+LOG="$WORK/job.log"
+# self,vader without CMA single-copy (sandboxes may forbid process_vm_readv), as parallel/testing does.
+timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe -np 4 \
+  --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+  "$TRAIN" --config="$CONFIG" \
+  --set "data.train_path=$WORK/data/train" --set "data.val_path=$WORK/data/val" \
+  --set model.vocab_size=257 --set "output_dir=$WORK/run" --set logging.progress_bar=false \
+  --set schedule.total_steps=20000 --set batch.micro_batch_size=1 --set num_threads=1 \
+  --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set parallel.collective_timeout_s=5 \
+  >"$LOG" 2>&1 &
+job=$!   # the timeout(1) process; mpirun is its child and the ranks are mpirun's children
+
+# Waits (up to 60 s) for 3 logged steps, then finds the ranks: mpirun's children, each with its
+# OMPI_COMM_WORLD_RANK in its environment.
+victim=""
+for _ in $(seq 600); do
+  kill -0 "$job" 2>/dev/null || { cat "$LOG"; fail "the job ended before it was stopped"; }
+  if [ "$(grep -c '^step' "$LOG")" -ge 3 ]; then
+    mpirun_pid=$(pgrep -P "$job" -x mpirun)
+    [ -n "$mpirun_pid" ] && rank_pids=$(pgrep -P "$mpirun_pid")
+    for p in $rank_pids; do
+      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$VICTIM_RANK"; then
+        victim=$p
+      fi
+    done
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$victim" ] || { cat "$LOG"; fail "did not find rank $VICTIM_RANK among mpirun's children ($rank_pids)"; }
+steps_before=$(grep -c '^step' "$LOG")
+kill -STOP "$victim" || fail "could not stop rank $VICTIM_RANK (pid $victim)"
+stopped=$(date +%s.%N)
+echo "stopped rank $VICTIM_RANK (pid $victim) after $steps_before logged steps"
+
+wait "$job"
+rc=$?
+took=$(echo "$(date +%s.%N) $stopped" | awk '{printf "%.1f", $1 - $2}')
+echo "--- mpirun exit code $rc, ${took} s after SIGSTOP; output after the last step:"
+grep -v '^step' "$LOG" | grep -v '^\s*$' | tail -25
+
+[ "$rc" -ne 0 ] || fail "mpirun exited 0 although rank $VICTIM_RANK was stopped"
+[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "the job hung until timeout(1) killed it (rc $rc)"
+awk -v t="$took" -v l="$LIMIT_S" 'BEGIN { exit !(t <= l) }' ||
+  fail "mpirun took $took s after SIGSTOP to exit (limit $LIMIT_S s)"
+grep -qE "moe: rank [013] \(world\): collective [A-Za-z]+ on group '[^']+' \(size [0-9]+, group rank [0-9]+.*\) did not complete within 5 s" "$LOG" ||
+  fail "no line names a surviving rank, its group and the collective that timed out"
+grep -q "did not complete within" "$LOG" || fail "output lacks 'did not complete within'"
+echo "PASS (others exited ${took} s after the SIGSTOP)"

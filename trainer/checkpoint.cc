@@ -1,0 +1,414 @@
+#include "trainer/checkpoint.h"
+
+#include <fcntl.h>
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "base/crc32c.h"
+#include "base/file_util.h"
+#include "base/status.h"
+
+namespace moe::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using checkpoint::Manifest;
+using checkpoint::Piece;
+using checkpoint::TensorEntry;
+
+constexpr int kFormatVersion = 1;
+
+std::string RankFile(int rank, const char* ext) { return absl::StrFormat("rank-%05d.%s", rank, ext); }
+
+const char* KindName(model::ParamKind k) {
+  switch (k) {
+    case model::ParamKind::kMatrix: return "matrix";
+    case model::ParamKind::kNorm: return "norm";
+    case model::ParamKind::kBuffer: return "buffer";
+  }
+  return "?";
+}
+
+absl::Status WriteTextProto(const std::string& path, const google::protobuf::Message& m) {
+  std::string text;
+  if (!google::protobuf::TextFormat::PrintToString(m, &text)) {
+    return absl::InternalError(absl::StrCat("cannot serialise ", path));
+  }
+  return WriteFileAtomically(path, text);
+}
+
+template <typename M>
+absl::StatusOr<M> ReadTextProto(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  M m;
+  if (!google::protobuf::TextFormat::ParseFromString(text, &m)) {
+    return absl::DataLossError(absl::StrCat("cannot parse ", path, ": the file is corrupt"));
+  }
+  return m;
+}
+
+// Appends `n` floats to the rank's data file and describes them as a piece of `p`.
+absl::Status AppendPiece(AtomicFileWriter& w, const std::string& file, int rank, uint64_t* offset,
+                         const model::Param& p, int64_t local_begin, const float* values, int64_t n,
+                         Piece* piece) {
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  RETURN_IF_ERROR(w.Append(values, bytes));
+  piece->set_rank(rank);
+  piece->set_file(file);
+  piece->set_byte_offset(*offset);
+  piece->set_num_elements(n);
+  piece->set_crc32c(Crc32c(values, bytes));
+  piece->set_shard_dim(p.shard.dim);
+  piece->set_shard_offset(p.shard.offset);
+  for (int64_t s : p.shape) piece->add_local_shape(s);
+  piece->set_local_begin(local_begin);
+  *offset += bytes;
+  return absl::OkStatus();
+}
+
+TensorEntry* EntryFor(Manifest* m, std::map<std::string, TensorEntry*>* index, const model::Param& p) {
+  auto it = index->find(p.name);
+  if (it != index->end()) return it->second;
+  TensorEntry* e = m->add_tensors();
+  e->set_name(p.name);
+  for (int64_t s : p.global_shape()) e->add_global_shape(s);
+  e->set_kind(KindName(p.kind));
+  (*index)[p.name] = e;
+  return e;
+}
+
+// Removes step directories beyond the newest `keep_last` complete ones (never `current`).
+void Prune(const std::string& root, const std::string& current, int64_t keep_last) {
+  std::vector<std::pair<int64_t, fs::path>> complete;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    int64_t step = 0;
+    if (!absl::StartsWith(name, "step-") || !absl::SimpleAtoi(name.substr(5), &step)) continue;
+    if (fs::exists(entry.path() / kCompleteMarker)) complete.push_back({step, entry.path()});
+  }
+  std::sort(complete.begin(), complete.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(std::max<int64_t>(keep_last, 1)); i < complete.size(); ++i) {
+    if (complete[i].second.filename() == current) continue;
+    fs::remove_all(complete[i].second, ec);
+  }
+}
+
+absl::Status CheckModelMatches(const config::ModelConfig& saved, const config::ModelConfig& now,
+                               const std::string& dir) {
+  google::protobuf::util::MessageDifferencer diff;
+  std::string report;
+  diff.ReportDifferencesToString(&report);
+  if (diff.Compare(saved, now)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "checkpoint ", dir, " holds a different model than the config (checkpoint vs config):\n", report));
+}
+
+bool SameSlice(const Piece& piece, const model::Param& p) {
+  if (piece.shard_dim() != p.shard.dim || piece.shard_offset() != p.shard.offset) return false;
+  if (piece.local_shape_size() != static_cast<int>(p.shape.size())) return false;
+  for (size_t i = 0; i < p.shape.size(); ++i) {
+    if (piece.local_shape(static_cast<int>(i)) != p.shape[i]) return false;
+  }
+  return true;
+}
+
+// Fills dest[0, n) with elements [local_begin, local_begin + n) of p's local shard from `pieces`.
+absl::Status FillFromPieces(const std::string& dir, const TensorEntry& entry,
+                            const google::protobuf::RepeatedPtrField<Piece>& pieces, const model::Param& p,
+                            int64_t local_begin, int64_t n, float* dest) {
+  const std::vector<int64_t> global_shape(entry.global_shape().begin(), entry.global_shape().end());
+  int64_t filled = 0;
+  for (const Piece& piece : pieces) {
+    if (SameSlice(piece, p)) {  // same layout: a plain range overlap, read only what overlaps
+      const int64_t lo = std::max(local_begin, piece.local_begin());
+      const int64_t hi = std::min(local_begin + n, piece.local_begin() + piece.num_elements());
+      if (lo >= hi) continue;
+      ASSIGN_OR_RETURN(std::vector<float> v, ReadPiece(dir, piece, entry.name()));
+      std::copy(v.begin() + (lo - piece.local_begin()), v.begin() + (hi - piece.local_begin()),
+                dest + (lo - local_begin));
+      filled += hi - lo;
+      continue;
+    }
+    // Another layout: place every element through its global index.
+    ASSIGN_OR_RETURN(std::vector<float> v, ReadPiece(dir, piece, entry.name()));
+    for (int64_t i = 0; i < piece.num_elements(); ++i) {
+      const int64_t l = p.LocalIndex(PieceGlobalIndex(piece, global_shape, i));
+      if (l >= local_begin && l < local_begin + n) {
+        dest[l - local_begin] = v[i];
+        ++filled;
+      }
+    }
+  }
+  if (filled != n) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, " covers ", filled, " of the ", n,
+                                            " elements of ", entry.name(), " this rank needs"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string CheckpointRoot(const std::string& output_dir) { return JoinPath(output_dir, "checkpoints"); }
+std::string StepDirName(int64_t step) { return absl::StrFormat("step-%08d", step); }
+
+int64_t PieceGlobalIndex(const Piece& piece, const std::vector<int64_t>& global_shape, int64_t i) {
+  const int64_t l = piece.local_begin() + i;
+  if (piece.shard_dim() < 0) return l;
+  const int64_t local_cols = piece.local_shape(1), cols = global_shape[1];
+  const int64_t r = l / local_cols, c = l % local_cols;
+  if (piece.shard_dim() == 0) return (piece.shard_offset() + r) * cols + c;
+  return r * cols + piece.shard_offset() + c;
+}
+
+absl::StatusOr<std::vector<float>> ReadPiece(const std::string& step_dir, const Piece& piece,
+                                             const std::string& tensor) {
+  const std::string path = JoinPath(step_dir, piece.file());
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("checkpoint data file ", path, " is missing (tensor ", tensor, ")"));
+  struct stat st;
+  ::fstat(fd, &st);
+  const uint64_t need = piece.byte_offset() + static_cast<uint64_t>(piece.num_elements()) * sizeof(float);
+  if (static_cast<uint64_t>(st.st_size) < need) {
+    ::close(fd);
+    return absl::DataLossError(absl::StrCat("checkpoint data file ", path, " is truncated: ", st.st_size,
+                                            " bytes, tensor ", tensor, " needs bytes up to ", need));
+  }
+  std::vector<float> v(piece.num_elements());
+  const size_t bytes = v.size() * sizeof(float);
+  const ssize_t got = ::pread(fd, v.data(), bytes, static_cast<off_t>(piece.byte_offset()));
+  ::close(fd);
+  if (got != static_cast<ssize_t>(bytes)) {
+    return absl::DataLossError(absl::StrCat("short read from ", path, " (tensor ", tensor, ")"));
+  }
+  if (Crc32c(v.data(), bytes) != piece.crc32c()) {
+    return absl::DataLossError(absl::StrCat("CRC32C mismatch in checkpoint data file ", path, " at byte ",
+                                            piece.byte_offset(), " (tensor ", tensor,
+                                            "): the checkpoint is corrupt"));
+  }
+  return v;
+}
+
+absl::StatusOr<std::vector<float>> ReadGlobalTensor(const std::string& step_dir, const TensorEntry& entry,
+                                                    const std::string& field) {
+  const auto& pieces = field == "master" ? entry.master() : field == "adam_m" ? entry.adam_m() : entry.adam_v();
+  const std::vector<int64_t> shape(entry.global_shape().begin(), entry.global_shape().end());
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s;
+  std::vector<float> out(numel);
+  std::vector<char> seen(numel, 0);
+  for (const Piece& piece : pieces) {
+    ASSIGN_OR_RETURN(std::vector<float> v, ReadPiece(step_dir, piece, entry.name()));
+    for (int64_t i = 0; i < piece.num_elements(); ++i) {
+      const int64_t g = PieceGlobalIndex(piece, shape, i);
+      if (g < 0 || g >= numel) return absl::DataLossError(absl::StrCat("piece of ", entry.name(), " out of range"));
+      out[g] = v[i];
+      seen[g] = 1;
+    }
+  }
+  if (std::count(seen.begin(), seen.end(), 0) != 0) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", step_dir, " does not cover every element of ",
+                                            entry.name(), " (", field, ")"));
+  }
+  return out;
+}
+
+absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const ResumeState& state) {
+  const auto t0 = std::chrono::steady_clock::now();
+  parallel::ProcessMesh& mesh = *ctx.mesh;
+  parallel::Communicator& world = mesh.world();
+  const int rank = mesh.world_rank();
+  const std::string root = CheckpointRoot(ctx.cfg->output_dir());
+  const std::string dir = JoinPath(root, StepDirName(state.step));
+
+  // Rank 0 clears a stale (incomplete) directory of the same step, then everyone writes.
+  absl::Status status;
+  if (rank == 0) {
+    status = MakeDirs(root);
+    std::error_code ec;
+    if (status.ok()) fs::remove_all(dir, ec);
+    if (status.ok()) status = MakeDirs(dir);
+  }
+  world.Barrier();
+  RETURN_IF_ERROR(status);
+
+  // This rank's data file and manifest part; a failure on any rank fails the save on all of them.
+  const std::string file = RankFile(rank, "bin");
+  uint64_t offset = 0;
+  auto write_rank_files = [&]() -> absl::Status {
+    Manifest part;
+    std::map<std::string, TensorEntry*> index;
+    ASSIGN_OR_RETURN(AtomicFileWriter w, AtomicFileWriter::Create(JoinPath(dir, file)));
+    for (const auto& op : ctx.optimizer->OwnedPieces()) {
+      TensorEntry* e = EntryFor(&part, &index, *op.param);
+      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.master, op.size, e->add_master()));
+      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.adam_m, op.size, e->add_adam_m()));
+      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.adam_v, op.size, e->add_adam_v()));
+    }
+    if (rank == 0) {  // buffers (the correction biases) are identical everywhere; rank 0 saves them
+      absl::Status s;
+      ctx.params->ForEach([&](const model::Param& p) {
+        if (!s.ok() || p.trainable()) return;
+        s = AppendPiece(w, file, rank, &offset, p, 0, p.master.data(), p.numel(), EntryFor(&part, &index, p)->add_master());
+      });
+      RETURN_IF_ERROR(s);
+    }
+    RETURN_IF_ERROR(w.Commit());
+    return WriteTextProto(JoinPath(dir, RankFile(rank, "part")), part);
+  };
+  status = write_rank_files();
+  int64_t counters[2] = {static_cast<int64_t>(offset), status.ok() ? 0 : 1};  // bytes, failed ranks
+  world.AllReduceSum(counters, 2);
+  RETURN_IF_ERROR(status);
+  if (counters[1] > 0) return absl::InternalError("checkpoint save failed on another rank");
+  const int64_t bytes = counters[0];
+
+  if (rank == 0) {
+    Manifest m;
+    m.set_format_version(kFormatVersion);
+    m.set_step(state.step);
+    m.set_tokens_seen(state.tokens_seen);
+    m.set_next_sample_index(state.step * ctx.cfg->batch().global_batch_size());
+    m.set_data_seed(ctx.cfg->data().seed());
+    m.set_init_seed(ctx.cfg->seed());
+    m.set_adam_step(state.step);
+    m.set_lr_schedule_step(state.step);
+    *m.mutable_config() = *ctx.cfg;
+    *m.mutable_layout() = ctx.cfg->parallel();
+    m.set_world_size(world.size());
+    std::map<std::string, TensorEntry*> merged;
+    for (int r = 0; r < world.size() && status.ok(); ++r) {
+      auto p = ReadTextProto<Manifest>(JoinPath(dir, RankFile(r, "part")));
+      if (!p.ok()) {
+        status = p.status();
+        break;
+      }
+      for (const TensorEntry& e : p->tensors()) {
+        auto it = merged.find(e.name());
+        if (it == merged.end()) {
+          TensorEntry* n = m.add_tensors();
+          *n = e;
+          merged[e.name()] = n;
+        } else {
+          it->second->mutable_master()->MergeFrom(e.master());
+          it->second->mutable_adam_m()->MergeFrom(e.adam_m());
+          it->second->mutable_adam_v()->MergeFrom(e.adam_v());
+        }
+      }
+    }
+    if (status.ok()) status = WriteTextProto(JoinPath(dir, kManifestFile), m);
+    if (status.ok()) status = WriteFileAtomically(JoinPath(dir, kCompleteMarker), "complete\n");
+    if (status.ok()) status = WriteFileAtomically(JoinPath(root, "latest"), StepDirName(state.step) + "\n");
+    if (status.ok()) Prune(root, StepDirName(state.step), ctx.cfg->checkpoint().keep_last());
+  }
+  // Everyone learns whether rank 0 finished, so a failed save fails on every rank.
+  int64_t failed = status.ok() ? 0 : 1;
+  world.AllReduceSum(&failed, 1);
+  RETURN_IF_ERROR(status);
+  if (failed) return absl::InternalError("checkpoint save failed on rank 0");
+
+  SaveStats stats;
+  stats.dir = dir;
+  stats.bytes = bytes;
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+absl::StatusOr<std::string> FindResumeDir(const std::string& output_dir, const std::string& explicit_dir) {
+  if (!explicit_dir.empty()) {
+    if (!FileExists(JoinPath(explicit_dir, kCompleteMarker))) {
+      return absl::FailedPreconditionError(absl::StrCat("--resume_from=", explicit_dir,
+                                                        " is not a complete checkpoint (no ", kCompleteMarker, ")"));
+    }
+    return explicit_dir;
+  }
+  const std::string root = CheckpointRoot(output_dir);
+  const std::string latest = JoinPath(root, "latest");
+  if (!FileExists(latest)) return std::string();
+  ASSIGN_OR_RETURN(std::string name, ReadFileToString(latest));
+  const std::string dir = JoinPath(root, std::string(absl::StripTrailingAsciiWhitespace(name)));
+  if (!FileExists(JoinPath(dir, kCompleteMarker))) {
+    return absl::DataLossError(absl::StrCat(latest, " names ", dir, ", which is not a complete checkpoint"));
+  }
+  return dir;
+}
+
+absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir) {
+  if (!FileExists(JoinPath(step_dir, kCompleteMarker))) {
+    return absl::FailedPreconditionError(absl::StrCat(step_dir, " is not a complete checkpoint (no ",
+                                                      kCompleteMarker, " marker)"));
+  }
+  ASSIGN_OR_RETURN(Manifest m, ReadTextProto<Manifest>(JoinPath(step_dir, kManifestFile)));
+  if (m.format_version() != kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(step_dir, "/manifest has format version ",
+                                                      m.format_version(), ", expected ", kFormatVersion));
+  }
+  return m;
+}
+
+absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const std::string& step_dir,
+                                           std::string* note) {
+  ASSIGN_OR_RETURN(Manifest m, ReadManifest(step_dir));
+  RETURN_IF_ERROR(CheckModelMatches(m.config().model(), ctx.cfg->model(), step_dir));
+  const auto& was = m.layout();
+  const auto& now = ctx.cfg->parallel();
+  note->clear();
+  if (was.dp() != now.dp() || was.tp() != now.tp() || was.ep() != now.ep()) {
+    *note = absl::StrFormat("resharding checkpoint from dp=%d tp=%d ep=%d (%d ranks) to dp=%d tp=%d ep=%d (%d ranks)",
+                            was.dp(), was.tp(), was.ep(), m.world_size(), now.dp(), now.tp(), now.ep(),
+                            ctx.mesh->world_size());
+  }
+  std::map<std::string, const TensorEntry*> index;
+  for (const TensorEntry& e : m.tensors()) index[e.name()] = &e;
+  auto find = [&](const std::string& name) -> absl::StatusOr<const TensorEntry*> {
+    auto it = index.find(name);
+    if (it == index.end()) return absl::NotFoundError(absl::StrCat("checkpoint ", step_dir, " has no tensor ", name));
+    return it->second;
+  };
+
+  absl::Status status;
+  for (const auto& op : ctx.optimizer->OwnedPieces()) {
+    auto entry = find(op.param->name);
+    if (!entry.ok()) {
+      status = entry.status();
+      break;
+    }
+    const TensorEntry& e = **entry;
+    status = FillFromPieces(step_dir, e, e.master(), *op.param, op.local_begin, op.size, op.master);
+    if (status.ok()) status = FillFromPieces(step_dir, e, e.adam_m(), *op.param, op.local_begin, op.size, op.adam_m);
+    if (status.ok()) status = FillFromPieces(step_dir, e, e.adam_v(), *op.param, op.local_begin, op.size, op.adam_v);
+    if (!status.ok()) break;
+  }
+  if (status.ok()) {
+    ctx.params->ForEach([&](model::Param& p) {
+      if (!status.ok() || p.trainable()) return;
+      auto entry = find(p.name);
+      if (!entry.ok()) {
+        status = entry.status();
+        return;
+      }
+      status = FillFromPieces(step_dir, **entry, (*entry)->master(), p, 0, p.numel(), p.master.data());
+      p.working = p.master;
+    });
+  }
+  // A bad file on any rank fails the load everywhere (never a partial load).
+  int64_t failed = status.ok() ? 0 : 1;
+  ctx.mesh->world().AllReduceSum(&failed, 1);
+  RETURN_IF_ERROR(status);
+  if (failed) return absl::DataLossError(absl::StrCat("loading ", step_dir, " failed on another rank"));
+  ctx.optimizer->SyncWorkingWeights();
+  return ResumeState{m.step(), m.tokens_seen()};
+}
+
+}  // namespace moe::trainer

@@ -1,0 +1,82 @@
+// Native checkpoints (DESIGN "Checkpoints"): save, find, verify and load, over the process mesh.
+//
+//   <output_dir>/checkpoints/step-00000040/
+//       rank-00000.bin ...   each rank's owned FP32 masters and Adam moments (ZeRO-1 shards), raw
+//       rank-00000.part ...  each rank's part of the manifest (merged by rank 0)
+//       manifest             text proto (trainer/checkpoint.proto): step, sampler, schedule, config,
+//                            layout, and for every tensor its pieces (file, offset, slice, CRC32C)
+//       COMPLETE             written last: a directory without it is ignored
+//   <output_dir>/checkpoints/latest   "step-00000040", replaced atomically after COMPLETE
+//
+// Every file is written under a temporary name, fsynced and renamed, so a crash at any moment leaves
+// the previous checkpoint loadable. Loading verifies sizes and CRCs of everything it reads and maps
+// each element through its global index, so any layout (DP, TP, EP, world size) can read any other.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "configs/config.pb.h"
+#include "model/params.h"
+#include "parallel/distributed_optimizer.h"
+#include "parallel/mesh.h"
+#include "trainer/checkpoint.pb.h"
+
+namespace moe::trainer {
+
+inline constexpr char kCompleteMarker[] = "COMPLETE";
+inline constexpr char kManifestFile[] = "manifest";
+
+struct ResumeState {
+  int64_t step = 0;         // optimizer steps completed
+  int64_t tokens_seen = 0;
+};
+
+struct CheckpointContext {
+  const config::TrainConfig* cfg = nullptr;
+  model::ParamStore* params = nullptr;
+  parallel::DistributedOptimizer* optimizer = nullptr;
+  parallel::ProcessMesh* mesh = nullptr;
+};
+
+struct SaveStats {
+  std::string dir;
+  double seconds = 0;
+  int64_t bytes = 0;  // data files over all ranks
+};
+
+std::string CheckpointRoot(const std::string& output_dir);
+std::string StepDirName(int64_t step);
+
+// Collective: writes the step directory, marks it complete, moves `latest`, prunes to keep_last.
+absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const ResumeState& state);
+
+// The step directory to resume from: `explicit_dir` if given (it must be complete), else the one
+// `latest` names under output_dir, else "" (a fresh run).
+absl::StatusOr<std::string> FindResumeDir(const std::string& output_dir, const std::string& explicit_dir);
+
+// Reads a complete step directory's manifest (refuses one without COMPLETE).
+absl::StatusOr<checkpoint::Manifest> ReadManifest(const std::string& step_dir);
+
+// Collective: restores masters, moments, buffers and working weights. Refuses a checkpoint of another
+// model. `note` says whether the layout changed (resharding).
+absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const std::string& step_dir,
+                                           std::string* note);
+
+// One piece's values, after checking the file size and the CRC; errors name file and tensor.
+absl::StatusOr<std::vector<float>> ReadPiece(const std::string& step_dir, const checkpoint::Piece& piece,
+                                             const std::string& tensor);
+
+// The global flat index of element i of `piece` (global_shape [R, C] for sharded pieces).
+int64_t PieceGlobalIndex(const checkpoint::Piece& piece, const std::vector<int64_t>& global_shape,
+                         int64_t i);
+
+// Assembles a whole global tensor (e.g. for conversion to Hugging Face); `field` is "master",
+// "adam_m" or "adam_v". Fails unless the pieces cover every element.
+absl::StatusOr<std::vector<float>> ReadGlobalTensor(const std::string& step_dir,
+                                                    const checkpoint::TensorEntry& entry,
+                                                    const std::string& field);
+
+}  // namespace moe::trainer
