@@ -22,16 +22,20 @@ absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamSto
       status = absl::NotFoundError(absl::StrCat("tensor ", p.name, " is missing from ", source.dir()));
       return;
     }
-    auto values = source.Read(p.name, p.shape);
+    auto values = source.Read(p.name, p.global_shape());  // the whole tensor; keep this rank's slice
     if (!values.ok()) {
       status = values.status();
       return;
     }
-    p.master = std::move(*values);
+    p.SetMasterFromGlobal(*values);
   });
   RETURN_IF_ERROR(status);
   for (const std::string& name : source.Names()) {
-    if (params->Find(name) == nullptr && !absl::EndsWith(name, "_scale_inv")) ++unused;
+    // Routed experts of other EP ranks are expected to be absent here.
+    if (params->Find(name) == nullptr && !absl::EndsWith(name, "_scale_inv") &&
+        !absl::StrContains(name, ".mlp.experts.")) {
+      ++unused;
+    }
   }
   if (unused > 0) {
     warnings->push_back(absl::StrCat(unused, " tensors in ", source.dir(),

@@ -11,7 +11,8 @@
 
 namespace moe::model {
 
-// Fills master (and working, rounded when bf16) of every parameter from `source`. A missing or
+// Fills master (and working, rounded when bf16) of every parameter from `source`, taking this rank's
+// slice of tensor-parallel tensors and only this rank's experts. A missing or
 // mis-shaped tensor is an error naming it; a missing e_score_correction_bias starts at zero with a
 // warning; tensors the model does not use (MTP layers, copies) are reported in `warnings`.
 absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params,

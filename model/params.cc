@@ -133,6 +133,10 @@ int64_t Param::LocalIndex(int64_t g) const {
   return c >= shard.offset && c < shard.offset + shape[1] ? r * shape[1] + (c - shard.offset) : -1;
 }
 
+void Param::SetMasterFromGlobal(const std::vector<float>& global) {
+  for (int64_t i = 0; i < numel(); ++i) master[i] = global[GlobalIndex(i)];
+}
+
 double GradNorm(const Param& p) {
   double sum = 0.0;
   for (float g : p.grad) sum += static_cast<double>(g) * g;

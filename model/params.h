@@ -62,6 +62,8 @@ struct Param {
   int64_t GlobalIndex(int64_t i) const;
   // Local element holding global flat index g, or -1 if this shard does not hold it.
   int64_t LocalIndex(int64_t g) const;
+  // master <- this shard's slice of the whole global tensor `global` (global_shape() elements).
+  void SetMasterFromGlobal(const std::vector<float>& global);
   bool trainable() const { return kind != ParamKind::kBuffer; }
   bool decays() const { return kind == ParamKind::kMatrix; }
 };

@@ -5,7 +5,7 @@
 #   BF16: loss within 1e-2 relative at every step
 # Layouts: 1 rank; DP=2; TP=2; EP=2 x DP=2; DP=2 x TP=2 with EP=4; EP=4 x DP=4.
 set -euo pipefail
-TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; COMPARE="$4"; CORPUS="$5"
+TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; COMPARE="$4"; CORPUS="$5"; RUN_MPI="$6"
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/equivalence"
 mkdir -p "$WORK/text"
 python3 "$CORPUS" "$WORK/text" 8 120
@@ -13,7 +13,7 @@ python3 "$CORPUS" "$WORK/text" 8 120
 
 run() {  # name ranks precision lr [--set ...]
   local name=$1 np=$2 precision=$3 lr=$4; shift 4
-  timeout 300 mpirun --allow-run-as-root --oversubscribe -np "$np" "$TRAIN" --config="$CONFIG" \
+  MPI_TEST_TIMEOUT_S=300 "$RUN_MPI" "$np" "$TRAIN" --config="$CONFIG" \
     --set "data.train_path=$WORK/data/train" --set "data.val_path=$WORK/data/val" \
     --set model.vocab_size=257 --set "output_dir=$WORK/$name" --set logging.progress_bar=false \
     --set precision="$precision" --set optimizer.lr="$lr" --set batch.global_batch_size=4 \

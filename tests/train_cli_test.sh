@@ -3,7 +3,7 @@
 # small corpus must learn (loss falls well below ln 256), write metrics.jsonl with the documented keys,
 # and bad input (a config typo, a missing data file) must fail with one clear line.
 set -euo pipefail
-TRAIN="$1"; PREPARE="$2"; CONFIG="$3"
+TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; RUN_MPI="$4"
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/train_cli"
 mkdir -p "$WORK/text"
 # A small, learnable corpus: a few sentences repeated with variation, 12 documents.
@@ -14,7 +14,7 @@ for d in $(seq 1 12); do
 done
 "$PREPARE" --input="$WORK/text" --output="$WORK/data" --val_fraction=0.2 >/dev/null
 
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe -np 1)
+MPIRUN=("$RUN_MPI" 1)
 COMMON=(--config="$CONFIG" --set "data.train_path=$WORK/data/train" --set "data.val_path=$WORK/data/val"
         --set "output_dir=$WORK/run" --set "model.vocab_size=257")
 

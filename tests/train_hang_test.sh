@@ -4,9 +4,12 @@
 # SIGSTOP. Its peers' next collective must time out, print a line naming their rank, the group and the
 # collective, and MPI_Abort, so mpirun exits non-zero within 40 s of the SIGSTOP. `timeout` bounds the
 # job so the test can never hang; the EXIT trap continues and kills whatever ranks are left.
-#   train_hang_test.sh TRAIN PREPARE_DATA CONFIG MAKE_TEXT_CORPUS
+#   train_hang_test.sh TRAIN PREPARE_DATA CONFIG MAKE_TEXT_CORPUS [RUN_MPI]
+# RUN_MPI (parallel/testing/run_mpi.sh) starts the job; without it, mpirun is called here with the same
+# isolation (own session and shared-memory directories, so concurrent sandboxed jobs cannot collide).
 set -u
-TRAIN=$1; PREPARE=$2; CONFIG=$3; CORPUS=$4
+TRAIN=$1; PREPARE=$2; CONFIG=$3; CORPUS=$4; RUN_MPI=${5:-}
+case "$RUN_MPI" in ""|/*) ;; *) RUN_MPI="$PWD/$RUN_MPI" ;; esac
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/train_hang"
 VICTIM_RANK=2
 LIMIT_S=40
@@ -19,43 +22,66 @@ python3 "$CORPUS" "$WORK/text" 8 120 || fail "corpus generation failed"
   fail "prepare_data failed"
 
 job=""
-rank_pids=""
-# Continues and kills every rank process still there (only pids whose command line is the trainer),
-# then the job itself.
+tree_pids=""   # the job's processes (launcher, timeout, mpirun, ranks), recorded once the ranks run
+session=""
+# Continues and kills every rank still there, then the launcher processes (only pids that still run
+# one of our commands), then removes the session directories.
 cleanup() {
   local p
-  for p in $rank_pids; do
+  for p in $tree_pids; do
     if grep -q train "/proc/$p/cmdline" 2>/dev/null; then
       kill -CONT "$p" 2>/dev/null
       kill -KILL "$p" 2>/dev/null
     fi
   done
+  for p in $tree_pids; do
+    grep -qE "mpirun|timeout|run_mpi" "/proc/$p/cmdline" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+  done
   [ -n "$job" ] && kill -KILL "$job" 2>/dev/null
+  [ -n "$session" ] && rm -rf "$session"
   return 0
 }
 trap cleanup EXIT
+# Prints the pids of every descendant of process $1.
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    echo "$c"
+    descendants "$c"
+  done
+}
 
 LOG="$WORK/job.log"
-# self,vader without CMA single-copy (sandboxes may forbid process_vm_readv), as parallel/testing does.
-timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe -np 4 \
-  --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-  "$TRAIN" --config="$CONFIG" \
+launch() {  # NP PROGRAM ARGS...: 4 ranks on this machine, at most 60 s
+  if [ -n "$RUN_MPI" ]; then
+    MPI_TEST_TIMEOUT_S=60 "$RUN_MPI" "$@"
+  else
+    # self,vader without CMA single-copy (sandboxes may forbid process_vm_readv), as run_mpi.sh does.
+    local np=$1
+    shift
+    TMPDIR="$session" timeout -k 5 60 mpirun --allow-run-as-root --oversubscribe -np "$np" \
+      --mca orte_tmpdir_base "$session" --mca btl self,vader \
+      --mca btl_vader_single_copy_mechanism none --mca btl_vader_backing_directory "$session" "$@"
+  fi
+}
+[ -n "$RUN_MPI" ] || session=$(mktemp -d /tmp/moe_hang.XXXXXX) || fail "mktemp failed"
+launch 4 "$TRAIN" --config="$CONFIG" \
   --set "data.train_path=$WORK/data/train" --set "data.val_path=$WORK/data/val" \
   --set model.vocab_size=257 --set "output_dir=$WORK/run" --set logging.progress_bar=false \
   --set schedule.total_steps=20000 --set batch.micro_batch_size=1 --set num_threads=1 \
   --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set parallel.collective_timeout_s=5 \
   >"$LOG" 2>&1 &
-job=$!   # the timeout(1) process; mpirun is its child and the ranks are mpirun's children
+job=$!   # the launcher: mpirun is below it, and the ranks are mpirun's children
 
-# Waits (up to 60 s) for 3 logged steps, then finds the ranks: mpirun's children, each with its
-# OMPI_COMM_WORLD_RANK in its environment.
+# Waits (up to 60 s) for 3 logged steps, then finds the ranks among the job's processes: the trainer
+# processes, each with its OMPI_COMM_WORLD_RANK in its environment.
 victim=""
 for _ in $(seq 600); do
   kill -0 "$job" 2>/dev/null || { cat "$LOG"; fail "the job ended before it was stopped"; }
   if [ "$(grep -c '^step' "$LOG")" -ge 3 ]; then
-    mpirun_pid=$(pgrep -P "$job" -x mpirun)
-    [ -n "$mpirun_pid" ] && rank_pids=$(pgrep -P "$mpirun_pid")
-    for p in $rank_pids; do
+    tree_pids=$(descendants "$job")
+    for p in $tree_pids; do
+      grep -q train "/proc/$p/cmdline" 2>/dev/null || continue
       if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$VICTIM_RANK"; then
         victim=$p
       fi
@@ -64,7 +90,7 @@ for _ in $(seq 600); do
   fi
   sleep 0.1
 done
-[ -n "$victim" ] || { cat "$LOG"; fail "did not find rank $VICTIM_RANK among mpirun's children ($rank_pids)"; }
+[ -n "$victim" ] || { cat "$LOG"; fail "did not find rank $VICTIM_RANK among the job's processes ($tree_pids)"; }
 steps_before=$(grep -c '^step' "$LOG")
 kill -STOP "$victim" || fail "could not stop rank $VICTIM_RANK (pid $victim)"
 stopped=$(date +%s.%N)

@@ -11,12 +11,13 @@
 # being shared.
 # Needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN); where `ip netns add` fails the test prints SKIP and passes.
 # Run unsandboxed (tags "local"). Deletes its namespaces (and with them the veth pair) on exit.
-#   two_host_test.sh TRAIN PREPARE_DATA CONFIG COMPARE_RUNS MAKE_TEXT_CORPUS
+#   two_host_test.sh TRAIN PREPARE_DATA CONFIG COMPARE_RUNS MAKE_TEXT_CORPUS [RUN_MPI]
+# RUN_MPI (parallel/testing/run_mpi.sh) starts the one-host job; without it, plain mpirun.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin"
 abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 TRAIN=$(abspath "$1"); PREPARE=$(abspath "$2"); CONFIG=$(abspath "$3"); COMPARE=$(abspath "$4")
-CORPUS=$(abspath "$5")
+CORPUS=$(abspath "$5"); RUN_MPI=${6:+$(abspath "$6")}
 WORK=$(abspath "${TEST_TMPDIR:-$(mktemp -d)}")/two_host
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -36,10 +37,9 @@ if ! err=$(ip netns add "$NS_A" 2>&1); then
   exit 0
 fi
 
-job=""
+# Kills whatever still runs inside the namespaces, then deletes them (the veth pair goes with them).
 cleanup() {
   set +e
-  [ -n "$job" ] && kill -KILL "$job" 2>/dev/null
   local ns p
   for ns in "$NS_A" "$NS_B"; do
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
@@ -106,6 +106,15 @@ two_host_mpirun() {
     --mca btl tcp,self --mca btl_tcp_if_include "$NET.0/24" --mca oob_tcp_if_include "$NET.0/24" \
     -np 4 "$@"
 }
+# one_host_mpirun ARGS...: the same 4 ranks on this machine (outside the namespaces).
+one_host_mpirun() {
+  if [ -n "$RUN_MPI" ]; then
+    MPI_TEST_TIMEOUT_S=120 "$RUN_MPI" 4 "$@"
+  else
+    timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe -np 4 \
+      --mca btl self,vader --mca btl_vader_single_copy_mechanism none "$@"
+  fi
+}
 
 TRAIN_ARGS=(--config="$CONFIG" --set "data.train_path=$WORK/data/train" --set "data.val_path=$WORK/data/val"
   --set model.vocab_size=257 --set logging.progress_bar=false --set precision=FP32 --set optimizer.lr=3e-3
@@ -130,9 +139,7 @@ echo "two hosts: $((SECONDS - t1)) s"
 
 # 3. The same job on one host.
 t2=$SECONDS
-timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe -np 4 \
-  --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-  "$TRAIN" "${TRAIN_ARGS[@]}" --set "output_dir=$WORK/one_host_run" --export_hf="$WORK/one_host_run/hf" \
+one_host_mpirun "$TRAIN" "${TRAIN_ARGS[@]}" --set "output_dir=$WORK/one_host_run" --export_hf="$WORK/one_host_run/hf" \
   >"$WORK/one_host.log" 2>&1 || { cat "$WORK/one_host.log"; fail "training on one host failed"; }
 echo "one host: $((SECONDS - t2)) s"
 

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <cstdlib>
 #include <map>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -86,6 +88,32 @@ TensorEntry* EntryFor(Manifest* m, std::map<std::string, TensorEntry*>* index, c
   e->set_kind(KindName(p.kind));
   (*index)[p.name] = e;
   return e;
+}
+
+// The run-level fields of a checkpoint of `cfg` after `state`, written by `world_size` ranks.
+Manifest NewManifest(const config::TrainConfig& cfg, const config::ParallelConfig& layout, int world_size,
+                     const ResumeState& state) {
+  Manifest m;
+  m.set_format_version(kFormatVersion);
+  m.set_step(state.step);
+  m.set_tokens_seen(state.tokens_seen);
+  m.set_next_sample_index(state.step * cfg.batch().global_batch_size());
+  m.set_data_seed(cfg.data().seed());
+  m.set_init_seed(cfg.seed());
+  m.set_adam_step(state.step);
+  m.set_lr_schedule_step(state.step);
+  *m.mutable_config() = cfg;
+  *m.mutable_layout() = layout;
+  m.set_world_size(world_size);
+  return m;
+}
+
+// Writes the manifest, then COMPLETE, then points `latest` at the step directory.
+absl::Status PublishStepDir(const std::string& root, int64_t step, const Manifest& m) {
+  const std::string dir = JoinPath(root, StepDirName(step));
+  RETURN_IF_ERROR(WriteTextProto(JoinPath(dir, kManifestFile), m));
+  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kCompleteMarker), "complete\n"));
+  return WriteFileAtomically(JoinPath(root, "latest"), StepDirName(step) + "\n");
 }
 
 // Removes step directories beyond the newest `keep_last` complete ones (never `current`).
@@ -268,6 +296,11 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
     return WriteTextProto(JoinPath(dir, RankFile(rank, "part")), part);
   };
   status = write_rank_files();
+  // Fault injection for the crash-safety test: widen the window between the data files and the
+  // manifest so that kills land inside a save.
+  if (const char* delay = std::getenv("MOE_TEST_SAVE_DELAY_MS")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
+  }
   int64_t counters[2] = {static_cast<int64_t>(offset), status.ok() ? 0 : 1};  // bytes, failed ranks
   world.AllReduceSum(counters, 2);
   RETURN_IF_ERROR(status);
@@ -275,18 +308,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
   const int64_t bytes = counters[0];
 
   if (rank == 0) {
-    Manifest m;
-    m.set_format_version(kFormatVersion);
-    m.set_step(state.step);
-    m.set_tokens_seen(state.tokens_seen);
-    m.set_next_sample_index(state.step * ctx.cfg->batch().global_batch_size());
-    m.set_data_seed(ctx.cfg->data().seed());
-    m.set_init_seed(ctx.cfg->seed());
-    m.set_adam_step(state.step);
-    m.set_lr_schedule_step(state.step);
-    *m.mutable_config() = *ctx.cfg;
-    *m.mutable_layout() = ctx.cfg->parallel();
-    m.set_world_size(world.size());
+    Manifest m = NewManifest(*ctx.cfg, ctx.cfg->parallel(), world.size(), state);
     std::map<std::string, TensorEntry*> merged;
     for (int r = 0; r < world.size() && status.ok(); ++r) {
       auto p = ReadTextProto<Manifest>(JoinPath(dir, RankFile(r, "part")));
@@ -307,9 +329,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
         }
       }
     }
-    if (status.ok()) status = WriteTextProto(JoinPath(dir, kManifestFile), m);
-    if (status.ok()) status = WriteFileAtomically(JoinPath(dir, kCompleteMarker), "complete\n");
-    if (status.ok()) status = WriteFileAtomically(JoinPath(root, "latest"), StepDirName(state.step) + "\n");
+    if (status.ok()) status = PublishStepDir(root, state.step, m);
     if (status.ok()) Prune(root, StepDirName(state.step), ctx.cfg->checkpoint().keep_last());
   }
   // Everyone learns whether rank 0 finished, so a failed save fails on every rank.
@@ -321,6 +341,64 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
   SaveStats stats;
   stats.dir = dir;
   stats.bytes = bytes;
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, const config::TrainConfig& cfg,
+                                                    const model::ParamStore& params, const ResumeState& state) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string dir = JoinPath(root, StepDirName(state.step));
+  RETURN_IF_ERROR(MakeDirs(root));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  RETURN_IF_ERROR(MakeDirs(dir));
+
+  // The order SaveCheckpoint's rank 0 would use: trainable tensors (master, adam_m, adam_v), then buffers.
+  const std::string file = RankFile(0, "bin");
+  uint64_t offset = 0;
+  Manifest part;
+  std::map<std::string, TensorEntry*> index;
+  ASSIGN_OR_RETURN(AtomicFileWriter w, AtomicFileWriter::Create(JoinPath(dir, file)));
+  std::vector<float> zeros;
+  absl::Status s;
+  auto append = [&](const model::Param& p, const std::vector<float>& values, Piece* piece) {
+    const float* data = values.data();
+    if (static_cast<int64_t>(values.size()) != p.numel()) {
+      zeros.assign(p.numel(), 0.0f);
+      data = zeros.data();
+    }
+    return AppendPiece(w, file, 0, &offset, p, 0, data, p.numel(), piece);
+  };
+  for (const bool buffers : {false, true}) {
+    params.ForEach([&](const model::Param& p) {
+      if (!s.ok() || p.trainable() == buffers) return;
+      if (p.shard.dim >= 0 || static_cast<int64_t>(p.master.size()) != p.numel()) {
+        s = absl::InvalidArgumentError(absl::StrCat("cannot write ", p.name, " to a 1-rank checkpoint: ",
+                                                    "it is a shard or its master copy is not held"));
+        return;
+      }
+      TensorEntry* e = EntryFor(&part, &index, p);
+      s = append(p, p.master, e->add_master());
+      if (s.ok() && p.trainable()) s = append(p, p.adam_m, e->add_adam_m());
+      if (s.ok() && p.trainable()) s = append(p, p.adam_v, e->add_adam_v());
+    });
+  }
+  RETURN_IF_ERROR(s);
+  RETURN_IF_ERROR(w.Commit());
+  RETURN_IF_ERROR(WriteTextProto(JoinPath(dir, RankFile(0, "part")), part));
+
+  config::ParallelConfig layout = cfg.parallel();
+  layout.set_dp(1);
+  layout.set_tp(1);
+  layout.set_ep(1);
+  Manifest m = NewManifest(cfg, layout, 1, state);
+  m.mutable_tensors()->MergeFrom(part.tensors());
+  RETURN_IF_ERROR(PublishStepDir(root, state.step, m));
+
+  SaveStats stats;
+  stats.dir = dir;
+  stats.bytes = static_cast<int64_t>(offset);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;
 }

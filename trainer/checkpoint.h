@@ -53,6 +53,14 @@ std::string StepDirName(int64_t step);
 // Collective: writes the step directory, marks it complete, moves `latest`, prunes to keep_last.
 absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const ResumeState& state);
 
+// One process, no optimizer (e.g. tools/convert_checkpoint): writes <root>/step-NNNNNNNN as a 1-rank
+// checkpoint (layout dp=tp=ep=1, world size 1) of `params`, which must hold whole tensors with full
+// masters; Adam moments come from the params (zeros where they are empty). Same files and
+// conventions as SaveCheckpoint: rank-00000.bin/.part, manifest, COMPLETE, then `latest` is moved.
+// Never prunes. A stale directory of the same step is replaced.
+absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, const config::TrainConfig& cfg,
+                                                    const model::ParamStore& params, const ResumeState& state);
+
 // The step directory to resume from: `explicit_dir` if given (it must be complete), else the one
 // `latest` names under output_dir, else "" (a fresh run).
 absl::StatusOr<std::string> FindResumeDir(const std::string& output_dir, const std::string& explicit_dir);

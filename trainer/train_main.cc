@@ -21,6 +21,13 @@ ABSL_FLAG(std::vector<std::string>, set, {},
 ABSL_FLAG(bool, dry_run, false, "validate the config, print counts/FLOPs/memory as JSON, and exit");
 ABSL_FLAG(std::string, resume_from, "",
           "resume from this checkpoint step directory (default: <output_dir>/checkpoints/latest if any)");
+ABSL_FLAG(std::string, init_from, "",
+          "start from these weights (Hugging Face directory or native checkpoint step directory) with a "
+          "fresh optimizer; ignored when the output directory already holds a checkpoint to resume");
+ABSL_FLAG(std::string, eval_tokens, "",
+          "print {\"loss\": ...} for the batch of --eval_batch sequences of batch.seq_len laid out as spec "
+          "6.1 from this uint32 token file, with the initial/resumed weights, and exit");
+ABSL_FLAG(int64_t, eval_batch, 1, "sequences in the --eval_tokens batch");
 ABSL_FLAG(int64_t, exit_interval, 0, "save a checkpoint and exit after a step divisible by this (0: off)");
 ABSL_FLAG(std::string, export_hf, "",
           "after training, write the final weights to this directory as a Hugging Face model (FP32)");
@@ -66,6 +73,9 @@ int main(int argc, char** argv) {
   options.export_hf_dir = absl::GetFlag(FLAGS_export_hf);
   options.resume_from = absl::GetFlag(FLAGS_resume_from);
   options.exit_interval = absl::GetFlag(FLAGS_exit_interval);
+  options.init_from = absl::GetFlag(FLAGS_init_from);
+  options.eval_tokens = absl::GetFlag(FLAGS_eval_tokens);
+  options.eval_batch = absl::GetFlag(FLAGS_eval_batch);
   const absl::Status status = moe::trainer::Train(*cfg, options, *world);
   if (!status.ok()) return fail(status);
   return 0;

@@ -24,7 +24,9 @@
 #include "parallel/distributed_optimizer.h"
 #include "parallel/mesh.h"
 #include "parallel/weight_gather.h"
+#include "data/token_file.h"
 #include "trainer/checkpoint.h"
+#include "trainer/init_from.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/signals.h"
@@ -102,6 +104,18 @@ absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& ne
   return hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(cfg.model()), tensors, uint64_t{4} << 30);
 }
 
+// The eval mode: CE of the spec §6.1 batch (first B·T+1 tokens of a uint32 file) with the current
+// weights, as one JSON object, so `train` and tools/hf_eval can be compared on the same batch.
+absl::Status EvaluateTokenFile(model::DeepseekV3Model& net, parallel::ProcessMesh& mesh,
+                               const TrainOptions& options, int64_t seq, bool leader) {
+  ASSIGN_OR_RETURN(data::Batch b, data::ReadBatchFromTokenFile(options.eval_tokens, options.eval_batch, seq));
+  const model::LossStats s = net.Step(b.inputs.data(), b.targets.data(), options.eval_batch, seq, false, 1.0f);
+  double sums[2] = {s.ce_loss_sum, static_cast<double>(s.tokens)};
+  mesh.tp().AllReduceSum(sums, 2);  // every DP rank evaluated the same batch; its tokens span TP
+  if (leader) std::printf("{\"loss\": %.17g, \"tokens\": %lld}\n", sums[0] / sums[1], static_cast<long long>(sums[1]));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
@@ -127,22 +141,6 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   ASSIGN_OR_RETURN(std::unique_ptr<parallel::ProcessMesh> mesh,
                    parallel::ProcessMesh::Create(shape, cfg.parallel().collective_timeout_s()));
 
-  // Data: every rank opens the shards (memory-mapped, read-only); DP rank r reads its slice.
-  ASSIGN_OR_RETURN(data::TokenShard train_shard, data::TokenShard::Open(cfg.data().train_path()));
-  ASSIGN_OR_RETURN(data::TokenShard val_shard, data::TokenShard::Open(cfg.data().val_path()));
-  for (const data::TokenShard* s : {&train_shard, &val_shard}) {
-    if (s->vocab_size() > mc.vocab_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("data shard ", s->prefix(), " has vocab size ",
-                                                     s->vocab_size(), " > model.vocab_size ",
-                                                     mc.vocab_size()));
-    }
-  }
-  ASSIGN_OR_RETURN(data::Sampler train_sampler,
-                   data::Sampler::Create(&train_shard, seq, cfg.data().seed()));
-  ASSIGN_OR_RETURN(data::Sampler val_sampler,
-                   data::Sampler::Create(&val_shard, seq, cfg.data().seed(), data::SampleOrder::kSequential));
-  data::GlobalBatch gb{cfg.batch().global_batch_size(), shape.dp, micro};
-  RETURN_IF_ERROR(gb.Validate());
 
   // Output directory and metrics (rank 0 writes).
   std::unique_ptr<MetricsWriter> metrics;
@@ -164,6 +162,17 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                              {&mesh->tp(), &mesh->ep()});
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
+  ASSIGN_OR_RETURN(const std::string resume_dir, FindResumeDir(cfg.output_dir(), options.resume_from));
+  if (!options.init_from.empty() && resume_dir.empty()) {
+    std::vector<std::string> warnings;
+    RETURN_IF_ERROR(InitWeightsFrom(options.init_from, mc, bf16, &net.params(), &warnings));
+    if (leader) {
+      for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
+      std::printf("initialised weights from %s (fresh optimizer state)\n", options.init_from.c_str());
+    }
+  } else if (!options.init_from.empty() && leader) {
+    std::printf("--init_from ignored: resuming the run's own checkpoint %s\n", resume_dir.c_str());
+  }
   parallel::DistributedOptimizer optimizer(&net.params(), {&mesh->world(), &mesh->dp(), &mesh->expert_dp()},
                                            &ops, bf16);
   const model::ParamCounts counts = model::CountParameters(mc);
@@ -176,19 +185,12 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                 static_cast<long long>(counts.activated_without_embedding), bf16 ? "BF16" : "FP32",
                 static_cast<long long>(shape.dp), static_cast<long long>(shape.tp),
                 static_cast<long long>(shape.ep), world.size(), threads, peak_flops / 1e9);
-    std::printf("data: train %lld tokens (%lld windows of %lld), val %lld tokens; %lld micro-batches of "
-                "%lld per rank per step\n",
-                static_cast<long long>(train_shard.num_tokens()),
-                static_cast<long long>(train_sampler.samples_per_epoch()), static_cast<long long>(seq),
-                static_cast<long long>(val_shard.num_tokens()),
-                static_cast<long long>(gb.num_micro_batches()), static_cast<long long>(micro));
     std::fflush(stdout);
   }
 
   // Resume: the same command picks up <output_dir>/checkpoints/latest (or --resume_from).
   const CheckpointContext ckpt{&cfg, &net.params(), &optimizer, mesh.get()};
   ResumeState state;
-  ASSIGN_OR_RETURN(const std::string resume_dir, FindResumeDir(cfg.output_dir(), options.resume_from));
   if (!resume_dir.empty()) {
     std::string note;
     ASSIGN_OR_RETURN(state, LoadCheckpoint(ckpt, resume_dir, &note));
@@ -197,6 +199,33 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       std::printf("resumed from %s at step %lld\n", resume_dir.c_str(), static_cast<long long>(state.step));
       std::fflush(stdout);
     }
+  }
+  if (!options.eval_tokens.empty()) return EvaluateTokenFile(net, *mesh, options, seq, leader);
+
+  // Data: every rank opens the shards (memory-mapped, read-only); DP rank r reads its slice.
+  ASSIGN_OR_RETURN(data::TokenShard train_shard, data::TokenShard::Open(cfg.data().train_path()));
+  ASSIGN_OR_RETURN(data::TokenShard val_shard, data::TokenShard::Open(cfg.data().val_path()));
+  for (const data::TokenShard* s : {&train_shard, &val_shard}) {
+    if (s->vocab_size() > mc.vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("data shard ", s->prefix(), " has vocab size ",
+                                                     s->vocab_size(), " > model.vocab_size ",
+                                                     mc.vocab_size()));
+    }
+  }
+  ASSIGN_OR_RETURN(data::Sampler train_sampler,
+                   data::Sampler::Create(&train_shard, seq, cfg.data().seed()));
+  ASSIGN_OR_RETURN(data::Sampler val_sampler,
+                   data::Sampler::Create(&val_shard, seq, cfg.data().seed(), data::SampleOrder::kSequential));
+  data::GlobalBatch gb{cfg.batch().global_batch_size(), shape.dp, micro};
+  RETURN_IF_ERROR(gb.Validate());
+  if (leader) {
+    std::printf("data: train %lld tokens (%lld windows of %lld), val %lld tokens; %lld micro-batches of "
+                "%lld per rank per step\n",
+                static_cast<long long>(train_shard.num_tokens()),
+                static_cast<long long>(train_sampler.samples_per_epoch()), static_cast<long long>(seq),
+                static_cast<long long>(val_shard.num_tokens()),
+                static_cast<long long>(gb.num_micro_batches()), static_cast<long long>(micro));
+    std::fflush(stdout);
   }
   int64_t last_saved = state.step;
   auto save = [&]() -> absl::Status {
