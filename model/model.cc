@@ -166,20 +166,24 @@ std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
   return out;
 }
 
-LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,
-                                int64_t seq, bool backward, float loss_scale) {
+void DeepseekV3Model::RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp) {
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
   const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
   const int64_t n_loc = n / tp.size(), offset = tp.rank() * n_loc;  // this rank's token slice
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
-  std::vector<int32_t> positions(n);
-  for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i % seq);
+  fp->batch = batch;
+  fp->seq = seq;
+  fp->n_loc = n_loc;
+  fp->offset = offset;
+  fp->positions.resize(n);
+  for (int64_t i = 0; i < n; ++i) fp->positions[i] = static_cast<int32_t>(i % seq);
+  const std::vector<int32_t>& positions = fp->positions;
   const TokenSlice slice{batch, seq, offset, n_loc};
+  fp->balance_loss = 0;
 
-  LossStats stats;
-  // ---- Forward ----
-  std::vector<float> h(n_loc * d);
+  std::vector<float>& h = fp->h;
+  h.resize(n_loc * d);
   ops.EmbeddingForward(ids + offset, n_loc, embed_->working.data(), d, h.data());
   std::vector<float> branch(n_loc * d), partial(n * d);
   for (auto& lp : layers_) {
@@ -212,7 +216,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
     }
     if (L.moe) {  // routed experts on this rank's tokens
       std::vector<float> routed(n_loc * d);
-      stats.balance_loss += L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
+      fp->balance_loss += L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
                                            expert_counts_[L.moe_slot].data());
       ops.Add(routed.data(), branch.data(), n_loc * d);
       ctx_.Store(branch.data(), n_loc * d);
@@ -220,12 +224,36 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
     ops.Add(branch.data(), h.data(), n_loc * d);
     ctx_.Store(h.data(), n_loc * d);
   }
-  std::vector<float> hf(n_loc * d), rstd_f(n_loc);
-  ops.RmsNormForward(h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), hf.data(),
-                     rstd_f.data());
-  ctx_.Store(hf.data(), n_loc * d);
-  std::vector<float> logits(n_loc * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
-  LinearForward(ops, *lm_head_, hf.data(), n_loc, logits.data());
+  fp->hf.resize(n_loc * d);
+  fp->rstd_f.resize(n_loc);
+  ops.RmsNormForward(h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), fp->hf.data(),
+                     fp->rstd_f.data());
+  ctx_.Store(fp->hf.data(), n_loc * d);
+  fp->logits.resize(n_loc * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
+  LinearForward(ops, *lm_head_, fp->hf.data(), n_loc, fp->logits.data());
+}
+
+std::vector<float> DeepseekV3Model::Logits(const int32_t* ids, int64_t batch, int64_t seq) {
+  ForwardPass fp;
+  RunForward(ids, batch, seq, &fp);
+  return std::move(fp.logits);
+}
+
+LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,
+                                int64_t seq, bool backward, float loss_scale) {
+  kernels::Backend& ops = *ctx_.ops;
+  parallel::Communicator& tp = *ctx_.tp;
+  const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
+  ForwardPass fp;
+  RunForward(ids, batch, seq, &fp);
+  const int64_t n_loc = fp.n_loc, offset = fp.offset;
+  const std::vector<int32_t>& positions = fp.positions;
+  std::vector<float>& h = fp.h;
+  std::vector<float>& hf = fp.hf;
+  std::vector<float>& rstd_f = fp.rstd_f;
+  std::vector<float>& logits = fp.logits;
+  LossStats stats;
+  stats.balance_loss = fp.balance_loss;
   int64_t micro_batch_tokens = 0;  // the mean runs over the whole micro-batch, not the slice
   for (int64_t i = 0; i < n; ++i) micro_batch_tokens += targets[i] >= 0 ? 1 : 0;
   for (int64_t i = 0; i < n_loc; ++i) stats.tokens += targets[offset + i] >= 0 ? 1 : 0;

@@ -61,6 +61,11 @@ class DeepseekV3Model {
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
 
+  // FP32 logits [n_loc, V] of this rank's token slice (all B·T tokens on one rank), forward only.
+  std::vector<float> Logits(const int32_t* ids, int64_t batch, int64_t seq);
+  // The RoPE tables (positions < max_positions) and the layer context, for inference tools.
+  const RopeTables& rope() const { return rope_; }
+
   // Per MoE layer (in layer order): the layer index and its counts [E] since the last reset.
   const std::vector<int64_t>& moe_layer_indices() const { return moe_layer_index_; }
   std::vector<std::vector<int64_t>>& expert_counts() { return expert_counts_; }
@@ -73,6 +78,16 @@ class DeepseekV3Model {
 
  private:
   struct Layer;
+  // The forward's results that the loss and the backward need.
+  struct ForwardPass {
+    int64_t batch = 0, seq = 0, n_loc = 0, offset = 0;
+    std::vector<int32_t> positions;    // [B·T]
+    std::vector<float> h;              // [n_loc, d] final residual stream
+    std::vector<float> hf, rstd_f;     // [n_loc, d], [n_loc] after the final norm
+    std::vector<float> logits;         // [n_loc, V]
+    double balance_loss = 0;
+  };
+  void RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp);
 
   config::ModelConfig cfg_;
   LayerContext ctx_;

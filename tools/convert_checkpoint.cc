@@ -31,6 +31,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/status.h"
@@ -45,10 +46,10 @@ ABSL_FLAG(std::string, from, "", "source: a native checkpoint step directory or 
 ABSL_FLAG(std::string, to, "",
           "destination: a Hugging Face directory (from native) or a checkpoints root (from HF)");
 ABSL_FLAG(std::string, dtype, "bf16", "native -> HF: weight dtype, bf16 or fp32");
-ABSL_FLAG(int64_t, max_shard_mb, 5000, "native -> HF: shard above this many MB (10^6 bytes)");
+ABSL_FLAG(double, max_shard_mb, 5000, "native -> HF: shard above this many MB (10^6 bytes; fractions allowed)");
 ABSL_FLAG(std::string, config, "",
           "HF -> native: the TrainConfig text proto to record; its model must match config.json");
-ABSL_FLAG(bool, overwrite, false, "HF -> native: replace an existing step-00000000 directory");
+ABSL_FLAG(bool, overwrite, false, "HF -> native: replace an existing complete step-00000000 directory");
 
 namespace moe {
 namespace {
@@ -92,7 +93,7 @@ absl::Status NativeToHf(const std::string& from, const std::string& to) {
   if (dtype != "bf16" && dtype != "fp32") {
     return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16 or fp32, got '", dtype, "'"));
   }
-  const int64_t shard_mb = absl::GetFlag(FLAGS_max_shard_mb);
+  const double shard_mb = absl::GetFlag(FLAGS_max_shard_mb);
   if (shard_mb <= 0) return absl::InvalidArgumentError("--max_shard_mb must be > 0");
   ASSIGN_OR_RETURN(const checkpoint::Manifest m, trainer::ReadManifest(from));
 
@@ -117,7 +118,7 @@ absl::Status NativeToHf(const std::string& from, const std::string& to) {
     bytes += values[i].size() * hf::DTypeSize(t.dtype);
   }
   RETURN_IF_ERROR(hf::WriteHfDirectory(to, config::ModelConfigToHfJson(mc), tensors,
-                                       static_cast<uint64_t>(shard_mb) * 1000000));
+                                       static_cast<uint64_t>(shard_mb * 1e6)));
   std::printf("wrote %s: %zu tensors, %.1f MB (%s), from %s at step %lld\n", to.c_str(), tensors.size(),
               bytes / 1e6, dtype.c_str(), from.c_str(), static_cast<long long>(m.step()));
   return absl::OkStatus();
@@ -129,24 +130,50 @@ absl::StatusOr<config::ModelConfig> Canonical(const config::ModelConfig& m) {
   return config::ModelConfigFromHfJson(config::ModelConfigToHfJson(m), "canonical form");
 }
 
+// Fields of ModelConfig that set up training (losses, initialisation, dropout) rather than say what
+// the weights are: a train config may change them; the differences are only reported.
+constexpr const char* kTrainingOnlyFields[] = {"aux_loss_alpha", "seq_aux", "bias_update_speed",
+                                               "mtp_loss_weight", "initializer_range", "attention_dropout"};
+
 // Refuses a train config whose model is not the HF directory's, listing the differences.
 absl::Status CheckSameModel(config::ModelConfig hf_model, const config::ModelConfig& train_model,
                             const std::string& hf_source, const std::string& config_path) {
+  using google::protobuf::util::MessageDifferencer;
   hf_model.set_torch_dtype(train_model.torch_dtype());  // a storage detail, not the model
   ASSIGN_OR_RETURN(const config::ModelConfig a, Canonical(hf_model));
   ASSIGN_OR_RETURN(const config::ModelConfig b, Canonical(train_model));
-  google::protobuf::util::MessageDifferencer diff;
-  diff.set_message_field_comparison(google::protobuf::util::MessageDifferencer::EQUIVALENT);
-  std::string report;
-  diff.ReportDifferencesToString(&report);
-  if (diff.Compare(a, b)) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(hf_source, " and the model of ", config_path,
-                                                    " differ (config.json -> train config):\n", report));
+  std::string model_report, all_report;
+  MessageDifferencer model_diff, all_diff;
+  for (MessageDifferencer* d : {&model_diff, &all_diff}) d->set_message_field_comparison(MessageDifferencer::EQUIVALENT);
+  model_diff.ReportDifferencesToString(&model_report);
+  all_diff.ReportDifferencesToString(&all_report);
+  for (const char* name : kTrainingOnlyFields) {
+    const auto* field = config::ModelConfig::descriptor()->FindFieldByName(name);
+    if (field != nullptr) model_diff.IgnoreField(field);
+  }
+  if (!model_diff.Compare(a, b)) {
+    std::string listed;  // without the "ignored: <field>" lines
+    for (absl::string_view line : absl::StrSplit(model_report, '\n', absl::SkipEmpty())) {
+      if (!absl::StartsWith(line, "ignored:")) absl::StrAppend(&listed, line, "\n");
+    }
+    model_report = listed;
+    return absl::FailedPreconditionError(absl::StrCat(hf_source, " and the model of ", config_path,
+                                                      " differ (config.json -> train config):\n", model_report));
+  }
+  if (!all_diff.Compare(a, b)) {
+    Warn(absl::StrCat("training settings of ", config_path, " differ from ", hf_source,
+                      "; the train config's are recorded (config.json -> train config):\n", all_report));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status HfToNative(const std::string& from, const std::string& to,
                         const std::vector<std::string>& overrides) {
   if (absl::GetFlag(FLAGS_dtype) != "bf16") Warn("--dtype applies to native -> HF only; ignored");
+  const std::string step_dir = JoinPath(to, trainer::StepDirName(0));
+  if (FileExists(JoinPath(step_dir, trainer::kCompleteMarker)) && !absl::GetFlag(FLAGS_overwrite)) {
+    return absl::AlreadyExistsError(absl::StrCat(step_dir, " already holds a checkpoint; remove it or pass --overwrite"));
+  }
   ASSIGN_OR_RETURN(hf::HfTensorSource source, hf::HfTensorSource::Open(from));
   ASSIGN_OR_RETURN(const std::string json, source.ReadConfigJson());
   const std::string json_path = JoinPath(from, hf::kConfigFile);
@@ -170,10 +197,6 @@ absl::Status HfToNative(const std::string& from, const std::string& to,
     *cfg.mutable_model() = hf_model;
   }
 
-  const std::string step_dir = JoinPath(to, trainer::StepDirName(0));
-  if (FileExists(step_dir) && !absl::GetFlag(FLAGS_overwrite)) {
-    return absl::AlreadyExistsError(absl::StrCat(step_dir, " already exists; remove it or pass --overwrite"));
-  }
 
   // The parameter list (names, shapes, kinds) of a one-process model; its moments start at zero.
   kernels::CpuBackend ops(1);

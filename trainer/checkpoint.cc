@@ -373,7 +373,7 @@ absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, con
   for (const bool buffers : {false, true}) {
     params.ForEach([&](const model::Param& p) {
       if (!s.ok() || p.trainable() == buffers) return;
-      if (p.shard.dim >= 0 || static_cast<int64_t>(p.master.size()) != p.numel()) {
+      if (p.shape != p.global_shape() || static_cast<int64_t>(p.master.size()) != p.numel()) {
         s = absl::InvalidArgumentError(absl::StrCat("cannot write ", p.name, " to a 1-rank checkpoint: ",
                                                     "it is a shard or its master copy is not held"));
         return;

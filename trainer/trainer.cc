@@ -162,7 +162,29 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                              {&mesh->tp(), &mesh->ep()});
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
-  ASSIGN_OR_RETURN(const std::string resume_dir, FindResumeDir(cfg.output_dir(), options.resume_from));
+  // Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
+  // (e.g. when a host's view of the output directory lags behind).
+  std::string resume_dir;
+  {
+    int64_t decision[2] = {-1, 0};  // {step to resume (-1: none), failed}
+    absl::StatusOr<std::string> found = std::string();
+    if (leader) {
+      found = FindResumeDir(cfg.output_dir(), options.resume_from);
+      if (!found.ok()) {
+        decision[1] = 1;
+      } else if (!found->empty()) {
+        auto manifest = ReadManifest(*found);
+        if (manifest.ok()) decision[0] = manifest->step(); else { found = manifest.status(); decision[1] = 1; }
+      }
+    }
+    mesh->world().Broadcast(decision, 2, 0);
+    if (decision[1]) return leader ? found.status() : absl::AbortedError("rank 0 could not read the checkpoint");
+    if (decision[0] >= 0) {
+      resume_dir = !options.resume_from.empty()
+                       ? options.resume_from
+                       : JoinPath(CheckpointRoot(cfg.output_dir()), StepDirName(decision[0]));
+    }
+  }
   if (!options.init_from.empty() && resume_dir.empty()) {
     std::vector<std::string> warnings;
     RETURN_IF_ERROR(InitWeightsFrom(options.init_from, mc, bf16, &net.params(), &warnings));
