@@ -188,6 +188,7 @@ struct MoeCase {
   int64_t top_k, n_group, topk_group;
   float alpha;
   bool seq_aux;
+  double capacity_factor = 0.0;
 };
 
 void CheckMoe(const MoeCase& c) {
@@ -209,6 +210,7 @@ void CheckMoe(const MoeCase& c) {
   dims.has_correction_bias = c.method == kernels::TopkMethod::kNoauxTc;
   dims.aux_loss_alpha = c.alpha;
   dims.seq_aux = c.seq_aux;
+  dims.capacity_factor = c.capacity_factor;
   MoeLayer moe(store, "moe.", dims, &ep);
   Randomize(store, 21);
   const int64_t batch = 2, seq = 6, n = batch * seq;
@@ -222,7 +224,8 @@ void CheckMoe(const MoeCase& c) {
   moe.Backward(ctx, u.data(), saved, r.data(), 1.0f, du.data());
   int64_t total = 0;
   for (int64_t v : counts) total += v;
-  EXPECT_EQ(total, n * c.top_k);
+  EXPECT_EQ(total, n * c.top_k);  // counts are routed assignments, dropped or not
+  if (c.capacity_factor > 0) EXPECT_GT(MoeLayer::Dropped(saved), 0);
   auto loss = [&]() {
     MoeLayer::Saved s;
     std::vector<int64_t> cnt(8, 0);
@@ -244,6 +247,23 @@ TEST(GradCheck, MoeGroupLimitedGreedy) {
 }
 TEST(GradCheck, MoeTopOneNormalised) {
   CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 1, 1, 1, 0.0f, true});
+}
+
+TEST(GradCheck, MoeWithCapacityFactorDroppingTokens) {
+  CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 2, 2, 1, 0.0f, true, 0.5});
+}
+
+TEST(RoutingPlan, CapacityKeepsTheFirstTokensPerExpert) {
+  // 4 tokens, K = 2, 3 experts; expert 0 is chosen by every token.
+  const int32_t selected[] = {0, 1, 0, 2, 1, 0, 0, 2};
+  const RoutingPlan all = BuildRoutingPlan(selected, 4, 2, 3);
+  EXPECT_EQ(all.dropped, 0);
+  EXPECT_EQ(all.expert_offsets, (std::vector<int64_t>{0, 4, 6, 8}));
+  const RoutingPlan capped = BuildRoutingPlan(selected, 4, 2, 3, 2);
+  EXPECT_EQ(capped.dropped, 2);
+  EXPECT_EQ(capped.expert_offsets, (std::vector<int64_t>{0, 2, 4, 6}));
+  EXPECT_EQ(std::vector<int32_t>(capped.row_token.begin(), capped.row_token.begin() + 2),
+            (std::vector<int32_t>{0, 1}));  // tokens 2 and 3 lose expert 0
 }
 
 TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {

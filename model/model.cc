@@ -112,6 +112,7 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
       md.has_correction_bias = cfg.topk_method() == "noaux_tc";
       md.aux_loss_alpha = static_cast<float>(cfg.aux_loss_alpha());
       md.seq_aux = cfg.seq_aux();
+      md.capacity_factor = parallel.capacity_factor;
       layer->moe = std::make_unique<MoeLayer>(params_, prefix + "mlp.", md, parallel.ep);
       if (cfg.n_shared_experts() > 0) {
         layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.shared_experts.", d,
@@ -181,6 +182,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, int64_t batch, int64_t seq,
   const std::vector<int32_t>& positions = fp->positions;
   const TokenSlice slice{batch, seq, offset, n_loc};
   fp->balance_loss = 0;
+  fp->dropped = 0;
 
   std::vector<float>& h = fp->h;
   h.resize(n_loc * d);
@@ -218,6 +220,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, int64_t batch, int64_t seq,
       std::vector<float> routed(n_loc * d);
       fp->balance_loss += L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
                                            expert_counts_[L.moe_slot].data());
+      fp->dropped += MoeLayer::Dropped(L.moe_saved);
       ops.Add(routed.data(), branch.data(), n_loc * d);
       ctx_.Store(branch.data(), n_loc * d);
     }
@@ -254,6 +257,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   std::vector<float>& logits = fp.logits;
   LossStats stats;
   stats.balance_loss = fp.balance_loss;
+  stats.dropped = fp.dropped;
   int64_t micro_batch_tokens = 0;  // the mean runs over the whole micro-batch, not the slice
   for (int64_t i = 0; i < n; ++i) micro_batch_tokens += targets[i] >= 0 ? 1 : 0;
   for (int64_t i = 0; i < n_loc; ++i) stats.tokens += targets[offset + i] >= 0 ? 1 : 0;

@@ -32,6 +32,7 @@ struct LossStats {
   double ce_loss_sum = 0;   // Σ over this rank's tokens of the cross-entropy (main model)
   int64_t tokens = 0;       // this rank's tokens with a target
   double balance_loss = 0;  // Σ over MoE layers of the micro-batch's balance loss (same on TP ranks)
+  int64_t dropped = 0;      // routed assignments dropped by the capacity limit (this rank)
   double ce_loss() const { return tokens ? ce_loss_sum / tokens : 0.0; }
 };
 
@@ -39,6 +40,7 @@ struct LossStats {
 struct ModelParallel {
   parallel::Communicator* tp = nullptr;
   parallel::Communicator* ep = nullptr;
+  double capacity_factor = 0.0;  // routed-expert capacity per rank (0: dropless), see MoeDims
 };
 
 class DeepseekV3Model {
@@ -86,6 +88,7 @@ class DeepseekV3Model {
     std::vector<float> hf, rstd_f;     // [n_loc, d], [n_loc] after the final norm
     std::vector<float> logits;         // [n_loc, V]
     double balance_loss = 0;
+    int64_t dropped = 0;
   };
   void RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp);
 

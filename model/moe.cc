@@ -1,6 +1,7 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -38,15 +39,24 @@ int64_t BalanceGroupLen(const TokenSlice& sl, bool seq_aux) { return seq_aux ? s
 
 }  // namespace
 
-RoutingPlan BuildRoutingPlan(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts) {
+RoutingPlan BuildRoutingPlan(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts,
+                             int64_t capacity) {
   RoutingPlan plan;
+  std::vector<int64_t> count(num_experts, 0);
+  std::vector<char> keep(n * k);
+  for (int64_t i = 0; i < n * k; ++i) {  // token order: the first `capacity` per expert stay
+    keep[i] = capacity < 0 || count[selected[i]] < capacity;
+    if (keep[i]) ++count[selected[i]];
+  }
   plan.expert_offsets.assign(num_experts + 1, 0);
-  for (int64_t i = 0; i < n * k; ++i) ++plan.expert_offsets[selected[i] + 1];
-  for (int64_t e = 0; e < num_experts; ++e) plan.expert_offsets[e + 1] += plan.expert_offsets[e];
+  for (int64_t e = 0; e < num_experts; ++e) plan.expert_offsets[e + 1] = plan.expert_offsets[e] + count[e];
+  const int64_t rows = plan.expert_offsets[num_experts];
+  plan.dropped = n * k - rows;
   std::vector<int64_t> cursor(plan.expert_offsets.begin(), plan.expert_offsets.end() - 1);
-  plan.row_token.resize(n * k);
-  plan.row_slot.resize(n * k);
-  for (int64_t i = 0; i < n * k; ++i) {  // token order within each expert: a stable counting sort
+  plan.row_token.resize(rows);
+  plan.row_slot.resize(rows);
+  for (int64_t i = 0; i < n * k; ++i) {  // a stable counting sort: token order within each expert
+    if (!keep[i]) continue;
     const int64_t r = cursor[selected[i]]++;
     plan.row_token[r] = static_cast<int32_t>(i / k);
     plan.row_slot[r] = static_cast<int32_t>(i);
@@ -151,8 +161,12 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
   for (int64_t i = 0; i < n * k; ++i) ++expert_counts[s->selected[i]];
 
   // Dispatch: sort rows by global expert, exchange counts, send rows to the experts' EP ranks.
-  s->plan = BuildRoutingPlan(s->selected.data(), n, k, e_count);
-  const int64_t rows = n * k;
+  const int64_t capacity =
+      dims_.capacity_factor > 0
+          ? static_cast<int64_t>(std::ceil(dims_.capacity_factor * static_cast<double>(n * k) / e_count))
+          : -1;
+  s->plan = BuildRoutingPlan(s->selected.data(), n, k, e_count, capacity);
+  const int64_t rows = static_cast<int64_t>(s->plan.row_token.size());
   std::vector<float> x_sorted(rows * d);
   ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted.data());
   std::vector<int64_t> rows_per_expert(e_count);
@@ -180,7 +194,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = s.slice.num_tokens, d = dims_.d, ie = dims_.expert_inter;
   const int64_t e_count = dims_.router.num_experts, k = dims_.router.top_k;
-  const int64_t rows = n * k, grouped_rows = s.handle.rows_received;
+  const int64_t rows = static_cast<int64_t>(s.plan.row_token.size()), grouped_rows = s.handle.rows_received;
   const auto& off = s.handle.local_expert_offsets;
 
   // Combine backward: dy_sorted[r] = w · d_out[token]; d_w[slot] = d_out[token] · y_sorted[r].

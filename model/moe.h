@@ -31,6 +31,10 @@ struct MoeDims {
   bool has_correction_bias = true;  // topk_method == noaux_tc
   float aux_loss_alpha = 0.0f;      // sequence-wise balance loss weight (0: off)
   bool seq_aux = true;              // per sequence (true) or over the whole micro-batch
+  // > 0: each expert takes at most ceil(factor · n · K / E) of this rank's n tokens (the first ones in
+  // token order, GShard-style); the rest of its assignments are dropped (their gate weight has no
+  // effect). 0: dropless (the default; layout-independent).
+  double capacity_factor = 0.0;
 };
 
 // Rows sorted by expert: row r holds (token row_token[r], slot row_slot[r] = token·K + k).
@@ -38,6 +42,7 @@ struct RoutingPlan {
   std::vector<int32_t> row_token;       // [R]
   std::vector<int32_t> row_slot;        // [R]
   std::vector<int64_t> expert_offsets;  // [E + 1]
+  int64_t dropped = 0;                  // (token, slot) assignments over capacity, not in the plan
 };
 
 // Where this rank's tokens sit in the micro-batch (sequence parallelism): tokens
@@ -72,6 +77,8 @@ class MoeLayer {
   // `expert_counts` [E].
   double Forward(const LayerContext& ctx, const float* u, const TokenSlice& slice, float* out,
                  Saved* saved, int64_t* expert_counts) const;
+  // Assignments dropped by the capacity limit in the last Forward (0 when dropless).
+  static int64_t Dropped(const Saved& saved) { return saved.plan.dropped; }
   // d_u [n, d] written. `loss_scale` multiplies the balance loss's own gradient (the same factor the
   // caller applied to the main loss).
   void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_out,
@@ -91,7 +98,9 @@ class MoeLayer {
   std::vector<Param*> expert_gate_, expert_up_, expert_down_;  // [Ie, d], [Ie, d], [d, Ie]
 };
 
-// Builds the expert-sorted row order (stable in token order) from selected [n, K].
-RoutingPlan BuildRoutingPlan(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts);
+// Builds the expert-sorted row order (stable in token order) from selected [n, K], keeping at most
+// `capacity` rows per expert (-1: no limit).
+RoutingPlan BuildRoutingPlan(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts,
+                             int64_t capacity = -1);
 
 }  // namespace moe::model

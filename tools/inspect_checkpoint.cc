@@ -195,7 +195,7 @@ class Verifier {
       const uint64_t end = p.byte_offset() + static_cast<uint64_t>(std::max<int64_t>(p.num_elements(), 0)) * 4;
       if (bad_files_.count(p.file()) == 0) {
         if (end > size_[p.file()]) {
-          Problem(absl::StrCat(where, ": past the end of the data file (", size_[p.file()], " bytes)"));
+          Problem(absl::StrCat(where, ": extends past the end of the data file (", size_[p.file()], " bytes)"));
         } else {
           auto v = trainer::ReadPiece(dir_, p, e.name());
           if (!v.ok()) Problem(absl::StrCat(field, " piece ", i, ": ", v.status().message()));

@@ -131,10 +131,6 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   if (cfg.device() != config::CPU) {
     return absl::UnimplementedError("device: CUDA is not built in this binary yet; use device: CPU");
   }
-  if (cfg.parallel().capacity_factor() > 0) {
-    return absl::UnimplementedError("parallel.capacity_factor > 0 (token dropping) is not implemented; "
-                                    "routing is dropless");
-  }
   const int64_t seq = cfg.batch().seq_len(), micro = cfg.batch().micro_batch_size();
   const parallel::MeshShape shape{cfg.parallel().dp(), cfg.parallel().tp(), cfg.parallel().ep()};
   RETURN_IF_ERROR(parallel::ValidateLayout(shape, world.size(), mc, micro, seq));
@@ -159,7 +155,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   mesh->world().AllReduceSum(&peak_flops, 1);  // the world's aggregate peak
   const bool bf16 = cfg.precision() == config::BF16;
   model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq,
-                             {&mesh->tp(), &mesh->ep()});
+                             {&mesh->tp(), &mesh->ep(), cfg.parallel().capacity_factor()});
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
   // Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
@@ -272,7 +268,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     const auto t0 = Clock::now();
     net.params().ZeroGrads();
     net.ResetExpertCounts();
-    double sums[3] = {0, 0, 0};  // CE sum, tokens, balance loss (per DP rank, same on TP ranks)
+    double sums[4] = {0, 0, 0, 0};  // CE sum, tokens, balance loss (same on TP ranks), dropped
     for (int64_t m = 0; m < num_micro; ++m) {
       for (int64_t r = 0; r < micro; ++r) {
         train_sampler.Fill(gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq], &targets[r * seq]);
@@ -281,10 +277,11 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       sums[0] += s.ce_loss_sum;
       sums[1] += static_cast<double>(s.tokens);
       sums[2] += s.balance_loss / num_micro;
+      sums[3] += static_cast<double>(s.dropped);
     }
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
     const parallel::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
-    mesh->world().AllReduceSum(sums, 3);
+    mesh->world().AllReduceSum(sums, 4);
     ReduceExpertCounts(net, mesh->world());
     const std::vector<double> load = net.ExpertLoadMaxOverMean();
     net.UpdateCorrectionBiases(mc.bias_update_speed());
@@ -302,6 +299,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                      {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
                      {"expert_load_max_mean", load_max}, {"step_time_s", dt}};
     if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
+    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[3]});
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
     double val_loss = NAN;
     if (eval_now) {

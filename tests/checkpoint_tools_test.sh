@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# tools/inspect_checkpoint and tools/convert_checkpoint end to end. The tiny config trains 4 steps on
+# 2 ranks (dp=2, ep=2, FP32, a checkpoint every 2 steps), then:
+#   - inspect verifies the checkpoint; native -> HF (F32) equals the trainer's own --export_hf, and
+#     -> native -> HF again is bit-identical (single file and sharded); BF16 export = RNE of the masters
+#     (correction biases F32); the converted 1-rank checkpoint resumes in the dp=2 ep=2 layout;
+#   - one flipped byte: inspect exits 1 naming file and tensor, and `train` refuses to resume naming the
+#     file; a truncated and a deleted data file: inspect, convert and train fail naming the file;
+#   - the golden HF directory -> native -> HF F32 holds the original tensors bit for bit.
+#   checkpoint_tools_test.sh TRAIN PREPARE_DATA CONFIG INSPECT CONVERT MAKE_TEXT_CORPUS GOLDEN_HF_DIR
+set -uo pipefail
+TRAIN=$1; PREPARE=$2; CONFIG=$3; INSPECT=$4; CONVERT=$5; CORPUS=$6; GOLDEN=$7
+WORK="${TEST_TMPDIR:-$(mktemp -d)}/checkpoint_tools"
+fail() { echo "FAIL: $*"; exit 1; }
+rm -rf "$WORK"
+mkdir -p "$WORK/text"
+python3 "$CORPUS" "$WORK/text" 8 120 || fail "corpus generation failed"
+"$PREPARE" --input="$WORK/text" --output="$WORK/data" --val_fraction=0.25 >/dev/null || fail "prepare_data failed"
+
+# train OUTPUT_DIR TOTAL_STEPS [extra flags]: the tiny model, 2 ranks, dp=2 ep=2, FP32.
+train() {
+  local out=$1 steps=$2; shift 2
+  timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 \
+    --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+    "$TRAIN" --config="$CONFIG" \
+    --set "data.train_path=$WORK/data/train" --set "data.val_path=$WORK/data/val" \
+    --set model.vocab_size=257 --set "output_dir=$out" --set logging.progress_bar=false \
+    --set precision=FP32 --set batch.micro_batch_size=1 --set schedule.total_steps="$steps" \
+    --set checkpoint.save_every=2 --set eval.batches=2 --set num_threads=1 \
+    --set parallel.dp=2 --set parallel.ep=2 "$@"
+}
+
+# Reads HF directories with the standard library only (single file or index + shards).
+cat >"$WORK/hfcheck.py" <<'EOF'
+import array, json, os, struct, sys
+
+def read_dir(d):
+    index = os.path.join(d, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    out = {}
+    for f in files:
+        with open(os.path.join(d, f), "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+            data = fh.read()
+        for name, info in header.items():
+            if name != "__metadata__":
+                b, e = info["data_offsets"]
+                out[name] = (info["dtype"], info["shape"], data[b:e])
+    return out
+
+def rne_bf16(u32):  # FP32 bits -> BF16 bits, round to nearest even (no NaNs in weights)
+    return ((u32 + 0x7FFF + ((u32 >> 16) & 1)) >> 16) & 0xFFFF
+
+cmd, a, b = sys.argv[1], read_dir(sys.argv[2]), read_dir(sys.argv[3])
+if set(a) != set(b):
+    sys.exit(f"tensor names differ: {sorted(set(a) ^ set(b))[:5]}")
+if cmd == "same":  # every tensor: dtype, shape and bytes identical
+    for name in sorted(a):
+        if a[name] != b[name]:
+            sys.exit(f"{name} differs: {a[name][:2]} vs {b[name][:2]}")
+    print(f"{len(a)} tensors bit-identical")
+elif cmd == "bf16":  # b is the BF16 export of F32 directory a
+    checked = 0
+    for name in sorted(a):
+        (da, sa, ba), (db, sb, bb) = a[name], b[name]
+        assert da == "F32" and sa == sb, (name, da, sa, sb)
+        if name.endswith("e_score_correction_bias"):
+            if db != "F32" or ba != bb:
+                sys.exit(f"{name}: expected the F32 values, got {db}")
+            continue
+        if db != "BF16":
+            sys.exit(f"{name}: dtype {db}, expected BF16")
+        f32, bf = array.array("I"), array.array("H")
+        f32.frombytes(ba); bf.frombytes(bb)
+        for i, (u, h) in enumerate(zip(f32, bf)):
+            if rne_bf16(u) != h:
+                sys.exit(f"{name}[{i}]: BF16 bits {h:#06x}, expected {rne_bf16(u):#06x} (FP32 {u:#010x})")
+        checked += len(f32)
+    print(f"{checked} BF16 elements are the round-to-nearest-even of the FP32 masters")
+EOF
+check() { python3 "$WORK/hfcheck.py" "$@" || fail "hfcheck $*"; }
+
+# --- A trained checkpoint -----------------------------------------------------------------------
+RUN="$WORK/run"
+train "$RUN" 4 --export_hf="$RUN/hf_export" >"$WORK/train.log" 2>&1 || { cat "$WORK/train.log"; fail "training failed"; }
+STEP="$RUN/checkpoints/step-00000004"
+[ -f "$STEP/COMPLETE" ] || fail "no checkpoint at step 4"
+"$INSPECT" --checkpoint="$STEP" >"$WORK/inspect.log" 2>&1 || { cat "$WORK/inspect.log"; fail "inspect of a good checkpoint"; }
+grep -q "^OK" "$WORK/inspect.log" || fail "inspect printed no OK"
+grep -q "layout dp=2 tp=1 ep=2, world size 2" "$WORK/inspect.log" || { cat "$WORK/inspect.log"; fail "inspect summary"; }
+"$INSPECT" --checkpoint="$RUN/checkpoints" >/dev/null 2>&1 || fail "inspect of a checkpoints root (latest)"
+
+# native -> HF F32 == the trainer's export (FP32 run: working weights are the masters).
+"$CONVERT" --from="$STEP" --to="$WORK/hf1" --dtype=fp32 >/dev/null || fail "native -> HF fp32"
+check same "$RUN/hf_export" "$WORK/hf1"
+# -> native (1 rank) -> HF again: bit-identical, as one file and sharded.
+"$CONVERT" --from="$WORK/hf1" --to="$WORK/native2" --config="$CONFIG" --set model.vocab_size=257 >/dev/null ||
+  fail "HF -> native"
+"$INSPECT" --checkpoint="$WORK/native2/step-00000000" >/dev/null || fail "inspect of the converted checkpoint"
+"$CONVERT" --from="$WORK/native2/step-00000000" --to="$WORK/hf2" --dtype=fp32 >/dev/null || fail "native2 -> HF"
+cmp "$WORK/hf1/model.safetensors" "$WORK/hf2/model.safetensors" || fail "native -> HF -> native -> HF changed the weights"
+"$CONVERT" --from="$WORK/native2" --to="$WORK/hf3" --dtype=fp32 --max_shard_mb=0.3 >/dev/null || fail "sharded export"
+[ -f "$WORK/hf3/model.safetensors.index.json" ] && [ ! -f "$WORK/hf3/model.safetensors" ] || fail "no sharded export"
+check same "$WORK/hf1" "$WORK/hf3"
+# A model mismatch is refused, naming the field.
+if "$CONVERT" --from="$WORK/hf1" --to="$WORK/mismatch" --config="$CONFIG" >"$WORK/mismatch.log" 2>&1; then
+  fail "HF -> native accepted a config of another vocab size"
+fi
+grep -q "vocab_size: 257 -> 256" "$WORK/mismatch.log" || { cat "$WORK/mismatch.log"; fail "mismatch message"; }
+
+# BF16 export (default) = RNE of the FP32 masters, correction biases F32.
+"$CONVERT" --from="$STEP" --to="$WORK/hf_bf16" >/dev/null || fail "native -> HF bf16"
+grep -q '"torch_dtype": "bfloat16"' "$WORK/hf_bf16/config.json" || fail "bf16 config.json torch_dtype"
+check bf16 "$WORK/hf1" "$WORK/hf_bf16"
+
+# The converted 1-rank checkpoint resumes in the dp=2 ep=2 layout (resharding).
+mkdir -p "$WORK/fromhf" && cp -r "$WORK/native2" "$WORK/fromhf/checkpoints"
+train "$WORK/fromhf" 4 --exit_interval=1 >"$WORK/fromhf.log" 2>&1 || { cat "$WORK/fromhf.log"; fail "resume from converted"; }
+grep -q "resumed from .*step-00000000 at step 0" "$WORK/fromhf.log" || { cat "$WORK/fromhf.log"; fail "did not resume"; }
+
+# --- Damaged checkpoints ---------------------------------------------------------------------------
+# damaged NAME: a copy of the run's checkpoints under WORK/NAME/checkpoints; prints its step dir.
+damaged() {
+  rm -rf "$WORK/$1" && mkdir -p "$WORK/$1" && cp -r "$RUN/checkpoints" "$WORK/$1/" && echo "$WORK/$1/checkpoints/step-00000004"
+}
+flip() {  # FILE OFFSET: inverts one byte
+  python3 -c 'import sys; p, o = sys.argv[1], int(sys.argv[2]); b = bytearray(open(p, "rb").read()); b[o] ^= 0xFF; open(p, "wb").write(b)' "$1" "$2"
+}
+# expect_fail WHAT PATTERN LOG CMD...: CMD must exit non-zero with PATTERN in its output.
+expect_fail() {
+  local what=$1 pattern=$2 log=$3; shift 3
+  if "$@" >"$log" 2>&1; then cat "$log"; fail "$what succeeded"; fi
+  grep -q -- "$pattern" "$log" || { cat "$log"; fail "$what: no '$pattern' in the output"; }
+}
+
+# One flipped byte in rank 1's file (an Adam moment): inspect names file and tensor.
+D=$(damaged flip1)
+flip "$D/rank-00001.bin" 700000
+expect_fail "inspect (flipped byte)" "CRC32C mismatch in checkpoint data file $D/rank-00001.bin at byte [0-9]* (tensor model\." \
+  "$WORK/flip1_inspect.log" "$INSPECT" --checkpoint="$D"
+grep -q "^FAILED: 1 problem" "$WORK/flip1_inspect.log" || { cat "$WORK/flip1_inspect.log"; fail "expected exactly 1 problem"; }
+# In rank 0's file (rank 0 reads it itself, so its message is certain to appear before the abort):
+# train resuming from <output_dir>/checkpoints/latest fails naming the file.
+D=$(damaged flip0)
+flip "$D/rank-00000.bin" 1
+expect_fail "inspect (flipped byte, rank 0)" "master piece 0: .*rank-00000.bin at byte 0 " "$WORK/flip0_inspect.log" \
+  "$INSPECT" --checkpoint="$D"
+# Byte 1 lies in the file's first piece, always a master: converting reads it and fails too.
+expect_fail "convert (flipped byte)" "CRC32C mismatch.*rank-00000.bin" "$WORK/flip0_convert.log" \
+  "$CONVERT" --from="$D" --to="$WORK/flip0_hf"
+expect_fail "train resume (flipped byte)" "CRC32C mismatch in checkpoint data file $D/rank-00000.bin" \
+  "$WORK/flip0_train.log" train "$WORK/flip0" 6
+
+# Truncated data file.
+D=$(damaged trunc)
+truncate -s 1000000 "$D/rank-00001.bin"
+expect_fail "inspect (truncated)" "data file $D/rank-00001.bin is truncated: 1000000 bytes" "$WORK/trunc_inspect.log" \
+  "$INSPECT" --checkpoint="$D"
+grep -q "tensor model\..* extends past the end of the data file" "$WORK/trunc_inspect.log" || fail "truncation names no tensor"
+expect_fail "convert (truncated)" "rank-00001.bin is truncated" "$WORK/trunc_convert.log" \
+  "$CONVERT" --from="$D" --to="$WORK/trunc_hf"
+
+# Deleted data file.
+D=$(damaged deleted)
+rm "$D/rank-00000.bin"
+expect_fail "inspect (deleted)" "data file $D/rank-00000.bin is missing" "$WORK/del_inspect.log" "$INSPECT" --checkpoint="$D"
+expect_fail "convert (deleted)" "rank-00000.bin is missing" "$WORK/del_convert.log" "$CONVERT" --from="$D" --to="$WORK/del_hf"
+expect_fail "train resume (deleted)" "checkpoint data file $D/rank-00000.bin is missing" "$WORK/del_train.log" \
+  train "$WORK/deleted" 6
+
+# --- The golden HF model -> native -> HF ---------------------------------------------------------------
+"$CONVERT" --from="$GOLDEN" --to="$WORK/golden_native" >"$WORK/golden.log" 2>&1 || { cat "$WORK/golden.log"; fail "golden -> native"; }
+"$INSPECT" --checkpoint="$WORK/golden_native/step-00000000" >/dev/null || fail "inspect of the converted golden model"
+"$CONVERT" --from="$WORK/golden_native" --to="$WORK/golden_hf" --dtype=fp32 >/dev/null || fail "golden native -> HF"
+check same "$GOLDEN" "$WORK/golden_hf"
+echo PASS
