@@ -24,10 +24,10 @@ print(f"{sys.argv[2]:<16} ranks={sys.argv[3]}  tokens/s={tps:9.0f}  MFU={100*mfu
 open(sys.argv[1] + ".tps", "w").write(str(tps))
 PY
 }
-run 1rank 1
-run dp2 2 --set parallel.dp=2
+run 1rank 1 --set parallel.dp=1 --set parallel.ep=1
+run dp2 2 --set parallel.dp=2 --set parallel.ep=1
 run dp2_ep2 2 --set parallel.dp=2 --set parallel.ep=2
-run tp2 2 --set parallel.tp=2
+run tp2 2 --set parallel.dp=1 --set parallel.tp=2 --set parallel.ep=1
 run dp4_ep4 4 --set parallel.dp=4 --set parallel.ep=4
 run dp2_tp2_ep4 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4
 base=$(cat "$OUT/1rank/metrics.jsonl.tps")

@@ -86,6 +86,7 @@ class IncrementalDecoder {
   int64_t max_length_;
   int64_t position_ = 0;
   float softmax_scale_;
+  kernels::RouterParams router_;
   const model::Param* embed_ = nullptr;       // [V, d]
   const model::Param* final_norm_ = nullptr;  // [d]
   const model::Param* lm_head_ = nullptr;     // [V, d]
