@@ -11,6 +11,8 @@
 //   does not accept.
 #include "configs/config_loader.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -841,6 +843,24 @@ std::string ModelConfigToHfJson(const ModelConfig& m) {
     }
   }
   return JsonObject(entries, 0) + "\n";
+}
+
+absl::Status CheckSameArchitecture(const ModelConfig& source, const ModelConfig& target,
+                                   const std::string& source_name) {
+  google::protobuf::util::MessageDifferencer diff;
+  diff.set_message_field_comparison(google::protobuf::util::MessageDifferencer::EQUIVALENT);
+  const auto* d = ModelConfig::descriptor();
+  for (const char* field : {"rope_scaling", "max_position_embeddings", "rope_theta", "aux_loss_alpha",
+                            "seq_aux", "bias_update_speed", "mtp_loss_weight", "torch_dtype", "architectures",
+                            "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id",
+                            "num_nextn_predict_layers", "attention_dropout"}) {
+    diff.IgnoreField(d->FindFieldByName(field));
+  }
+  std::string report;
+  diff.ReportDifferencesToString(&report);
+  if (diff.Compare(source, target)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      source_name, " holds a model of another architecture than the config (source vs config):\n", report));
 }
 
 }  // namespace moe::config

@@ -55,6 +55,13 @@ absl::StatusOr<ModelConfig> LoadHfConfigJson(const std::string& path);
 // defaults to DeepseekV3ForCausalLM, or DeepseekV2ForCausalLM for model_type deepseek_v2).
 std::string ModelConfigToHfJson(const ModelConfig& m);
 
+// Refuses two model configs whose parameters or routing differ (unset fields count as their
+// defaults), naming the fields. What a fine-tune or resume may change is ignored: RoPE scaling and
+// maximum length (context extension), rope_theta, and training-only keys (balance-loss weight, bias
+// update speed, MTP loss weight, init range, dtype, token ids, MTP depth).
+absl::Status CheckSameArchitecture(const ModelConfig& source, const ModelConfig& target,
+                                   const std::string& source_name);
+
 // The RoPE scaling type in effect: "yarn", "linear" or "none" (absent block, or type "none"/"default").
 // `type` and `rope_type` are synonyms; when both are given they must agree (ValidateModelConfig checks).
 std::string EffectiveRopeScalingType(const ModelConfig& m);

@@ -2,13 +2,13 @@
 
 #include <fcntl.h>
 #include <google/protobuf/text_format.h>
-#include <google/protobuf/util/message_differencer.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <thread>
@@ -20,6 +20,7 @@
 #include "base/crc32c.h"
 #include "base/file_util.h"
 #include "base/status.h"
+#include "configs/config_loader.h"
 
 namespace moe::trainer {
 namespace {
@@ -131,16 +132,6 @@ void Prune(const std::string& root, const std::string& current, int64_t keep_las
     if (complete[i].second.filename() == current) continue;
     fs::remove_all(complete[i].second, ec);
   }
-}
-
-absl::Status CheckModelMatches(const config::ModelConfig& saved, const config::ModelConfig& now,
-                               const std::string& dir) {
-  google::protobuf::util::MessageDifferencer diff;
-  std::string report;
-  diff.ReportDifferencesToString(&report);
-  if (diff.Compare(saved, now)) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "checkpoint ", dir, " holds a different model than the config (checkpoint vs config):\n", report));
 }
 
 bool SameSlice(const Piece& piece, const model::Param& p) {
@@ -296,6 +287,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
     return WriteTextProto(JoinPath(dir, RankFile(rank, "part")), part);
   };
   status = write_rank_files();
+  if (!status.ok()) std::fprintf(stderr, "train: rank %d: %s\n", rank, std::string(status.message()).c_str());
   // Fault injection for the crash-safety test: widen the window between the data files and the
   // manifest so that kills land inside a save.
   if (const char* delay = std::getenv("MOE_TEST_SAVE_DELAY_MS")) {
@@ -438,7 +430,7 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir) {
 absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const std::string& step_dir,
                                            std::string* note) {
   ASSIGN_OR_RETURN(Manifest m, ReadManifest(step_dir));
-  RETURN_IF_ERROR(CheckModelMatches(m.config().model(), ctx.cfg->model(), step_dir));
+  RETURN_IF_ERROR(config::CheckSameArchitecture(m.config().model(), ctx.cfg->model(), step_dir));
   const auto& was = m.layout();
   const auto& now = ctx.cfg->parallel();
   note->clear();
@@ -480,7 +472,11 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
       p.working = p.master;
     });
   }
-  // A bad file on any rank fails the load everywhere (never a partial load).
+  // A bad file on any rank fails the load everywhere (never a partial load). Say what it was before
+  // the collective, since the job may be aborted right after it.
+  if (!status.ok()) {
+    std::fprintf(stderr, "train: rank %d: %s\n", ctx.mesh->world_rank(), std::string(status.message()).c_str());
+  }
   int64_t failed = status.ok() ? 0 : 1;
   ctx.mesh->world().AllReduceSum(&failed, 1);
   RETURN_IF_ERROR(status);

@@ -1,7 +1,5 @@
 #include "trainer/init_from.h"
 
-#include <google/protobuf/util/message_differencer.h>
-
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/status.h"
@@ -12,28 +10,11 @@
 
 namespace moe::trainer {
 
-absl::Status CheckSameArchitecture(const config::ModelConfig& source, const config::ModelConfig& target,
-                                   const std::string& source_name) {
-  google::protobuf::util::MessageDifferencer diff;
-  const auto* d = config::ModelConfig::descriptor();
-  for (const char* field : {"rope_scaling", "max_position_embeddings", "rope_theta", "aux_loss_alpha",
-                            "seq_aux", "bias_update_speed", "mtp_loss_weight", "torch_dtype", "architectures",
-                            "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id",
-                            "num_nextn_predict_layers", "attention_dropout"}) {
-    diff.IgnoreField(d->FindFieldByName(field));
-  }
-  std::string report;
-  diff.ReportDifferencesToString(&report);
-  if (diff.Compare(source, target)) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      source_name, " holds a model of another architecture than the config (source vs config):\n", report));
-}
-
 absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& target, bool bf16,
                              model::ParamStore* params, std::vector<std::string>* warnings) {
   if (FileExists(JoinPath(dir, kManifestFile))) {  // a native checkpoint step directory
     ASSIGN_OR_RETURN(const checkpoint::Manifest m, ReadManifest(dir));
-    RETURN_IF_ERROR(CheckSameArchitecture(m.config().model(), target, dir));
+    RETURN_IF_ERROR(config::CheckSameArchitecture(m.config().model(), target, dir));
     absl::Status status;
     for (const auto& entry : m.tensors()) {
       model::Param* p = params->Find(entry.name());
@@ -58,7 +39,7 @@ absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& 
     ASSIGN_OR_RETURN(const std::string text, source.ReadConfigJson());
     ASSIGN_OR_RETURN(const config::ModelConfig hf_model,
                      config::ModelConfigFromHfJson(text, JoinPath(dir, hf::kConfigFile)));
-    RETURN_IF_ERROR(CheckSameArchitecture(hf_model, target, dir));
+    RETURN_IF_ERROR(config::CheckSameArchitecture(hf_model, target, dir));
     return model::LoadHfWeights(source, bf16, params, warnings);
   }
   return absl::NotFoundError(absl::StrCat("--init_from=", dir, " is neither a native checkpoint step directory (",

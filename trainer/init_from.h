@@ -13,10 +13,6 @@
 
 namespace moe::trainer {
 
-// Refuses two configs whose parameter shapes or routing differ, naming the fields.
-absl::Status CheckSameArchitecture(const config::ModelConfig& source, const config::ModelConfig& target,
-                                   const std::string& source_name);
-
 // Fills every parameter's master (this rank's slices) and working copy from `dir`.
 absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& target, bool bf16,
                              model::ParamStore* params, std::vector<std::string>* warnings);

@@ -211,10 +211,12 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   ResumeState state;
   if (!resume_dir.empty()) {
     std::string note;
+    const auto load_start = Clock::now();
     ASSIGN_OR_RETURN(state, LoadCheckpoint(ckpt, resume_dir, &note));
     if (leader) {
       if (!note.empty()) std::printf("%s\n", note.c_str());
-      std::printf("resumed from %s at step %lld\n", resume_dir.c_str(), static_cast<long long>(state.step));
+      std::printf("resumed from %s at step %lld (loaded in %.2f s)\n", resume_dir.c_str(),
+                  static_cast<long long>(state.step), Seconds(load_start, Clock::now()));
       std::fflush(stdout);
     }
   }

@@ -55,7 +55,7 @@ absl::StatusOr<const Param*> Require(const model::ParamStore& params, const std:
                                      const std::vector<int64_t>& shape) {
   const Param* p = params.Find(name);
   if (p == nullptr) return absl::NotFoundError(absl::StrCat("decoder: the model has no tensor ", name));
-  if (p->shard.dim >= 0 || p->global_shape() != p->shape) {
+  if (p->global_shape() != p->shape) {  // a one-rank group's "slice" is the whole tensor
     return absl::FailedPreconditionError(absl::StrCat(
         "decoder: ", name, " is a tensor-parallel slice; the incremental decoder runs on one process"));
   }

@@ -1,0 +1,72 @@
+// Device-side helpers shared by the backend's .cu files: launch sizing, warp and block reductions.
+// Reductions combine values in a fixed tree over fixed thread positions, so for a fixed launch shape
+// every result is the same bits on every run (no atomics, no dependence on scheduling).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace moe::kernels::cuda {
+
+inline constexpr int kThreads = 256;        // default block size of elementwise kernels
+inline constexpr int64_t kMaxBlocks = 8192;  // grid-stride loops cap the grid here
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Blocks for a grid-stride loop over n items with `threads` per block.
+inline unsigned GridFor(int64_t n, int threads = kThreads) {
+  int64_t blocks = CeilDiv(n, threads);
+  if (blocks < 1) blocks = 1;
+  if (blocks > kMaxBlocks) blocks = kMaxBlocks;
+  return static_cast<unsigned>(blocks);
+}
+
+__device__ __forceinline__ int64_t GlobalThread() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t GlobalStride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+template <typename T>
+__device__ __forceinline__ T WarpSum(T v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// `scratch` holds 32 values of T in shared memory. Ends with a barrier, so it may be called again.
+template <typename T>
+__device__ T BlockSum(T v, T* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int num_warps = blockDim.x >> 5;
+  v = WarpSum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  T total = lane < num_warps ? scratch[lane] : T(0);
+  total = WarpSum(total);
+  __syncthreads();
+  return total;
+}
+
+__device__ inline float BlockMax(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int num_warps = blockDim.x >> 5;
+  v = WarpMax(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float m = lane < num_warps ? scratch[lane] : -__int_as_float(0x7f800000);
+  m = WarpMax(m);
+  __syncthreads();
+  return m;
+}
+
+}  // namespace moe::kernels::cuda

@@ -1,0 +1,187 @@
+// Elementwise CUDA kernels (BF16 rounding, add, scale, SwiGLU, AdamW), the FP64 sum of squares and
+// the helpers the GEMM path needs (scaling C when k == 0, packing FP32 operands into BF16). Each op
+// computes the CPU twin's expression in the same order (kernels/cpu/elementwise.cc, optimizer.cc), with
+// IEEE division and square root (no fast-math) and expf for the sigmoid; results differ from the CPU
+// only by the last-bit error of expf and by where the compilers fuse a multiply-add.
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/kernels.h"
+
+namespace moe::kernels::cuda {
+namespace {
+
+__global__ void RoundToBf16Kernel(float* x, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    x[i] = __bfloat162float(__float2bfloat16_rn(x[i]));
+  }
+}
+
+__global__ void AddKernel(const float* __restrict__ a, float* __restrict__ y, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) y[i] += a[i];
+}
+
+__global__ void ScaleKernel(float* x, int64_t n, float s) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) x[i] *= s;
+}
+
+__device__ __forceinline__ float Sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
+
+__global__ void SwigluForwardKernel(const float* __restrict__ a, const float* __restrict__ c,
+                                    float* __restrict__ m, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    const float ai = a[i];
+    m[i] = ai * Sigmoid(ai) * c[i];
+  }
+}
+
+__global__ void SwigluBackwardKernel(const float* __restrict__ a, const float* __restrict__ c,
+                                     const float* __restrict__ dm, float* __restrict__ da,
+                                     float* __restrict__ dc, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    const float ai = a[i];
+    const float sig = Sigmoid(ai);
+    const float silu = ai * sig;
+    const float dsilu = sig * (1.0f + ai * (1.0f - sig));
+    const float g = dm[i];
+    da[i] = g * c[i] * dsilu;
+    dc[i] = g * silu;
+  }
+}
+
+__global__ void AdamWKernel(float* __restrict__ param, const float* __restrict__ grad,
+                            float* __restrict__ m, float* __restrict__ v, int64_t n, float lr,
+                            float b1, float b2, float eps, float wd, float bc1, float bc2) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    const float g = grad[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float mhat = mi / bc1;
+    const float vhat = vi / bc2;
+    const float p = param[i];
+    param[i] = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+  }
+}
+
+// One block per chunk of kSumChunk elements: partial[chunk] = sum of squares in FP64.
+__global__ void SumSquaresPartialKernel(const float* __restrict__ x, int64_t n,
+                                        double* __restrict__ partial) {
+  __shared__ double scratch[32];
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * kSumChunk;
+  const int64_t end = begin + kSumChunk < n ? begin + kSumChunk : n;
+  double acc = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const double v = x[i];
+    acc += v * v;
+  }
+  acc = BlockSum(acc, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// One block: out[0] = sum of in[0..n) in a fixed order (per-thread strided sums, then a tree).
+__global__ void SumDoublesKernel(const double* __restrict__ in, int64_t n, double* __restrict__ out) {
+  __shared__ double scratch[32];
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += in[i];
+  acc = BlockSum(acc, scratch);
+  if (threadIdx.x == 0) out[0] = acc;
+}
+
+// C[rows, cols] (leading dimension ld) = beta == 0 ? 0 : beta * C.
+__global__ void ScaleMatrixKernel(float* c, int64_t rows, int64_t cols, int64_t ld, float beta) {
+  const int64_t total = rows * cols;
+  for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
+    const int64_t r = e / cols, col = e % cols;
+    float* p = c + r * ld + col;
+    *p = beta == 0.0f ? 0.0f : beta * *p;
+  }
+}
+
+// dst [rows, cols] packed BF16 (round to nearest even) from src [rows, cols] with leading dim ld.
+__global__ void PackBf16Kernel(const float* __restrict__ src, int64_t rows, int64_t cols,
+                               int64_t ld, __nv_bfloat16* __restrict__ dst) {
+  const int64_t total = rows * cols;
+  for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
+    const int64_t r = e / cols, col = e % cols;
+    dst[e] = __float2bfloat16_rn(src[r * ld + col]);
+  }
+}
+
+}  // namespace
+
+void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  RoundToBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchAdd(const float* a, float* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  AddKernel<<<GridFor(n), kThreads, 0, stream>>>(a, y, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchScale(float* x, int64_t n, float s, cudaStream_t stream) {
+  if (n <= 0) return;
+  ScaleKernel<<<GridFor(n), kThreads, 0, stream>>>(x, n, s);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  SwigluForwardKernel<<<GridFor(n), kThreads, 0, stream>>>(a, c, m, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+                          int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  SwigluBackwardKernel<<<GridFor(n), kThreads, 0, stream>>>(a, c, dm, da, dc, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, float* v, int64_t n,
+                 cudaStream_t stream) {
+  if (n <= 0) return;
+  AdamWKernel<<<GridFor(n), kThreads, 0, stream>>>(param, grad, m, v, n, p.lr, p.beta1, p.beta2,
+                                                   p.eps, p.weight_decay, p.bias_correction1,
+                                                   p.bias_correction2);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+int64_t SumSquaresPartials(int64_t n) { return n <= 0 ? 0 : CeilDiv(n, kSumChunk); }
+
+void LaunchSumSquares(const float* x, int64_t n, double* partials, double* out,
+                      cudaStream_t stream) {
+  const int64_t num = SumSquaresPartials(n);
+  if (num > 0) {
+    MOE_CUDA_REQUIRE(num <= 0x7fffffff, "SumSquares: too many chunks for one grid");
+    SumSquaresPartialKernel<<<static_cast<unsigned>(num), kThreads, 0, stream>>>(x, n, partials);
+    MOE_CUDA_CHECK_LAUNCH();
+  }
+  LaunchSumDoubles(partials, num, out, stream);
+}
+
+void LaunchSumDoubles(const double* in, int64_t n, double* out, cudaStream_t stream) {
+  SumDoublesKernel<<<1, 1024, 0, stream>>>(in, n, out);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float beta,
+                       cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  ScaleMatrixKernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(c, rows, cols, ld, beta);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchPackBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, void* dst,
+                    cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  PackBf16Kernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(
+      src, rows, cols, ld, static_cast<__nv_bfloat16*>(dst));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moe::kernels::cuda

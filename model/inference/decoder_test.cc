@@ -1,0 +1,238 @@
+// The absorbed-cache incremental decoder against the model's full forward (DeepseekV3Model::Logits):
+// random small models (q LoRA + YaRN + biased group-limited routing with a shared expert; q_proj + plain
+// RoPE + softmax greedy routing without one) and the golden tiny model, every position's logits within
+// 1e-5 of the largest logit (FP32). Also the cache size, the length limit, Reset and bad tokens.
+#include "model/inference/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "configs/config_loader.h"
+#include "data/token_file.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/hf/hf_checkpoint.h"
+#include "model/hf_weights.h"
+#include "model/model.h"
+
+namespace moe::inference {
+namespace {
+
+using model::DeepseekV3Model;
+using model::Numerics;
+
+// Case 1: q LoRA, YaRN (with mscale_all_dim), noaux_tc routing over 2 groups with a shared expert.
+config::ModelConfig LoraYarnConfig() {
+  config::ModelConfig mc;
+  mc.set_vocab_size(40);
+  mc.set_hidden_size(16);
+  mc.set_intermediate_size(24);
+  mc.set_moe_intermediate_size(8);
+  mc.set_num_hidden_layers(3);
+  mc.set_first_k_dense_replace(1);
+  mc.set_num_attention_heads(3);
+  mc.set_q_lora_rank(8);
+  mc.set_kv_lora_rank(6);
+  mc.set_qk_nope_head_dim(4);
+  mc.set_qk_rope_head_dim(4);
+  mc.set_v_head_dim(5);
+  mc.set_n_routed_experts(8);
+  mc.set_num_experts_per_tok(2);
+  mc.set_n_group(2);
+  mc.set_topk_group(1);
+  mc.set_n_shared_experts(1);
+  mc.set_routed_scaling_factor(2.5);
+  mc.set_max_position_embeddings(64);
+  auto* rs = mc.mutable_rope_scaling();
+  rs->set_type("yarn");
+  rs->set_factor(4.0);
+  rs->set_original_max_position_embeddings(16);
+  rs->set_mscale(1.0);
+  rs->set_mscale_all_dim(1.0);
+  return mc;
+}
+
+// Case 2: no q LoRA (q_proj), plain RoPE, softmax scoring with plain greedy top-k, no shared expert.
+config::ModelConfig QProjConfig() {
+  config::ModelConfig mc = LoraYarnConfig();
+  mc.clear_q_lora_rank();
+  mc.clear_rope_scaling();
+  mc.set_n_shared_experts(0);
+  mc.set_n_group(1);
+  mc.set_scoring_func("softmax");
+  mc.set_topk_method("greedy");
+  mc.set_norm_topk_prob(false);
+  mc.set_routed_scaling_factor(1.0);
+  return mc;
+}
+
+// Random weights of a useful scale; norm weights near 1 and non-zero correction biases.
+void Randomize(model::ParamStore& params, uint64_t seed) {
+  params.ForEach([&](model::Param& p) {
+    for (int64_t i = 0; i < p.numel(); ++i) {
+      const double z = model::SeededNormal(seed, p.name, i);
+      switch (p.kind) {
+        case model::ParamKind::kMatrix: p.master[i] = static_cast<float>(0.4 * z); break;
+        case model::ParamKind::kNorm: p.master[i] = static_cast<float>(1.0 + 0.2 * z); break;
+        case model::ParamKind::kBuffer: p.master[i] = static_cast<float>(0.3 * z); break;
+      }
+    }
+  });
+  params.RefreshWorking(false);
+}
+
+// max |a - b| / max |b| over one position's logits.
+double RelativeDiff(const float* a, const float* b, int64_t n) {
+  double diff = 0.0, scale = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+  }
+  return diff / scale;
+}
+
+// Steps the decoder through `ids` and checks every position against the full forward. Returns the worst
+// relative difference.
+double CompareWithFullForward(DeepseekV3Model& net, kernels::Backend* ops, const std::vector<int32_t>& ids,
+                              Numerics numerics, double tolerance) {
+  const int64_t seq = static_cast<int64_t>(ids.size()), vocab = net.config().vocab_size();
+  const std::vector<float> full = net.Logits(ids.data(), 1, seq);
+  auto dec = IncrementalDecoder::Create(net.config(), net.params(), ops, net.rope(), {seq, numerics});
+  EXPECT_TRUE(dec.ok()) << dec.status();
+  if (!dec.ok()) return 1.0;
+  double worst = 0.0;
+  for (int64_t t = 0; t < seq; ++t) {
+    auto logits = (*dec)->Step(ids[t]);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) return 1.0;
+    EXPECT_EQ(static_cast<int64_t>(logits->size()), vocab);
+    const double rel = RelativeDiff(logits->data(), &full[t * vocab], vocab);
+    EXPECT_LE(rel, tolerance) << "position " << t;
+    worst = std::max(worst, rel);
+  }
+  EXPECT_EQ((*dec)->position(), seq);
+  return worst;
+}
+
+std::vector<int32_t> Tokens(int64_t n, int64_t vocab) {
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % vocab);
+  return ids;
+}
+
+TEST(IncrementalDecoder, MatchesFullForwardWithQLoraYarnAndBiasedRouting) {
+  kernels::CpuBackend ops(2);
+  const config::ModelConfig mc = LoraYarnConfig();
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 12);
+  Randomize(net.params(), 7);
+  const double worst = CompareWithFullForward(net, &ops, Tokens(12, mc.vocab_size()), Numerics::kFp32, 1e-5);
+  std::printf("q LoRA + YaRN: worst relative logit difference %.3g\n", worst);
+}
+
+TEST(IncrementalDecoder, MatchesFullForwardWithQProj) {
+  kernels::CpuBackend ops(2);
+  const config::ModelConfig mc = QProjConfig();
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 12);
+  ASSERT_EQ(net.params().Find("model.layers.0.self_attn.q_a_proj.weight"), nullptr);
+  Randomize(net.params(), 11);
+  const double worst = CompareWithFullForward(net, &ops, Tokens(12, mc.vocab_size()), Numerics::kFp32, 1e-5);
+  std::printf("q_proj: worst relative logit difference %.3g\n", worst);
+}
+
+TEST(IncrementalDecoder, Bf16IsCloseToTheBf16FullForward) {
+  kernels::CpuBackend ops(2);
+  const config::ModelConfig mc = LoraYarnConfig();
+  DeepseekV3Model net(mc, Numerics::kBf16, &ops, 12);
+  Randomize(net.params(), 7);
+  net.params().RefreshWorking(true);
+  // Not bit-equal (the absorbed form never rounds per-head K/V), but within BF16 rounding noise.
+  const double worst = CompareWithFullForward(net, &ops, Tokens(12, mc.vocab_size()), Numerics::kBf16, 5e-2);
+  std::printf("BF16: worst relative logit difference %.3g\n", worst);
+}
+
+TEST(IncrementalDecoder, GoldenTinyModelFirst32Tokens) {
+  const std::string dir = "tests/testdata/golden/";
+  auto source = hf::HfTensorSource::Open(dir + "tiny_fp32");
+  ASSERT_TRUE(source.ok()) << source.status();
+  auto text = source->ReadConfigJson();
+  ASSERT_TRUE(text.ok()) << text.status();
+  auto cfg = config::ModelConfigFromHfJson(*text, "tiny_fp32/config.json");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  auto batch = data::ReadBatchFromTokenFile(dir + "tokens_b4_t32.bin", 1, 32);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  kernels::CpuBackend ops(2);
+  DeepseekV3Model net(*cfg, Numerics::kFp32, &ops, 32);
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(model::LoadHfWeights(*source, false, &net.params(), &warnings).ok());
+  const double worst = CompareWithFullForward(net, &ops, batch->inputs, Numerics::kFp32, 1e-5);
+  std::printf("golden tiny: worst relative logit difference %.3g\n", worst);
+}
+
+TEST(IncrementalDecoder, CacheHoldsOnlyTheLatentAndRopeKey) {
+  kernels::CpuBackend ops(1);
+  const config::ModelConfig mc = LoraYarnConfig();
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 4);
+  Randomize(net.params(), 3);
+  auto dec = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope());
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  const int64_t floats = mc.num_hidden_layers() * (mc.kv_lora_rank() + mc.qk_rope_head_dim());  // 3·(6+4)
+  EXPECT_EQ((*dec)->CacheBytesPerToken(), floats * 4);
+  EXPECT_EQ((*dec)->CacheBytesPerToken(), 120);
+  EXPECT_EQ(IncrementalDecoder::FullMhaCacheBytesPerToken(mc), 3 * 3 * (8 + 5) * 4);
+  EXPECT_EQ((*dec)->CacheBytesInUse(), 0);
+  ASSERT_TRUE((*dec)->Prefill({1, 2, 3}).ok());
+  EXPECT_EQ((*dec)->CacheBytesInUse(), 3 * floats * 4);
+}
+
+TEST(IncrementalDecoder, DeepseekV3CacheSizes) {
+  auto cfg = config::LoadTrainConfig("configs/deepseek_v3_671b.textproto");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  // 61 layers x (512 + 64) floats vs 61 x 128 heads x (192 + 128) floats.
+  EXPECT_EQ(IncrementalDecoder::AbsorbedCacheBytesPerToken(cfg->model()), 61 * 576 * 4);
+  EXPECT_EQ(IncrementalDecoder::FullMhaCacheBytesPerToken(cfg->model()), 61 * 128 * 320 * 4);
+}
+
+TEST(IncrementalDecoder, LengthLimitResetAndBadTokens) {
+  kernels::CpuBackend ops(1);
+  const config::ModelConfig mc = QProjConfig();
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 8);
+  Randomize(net.params(), 5);
+  auto too_long = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {9, Numerics::kFp32});
+  EXPECT_FALSE(too_long.ok());
+  auto dec = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {3, Numerics::kFp32});
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  EXPECT_EQ((*dec)->max_length(), 3);
+  EXPECT_EQ((*dec)->Step(-1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*dec)->Step(static_cast<int32_t>(mc.vocab_size())).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*dec)->position(), 0);
+  auto first = (*dec)->Prefill({4, 5, 6});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto beyond = (*dec)->Step(7);
+  EXPECT_EQ(beyond.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_NE(beyond.status().message().find("maximum length 3"), std::string::npos) << beyond.status();
+  (*dec)->Reset();
+  EXPECT_EQ((*dec)->position(), 0);
+  auto again = (*dec)->Prefill({4, 5, 6});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*first, *again);
+  EXPECT_FALSE((*dec)->Prefill({}).ok());
+}
+
+TEST(IncrementalDecoder, RefusesAMissingTensor) {
+  kernels::CpuBackend ops(1);
+  const config::ModelConfig built = QProjConfig();
+  DeepseekV3Model net(built, Numerics::kFp32, &ops, 4);
+  config::ModelConfig other = built;
+  other.set_q_lora_rank(8);  // the parameters have q_proj, not q_a_proj
+  auto dec = IncrementalDecoder::Create(other, net.params(), &ops, net.rope());
+  ASSERT_FALSE(dec.ok());
+  EXPECT_NE(dec.status().message().find("model.layers.0.self_attn.q_a_proj.weight"), std::string::npos)
+      << dec.status();
+}
+
+}  // namespace
+}  // namespace moe::inference
