@@ -178,9 +178,15 @@ absl::StatusOr<std::string> ApplyRopeOverride(const std::string& spec, int64_t s
 
 // ---- token source ----------------------------------------------------------------------------------
 
-absl::StatusOr<std::vector<uint32_t>> ReadTokens(const std::string& path) {
+// A shard whose vocabulary exceeds the model's is refused as a whole (a tokenizer mismatch); flat files
+// are checked window by window.
+absl::StatusOr<std::vector<uint32_t>> ReadTokens(const std::string& path, int64_t model_vocab) {
   if (FileExists(path + ".index")) {
     ASSIGN_OR_RETURN(data::TokenShard shard, data::TokenShard::Open(path, data::ShardValidation::kHeader));
+    if (shard.vocab_size() > model_vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("--tokens=", path, ": the shard's vocab_size ", shard.vocab_size(),
+                                                     " exceeds the model's vocab_size ", model_vocab));
+    }
     return std::vector<uint32_t>(shard.tokens(), shard.tokens() + shard.num_tokens());
   }
   if (!FileExists(path)) {
@@ -274,6 +280,7 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(const std::string dir, ResolveModelDir(absl::GetFlag(FLAGS_model)));
   ASSIGN_OR_RETURN(config::ModelConfig cfg, ReadModelConfig(dir));
   if (cfg.num_nextn_predict_layers() > 0) cfg.set_num_nextn_predict_layers(0);  // main model only
+  const int64_t trained_max_pos = cfg.max_position_embeddings();
   ASSIGN_OR_RETURN(const std::string rope_desc, ApplyRopeOverride(absl::GetFlag(FLAGS_rope_scaling), seq, &cfg));
   int64_t base_len = absl::GetFlag(FLAGS_base_len);
   if (base_len <= 0) {
@@ -307,7 +314,7 @@ absl::Status Run() {
   }
 
   // Windows.
-  ASSIGN_OR_RETURN(const std::vector<uint32_t> tokens, ReadTokens(absl::GetFlag(FLAGS_tokens)));
+  ASSIGN_OR_RETURN(const std::vector<uint32_t> tokens, ReadTokens(absl::GetFlag(FLAGS_tokens), vocab));
   const int64_t total = static_cast<int64_t>(tokens.size());
   const int64_t stride = total / num_seq;
   if (stride < seq + 1) {
@@ -337,6 +344,10 @@ absl::Status Run() {
               absl::GetFlag(FLAGS_tokens).c_str(), static_cast<long long>(total), rope_desc.c_str());
   std::printf("  softmax scale %.6g, RoPE attention factor %.6g\n", model::SoftmaxScale(cfg),
               model::RopeAttentionFactor(cfg));
+  if (seq > trained_max_pos) {
+    std::printf("  note: seq_len %lld exceeds the config's max_position_embeddings %lld\n",
+                static_cast<long long>(seq), static_cast<long long>(trained_max_pos));
+  }
 
   // Per-position loss sums.
   std::vector<double> pos_sum(seq, 0.0);
@@ -488,6 +499,7 @@ absl::Status Run() {
     RETURN_IF_ERROR(WriteFileAtomically(absl::GetFlag(FLAGS_json), j));
     std::printf("\n  wrote %s\n", absl::GetFlag(FLAGS_json).c_str());
   }
+  std::fflush(stdout);
   std::fprintf(stderr, "eval_long: %.1f s\n", absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();
 }

@@ -2,7 +2,7 @@
 // (model/inference/decoder.h, MODEL_SPEC §3.5).
 //
 //   generate --model=DIR --prompt="text" [--max_new_tokens=100] [--temperature=0.8] [--top_p=0.95]
-//            [--seed=1] [--precision=fp32|bf16] [--threads=0]
+//            [--seed=1] [--precision=fp32|bf16] [--threads=1]
 //
 // DIR is a Hugging Face directory (config.json + safetensors) or a native checkpoint step directory (the
 // model config comes from its manifest). Only the byte-level tokenizer exists (data/byte_tokenizer.h), so
@@ -40,7 +40,9 @@ ABSL_FLAG(double, temperature, 0.8, "sampling temperature; 0 = greedy");
 ABSL_FLAG(double, top_p, 0.95, "nucleus sampling mass in (0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "sampling seed");
 ABSL_FLAG(std::string, precision, "fp32", "fp32 or bf16 (working weights and activations)");
-ABSL_FLAG(int32_t, threads, 0, "CPU threads (0: all cores)");
+ABSL_FLAG(int32_t, threads, 1,
+          "CPU threads (0: all cores). One token at a time is a chain of small matrix-vector products: "
+          "extra threads only pay off for large models");
 
 namespace moe {
 namespace {

@@ -260,8 +260,12 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   InstallStopSignalHandlers();
 
   const int64_t total_steps = cfg.schedule().total_steps();
-  const int64_t val_batches =
-      std::max<int64_t>(1, std::min(cfg.eval().batches(), val_sampler.samples_per_epoch() / micro));
+  // Every rank must run the same number of forwards (EP dispatch is collective), so the validation
+  // set is rounded up to whole rounds of one micro-batch per DP rank.
+  const int64_t val_rounds =
+      (std::max<int64_t>(1, std::min(cfg.eval().batches(), val_sampler.samples_per_epoch() / micro)) + shape.dp - 1) /
+      shape.dp;
+  const int64_t val_batches = val_rounds * shape.dp;
   const int64_t num_micro = gb.num_micro_batches();
   const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);

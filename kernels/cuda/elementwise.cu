@@ -99,13 +99,13 @@ __global__ void ScaleMatrixKernel(float* c, int64_t rows, int64_t cols, int64_t 
   }
 }
 
-// dst [rows, cols] packed BF16 (round to nearest even) from src [rows, cols] with leading dim ld.
+// dst [rows, cols] BF16 (round to nearest even, leading dim dst_ld) from src [rows, cols] (ld).
 __global__ void PackBf16Kernel(const float* __restrict__ src, int64_t rows, int64_t cols,
-                               int64_t ld, __nv_bfloat16* __restrict__ dst) {
+                               int64_t ld, __nv_bfloat16* __restrict__ dst, int64_t dst_ld) {
   const int64_t total = rows * cols;
   for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
     const int64_t r = e / cols, col = e % cols;
-    dst[e] = __float2bfloat16_rn(src[r * ld + col]);
+    dst[r * dst_ld + col] = __float2bfloat16_rn(src[r * ld + col]);
   }
 }
 
@@ -177,10 +177,10 @@ void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float b
 }
 
 void LaunchPackBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, void* dst,
-                    cudaStream_t stream) {
+                    int64_t dst_ld, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
   PackBf16Kernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(
-      src, rows, cols, ld, static_cast<__nv_bfloat16*>(dst));
+      src, rows, cols, ld, static_cast<__nv_bfloat16*>(dst), dst_ld);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,10 +1,9 @@
 """nvcc compilation for Bazel 4.2.3 without rules_cuda (offline).
 
 Each .cu file becomes one object through its own genrule (so edits recompile one file and the two
-build cores work in parallel); the objects are packed into one static archive that a cc_library
-lists in `srcs`. The objects are position independent, so the archive links into binaries and into
-the shared libraries that tests link dynamically alike. No relocatable device code: every .cu is
-self-contained, so no device-link step is needed and the host linker sees ordinary objects.
+build cores work in parallel); a cc_library lists the objects in `srcs`, so they belong to that
+library in both of Bazel's link modes. No relocatable device code: every .cu is self-contained, so
+no device-link step is needed and the host linker sees ordinary objects.
 
 Everything defined here is guarded by cuda_only(): without `--config=cuda` the targets are
 incompatible, `bazel build //...` skips them and nvcc never runs.
@@ -40,15 +39,20 @@ def cuda_select(if_cuda, if_not = []):
         "//conditions:default": if_not,
     })
 
-def cuda_archive(name, srcs, hdrs = [], nvcc_flags = [], visibility = None):
-    """Compiles each .cu in srcs with nvcc and packs the objects into `lib<name>.a`.
+def cuda_objects(name, srcs, hdrs = [], nvcc_flags = []):
+    """Compiles each .cu in srcs with nvcc; `name` is a filegroup of the objects.
+
+    List ":<name>" in a cc_library's srcs. The objects are position independent and named .o:
+    Bazel links a library's precompiled .o files both into the shared libraries that tests link
+    dynamically and into statically linked binaries (a .pic.o beside it would be linked twice), and
+    an object in a library's srcs, unlike a prebuilt archive, always becomes part of that library,
+    so the kernels resolve in both link modes.
 
     Args:
-      name: the archive target; list ":<name>" in a cc_library's srcs.
+      name: the filegroup of all objects.
       srcs: .cu files of this package.
       hdrs: every header the .cu files include (labels), so the sandbox holds them.
       nvcc_flags: extra flags after NVCC_FLAGS.
-      visibility: of the archive target.
     """
     objs = []
     for src in srcs:
@@ -60,24 +64,24 @@ def cuda_archive(name, srcs, hdrs = [], nvcc_flags = [], visibility = None):
             srcs = [src] + hdrs,
             outs = [out],
             cmd = " ".join([
-                # nvcc keeps its intermediate files in TMPDIR; give it one inside the sandbox.
-                "TMPDIR=$$(mktemp -d) &&",
+                # nvcc keeps its intermediate files in TMPDIR; give it one of its own, removed after.
+                "tmp=$$(mktemp -d) && rc=0 &&",
+                "TMPDIR=$$tmp",
                 NVCC,
                 " ".join(NVCC_FLAGS + nvcc_flags),
                 "-I. -I$(GENDIR)",
                 "-c $(location %s) -o $@" % src,
+                "|| rc=$$?; rm -rf $$tmp; exit $$rc",
             ]),
             message = "nvcc " + src,
             target_compatible_with = cuda_only(),
             visibility = ["//visibility:private"],
         )
         objs.append(":" + obj_rule)
-    native.genrule(
+    # (filegroup has no target_compatible_with in Bazel 4; it inherits the genrules'
+    # incompatibility, so it is skipped with them.)
+    native.filegroup(
         name = name,
         srcs = objs,
-        outs = ["lib%s.a" % name],
-        cmd = "rm -f $@ && ar rcs $@ $(SRCS)",
-        message = "ar lib%s.a" % name,
-        target_compatible_with = cuda_only(),
-        visibility = visibility,
+        visibility = ["//visibility:private"],
     )

@@ -1,0 +1,33 @@
+// Picks the op backend at run time (DESIGN principle 5): the config's `device` chooses CPU or CUDA,
+// while whether the CUDA backend exists in this binary was chosen at build time by Bazel
+// (--config=cuda compiles kernels/cuda in; without it, asking for CUDA is a clear error, not an
+// #ifdef at the call site).
+//
+// Pointer convention: a CPU backend takes host pointers, a CUDA backend device pointers; the caller
+// owns the buffers and must allocate them where the chosen backend expects them.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+
+namespace moe::kernels {
+
+enum class Device { kCpu, kCuda };
+
+struct BackendOptions {
+  int num_threads = 0;       // CPU: OpenMP/OpenBLAS threads (0 = every core)
+  int cuda_device = 0;       // CUDA: device ordinal
+  bool bf16_matmul = false;  // CUDA: GEMMs on BF16 operands with FP32 accumulation (BF16 mode)
+};
+
+// True when this binary holds the CUDA backend (built with --config=cuda).
+bool CudaBackendCompiledIn();
+
+// The backend for `device`. Errors: CUDA requested in a binary built without it (Unimplemented,
+// naming the build flag), or the CUDA backend failed to start (no device, driver too old).
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
+                                                       const BackendOptions& options);
+
+}  // namespace moe::kernels

@@ -1,0 +1,390 @@
+// CudaBackend: the op interface on the GPU. Matrix products go through cuBLASLt (plans cached per
+// GEMM signature); every other op is a hand-written kernel launched through kernels/cuda/kernels.h.
+// See cuda_backend.h for the execution model and numerics.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace moe::kernels {
+namespace {
+
+#define MOE_CUBLAS_CHECK(call)                                                                 \
+  do {                                                                                         \
+    const cublasStatus_t moe_cublas_st_ = (call);                                              \
+    if (moe_cublas_st_ != CUBLAS_STATUS_SUCCESS) {                                             \
+      ::moe::kernels::cuda::CudaFail(#call, cublasLtGetStatusString(moe_cublas_st_), __FILE__, \
+                                     __LINE__);                                                \
+    }                                                                                          \
+  } while (0)
+
+absl::Status CudaError(const char* what, int device, cudaError_t err) {
+  return absl::FailedPreconditionError(absl::StrCat("CUDA backend (device ", device, "): ", what,
+                                                    " failed: ", cudaGetErrorString(err)));
+}
+
+// Largest power of two (<= 256) dividing the address: what cuBLASLt may assume about a pointer.
+int AlignmentOf(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  int align = 256;
+  while (align > 1 && (a % static_cast<uintptr_t>(align)) != 0) align >>= 1;
+  return align;
+}
+
+size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+cublasOperation_t Op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+}  // namespace
+
+// cuBLASLt is column-major; a row-major C[m,n] = op(A) op(B) is the column-major
+// C^T[n,m] = op(B)^T op(A)^T, so cuBLASLt's first operand is B and its second is A, each with its
+// own transpose flag unchanged (a row-major [r, c] buffer is a column-major [c, r] one).
+struct CudaBackend::GemmPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t b_layout = nullptr, a_layout = nullptr, c_layout = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~GemmPlan() {
+    if (c_layout) cublasLtMatrixLayoutDestroy(c_layout);
+    if (a_layout) cublasLtMatrixLayoutDestroy(a_layout);
+    if (b_layout) cublasLtMatrixLayoutDestroy(b_layout);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+bool CudaBackend::GemmKey::operator==(const GemmKey& o) const {
+  return ta == o.ta && tb == o.tb && math == o.math && m == o.m && n == o.n && k == o.k &&
+         lda == o.lda && ldb == o.ldb && ldc == o.ldc && align_a == o.align_a &&
+         align_b == o.align_b && align_c == o.align_c;
+}
+
+size_t CudaBackend::GemmKeyHash::operator()(const GemmKey& k) const {
+  size_t h = 0;
+  auto mix = [&h](int64_t v) {
+    h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  };
+  for (int64_t v : {int64_t{k.ta}, int64_t{k.tb}, int64_t{k.math}, k.m, k.n, k.k, k.lda, k.ldb,
+                    k.ldc, int64_t{k.align_a}, int64_t{k.align_b}, int64_t{k.align_c}}) {
+    mix(v);
+  }
+  return h;
+}
+
+CudaBackend::CudaBackend(const CudaBackendOptions& options)
+    : device_(options.device), gemm_math_(options.gemm_math) {}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
+    const CudaBackendOptions& options) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) return CudaError("cudaGetDeviceCount", options.device, err);
+  if (options.device < 0 || options.device >= count) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA backend: device ", options.device,
+                                                   " requested but ", count, " visible"));
+  }
+  std::unique_ptr<CudaBackend> b(new CudaBackend(options));
+  if ((err = cudaSetDevice(options.device)) != cudaSuccess) {
+    return CudaError("cudaSetDevice", options.device, err);
+  }
+  if (options.stream != nullptr) {
+    b->stream_ = options.stream;
+  } else {
+    if ((err = cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking)) != cudaSuccess) {
+      return CudaError("cudaStreamCreate", options.device, err);
+    }
+    b->owns_stream_ = true;
+  }
+  const cublasStatus_t st = cublasLtCreate(&b->lt_);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    return absl::FailedPreconditionError(absl::StrCat("CUDA backend (device ", options.device,
+                                                      "): cublasLtCreate failed: ",
+                                                      cublasLtGetStatusString(st)));
+  }
+  b->lt_workspace_bytes_ = options.cublaslt_workspace_bytes;
+  if (b->lt_workspace_bytes_ > 0 &&
+      (err = cudaMalloc(&b->lt_workspace_, b->lt_workspace_bytes_)) != cudaSuccess) {
+    return CudaError("cudaMalloc (cuBLASLt workspace)", options.device, err);
+  }
+  if ((err = cudaMalloc(reinterpret_cast<void**>(&b->result_device_), sizeof(Result))) !=
+      cudaSuccess) {
+    return CudaError("cudaMalloc (result)", options.device, err);
+  }
+  if ((err = cudaMallocHost(reinterpret_cast<void**>(&b->result_host_), sizeof(Result))) !=
+      cudaSuccess) {
+    return CudaError("cudaMallocHost (result)", options.device, err);
+  }
+  return b;
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  plans_.clear();
+  if (scratch_ != nullptr) cudaFree(scratch_);
+  if (result_host_ != nullptr) cudaFreeHost(result_host_);
+  if (result_device_ != nullptr) cudaFree(result_device_);
+  if (lt_workspace_ != nullptr) cudaFree(lt_workspace_);
+  if (lt_ != nullptr) cublasLtDestroy(lt_);
+  if (owns_stream_ && stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::Synchronize() { MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void* CudaBackend::Scratch(size_t bytes) {
+  bytes = RoundUp(bytes > 0 ? bytes : 1, 256);
+  if (bytes > scratch_bytes_) {
+    const size_t grown = bytes > 2 * scratch_bytes_ ? bytes : 2 * scratch_bytes_;
+    if (scratch_ != nullptr) {
+      MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // earlier ops may still read it
+      MOE_CUDA_CHECK(cudaFree(scratch_));
+      scratch_ = nullptr;
+    }
+    MOE_CUDA_CHECK(cudaMalloc(&scratch_, grown));
+    scratch_bytes_ = grown;
+  }
+  return scratch_;
+}
+
+CudaBackend::Result CudaBackend::FetchResult() {
+  MOE_CUDA_CHECK(cudaMemcpyAsync(result_host_, result_device_, sizeof(Result),
+                                 cudaMemcpyDeviceToHost, stream_));
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return *result_host_;
+}
+
+// ---- Matrix products. ----
+
+CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return *it->second;
+  auto plan = std::make_unique<GemmPlan>();
+  const cudaDataType_t operand_type = key.math == static_cast<int>(GemmMath::kBf16)
+                                          ? CUDA_R_16BF
+                                          : CUDA_R_32F;
+  MOE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_first = Op(key.tb != 0), op_second = Op(key.ta != 0);
+  MOE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                  &op_first, sizeof(op_first)));
+  MOE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                  &op_second, sizeof(op_second)));
+  // Column-major views: B is [tb ? k : n] x [tb ? n : k], A is [ta ? m : k] x [ta ? k : m].
+  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b_layout, operand_type,
+                                              static_cast<uint64_t>(key.tb ? key.k : key.n),
+                                              static_cast<uint64_t>(key.tb ? key.n : key.k),
+                                              key.ldb));
+  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a_layout, operand_type,
+                                              static_cast<uint64_t>(key.ta ? key.m : key.k),
+                                              static_cast<uint64_t>(key.ta ? key.k : key.m),
+                                              key.lda));
+  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c_layout, CUDA_R_32F,
+                                              static_cast<uint64_t>(key.n),
+                                              static_cast<uint64_t>(key.m), key.ldc));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = lt_workspace_bytes_;
+  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  // Tell the heuristic how aligned the pointers really are (it assumes 256 bytes otherwise).
+  const uint32_t align_first = static_cast<uint32_t>(key.align_b);
+  const uint32_t align_second = static_cast<uint32_t>(key.align_a);
+  const uint32_t align_c = static_cast<uint32_t>(key.align_c);
+  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(align_first)));
+  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(align_second)));
+  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
+  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(lt_, plan->desc, plan->b_layout, plan->a_layout,
+                                     plan->c_layout, plan->c_layout, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    const std::string what = absl::StrCat(
+        "no cuBLASLt algorithm for m=", key.m, " n=", key.n, " k=", key.k, " lda=", key.lda,
+        " ldb=", key.ldb, " ldc=", key.ldc, " ta=", key.ta, " tb=", key.tb, " math=", key.math);
+    cuda::CudaFail("cublasLtMatmulAlgoGetHeuristic", what.c_str(), __FILE__, __LINE__);
+  }
+  plan->algo = result.algo;
+  GemmPlan& ref = *plan;
+  plans_.emplace(key, std::move(plan));
+  return ref;
+}
+
+void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
+  if (p.m <= 0 || p.n <= 0) return;
+  if (p.k <= 0) {  // as the CPU twin: C = beta C (zeros when beta == 0)
+    cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream_);
+    return;
+  }
+  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
+  const void* a = p.a;
+  const void* b = p.b;
+  int64_t lda = p.lda, ldb = p.ldb;
+  if (gemm_math_ == GemmMath::kBf16) {
+    // Row-major stored shapes of A and B, packed to BF16 with leading dims rounded up to 8
+    // elements (16 bytes, what the tensor-core kernels want).
+    const int64_t a_rows = ta_yes ? p.k : p.m, a_cols = ta_yes ? p.m : p.k;
+    const int64_t b_rows = tb_yes ? p.n : p.k, b_cols = tb_yes ? p.k : p.n;
+    const int64_t a_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(a_cols), 8));
+    const int64_t b_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(b_cols), 8));
+    const size_t a_bytes = RoundUp(sizeof(uint16_t) * static_cast<size_t>(a_rows * a_ld), 256);
+    const size_t b_bytes = RoundUp(sizeof(uint16_t) * static_cast<size_t>(b_rows * b_ld), 256);
+    char* ws = static_cast<char*>(Scratch(a_bytes + b_bytes));
+    cuda::LaunchPackBf16(p.a, a_rows, a_cols, p.lda, ws, a_ld, stream_);
+    cuda::LaunchPackBf16(p.b, b_rows, b_cols, p.ldb, ws + a_bytes, b_ld, stream_);
+    a = ws;
+    b = ws + a_bytes;
+    lda = a_ld;
+    ldb = b_ld;
+  }
+  GemmKey key{ta_yes ? 1 : 0, tb_yes ? 1 : 0, static_cast<int>(gemm_math_),
+              p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
+  GemmPlan& plan = Plan(key);
+  MOE_CUBLAS_CHECK(cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a, plan.a_layout,
+                                  &beta, p.c, plan.c_layout, p.c, plan.c_layout, &plan.algo,
+                                  lt_workspace_, lt_workspace_bytes_, stream_));
+}
+
+void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
+                              float alpha, float beta) {
+  cuda::LaunchGroupedGemm(ta == Transpose::kYes, tb == Transpose::kYes, problems.data(),
+                          static_cast<int64_t>(problems.size()), alpha, beta, gemm_math_, stream_);
+}
+
+// ---- Elementwise and reductions. ----
+
+void CudaBackend::RoundToBf16(float* x, int64_t n) { cuda::LaunchRoundToBf16(x, n, stream_); }
+void CudaBackend::Add(const float* a, float* y, int64_t n) { cuda::LaunchAdd(a, y, n, stream_); }
+void CudaBackend::Scale(float* x, int64_t n, float s) { cuda::LaunchScale(x, n, s, stream_); }
+
+double CudaBackend::SumSquares(const float* x, int64_t n) {
+  const int64_t partials = cuda::SumSquaresPartials(n);
+  double* scratch = static_cast<double*>(Scratch(sizeof(double) * static_cast<size_t>(partials)));
+  cuda::LaunchSumSquares(x, n, scratch, &result_device_->value, stream_);
+  return FetchResult().value;
+}
+
+void CudaBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
+  cuda::LaunchSwigluForward(a, c, m, n, stream_);
+}
+
+void CudaBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da,
+                                 float* dc, int64_t n) {
+  cuda::LaunchSwigluBackward(a, c, dm, da, dc, n, stream_);
+}
+
+void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
+                        int64_t n) {
+  MOE_CUDA_REQUIRE(p.step >= 1, "AdamW step is 1-based");
+  cuda::AdamWArgs args;
+  args.lr = p.lr;
+  args.beta1 = p.beta1;
+  args.beta2 = p.beta2;
+  args.eps = p.eps;
+  args.weight_decay = p.weight_decay;
+  // The CPU twin's bias corrections, bit for bit (FP64 pow, rounded to FP32).
+  args.bias_correction1 = static_cast<float>(
+      1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(p.step)));
+  args.bias_correction2 = static_cast<float>(
+      1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(p.step)));
+  cuda::LaunchAdamW(args, param, grad, m, v, n, stream_);
+}
+
+// ---- Rows. ----
+
+void CudaBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
+                             float* dst) {
+  cuda::LaunchGatherRows(src, idx, n, dim, dst, stream_);
+}
+
+void CudaBackend::ScatterAddRows(const float* src, const int32_t* idx, const float* scale,
+                                 int64_t n, int64_t dim, float* dst) {
+  if (n <= 0 || dim <= 0) return;
+  const size_t bytes = cuda::ScatterAddWorkspaceBytes(n);
+  void* ws = Scratch(bytes);
+  cuda::LaunchScatterAddRows(src, idx, scale, n, dim, dst, ws, bytes, stream_);
+}
+
+void CudaBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
+                                   float* out) {
+  cuda::LaunchGatherRows(table, ids, n, dim, out, stream_);
+}
+
+void CudaBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out,
+                                    int64_t dim, float* d_table) {
+  ScatterAddRows(d_out, ids, nullptr, n, dim, d_table);
+}
+
+// ---- Norms, RoPE. ----
+
+void CudaBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim,
+                                 float eps, bool round_normalized, float* y, float* rstd) {
+  cuda::LaunchRmsNormForward(x, w, rows, dim, eps, round_normalized, y, rstd, stream_);
+}
+
+void CudaBackend::RmsNormBackward(const float* x, const float* w, const float* rstd,
+                                  const float* dy, int64_t rows, int64_t dim, float* dx,
+                                  float* dw) {
+  if (rows <= 0 || dim <= 0) return;
+  float* partial = static_cast<float*>(
+      Scratch(sizeof(float) * static_cast<size_t>(cuda::RmsNormDwChunks(rows) * dim)));
+  cuda::LaunchRmsNormBackward(x, w, rstd, dy, rows, dim, dx, dw, partial, stream_);
+}
+
+void CudaBackend::RopeForward(const RopeView& v) { cuda::LaunchRope(v, false, stream_); }
+void CudaBackend::RopeBackward(const RopeView& v) { cuda::LaunchRope(v, true, stream_); }
+
+// ---- Attention. ----
+
+void CudaBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
+                                   const float* v, float* out, float* lse) {
+  cuda::LaunchAttentionForward(s, q, k, v, out, lse, stream_);
+}
+
+void CudaBackend::AttentionBackward(const AttentionShape& s, const float* q, const float* k,
+                                    const float* v, const float* out, const float* lse,
+                                    const float* d_out, float* dq, float* dk, float* dv) {
+  const int64_t rows = s.batch * s.heads * s.seq;
+  if (rows <= 0) return;
+  float* delta = static_cast<float*>(Scratch(sizeof(float) * static_cast<size_t>(rows)));
+  cuda::LaunchAttentionBackward(s, q, k, v, out, lse, d_out, delta, dq, dk, dv, stream_);
+}
+
+// ---- Router, loss. ----
+
+void CudaBackend::RouterForward(const RouterParams& p, const float* logits, const float* bias,
+                                int64_t n, float* scores, int32_t* selected, float* weights) {
+  cuda::LaunchRouterForward(p, logits, bias, n, scores, selected, weights, stream_);
+}
+
+void CudaBackend::RouterBackward(const RouterParams& p, const float* scores,
+                                 const int32_t* selected, const float* d_weights,
+                                 const float* d_scores_extra, int64_t n, float* d_logits) {
+  cuda::LaunchRouterBackward(p, scores, selected, d_weights, d_scores_extra, n, d_logits, stream_);
+}
+
+double CudaBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n,
+                                 int64_t vocab, float grad_scale, float* d_logits) {
+  double* row_loss =
+      static_cast<double*>(Scratch(sizeof(double) * static_cast<size_t>(n > 0 ? n : 1)));
+  MOE_CUDA_CHECK(cudaMemsetAsync(&result_device_->flag, 0, sizeof(int), stream_));
+  cuda::LaunchCrossEntropy(logits, targets, n, vocab, grad_scale, d_logits, row_loss,
+                           &result_device_->value, &result_device_->flag, stream_);
+  const Result r = FetchResult();
+  MOE_CUDA_REQUIRE(r.flag == 0, "cross-entropy target out of vocabulary range");
+  return r.value;
+}
+
+}  // namespace moe::kernels

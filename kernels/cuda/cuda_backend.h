@@ -1,0 +1,154 @@
+// CudaBackend: kernels/backend.h on an NVIDIA GPU (built only with --config=cuda). Every float* /
+// int32_t* argument is a DEVICE pointer (cudaMalloc'd, or any device-accessible memory); the
+// GemmProblem list of GroupedGemm and the parameter structs live on the host as usual.
+//
+// Execution: all work is enqueued on the backend's one stream in call order and returns at once,
+// except SumSquares and CrossEntropy, which return a host double and so synchronise the stream.
+// The stream, the cuBLASLt handle, its workspace, the scratch buffer the ops share and the host
+// staging for results all live in the object: no globals, so several backends (e.g. one per
+// device or stream) coexist. One thread drives a backend at a time; the current device must be
+// the backend's (Create sets it; a process that uses several devices must switch per call).
+//
+// Numerics (DESIGN "Numerics"): every op computes its CPU twin's function (kernels/cpu) with FP32
+// storage; reductions that the CPU does in FP64 are FP64 here; every result is deterministic
+// (fixed reduction trees, sort-based scatter-add, no atomics). Matrix products have two modes:
+//   GemmMath::kFp32  FP32 x FP32 with FP32 compute (cuBLASLt CUBLAS_COMPUTE_32F: no TF32),
+//                    the reference semantics used by FP32 runs and gradient checks.
+//   GemmMath::kBf16  both operands rounded to BF16 (nearest even) into workspace, BF16 x BF16 on
+//                    the tensor cores with FP32 accumulation and an FP32 C (cuBLASLt). In the
+//                    model's BF16 mode the operands already hold BF16 values, so the rounding is
+//                    exact and only the accumulation order differs from the CPU's FP32 GEMM.
+// GroupedGemm is one kernel launch for up to 256 problems (kernels/cuda/grouped_gemm.cu), in the
+// same two modes.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/kernels.h"
+
+namespace moe::kernels {
+
+using cuda::GemmMath;
+
+struct CudaBackendOptions {
+  int device = 0;                           // CUDA device ordinal
+  cudaStream_t stream = nullptr;            // null: the backend creates and owns a stream
+  GemmMath gemm_math = GemmMath::kFp32;     // Gemm and GroupedGemm arithmetic (see above)
+  size_t cublaslt_workspace_bytes = 32u << 20;  // cuBLASLt's split-K / stream-K workspace
+};
+
+class CudaBackend final : public Backend {
+ public:
+  // Fails (FailedPrecondition / Internal, naming the device and the failing call) when there is no
+  // such device or the CUDA runtime or cuBLASLt cannot start.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  cudaStream_t stream() const { return stream_; }
+  int device() const { return device_; }
+  GemmMath gemm_math() const { return gemm_math_; }
+  void set_gemm_math(GemmMath math) { gemm_math_ = math; }
+  // Blocks until every op enqueued so far has finished (and reports a kernel fault, if any).
+  void Synchronize();
+
+  void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) override;
+  void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
+                   float alpha, float beta) override;
+
+  void RoundToBf16(float* x, int64_t n) override;
+  void Add(const float* a, float* y, int64_t n) override;
+  void Scale(float* x, int64_t n, float s) override;
+  double SumSquares(const float* x, int64_t n) override;
+
+  void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
+                        float* out) override;
+  void EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out, int64_t dim,
+                         float* d_table) override;
+
+  void RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                      bool round_normalized, float* y, float* rstd) override;
+  void RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                       int64_t rows, int64_t dim, float* dx, float* dw) override;
+
+  void RopeForward(const RopeView& v) override;
+  void RopeBackward(const RopeView& v) override;
+
+  void SwigluForward(const float* a, const float* c, float* m, int64_t n) override;
+  void SwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+                      int64_t n) override;
+
+  void AttentionForward(const AttentionShape& s, const float* q, const float* k, const float* v,
+                        float* out, float* lse) override;
+  void AttentionBackward(const AttentionShape& s, const float* q, const float* k, const float* v,
+                         const float* out, const float* lse, const float* d_out, float* dq,
+                         float* dk, float* dv) override;
+
+  void RouterForward(const RouterParams& p, const float* logits, const float* bias, int64_t n,
+                     float* scores, int32_t* selected, float* weights) override;
+  void RouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
+                      const float* d_weights, const float* d_scores_extra, int64_t n,
+                      float* d_logits) override;
+
+  double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
+                      float grad_scale, float* d_logits) override;
+
+  void GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
+                  float* dst) override;
+  void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
+                      int64_t dim, float* dst) override;
+
+  void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
+             int64_t n) override;
+
+ private:
+  // One cached cuBLASLt plan: descriptors and the heuristic's algorithm for one GEMM signature.
+  struct GemmPlan;
+  struct GemmKey {
+    int ta, tb, math;
+    int64_t m, n, k, lda, ldb, ldc;
+    int align_a, align_b, align_c;
+    bool operator==(const GemmKey& o) const;
+  };
+  struct GemmKeyHash {
+    size_t operator()(const GemmKey& k) const;
+  };
+  // Results that travel back to the host: a double and an error flag (device and pinned host).
+  struct Result {
+    double value;
+    int flag;
+  };
+
+  explicit CudaBackend(const CudaBackendOptions& options);
+  // Scratch of at least `bytes` (device, 256-byte aligned, contents undefined). Valid until the
+  // next call; growing it synchronises the stream once.
+  void* Scratch(size_t bytes);
+  // Copies the device Result to the host and waits for the stream.
+  Result FetchResult();
+  GemmPlan& Plan(const GemmKey& key);
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;
+  GemmMath gemm_math_ = GemmMath::kFp32;
+  cublasLtHandle_t lt_ = nullptr;
+  void* lt_workspace_ = nullptr;
+  size_t lt_workspace_bytes_ = 0;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+  Result* result_device_ = nullptr;
+  Result* result_host_ = nullptr;  // pinned
+  std::unordered_map<GemmKey, std::unique_ptr<GemmPlan>, GemmKeyHash> plans_;
+};
+
+}  // namespace moe::kernels

@@ -1,0 +1,106 @@
+// Host-side launchers of the CUDA backend's kernels: plain C++ functions on DEVICE pointers that
+// enqueue work on `stream` and return at once (no synchronisation unless stated). The .cu files
+// implement them; cuda_backend.cc (compiled by the host compiler) calls them. Shapes and rules are
+// those of kernels/backend.h; each launcher names its CPU twin in its .cu file's header comment.
+// Scratch buffers (partials, workspaces) are passed in by the caller, which owns all memory.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace moe::kernels::cuda {
+
+// How matrix products multiply: FP32 operands on the FP32 pipes (the reference semantics), or
+// operands rounded to BF16 with FP32 accumulation on the tensor cores (the BF16 training mode).
+enum class GemmMath { kFp32, kBf16 };
+
+// ---- elementwise.cu ----
+void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream);
+void LaunchAdd(const float* a, float* y, int64_t n, cudaStream_t stream);
+void LaunchScale(float* x, int64_t n, float s, cudaStream_t stream);
+void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cudaStream_t stream);
+void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+                          int64_t n, cudaStream_t stream);
+
+// AdamW with the bias corrections 1 - beta^step precomputed on the host (as the CPU twin does).
+struct AdamWArgs {
+  float lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
+};
+void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, float* v, int64_t n,
+                 cudaStream_t stream);
+
+// Sum of squares in FP64: partials [SumSquaresPartials(n)] scratch, result in out[0] (device).
+inline constexpr int64_t kSumChunk = 16384;  // elements per partial: fixes the summation order
+int64_t SumSquaresPartials(int64_t n);
+void LaunchSumSquares(const float* x, int64_t n, double* partials, double* out,
+                      cudaStream_t stream);
+// out[0] = sum of in[0..n) (FP64, one block, fixed order; n == 0 gives 0).
+void LaunchSumDoubles(const double* in, int64_t n, double* out, cudaStream_t stream);
+
+// C [rows, cols] with leading dim ld: C = beta * C, or zeros when beta == 0 (GEMM with k == 0).
+void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float beta,
+                       cudaStream_t stream);
+// dst [rows, cols] BF16 (__nv_bfloat16, round to nearest even; leading dim dst_ld) from src [rows,
+// cols] with leading dim ld.
+void LaunchPackBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, void* dst,
+                    int64_t dst_ld, cudaStream_t stream);
+
+// ---- rows.cu ----
+void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
+                      cudaStream_t stream);
+// Deterministic scatter-add (sort by destination, then add in source order); needs
+// ScatterAddWorkspaceBytes(n) bytes of device workspace.
+size_t ScatterAddWorkspaceBytes(int64_t n);
+void LaunchScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
+                          int64_t dim, float* dst, void* workspace, size_t workspace_bytes,
+                          cudaStream_t stream);
+
+// ---- norm.cu ----
+inline constexpr int64_t kDwChunk = 64;  // rows per dw partial: fixes the summation order
+int64_t RmsNormDwChunks(int64_t rows);   // partial needs RmsNormDwChunks(rows) * dim floats
+void LaunchRmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                          bool round_normalized, float* y, float* rstd, cudaStream_t stream);
+void LaunchRmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                           int64_t rows, int64_t dim, float* dx, float* dw, float* partial,
+                           cudaStream_t stream);
+
+// ---- rope.cu ----
+void LaunchRope(const RopeView& v, bool backward, cudaStream_t stream);
+
+// ---- router.cu ----
+inline constexpr int64_t kMaxExperts = 4096;
+size_t RouterSmemPerWarp(int64_t num_experts);
+void LaunchRouterForward(const RouterParams& p, const float* logits, const float* bias, int64_t n,
+                         float* scores, int32_t* selected, float* weights, cudaStream_t stream);
+void LaunchRouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
+                          const float* d_weights, const float* d_scores_extra, int64_t n,
+                          float* d_logits, cudaStream_t stream);
+
+// ---- loss.cu ----
+// row_loss [n] scratch; total[0] = sum of row losses (device); *bad_target set to 1 (device) if a
+// target is >= vocab (the caller zeroes it first and checks it after synchronising).
+void LaunchCrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
+                        float grad_scale, float* d_logits, double* row_loss, double* total,
+                        int* bad_target, cudaStream_t stream);
+
+// ---- attention.cu ----
+void LaunchAttentionForward(const AttentionShape& s, const float* q, const float* k, const float* v,
+                            float* out, float* lse, cudaStream_t stream);
+// delta [B*H*T] floats of scratch.
+void LaunchAttentionBackward(const AttentionShape& s, const float* q, const float* k,
+                             const float* v, const float* out, const float* lse,
+                             const float* d_out, float* delta, float* dq, float* dk, float* dv,
+                             cudaStream_t stream);
+
+// ---- grouped_gemm.cu ----
+inline constexpr int kMaxGroupedProblems = 256;  // problems per launch (kernel-parameter table)
+// One launch per kMaxGroupedProblems non-empty problems; see grouped_gemm.cu.
+void LaunchGroupedGemm(bool ta, bool tb, const GemmProblem* problems, int64_t count, float alpha,
+                       float beta, GemmMath math, cudaStream_t stream);
+
+}  // namespace moe::kernels::cuda

@@ -1,0 +1,268 @@
+// The MoE router, forward and backward, one warp per token (kernels/cpu/router.cc is the twin; the
+// rules are spec §5.1 / §9.5):
+//   scores   s = sigmoid(z) or softmax(z)  (softmax: max-subtracted, exponentials summed in FP64)
+//   keys     s + bias (noaux_tc with a bias), else s
+//   groups   noaux_tc: group score = sum of the group's 2 best keys; group_limited_greedy: its best
+//            key; keep the topk_group best groups, mask the others' keys with -inf
+//   choice   top_k keys, best first
+//   weights  rho s_i / (sum_sel s + 1e-20) if norm_topk_prob else rho s_i
+// Every top-k is a sequence of warp arg-max reductions ordered by (value desc, index asc), so ties go
+// to the lower index exactly as in the CPU's linear scan. Sums over the selected experts run on one
+// lane in selection order with unfused multiply/add (as GCC compiles the CPU twin), so weights match
+// the CPU bit for bit whenever the scores do; scores can differ in the last bit (expf), which moves a
+// selection only on a near-tie at that level.
+// Shared memory per warp: scores and keys [E] floats and taken flags [E] bytes; E <= kMaxExperts.
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/kernels.h"
+
+namespace moe::kernels::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 4;
+constexpr float kNormEps = 1e-20f;
+
+struct ArgMax {
+  float v;
+  int i;  // -1: none
+};
+
+__device__ __forceinline__ bool Better(const ArgMax& a, const ArgMax& b) {
+  if (a.i < 0) return false;
+  if (b.i < 0) return true;
+  return a.v > b.v || (a.v == b.v && a.i < b.i);
+}
+
+// Index of the largest v[i] over i in [0, n) with !taken[i], ties -> lower index; -1 if none.
+// Called by all 32 lanes of a warp; every lane gets the answer.
+__device__ int WarpArgMax(const float* v, const unsigned char* taken, int n, int lane) {
+  ArgMax best{0.0f, -1};
+  for (int i = lane; i < n; i += 32) {  // ascending: a lane keeps its lowest index on ties
+    if (taken[i]) continue;
+    if (best.i < 0 || v[i] > best.v) best = {v[i], i};
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    ArgMax other;
+    other.v = __shfl_xor_sync(0xffffffffu, best.v, off);
+    other.i = __shfl_xor_sync(0xffffffffu, best.i, off);
+    if (Better(other, best)) best = other;
+  }
+  return best.i;
+}
+
+__global__ void RouterForwardKernel(RouterParams p, const float* __restrict__ logits,
+                                    const float* __restrict__ bias, int64_t n,
+                                    float* __restrict__ scores, int32_t* __restrict__ selected,
+                                    float* __restrict__ weights, size_t per_warp) {
+  extern __shared__ unsigned char smem[];
+  const int E = static_cast<int>(p.num_experts), K = static_cast<int>(p.top_k);
+  const int G = p.n_group > 1 ? static_cast<int>(p.n_group) : 1;
+  const int group_size = E / G;
+  const bool use_groups = p.method != TopkMethod::kGreedy && G > 1 && p.topk_group < G;
+  const bool use_bias = p.method == TopkMethod::kNoauxTc && bias != nullptr;
+  const float neg_inf = -__int_as_float(0x7f800000);
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  unsigned char* base = smem + warp * per_warp;
+  float* s = reinterpret_cast<float*>(base);
+  float* key = s + E;
+  float* group_score = key + E;  // [E] (G <= E)
+  unsigned char* taken = reinterpret_cast<unsigned char*>(group_score + E);
+
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; t < n;
+       t += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
+    const float* z = logits + t * E;
+    // Scores.
+    if (p.scoring == ScoringFunc::kSigmoid) {
+      for (int i = lane; i < E; i += 32) s[i] = 1.0f / (1.0f + expf(-z[i]));
+    } else {
+      float mx = neg_inf;
+      for (int i = lane; i < E; i += 32) mx = fmaxf(mx, z[i]);
+      mx = WarpMax(mx);
+      double sum = 0.0;
+      for (int i = lane; i < E; i += 32) {
+        const float e = expf(z[i] - mx);
+        s[i] = e;
+        sum += e;
+      }
+      sum = WarpSum(sum);
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int i = lane; i < E; i += 32) s[i] *= inv;
+    }
+    for (int i = lane; i < E; i += 32) {
+      key[i] = use_bias ? s[i] + bias[i] : s[i];
+      taken[i] = 0;
+      scores[t * E + i] = s[i];
+    }
+    __syncwarp();
+
+    if (use_groups) {
+      for (int g = lane; g < G; g += 32) {
+        const float* kg = key + g * group_size;
+        int top = 0;  // best key of the group, lowest index on ties
+        for (int i = 1; i < group_size; ++i) {
+          if (kg[i] > kg[top]) top = i;
+        }
+        if (p.method == TopkMethod::kGroupLimitedGreedy || group_size == 1) {
+          group_score[g] = kg[top];
+        } else {
+          int second = -1;  // best of the others
+          for (int i = 0; i < group_size; ++i) {
+            if (i == top) continue;
+            if (second < 0 || kg[i] > kg[second]) second = i;
+          }
+          group_score[g] = kg[top] + kg[second];
+        }
+      }
+      __syncwarp();
+      // Keep the topk_group best groups: mark them in taken[0..G), then mask the others.
+      for (int r = 0; r < p.topk_group; ++r) {
+        const int g = WarpArgMax(group_score, taken, G, lane);
+        __syncwarp();
+        if (lane == 0) taken[g] = 1;
+        __syncwarp();
+      }
+      for (int g = 0; g < G; ++g) {
+        if (taken[g]) continue;
+        for (int i = lane; i < group_size; i += 32) key[g * group_size + i] = neg_inf;
+      }
+      __syncwarp();
+      for (int g = lane; g < G; g += 32) taken[g] = 0;
+      __syncwarp();
+    }
+
+    int32_t* sel = selected + t * K;
+    for (int r = 0; r < K; ++r) {
+      const int best = WarpArgMax(key, taken, E, lane);
+      __syncwarp();
+      if (lane == 0) {
+        taken[best] = 1;
+        sel[r] = best;
+      }
+      __syncwarp();
+    }
+    if (lane == 0) {
+      float denom = 1.0f;
+      if (p.norm_topk_prob) {
+        float sum = 0.0f;
+        for (int r = 0; r < K; ++r) sum = __fadd_rn(sum, s[sel[r]]);
+        denom = sum + kNormEps;
+      }
+      for (int r = 0; r < K; ++r) {
+        weights[t * K + r] = __fdiv_rn(__fmul_rn(p.routed_scaling_factor, s[sel[r]]), denom);
+      }
+    }
+    __syncwarp();
+  }
+}
+
+__global__ void RouterBackwardKernel(RouterParams p, const float* __restrict__ scores,
+                                     const int32_t* __restrict__ selected,
+                                     const float* __restrict__ d_weights,
+                                     const float* __restrict__ d_scores_extra, int64_t n,
+                                     float* __restrict__ d_logits, size_t per_warp) {
+  extern __shared__ unsigned char smem[];
+  const int E = static_cast<int>(p.num_experts), K = static_cast<int>(p.top_k);
+  const float rho = p.routed_scaling_factor;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float* ds = reinterpret_cast<float*>(smem + warp * per_warp);
+
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; t < n;
+       t += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
+    const float* s = scores + t * E;
+    const int32_t* sel = selected + t * K;
+    const float* dw = d_weights + t * K;
+    for (int i = lane; i < E; i += 32) ds[i] = d_scores_extra ? d_scores_extra[t * E + i] : 0.0f;
+    __syncwarp();
+    if (lane == 0) {
+      if (p.norm_topk_prob) {
+        float sum = 0.0f;
+        for (int r = 0; r < K; ++r) sum = __fadd_rn(sum, s[sel[r]]);
+        const float denom = sum + kNormEps;
+        float w_dot_dw = 0.0f;
+        for (int r = 0; r < K; ++r) {
+          const float w = __fdiv_rn(__fmul_rn(rho, s[sel[r]]), denom);
+          w_dot_dw = __fadd_rn(w_dot_dw, __fmul_rn(w, dw[r]));
+        }
+        for (int r = 0; r < K; ++r) {
+          ds[sel[r]] = __fadd_rn(ds[sel[r]],
+                                 __fdiv_rn(__fsub_rn(__fmul_rn(rho, dw[r]), w_dot_dw), denom));
+        }
+      } else {
+        for (int r = 0; r < K; ++r) ds[sel[r]] = __fadd_rn(ds[sel[r]], __fmul_rn(rho, dw[r]));
+      }
+    }
+    __syncwarp();
+    float* dz = d_logits + t * E;
+    if (p.scoring == ScoringFunc::kSigmoid) {
+      for (int i = lane; i < E; i += 32) {
+        dz[i] = __fmul_rn(__fmul_rn(ds[i], s[i]), __fsub_rn(1.0f, s[i]));
+      }
+    } else {
+      double dot = 0.0;
+      for (int i = lane; i < E; i += 32) dot += static_cast<double>(ds[i]) * s[i];
+      dot = WarpSum(dot);
+      const float d = static_cast<float>(dot);
+      for (int i = lane; i < E; i += 32) dz[i] = __fmul_rn(s[i], __fsub_rn(ds[i], d));
+    }
+    __syncwarp();
+  }
+}
+
+unsigned RouterBlocks(int64_t n) {
+  const int64_t blocks = CeilDiv(n, kWarpsPerBlock);
+  return static_cast<unsigned>(blocks < kMaxBlocks * 4 ? blocks : kMaxBlocks * 4);
+}
+
+void CheckRouter(const RouterParams& p) {
+  MOE_CUDA_REQUIRE(p.num_experts > 0 && p.top_k > 0 && p.top_k <= p.num_experts,
+                   "router needs 0 < top_k <= num_experts");
+  MOE_CUDA_REQUIRE(p.num_experts <= kMaxExperts, "router: num_experts above kMaxExperts");
+  const int64_t G = p.n_group > 1 ? p.n_group : 1;
+  MOE_CUDA_REQUIRE(p.num_experts % G == 0, "num_experts must be a multiple of n_group");
+  if (p.method != TopkMethod::kGreedy && G > 1 && p.topk_group < G) {
+    MOE_CUDA_REQUIRE(p.topk_group > 0 && p.topk_group * (p.num_experts / G) >= p.top_k,
+                     "kept groups must hold at least top_k experts");
+  }
+}
+
+}  // namespace
+
+size_t RouterSmemPerWarp(int64_t num_experts) {
+  // scores, keys, group scores (floats), taken flags (bytes); rounded to 16 bytes.
+  const size_t bytes = static_cast<size_t>(num_experts) * (3 * sizeof(float) + 1);
+  return (bytes + 15) / 16 * 16;
+}
+
+void LaunchRouterForward(const RouterParams& p, const float* logits, const float* bias, int64_t n,
+                         float* scores, int32_t* selected, float* weights, cudaStream_t stream) {
+  CheckRouter(p);
+  if (n <= 0) return;
+  const size_t smem = kWarpsPerBlock * RouterSmemPerWarp(p.num_experts);
+  if (smem > 48 * 1024) {
+    MOE_CUDA_CHECK(cudaFuncSetAttribute(RouterForwardKernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  }
+  RouterForwardKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
+      p, logits, bias, n, scores, selected, weights, RouterSmemPerWarp(p.num_experts));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
+                          const float* d_weights, const float* d_scores_extra, int64_t n,
+                          float* d_logits, cudaStream_t stream) {
+  CheckRouter(p);
+  if (n <= 0) return;
+  const size_t smem = kWarpsPerBlock * RouterSmemPerWarp(p.num_experts);
+  if (smem > 48 * 1024) {
+    MOE_CUDA_CHECK(cudaFuncSetAttribute(RouterBackwardKernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  }
+  RouterBackwardKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
+      p, scores, selected, d_weights, d_scores_extra, n, d_logits, RouterSmemPerWarp(p.num_experts));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moe::kernels::cuda

@@ -1,0 +1,14 @@
+// Private to backend_factory: the one function whose definition Bazel swaps with --config=cuda.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "kernels/backend_factory.h"
+
+namespace moe::kernels {
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options);
+
+}  // namespace moe::kernels

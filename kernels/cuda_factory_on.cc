@@ -1,0 +1,18 @@
+// CreateCudaBackend in a binary built with --config=cuda: the real CudaBackend.
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda_factory.h"
+
+namespace moe::kernels {
+
+bool CudaBackendCompiledIn() { return true; }
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options) {
+  CudaBackendOptions cuda_options;
+  cuda_options.device = options.cuda_device;
+  cuda_options.gemm_math = options.bf16_matmul ? GemmMath::kBf16 : GemmMath::kFp32;
+  auto backend = CudaBackend::Create(cuda_options);
+  if (!backend.ok()) return backend.status();
+  return std::unique_ptr<Backend>(std::move(*backend));
+}
+
+}  // namespace moe::kernels

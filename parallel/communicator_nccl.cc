@@ -1,0 +1,383 @@
+// NcclCommunicator: NCCL collectives on device buffers with bounded waits (see the header).
+#include "parallel/communicator_nccl.h"
+
+#include <mpi.h>
+#include <sched.h>
+#include <time.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace moe::parallel {
+namespace {
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Backoff for host-side polling of GPU work: spin briefly (short collectives finish here), then
+// yield, then sleep 100 us between polls once the wait is long (a late peer costs no CPU). Unlike
+// MPI, NCCL progresses on the GPU and its proxy thread, so sleeping slows nothing down.
+class Backoff {
+ public:
+  void Pause() {
+    ++iter_;
+    if (iter_ < 1000) return;
+    if (iter_ < 3000) {
+      sched_yield();
+      return;
+    }
+    const timespec ts{0, 100000};
+    nanosleep(&ts, nullptr);
+  }
+
+ private:
+  int iter_ = 0;
+};
+
+template <typename T>
+ncclDataType_t NcclType();
+template <>
+ncclDataType_t NcclType<float>() { return ncclFloat32; }
+template <>
+ncclDataType_t NcclType<double>() { return ncclFloat64; }
+template <>
+ncclDataType_t NcclType<int64_t>() { return ncclInt64; }
+template <>
+ncclDataType_t NcclType<int32_t>() { return ncclInt32; }
+
+template <typename T>
+const char* UnitName();
+template <>
+const char* UnitName<float>() { return "floats"; }
+template <>
+const char* UnitName<double>() { return "doubles"; }
+template <>
+const char* UnitName<int64_t>() { return "int64s"; }
+template <>
+const char* UnitName<int32_t>() { return "int32s"; }
+
+std::string SetupError(const MpiCommunicator& b, int world_rank, const std::string& what) {
+  return absl::StrFormat("moe: rank %d (world): NCCL setup of group '%s' (size %d, group rank %d): %s",
+                         world_rank, b.name(), b.size(), b.rank(), what);
+}
+
+}  // namespace
+
+struct NcclCommunicator::Op {
+  const char* name;
+  const char* unit;
+  int64_t count;
+  int64_t recv_count = -1;  // AllToAllV: elements received (count is elements sent)
+};
+
+absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
+    const MpiCommunicator& bootstrap, cudaStream_t stream) {
+  std::unique_ptr<NcclCommunicator> c(new NcclCommunicator());
+  c->name_ = bootstrap.name();
+  c->rank_ = bootstrap.rank();
+  c->size_ = bootstrap.size();
+  c->world_ranks_ = bootstrap.world_ranks();
+  c->timeout_seconds_ = bootstrap.timeout_seconds();
+  MPI_Comm_rank(MPI_COMM_WORLD, &c->world_rank_);
+  const double deadline = c->Deadline();
+  auto error = [&](const std::string& what) {
+    return absl::UnavailableError(SetupError(bootstrap, c->world_rank_, what));
+  };
+
+  // The unique id, from group rank 0 to everyone (bounded MPI_Ibcast).
+  ncclUniqueId id;
+  std::memset(&id, 0, sizeof id);
+  if (c->rank_ == 0) {
+    const ncclResult_t r = ncclGetUniqueId(&id);
+    if (r != ncclSuccess) return error(absl::StrCat("ncclGetUniqueId: ", ncclGetErrorString(r)));
+  }
+  MPI_Request req;
+  int err = MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, bootstrap.comm(), &req);
+  if (err != MPI_SUCCESS) return error("MPI_Ibcast of the NCCL unique id failed to start");
+  for (Backoff b;;) {
+    int done = 0;
+    err = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (err != MPI_SUCCESS) return error("MPI_Ibcast of the NCCL unique id failed");
+    if (done) break;
+    if (NowSeconds() > deadline) {
+      return error(absl::StrFormat(
+          "the NCCL unique id did not arrive within %g s; a peer rank is dead or hung (group "
+          "members: world ranks %s)",
+          c->timeout_seconds_, absl::StrJoin(c->world_ranks_, ",")));
+    }
+    b.Pause();
+  }
+
+  cudaError_t cerr;
+  if (stream != nullptr) {
+    c->stream_ = stream;
+  } else {
+    if ((cerr = cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking)) != cudaSuccess) {
+      return error(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(cerr)));
+    }
+    c->owns_stream_ = true;
+  }
+  if ((cerr = cudaEventCreateWithFlags(&c->done_, cudaEventDisableTiming)) != cudaSuccess) {
+    return error(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
+  }
+  if ((cerr = cudaMalloc(reinterpret_cast<void**>(&c->barrier_buf_), sizeof(float))) !=
+      cudaSuccess) {
+    return error(absl::StrCat("cudaMalloc: ", cudaGetErrorString(cerr)));
+  }
+  if ((cerr = cudaMemset(c->barrier_buf_, 0, sizeof(float))) != cudaSuccess) {
+    return error(absl::StrCat("cudaMemset: ", cudaGetErrorString(cerr)));
+  }
+
+  // Join a non-blocking communicator and wait (bounded) until it is ready.
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  config.commName = c->name_.c_str();
+  ncclResult_t r = ncclCommInitRankConfig(&c->comm_, c->size_, id, c->rank_, &config);
+  if (r != ncclSuccess && r != ncclInProgress) {
+    return error(absl::StrCat("ncclCommInitRankConfig: ", ncclGetErrorString(r)));
+  }
+  for (Backoff b;;) {
+    ncclResult_t state = ncclSuccess;
+    r = ncclCommGetAsyncError(c->comm_, &state);
+    if (r != ncclSuccess) return error(absl::StrCat("ncclCommGetAsyncError: ", ncclGetErrorString(r)));
+    if (state == ncclSuccess) break;
+    if (state != ncclInProgress) {
+      const std::string why = absl::StrCat("ncclCommInitRankConfig: ", ncclGetErrorString(state),
+                                           " (", ncclGetLastError(c->comm_), ")");
+      ncclCommAbort(c->comm_);
+      c->comm_ = nullptr;
+      return error(why);
+    }
+    if (NowSeconds() > deadline) {
+      ncclCommAbort(c->comm_);
+      c->comm_ = nullptr;
+      return error(absl::StrFormat(
+          "the NCCL communicator was not ready within %g s; a peer rank is dead or hung (group "
+          "members: world ranks %s)",
+          c->timeout_seconds_, absl::StrJoin(c->world_ranks_, ",")));
+    }
+    b.Pause();
+  }
+  return c;
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (comm_ != nullptr) {
+    // Let enqueued work finish and the communicator flush (bounded by the same timeout), then
+    // destroy it; if that does not happen in time, abort it instead.
+    const double deadline = Deadline();
+    for (Backoff b; cudaStreamQuery(stream_) == cudaErrorNotReady && NowSeconds() < deadline;) {
+      b.Pause();
+    }
+    ncclResult_t state = ncclCommFinalize(comm_);
+    for (Backoff b; state == ncclInProgress && NowSeconds() < deadline;) {
+      if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) break;
+      b.Pause();
+    }
+    if (state == ncclSuccess) {
+      ncclCommDestroy(comm_);
+    } else {
+      ncclCommAbort(comm_);
+    }
+  }
+  if (barrier_buf_ != nullptr) cudaFree(barrier_buf_);
+  if (done_ != nullptr) cudaEventDestroy(done_);
+  if (owns_stream_ && stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+double NcclCommunicator::Deadline() const { return NowSeconds() + timeout_seconds_; }
+
+void NcclCommunicator::Fail(const Op& op, const std::string& why) {
+  const std::string what = op.recv_count >= 0 ? absl::StrFormat("send %d, recv %d %s", op.count,
+                                                                op.recv_count, op.unit)
+                                              : absl::StrFormat("%d %s", op.count, op.unit);
+  const std::string line = absl::StrFormat(
+      "moe: rank %d (world): NCCL collective %s on group '%s' (size %d, group rank %d, %s) %s "
+      "(group members: world ranks %s)\n",
+      world_rank_, op.name, name_, size_, rank_, what, why, absl::StrJoin(world_ranks_, ","));
+  std::fputs(line.c_str(), stderr);
+  std::fflush(stderr);
+  if (comm_ != nullptr) ncclCommAbort(comm_);  // stops the hung kernel, so the process can exit
+  comm_ = nullptr;
+  MPI_Abort(MPI_COMM_WORLD, 2);
+  std::_Exit(2);
+}
+
+void NcclCommunicator::Enqueued(ncclResult_t r, const Op& op, double deadline) {
+  if (r == ncclSuccess) return;
+  if (r != ncclInProgress) {
+    Fail(op, absl::StrCat("failed to start: ", ncclGetErrorString(r), " (",
+                          ncclGetLastError(comm_), ")"));
+  }
+  for (Backoff b;;) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t q = ncclCommGetAsyncError(comm_, &state);
+    if (q != ncclSuccess) Fail(op, absl::StrCat("ncclCommGetAsyncError: ", ncclGetErrorString(q)));
+    if (state == ncclSuccess) return;
+    if (state != ncclInProgress) {
+      Fail(op, absl::StrCat("failed: ", ncclGetErrorString(state), " (", ncclGetLastError(comm_),
+                            ")"));
+    }
+    if (NowSeconds() > deadline) {
+      Fail(op, absl::StrFormat("was not enqueued within %g s; a peer rank is dead or hung",
+                               timeout_seconds_));
+    }
+    b.Pause();
+  }
+}
+
+void NcclCommunicator::Complete(const Op& op, double deadline) {
+  cudaError_t err = cudaEventRecord(done_, stream_);
+  if (err != cudaSuccess) Fail(op, absl::StrCat("cudaEventRecord: ", cudaGetErrorString(err)));
+  for (Backoff b;;) {
+    err = cudaEventQuery(done_);
+    if (err == cudaSuccess) return;
+    if (err != cudaErrorNotReady) Fail(op, absl::StrCat("CUDA error: ", cudaGetErrorString(err)));
+    ncclResult_t state = ncclSuccess;
+    ncclCommGetAsyncError(comm_, &state);
+    if (state != ncclSuccess && state != ncclInProgress) {
+      Fail(op, absl::StrCat("failed: ", ncclGetErrorString(state), " (", ncclGetLastError(comm_),
+                            ")"));
+    }
+    if (NowSeconds() > deadline) {
+      Fail(op, absl::StrFormat("did not complete within %g s; a peer rank is dead or hung",
+                               timeout_seconds_));
+    }
+    b.Pause();
+  }
+}
+
+template <typename T>
+void NcclCommunicator::AllReduceImpl(T* x, int64_t n, ncclRedOp_t red, const char* what) {
+  if (size_ == 1 || n <= 0) return;
+  const Op op{what, UnitName<T>(), n};
+  const double deadline = Deadline();
+  Enqueued(ncclAllReduce(x, x, static_cast<size_t>(n), NcclType<T>(), red, comm_, stream_), op,
+           deadline);
+  Complete(op, deadline);
+}
+
+void NcclCommunicator::AllReduceSum(float* x, int64_t n) {
+  AllReduceImpl(x, n, ncclSum, "AllReduceSum");
+}
+void NcclCommunicator::AllReduceSum(double* x, int64_t n) {
+  AllReduceImpl(x, n, ncclSum, "AllReduceSum");
+}
+void NcclCommunicator::AllReduceSum(int64_t* x, int64_t n) {
+  AllReduceImpl(x, n, ncclSum, "AllReduceSum");
+}
+void NcclCommunicator::AllReduceMax(double* x, int64_t n) {
+  AllReduceImpl(x, n, ncclMax, "AllReduceMax");
+}
+
+void NcclCommunicator::ReduceScatterSum(const float* in, float* out, int64_t n) {
+  if (n <= 0) return;
+  const Op op{"ReduceScatterSum", "floats", n};
+  const double deadline = Deadline();
+  Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_),
+           op, deadline);
+  Complete(op, deadline);
+}
+
+template <typename T>
+void NcclCommunicator::AllGatherImpl(const T* in, T* out, int64_t n) {
+  if (n <= 0) return;
+  const Op op{"AllGather", UnitName<T>(), n};
+  const double deadline = Deadline();
+  Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op,
+           deadline);
+  Complete(op, deadline);
+}
+
+void NcclCommunicator::AllGather(const float* in, float* out, int64_t n) {
+  AllGatherImpl(in, out, n);
+}
+void NcclCommunicator::AllGather(const int64_t* in, int64_t* out, int64_t n) {
+  AllGatherImpl(in, out, n);
+}
+
+// One group of point-to-point calls: a send to and a receive from every peer with a non-zero
+// count (contiguous blocks in rank order), fused so they progress together.
+template <typename T>
+void NcclCommunicator::AllToAllVImpl(const T* send, const std::vector<int64_t>& send_counts,
+                                     T* recv, const std::vector<int64_t>& recv_counts,
+                                     const char* what) {
+  int64_t sent = 0, received = 0;
+  for (int r = 0; r < size_; ++r) {
+    sent += send_counts[r];
+    received += recv_counts[r];
+  }
+  Op op{what, UnitName<T>(), sent};
+  op.recv_count = received;
+  if (static_cast<int>(send_counts.size()) != size_ ||
+      static_cast<int>(recv_counts.size()) != size_) {
+    Fail(op, "called with count vectors whose length is not the group size");
+  }
+  if (sent == 0 && received == 0) return;
+  const double deadline = Deadline();
+  Enqueued(ncclGroupStart(), op, deadline);
+  int64_t send_off = 0, recv_off = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (send_counts[r] > 0) {
+      Enqueued(ncclSend(send + send_off, static_cast<size_t>(send_counts[r]), NcclType<T>(), r,
+                        comm_, stream_),
+               op, deadline);
+    }
+    if (recv_counts[r] > 0) {
+      Enqueued(ncclRecv(recv + recv_off, static_cast<size_t>(recv_counts[r]), NcclType<T>(), r,
+                        comm_, stream_),
+               op, deadline);
+    }
+    send_off += send_counts[r];
+    recv_off += recv_counts[r];
+  }
+  Enqueued(ncclGroupEnd(), op, deadline);
+  Complete(op, deadline);
+}
+
+void NcclCommunicator::AllToAllV(const float* send, const std::vector<int64_t>& send_counts,
+                                 float* recv, const std::vector<int64_t>& recv_counts) {
+  AllToAllVImpl(send, send_counts, recv, recv_counts, "AllToAllV");
+}
+void NcclCommunicator::AllToAllV(const int32_t* send, const std::vector<int64_t>& send_counts,
+                                 int32_t* recv, const std::vector<int64_t>& recv_counts) {
+  AllToAllVImpl(send, send_counts, recv, recv_counts, "AllToAllV");
+}
+void NcclCommunicator::AllToAll(const int64_t* in, int64_t* out, int64_t n) {
+  if (n <= 0) return;
+  const std::vector<int64_t> counts(static_cast<size_t>(size_), n);
+  AllToAllVImpl(in, counts, out, counts, "AllToAll");
+}
+
+template <typename T>
+void NcclCommunicator::BroadcastImpl(T* x, int64_t n, int root) {
+  if (size_ == 1 || n <= 0) return;
+  const Op op{"Broadcast", UnitName<T>(), n};
+  const double deadline = Deadline();
+  Enqueued(ncclBroadcast(x, x, static_cast<size_t>(n), NcclType<T>(), root, comm_, stream_), op,
+           deadline);
+  Complete(op, deadline);
+}
+
+void NcclCommunicator::Broadcast(float* x, int64_t n, int root) { BroadcastImpl(x, n, root); }
+void NcclCommunicator::Broadcast(int64_t* x, int64_t n, int root) { BroadcastImpl(x, n, root); }
+
+void NcclCommunicator::Barrier() {
+  if (size_ == 1) return;
+  const Op op{"Barrier", "floats", 1};
+  const double deadline = Deadline();
+  Enqueued(ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_), op,
+           deadline);
+  Complete(op, deadline);
+}
+
+}  // namespace moe::parallel

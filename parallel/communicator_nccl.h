@@ -1,0 +1,112 @@
+// NcclCommunicator: the Communicator interface over NCCL, on DEVICE buffers (built only with
+// --config=cuda). Every pointer passed to a collective is device memory on the caller's current
+// CUDA device; element counts and AllToAllV's per-peer counts are host values.
+//
+// Bootstrap: one NCCL communicator per process group, built over an existing MpiCommunicator of the
+// same group (the mesh's tp/dp/ep/expert_dp groups): group rank 0 draws the ncclUniqueId, a bounded
+// MPI_Ibcast hands it to the others, and every member joins a NON-BLOCKING NCCL communicator
+// (config.blocking = 0), so no NCCL call can stall the host without the deadline being checked.
+//
+// Waits: each collective is enqueued on the communicator's stream; if NCCL answers ncclInProgress the
+// host polls ncclCommGetAsyncError until the enqueue completes, then records an event and polls
+// cudaEventQuery (and ncclCommGetAsyncError, which reports a failed peer or network) until the
+// collective has finished. Every one of these waits shares the group's deadline (the MPI group's
+// timeout): when it passes, this rank prints one line naming itself, the group, the collective and
+// the element count, calls ncclCommAbort (which frees the GPU from the hung kernel) and ends the job
+// with MPI_Abort(MPI_COMM_WORLD, 2), as MpiCommunicator does (STYLE principle 9). Each call therefore
+// returns with its result in place, like the MPI version; work on other streams that consumes it
+// needs no extra synchronisation.
+//
+// Numerics: sums are NCCL's (ring or tree order chosen by NCCL from the group and message size): the
+// same bits every call for a fixed group, size and NCCL version, but not the MPI version's strict
+// rank order (x_0 + x_1) + x_2 ..., so CPU and GPU runs agree to FP32 rounding, not bit for bit.
+//
+// Threading: one thread drives a communicator. The caller sets the CUDA device (one GPU per rank,
+// usually the node-local rank) before Create and keeps it current.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+#include "parallel/communicator_mpi.h"
+
+namespace moe::parallel {
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Collective over `bootstrap`'s group (every member must call it). `stream`: the stream the
+  // collectives run on (null: the communicator creates and owns one). The timeout is bootstrap's.
+  // Errors (bootstrap timed out, NCCL or CUDA failed to start) name this rank and the group.
+  static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Create(const MpiCommunicator& bootstrap,
+                                                                  cudaStream_t stream = nullptr);
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  cudaStream_t stream() const { return stream_; }
+  ncclComm_t comm() const { return comm_; }
+  double timeout_seconds() const { return timeout_seconds_; }
+
+  void AllReduceSum(float* x, int64_t n) override;
+  void AllReduceSum(double* x, int64_t n) override;
+  void AllReduceSum(int64_t* x, int64_t n) override;
+  void AllReduceMax(double* x, int64_t n) override;
+
+  void ReduceScatterSum(const float* in, float* out, int64_t n) override;
+  void AllGather(const float* in, float* out, int64_t n) override;
+  void AllGather(const int64_t* in, int64_t* out, int64_t n) override;
+
+  void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
+                 const std::vector<int64_t>& recv_counts) override;
+  void AllToAllV(const int32_t* send, const std::vector<int64_t>& send_counts, int32_t* recv,
+                 const std::vector<int64_t>& recv_counts) override;
+  void AllToAll(const int64_t* in, int64_t* out, int64_t n) override;
+
+  void Broadcast(float* x, int64_t n, int root) override;
+  void Broadcast(int64_t* x, int64_t n, int root) override;
+  void Barrier() override;
+
+ private:
+  struct Op;  // the collective in flight, for the timeout message
+
+  NcclCommunicator() = default;
+
+  template <typename T>
+  void AllReduceImpl(T* x, int64_t n, ncclRedOp_t op, const char* what);
+  template <typename T>
+  void AllGatherImpl(const T* in, T* out, int64_t n);
+  template <typename T>
+  void AllToAllVImpl(const T* send, const std::vector<int64_t>& send_counts, T* recv,
+                     const std::vector<int64_t>& recv_counts, const char* what);
+  template <typename T>
+  void BroadcastImpl(T* x, int64_t n, int root);
+
+  // Checks an enqueue call's result; on ncclInProgress polls until the enqueue completed.
+  void Enqueued(ncclResult_t r, const Op& op, double deadline);
+  // Waits (bounded) until everything enqueued on the stream so far has completed.
+  void Complete(const Op& op, double deadline);
+  [[noreturn]] void Fail(const Op& op, const std::string& why);
+  double Deadline() const;
+
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;
+  cudaEvent_t done_ = nullptr;
+  float* barrier_buf_ = nullptr;  // one device float for Barrier
+  std::string name_;
+  int rank_ = 0, size_ = 1, world_rank_ = 0;
+  std::vector<int> world_ranks_;
+  double timeout_seconds_ = 0;
+};
+
+}  // namespace moe::parallel
