@@ -863,4 +863,20 @@ absl::Status CheckSameArchitecture(const ModelConfig& source, const ModelConfig&
       source_name, " holds a model of another architecture than the config (source vs config):\n", report));
 }
 
+SplitArgs SplitSetFlags(int argc, char** argv) {
+  SplitArgs out;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--set=", 0) == 0) {
+      out.overrides.push_back(a.substr(6));
+    } else if (a == "--set" && i + 1 < argc) {
+      out.overrides.push_back(argv[++i]);
+    } else {
+      out.rest.push_back(argv[i]);
+    }
+  }
+  out.rest.push_back(nullptr);
+  return out;
+}
+
 }  // namespace moe::config

@@ -55,6 +55,16 @@ absl::StatusOr<ModelConfig> LoadHfConfigJson(const std::string& path);
 // defaults to DeepseekV3ForCausalLM, or DeepseekV2ForCausalLM for model_type deepseek_v2).
 std::string ModelConfigToHfJson(const ModelConfig& m);
 
+// Splits a command line into the repeatable `--set a.b=v` / `--set a.b=v` overrides (in order) and
+// everything else (argv[0] first, then a terminating nullptr, as MPI_Init and absl expect). absl's
+// vector<string> flags split on commas and keep only the last occurrence, hence this.
+struct SplitArgs {
+  std::vector<std::string> overrides;
+  std::vector<char*> rest;  // rest.size() - 1 arguments, rest.back() == nullptr
+  int argc() const { return static_cast<int>(rest.size()) - 1; }
+};
+SplitArgs SplitSetFlags(int argc, char** argv);
+
 // Refuses two model configs whose parameters or routing differ (unset fields count as their
 // defaults), naming the fields. What a fine-tune or resume may change is ignored: RoPE scaling and
 // maximum length (context extension), rope_theta, and training-only keys (balance-loss weight, bias

@@ -232,20 +232,9 @@ absl::Status Run(const std::vector<std::string>& overrides) {
 }  // namespace moe
 
 int main(int argc, char** argv) {
-  // absl's vector<string> flags split on commas; collect repeated --set flags first, as `train` does.
-  std::vector<std::string> overrides;
-  std::vector<char*> rest;
-  for (int i = 0; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.rfind("--set=", 0) == 0) {
-      overrides.push_back(a.substr(6));
-    } else if (a == "--set" && i + 1 < argc) {
-      overrides.push_back(argv[++i]);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
-  absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
+  moe::config::SplitArgs args = moe::config::SplitSetFlags(argc, argv);
+  absl::ParseCommandLine(args.argc(), args.rest.data());
+  const std::vector<std::string>& overrides = args.overrides;
   const absl::Status status = moe::Run(overrides);
   if (!status.ok()) {
     std::fprintf(stderr, "convert_checkpoint: %s\n", std::string(status.message()).c_str());

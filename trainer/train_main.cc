@@ -33,22 +33,10 @@ ABSL_FLAG(std::string, export_hf, "",
           "after training, write the final weights to this directory as a Hugging Face model (FP32)");
 
 int main(int argc, char** argv) {
-  // absl's vector<string> flag splits on commas; collect repeated --set flags ourselves first.
-  std::vector<std::string> overrides;
-  std::vector<char*> rest;
-  for (int i = 0; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.rfind("--set=", 0) == 0) {
-      overrides.push_back(a.substr(6));
-    } else if (a == "--set" && i + 1 < argc) {
-      overrides.push_back(argv[++i]);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
-  int rest_argc = static_cast<int>(rest.size());
-  rest.push_back(nullptr);  // argv[argc] == NULL, which MPI_Init relies on
-  char** rest_argv = rest.data();
+  moe::config::SplitArgs args = moe::config::SplitSetFlags(argc, argv);
+  const std::vector<std::string>& overrides = args.overrides;
+  int rest_argc = args.argc();
+  char** rest_argv = args.rest.data();
   absl::ParseCommandLine(rest_argc, rest_argv);
 
   auto world = moe::parallel::MpiWorld::Init(&rest_argc, &rest_argv);

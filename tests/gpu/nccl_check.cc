@@ -1,0 +1,258 @@
+// nccl_check: NcclCommunicator against MpiCommunicator, for multi-GPU machines with an MPI launcher:
+//   mpirun -np <gpus> nccl_check [--seed=N]
+// Each rank uses GPU (world rank % visible GPUs). For every collective of the Communicator interface
+// it draws random data, runs the MPI version on host buffers and the NCCL version on device copies,
+// and compares (sums to FP32/FP64 rounding, since NCCL's reduction order differs from the MPI
+// version's rank order; data movement exactly). Rank 0 prints one PASS/FAIL line per collective;
+// exit status 0 iff all passed on every rank. Not run in CI (no GPU there); compiled and linked by
+// the CUDA build step.
+#include <cuda_runtime_api.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator_mpi.h"
+#include "parallel/communicator_nccl.h"
+#include "parallel/mpi_world.h"
+
+namespace moe::parallel {
+namespace {
+
+#define CHECK_CUDA(call)                                                              \
+  do {                                                                                \
+    const cudaError_t e = (call);                                                     \
+    if (e != cudaSuccess) {                                                           \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
+                   cudaGetErrorString(e));                                            \
+      MPI_Abort(MPI_COMM_WORLD, 3);                                                   \
+    }                                                                                 \
+  } while (0)
+
+template <typename T>
+T* ToDevice(const std::vector<T>& v) {
+  T* p = nullptr;
+  CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), sizeof(T) * (v.empty() ? 1 : v.size())));
+  if (!v.empty()) CHECK_CUDA(cudaMemcpy(p, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice));
+  return p;
+}
+
+template <typename T>
+std::vector<T> ToHost(const T* p, size_t n) {
+  std::vector<T> v(n);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  if (n > 0) CHECK_CUDA(cudaMemcpy(v.data(), p, sizeof(T) * n, cudaMemcpyDeviceToHost));
+  return v;
+}
+
+template <typename T>
+double MaxRelDiff(const std::vector<T>& got, const std::vector<T>& ref) {
+  if (got.size() != ref.size()) return 1e30;
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double g = static_cast<double>(got[i]), r = static_cast<double>(ref[i]);
+    if (std::isnan(g)) return 1e30;
+    worst = std::max(worst, std::fabs(g - r) / std::max(1.0, std::fabs(r)));
+  }
+  return worst;
+}
+
+class Runner {
+ public:
+  Runner(MpiCommunicator& mpi, NcclCommunicator& nccl, uint64_t seed)
+      : mpi_(mpi), nccl_(nccl), gen_(seed * 1000003 + static_cast<uint64_t>(mpi.rank())) {}
+
+  int Run() {
+    const int p = mpi_.size();
+    const int64_t n = 1000003;
+    {
+      std::vector<float> x = Floats(n), ref = x;
+      float* d = ToDevice(x);
+      mpi_.AllReduceSum(ref.data(), n);
+      nccl_.AllReduceSum(d, n);
+      Report("AllReduceSum(float)", MaxRelDiff(ToHost(d, n), ref), 1e-5);
+      cudaFree(d);
+    }
+    {
+      std::vector<double> x = Doubles(n), ref = x;
+      double* d = ToDevice(x);
+      mpi_.AllReduceSum(ref.data(), n);
+      nccl_.AllReduceSum(d, n);
+      Report("AllReduceSum(double)", MaxRelDiff(ToHost(d, n), ref), 1e-12);
+      std::vector<double> m = Doubles(n), mref = m;
+      double* dm = ToDevice(m);
+      mpi_.AllReduceMax(mref.data(), n);
+      nccl_.AllReduceMax(dm, n);
+      Report("AllReduceMax(double)", MaxRelDiff(ToHost(dm, n), mref), 0.0);
+      cudaFree(d);
+      cudaFree(dm);
+    }
+    {
+      std::vector<int64_t> x = Ints(n), ref = x;
+      int64_t* d = ToDevice(x);
+      mpi_.AllReduceSum(ref.data(), n);
+      nccl_.AllReduceSum(d, n);
+      Report("AllReduceSum(int64)", MaxRelDiff(ToHost(d, n), ref), 0.0);
+      cudaFree(d);
+    }
+    {
+      std::vector<float> in = Floats(p * n), ref(n);
+      float* din = ToDevice(in);
+      float* dout = ToDevice(std::vector<float>(n, NAN));
+      mpi_.ReduceScatterSum(in.data(), ref.data(), n);
+      nccl_.ReduceScatterSum(din, dout, n);
+      Report("ReduceScatterSum", MaxRelDiff(ToHost(dout, n), ref), 1e-5);
+      cudaFree(din);
+      cudaFree(dout);
+    }
+    {
+      std::vector<float> in = Floats(n), ref(p * n);
+      float* din = ToDevice(in);
+      float* dout = ToDevice(std::vector<float>(p * n, NAN));
+      mpi_.AllGather(in.data(), ref.data(), n);
+      nccl_.AllGather(din, dout, n);
+      Report("AllGather(float)", MaxRelDiff(ToHost(dout, p * n), ref), 0.0);
+      std::vector<int64_t> iin = Ints(n), iref(p * n);
+      int64_t* diin = ToDevice(iin);
+      int64_t* diout = ToDevice(std::vector<int64_t>(p * n, -1));
+      mpi_.AllGather(iin.data(), iref.data(), n);
+      nccl_.AllGather(diin, diout, n);
+      Report("AllGather(int64)", MaxRelDiff(ToHost(diout, p * n), iref), 0.0);
+      cudaFree(din);
+      cudaFree(dout);
+      cudaFree(diin);
+      cudaFree(diout);
+    }
+    {
+      // Per-peer counts (some zero), exchanged first so every rank knows what it receives.
+      std::vector<int64_t> send_counts(p), recv_counts(p);
+      std::uniform_int_distribution<int64_t> count(0, 5000);
+      for (int r = 0; r < p; ++r) send_counts[r] = (r + mpi_.rank()) % 3 == 0 ? 0 : count(gen_);
+      mpi_.AllToAll(send_counts.data(), recv_counts.data(), 1);
+      int64_t sent = 0, received = 0;
+      for (int r = 0; r < p; ++r) {
+        sent += send_counts[r];
+        received += recv_counts[r];
+      }
+      std::vector<float> send = Floats(sent), ref(received);
+      float* dsend = ToDevice(send);
+      float* drecv = ToDevice(std::vector<float>(received, NAN));
+      mpi_.AllToAllV(send.data(), send_counts, ref.data(), recv_counts);
+      nccl_.AllToAllV(dsend, send_counts, drecv, recv_counts);
+      Report("AllToAllV(float)", MaxRelDiff(ToHost(drecv, received), ref), 0.0);
+      std::vector<int32_t> isend(sent), iref(received);
+      for (auto& v : isend) v = static_cast<int32_t>(gen_() % 100000);
+      int32_t* disend = ToDevice(isend);
+      int32_t* direcv = ToDevice(std::vector<int32_t>(received, -1));
+      mpi_.AllToAllV(isend.data(), send_counts, iref.data(), recv_counts);
+      nccl_.AllToAllV(disend, send_counts, direcv, recv_counts);
+      Report("AllToAllV(int32)", MaxRelDiff(ToHost(direcv, received), iref), 0.0);
+      std::vector<int64_t> a = Ints(p * 7), aref(p * 7);
+      int64_t* da = ToDevice(a);
+      int64_t* daout = ToDevice(std::vector<int64_t>(p * 7, -1));
+      mpi_.AllToAll(a.data(), aref.data(), 7);
+      nccl_.AllToAll(da, daout, 7);
+      Report("AllToAll(int64)", MaxRelDiff(ToHost(daout, p * 7), aref), 0.0);
+      for (void* q : {static_cast<void*>(dsend), static_cast<void*>(drecv),
+                      static_cast<void*>(disend), static_cast<void*>(direcv),
+                      static_cast<void*>(da), static_cast<void*>(daout)}) {
+        cudaFree(q);
+      }
+    }
+    {
+      const int root = p - 1;
+      std::vector<float> x = Floats(n), ref = x;
+      float* d = ToDevice(x);
+      mpi_.Broadcast(ref.data(), n, root);
+      nccl_.Broadcast(d, n, root);
+      Report("Broadcast(float)", MaxRelDiff(ToHost(d, n), ref), 0.0);
+      std::vector<int64_t> y = Ints(n), yref = y;
+      int64_t* dy = ToDevice(y);
+      mpi_.Broadcast(yref.data(), n, root);
+      nccl_.Broadcast(dy, n, root);
+      Report("Broadcast(int64)", MaxRelDiff(ToHost(dy, n), yref), 0.0);
+      cudaFree(d);
+      cudaFree(dy);
+    }
+    nccl_.Barrier();
+    Report("Barrier", 0.0, 0.0);
+    return failures_;
+  }
+
+ private:
+  std::vector<float> Floats(int64_t n) {
+    std::normal_distribution<float> d;
+    std::vector<float> v(n);
+    for (float& x : v) x = d(gen_);
+    return v;
+  }
+  std::vector<double> Doubles(int64_t n) {
+    std::normal_distribution<double> d;
+    std::vector<double> v(n);
+    for (double& x : v) x = d(gen_);
+    return v;
+  }
+  std::vector<int64_t> Ints(int64_t n) {
+    std::vector<int64_t> v(n);
+    for (int64_t& x : v) x = static_cast<int64_t>(gen_() % 2000001) - 1000000;
+    return v;
+  }
+
+  // A collective passes if it passes on every rank.
+  void Report(const char* name, double diff, double tol) {
+    int ok = diff <= tol ? 1 : 0, all = 0;
+    double worst = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&diff, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (!all) ++failures_;
+    if (mpi_.rank() == 0) {
+      std::printf("%s  %-24s max_rel_diff=%.2e (tol %.0e) over %d ranks\n", all ? "PASS" : "FAIL",
+                  name, worst, tol, mpi_.size());
+      std::fflush(stdout);
+    }
+  }
+
+  MpiCommunicator& mpi_;
+  NcclCommunicator& nccl_;
+  std::mt19937_64 gen_;
+  int failures_ = 0;
+};
+
+}  // namespace
+}  // namespace moe::parallel
+
+int main(int argc, char** argv) {
+  using namespace moe::parallel;
+  uint64_t seed = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--seed=", 0) == 0) seed = std::strtoull(a.c_str() + 7, nullptr, 10);
+  }
+  auto world = MpiWorld::Init(&argc, &argv);
+  if (!world.ok()) {
+    std::fprintf(stderr, "nccl_check: %s\n", world.status().ToString().c_str());
+    return 2;
+  }
+  int gpus = 0;
+  if (cudaGetDeviceCount(&gpus) != cudaSuccess || gpus == 0) {
+    std::fprintf(stderr, "nccl_check: rank %d sees no CUDA device\n", world->rank());
+    world->Abort(2);
+  }
+  CHECK_CUDA(cudaSetDevice(world->rank() % gpus));
+  auto mpi = MpiCommunicator::World(/*timeout_seconds=*/60);
+  auto nccl = NcclCommunicator::Create(*mpi);
+  if (!nccl.ok()) {
+    std::fprintf(stderr, "%s\n", nccl.status().ToString().c_str());
+    world->Abort(2);
+  }
+  Runner runner(*mpi, **nccl, seed);
+  const int failures = runner.Run();
+  nccl->reset();
+  mpi.reset();
+  return failures == 0 ? 0 : 1;
+}
