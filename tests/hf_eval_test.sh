@@ -2,7 +2,7 @@
 # tools/hf_eval on the golden tiny HF directory gives the float64 reference loss and gradient norms
 # (FP32 mode), and refuses a token file shorter than B*T+1 tokens.
 set -euo pipefail
-HF_EVAL="$1"; GOLDEN="$2"
+HF_EVAL="$1"; GOLDEN="$2"; MAKE_BAD="$3"
 OUT="${TEST_TMPDIR:-/tmp}/hf_eval.json"
 "$HF_EVAL" --model="$GOLDEN/tiny_fp32" --tokens="$GOLDEN/tokens_b4_t32.bin" --seq_len=32 --batch=4 > "$OUT"
 python3 - "$OUT" "$GOLDEN/expected_loss.json" <<'PY'
@@ -23,4 +23,15 @@ if "$HF_EVAL" --model="$GOLDEN/tiny_fp32" --tokens="$GOLDEN/tokens_b4_t32.bin" -
   echo "short token file accepted"; exit 1
 fi
 grep -q "needs 161" "$OUT.err"
+
+# A missing tensor and a wrong shape: one clear line naming the tensor, non-zero exit.
+BAD="${TEST_TMPDIR:-/tmp}/bad_models"
+python3 "$MAKE_BAD" "$GOLDEN/tiny_fp32" "$BAD"
+if "$HF_EVAL" --model="$BAD/missing" --tokens="$GOLDEN/tokens_b4_t32.bin" --seq_len=32 --batch=4 2> "$OUT.err"; then exit 1; fi
+grep -q "model.layers.1.self_attn.kv_b_proj.weight is missing" "$OUT.err" || { cat "$OUT.err"; exit 1; }
+[ "$(wc -l < "$OUT.err")" = 1 ] || { echo "expected one error line"; cat "$OUT.err"; exit 1; }
+if "$HF_EVAL" --model="$BAD/wrong_shape" --tokens="$GOLDEN/tokens_b4_t32.bin" --seq_len=32 --batch=4 2> "$OUT.err"; then exit 1; fi
+grep -q "model.norm.weight" "$OUT.err" && grep -q "shape" "$OUT.err" || { cat "$OUT.err"; exit 1; }
+[ "$(wc -l < "$OUT.err")" = 1 ] || { echo "expected one error line"; cat "$OUT.err"; exit 1; }
+cat "$OUT.err"
 echo PASS

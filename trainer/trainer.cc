@@ -270,8 +270,11 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
   const auto run_start = Clock::now();
+  kernels::CpuBackend::OpSeconds op_totals;  // where the step time goes (this rank)
+  double step_seconds_total = 0;
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
+    ops.ResetOpSeconds();
     net.params().ZeroGrads();
     net.ResetExpertCounts();
     double sums[4] = {0, 0, 0, 0};  // CE sum, tokens, balance loss (same on TP ranks), dropped
@@ -292,6 +295,11 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     const std::vector<double> load = net.ExpertLoadMaxOverMean();
     net.UpdateCorrectionBiases(mc.bias_update_speed());
     const double dt = Seconds(t0, Clock::now());
+    const kernels::CpuBackend::OpSeconds& op = ops.op_seconds();
+    op_totals.gemm += op.gemm;
+    op_totals.grouped_gemm += op.grouped_gemm;
+    op_totals.attention += op.attention;
+    step_seconds_total += dt;
     const double tokens_per_s = static_cast<double>(gb.global_batch * seq) / dt;
     const double mfu = tokens_per_s * flops_per_token / peak_flops;
     const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
@@ -303,7 +311,8 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
 
     MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
                      {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
-                     {"expert_load_max_mean", load_max}, {"step_time_s", dt}};
+                     {"expert_load_max_mean", load_max}, {"step_time_s", dt},
+                     {"gemm_fraction", (op.gemm + op.grouped_gemm + op.attention) / dt}};
     if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
     if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[3]});
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
@@ -338,6 +347,13 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       }
       return absl::OkStatus();
     }
+  }
+  if (leader && step_seconds_total > 0) {
+    const double t = step_seconds_total;
+    std::printf("step time on rank 0: %.1f s; dense GEMM %.1f%%, grouped expert GEMM %.1f%%, attention "
+                "(blockwise GEMM tiles + softmax) %.1f%%, everything else %.1f%%\n",
+                t, 100 * op_totals.gemm / t, 100 * op_totals.grouped_gemm / t, 100 * op_totals.attention / t,
+                100 * (1 - (op_totals.gemm + op_totals.grouped_gemm + op_totals.attention) / t));
   }
   if (cfg.checkpoint().save_at_end() && last_saved != state.step) RETURN_IF_ERROR(save());
   if (!options.export_hf_dir.empty()) {

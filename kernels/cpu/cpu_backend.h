@@ -9,6 +9,7 @@
 // rules are those of backend.h.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -16,12 +17,33 @@
 
 namespace moe::kernels {
 
+// Adds the wall time of its scope to a counter.
+class ScopedSeconds {
+ public:
+  explicit ScopedSeconds(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~ScopedSeconds() {
+    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 class CpuBackend final : public Backend {
  public:
   // num_threads = 0 uses every core. OpenMP loops and OpenBLAS both use num_threads().
   explicit CpuBackend(int num_threads = 0);
 
   int num_threads() const { return num_threads_; }
+
+  // Wall time spent in the matrix-product ops since construction (or the last reset), for
+  // benchmarks: how much of a step is GEMM.
+  struct OpSeconds {
+    double gemm = 0, grouped_gemm = 0, attention = 0;
+  };
+  const OpSeconds& op_seconds() const { return op_seconds_; }
+  void ResetOpSeconds() { op_seconds_ = {}; }
 
   void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) override;
   void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
@@ -73,6 +95,7 @@ class CpuBackend final : public Backend {
              int64_t n) override;
 
  private:
+  OpSeconds op_seconds_;
   int num_threads_;
 };
 

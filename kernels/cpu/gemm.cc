@@ -55,12 +55,14 @@ double Work(const GemmProblem& p) {
 }  // namespace
 
 void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
+  ScopedSeconds timer(&op_seconds_.gemm);
   cpu_internal::UseBlasThreads(num_threads_);
   RunOne(ta, tb, p, alpha, beta);
 }
 
 void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                              float alpha, float beta) {
+  ScopedSeconds timer(&op_seconds_.grouped_gemm);
   // Non-empty problems, largest first (ties by index, so the order is fixed).
   std::vector<int64_t> order;
   double total = 0.0;
