@@ -21,7 +21,7 @@ NVCC_FLAGS = [
     "-gencode=arch=compute_90,code=sm_90",
     "--expt-relaxed-constexpr",
     "-lineinfo",
-    "-Xcompiler=-fPIC",
+    "-Xcompiler=-fPIC,-Wall,-Wextra",  # host code in .cu files as warning-clean as the rest
     "-Werror=all-warnings",
 ]
 

@@ -1,0 +1,273 @@
+// emu_check: the CUDA kernels' own source, run under the CPU emulation shim (include/emu.h), against
+// the CPU twin (CpuBackend) on small random inputs with NaN-poisoned outputs. Checks kernel logic
+// (indexing, tiling, masking, tie-breaking, reductions, coverage of every output) without a GPU; it
+// says nothing about speed, shared-memory limits or the hardware's own arithmetic (expf, WMMA).
+// Built and run by run_emulation.sh. Exit status 0 iff every check passed.
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/bf16.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/kernels.h"
+
+using namespace moe::kernels;
+namespace kc = moe::kernels::cuda;
+
+static std::mt19937_64 gen(123);
+static int failures = 0;
+std::vector<float> Normal(size_t n, float sd = 1.0f) {
+  std::normal_distribution<float> d(0, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+std::vector<float> Nan(size_t n) { return std::vector<float>(n, NAN); }
+void Check(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref,
+           double tol) {
+  double num = 0, den = 0;
+  long nan = 0, diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::memcmp(&got[i], &ref[i], 4)) ++diff;
+    if (std::isnan(got[i]) && !std::isnan(ref[i])) { ++nan; continue; }
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  const bool ok = nan == 0 && rel <= tol;
+  if (!ok) ++failures;
+  std::printf("%s %-40s rel=%.2e nan=%ld bitsdiff=%ld/%zu\n", ok ? "PASS" : "FAIL", name.c_str(),
+              rel, nan, diff, ref.size());
+}
+
+void Rows(CpuBackend& cpu) {
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd;
+  int fails = 0;
+  (void)fails;
+  for (int64_t dim : {12, 10}) {
+    const int64_t rows = 40, n = 300;
+    std::vector<float> src(rows * dim), in(n * dim), scale(n), acc(rows * dim);
+    std::vector<int32_t> idx(n);
+    for (auto& x : src) x = nd(g);
+    for (auto& x : in) x = nd(g);
+    for (auto& x : scale) x = nd(g);
+    for (auto& x : acc) x = nd(g);
+    for (auto& i : idx) i = g() % rows;
+    for (int64_t i = 0; i < n; i += 4) idx[i] = 3;
+    std::vector<float> gd(n * dim, NAN), cd(n * dim);
+    cpu.GatherRows(src.data(), idx.data(), n, dim, cd.data());
+    kc::LaunchGatherRows(src.data(), idx.data(), n, dim, gd.data(), nullptr);
+    {
+      const bool same = std::memcmp(gd.data(), cd.data(), 4 * n * dim) == 0;
+      std::printf("%s gather dim=%ld\n", same ? "PASS" : "FAIL", (long)dim);
+      fails += !same;
+    }
+    for (bool sc : {true, false}) {
+      auto a = acc, b = acc;
+      cpu.ScatterAddRows(in.data(), idx.data(), sc ? scale.data() : nullptr, n, dim, a.data());
+      std::vector<char> ws(cuda::ScatterAddWorkspaceBytes(n));
+      kc::LaunchScatterAddRows(in.data(), idx.data(), sc ? scale.data() : nullptr, n, dim, b.data(), ws.data(), ws.size(), nullptr);
+      const bool same = std::memcmp(a.data(), b.data(), 4 * rows * dim) == 0;
+      std::printf("%s scatter_add dim=%ld scaled=%d bit-identical=%d\n", same ? "PASS" : "FAIL", (long)dim, sc, same);
+      fails += !same;
+    }
+  }
+  failures += fails;
+}
+
+int main() {
+  CpuBackend cpu(1);
+  cudaStream_t st = nullptr;
+  Rows(cpu);
+  // ---- attention
+  struct A { int64_t b, t, h, dqk, dv; };
+  for (A c : {A{1, 70, 2, 24, 16}, A{2, 33, 1, 96, 64}, A{1, 100, 1, 192, 128}, A{1, 65, 1, 256, 256}, A{1, 5, 2, 128, 128}}) {
+    AttentionShape s;
+    s.batch = c.b; s.seq = c.t; s.heads = c.h; s.qk_dim = c.dqk; s.v_dim = c.dv;
+    s.scale = 1.0f / std::sqrt(float(c.dqk));
+    const size_t nqk = c.b * c.t * c.h * c.dqk, nv = c.b * c.t * c.h * c.dv, nl = c.b * c.h * c.t;
+    auto q = Normal(nqk), k = Normal(nqk), v = Normal(nv);
+    std::vector<float> out(nv), lse(nl);
+    cpu.AttentionForward(s, q.data(), k.data(), v.data(), out.data(), lse.data());
+    auto gout = Nan(nv), glse = Nan(nl);
+    kc::LaunchAttentionForward(s, q.data(), k.data(), v.data(), gout.data(), glse.data(), st);
+    const std::string tag = "attn_" + std::to_string(c.t) + "_" + std::to_string(c.dqk);
+    Check(tag + "_out", gout, out, 1e-5);
+    Check(tag + "_lse", glse, lse, 1e-5);
+    auto dout = Normal(nv);
+    std::vector<float> dq(nqk), dk(nqk), dv(nv), delta(nl);
+    cpu.AttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(), dk.data(), dv.data());
+    auto gdq = Nan(nqk), gdk = Nan(nqk), gdv = Nan(nv);
+    kc::LaunchAttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), delta.data(), gdq.data(), gdk.data(), gdv.data(), st);
+    Check(tag + "_dq", gdq, dq, 1e-4);
+    Check(tag + "_dk", gdk, dk, 1e-4);
+    Check(tag + "_dv", gdv, dv, 1e-4);
+  }
+  // ---- router
+  auto make = [](int64_t e, int64_t k, int64_t g, int64_t tg, ScoringFunc f, TopkMethod m, bool norm, float rho) {
+    RouterParams p; p.num_experts = e; p.top_k = k; p.n_group = g; p.topk_group = tg; p.scoring = f; p.method = m;
+    p.norm_topk_prob = norm; p.routed_scaling_factor = rho; return p;
+  };
+  struct R { const char* name; RouterParams p; bool bias; };
+  for (R c : {R{"small1b", make(64, 6, 8, 4, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, true, 2.5f), true},
+              R{"v3", make(256, 8, 8, 4, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, true, 2.5f), true},
+              R{"greedy", make(16, 2, 1, 1, ScoringFunc::kSoftmax, TopkMethod::kGreedy, false, 1.0f), false},
+              R{"glg", make(64, 6, 8, 3, ScoringFunc::kSoftmax, TopkMethod::kGroupLimitedGreedy, false, 16.0f), false},
+              R{"onegroup", make(8, 3, 8, 4, ScoringFunc::kSigmoid, TopkMethod::kNoauxTc, true, 1.0f), true}}) {
+    const int64_t n = 37, E = c.p.num_experts, K = c.p.top_k;
+    for (bool quant : {true, false}) {
+      auto z = Normal(n * E, 2.0f), bias = Normal(E, 0.05f);
+      if (quant) { for (auto& x : z) x = std::round(x * 2) / 2; for (auto& b : bias) b = std::round(b * 20) / 20; }
+      std::vector<float> s(n * E), w(n * K); std::vector<int32_t> sel(n * K);
+      cpu.RouterForward(c.p, z.data(), c.bias ? bias.data() : nullptr, n, s.data(), sel.data(), w.data());
+      auto gs = Nan(n * E), gw = Nan(n * K); std::vector<int32_t> gsel(n * K, -1);
+      kc::LaunchRouterForward(c.p, z.data(), c.bias ? bias.data() : nullptr, n, gs.data(), gsel.data(), gw.data(), st);
+      long mism = 0;
+      for (int64_t i = 0; i < n * K; ++i) mism += gsel[i] != sel[i];
+      std::string tag = std::string("router_") + c.name + (quant ? "_q" : "");
+      std::printf("%s %-40s mismatched=%ld\n", mism ? "FAIL" : "PASS", (tag + "_sel").c_str(), mism);
+      if (mism) ++failures;
+      Check(tag + "_scores", gs, s, 1e-6);
+      Check(tag + "_weights", gw, w, 1e-6);
+      auto dw = Normal(n * K), extra = Normal(n * E);
+      for (bool ex : {false, true}) {
+        std::vector<float> dz(n * E);
+        cpu.RouterBackward(c.p, s.data(), sel.data(), dw.data(), ex ? extra.data() : nullptr, n, dz.data());
+        auto gdz = Nan(n * E);
+        kc::LaunchRouterBackward(c.p, s.data(), sel.data(), dw.data(), ex ? extra.data() : nullptr, n, gdz.data(), st);
+        Check(tag + (ex ? "_bwd_extra" : "_bwd"), gdz, dz, 1e-6);
+      }
+    }
+  }
+  // ---- rmsnorm
+  {
+    const int64_t rows = 130, dim = 300;
+    auto x = Normal(rows * dim, 2), w = Normal(dim), dy = Normal(rows * dim);
+    for (bool round : {false, true}) {
+      std::vector<float> y(rows * dim), r(rows);
+      cpu.RmsNormForward(x.data(), w.data(), rows, dim, 1e-6f, round, y.data(), r.data());
+      auto gy = Nan(rows * dim), gr = Nan(rows);
+      kc::LaunchRmsNormForward(x.data(), w.data(), rows, dim, 1e-6f, round, gy.data(), gr.data(), st);
+      Check(round ? "rms_fwd_round" : "rms_fwd", gy, y, round ? 1e-3 : 1e-6);
+      Check("rms_rstd", gr, r, 1e-6);
+    }
+    std::vector<float> y(rows * dim), r(rows);
+    cpu.RmsNormForward(x.data(), w.data(), rows, dim, 1e-6f, false, y.data(), r.data());
+    auto dwc = Normal(dim), dwg = dwc;
+    std::vector<float> dx(rows * dim), partial(kc::RmsNormDwChunks(rows) * dim);
+    cpu.RmsNormBackward(x.data(), w.data(), r.data(), dy.data(), rows, dim, dx.data(), dwc.data());
+    auto gdx = Nan(rows * dim);
+    kc::LaunchRmsNormBackward(x.data(), w.data(), r.data(), dy.data(), rows, dim, gdx.data(), dwg.data(), partial.data(), st);
+    Check("rms_dx", gdx, dx, 1e-5);
+    Check("rms_dw", dwg, dwc, 1e-5);
+  }
+  // ---- cross-entropy
+  for (int64_t vocab : {1000, 50}) {
+    const int64_t n = 21;
+    auto z = Normal(n * vocab, 3);
+    std::vector<int32_t> t(n);
+    for (int64_t i = 0; i < n; ++i) t[i] = i % 5 == 0 ? -1 : int32_t(gen() % vocab);
+    std::vector<float> d(n * vocab);
+    const double ref = cpu.CrossEntropy(z.data(), t.data(), n, vocab, 0.1f, d.data());
+    auto gd = Nan(n * vocab);
+    std::vector<double> rl(n); double total = -1; int bad = 0;
+    kc::LaunchCrossEntropy(z.data(), t.data(), n, vocab, 0.1f, gd.data(), rl.data(), &total, &bad, st);
+    std::printf("%s ce_loss_%ld got=%.12g ref=%.12g bad=%d\n", std::fabs(total - ref) <= 1e-6 * std::fabs(ref) ? "PASS" : "FAIL", (long)vocab, total, ref, bad);
+    Check("ce_grad", gd, d, 1e-6);
+    auto zz = z;
+    kc::LaunchCrossEntropy(zz.data(), t.data(), n, vocab, 0.1f, zz.data(), rl.data(), &total, &bad, st);
+    Check("ce_grad_inplace", zz, d, 1e-6);
+    std::printf("%s ce_loss_inplace got=%.12g\n", std::fabs(total - ref) <= 1e-6 * std::fabs(ref) ? "PASS" : "FAIL", total);
+  }
+  // ---- rope
+  {
+    const int64_t T = 19, H = 3, half = 4, maxp = 50;
+    auto cs = Normal(maxp * half), sn = Normal(maxp * half);
+    std::vector<int32_t> pos(T);
+    for (auto& p : pos) p = gen() % maxp;
+    auto x = Normal(T * H * 12), gx = x;
+    RopeView v{x.data(), T, H, H * 12, 12, 4, half, pos.data(), cs.data(), sn.data()};
+    RopeView g = v; g.x = gx.data();
+    cpu.RopeForward(v); kc::LaunchRope(g, false, st);
+    Check("rope_fwd", gx, x, 1e-6);
+    cpu.RopeBackward(v); kc::LaunchRope(g, true, st);
+    Check("rope_bwd", gx, x, 1e-6);
+  }
+  // ---- elementwise
+  {
+    const int64_t n = 5003;
+    auto a = Normal(n, 3), c = Normal(n), dm = Normal(n);
+    std::vector<float> m(n), da(n), dc(n);
+    cpu.SwigluForward(a.data(), c.data(), m.data(), n);
+    cpu.SwigluBackward(a.data(), c.data(), dm.data(), da.data(), dc.data(), n);
+    auto gm = Nan(n), gda = Nan(n), gdc = Nan(n);
+    kc::LaunchSwigluForward(a.data(), c.data(), gm.data(), n, st);
+    kc::LaunchSwigluBackward(a.data(), c.data(), dm.data(), gda.data(), gdc.data(), n, st);
+    Check("swiglu_fwd", gm, m, 1e-6); Check("swiglu_da", gda, da, 1e-6); Check("swiglu_dc", gdc, dc, 1e-6);
+    std::vector<double> part(kc::SumSquaresPartials(70000)); double out = 0;
+    auto big = Normal(70000);
+    kc::LaunchSumSquares(big.data(), 70000, part.data(), &out, st);
+    const double ref = cpu.SumSquares(big.data(), 70000);
+    std::printf("%s sumsq got=%.17g ref=%.17g\n", std::fabs(out - ref) <= 1e-12 * ref ? "PASS" : "FAIL", out, ref);
+    auto r = a, gr = a;
+    cpu.RoundToBf16(r.data(), n); kc::LaunchRoundToBf16(gr.data(), n, st);
+    Check("round", gr, r, 0);
+    AdamWParams hp; hp.lr = 1e-3f; hp.weight_decay = 0.1f; hp.step = 3;
+    auto p = Normal(n), g = Normal(n), mm = Normal(n, 0.1f), vv = Normal(n, 0.1f);
+    for (auto& x : vv) x = std::fabs(x);
+    auto gp = p, gmm = mm, gvv = vv;
+    cpu.AdamW(hp, p.data(), g.data(), mm.data(), vv.data(), n);
+    kc::AdamWArgs args{hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
+                       float(1.0 - std::pow(double(hp.beta1), 3.0)), float(1.0 - std::pow(double(hp.beta2), 3.0))};
+    kc::LaunchAdamW(args, gp.data(), g.data(), gmm.data(), gvv.data(), n, st);
+    Check("adamw_p", gp, p, 1e-7); Check("adamw_m", gmm, mm, 1e-7); Check("adamw_v", gvv, vv, 1e-7);
+    // ScaleMatrix and PackBf16
+    auto cmat = Normal(7 * 10), cref = cmat;
+    kc::LaunchScaleMatrix(cmat.data(), 7, 9, 10, 0.5f, st);
+    for (int i = 0; i < 7; ++i) for (int j = 0; j < 9; ++j) cref[i * 10 + j] *= 0.5f;
+    Check("scale_matrix", cmat, cref, 0);
+  }
+  // ---- grouped gemm
+  for (cuda::GemmMath math : {cuda::GemmMath::kFp32, cuda::GemmMath::kBf16}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (float beta : {0.0f, 1.0f}) {
+        const int64_t ms[] = {37, 0, 130, 1, 65, 17}, ns[] = {70, 20, 33, 64, 0, 5}, ks[] = {40, 10, 65, 0, 9, 100};
+        std::vector<std::vector<float>> A, B, C, G;
+        std::vector<GemmProblem> cp, gp;
+        for (int i = 0; i < 6; ++i) {
+          int64_t m = ms[i], n = ns[i], k = ks[i];
+          int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+          A.push_back(Normal(std::max<int64_t>(ar, 1) * (ac + 2)));
+          B.push_back(Normal(std::max<int64_t>(br, 1) * (bc + 1)));
+          if (math == cuda::GemmMath::kBf16) {
+            for (auto& x : A.back()) x = moe::RoundToBf16(x);
+            for (auto& x : B.back()) x = moe::RoundToBf16(x);
+          }
+          C.push_back(Normal(std::max<int64_t>(m, 1) * (n + 3)));
+          G.push_back(beta == 0 ? Nan(C.back().size()) : C.back());
+        }
+        for (int i = 0; i < 6; ++i) {
+          int64_t ac = ta ? ms[i] : ks[i], bc = tb ? ks[i] : ns[i];
+          cp.push_back({ms[i], ns[i], ks[i], A[i].data(), ac + 2, B[i].data(), bc + 1, C[i].data(), ns[i] + 3});
+          gp.push_back({ms[i], ns[i], ks[i], A[i].data(), ac + 2, B[i].data(), bc + 1, G[i].data(), ns[i] + 3});
+        }
+        cpu.GroupedGemm(ta ? Transpose::kYes : Transpose::kNo, tb ? Transpose::kYes : Transpose::kNo, cp, 1.5f, beta);
+        kc::LaunchGroupedGemm(ta, tb, gp.data(), 6, 1.5f, beta, math, st);
+        std::vector<float> got, ref;
+        for (int i = 0; i < 6; ++i) for (int64_t r = 0; r < ms[i]; ++r) for (int64_t j = 0; j < ns[i]; ++j) {
+          got.push_back(G[i][r * (ns[i] + 3) + j]); ref.push_back(C[i][r * (ns[i] + 3) + j]);
+        }
+        char name[64];
+        std::snprintf(name, sizeof name, "grouped_%s_%d%d_b%g", math == cuda::GemmMath::kFp32 ? "fp32" : "bf16", ta, tb, beta);
+        Check(name, got, ref, 1e-5);
+      }
+    }
+  }
+  std::printf("failures: %d\n", failures);
+  return failures != 0;
+}

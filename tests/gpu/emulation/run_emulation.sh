@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the CUDA backend's kernels on the CPU under the emulation shim and compares them with the CPU
+# twin (see README.md). No GPU, no nvcc, no Bazel: g++ and OpenBLAS, a few minutes on 2 cores.
+#   tests/gpu/emulation/run_emulation.sh [workdir]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+EMU=$ROOT/tests/gpu/emulation
+WORK=${1:-$(mktemp -d)}
+mkdir -p "$WORK/src"
+KERNELS="attention elementwise grouped_gemm loss norm rope router rows"
+
+# The .cu files as C++: dynamic shared memory becomes the emulator's buffer and every
+# `kernel<<<grid, block, smem, stream>>>(args)` becomes `EmuLaunch(kernel, grid, block, smem, stream, args)`.
+for k in $KERNELS; do
+  perl -0pe '
+    s/extern __shared__ float smem\[\];/float* smem = reinterpret_cast<float*>(g_dyn_smem.data());/g;
+    s/extern __shared__ unsigned char smem\[\];/unsigned char* smem = g_dyn_smem.data();/g;
+    s/([A-Za-z_][A-Za-z0-9_]*(?:<[^<>]*>)?)<<<(.*?)>>>\(/EmuLaunch(\1, \2, /gs;
+  ' "$ROOT/kernels/cuda/$k.cu" > "$WORK/src/$k.cc"
+done
+
+EMU_CXX="g++ -std=c++17 -O1 -ffp-contract=off -pthread -w -I$EMU/include -I$ROOT -include $EMU/include/emu.h"
+CPU_CXX="g++ -std=c++17 -O3 -mavx2 -mfma -fopenmp -I$ROOT"   # the CPU backend's own flags
+objs=()
+for k in $KERNELS; do
+  $EMU_CXX -c "$WORK/src/$k.cc" -o "$WORK/src/$k.o" &
+  objs+=("$WORK/src/$k.o")
+done
+for f in attention cpu_backend elementwise gemm loss norm optimizer rope router; do
+  $CPU_CXX -c "$ROOT/kernels/cpu/$f.cc" -o "$WORK/cpu_$f.o" &
+  objs+=("$WORK/cpu_$f.o")
+done
+$EMU_CXX -c "$EMU/emu_check.cc" -o "$WORK/emu_check.o" &
+wait
+g++ -fopenmp -pthread "$WORK/emu_check.o" "${objs[@]}" -lopenblas -o "$WORK/emu_check"
+echo "== $WORK/emu_check"
+"$WORK/emu_check"
