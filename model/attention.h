@@ -49,6 +49,7 @@ class MlaAttention {
     std::vector<float> v;       // [n, H, dv]
     std::vector<float> o;       // [n, H, dv]
     std::vector<float> lse;     // [B, H, T]
+    int64_t Bytes() const { return BufferBytes(qa, qa_rstd, cq, ckv_in, ckv_rstd, ckv, q, k, v, o, lse); }
   };
 
   MlaAttention(ParamStore& store, const std::string& prefix, const MlaDims& dims);

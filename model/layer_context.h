@@ -26,6 +26,12 @@ struct TpSlice {
   }
 };
 
+// Bytes held by a set of saved-activation buffers (for the per-step activation-memory report).
+template <typename... V>
+int64_t BufferBytes(const V&... v) {
+  return static_cast<int64_t>(((v.size() * sizeof(typename V::value_type)) + ... + 0));
+}
+
 struct LayerContext {
   kernels::Backend* ops = nullptr;
   Numerics numerics = Numerics::kFp32;

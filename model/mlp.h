@@ -19,6 +19,7 @@ class SwiGluMlp {
   struct Saved {
     int64_t n = 0;
     std::vector<float> a, c, m;  // [n, I] each
+    int64_t Bytes() const { return BufferBytes(a, c, m); }
   };
 
   // Registers `<prefix>gate_proj.weight`, `up_proj.weight` [inter, d] and `down_proj.weight` [d, inter]

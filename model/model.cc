@@ -154,6 +154,15 @@ void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
   }
 }
 
+int64_t DeepseekV3Model::SavedActivationBytes() const {
+  int64_t total = 0;
+  for (const auto& l : layers_) {
+    total += BufferBytes(l->h_in, l->x1, l->rstd1, l->x1_full, l->h_mid, l->x2, l->rstd2, l->x2_full) +
+             l->attn_saved.Bytes() + l->mlp_saved.Bytes() + l->moe_saved.Bytes();
+  }
+  return total;
+}
+
 std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
   std::vector<double> out;
   for (const auto& c : expert_counts_) {

@@ -63,6 +63,10 @@ class DeepseekV3Model {
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
 
+  // Bytes of activations the last Step saved for its backward (all layers, this rank): the memory
+  // that grows with micro-batch and sequence length.
+  int64_t SavedActivationBytes() const;
+
   // FP32 logits [n_loc, V] of this rank's token slice (all B·T tokens on one rank), forward only.
   std::vector<float> Logits(const int32_t* ids, int64_t batch, int64_t seq);
   // The RoPE tables (positions < max_positions) and the layer context, for inference tools.

@@ -66,6 +66,10 @@ class MoeLayer {
     std::vector<float> a, c, m;    // [R', Ie]
     std::vector<float> y_sorted;   // [R, d]
     std::vector<float> balance_f;  // [groups, E] (balance loss only)
+    int64_t Bytes() const {
+      return BufferBytes(scores, selected, weights, x_grouped, a, c, m, y_sorted, balance_f, plan.row_token,
+                         plan.row_slot);
+    }
   };
 
   // Registers the router and this EP rank's experts (ctx.ep decides which).

@@ -312,7 +312,8 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
                      {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
                      {"expert_load_max_mean", load_max}, {"step_time_s", dt},
-                     {"gemm_fraction", (op.gemm + op.grouped_gemm + op.attention) / dt}};
+                     {"gemm_fraction", (op.gemm + op.grouped_gemm + op.attention) / dt},
+                     {"activation_mb", static_cast<double>(net.SavedActivationBytes()) / 1e6}};
     if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
     if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[3]});
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
@@ -325,9 +326,10 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       RETURN_IF_ERROR(metrics->Write(row));
       if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
         std::printf("step %5lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
-                    "expert load max/mean %.2f | %.3fs%s\n",
+                    "expert load max/mean %.2f | act %.0f MB | %.3fs%s\n",
                     static_cast<long long>(step), loss, lr, opt.grad_norm, tokens_per_s, 100 * mfu,
-                    load_max, dt, eval_now ? absl::StrFormat(" | val loss %.4f", val_loss).c_str() : "");
+                    load_max, static_cast<double>(net.SavedActivationBytes()) / 1e6, dt,
+                    eval_now ? absl::StrFormat(" | val loss %.4f", val_loss).c_str() : "");
         std::fflush(stdout);
       }
       if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(run_start, Clock::now()));
