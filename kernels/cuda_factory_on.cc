@@ -1,4 +1,6 @@
 // CreateCudaBackend in a binary built with --config=cuda: the real CudaBackend.
+#include <utility>
+
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda_factory.h"
 

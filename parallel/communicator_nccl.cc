@@ -311,17 +311,18 @@ template <typename T>
 void NcclCommunicator::AllToAllVImpl(const T* send, const std::vector<int64_t>& send_counts,
                                      T* recv, const std::vector<int64_t>& recv_counts,
                                      const char* what) {
+  Op op{what, UnitName<T>(), 0};
+  if (static_cast<int>(send_counts.size()) != size_ ||
+      static_cast<int>(recv_counts.size()) != size_) {
+    Fail(op, "called with count vectors whose length is not the group size");
+  }
   int64_t sent = 0, received = 0;
   for (int r = 0; r < size_; ++r) {
     sent += send_counts[r];
     received += recv_counts[r];
   }
-  Op op{what, UnitName<T>(), sent};
+  op.count = sent;
   op.recv_count = received;
-  if (static_cast<int>(send_counts.size()) != size_ ||
-      static_cast<int>(recv_counts.size()) != size_) {
-    Fail(op, "called with count vectors whose length is not the group size");
-  }
   if (sent == 0 && received == 0) return;
   const double deadline = Deadline();
   Enqueued(ncclGroupStart(), op, deadline);

@@ -52,6 +52,7 @@ struct CudaBackend::GemmPlan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t b_layout = nullptr, a_layout = nullptr, c_layout = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool usable = true;  // false: cuBLASLt has no algorithm for this signature
   ~GemmPlan() {
     if (c_layout) cublasLtMatrixLayoutDestroy(c_layout);
     if (a_layout) cublasLtMatrixLayoutDestroy(a_layout);
@@ -211,10 +212,15 @@ CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
                                      plan->c_layout, plan->c_layout, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    const std::string what = absl::StrCat(
-        "no cuBLASLt algorithm for m=", key.m, " n=", key.n, " k=", key.k, " lda=", key.lda,
-        " ldb=", key.ldb, " ldc=", key.ldc, " ta=", key.ta, " tb=", key.tb, " math=", key.math);
-    cuda::CudaFail("cublasLtMatmulAlgoGetHeuristic", what.c_str(), __FILE__, __LINE__);
+    // No cuBLASLt kernel for this signature: remember that, and Gemm uses the grouped kernel.
+    std::fprintf(stderr,
+                 "CUDA backend: no cuBLASLt algorithm for m=%lld n=%lld k=%lld lda=%lld ldb=%lld "
+                 "ldc=%lld ta=%d tb=%d math=%d (%s); using the built-in GEMM kernel\n",
+                 static_cast<long long>(key.m), static_cast<long long>(key.n),
+                 static_cast<long long>(key.k), static_cast<long long>(key.lda),
+                 static_cast<long long>(key.ldb), static_cast<long long>(key.ldc), key.ta, key.tb,
+                 key.math, cublasLtGetStatusString(st));
+    plan->usable = false;
   }
   plan->algo = result.algo;
   GemmPlan& ref = *plan;
@@ -252,9 +258,18 @@ void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float a
   GemmKey key{ta_yes ? 1 : 0, tb_yes ? 1 : 0, static_cast<int>(gemm_math_),
               p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
   GemmPlan& plan = Plan(key);
-  MOE_CUBLAS_CHECK(cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a, plan.a_layout,
-                                  &beta, p.c, plan.c_layout, p.c, plan.c_layout, &plan.algo,
-                                  lt_workspace_, lt_workspace_bytes_, stream_));
+  if (plan.usable) {
+    const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a,
+                                             plan.a_layout, &beta, p.c, plan.c_layout, p.c,
+                                             plan.c_layout, &plan.algo, lt_workspace_,
+                                             lt_workspace_bytes_, stream_);
+    if (st == CUBLAS_STATUS_SUCCESS) return;
+    std::fprintf(stderr, "CUDA backend: cublasLtMatmul failed (%s); using the built-in GEMM kernel\n",
+                 cublasLtGetStatusString(st));
+    plan.usable = false;
+  }
+  // The grouped kernel with one problem: any shape, same arithmetic mode, on the original operands.
+  cuda::LaunchGroupedGemm(ta_yes, tb_yes, &p, 1, alpha, beta, gemm_math_, stream_);
 }
 
 void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,

@@ -18,6 +18,8 @@
 //                    the tensor cores with FP32 accumulation and an FP32 C (cuBLASLt). In the
 //                    model's BF16 mode the operands already hold BF16 values, so the rounding is
 //                    exact and only the accumulation order differs from the CPU's FP32 GEMM.
+// cuBLASLt plans (descriptors + the heuristic's algorithm) are cached per GEMM signature; should
+// cuBLASLt offer no algorithm for one, Gemm says so once on stderr and runs the built-in kernel.
 // GroupedGemm is one kernel launch for up to 256 problems (kernels/cuda/grouped_gemm.cu), in the
 // same two modes.
 #pragma once

@@ -8,9 +8,10 @@
 //   weights  rho s_i / (sum_sel s + 1e-20) if norm_topk_prob else rho s_i
 // Every top-k is a sequence of warp arg-max reductions ordered by (value desc, index asc), so ties go
 // to the lower index exactly as in the CPU's linear scan. Sums over the selected experts run on one
-// lane in selection order with unfused multiply/add (as GCC compiles the CPU twin), so weights match
-// the CPU bit for bit whenever the scores do; scores can differ in the last bit (expf), which moves a
-// selection only on a near-tie at that level.
+// lane in selection order with explicit rounding intrinsics (a multiply-add fused where GCC -mfma
+// fuses the CPU twin's), so the weights match the CPU bit for bit whenever the scores do, and the
+// backward to the last bit or so; scores can differ in the last bit (expf), which moves a selection
+// only on a near-tie at that level.
 // Shared memory per warp: scores and keys [E] floats and taken flags [E] bytes; E <= kMaxExperts.
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels.h"
@@ -182,11 +183,10 @@ __global__ void RouterBackwardKernel(RouterParams p, const float* __restrict__ s
         float w_dot_dw = 0.0f;
         for (int r = 0; r < K; ++r) {
           const float w = __fdiv_rn(__fmul_rn(rho, s[sel[r]]), denom);
-          w_dot_dw = __fadd_rn(w_dot_dw, __fmul_rn(w, dw[r]));
+          w_dot_dw = __fmaf_rn(w, dw[r], w_dot_dw);
         }
         for (int r = 0; r < K; ++r) {
-          ds[sel[r]] = __fadd_rn(ds[sel[r]],
-                                 __fdiv_rn(__fsub_rn(__fmul_rn(rho, dw[r]), w_dot_dw), denom));
+          ds[sel[r]] = __fadd_rn(ds[sel[r]], __fdiv_rn(__fmaf_rn(rho, dw[r], -w_dot_dw), denom));
         }
       } else {
         for (int r = 0; r < K; ++r) ds[sel[r]] = __fadd_rn(ds[sel[r]], __fmul_rn(rho, dw[r]));

@@ -4,8 +4,8 @@
 // Determinism without atomics: the pairs (idx[i], i) are sorted by idx with CUB's stable radix sort,
 // so each destination row's sources appear in ascending i; one block per destination row then adds
 // them into dst in that order. Each element therefore receives exactly the CPU twin's sequence
-// ((dst + s_i0 src_i0) + s_i1 src_i1) + ... (kernels/cpu/cpu_util.h ScatterAddByColumns), with the
-// product and the sum rounded separately as GCC does in ISO C++ mode (no contraction), so the two
+// ((dst + s_i0 src_i0) + s_i1 src_i1) + ... (kernels/cpu/cpu_util.h ScatterAddByColumns), each step one
+// fused multiply-add as GCC compiles the CPU twin (-mfma contracts `out += s * in`), so the two
 // backends agree bit for bit. The number of destination rows is not
 // known (the interface does not pass it), which sorting does not need.
 #include <cub/cub.cuh>
@@ -57,7 +57,7 @@ __global__ void SegmentAddKernel(const float* __restrict__ src, const int32_t* _
       for (int64_t q = p; q < end; ++q) {
         const int64_t i = order[q];
         const float s = scale != nullptr ? scale[i] : 1.0f;
-        acc = __fadd_rn(acc, __fmul_rn(s, src[i * dim + c]));  // unfused, as the CPU (ISO C++)
+        acc = fmaf(s, src[i * dim + c], acc);  // fused, as GCC -mfma compiles the CPU twin
       }
       out[c] = acc;
     }
