@@ -12,6 +12,18 @@
 
 namespace moe::parallel {
 
+// The element type's name in timeout and error messages ("... 1048576 floats ...").
+template <typename T>
+const char* UnitName();
+template <>
+inline const char* UnitName<float>() { return "floats"; }
+template <>
+inline const char* UnitName<double>() { return "doubles"; }
+template <>
+inline const char* UnitName<int64_t>() { return "int64s"; }
+template <>
+inline const char* UnitName<int32_t>() { return "int32s"; }
+
 class Communicator {
  public:
   virtual ~Communicator() = default;

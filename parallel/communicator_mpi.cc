@@ -42,16 +42,6 @@ MPI_Datatype MpiType<int64_t>() { return MPI_INT64_T; }
 template <>
 MPI_Datatype MpiType<int32_t>() { return MPI_INT32_T; }
 
-template <typename T>
-const char* UnitName();
-template <>
-const char* UnitName<float>() { return "floats"; }
-template <>
-const char* UnitName<double>() { return "doubles"; }
-template <>
-const char* UnitName<int64_t>() { return "int64s"; }
-template <>
-const char* UnitName<int32_t>() { return "int32s"; }
 
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();

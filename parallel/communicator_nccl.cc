@@ -54,16 +54,6 @@ ncclDataType_t NcclType<int64_t>() { return ncclInt64; }
 template <>
 ncclDataType_t NcclType<int32_t>() { return ncclInt32; }
 
-template <typename T>
-const char* UnitName();
-template <>
-const char* UnitName<float>() { return "floats"; }
-template <>
-const char* UnitName<double>() { return "doubles"; }
-template <>
-const char* UnitName<int64_t>() { return "int64s"; }
-template <>
-const char* UnitName<int32_t>() { return "int32s"; }
 
 std::string SetupError(const MpiCommunicator& b, int world_rank, const std::string& what) {
   return absl::StrFormat("moe: rank %d (world): NCCL setup of group '%s' (size %d, group rank %d): %s",
