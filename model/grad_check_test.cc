@@ -303,5 +303,51 @@ TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
   CheckGradients(net.params(), loss, nullptr, nullptr, 4);
 }
 
+TEST(ActivationRecompute, BitIdenticalLossAndGradientsWithLessSavedMemory) {
+  config::ModelConfig mc;
+  mc.set_vocab_size(32);
+  mc.set_hidden_size(16);
+  mc.set_intermediate_size(24);
+  mc.set_moe_intermediate_size(8);
+  mc.set_num_hidden_layers(3);
+  mc.set_first_k_dense_replace(1);
+  mc.set_num_attention_heads(2);
+  mc.set_q_lora_rank(8);
+  mc.set_kv_lora_rank(6);
+  mc.set_qk_nope_head_dim(4);
+  mc.set_qk_rope_head_dim(4);
+  mc.set_v_head_dim(6);
+  mc.set_n_routed_experts(4);
+  mc.set_num_experts_per_tok(2);
+  mc.set_n_shared_experts(1);
+  mc.set_aux_loss_alpha(0.1);
+  kernels::CpuBackend ops(2);
+  std::vector<int32_t> ids(2 * 6), targets(2 * 6);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<int32_t>((i * 5 + 1) % 32);
+    targets[i] = static_cast<int32_t>((i * 3 + 2) % 32);
+  }
+  std::vector<std::vector<float>> grads[2];
+  LossStats stats[2];
+  int64_t saved_bytes[2];
+  std::vector<int64_t> counts[2];
+  for (int recompute = 0; recompute < 2; ++recompute) {
+    DeepseekV3Model net(mc, Numerics::kBf16, &ops, 8);
+    Randomize(net.params(), 41);
+    net.set_activation_recompute(recompute == 1);
+    stats[recompute] = net.Step(ids.data(), targets.data(), 2, 6, true, 1.0f);
+    net.Step(ids.data(), targets.data(), 2, 6, false, 1.0f);  // forward only: what a step keeps
+    saved_bytes[recompute] = net.SavedActivationBytes();
+    net.params().ForEach([&](const Param& p) { grads[recompute].push_back(p.grad); });
+    for (const auto& c : net.expert_counts()) counts[recompute].insert(counts[recompute].end(), c.begin(), c.end());
+  }
+  EXPECT_EQ(stats[0].ce_loss_sum, stats[1].ce_loss_sum);
+  EXPECT_EQ(stats[0].balance_loss, stats[1].balance_loss);
+  EXPECT_EQ(counts[0], counts[1]) << "the recomputation must not count expert assignments twice";
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(grads[0][i], grads[1][i]) << "tensor " << i;
+  EXPECT_LT(saved_bytes[1] * 3, saved_bytes[0]);
+}
+
 }  // namespace
 }  // namespace moe::model

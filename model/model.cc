@@ -48,6 +48,16 @@ struct DeepseekV3Model::Layer {
   MlaAttention::Saved attn_saved;
   SwiGluMlp::Saved mlp_saved;
   MoeLayer::Saved moe_saved;
+
+  // Activation recomputation: drop everything but the block input after the forward.
+  void ReleaseActivations() {
+    for (std::vector<float>* v : {&x1, &rstd1, &x1_full, &h_mid, &x2, &rstd2, &x2_full}) {
+      std::vector<float>().swap(*v);
+    }
+    attn_saved = {};
+    mlp_saved = {};
+    moe_saved = {};
+  }
 };
 
 namespace {
@@ -176,6 +186,61 @@ std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
   return out;
 }
 
+// One decoder block's forward on this rank's slice h [n_loc, d] (updated in place), saving what its
+// backward needs in L. `counts` receives the expert assignments (null: a recomputation, which must not
+// count them, nor the balance loss, twice).
+void DeepseekV3Model::LayerForward(Layer& L, const ForwardPass& geometry, std::vector<float>& h,
+                                   int64_t* counts, ForwardPass* fp) {
+  kernels::Backend& ops = *ctx_.ops;
+  parallel::Communicator& tp = *ctx_.tp;
+  const int64_t batch = geometry.batch, seq = geometry.seq, n = batch * seq, d = cfg_.hidden_size();
+  const int64_t n_loc = geometry.n_loc;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps());
+  const std::vector<int32_t>& positions = geometry.positions;
+  const TokenSlice slice{batch, seq, geometry.offset, n_loc};
+  std::vector<float> branch(n_loc * d), partial(n * d);
+  std::vector<int64_t> scratch_counts(L.moe ? cfg_.n_routed_experts() : 0);
+  L.h_in = h;
+  L.x1.resize(n_loc * d);
+  L.rstd1.resize(n_loc);
+  ops.RmsNormForward(h.data(), L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(),
+                     L.rstd1.data());
+  ctx_.Store(L.x1.data(), n_loc * d);
+  GatherTokens(tp, L.x1.data(), n_loc, d, &L.x1_full);
+  L.attn->Forward(ctx_, rope_, positions.data(), L.x1_full.data(), batch, seq, partial.data(),
+                  &L.attn_saved);
+  ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
+  ctx_.Store(branch.data(), n_loc * d);
+  ops.Add(branch.data(), h.data(), n_loc * d);
+  ctx_.Store(h.data(), n_loc * d);
+  L.h_mid = h;
+  L.x2.resize(n_loc * d);
+  L.rstd2.resize(n_loc);
+  ops.RmsNormForward(h.data(), L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x2.data(),
+                     L.rstd2.data());
+  ctx_.Store(L.x2.data(), n_loc * d);
+  std::fill(branch.begin(), branch.end(), 0.0f);
+  if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
+    GatherTokens(tp, L.x2.data(), n_loc, d, &L.x2_full);
+    L.mlp->Forward(ctx_, L.x2_full.data(), n, partial.data(), &L.mlp_saved);
+    ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
+    ctx_.Store(branch.data(), n_loc * d);
+  }
+  if (L.moe) {  // routed experts on this rank's tokens
+    std::vector<float> routed(n_loc * d);
+    const double balance = L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
+                                          counts != nullptr ? counts : scratch_counts.data());
+    if (counts != nullptr) {  // a recomputation must not count or report twice
+      fp->balance_loss += balance;
+      fp->dropped += MoeLayer::Dropped(L.moe_saved);
+    }
+    ops.Add(routed.data(), branch.data(), n_loc * d);
+    ctx_.Store(branch.data(), n_loc * d);
+  }
+  ops.Add(branch.data(), h.data(), n_loc * d);
+  ctx_.Store(h.data(), n_loc * d);
+}
+
 void DeepseekV3Model::RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp) {
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
@@ -188,53 +253,16 @@ void DeepseekV3Model::RunForward(const int32_t* ids, int64_t batch, int64_t seq,
   fp->offset = offset;
   fp->positions.resize(n);
   for (int64_t i = 0; i < n; ++i) fp->positions[i] = static_cast<int32_t>(i % seq);
-  const std::vector<int32_t>& positions = fp->positions;
-  const TokenSlice slice{batch, seq, offset, n_loc};
   fp->balance_loss = 0;
   fp->dropped = 0;
 
   std::vector<float>& h = fp->h;
   h.resize(n_loc * d);
   ops.EmbeddingForward(ids + offset, n_loc, embed_->working.data(), d, h.data());
-  std::vector<float> branch(n_loc * d), partial(n * d);
   for (auto& lp : layers_) {
     Layer& L = *lp;
-    L.h_in = h;
-    L.x1.resize(n_loc * d);
-    L.rstd1.resize(n_loc);
-    ops.RmsNormForward(h.data(), L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(),
-                       L.rstd1.data());
-    ctx_.Store(L.x1.data(), n_loc * d);
-    GatherTokens(tp, L.x1.data(), n_loc, d, &L.x1_full);
-    L.attn->Forward(ctx_, rope_, positions.data(), L.x1_full.data(), batch, seq, partial.data(),
-                    &L.attn_saved);
-    ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
-    ctx_.Store(branch.data(), n_loc * d);
-    ops.Add(branch.data(), h.data(), n_loc * d);
-    ctx_.Store(h.data(), n_loc * d);
-    L.h_mid = h;
-    L.x2.resize(n_loc * d);
-    L.rstd2.resize(n_loc);
-    ops.RmsNormForward(h.data(), L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x2.data(),
-                       L.rstd2.data());
-    ctx_.Store(L.x2.data(), n_loc * d);
-    std::fill(branch.begin(), branch.end(), 0.0f);
-    if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
-      GatherTokens(tp, L.x2.data(), n_loc, d, &L.x2_full);
-      L.mlp->Forward(ctx_, L.x2_full.data(), n, partial.data(), &L.mlp_saved);
-      ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
-      ctx_.Store(branch.data(), n_loc * d);
-    }
-    if (L.moe) {  // routed experts on this rank's tokens
-      std::vector<float> routed(n_loc * d);
-      fp->balance_loss += L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
-                                           expert_counts_[L.moe_slot].data());
-      fp->dropped += MoeLayer::Dropped(L.moe_saved);
-      ops.Add(routed.data(), branch.data(), n_loc * d);
-      ctx_.Store(branch.data(), n_loc * d);
-    }
-    ops.Add(branch.data(), h.data(), n_loc * d);
-    ctx_.Store(h.data(), n_loc * d);
+    LayerForward(L, *fp, h, L.moe ? expert_counts_[L.moe_slot].data() : nullptr, fp);
+    if (recompute_) L.ReleaseActivations();  // keep only h_in; the backward recomputes the rest
   }
   fp->hf.resize(n_loc * d);
   fp->rstd_f.resize(n_loc);
@@ -285,6 +313,10 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   std::vector<float> d_branch_in(n_loc * d), d_x(n_loc * d), d_full, d_in_full(n * d);
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     Layer& L = **it;
+    if (recompute_) {  // rebuild this block's saved activations from its input (same ops, same bits)
+      std::vector<float> h_in = L.h_in;
+      LayerForward(L, fp, h_in, nullptr, &fp);
+    }
     // FFN half: h_out = h_mid + FFN(norm(h_mid)).
     std::fill(d_branch_in.begin(), d_branch_in.end(), 0.0f);
     if (L.moe) {
@@ -307,6 +339,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
     ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(),
                         d_branch_in.data(), n_loc, d, d_x.data(), L.input_norm->grad.data());
     ops.Add(d_x.data(), dh.data(), n_loc * d);
+    if (recompute_) L.ReleaseActivations();
   }
   ops.EmbeddingBackward(ids + offset, n_loc, dh.data(), d, embed_->grad.data());
   return stats;

@@ -63,6 +63,11 @@ class DeepseekV3Model {
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
 
+  // Per-layer activation recomputation: the forward keeps only each block's input, the backward
+  // recomputes the block before differentiating it (about one extra forward of compute for the memory
+  // of L block inputs). Results are bit-identical either way.
+  void set_activation_recompute(bool on) { recompute_ = on; }
+
   // Bytes of activations the last Step saved for its backward (all layers, this rank): the memory
   // that grows with micro-batch and sequence length.
   int64_t SavedActivationBytes() const;
@@ -95,6 +100,9 @@ class DeepseekV3Model {
     int64_t dropped = 0;
   };
   void RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp);
+  void LayerForward(Layer& L, const ForwardPass& geometry, std::vector<float>& h, int64_t* counts,
+                    ForwardPass* fp);
+  bool recompute_ = false;
 
   config::ModelConfig cfg_;
   LayerContext ctx_;

@@ -3,7 +3,8 @@
 # loss curve of one process. tiny config, 20 steps, under mpirun (4 ranks oversubscribed on 2 cores):
 #   FP32: loss within 1e-5 relative at every step, final weights ||p - p_ref|| / ||p_ref|| <= 1e-4 per tensor
 #   BF16: loss within 1e-2 relative at every step
-# Layouts: 1 rank; DP=2; TP=2; EP=2 x DP=2; DP=2 x TP=2 with EP=4; EP=4 x DP=4.
+# Layouts: 1 rank; DP=2; TP=2; EP=2 x DP=2; DP=2 x TP=2 with EP=4 (also with activation
+# recomputation); EP=4 x DP=4.
 set -euo pipefail
 TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; COMPARE="$4"; CORPUS="$5"; RUN_MPI="$6"
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/equivalence"
@@ -27,6 +28,7 @@ LAYOUTS=(
   "ep2dp2 2 --set parallel.dp=2 --set parallel.ep=2"
   "dp2tp2ep4 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4"
   "ep4dp4 4 --set parallel.dp=4 --set parallel.ep=4"
+  "dp2tp2ep4_recompute 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set activation_recompute=true"
 )
 
 run ref_fp32 1 FP32 3e-3

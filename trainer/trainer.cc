@@ -156,6 +156,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   const bool bf16 = cfg.precision() == config::BF16;
   model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq,
                              {&mesh->tp(), &mesh->ep(), cfg.parallel().capacity_factor()});
+  net.set_activation_recompute(cfg.activation_recompute());
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
   // Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
