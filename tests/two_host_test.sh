@@ -66,7 +66,12 @@ OUT_TWO=$WORK/two_host_run
 
 # enter_host.sh a|b CMD...: runs CMD as that host, already inside its network namespace and a new
 # UTS + mount namespace: sets the hostname; host B also gets a private /dev/shm and /tmp (the /tmp one
-# only when the work directory is not under /tmp, as when run by hand).
+# only when nothing the job reads lives under /tmp: the work directory, the binary, the config and the
+# source tree the runfiles point into — e.g. a checkout cloned under /tmp).
+PRIVATE_TMP=1
+for p in "$WORK" "$(readlink -f "$TRAIN")" "$(readlink -f "$CONFIG")" "$(pwd -P)"; do
+  case "$p" in /tmp/*) PRIVATE_TMP=0 ;; esac
+done
 ENTER=$WORK/enter_host.sh
 cat >"$ENTER" <<EOF
 #!/bin/sh
@@ -75,7 +80,7 @@ host=\$1; shift
 if [ "\$host" = a ]; then hostname "$NS_A"; else
   hostname "$NS_B"
   mount -t tmpfs tmpfs /dev/shm
-  case "$WORK" in /tmp/*) ;; *) mount -t tmpfs tmpfs /tmp ;; esac
+  if [ "$PRIVATE_TMP" = 1 ]; then mount -t tmpfs tmpfs /tmp; fi
 fi
 exec "\$@"
 EOF
