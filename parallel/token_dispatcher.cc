@@ -53,28 +53,33 @@ DispatchHandle TokenDispatcher::Plan(const std::vector<int64_t>& rows_per_expert
   return h;
 }
 
+float* TokenDispatcher::Scratch(int64_t n) const {
+  if (static_cast<int64_t>(scratch_.size()) < n) scratch_.resize(n);
+  return scratch_.data();
+}
+
 void TokenDispatcher::Dispatch(const DispatchHandle& h, const float* sorted, int64_t dim,
                                float* grouped) const {
   std::vector<int64_t> send(h.send_counts), recv(h.recv_counts);
   for (auto& c : send) c *= dim;
   for (auto& c : recv) c *= dim;
-  std::vector<float> received(h.rows_received * dim);
-  ep_->AllToAllV(sorted, send, received.data(), recv);
+  float* received = Scratch(h.rows_received * dim);
+  ep_->AllToAllV(sorted, send, received, recv);
   for (int64_t j = 0; j < h.rows_received; ++j) {
-    std::copy_n(&received[h.grouped_to_received[j] * dim], dim, grouped + j * dim);
+    std::copy_n(received + h.grouped_to_received[j] * dim, dim, grouped + j * dim);
   }
 }
 
 void TokenDispatcher::Combine(const DispatchHandle& h, const float* grouped, int64_t dim,
                               float* sorted) const {
-  std::vector<float> received(h.rows_received * dim);
+  float* received = Scratch(h.rows_received * dim);
   for (int64_t j = 0; j < h.rows_received; ++j) {
-    std::copy_n(grouped + j * dim, dim, &received[h.grouped_to_received[j] * dim]);
+    std::copy_n(grouped + j * dim, dim, received + h.grouped_to_received[j] * dim);
   }
   std::vector<int64_t> send(h.recv_counts), recv(h.send_counts);
   for (auto& c : send) c *= dim;
   for (auto& c : recv) c *= dim;
-  ep_->AllToAllV(received.data(), send, sorted, recv);
+  ep_->AllToAllV(received, send, sorted, recv);
 }
 
 }  // namespace moe::parallel

@@ -41,9 +41,14 @@ class TokenDispatcher {
   void Combine(const DispatchHandle& h, const float* grouped, int64_t dim, float* sorted) const;
 
  private:
+  // The rank-ordered receive buffer, kept across calls: a freshly allocated buffer costs a page fault
+  // per 4 KiB inside the all-to-all (measured 10-40x slower than a warm one on this machine).
+  float* Scratch(int64_t n) const;
+
   Communicator* ep_;
   int64_t num_experts_;
   int64_t local_experts_;
+  mutable std::vector<float> scratch_;
 };
 
 }  // namespace moe::parallel
