@@ -1,7 +1,7 @@
 // Graceful stop on SIGTERM / SIGUSR1 (what SLURM and other schedulers send before preempting): the
 // first signal asks the trainer to finish the current step, save a checkpoint and exit 0; a second
 // one exits at once. Open MPI's mpirun forwards SIGUSR1 and SIGUSR2 to every rank; a SIGTERM sent to
-// mpirun makes it terminate the job (see README "Stopping a run").
+// mpirun makes it terminate the job (see README "Checkpoints, resume, stopping").
 #pragma once
 
 namespace moe::trainer {
