@@ -67,7 +67,7 @@ INSTANTIATE_TEST_SUITE_P(All, ShippedConfigTest,
 TEST(ShippedConfigs, TinyMatchesTheGoldenConfigJson) {
   const TrainConfig cfg = LoadOrDie("configs/tiny.textproto");
   absl::StatusOr<ModelConfig> golden =
-      ModelConfigFromHfJson(ReadFile("configs/testdata/tiny_config.json"), "tiny_config.json");
+      ModelConfigFromHfJson(ReadFile("tests/testdata/golden/tiny_fp32/config.json"), "tests/testdata/golden/tiny_fp32/config.json");
   ASSERT_TRUE(golden.ok()) << golden.status();
   // The golden directory switches the balance loss off; the spec's tiny (and tiny.textproto) has 0.0001.
   EXPECT_EQ(golden->aux_loss_alpha(), 0.0);
@@ -545,14 +545,14 @@ TEST(HfJson, V2LiteNullQLoraRankMeansUnset) {
 
 TEST(HfJson, GoldenTinyConfigParses) {
   absl::StatusOr<ModelConfig> m =
-      ModelConfigFromHfJson(ReadFile("configs/testdata/tiny_config.json"), "tiny_config.json");
+      ModelConfigFromHfJson(ReadFile("tests/testdata/golden/tiny_fp32/config.json"), "tests/testdata/golden/tiny_fp32/config.json");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->vocab_size(), 256);
   EXPECT_EQ(m->q_lora_rank(), 32);
   EXPECT_EQ(m->rope_scaling().rope_type(), "yarn");
   EXPECT_DOUBLE_EQ(m->rope_scaling().factor(), 4.0);
   EXPECT_EQ(m->torch_dtype(), "float32");
-  EXPECT_TRUE(LoadHfConfigJson("configs/testdata/tiny_config.json").ok());
+  EXPECT_TRUE(LoadHfConfigJson("tests/testdata/golden/tiny_fp32/config.json").ok());
   EXPECT_EQ(LoadHfConfigJson("configs/testdata/none.json").status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -583,7 +583,7 @@ TEST(HfJson, NewerSpellings) {
 }
 
 TEST(HfJson, YarnFactorMustMatchMaxPositions) {
-  std::string json = ReadFile("configs/testdata/tiny_config.json");
+  std::string json = ReadFile("tests/testdata/golden/tiny_fp32/config.json");
   const std::string from = "\"factor\": 4.0";
   ASSERT_NE(json.find(from), std::string::npos);
   json.replace(json.find(from), from.size(), "\"factor\": 8.0");
@@ -603,7 +603,7 @@ TEST(HfJson, ErrorsNameTheSourceAndField) {
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(std::string(m.status().message()), AllOf(HasSubstr("typed.json"), HasSubstr("vocab_size")));
 
-  std::string json = ReadFile("configs/testdata/tiny_config.json");
+  std::string json = ReadFile("tests/testdata/golden/tiny_fp32/config.json");
   const std::string from = "\"n_group\": 2";
   json.replace(json.find(from), from.size(), "\"n_group\": 3");
   m = ModelConfigFromHfJson(json, "tiny3.json");

@@ -15,7 +15,7 @@
 namespace moe::hf {
 namespace {
 
-constexpr char kGoldenDir[] = "model/hf/testdata/tiny_fp32";
+constexpr char kGoldenDir[] = "tests/testdata/golden/tiny_fp32";
 constexpr char kConfig[] = "{\"model_type\": \"deepseek_v3\"}\n";
 
 std::string TestDir() {
