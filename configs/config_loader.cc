@@ -423,6 +423,9 @@ void ValidateRun(const TrainConfig& cfg, Problems* out) {
   if (cfg.eval().every() < 0) out->Add("eval.every (%d) must be >= 0", cfg.eval().every());
   if (cfg.eval().batches() < 0) out->Add("eval.batches (%d) must be >= 0", cfg.eval().batches());
   if (cfg.logging().every() < 1) out->Add("logging.every (%d) must be >= 1", cfg.logging().every());
+  if (cfg.logging().peak_tflops() < 0) {
+    out->Add("logging.peak_tflops (%g) must be >= 0", cfg.logging().peak_tflops());
+  }
   if (cfg.checkpoint().save_every() < 0) {
     out->Add("checkpoint.save_every (%d) must be >= 0", cfg.checkpoint().save_every());
   }

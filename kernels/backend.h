@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace moe::kernels {
@@ -71,9 +73,36 @@ struct AdamWParams {
   int64_t step = 1;  // 1-based, for bias correction
 };
 
+// Time spent in one op (by name: "gemm", "grouped_gemm", "attention_fwd", ...) and the FLOPs it did
+// (matrix products and attention only: 2 per multiply-add; causal attention counts the half it does).
+struct OpTime {
+  double seconds = 0;
+  int64_t calls = 0;
+  double flops = 0;
+};
+
+// FLOPs by the model-FLOPs convention (2 per multiply-add; causal attention does the T(T+1)/2 score
+// entries it needs; its backward counts twice the forward, as in Megatron's and PaLM's MFU).
+inline double GemmFlops(const GemmProblem& p) {
+  return 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k);
+}
+inline double AttentionForwardFlops(const AttentionShape& s) {
+  const double pairs = static_cast<double>(s.seq) * static_cast<double>(s.seq + 1) / 2;
+  return 2.0 * static_cast<double>(s.batch * s.heads) * pairs * static_cast<double>(s.qk_dim + s.v_dim);
+}
+inline double AttentionBackwardFlops(const AttentionShape& s) { return 2.0 * AttentionForwardFlops(s); }
+
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // ---- Where the time goes (benchmarks and the trainer's step breakdown). ----
+  // Op times since the last ResetOpTimes(), by op name; reading them synchronises. The CPU backend
+  // always times its matrix products and attention (wall time per call); the CUDA backend times every
+  // op with stream events while EnableOpTimes(true) is on (off by default: the events cost a little).
+  virtual void EnableOpTimes(bool /*on*/) {}
+  virtual std::map<std::string, OpTime> OpTimes() { return {}; }
+  virtual void ResetOpTimes() {}
 
   // ---- Matrix products (FP32 accumulation). ----
   // C[m,n] = alpha * op(A) op(B) + beta * C.
@@ -82,6 +111,22 @@ class Backend {
   // beta == 0 zero-fills C). Used for the routed experts: one call for all local experts.
   virtual void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                            float alpha, float beta) = 0;
+
+  // ---- Ordering and data movement. ----
+  // Ops may run asynchronously (the CUDA backend enqueues them on its stream). Host code reads or
+  // writes a buffer an op has touched only after Synchronize(), which waits for every op so far
+  // (a no-op on the CPU).
+  virtual void Synchronize() {}
+  // dst[r·dst_ld + c] = src[r·src_ld + c] (+= when accumulate) for r < rows, c < cols. The two
+  // regions must not overlap. Splits and concatenations of heads and latents use it.
+  virtual void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+                      int64_t cols, bool accumulate) = 0;
+  void Copy(const float* src, float* dst, int64_t n) { Copy2D(src, n, dst, n, 1, n, false); }
+  virtual void Fill(float* x, int64_t n, float value) = 0;
+  // out[r] = Σ_j a[r,j]·b[r,j] over rows of [rows, dim] (FP64 accumulation, rounded to FP32).
+  virtual void RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) = 0;
+  // x[r,:] *= s[r].
+  virtual void ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) = 0;
 
   // ---- Elementwise and small ops. ----
   virtual void RoundToBf16(float* x, int64_t n) = 0;               // in place, nearest-even

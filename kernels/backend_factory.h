@@ -4,7 +4,10 @@
 // #ifdef at the call site).
 //
 // Pointer convention: a CPU backend takes host pointers, a CUDA backend device pointers; the caller
-// owns the buffers and must allocate them where the chosen backend expects them.
+// owns the buffers and must allocate them where the chosen backend expects them. Creating a CUDA
+// backend switches the process's memory space to CUDA unified memory (base/buffer.h,
+// kernels/cuda/unified_memory.h), so every Buffer allocated afterwards is reachable by both the
+// host and the GPU; Buffers allocated before keep their host memory.
 #pragma once
 
 #include <memory>

@@ -1,7 +1,10 @@
-// CreateCudaBackend in a binary built with --config=cuda: the real CudaBackend.
+// CreateCudaBackend in a binary built with --config=cuda: the real CudaBackend, after which new
+// Buffers live in CUDA unified memory (host and kernels reach the same tensors).
 #include <utility>
 
+#include "base/buffer.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/unified_memory.h"
 #include "kernels/cuda_factory.h"
 
 namespace moe::kernels {
@@ -14,6 +17,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   cuda_options.gemm_math = options.bf16_matmul ? GemmMath::kBf16 : GemmMath::kFp32;
   auto backend = CudaBackend::Create(cuda_options);
   if (!backend.ok()) return backend.status();
+  moe::SetMemorySpace(CudaUnifiedMemorySpace());
   return std::unique_ptr<Backend>(std::move(*backend));
 }
 

@@ -85,37 +85,31 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
   ctx.Store(s->q.data(), n * h * dqk);
 
   // Keys and values from the compressed latent.
-  std::vector<float> a(n * (rkv + dr));
-  LinearForward(ops, *kv_a_proj_, u, n, a.data());
-  ctx.Store(a.data(), a.size());
+  Scratch::Frame frame(*ctx.scratch);
+  float* a = frame.Floats(n * (rkv + dr));
+  LinearForward(ops, *kv_a_proj_, u, n, a);
+  ctx.Store(a, n * (rkv + dr));
   s->ckv_in.resize(n * rkv);
-  std::vector<float> kr(n * dr);
-  for (int64_t t = 0; t < n; ++t) {
-    std::copy_n(&a[t * (rkv + dr)], rkv, &s->ckv_in[t * rkv]);
-    std::copy_n(&a[t * (rkv + dr) + rkv], dr, &kr[t * dr]);
-  }
+  float* kr = frame.Floats(n * dr);
+  ops.Copy2D(a, rkv + dr, s->ckv_in.data(), rkv, n, rkv, false);
+  ops.Copy2D(a + rkv, rkv + dr, kr, dr, n, dr, false);
   s->ckv_rstd.resize(n);
   s->ckv.resize(n * rkv);
   ops.RmsNormForward(s->ckv_in.data(), kv_a_layernorm_->working.data(), n, rkv, kLatentNormEps,
                      ctx.bf16(), s->ckv.data(), s->ckv_rstd.data());
   ctx.Store(s->ckv.data(), n * rkv);
-  ops.RopeForward(KeyRopeView(rope, positions, kr.data(), n));
-  ctx.Store(kr.data(), kr.size());
+  ops.RopeForward(KeyRopeView(rope, positions, kr, n));
+  ctx.Store(kr, n * dr);
 
-  std::vector<float> kv(n * h * (dn + dv));
-  LinearForward(ops, *kv_b_proj_, s->ckv.data(), n, kv.data());
-  ctx.Store(kv.data(), kv.size());
+  float* kv = frame.Floats(n * h * (dn + dv));
+  LinearForward(ops, *kv_b_proj_, s->ckv.data(), n, kv);
+  ctx.Store(kv, n * h * (dn + dv));
   s->k.resize(n * h * dqk);
   s->v.resize(n * h * dv);
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t hh = 0; hh < h; ++hh) {
-      const float* src = &kv[(t * h + hh) * (dn + dv)];
-      float* kdst = &s->k[(t * h + hh) * dqk];
-      std::copy_n(src, dn, kdst);
-      std::copy_n(&kr[t * dr], dr, kdst + dn);
-      std::copy_n(src + dn, dv, &s->v[(t * h + hh) * dv]);
-    }
-  }
+  // K = [kN ; RoPE(kr)] per head (the rope key is shared by the heads), V from kv's value columns.
+  ops.Copy2D(kv, dn + dv, s->k.data(), dqk, n * h, dn, false);
+  for (int64_t hh = 0; hh < h; ++hh) ops.Copy2D(kr, dr, s->k.data() + hh * dqk + dn, h * dqk, n, dr, false);
+  ops.Copy2D(kv + dn, dn + dv, s->v.data(), dv, n * h, dv, false);
 
   // Attention and output projection.
   s->o.resize(n * h * dv);
@@ -134,51 +128,48 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   const int64_t n = s.batch * s.seq, h = dims_.local_heads(), dqk = dims_.qk_dim(), dn = dims_.nope_dim;
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
 
-  std::vector<float> d_o(n * h * dv);
-  LinearBackward(ops, *o_proj_, s.o.data(), d_out, n, d_o.data(), GradMode::kWrite);
+  Scratch::Frame frame(*ctx.scratch);
+  float* d_o = frame.Floats(n * h * dv);
+  LinearBackward(ops, *o_proj_, s.o.data(), d_out, n, d_o, GradMode::kWrite);
 
-  std::vector<float> dq(n * h * dqk), dk(n * h * dqk), dvv(n * h * dv);
+  float* dq = frame.Floats(n * h * dqk);
+  float* dk = frame.Floats(n * h * dqk);
+  float* dvv = frame.Floats(n * h * dv);
   const kernels::AttentionShape shape{s.batch, s.seq, h, dqk, dv, dims_.softmax_scale};
-  ops.AttentionBackward(shape, s.q.data(), s.k.data(), s.v.data(), s.o.data(), s.lse.data(),
-                        d_o.data(), dq.data(), dk.data(), dvv.data());
+  ops.AttentionBackward(shape, s.q.data(), s.k.data(), s.v.data(), s.o.data(), s.lse.data(), d_o, dq, dk,
+                        dvv);
 
-  // Keys: nope parts and values go to kv_b_proj's output; the shared RoPE key sums over heads.
-  std::vector<float> dkv(n * h * (dn + dv));
-  std::vector<float> dkr(n * dr, 0.0f);
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t hh = 0; hh < h; ++hh) {
-      const float* dks = &dk[(t * h + hh) * dqk];
-      float* dst = &dkv[(t * h + hh) * (dn + dv)];
-      std::copy_n(dks, dn, dst);
-      std::copy_n(&dvv[(t * h + hh) * dv], dv, dst + dn);
-      for (int64_t j = 0; j < dr; ++j) dkr[t * dr + j] += dks[dn + j];
-    }
-  }
-  ops.RopeBackward(KeyRopeView(rope, positions, dkr.data(), n));
+  // Keys: nope parts and values go to kv_b_proj's output; the shared RoPE key sums over heads
+  // (in head order).
+  float* dkv = frame.Floats(n * h * (dn + dv));
+  float* dkr = frame.Floats(n * dr);
+  ops.Copy2D(dk, dqk, dkv, dn + dv, n * h, dn, false);
+  ops.Copy2D(dvv, dv, dkv + dn, dn + dv, n * h, dv, false);
+  for (int64_t hh = 0; hh < h; ++hh) ops.Copy2D(dk + hh * dqk + dn, h * dqk, dkr, dr, n, dr, hh > 0);
+  ops.RopeBackward(KeyRopeView(rope, positions, dkr, n));
 
-  std::vector<float> dckv(n * rkv);
-  LinearBackward(ops, *kv_b_proj_, s.ckv.data(), dkv.data(), n, dckv.data(), GradMode::kWrite);
-  std::vector<float> dckv_in(n * rkv);
-  ops.RmsNormBackward(s.ckv_in.data(), kv_a_layernorm_->working.data(), s.ckv_rstd.data(),
-                      dckv.data(), n, rkv, dckv_in.data(), kv_a_layernorm_->grad.data());
-  std::vector<float> da(n * (rkv + dr));
-  for (int64_t t = 0; t < n; ++t) {
-    std::copy_n(&dckv_in[t * rkv], rkv, &da[t * (rkv + dr)]);
-    std::copy_n(&dkr[t * dr], dr, &da[t * (rkv + dr) + rkv]);
-  }
-  LinearBackward(ops, *kv_a_proj_, u, da.data(), n, d_u, GradMode::kWrite);
+  float* dckv = frame.Floats(n * rkv);
+  LinearBackward(ops, *kv_b_proj_, s.ckv.data(), dkv, n, dckv, GradMode::kWrite);
+  float* dckv_in = frame.Floats(n * rkv);
+  ops.RmsNormBackward(s.ckv_in.data(), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n, rkv,
+                      dckv_in, kv_a_layernorm_->grad.data());
+  float* da = frame.Floats(n * (rkv + dr));
+  ops.Copy2D(dckv_in, rkv, da, rkv + dr, n, rkv, false);
+  ops.Copy2D(dkr, dr, da + rkv, rkv + dr, n, dr, false);
+  LinearBackward(ops, *kv_a_proj_, u, da, n, d_u, GradMode::kWrite);
 
   // Queries: undo RoPE on the rope part (dq is in rotated coordinates), then the projections.
-  ops.RopeBackward(QueryRopeView(rope, positions, dq.data(), n));
+  ops.RopeBackward(QueryRopeView(rope, positions, dq, n));
   if (q_a_proj_ != nullptr) {
     const int64_t rq = dims_.q_lora_rank;
-    std::vector<float> dcq(n * rq), dqa(n * rq);
-    LinearBackward(ops, *q_b_proj_, s.cq.data(), dq.data(), n, dcq.data(), GradMode::kWrite);
-    ops.RmsNormBackward(s.qa.data(), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq.data(), n,
-                        rq, dqa.data(), q_a_layernorm_->grad.data());
-    LinearBackward(ops, *q_a_proj_, u, dqa.data(), n, d_u, GradMode::kAccumulate);
+    float* dcq = frame.Floats(n * rq);
+    float* dqa = frame.Floats(n * rq);
+    LinearBackward(ops, *q_b_proj_, s.cq.data(), dq, n, dcq, GradMode::kWrite);
+    ops.RmsNormBackward(s.qa.data(), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq, dqa,
+                        q_a_layernorm_->grad.data());
+    LinearBackward(ops, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate);
   } else {
-    LinearBackward(ops, *q_proj_, u, dq.data(), n, d_u, GradMode::kAccumulate);
+    LinearBackward(ops, *q_proj_, u, dq, n, d_u, GradMode::kAccumulate);
   }
 }
 

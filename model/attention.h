@@ -38,17 +38,17 @@ class MlaAttention {
   // What Backward needs, saved by Forward.
   struct Saved {
     int64_t batch = 0, seq = 0;
-    std::vector<float> qa;      // [n, rq]   (q LoRA only)
-    std::vector<float> qa_rstd; // [n]
-    std::vector<float> cq;      // [n, rq]
-    std::vector<float> ckv_in;  // [n, rkv]  latent before its norm
-    std::vector<float> ckv_rstd;// [n]
-    std::vector<float> ckv;     // [n, rkv]
-    std::vector<float> q;       // [n, H, dqk] with RoPE applied
-    std::vector<float> k;       // [n, H, dqk] with RoPE applied
-    std::vector<float> v;       // [n, H, dv]
-    std::vector<float> o;       // [n, H, dv]
-    std::vector<float> lse;     // [B, H, T]
+    Buffer<float> qa;           // [n, rq]   (q LoRA only)
+    Buffer<float> qa_rstd;      // [n]
+    Buffer<float> cq;           // [n, rq]
+    Buffer<float> ckv_in;       // [n, rkv]  latent before its norm
+    Buffer<float> ckv_rstd;     // [n]
+    Buffer<float> ckv;          // [n, rkv]
+    Buffer<float> q;            // [n, H, dqk] with RoPE applied
+    Buffer<float> k;            // [n, H, dqk] with RoPE applied
+    Buffer<float> v;            // [n, H, dv]
+    Buffer<float> o;            // [n, H, dv]
+    Buffer<float> lse;          // [B, H, T]
     int64_t Bytes() const { return BufferBytes(qa, qa_rstd, cq, ckv_in, ckv_rstd, ckv, q, k, v, o, lse); }
   };
 

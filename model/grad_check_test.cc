@@ -45,11 +45,13 @@ void Randomize(ParamStore& store, uint32_t seed) {
       auto r = RandomVector(p.numel(), ++k, 0.2f);
       for (int64_t i = 0; i < p.numel(); ++i) p.master[i] = 1.0f + r[i];
     } else if (p.kind == ParamKind::kBuffer) {
-      p.master = RandomVector(p.numel(), ++k, 0.05f);
+      const std::vector<float> r = RandomVector(p.numel(), ++k, 0.05f);
+      p.master.AssignFromHost(r.data(), p.numel());
     }
   });
   store.RefreshWorking(false);
-  store.ZeroGrads();
+  kernels::CpuBackend ops(1);
+  store.ZeroGrads(ops);
 }
 
 // Compares analytic grads of every trainable tensor (and of `input`, if given) against central
@@ -58,8 +60,8 @@ void CheckGradients(ParamStore& store, const std::function<double()>& loss,
                     std::vector<float>* input = nullptr, const std::vector<float>* input_grad = nullptr,
                     int samples = 6) {
   int jumps = 0, checked = 0;
-  auto check = [&](const std::string& name, std::vector<float>& values, std::vector<float>* mirror,
-                   const std::vector<float>& grad) {
+  // values, mirror, grad: Buffers (parameters) or std::vectors (the input).
+  auto check = [&](const std::string& name, auto& values, auto* mirror, const auto& grad) {
     std::vector<int64_t> picks;
     int64_t best = 0;
     for (int64_t i = 0; i < static_cast<int64_t>(grad.size()); ++i) {
@@ -98,7 +100,7 @@ void CheckGradients(ParamStore& store, const std::function<double()>& loss,
     if (p.trainable()) check(p.name, p.working, &p.master, p.grad);
     checked += samples;
   });
-  if (input != nullptr) check("input", *input, nullptr, *input_grad);
+  if (input != nullptr) check("input", *input, static_cast<std::vector<float>*>(nullptr), *input_grad);
   // A handful of boundary crossings is expected; many would mean a real discontinuity (a bug).
   EXPECT_LE(jumps, std::max(1, checked / 10));
 }
@@ -122,7 +124,8 @@ MlaDims SmallMla(int64_t q_lora_rank) {
 
 void CheckAttention(int64_t q_lora_rank, bool yarn) {
   kernels::CpuBackend ops(2);
-  LayerContext ctx{&ops, Numerics::kFp32};
+  Scratch scratch;
+  LayerContext ctx{&ops, Numerics::kFp32, nullptr, nullptr, &scratch};
   config::ModelConfig mc;
   mc.set_qk_rope_head_dim(4);
   mc.set_rope_theta(10000);
@@ -162,7 +165,8 @@ TEST(GradCheck, MlaAttentionWithQProjAndYarn) { CheckAttention(0, true); }
 
 TEST(GradCheck, SwiGluMlp) {
   kernels::CpuBackend ops(2);
-  LayerContext ctx{&ops, Numerics::kFp32};
+  Scratch scratch;
+  LayerContext ctx{&ops, Numerics::kFp32, nullptr, nullptr, &scratch};
   ParamStore store;
   SwiGluMlp mlp(store, "mlp.", 16, 24);
   Randomize(store, 5);
@@ -194,7 +198,8 @@ struct MoeCase {
 void CheckMoe(const MoeCase& c) {
   kernels::CpuBackend ops(2);
   parallel::LocalCommunicator tp("tp"), ep("ep");
-  LayerContext ctx{&ops, Numerics::kFp32, &tp, &ep};
+  Scratch scratch;
+  LayerContext ctx{&ops, Numerics::kFp32, &tp, &ep, &scratch};
   ParamStore store;
   MoeDims dims;
   dims.d = 16;
@@ -338,7 +343,7 @@ TEST(ActivationRecompute, BitIdenticalLossAndGradientsWithLessSavedMemory) {
     stats[recompute] = net.Step(ids.data(), targets.data(), 2, 6, true, 1.0f);
     net.Step(ids.data(), targets.data(), 2, 6, false, 1.0f);  // forward only: what a step keeps
     saved_bytes[recompute] = net.SavedActivationBytes();
-    net.params().ForEach([&](const Param& p) { grads[recompute].push_back(p.grad); });
+    net.params().ForEach([&](const Param& p) { grads[recompute].emplace_back(p.grad.begin(), p.grad.end()); });
     for (const auto& c : net.expert_counts()) counts[recompute].insert(counts[recompute].end(), c.begin(), c.end());
   }
   EXPECT_EQ(stats[0].ce_loss_sum, stats[1].ce_loss_sum);

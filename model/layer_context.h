@@ -6,6 +6,7 @@
 
 #include "kernels/backend.h"
 #include "model/params.h"
+#include "model/scratch.h"
 #include "parallel/communicator.h"
 
 namespace moe::model {
@@ -26,7 +27,7 @@ struct TpSlice {
   }
 };
 
-// Bytes held by a set of saved-activation buffers (for the per-step activation-memory report).
+// Bytes held by a set of saved-activation buffers (Buffers or std::vectors) (for the per-step activation-memory report).
 template <typename... V>
 int64_t BufferBytes(const V&... v) {
   return static_cast<int64_t>(((v.size() * sizeof(typename V::value_type)) + ... + 0));
@@ -37,6 +38,7 @@ struct LayerContext {
   Numerics numerics = Numerics::kFp32;
   parallel::Communicator* tp = nullptr;  // tensor(+sequence)-parallel group
   parallel::Communicator* ep = nullptr;  // expert-parallel group
+  Scratch* scratch = nullptr;            // per-call temporaries (model/scratch.h)
 
   bool bf16() const { return numerics == Numerics::kBf16; }
   // A "stored" activation: rounded to BF16 in BF16 mode (the CPU keeps BF16 values in FP32 words).

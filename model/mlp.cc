@@ -35,12 +35,14 @@ void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s
                          float* d_u, bool accumulate_du) {
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = s.n, inter = gate_->shape[0];
-  std::vector<float> dm(n * inter), da(n * inter), dc(n * inter);
-  LinearBackward(ops, *down_, s.m.data(), d_y, n, dm.data(), GradMode::kWrite);
-  ops.SwigluBackward(s.a.data(), s.c.data(), dm.data(), da.data(), dc.data(), n * inter);
-  LinearBackward(ops, *gate_, u, da.data(), n, d_u,
-                 accumulate_du ? GradMode::kAccumulate : GradMode::kWrite);
-  LinearBackward(ops, *up_, u, dc.data(), n, d_u, GradMode::kAccumulate);
+  Scratch::Frame frame(*ctx.scratch);
+  float* dm = frame.Floats(n * inter);
+  float* da = frame.Floats(n * inter);
+  float* dc = frame.Floats(n * inter);
+  LinearBackward(ops, *down_, s.m.data(), d_y, n, dm, GradMode::kWrite);
+  ops.SwigluBackward(s.a.data(), s.c.data(), dm, da, dc, n * inter);
+  LinearBackward(ops, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite);
+  LinearBackward(ops, *up_, u, dc, n, d_u, GradMode::kAccumulate);
 }
 
 }  // namespace moe::model

@@ -18,7 +18,7 @@ class SwiGluMlp {
  public:
   struct Saved {
     int64_t n = 0;
-    std::vector<float> a, c, m;  // [n, I] each
+    Buffer<float> a, c, m;  // [n, I] each
     int64_t Bytes() const { return BufferBytes(a, c, m); }
   };
 

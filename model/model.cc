@@ -39,21 +39,19 @@ struct DeepseekV3Model::Layer {
   int64_t moe_slot = -1;              // index into expert_counts_
 
   // Saved activations of the last forward (n_loc = this rank's tokens, n = the micro-batch's).
-  std::vector<float> h_in;        // [n_loc, d] block input
-  std::vector<float> x1, rstd1;   // normed input to attention [n_loc, d], [n_loc]
-  std::vector<float> x1_full;     // [n, d] gathered over TP
-  std::vector<float> h_mid;       // [n_loc, d] after the attention residual
-  std::vector<float> x2, rstd2;   // normed input to the FFN
-  std::vector<float> x2_full;     // [n, d] gathered (dense FFN / shared expert)
+  Buffer<float> h_in;        // [n_loc, d] block input
+  Buffer<float> x1, rstd1;   // normed input to attention [n_loc, d], [n_loc]
+  Buffer<float> x1_full;     // [n, d] gathered over TP (unused with one TP rank: x1 is the whole input)
+  Buffer<float> h_mid;       // [n_loc, d] after the attention residual
+  Buffer<float> x2, rstd2;   // normed input to the FFN
+  Buffer<float> x2_full;     // [n, d] gathered (dense FFN / shared expert)
   MlaAttention::Saved attn_saved;
   SwiGluMlp::Saved mlp_saved;
   MoeLayer::Saved moe_saved;
 
   // Activation recomputation: drop everything but the block input after the forward.
   void ReleaseActivations() {
-    for (std::vector<float>* v : {&x1, &rstd1, &x1_full, &h_mid, &x2, &rstd2, &x2_full}) {
-      std::vector<float>().swap(*v);
-    }
+    for (Buffer<float>* v : {&x1, &rstd1, &x1_full, &h_mid, &x2, &rstd2, &x2_full}) v->reset();
     attn_saved = {};
     mlp_saved = {};
     moe_saved = {};
@@ -63,16 +61,24 @@ struct DeepseekV3Model::Layer {
 namespace {
 
 // Sequence-parallel edges of a TP block: gather the slice's rows from every TP rank before it, and
-// sum-and-scatter its partial output after it (each other's backward).
-void GatherTokens(parallel::Communicator& tp, const float* local, int64_t n_local, int64_t d,
-                  std::vector<float>* full) {
+// sum-and-scatter its partial output after it (each other's backward). With one TP rank the slice is
+// the whole micro-batch: the gather returns its input and blocks write their output in place.
+const float* GatherTokens(parallel::Communicator& tp, const float* local, int64_t n_local, int64_t d,
+                          Buffer<float>* full) {
+  if (tp.size() == 1) return local;
   full->resize(n_local * d * tp.size());
   tp.AllGather(local, full->data(), n_local * d);
+  return full->data();
+}
+
+// Where a TP block writes its [n, d] output: the partial-sum buffer, or the slice itself (one rank).
+float* BlockOutput(parallel::Communicator& tp, float* local, float* partial) {
+  return tp.size() == 1 ? local : partial;
 }
 
 void ReduceScatterTokens(parallel::Communicator& tp, const float* full_partial, int64_t n_local,
                          int64_t d, float* local) {
-  tp.ReduceScatterSum(full_partial, local, n_local * d);
+  if (full_partial != local) tp.ReduceScatterSum(full_partial, local, n_local * d);
 }
 
 }  // namespace
@@ -81,14 +87,15 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
                                  kernels::Backend* ops, int64_t max_positions, ModelParallel parallel)
     : cfg_(cfg) {
   if (parallel.tp == nullptr) {
-    own_tp_ = std::make_unique<parallel::LocalCommunicator>("tp");
+    own_tp_ = std::make_unique<parallel::LocalCommunicator>("tp", ops);
     parallel.tp = own_tp_.get();
   }
   if (parallel.ep == nullptr) {
-    own_ep_ = std::make_unique<parallel::LocalCommunicator>("ep");
+    own_ep_ = std::make_unique<parallel::LocalCommunicator>("ep", ops);
     parallel.ep = own_ep_.get();
   }
   ctx_.ops = ops;
+  ctx_.scratch = &scratch_;
   ctx_.numerics = numerics;
   ctx_.tp = parallel.tp;
   ctx_.ep = parallel.ep;
@@ -147,6 +154,7 @@ void DeepseekV3Model::ResetExpertCounts() {
 }
 
 void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
+  ctx_.ops->Synchronize();  // the host updates the biases in place
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
     if (!layer.moe || layer.moe->correction_bias() == nullptr) continue;
@@ -189,94 +197,100 @@ std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
 // One decoder block's forward on this rank's slice h [n_loc, d] (updated in place), saving what its
 // backward needs in L. `counts` receives the expert assignments (null: a recomputation, which must not
 // count them, nor the balance loss, twice).
-void DeepseekV3Model::LayerForward(Layer& L, const ForwardPass& geometry, std::vector<float>& h,
-                                   int64_t* counts, ForwardPass* fp) {
+void DeepseekV3Model::LayerForward(Layer& L, float* h, int64_t* counts) {
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
-  const int64_t batch = geometry.batch, seq = geometry.seq, n = batch * seq, d = cfg_.hidden_size();
-  const int64_t n_loc = geometry.n_loc;
+  ForwardPass& fp = fp_;
+  const int64_t batch = fp.batch, seq = fp.seq, n = batch * seq, d = cfg_.hidden_size();
+  const int64_t n_loc = fp.n_loc;
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
-  const std::vector<int32_t>& positions = geometry.positions;
-  const TokenSlice slice{batch, seq, geometry.offset, n_loc};
-  std::vector<float> branch(n_loc * d), partial(n * d);
+  const TokenSlice slice{batch, seq, fp.offset, n_loc};
+  Scratch::Frame frame(scratch_);
+  float* branch = frame.Floats(n_loc * d);
+  float* partial = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
   std::vector<int64_t> scratch_counts(L.moe ? cfg_.n_routed_experts() : 0);
-  L.h_in = h;
+  L.h_in.resize(n_loc * d);
+  ops.Copy(h, L.h_in.data(), n_loc * d);
   L.x1.resize(n_loc * d);
   L.rstd1.resize(n_loc);
-  ops.RmsNormForward(h.data(), L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(),
-                     L.rstd1.data());
+  ops.RmsNormForward(h, L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(), L.rstd1.data());
   ctx_.Store(L.x1.data(), n_loc * d);
-  GatherTokens(tp, L.x1.data(), n_loc, d, &L.x1_full);
-  L.attn->Forward(ctx_, rope_, positions.data(), L.x1_full.data(), batch, seq, partial.data(),
-                  &L.attn_saved);
-  ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
-  ctx_.Store(branch.data(), n_loc * d);
-  ops.Add(branch.data(), h.data(), n_loc * d);
-  ctx_.Store(h.data(), n_loc * d);
-  L.h_mid = h;
+  const float* x1_full = GatherTokens(tp, L.x1.data(), n_loc, d, &L.x1_full);
+  float* out = BlockOutput(tp, branch, partial);
+  L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved);
+  ReduceScatterTokens(tp, out, n_loc, d, branch);
+  ctx_.Store(branch, n_loc * d);
+  ops.Add(branch, h, n_loc * d);
+  ctx_.Store(h, n_loc * d);
+  L.h_mid.resize(n_loc * d);
+  ops.Copy(h, L.h_mid.data(), n_loc * d);
   L.x2.resize(n_loc * d);
   L.rstd2.resize(n_loc);
-  ops.RmsNormForward(h.data(), L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x2.data(),
-                     L.rstd2.data());
+  ops.RmsNormForward(h, L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x2.data(), L.rstd2.data());
   ctx_.Store(L.x2.data(), n_loc * d);
-  std::fill(branch.begin(), branch.end(), 0.0f);
+  ops.Fill(branch, n_loc * d, 0.0f);
   if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
-    GatherTokens(tp, L.x2.data(), n_loc, d, &L.x2_full);
-    L.mlp->Forward(ctx_, L.x2_full.data(), n, partial.data(), &L.mlp_saved);
-    ReduceScatterTokens(tp, partial.data(), n_loc, d, branch.data());
-    ctx_.Store(branch.data(), n_loc * d);
+    const float* x2_full = GatherTokens(tp, L.x2.data(), n_loc, d, &L.x2_full);
+    L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved);
+    ReduceScatterTokens(tp, out, n_loc, d, branch);
+    ctx_.Store(branch, n_loc * d);
   }
   if (L.moe) {  // routed experts on this rank's tokens
-    std::vector<float> routed(n_loc * d);
-    const double balance = L.moe->Forward(ctx_, L.x2.data(), slice, routed.data(), &L.moe_saved,
+    float* routed = frame.Floats(n_loc * d);
+    const double balance = L.moe->Forward(ctx_, L.x2.data(), slice, routed, &L.moe_saved,
                                           counts != nullptr ? counts : scratch_counts.data());
     if (counts != nullptr) {  // a recomputation must not count or report twice
-      fp->balance_loss += balance;
-      fp->dropped += MoeLayer::Dropped(L.moe_saved);
+      fp.balance_loss += balance;
+      fp.dropped += MoeLayer::Dropped(L.moe_saved);
     }
-    ops.Add(routed.data(), branch.data(), n_loc * d);
-    ctx_.Store(branch.data(), n_loc * d);
+    ops.Add(routed, branch, n_loc * d);
+    ctx_.Store(branch, n_loc * d);
   }
-  ops.Add(branch.data(), h.data(), n_loc * d);
-  ctx_.Store(h.data(), n_loc * d);
+  ops.Add(branch, h, n_loc * d);
+  ctx_.Store(h, n_loc * d);
 }
 
-void DeepseekV3Model::RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp) {
+void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq) {
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
+  ForwardPass& fp = fp_;
   const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
   const int64_t n_loc = n / tp.size(), offset = tp.rank() * n_loc;  // this rank's token slice
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
-  fp->batch = batch;
-  fp->seq = seq;
-  fp->n_loc = n_loc;
-  fp->offset = offset;
-  fp->positions.resize(n);
-  for (int64_t i = 0; i < n; ++i) fp->positions[i] = static_cast<int32_t>(i % seq);
-  fp->balance_loss = 0;
-  fp->dropped = 0;
+  ops.Synchronize();  // the host writes the inputs below into buffers the last step's ops read
+  if (fp.batch != batch || fp.seq != seq) {
+    fp.positions.resize(n);
+    for (int64_t i = 0; i < n; ++i) fp.positions[i] = static_cast<int32_t>(i % seq);
+  }
+  fp.batch = batch;
+  fp.seq = seq;
+  fp.n_loc = n_loc;
+  fp.offset = offset;
+  fp.ids.AssignFromHost(ids + offset, n_loc);
+  if (targets != nullptr) fp.targets.AssignFromHost(targets + offset, n_loc);
+  fp.balance_loss = 0;
+  fp.dropped = 0;
 
-  std::vector<float>& h = fp->h;
-  h.resize(n_loc * d);
-  ops.EmbeddingForward(ids + offset, n_loc, embed_->working.data(), d, h.data());
+  fp.h.resize(n_loc * d);
+  ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), d, fp.h.data());
   for (auto& lp : layers_) {
     Layer& L = *lp;
-    LayerForward(L, *fp, h, L.moe ? expert_counts_[L.moe_slot].data() : nullptr, fp);
+    LayerForward(L, fp.h.data(), L.moe ? expert_counts_[L.moe_slot].data() : nullptr);
     if (recompute_) L.ReleaseActivations();  // keep only h_in; the backward recomputes the rest
   }
-  fp->hf.resize(n_loc * d);
-  fp->rstd_f.resize(n_loc);
-  ops.RmsNormForward(h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), fp->hf.data(),
-                     fp->rstd_f.data());
-  ctx_.Store(fp->hf.data(), n_loc * d);
-  fp->logits.resize(n_loc * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
-  LinearForward(ops, *lm_head_, fp->hf.data(), n_loc, fp->logits.data());
+  fp.hf.resize(n_loc * d);
+  fp.rstd_f.resize(n_loc);
+  ops.RmsNormForward(fp.h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), fp.hf.data(),
+                     fp.rstd_f.data());
+  ctx_.Store(fp.hf.data(), n_loc * d);
+  fp.logits.resize(n_loc * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
+  LinearForward(ops, *lm_head_, fp.hf.data(), n_loc, fp.logits.data());
 }
 
 std::vector<float> DeepseekV3Model::Logits(const int32_t* ids, int64_t batch, int64_t seq) {
-  ForwardPass fp;
-  RunForward(ids, batch, seq, &fp);
-  return std::move(fp.logits);
+  RunForward(ids, nullptr, batch, seq);
+  ctx_.ops->Synchronize();
+  return std::vector<float>(fp_.logits.begin(), fp_.logits.end());
 }
 
 LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,
@@ -284,14 +298,9 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
   const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
-  ForwardPass fp;
-  RunForward(ids, batch, seq, &fp);
+  RunForward(ids, targets, batch, seq);
+  ForwardPass& fp = fp_;
   const int64_t n_loc = fp.n_loc, offset = fp.offset;
-  const std::vector<int32_t>& positions = fp.positions;
-  std::vector<float>& h = fp.h;
-  std::vector<float>& hf = fp.hf;
-  std::vector<float>& rstd_f = fp.rstd_f;
-  std::vector<float>& logits = fp.logits;
   LossStats stats;
   stats.balance_loss = fp.balance_loss;
   stats.dropped = fp.dropped;
@@ -299,49 +308,59 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   for (int64_t i = 0; i < n; ++i) micro_batch_tokens += targets[i] >= 0 ? 1 : 0;
   for (int64_t i = 0; i < n_loc; ++i) stats.tokens += targets[offset + i] >= 0 ? 1 : 0;
   const float ce_scale = micro_batch_tokens > 0 ? loss_scale / static_cast<float>(micro_batch_tokens) : 0.0f;
-  stats.ce_loss_sum = ops.CrossEntropy(logits.data(), targets + offset, n_loc, vocab, ce_scale,
-                                       backward ? logits.data() : nullptr);
+  float* logits = fp.logits.data();
+  stats.ce_loss_sum = ops.CrossEntropy(logits, fp.targets.data(), n_loc, vocab, ce_scale,
+                                       backward ? logits : nullptr);
   if (!backward) return stats;
 
   // ---- Backward (activation gradients written, parameter gradients accumulated) ----
-  std::vector<float>& d_logits = logits;
-  std::vector<float> d_hf(n_loc * d);
-  LinearBackward(ops, *lm_head_, hf.data(), d_logits.data(), n_loc, d_hf.data(), GradMode::kWrite);
-  std::vector<float> dh(n_loc * d);  // gradient of the residual stream (this rank's slice)
-  ops.RmsNormBackward(h.data(), final_norm_->working.data(), rstd_f.data(), d_hf.data(), n_loc, d,
-                      dh.data(), final_norm_->grad.data());
-  std::vector<float> d_branch_in(n_loc * d), d_x(n_loc * d), d_full, d_in_full(n * d);
+  Scratch::Frame frame(scratch_);
+  const float* d_logits = logits;
+  float* d_hf = frame.Floats(n_loc * d);
+  LinearBackward(ops, *lm_head_, fp.hf.data(), d_logits, n_loc, d_hf, GradMode::kWrite);
+  float* dh = frame.Floats(n_loc * d);  // gradient of the residual stream (this rank's slice)
+  ops.RmsNormBackward(fp.h.data(), final_norm_->working.data(), fp.rstd_f.data(), d_hf, n_loc, d, dh,
+                      final_norm_->grad.data());
+  float* d_branch_in = frame.Floats(n_loc * d);
+  float* d_x = frame.Floats(n_loc * d);
+  float* h_in = recompute_ ? frame.Floats(n_loc * d) : nullptr;
+  float* d_in_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
+  Buffer<float> d_full;  // gathered over TP (unused with one TP rank)
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     Layer& L = **it;
     if (recompute_) {  // rebuild this block's saved activations from its input (same ops, same bits)
-      std::vector<float> h_in = L.h_in;
-      LayerForward(L, fp, h_in, nullptr, &fp);
+      ops.Copy(L.h_in.data(), h_in, n_loc * d);
+      LayerForward(L, h_in, nullptr);
     }
+    const float* x2_full = tp.size() == 1 ? L.x2.data() : L.x2_full.data();
+    const float* x1_full = tp.size() == 1 ? L.x1.data() : L.x1_full.data();
     // FFN half: h_out = h_mid + FFN(norm(h_mid)).
-    std::fill(d_branch_in.begin(), d_branch_in.end(), 0.0f);
     if (L.moe) {
-      L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh.data(), loss_scale, d_branch_in.data());
+      L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh, loss_scale, d_branch_in);
+    } else {
+      ops.Fill(d_branch_in, n_loc * d, 0.0f);
     }
     if (L.mlp) {
-      GatherTokens(tp, dh.data(), n_loc, d, &d_full);
-      L.mlp->Backward(ctx_, L.x2_full.data(), L.mlp_saved, d_full.data(), d_in_full.data(), false);
-      ReduceScatterTokens(tp, d_in_full.data(), n_loc, d, d_x.data());
-      ops.Add(d_x.data(), d_branch_in.data(), n_loc * d);
+      const float* d_out_full = GatherTokens(tp, dh, n_loc, d, &d_full);
+      float* d_in = BlockOutput(tp, d_x, d_in_full);
+      L.mlp->Backward(ctx_, x2_full, L.mlp_saved, d_out_full, d_in, false);
+      ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
+      ops.Add(d_x, d_branch_in, n_loc * d);
     }
-    ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(),
-                        d_branch_in.data(), n_loc, d, d_x.data(), L.post_norm->grad.data());
-    ops.Add(d_x.data(), dh.data(), n_loc * d);
+    ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in, n_loc,
+                        d, d_x, L.post_norm->grad.data());
+    ops.Add(d_x, dh, n_loc * d);
     // Attention half: h_mid = h_in + MLA(norm(h_in)).
-    GatherTokens(tp, dh.data(), n_loc, d, &d_full);
-    L.attn->Backward(ctx_, rope_, positions.data(), L.x1_full.data(), L.attn_saved, d_full.data(),
-                     d_in_full.data());
-    ReduceScatterTokens(tp, d_in_full.data(), n_loc, d, d_branch_in.data());
-    ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(),
-                        d_branch_in.data(), n_loc, d, d_x.data(), L.input_norm->grad.data());
-    ops.Add(d_x.data(), dh.data(), n_loc * d);
+    const float* d_out_full = GatherTokens(tp, dh, n_loc, d, &d_full);
+    float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
+    L.attn->Backward(ctx_, rope_, fp.positions.data(), x1_full, L.attn_saved, d_out_full, d_in);
+    ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
+    ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(), d_branch_in, n_loc, d,
+                        d_x, L.input_norm->grad.data());
+    ops.Add(d_x, dh, n_loc * d);
     if (recompute_) L.ReleaseActivations();
   }
-  ops.EmbeddingBackward(ids + offset, n_loc, dh.data(), d, embed_->grad.data());
+  ops.EmbeddingBackward(fp.ids.data(), n_loc, dh, d, embed_->grad.data());
   return stats;
 }
 

@@ -6,7 +6,8 @@
 // embedding, head and loss hold this TP rank's contiguous 1/tp slice of the B·T tokens; each attention
 // or dense/shared-expert block all-gathers its normed input over TP, runs its heads / FFN columns, and
 // reduce-scatters its output back to the slice. The routed experts take the slice's tokens directly.
-// The hidden stream is FP32 storage holding BF16 values in BF16 mode.
+// The hidden stream is FP32 storage holding BF16 values in BF16 mode. Every tensor is a Buffer in the
+// backend's memory space; the host touches them only after ops->Synchronize() (base/buffer.h).
 #pragma once
 
 #include <cstdint>
@@ -57,6 +58,7 @@ class DeepseekV3Model {
   Numerics numerics() const { return ctx_.numerics; }
 
   // Forward (and, if `backward`, backward accumulating parameter gradients) of one micro-batch.
+  // ids and targets are host arrays (copied in).
   // The gradient is that of loss_scale · (mean CE over the micro-batch's B·T tokens + balance losses);
   // with sequence parallelism each TP rank contributes its tokens' part.
   // Expert assignment counts are added to expert_counts().
@@ -72,7 +74,8 @@ class DeepseekV3Model {
   // that grows with micro-batch and sequence length.
   int64_t SavedActivationBytes() const;
 
-  // FP32 logits [n_loc, V] of this rank's token slice (all B·T tokens on one rank), forward only.
+  // FP32 logits [n_loc, V] of this rank's token slice (all B·T tokens on one rank), forward only,
+  // copied to the host.
   std::vector<float> Logits(const int32_t* ids, int64_t batch, int64_t seq);
   // The RoPE tables (positions < max_positions) and the layer context, for inference tools.
   const RopeTables& rope() const { return rope_; }
@@ -89,20 +92,25 @@ class DeepseekV3Model {
 
  private:
   struct Layer;
-  // The forward's results that the loss and the backward need.
+  // The forward's inputs and the results that the loss and the backward need (kept across steps, so
+  // a step reuses its buffers).
   struct ForwardPass {
     int64_t batch = 0, seq = 0, n_loc = 0, offset = 0;
-    std::vector<int32_t> positions;    // [B·T]
-    std::vector<float> h;              // [n_loc, d] final residual stream
-    std::vector<float> hf, rstd_f;     // [n_loc, d], [n_loc] after the final norm
-    std::vector<float> logits;         // [n_loc, V]
+    Buffer<int32_t> positions;    // [B·T]
+    Buffer<int32_t> ids;          // [n_loc] this rank's slice of the inputs
+    Buffer<int32_t> targets;      // [n_loc]
+    Buffer<float> h;              // [n_loc, d] final residual stream
+    Buffer<float> hf, rstd_f;     // [n_loc, d], [n_loc] after the final norm
+    Buffer<float> logits;         // [n_loc, V]
     double balance_loss = 0;
     int64_t dropped = 0;
   };
-  void RunForward(const int32_t* ids, int64_t batch, int64_t seq, ForwardPass* fp);
-  void LayerForward(Layer& L, const ForwardPass& geometry, std::vector<float>& h, int64_t* counts,
-                    ForwardPass* fp);
+  // Copies the slice's ids (and targets, if given) in and runs the forward into fp_.
+  void RunForward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq);
+  void LayerForward(Layer& L, float* h, int64_t* counts);
   bool recompute_ = false;
+  ForwardPass fp_;
+  Scratch scratch_;
 
   config::ModelConfig cfg_;
   LayerContext ctx_;

@@ -89,7 +89,8 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, Saved* s) const {
   s->a.resize(rows * ie);
   s->c.resize(rows * ie);
   s->m.resize(rows * ie);
-  std::vector<float> y_grouped(rows * d);
+  Scratch::Frame frame(*ctx.scratch);
+  float* y_grouped = frame.Floats(rows * d);
   const float* x = s->x_grouped.data();
   auto up_problems = [&](const std::vector<Param*>& w, float* out) {  // [R'_j, Ie] = x_j w_jᵀ
     return PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
@@ -105,12 +106,12 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, Saved* s) const {
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes,  // [R'_j, d] = m_j down_jᵀ
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     return GemmProblem{r, d, ie, s->m.data() + o * ie, ie, expert_down_[j]->working.data(),
-                                       ie, y_grouped.data() + o * d, d};
+                                       ie, y_grouped + o * d, d};
                   }),
                   1, 0);
-  ctx.Store(y_grouped.data(), rows * d);
+  ctx.Store(y_grouped, rows * d);
   s->y_sorted.resize(s->handle.rows_sent * d);
-  dispatcher_.Combine(s->handle, y_grouped.data(), d, s->y_sorted.data());
+  dispatcher_.Combine(ops, s->handle, y_grouped, d, s->y_sorted.data());
 }
 
 double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
@@ -143,21 +144,42 @@ double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
   return dims_.aux_loss_alpha * loss / groups;
 }
 
+void MoeLayer::BalanceLossGrad(const Saved& s, float loss_scale, float* d_scores) const {
+  const int64_t n = s.slice.num_tokens, e_count = dims_.router.num_experts;
+  const int64_t groups = BalanceGroups(s.slice, dims_.seq_aux);
+  const int64_t len = BalanceGroupLen(s.slice, dims_.seq_aux);
+  const double coef = loss_scale * dims_.aux_loss_alpha / static_cast<double>(groups * len);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* st = &s.scores[t * e_count];
+    const float* f = &s.balance_f[((s.slice.token_offset + t) / len) * e_count];
+    double sum = 0.0, dot = 0.0;
+    for (int64_t i = 0; i < e_count; ++i) sum += st[i];
+    for (int64_t i = 0; i < e_count; ++i) dot += coef * f[i] * (st[i] / sum);
+    for (int64_t i = 0; i < e_count; ++i) {
+      d_scores[t * e_count + i] = static_cast<float>((coef * f[i] - dot) / sum);
+    }
+  }
+}
+
 double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSlice& slice, float* out,
                          Saved* s, int64_t* expert_counts) const {
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = slice.num_tokens, d = dims_.d, e_count = dims_.router.num_experts;
   const int64_t k = dims_.router.top_k;
   s->slice = slice;
+  Scratch::Frame frame(*ctx.scratch);
 
   // Route (FP32 logits and scores).
-  std::vector<float> logits(n * e_count);
-  LinearForward(ops, *gate_, u, n, logits.data());
+  float* logits = frame.Floats(n * e_count);
+  LinearForward(ops, *gate_, u, n, logits);
   s->scores.resize(n * e_count);
   s->selected.resize(n * k);
   s->weights.resize(n * k);
-  ops.RouterForward(dims_.router, logits.data(), bias_ ? bias_->working.data() : nullptr, n,
-                    s->scores.data(), s->selected.data(), s->weights.data());
+  ops.RouterForward(dims_.router, logits, bias_ ? bias_->working.data() : nullptr, n, s->scores.data(),
+                    s->selected.data(), s->weights.data());
+
+  // The selection comes to the host: it sizes the exchange and the grouped GEMM.
+  ops.Synchronize();
   for (int64_t i = 0; i < n * k; ++i) ++expert_counts[s->selected[i]];
 
   // Dispatch: sort rows by global expert, exchange counts, send rows to the experts' EP ranks.
@@ -166,27 +188,28 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
           ? static_cast<int64_t>(std::ceil(dims_.capacity_factor * static_cast<double>(n * k) / e_count))
           : -1;
   s->plan = BuildRoutingPlan(s->selected.data(), n, k, e_count, capacity);
-  const int64_t rows = static_cast<int64_t>(s->plan.row_token.size());
-  std::vector<float> x_sorted(rows * d);
-  ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted.data());
+  const int64_t rows = s->plan.rows();
   std::vector<int64_t> rows_per_expert(e_count);
   for (int64_t e = 0; e < e_count; ++e) {
     rows_per_expert[e] = s->plan.expert_offsets[e + 1] - s->plan.expert_offsets[e];
   }
   s->handle = dispatcher_.Plan(rows_per_expert);
+  const double balance = dims_.aux_loss_alpha == 0.0f ? 0.0 : BalanceLoss(ctx, s);  // host, while synced
+
+  float* x_sorted = frame.Floats(rows * d);
+  ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted);
   s->x_grouped.resize(s->handle.rows_received * d);
-  dispatcher_.Dispatch(s->handle, x_sorted.data(), d, s->x_grouped.data());
+  dispatcher_.Dispatch(ops, s->handle, x_sorted, d, s->x_grouped.data());
 
   ExpertsForward(ctx, s);  // ... and Combine back into y_sorted
 
   // Weighted sum of each token's K expert outputs.
-  std::fill(out, out + n * d, 0.0f);
-  std::vector<float> row_weight(rows);
-  for (int64_t r = 0; r < rows; ++r) row_weight[r] = s->weights[s->plan.row_slot[r]];
-  ops.ScatterAddRows(s->y_sorted.data(), s->plan.row_token.data(), row_weight.data(), rows, d, out);
+  s->row_weight.resize(rows);
+  ops.GatherRows(s->weights.data(), s->plan.row_slot.data(), rows, 1, s->row_weight.data());
+  ops.Fill(out, n * d, 0.0f);
+  ops.ScatterAddRows(s->y_sorted.data(), s->plan.row_token.data(), s->row_weight.data(), rows, d, out);
   ctx.Store(out, n * d);
-
-  return dims_.aux_loss_alpha == 0.0f ? 0.0 : BalanceLoss(ctx, s);
+  return balance;
 }
 
 void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s, const float* d_out,
@@ -194,86 +217,74 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = s.slice.num_tokens, d = dims_.d, ie = dims_.expert_inter;
   const int64_t e_count = dims_.router.num_experts, k = dims_.router.top_k;
-  const int64_t rows = static_cast<int64_t>(s.plan.row_token.size()), grouped_rows = s.handle.rows_received;
+  const int64_t rows = s.plan.rows(), grouped_rows = s.handle.rows_received;
   const auto& off = s.handle.local_expert_offsets;
+  Scratch::Frame frame(*ctx.scratch);
 
-  // Combine backward: dy_sorted[r] = w · d_out[token]; d_w[slot] = d_out[token] · y_sorted[r].
-  std::vector<float> dy_sorted(rows * d);
-  std::vector<float> d_weights(n * k);
-  ops.GatherRows(d_out, s.plan.row_token.data(), rows, d, dy_sorted.data());
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t slot = s.plan.row_slot[r];
-    const float* y = &s.y_sorted[r * d];
-    float* g = &dy_sorted[r * d];
-    double dot = 0.0;
-    for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(g[j]) * y[j];
-    d_weights[slot] = static_cast<float>(dot);
-    const float w = s.weights[slot];
-    for (int64_t j = 0; j < d; ++j) g[j] *= w;
-  }
+  // Combine backward: d_w[slot(r)] = d_out[token(r)] · y_sorted[r] (0 for dropped slots);
+  // dy_sorted[r] = w(r) · d_out[token(r)].
+  float* dy_sorted = frame.Floats(rows * d);
+  float* row_dot = frame.Floats(rows);
+  float* d_weights = frame.Floats(n * k);
+  ops.GatherRows(d_out, s.plan.row_token.data(), rows, d, dy_sorted);
+  ops.RowDot(dy_sorted, s.y_sorted.data(), rows, d, row_dot);
+  ops.Fill(d_weights, n * k, 0.0f);
+  ops.ScatterAddRows(row_dot, s.plan.row_slot.data(), nullptr, rows, 1, d_weights);
+  ops.ScaleRows(dy_sorted, s.row_weight.data(), rows, d);
   // Combine's backward is a Dispatch.
-  std::vector<float> dy(grouped_rows * d);
-  dispatcher_.Dispatch(s.handle, dy_sorted.data(), d, dy.data());
+  float* dy = frame.Floats(grouped_rows * d);
+  dispatcher_.Dispatch(ops, s.handle, dy_sorted, d, dy);
 
   // Experts backward, one grouped GEMM per product.
-  std::vector<float> dm(grouped_rows * ie), da(grouped_rows * ie), dc(grouped_rows * ie);
-  std::vector<float> dx(grouped_rows * d);
+  float* dm = frame.Floats(grouped_rows * ie);
+  float* da = frame.Floats(grouped_rows * ie);
+  float* dc = frame.Floats(grouped_rows * ie);
+  float* dx = frame.Floats(grouped_rows * d);
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{r, ie, d, dy.data() + o * d, d, expert_down_[j]->working.data(), ie,
-                                       dm.data() + o * ie, ie};
+                    return GemmProblem{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie,
+                                       dm + o * ie, ie};
                   }),
                   1, 0);
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo,  // d down_j += dy_jᵀ m_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{d, ie, r, dy.data() + o * d, d, s.m.data() + o * ie, ie,
+                    return GemmProblem{d, ie, r, dy + o * d, d, s.m.data() + o * ie, ie,
                                        expert_down_[j]->grad.data(), ie};
                   }),
                   1, 1);
-  ops.SwigluBackward(s.a.data(), s.c.data(), dm.data(), da.data(), dc.data(), grouped_rows * ie);
+  ops.SwigluBackward(s.a.data(), s.c.data(), dm, da, dc, grouped_rows * ie);
   auto input_grad = [&](const std::vector<Param*>& w, const float* g) {  // dx_j (+)= g_j w_j
     return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
-      return GemmProblem{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx.data() + o * d, d};
+      return GemmProblem{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
     });
   };
-  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da.data()), 1, 0);
-  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc.data()), 1, 1);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da), 1, 0);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc), 1, 1);
   auto weight_grad = [&](const std::vector<Param*>& w, const float* g) {  // d w_j += g_jᵀ x_j
     return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
       return GemmProblem{ie, d, r, g + o * ie, ie, s.x_grouped.data() + o * d, d, w[j]->grad.data(), d};
     });
   };
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da.data()), 1, 1);
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc.data()), 1, 1);
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da), 1, 1);
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc), 1, 1);
 
   // Dispatch's backward is a Combine; then back to the tokens.
-  std::vector<float> dx_sorted(rows * d);
-  dispatcher_.Combine(s.handle, dx.data(), d, dx_sorted.data());
-  std::fill(d_u, d_u + n * d, 0.0f);
-  ops.ScatterAddRows(dx_sorted.data(), s.plan.row_token.data(), nullptr, rows, d, d_u);
+  float* dx_sorted = frame.Floats(rows * d);
+  dispatcher_.Combine(ops, s.handle, dx, d, dx_sorted);
+  ops.Fill(d_u, n * d, 0.0f);
+  ops.ScatterAddRows(dx_sorted, s.plan.row_token.data(), nullptr, rows, d, d_u);
 
-  // Balance-loss gradient on the scores (spec §9.5), then the router backward.
-  std::vector<float> d_scores_extra;
+  // Balance-loss gradient on the scores (spec §9.5, written on the host), then the router backward.
+  float* d_scores_extra = nullptr;
   if (dims_.aux_loss_alpha != 0.0f) {
-    d_scores_extra.assign(n * e_count, 0.0f);
-    const int64_t groups = BalanceGroups(s.slice, dims_.seq_aux);
-    const int64_t len = BalanceGroupLen(s.slice, dims_.seq_aux);
-    const double coef = loss_scale * dims_.aux_loss_alpha / static_cast<double>(groups * len);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* st = &s.scores[t * e_count];
-      const float* f = &s.balance_f[((s.slice.token_offset + t) / len) * e_count];
-      double sum = 0.0, dot = 0.0;
-      for (int64_t i = 0; i < e_count; ++i) sum += st[i];
-      for (int64_t i = 0; i < e_count; ++i) dot += coef * f[i] * (st[i] / sum);
-      for (int64_t i = 0; i < e_count; ++i) {
-        d_scores_extra[t * e_count + i] = static_cast<float>((coef * f[i] - dot) / sum);
-      }
-    }
+    d_scores_extra = frame.Floats(n * e_count);
+    ops.Synchronize();  // the host writes a buffer earlier ops may still use
+    BalanceLossGrad(s, loss_scale, d_scores_extra);
   }
-  std::vector<float> d_logits(n * e_count);
-  ops.RouterBackward(dims_.router, s.scores.data(), s.selected.data(), d_weights.data(),
-                     d_scores_extra.empty() ? nullptr : d_scores_extra.data(), n, d_logits.data());
-  LinearBackward(ops, *gate_, u, d_logits.data(), n, d_u, GradMode::kAccumulate);
+  float* d_logits = frame.Floats(n * e_count);
+  ops.RouterBackward(dims_.router, s.scores.data(), s.selected.data(), d_weights, d_scores_extra, n,
+                     d_logits);
+  LinearBackward(ops, *gate_, u, d_logits, n, d_u, GradMode::kAccumulate);
 }
 
 }  // namespace moe::model

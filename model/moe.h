@@ -37,12 +37,15 @@ struct MoeDims {
   double capacity_factor = 0.0;
 };
 
-// Rows sorted by expert: row r holds (token row_token[r], slot row_slot[r] = token·K + k).
+// Rows sorted by expert: row r holds (token row_token[r], slot row_slot[r] = token·K + k). Built on the
+// host from the router's selection (the expert counts must reach the host anyway: they size the
+// all-to-all and the grouped GEMM, as in Megatron's all-to-all dispatcher).
 struct RoutingPlan {
-  std::vector<int32_t> row_token;       // [R]
-  std::vector<int32_t> row_slot;        // [R]
+  Buffer<int32_t> row_token;            // [R]
+  Buffer<int32_t> row_slot;             // [R]
   std::vector<int64_t> expert_offsets;  // [E + 1]
   int64_t dropped = 0;                  // (token, slot) assignments over capacity, not in the plan
+  int64_t rows() const { return row_token.size(); }
 };
 
 // Where this rank's tokens sit in the micro-batch (sequence parallelism): tokens
@@ -57,18 +60,19 @@ class MoeLayer {
  public:
   struct Saved {
     TokenSlice slice;
-    std::vector<float> scores;     // [n, E]
-    std::vector<int32_t> selected; // [n, K]
-    std::vector<float> weights;    // [n, K]
+    Buffer<float> scores;          // [n, E]
+    Buffer<int32_t> selected;      // [n, K]
+    Buffer<float> weights;         // [n, K]
     RoutingPlan plan;
+    Buffer<float> row_weight;      // [R] the gate weight of each sorted row
     parallel::DispatchHandle handle;
-    std::vector<float> x_grouped;  // [R', d]
-    std::vector<float> a, c, m;    // [R', Ie]
-    std::vector<float> y_sorted;   // [R, d]
-    std::vector<float> balance_f;  // [groups, E] (balance loss only)
+    Buffer<float> x_grouped;       // [R', d]
+    Buffer<float> a, c, m;         // [R', Ie]
+    Buffer<float> y_sorted;        // [R, d]
+    std::vector<float> balance_f;  // [groups, E] (balance loss only; host)
     int64_t Bytes() const {
-      return BufferBytes(scores, selected, weights, x_grouped, a, c, m, y_sorted, balance_f, plan.row_token,
-                         plan.row_slot);
+      return BufferBytes(scores, selected, weights, row_weight, x_grouped, a, c, m, y_sorted, balance_f,
+                         plan.row_token, plan.row_slot);
     }
   };
 
@@ -84,7 +88,7 @@ class MoeLayer {
   // Assignments dropped by the capacity limit in the last Forward (0 when dropless).
   static int64_t Dropped(const Saved& saved) { return saved.plan.dropped; }
   // d_u [n, d] written. `loss_scale` multiplies the balance loss's own gradient (the same factor the
-  // caller applied to the main loss).
+  // caller applied to the main loss). `u` must be the input Forward saw.
   void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_out,
                 float loss_scale, float* d_u);
 
@@ -92,7 +96,10 @@ class MoeLayer {
 
  private:
   void ExpertsForward(const LayerContext& ctx, Saved* s) const;
+  // On the host, from the synchronised scores.
   double BalanceLoss(const LayerContext& ctx, Saved* s) const;
+  // d_scores_extra [n, E] of the balance loss (host loop over the synchronised scores).
+  void BalanceLossGrad(const Saved& s, float loss_scale, float* d_scores) const;
 
   MoeDims dims_;
   parallel::TokenDispatcher dispatcher_;

@@ -61,13 +61,9 @@ Param* ParamStore::Add(const std::string& name, std::vector<int64_t> shape, Para
   p->sync = sync;
   p->shard = std::move(shard);
   const int64_t n = p->numel();
-  p->master.assign(n, 0.0f);
-  p->working.assign(n, 0.0f);
-  if (p->trainable()) {
-    p->grad.assign(n, 0.0f);
-    p->adam_m.assign(n, 0.0f);
-    p->adam_v.assign(n, 0.0f);
-  }
+  p->master.resize(n);
+  p->working.resize(n);
+  if (p->trainable()) p->grad.resize(n);
   Param* raw = p.get();
   by_name_[name] = raw;
   params_.push_back(std::move(p));
@@ -137,24 +133,22 @@ void Param::SetMasterFromGlobal(const std::vector<float>& global) {
   for (int64_t i = 0; i < numel(); ++i) master[i] = global[GlobalIndex(i)];
 }
 
-double GradNorm(const Param& p) {
-  double sum = 0.0;
-  for (float g : p.grad) sum += static_cast<double>(g) * g;
-  return std::sqrt(sum);
+double GradNorm(kernels::Backend& ops, const Param& p) {
+  return std::sqrt(ops.SumSquares(p.grad.data(), p.grad.size()));
 }
 
-double LocalGradNorm(const ParamStore& params) {
+double LocalGradNorm(kernels::Backend& ops, const ParamStore& params) {
   double sum = 0.0;
   params.ForEach([&](const Param& p) {
-    if (!p.trainable()) return;
-    const double n = GradNorm(p);
-    sum += n * n;
+    if (p.trainable()) sum += ops.SumSquares(p.grad.data(), p.grad.size());
   });
   return std::sqrt(sum);
 }
 
-void ParamStore::ZeroGrads() {
-  for (auto& p : params_) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
+void ParamStore::ZeroGrads(kernels::Backend& ops) {
+  for (auto& p : params_) {
+    if (p->trainable()) ops.Fill(p->grad.data(), p->grad.size(), 0.0f);
+  }
 }
 
 }  // namespace moe::model

@@ -1,13 +1,13 @@
 // Parameters of the model, by Hugging Face name. One visitor (ForEach) serves init, load, save,
 // gradient sync and the optimizer (gemma.cpp's ForEachTensor).
 //
-// Each trainable tensor has:
-//   master  FP32, the optimizer's copy (ZeRO-1 will shard it over DP; here the whole tensor)
+// Each trainable tensor has (base/buffer.h Buffers, in the backend's memory space):
+//   master  FP32, the full-precision copy: initialisation and weight loading write it; the ZeRO-1
+//           optimizer (parallel/distributed_optimizer) then keeps only its owned slice and frees this
 //   working what forward/backward read: BF16-rounded master in BF16 mode, equal to master in FP32 mode
-//   grad    FP32, accumulated over micro-batches (+=)
-//   adam_m, adam_v  FP32 moments
-// Buffers (e_score_correction_bias) have only `master` (== working) and are never touched by the
-// optimizer or weight decay.
+//   grad    FP32, accumulated over micro-batches (+=); contents undefined until ZeroGrads
+// The Adam moments live in the optimizer. Buffers (e_score_correction_bias) have only `master`
+// (== working) and are never touched by the optimizer or weight decay.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "base/buffer.h"
+#include "kernels/backend.h"
 
 namespace moe::model {
 
@@ -48,11 +50,9 @@ struct Param {
   ParamKind kind = ParamKind::kMatrix;
   ParamSync sync = ParamSync::kReplicated;
   ShardSpec shard;
-  std::vector<float> master;
-  std::vector<float> working;
-  std::vector<float> grad;
-  std::vector<float> adam_m;
-  std::vector<float> adam_v;
+  Buffer<float> master;
+  Buffer<float> working;
+  Buffer<float> grad;
 
   int64_t numel() const;
   const std::vector<int64_t>& global_shape() const {
@@ -84,9 +84,10 @@ class ParamStore {
   // Seeded per global tensor name and element index, so any layout or shard starts from the same
   // values: element i of tensor `name` is a function of (seed, name, i) only.
   void Initialize(uint64_t seed, double init_std);
-  // working <- master (rounded to BF16 when bf16 is true).
+  // working <- master (rounded to BF16 when bf16 is true), on the host.
   void RefreshWorking(bool bf16);
-  void ZeroGrads();
+  // Every gradient <- 0, as an op (this runs every step).
+  void ZeroGrads(kernels::Backend& ops);
 
  private:
   std::vector<std::unique_ptr<Param>> params_;
@@ -94,9 +95,9 @@ class ParamStore {
 };
 
 // L2 norm of every trainable gradient held here (FP64 accumulation); one process's view.
-double LocalGradNorm(const ParamStore& params);
+double LocalGradNorm(kernels::Backend& ops, const ParamStore& params);
 // L2 norm of one tensor's gradient.
-double GradNorm(const Param& p);
+double GradNorm(kernels::Backend& ops, const Param& p);
 
 // Counter-based N(0,1) sample for (seed, name, index): layout-independent initialisation.
 double SeededNormal(uint64_t seed, const std::string& name, int64_t index);

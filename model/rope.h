@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/buffer.h"
 #include "configs/config.pb.h"
 
 namespace moe::model {
@@ -29,8 +30,8 @@ double SoftmaxScale(const config::ModelConfig& m);
 struct RopeTables {
   int64_t max_positions = 0;
   int64_t half_dim = 0;
-  std::vector<float> cos;  // [max_positions, half_dim], times the attention factor
-  std::vector<float> sin;  // [max_positions, half_dim], times the attention factor
+  Buffer<float> cos;  // [max_positions, half_dim], times the attention factor (read by the RoPE op)
+  Buffer<float> sin;  // [max_positions, half_dim], times the attention factor
 };
 
 RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions);

@@ -25,42 +25,45 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     const int64_t wanted = std::max<int64_t>(1, std::min(bucket_elements, g.size));
     g.bucket = (wanted + ranks - 1) / ranks * ranks;
     g.num_buckets = (g.size + g.bucket - 1) / g.bucket;
-    g.flat.assign(g.num_buckets * g.bucket, 0.0f);
+    g.flat.resize(g.num_buckets * g.bucket);
     const int64_t owned = g.num_buckets * g.block();
-    g.adam_m.assign(owned, 0.0f);
-    g.adam_v.assign(owned, 0.0f);
-    g.grad.assign(owned, 0.0f);
+    g.adam_m.resize(owned);
+    g.adam_v.resize(owned);
+    g.grad.resize(owned);
+    g.master.resize(owned);
+    g.mine.resize(g.block());
+    ops_->Fill(g.adam_m.data(), owned, 0.0f);
+    ops_->Fill(g.adam_v.data(), owned, 0.0f);
     // Masters of the owned elements, from the (identical) full masters; then free the full copies.
-    g.master.assign(owned, 0.0f);
-    for (const Segment& s : g.segments) std::copy(s.param->master.begin(), s.param->master.end(), &g.flat[s.begin]);
+    ops_->Fill(g.flat.data(), g.flat.size(), 0.0f);
+    for (const Segment& s : g.segments) ops_->Copy(s.param->master.data(), &g.flat[s.begin], s.param->numel());
     for (int64_t b = 0; b < g.num_buckets; ++b) {
-      std::copy_n(&g.flat[b * g.bucket + g.comm->rank() * g.block()], g.block(), &g.master[b * g.block()]);
+      ops_->Copy(&g.flat[b * g.bucket + g.comm->rank() * g.block()], &g.master[b * g.block()], g.block());
     }
-    for (const Segment& s : g.segments) {
-      std::vector<float>().swap(s.param->master);
-      std::vector<float>().swap(s.param->adam_m);
-      std::vector<float>().swap(s.param->adam_v);
-    }
+  }
+  ops_->Synchronize();  // the copies above read the masters freed here
+  for (Group& g : groups_) {
+    for (const Segment& s : g.segments) s.param->master.reset();
   }
 }
 
 int64_t DistributedOptimizer::owned_elements() const {
   int64_t n = 0;
-  for (const Group& g : groups_) n += static_cast<int64_t>(g.master.size());
+  for (const Group& g : groups_) n += g.master.size();
   return n;
 }
 
 void DistributedOptimizer::Pack(Group& g, bool grads) {
-  std::fill(g.flat.begin() + g.size, g.flat.end(), 0.0f);  // padding
+  ops_->Fill(g.flat.data() + g.size, g.flat.size() - g.size, 0.0f);  // padding
   for (const Segment& s : g.segments) {
-    const std::vector<float>& src = grads ? s.param->grad : s.param->working;
-    std::copy(src.begin(), src.end(), &g.flat[s.begin]);
+    const Buffer<float>& src = grads ? s.param->grad : s.param->working;
+    ops_->Copy(src.data(), &g.flat[s.begin], src.size());
   }
 }
 
 void DistributedOptimizer::Unpack(Group& g) {
   for (const Segment& s : g.segments) {
-    std::copy_n(&g.flat[s.begin], s.param->numel(), s.param->working.begin());
+    ops_->Copy(&g.flat[s.begin], s.param->working.data(), s.param->numel());
   }
 }
 
@@ -78,6 +81,7 @@ void DistributedOptimizer::ForEachOwnedRange(Group& g, Fn fn) {
 }
 
 std::vector<DistributedOptimizer::OwnedPiece> DistributedOptimizer::OwnedPieces() {
+  ops_->Synchronize();  // callers read and write the pieces on the host
   std::vector<OwnedPiece> pieces;
   for (Group& g : groups_) {
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
@@ -89,11 +93,10 @@ std::vector<DistributedOptimizer::OwnedPiece> DistributedOptimizer::OwnedPieces(
 
 void DistributedOptimizer::GatherWorking(Group& g) {
   const int64_t block = g.block();
-  std::vector<float> mine(block);
   for (int64_t b = 0; b < g.num_buckets; ++b) {
-    std::copy_n(&g.master[b * block], block, mine.data());
-    if (bf16_) ops_->RoundToBf16(mine.data(), block);
-    g.comm->AllGather(mine.data(), &g.flat[b * g.bucket], block);
+    ops_->Copy(&g.master[b * block], g.mine.data(), block);
+    if (bf16_) ops_->RoundToBf16(g.mine.data(), block);
+    g.comm->AllGather(g.mine.data(), &g.flat[b * g.bucket], block);
   }
   Unpack(g);
 }
@@ -114,7 +117,7 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
     for (int64_t b = 0; b < g.num_buckets; ++b) {
       g.comm->ReduceScatterSum(&g.flat[b * g.bucket], &g.grad[b * g.block()], g.block());
     }
-    sum_sq += ops_->SumSquares(g.grad.data(), static_cast<int64_t>(g.grad.size()));
+    sum_sq += ops_->SumSquares(g.grad.data(), g.grad.size());
   }
   // 2. Global norm (each element owned exactly once in the world) and clipping.
   world_->AllReduceSum(&sum_sq, 1);
@@ -134,8 +137,7 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   // 4. all-gather the new working values.
   for (Group& g : groups_) {
     if (g.size == 0) continue;
-    if (stats.clip_coef != 1.0) ops_->Scale(g.grad.data(), static_cast<int64_t>(g.grad.size()),
-                                            static_cast<float>(stats.clip_coef));
+    if (stats.clip_coef != 1.0) ops_->Scale(g.grad.data(), g.grad.size(), static_cast<float>(stats.clip_coef));
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
       ap.weight_decay = s.decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
       ops_->AdamW(ap, &g.master[o], &g.grad[o], &g.adam_m[o], &g.adam_v[o], end - begin);

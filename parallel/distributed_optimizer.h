@@ -15,6 +15,9 @@
 // weights and both Adam moments for the elements it owns only. After the update the owned elements'
 // working values (BF16-rounded in BF16 mode) are all-gathered back into every rank's parameters.
 //
+// All of this state is Buffers in the backend's memory space, moved by ops (Copy, Fill) and the group
+// communicators, so the optimizer runs wherever the model does.
+//
 // The global gradient norm counts each element once: owned blocks are disjoint within a group and
 // the groups hold disjoint parameters, so Σ owned g² all-reduced over the world is the exact norm.
 #pragma once
@@ -22,6 +25,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/buffer.h"
 #include "configs/config.pb.h"
 #include "kernels/backend.h"
 #include "model/params.h"
@@ -55,7 +59,8 @@ class DistributedOptimizer {
   int64_t owned_elements() const;
 
   // The owned state, as contiguous pieces of single parameters (for checkpoints): elements
-  // [local_begin, local_begin + size) of `param`'s local tensor, with their state arrays.
+  // [local_begin, local_begin + size) of `param`'s local tensor, with their state arrays. Synchronises
+  // the backend, so the host may read and write them.
   struct OwnedPiece {
     model::Param* param;
     int64_t local_begin;
@@ -82,9 +87,10 @@ class DistributedOptimizer {
     int64_t size = 0;         // flat elements (sum of parameter sizes)
     int64_t bucket = 0;       // elements per bucket (a multiple of comm size)
     int64_t num_buckets = 0;
-    std::vector<float> flat;  // [num_buckets * bucket] grads, then working values
+    Buffer<float> flat;  // [num_buckets * bucket] grads, then working values
     // Owned state, concatenated over buckets: block comm->rank() of each bucket.
-    std::vector<float> master, adam_m, adam_v, grad;
+    Buffer<float> master, adam_m, adam_v, grad;
+    Buffer<float> mine;  // [block] this rank's working values on their way to the all-gather
     int64_t block() const { return bucket / comm->size(); }
   };
 

@@ -21,6 +21,7 @@ absl::StatusOr<MpiWorld> MpiWorld::Init(int* argc, char*** argv) {
   MPI_Comm local;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w.rank_, MPI_INFO_NULL, &local);
   MPI_Comm_size(local, &w.local_size_);
+  MPI_Comm_rank(local, &w.local_rank_);
   MPI_Comm_free(&local);
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -33,6 +34,7 @@ MpiWorld::MpiWorld(MpiWorld&& other) noexcept
       rank_(other.rank_),
       size_(other.size_),
       local_size_(other.local_size_),
+      local_rank_(other.local_rank_),
       hostname_(std::move(other.hostname_)) {
   other.owns_ = false;
 }

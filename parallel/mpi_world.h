@@ -20,6 +20,8 @@ class MpiWorld {
   int size() const { return size_; }
   // Ranks on this host (for splitting cores between co-located ranks).
   int local_size() const { return local_size_; }
+  // This rank's index among them (its GPU in a one-GPU-per-rank run).
+  int local_rank() const { return local_rank_; }
   std::string hostname() const { return hostname_; }
 
   // Ends the whole job (every rank) with `code`; used when one rank hits a fatal error.
@@ -28,7 +30,7 @@ class MpiWorld {
  private:
   MpiWorld() = default;
   bool owns_ = false;
-  int rank_ = 0, size_ = 1, local_size_ = 1;
+  int rank_ = 0, size_ = 1, local_size_ = 1, local_rank_ = 0;
   std::string hostname_;
 };
 

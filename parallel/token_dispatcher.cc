@@ -41,12 +41,15 @@ DispatchHandle TokenDispatcher::Plan(const std::vector<int64_t>& rows_per_expert
     h.local_expert_offsets[j + 1] = h.local_expert_offsets[j] + total;
   }
   h.grouped_to_received.resize(h.rows_received);
+  h.received_to_grouped.resize(h.rows_received);
   std::vector<int64_t> cursor(h.local_expert_offsets.begin(), h.local_expert_offsets.end() - 1);
   int64_t recv_row = 0;
   for (int r = 0; r < ep; ++r) {
     for (int64_t j = 0; j < local_experts_; ++j) {
       for (int64_t k = 0; k < received[r * local_experts_ + j]; ++k) {
-        h.grouped_to_received[cursor[j]++] = recv_row++;
+        const int64_t g = cursor[j]++;
+        h.grouped_to_received[g] = static_cast<int32_t>(recv_row);
+        h.received_to_grouped[recv_row++] = static_cast<int32_t>(g);
       }
     }
   }
@@ -54,28 +57,32 @@ DispatchHandle TokenDispatcher::Plan(const std::vector<int64_t>& rows_per_expert
 }
 
 float* TokenDispatcher::Scratch(int64_t n) const {
-  if (static_cast<int64_t>(scratch_.size()) < n) scratch_.resize(n);
+  if (scratch_.size() < n) scratch_.resize(n);
   return scratch_.data();
 }
 
-void TokenDispatcher::Dispatch(const DispatchHandle& h, const float* sorted, int64_t dim,
-                               float* grouped) const {
-  std::vector<int64_t> send(h.send_counts), recv(h.recv_counts);
-  for (auto& c : send) c *= dim;
-  for (auto& c : recv) c *= dim;
-  float* received = Scratch(h.rows_received * dim);
-  ep_->AllToAllV(sorted, send, received, recv);
-  for (int64_t j = 0; j < h.rows_received; ++j) {
-    std::copy_n(received + h.grouped_to_received[j] * dim, dim, grouped + j * dim);
+void TokenDispatcher::Dispatch(kernels::Backend& ops, const DispatchHandle& h, const float* sorted,
+                               int64_t dim, float* grouped) const {
+  const float* received = sorted;  // one EP rank: what it sends is what it receives
+  if (ep_->size() > 1) {
+    std::vector<int64_t> send(h.send_counts), recv(h.recv_counts);
+    for (auto& c : send) c *= dim;
+    for (auto& c : recv) c *= dim;
+    float* buffer = Scratch(h.rows_received * dim);
+    ep_->AllToAllV(sorted, send, buffer, recv);
+    received = buffer;
   }
+  ops.GatherRows(received, h.grouped_to_received.data(), h.rows_received, dim, grouped);
 }
 
-void TokenDispatcher::Combine(const DispatchHandle& h, const float* grouped, int64_t dim,
-                              float* sorted) const {
-  float* received = Scratch(h.rows_received * dim);
-  for (int64_t j = 0; j < h.rows_received; ++j) {
-    std::copy_n(grouped + j * dim, dim, received + h.grouped_to_received[j] * dim);
+void TokenDispatcher::Combine(kernels::Backend& ops, const DispatchHandle& h, const float* grouped,
+                              int64_t dim, float* sorted) const {
+  if (ep_->size() == 1) {
+    ops.GatherRows(grouped, h.received_to_grouped.data(), h.rows_received, dim, sorted);
+    return;
   }
+  float* received = Scratch(h.rows_received * dim);
+  ops.GatherRows(grouped, h.received_to_grouped.data(), h.rows_received, dim, received);
   std::vector<int64_t> send(h.recv_counts), recv(h.send_counts);
   for (auto& c : send) c *= dim;
   for (auto& c : recv) c *= dim;

@@ -7,11 +7,17 @@
 // sends the rows to their experts' ranks and regroups what arrives by local expert, ready for one
 // grouped GEMM; Combine() is its exact inverse. Dispatch and Combine are each other's backward, and
 // both reuse the one DispatchHandle.
+//
+// The rows live wherever the op backend runs (base/buffer.h); the regrouping is a GatherRows op. Plan
+// writes the handle's index buffers on the host, so call it only after the backend is synchronised.
+// With one EP rank there is nothing to send and the exchange is skipped (the regroup alone remains).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "base/buffer.h"
+#include "kernels/backend.h"
 #include "parallel/communicator.h"
 
 namespace moe::parallel {
@@ -23,7 +29,8 @@ struct DispatchHandle {
   std::vector<int64_t> send_counts;           // [ep] rows to each EP rank
   std::vector<int64_t> recv_counts;           // [ep] rows from each EP rank
   std::vector<int64_t> local_expert_offsets;  // [local_experts + 1] over the grouped rows
-  std::vector<int64_t> grouped_to_received;   // [R'] grouped row j is received row grouped_to_received[j]
+  Buffer<int32_t> grouped_to_received;        // [R'] grouped row j is received row grouped_to_received[j]
+  Buffer<int32_t> received_to_grouped;        // [R'] its inverse
 };
 
 class TokenDispatcher {
@@ -36,9 +43,11 @@ class TokenDispatcher {
   // rows_per_expert [E]: rows this rank sends to each global expert. Collective over the EP group.
   DispatchHandle Plan(const std::vector<int64_t>& rows_per_expert) const;
   // sorted [R, dim] (global-expert order) -> grouped [R', dim] (local-expert order).
-  void Dispatch(const DispatchHandle& h, const float* sorted, int64_t dim, float* grouped) const;
+  void Dispatch(kernels::Backend& ops, const DispatchHandle& h, const float* sorted, int64_t dim,
+                float* grouped) const;
   // grouped [R', dim] -> sorted [R, dim]: the inverse of Dispatch.
-  void Combine(const DispatchHandle& h, const float* grouped, int64_t dim, float* sorted) const;
+  void Combine(kernels::Backend& ops, const DispatchHandle& h, const float* grouped, int64_t dim,
+               float* sorted) const;
 
  private:
   // The rank-ordered receive buffer, kept across calls: a freshly allocated buffer costs a page fault
@@ -48,7 +57,7 @@ class TokenDispatcher {
   Communicator* ep_;
   int64_t num_experts_;
   int64_t local_experts_;
-  mutable std::vector<float> scratch_;
+  mutable Buffer<float> scratch_;
 };
 
 }  // namespace moe::parallel

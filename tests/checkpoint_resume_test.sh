@@ -87,9 +87,17 @@ CRASH=(--set checkpoint.save_every=3 --set checkpoint.keep_last=2 --set schedule
 run crash_ref 2 "${DP2EP2[@]}" "${CRASH[@]}"
 kills=0
 for delay in 0.4 0.9 0.6 1.3 0.5 1.1 0.7 1.6 0.8 1.0 0.45 1.2; do
+  steps_before=$(cat "$WORK/crash.log" 2>/dev/null | grep -c "^step " || true)
   MOE_TEST_SAVE_DELAY_MS=150 MPI_TEST_TIMEOUT_S=120 "$RUN_MPI" 2 "$TRAIN" "${COMMON[@]}" "${DP2EP2[@]}" "${CRASH[@]}" \
     --set "output_dir=$WORK/crash" --export_hf="$WORK/crash/hf" >> "$WORK/crash.log" 2>&1 &
   job=$!
+  # Count the delay from this job's first step, not from its launch: start-up time varies with the
+  # machine's load, and kills during start-up test nothing.
+  for _ in $(seq 1 600); do
+    kill -0 "$job" 2>/dev/null || break
+    [ "$(grep -c "^step " "$WORK/crash.log" || true)" -gt "${steps_before:-0}" ] && break
+    sleep 0.1
+  done
   sleep "$delay"
   if kill -0 "$job" 2>/dev/null; then
     kill_ranks KILL "$WORK/crash" || true
@@ -103,5 +111,6 @@ done
 resumes=$(grep -c "resumed from" "$WORK/crash.log" || true)
 echo "crash safety: $kills kills, $resumes resumes"
 [ "$kills" -ge 3 ] || { echo "too few kills landed ($kills)"; exit 1; }
+[ "$resumes" -ge 2 ] || { echo "too few resumes ($resumes)"; exit 1; }
 cmp "$WORK/crash_ref/hf/model.safetensors" "$WORK/crash/hf/model.safetensors"
 echo PASS

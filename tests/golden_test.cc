@@ -55,7 +55,7 @@ void Load(const std::string& model_dir, model::Numerics numerics, Fixture* f) {
 }
 
 model::LossStats RunBatch(Fixture& f) {
-  f.net->params().ZeroGrads();
+  f.net->params().ZeroGrads(f.ops);
   f.net->ResetExpertCounts();
   return f.net->Step(f.batch.inputs.data(), f.batch.targets.data(), kBatch, kSeq, true, 1.0f);
 }
@@ -81,7 +81,7 @@ void ExpectLossAndGradients(const std::string& model_dir, const std::string& exp
   EXPECT_NEAR(stats.ce_loss(), fields.at("ce_loss").number_value(), 1e-5);
   EXPECT_NEAR(stats.balance_loss, fields.at("aux_loss").number_value(), 1e-6);
   EXPECT_NEAR(stats.ce_loss() + stats.balance_loss, fields.at("loss").number_value(), 1e-5);
-  const double norm = model::LocalGradNorm(f.net->params());
+  const double norm = model::LocalGradNorm(f.ops, f.net->params());
   const double want_norm = fields.at("global_grad_norm").number_value();
   EXPECT_NEAR(norm, want_norm, 1e-5 * want_norm);
   const auto& grad_norms = fields.at("grad_norms").struct_value().fields();
@@ -91,7 +91,7 @@ void ExpectLossAndGradients(const std::string& model_dir, const std::string& exp
     auto it = grad_norms.find(p.name);
     ASSERT_NE(it, grad_norms.end()) << p.name;
     const double want = it->second.number_value();
-    const double got = model::GradNorm(p);
+    const double got = model::GradNorm(f.ops, p);
     EXPECT_NEAR(got, want, 1e-4 * want + 1e-9) << p.name;
     ++checked;
   });
@@ -126,8 +126,9 @@ TEST(Golden, ThreeAdamWStepsWithClippingAndBiasUpdates) {
     const auto& want = steps.values(s).struct_value().fields();
     std::vector<std::vector<float>> bias_before;
     for (int64_t layer : f.net->moe_layer_indices()) {
-      bias_before.push_back(
-          f.net->params().Find(absl::StrCat("model.layers.", layer, ".mlp.gate.e_score_correction_bias"))->master);
+      const auto& bias =
+          f.net->params().Find(absl::StrCat("model.layers.", layer, ".mlp.gate.e_score_correction_bias"))->master;
+      bias_before.emplace_back(bias.begin(), bias.end());
     }
     const model::LossStats stats = RunBatch(f);
     EXPECT_NEAR(stats.ce_loss(), want.at("loss").number_value(), 1e-5) << "step " << s + 1;

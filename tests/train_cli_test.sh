@@ -52,4 +52,8 @@ grep -q "bad.tokens" "$WORK/err.txt" || { cat "$WORK/err.txt"; exit 1; }
 "$TRAIN" "${COMMON[@]}" --set model.num_nextn_predict_layers=1 --dry_run | grep -q '"mtp_params": 77168'
 if "$TRAIN" "${COMMON[@]}" --set model.num_nextn_predict_layers=1 2> "$WORK/err.txt"; then exit 1; fi
 grep -q "multi-token prediction" "$WORK/err.txt"
+# device: CUDA in a CPU-only build is one line saying how to build it.
+if "$TRAIN" "${COMMON[@]}" --set device=CUDA 2> "$WORK/err.txt"; then exit 1; fi
+grep -q "built without the CUDA backend (rebuild with bazel build --config=cuda)" "$WORK/err.txt" ||
+  { cat "$WORK/err.txt"; exit 1; }
 echo PASS

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "absl/flags/parse.h"
 #include "parallel/communicator_mpi.h"
 #include "parallel/mpi_world.h"
@@ -113,11 +114,12 @@ int main(int argc, char** argv) {
   // The whole MoE exchange: TokenDispatcher Plan + Dispatch (+ regroup by local expert) + Combine,
   // against two raw MPI_Alltoallv calls moving the same bytes there and back.
   moe::parallel::TokenDispatcher dispatcher(comm.get(), experts);
+  moe::kernels::CpuBackend ops(1);  // the regroup's row copies
   std::vector<float> grouped(recv_total), back(send_total), back_raw(send_total);
   auto dispatch_combine = [&] {
     const moe::parallel::DispatchHandle h = dispatcher.Plan(rows_per_expert);
-    dispatcher.Dispatch(h, send.data(), hidden, grouped.data());
-    dispatcher.Combine(h, grouped.data(), hidden, back.data());
+    dispatcher.Dispatch(ops, h, send.data(), hidden, grouped.data());
+    dispatcher.Combine(ops, h, grouped.data(), hidden, back.data());
   };
   auto raw_there_and_back = [&] {
     raw();

@@ -70,17 +70,17 @@ absl::Status Run() {
   RETURN_IF_ERROR(model::LoadHfWeights(source, bf16, &net.params(), &warnings));
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
 
-  net.params().ZeroGrads();
+  net.params().ZeroGrads(ops);
   const model::LossStats stats =
       net.Step(b.inputs.data(), b.targets.data(), batch, seq, /*backward=*/true, 1.0f);
 
   std::string json = absl::StrFormat("{\"loss\": %.17g, \"grad_norm\": %.17g, \"grad_norms\": {",
-                                     stats.ce_loss(), model::LocalGradNorm(net.params()));
+                                     stats.ce_loss(), model::LocalGradNorm(ops, net.params()));
   bool first = true;
   net.params().ForEach([&](const model::Param& p) {
     if (!p.trainable()) return;
     absl::StrAppendFormat(&json, "%s\"%s\": %.17g", first ? "" : ", ", p.name,
-                          model::GradNorm(p));
+                          model::GradNorm(ops, p));
     first = false;
   });
   json += "}}";

@@ -354,13 +354,13 @@ absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, con
   ASSIGN_OR_RETURN(AtomicFileWriter w, AtomicFileWriter::Create(JoinPath(dir, file)));
   std::vector<float> zeros;
   absl::Status s;
-  auto append = [&](const model::Param& p, const std::vector<float>& values, Piece* piece) {
-    const float* data = values.data();
-    if (static_cast<int64_t>(values.size()) != p.numel()) {
+  // values == nullptr: zeros (a fresh optimizer's moments).
+  auto append = [&](const model::Param& p, const float* values, Piece* piece) {
+    if (values == nullptr) {
       zeros.assign(p.numel(), 0.0f);
-      data = zeros.data();
+      values = zeros.data();
     }
-    return AppendPiece(w, file, 0, &offset, p, 0, data, p.numel(), piece);
+    return AppendPiece(w, file, 0, &offset, p, 0, values, p.numel(), piece);
   };
   for (const bool buffers : {false, true}) {
     params.ForEach([&](const model::Param& p) {
@@ -371,9 +371,9 @@ absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, con
         return;
       }
       TensorEntry* e = EntryFor(&part, &index, p);
-      s = append(p, p.master, e->add_master());
-      if (s.ok() && p.trainable()) s = append(p, p.adam_m, e->add_adam_m());
-      if (s.ok() && p.trainable()) s = append(p, p.adam_v, e->add_adam_v());
+      s = append(p, p.master.data(), e->add_master());
+      if (s.ok() && p.trainable()) s = append(p, nullptr, e->add_adam_m());
+      if (s.ok() && p.trainable()) s = append(p, nullptr, e->add_adam_v());
     });
   }
   RETURN_IF_ERROR(s);
@@ -469,7 +469,7 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
         return;
       }
       status = FillFromPieces(step_dir, **entry, (*entry)->master(), p, 0, p.numel(), p.master.data());
-      p.working = p.master;
+      std::copy(p.master.begin(), p.master.end(), p.working.begin());  // host: OwnedPieces synchronised
     });
   }
   // A bad file on any rank fails the load everywhere (never a partial load). Say what it was before

@@ -55,7 +55,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
 
 // One process, no optimizer (e.g. tools/convert_checkpoint): writes <root>/step-NNNNNNNN as a 1-rank
 // checkpoint (layout dp=tp=ep=1, world size 1) of `params`, which must hold whole tensors with full
-// masters; Adam moments come from the params (zeros where they are empty). Same files and
+// masters; the Adam moments are written as zeros (a fresh optimizer). Same files and
 // conventions as SaveCheckpoint: rank-00000.bin/.part, manifest, COMPLETE, then `latest` is moved.
 // Never prunes. A stale directory of the same step is replaced.
 absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, const config::TrainConfig& cfg,

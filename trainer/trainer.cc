@@ -9,19 +9,21 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status.h"
 #include "configs/config_loader.h"
 #include "data/sampler.h"
 #include "data/token_shard.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/backend_factory.h"
 #include "kernels/cpu/peak_flops.h"
 #include "base/file_util.h"
 #include "model/hf/hf_checkpoint.h"
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "parallel/distributed_optimizer.h"
+#include "parallel/local_communicator.h"
 #include "parallel/mesh.h"
 #include "parallel/weight_gather.h"
 #include "data/token_file.h"
@@ -116,6 +118,99 @@ absl::Status EvaluateTokenFile(model::DeepseekV3Model& net, parallel::ProcessMes
   return absl::OkStatus();
 }
 
+// The op backend for cfg.device, the groups the model and optimizer move tensors over, and the
+// MFU denominator. Host-side statistics and control (loss sums, expert counts, stop flags) always go
+// over the mesh's MPI groups.
+struct Runtime {
+  std::unique_ptr<kernels::Backend> ops;
+  parallel::Communicator *tp = nullptr, *ep = nullptr, *world = nullptr, *dp = nullptr, *expert_dp = nullptr;
+  double peak_flops = 0;  // the world's
+  std::string peak_source, description;
+  std::vector<std::unique_ptr<parallel::LocalCommunicator>> local;  // device groups of a one-GPU run
+
+  static absl::StatusOr<std::unique_ptr<Runtime>> Create(const config::TrainConfig& cfg,
+                                                         const parallel::MpiWorld& world,
+                                                         parallel::ProcessMesh& mesh) {
+    auto rt = std::make_unique<Runtime>();
+    const double peak_tflops = cfg.logging().peak_tflops();
+    if (cfg.device() == config::CUDA) {
+      // One GPU per rank. Device tensors need stream-ordered (NCCL) groups for every collective the
+      // model and optimizer run; those are not wired into the mesh yet, so a GPU run is one rank.
+      if (world.size() != 1) {
+        return absl::UnimplementedError(absl::StrCat(
+            "device: CUDA runs on one rank (one GPU) for now; this job has ", world.size(),
+            " ranks. Multi-GPU training needs the NCCL groups wired into the mesh (not done yet); use "
+            "device: CPU for multi-rank runs"));
+      }
+      kernels::BackendOptions o;
+      o.cuda_device = world.local_rank();
+      o.bf16_matmul = cfg.precision() == config::BF16;
+      ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(kernels::Device::kCuda, o));
+      for (const char* name : {"tp", "ep", "world", "dp", "expert_dp"}) {
+        rt->local.push_back(std::make_unique<parallel::LocalCommunicator>(name, rt->ops.get()));
+      }
+      rt->tp = rt->local[0].get();
+      rt->ep = rt->local[1].get();
+      rt->world = rt->local[2].get();
+      rt->dp = rt->local[3].get();
+      rt->expert_dp = rt->local[4].get();
+      rt->peak_flops = (peak_tflops > 0 ? peak_tflops : 989.0) * 1e12;
+      rt->peak_source = peak_tflops > 0 ? "logging.peak_tflops" : "H100/H200 BF16 dense peak";
+      rt->description = absl::StrCat("CUDA device ", o.cuda_device, o.bf16_matmul ? ", BF16 GEMMs" : ", FP32 GEMMs");
+      return rt;
+    }
+    // CPU: the cores split between the ranks on this host.
+    const int threads = cfg.num_threads() > 0
+                            ? cfg.num_threads()
+                            : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
+    kernels::BackendOptions o;
+    o.num_threads = threads;
+    ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(kernels::Device::kCpu, o));
+    rt->tp = &mesh.tp();
+    rt->ep = &mesh.ep();
+    rt->world = &mesh.world();
+    rt->dp = &mesh.dp();
+    rt->expert_dp = &mesh.expert_dp();
+    rt->peak_flops = peak_tflops > 0 ? peak_tflops * 1e12 : kernels::MeasureGemmFlops();
+    mesh.world().AllReduceSum(&rt->peak_flops, 1);  // the world's aggregate peak
+    rt->peak_source = peak_tflops > 0 ? "logging.peak_tflops" : "CPU FP32 GEMM rate measured at start-up";
+    rt->description = absl::StrCat("CPU, ", threads, " threads per rank");
+    return rt;
+  }
+};
+
+// Accumulates the backend's op times over the steps: matrix products (dense GEMM, grouped expert
+// GEMM, attention) against the whole step.
+class StepBreakdown {
+ public:
+  // Returns this step's matrix-product seconds.
+  double Add(const std::map<std::string, kernels::OpTime>& times, double step_seconds) {
+    double step_matmul = 0;
+    for (const auto& [name, t] : times) {
+      double* slot = name == "gemm"                ? &gemm_
+                     : name == "grouped_gemm"      ? &grouped_
+                     : absl::StartsWith(name, "attention") ? &attention_
+                                                   : nullptr;
+      if (slot == nullptr) continue;
+      *slot += t.seconds;
+      step_matmul += t.seconds;
+    }
+    total_ += step_seconds;
+    return step_matmul;
+  }
+  void Print() const {
+    if (total_ <= 0) return;
+    const double t = total_;
+    std::printf("step time on rank 0: %.1f s; dense GEMM %.1f%%, grouped expert GEMM %.1f%%, attention "
+                "%.1f%%, everything else %.1f%%\n",
+                t, 100 * gemm_ / t, 100 * grouped_ / t, 100 * attention_ / t,
+                100 * (1 - (gemm_ + grouped_ + attention_) / t));
+  }
+
+ private:
+  double gemm_ = 0, grouped_ = 0, attention_ = 0, total_ = 0;
+};
+
 }  // namespace
 
 absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
@@ -127,9 +222,6 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
         "model.num_nextn_predict_layers = ", mc.num_nextn_predict_layers(),
         ": multi-token prediction is not trained yet; set --set model.num_nextn_predict_layers=0 "
         "(validation, --dry_run and HF loading accept MTP configs)"));
-  }
-  if (cfg.device() != config::CPU) {
-    return absl::UnimplementedError("device: CUDA is not built in this binary yet; use device: CPU");
   }
   const int64_t seq = cfg.batch().seq_len(), micro = cfg.batch().micro_batch_size();
   const parallel::MeshShape shape{cfg.parallel().dp(), cfg.parallel().tp(), cfg.parallel().ep()};
@@ -146,16 +238,13 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     metrics = std::make_unique<MetricsWriter>(std::move(w));
   }
 
-  // Backend (cores split between the ranks on this host), peak for MFU, model, optimizer.
-  const int threads = cfg.num_threads() > 0
-                          ? cfg.num_threads()
-                          : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
-  kernels::CpuBackend ops(threads);
-  double peak_flops = kernels::MeasureGemmFlops();
-  mesh->world().AllReduceSum(&peak_flops, 1);  // the world's aggregate peak
+  // Backend, the groups tensors move over, the peak for MFU; then model and optimizer.
+  ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::Create(cfg, world, *mesh));
+  kernels::Backend& ops = *rt->ops;
+  const double peak_flops = rt->peak_flops;
   const bool bf16 = cfg.precision() == config::BF16;
   model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq,
-                             {&mesh->tp(), &mesh->ep(), cfg.parallel().capacity_factor()});
+                             {rt->tp, rt->ep, cfg.parallel().capacity_factor()});
   net.set_activation_recompute(cfg.activation_recompute());
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
@@ -192,18 +281,17 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   } else if (!options.init_from.empty() && leader) {
     std::printf("--init_from ignored: resuming the run's own checkpoint %s\n", resume_dir.c_str());
   }
-  parallel::DistributedOptimizer optimizer(&net.params(), {&mesh->world(), &mesh->dp(), &mesh->expert_dp()},
-                                           &ops, bf16);
+  parallel::DistributedOptimizer optimizer(&net.params(), {rt->world, rt->dp, rt->expert_dp}, &ops, bf16);
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/false);
   if (leader) {
     std::printf("model: %lld params (%lld activated per token), %s; layout dp=%lld tp=%lld ep=%lld on %d "
-                "ranks, %d threads each; CPU FP32 GEMM peak measured at %.1f GFLOP/s over all ranks "
-                "(MFU denominator)\n",
+                "ranks; %s; MFU denominator %.1f GFLOP/s over all ranks (%s)\n",
                 static_cast<long long>(counts.total),
                 static_cast<long long>(counts.activated_without_embedding), bf16 ? "BF16" : "FP32",
                 static_cast<long long>(shape.dp), static_cast<long long>(shape.tp),
-                static_cast<long long>(shape.ep), world.size(), threads, peak_flops / 1e9);
+                static_cast<long long>(shape.ep), world.size(), rt->description.c_str(), peak_flops / 1e9,
+                rt->peak_source.c_str());
     std::fflush(stdout);
   }
 
@@ -271,12 +359,11 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
   const auto run_start = Clock::now();
-  kernels::CpuBackend::OpSeconds op_totals;  // where the step time goes (this rank)
-  double step_seconds_total = 0;
+  StepBreakdown breakdown;  // where the step time goes (this rank)
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
-    ops.ResetOpSeconds();
-    net.params().ZeroGrads();
+    ops.ResetOpTimes();
+    net.params().ZeroGrads(ops);
     net.ResetExpertCounts();
     double sums[4] = {0, 0, 0, 0};  // CE sum, tokens, balance loss (same on TP ranks), dropped
     for (int64_t m = 0; m < num_micro; ++m) {
@@ -296,11 +383,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     const std::vector<double> load = net.ExpertLoadMaxOverMean();
     net.UpdateCorrectionBiases(mc.bias_update_speed());
     const double dt = Seconds(t0, Clock::now());
-    const kernels::CpuBackend::OpSeconds& op = ops.op_seconds();
-    op_totals.gemm += op.gemm;
-    op_totals.grouped_gemm += op.grouped_gemm;
-    op_totals.attention += op.attention;
-    step_seconds_total += dt;
+    const double matmul_seconds = breakdown.Add(ops.OpTimes(), dt);
     const double tokens_per_s = static_cast<double>(gb.global_batch * seq) / dt;
     const double mfu = tokens_per_s * flops_per_token / peak_flops;
     const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
@@ -313,7 +396,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
                      {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
                      {"expert_load_max_mean", load_max}, {"step_time_s", dt},
-                     {"gemm_fraction", (op.gemm + op.grouped_gemm + op.attention) / dt},
+                     {"gemm_fraction", matmul_seconds / dt},
                      {"activation_mb", static_cast<double>(net.SavedActivationBytes()) / 1e6}};
     if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
     if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[3]});
@@ -351,15 +434,10 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       return absl::OkStatus();
     }
   }
-  if (leader && step_seconds_total > 0) {
-    const double t = step_seconds_total;
-    std::printf("step time on rank 0: %.1f s; dense GEMM %.1f%%, grouped expert GEMM %.1f%%, attention "
-                "(blockwise GEMM tiles + softmax) %.1f%%, everything else %.1f%%\n",
-                t, 100 * op_totals.gemm / t, 100 * op_totals.grouped_gemm / t, 100 * op_totals.attention / t,
-                100 * (1 - (op_totals.gemm + op_totals.grouped_gemm + op_totals.attention) / t));
-  }
+  if (leader) breakdown.Print();
   if (cfg.checkpoint().save_at_end() && last_saved != state.step) RETURN_IF_ERROR(save());
   if (!options.export_hf_dir.empty()) {
+    ops.Synchronize();  // the export reads the weights on the host
     RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir));
     if (leader) std::printf("final weights written to %s\n", options.export_hf_dir.c_str());
   }

@@ -59,7 +59,7 @@ void WithSingleThreadedBlas(int threads, Body body) {
 
 void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
                                   const float* v, float* out, float* lse) {
-  ScopedSeconds timer(&op_seconds_.attention);
+  ScopedOpTime timer(&op_times_["attention_fwd"], AttentionForwardFlops(s));
   const int64_t T = s.seq, dqk = s.qk_dim, dv = s.v_dim;
   MOE_CPU_CHECK(T >= 0 && dqk > 0 && dv > 0, "attention shape");
   const int64_t num_qt = (T + kBlock - 1) / kBlock;
@@ -127,7 +127,7 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
 void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, const float* k,
                                    const float* v, const float* out, const float* lse,
                                    const float* d_out, float* dq, float* dk, float* dv) {
-  ScopedSeconds timer(&op_seconds_.attention);
+  ScopedOpTime timer(&op_times_["attention_bwd"], AttentionBackwardFlops(s));
   const int64_t T = s.seq, dqk = s.qk_dim, dvd = s.v_dim;
   MOE_CPU_CHECK(T >= 0 && dqk > 0 && dvd > 0, "attention shape");
   const int64_t num_heads = s.batch * s.heads;

@@ -4,9 +4,9 @@
 // scatters are partitioned by destination column, never raced).
 //
 // A CpuBackend is meant to be driven by one thread at a time (OpenBLAS's thread count is process
-// state that calls adjust). The implementation is split by op family (gemm.cc, elementwise.cc,
-// norm.cc, rope.cc, attention.cc, router.cc, loss.cc, optimizer.cc); the shapes and accumulation
-// rules are those of backend.h.
+// state that calls adjust). The implementation is split by op family (gemm.cc, data_movement.cc,
+// elementwise.cc, norm.cc, rope.cc, attention.cc, router.cc, loss.cc, optimizer.cc); the shapes and
+// accumulation rules are those of backend.h.
 #pragma once
 
 #include <chrono>
@@ -17,16 +17,19 @@
 
 namespace moe::kernels {
 
-// Adds the wall time of its scope to a counter.
-class ScopedSeconds {
+// Adds the wall time of its scope, one call and `flops` to an OpTime.
+class ScopedOpTime {
  public:
-  explicit ScopedSeconds(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~ScopedSeconds() {
-    *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  ScopedOpTime(OpTime* t, double flops) : t_(t), start_(std::chrono::steady_clock::now()) {
+    t_->calls += 1;
+    t_->flops += flops;
+  }
+  ~ScopedOpTime() {
+    t_->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
 
  private:
-  double* total_;
+  OpTime* t_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -37,17 +40,20 @@ class CpuBackend final : public Backend {
 
   int num_threads() const { return num_threads_; }
 
-  // Wall time spent in the matrix-product ops since construction (or the last reset), for
-  // benchmarks: how much of a step is GEMM.
-  struct OpSeconds {
-    double gemm = 0, grouped_gemm = 0, attention = 0;
-  };
-  const OpSeconds& op_seconds() const { return op_seconds_; }
-  void ResetOpSeconds() { op_seconds_ = {}; }
+  // Wall time of the matrix products and attention ("gemm", "grouped_gemm", "attention_fwd",
+  // "attention_bwd"), always on: how much of a step is GEMM.
+  std::map<std::string, OpTime> OpTimes() override { return op_times_; }
+  void ResetOpTimes() override { op_times_.clear(); }
 
   void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) override;
   void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                    float alpha, float beta) override;
+
+  void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+              int64_t cols, bool accumulate) override;
+  void Fill(float* x, int64_t n, float value) override;
+  void RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) override;
+  void ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) override;
 
   void RoundToBf16(float* x, int64_t n) override;
   void Add(const float* a, float* y, int64_t n) override;
@@ -95,7 +101,7 @@ class CpuBackend final : public Backend {
              int64_t n) override;
 
  private:
-  OpSeconds op_seconds_;
+  std::map<std::string, OpTime> op_times_;
   int num_threads_;
 };
 

@@ -1,5 +1,6 @@
 // Elementwise ops, SwiGLU (finite differences), embedding and row gather/scatter (values, finite
-// differences, determinism across thread counts).
+// differences, determinism across thread counts), and the data-movement ops (Copy2D, Fill, RowDot,
+// ScaleRows: exact values).
 #include <cmath>
 #include <vector>
 
@@ -51,6 +52,91 @@ TEST(Elementwise, AddScaleSumSquares) {
   CpuBackend one(1);
   EXPECT_EQ(one.SumSquares(a.data(), n), got);  // fixed chunking: bitwise the same
   EXPECT_EQ(be.SumSquares(a.data(), 0), 0.0);
+}
+
+TEST(DataMovement, Copy2DPaddedLeadingDims) {
+  CpuBackend be(2);
+  const int64_t rows = 5, cols = 7, src_ld = 9, dst_ld = 11;
+  const auto src = RandomVector(rows * src_ld, 20);
+  const auto dst0 = RandomVector(rows * dst_ld, 21);
+  for (bool accumulate : {false, true}) {
+    auto dst = dst0;
+    be.Copy2D(src.data(), src_ld, dst.data(), dst_ld, rows, cols, accumulate);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < dst_ld; ++c) {
+        const int64_t i = r * dst_ld + c;
+        const float in = src[r * src_ld + c];
+        const float want = c >= cols ? dst0[i] : accumulate ? dst0[i] + in : in;  // padding kept
+        ASSERT_EQ(dst[i], want) << "accumulate " << accumulate << " r " << r << " c " << c;
+      }
+    }
+  }
+}
+
+TEST(DataMovement, CopyContiguousAndEmpty) {
+  CpuBackend be(2);
+  const int64_t n = 100003;  // above the OpenMP threshold
+  const auto src = RandomVector(n, 22);
+  std::vector<float> dst(n, NAN);
+  be.Copy(src.data(), dst.data(), n);
+  EXPECT_EQ(dst, src);
+  // Contiguous rows (ld == cols) are one run too; accumulate adds.
+  const int64_t rows = 5, cols = 20000;
+  auto acc = RandomVector(rows * cols, 23);
+  auto want = acc;
+  for (int64_t i = 0; i < rows * cols; ++i) want[i] += src[i];
+  be.Copy2D(src.data(), cols, acc.data(), cols, rows, cols, true);
+  EXPECT_EQ(acc, want);
+  std::vector<float> untouched(8, 5.0f);  // empty shapes write nothing
+  be.Copy2D(src.data(), 4, untouched.data(), 4, 0, 4, false);
+  be.Copy2D(src.data(), 4, untouched.data(), 4, 2, 0, true);
+  be.Copy(src.data(), untouched.data(), 0);
+  EXPECT_EQ(untouched, std::vector<float>(8, 5.0f));
+}
+
+TEST(DataMovement, Fill) {
+  CpuBackend be(2);
+  const int64_t n = 70001;
+  std::vector<float> x(n + 1, 1.0f);
+  be.Fill(x.data(), n, -3.25f);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(x[i], -3.25f);
+  EXPECT_EQ(x[n], 1.0f);
+  be.Fill(x.data(), 0, 7.0f);
+  EXPECT_EQ(x[0], -3.25f);
+}
+
+TEST(DataMovement, RowDotAccumulatesInFp64) {
+  CpuBackend two(2), one(1);
+  // FP32 accumulation would cancel the 1 against 1e8; FP64 keeps it.
+  const std::vector<float> a = {1e8f, 1.0f, -1e8f, 0.5f, 2.0f, 0.25f};
+  const std::vector<float> b = {1.0f, 1.0f, 1.0f, 3.0f, -1.5f, 4.0f};
+  std::vector<float> out(2, NAN);
+  two.RowDot(a.data(), b.data(), 2, 3, out.data());
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], 0.5f * 3.0f - 2.0f * 1.5f + 0.25f * 4.0f);
+
+  const int64_t rows = 100, dim = 1000;  // above the OpenMP threshold
+  const auto x = RandomVector(rows * dim, 24), y = RandomVector(rows * dim, 25);
+  std::vector<float> got(rows, NAN), got1(rows, NAN);
+  two.RowDot(x.data(), y.data(), rows, dim, got.data());
+  one.RowDot(x.data(), y.data(), rows, dim, got1.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    double want = 0.0;
+    for (int64_t j = 0; j < dim; ++j) want += static_cast<double>(x[r * dim + j]) * y[r * dim + j];
+    ASSERT_EQ(got[r], static_cast<float>(want)) << r;
+  }
+  EXPECT_EQ(got, got1);
+}
+
+TEST(DataMovement, ScaleRows) {
+  CpuBackend be(2);
+  const int64_t rows = 50, dim = 1001;
+  const auto x0 = RandomVector(rows * dim, 26), s = RandomVector(rows, 27, -2.0f, 2.0f);
+  auto x = x0;
+  be.ScaleRows(x.data(), s.data(), rows, dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < dim; ++j) ASSERT_EQ(x[r * dim + j], x0[r * dim + j] * s[r]);
+  }
 }
 
 TEST(Swiglu, ForwardAndFiniteDifferences) {

@@ -55,14 +55,16 @@ double Work(const GemmProblem& p) {
 }  // namespace
 
 void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
-  ScopedSeconds timer(&op_seconds_.gemm);
+  ScopedOpTime timer(&op_times_["gemm"], GemmFlops(p));
   cpu_internal::UseBlasThreads(num_threads_);
   RunOne(ta, tb, p, alpha, beta);
 }
 
 void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                              float alpha, float beta) {
-  ScopedSeconds timer(&op_seconds_.grouped_gemm);
+  double flops = 0;
+  for (const GemmProblem& p : problems) flops += GemmFlops(p);
+  ScopedOpTime timer(&op_times_["grouped_gemm"], flops);
   // Non-empty problems, largest first (ties by index, so the order is fixed).
   std::vector<int64_t> order;
   double total = 0.0;

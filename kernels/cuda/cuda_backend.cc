@@ -127,6 +127,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
 
 CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  for (const TimedOp& t : timed_) free_events_.insert(free_events_.end(), {t.start, t.stop});
+  for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
   plans_.clear();
   if (scratch_ != nullptr) cudaFree(scratch_);
   if (result_host_ != nullptr) cudaFreeHost(result_host_);
@@ -137,6 +139,59 @@ CudaBackend::~CudaBackend() {
 }
 
 void CudaBackend::Synchronize() { MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+// ---- Op times. ----
+
+CudaBackend::OpTimer::OpTimer(CudaBackend* b, const char* name, double flops) : b_(b), index_(0) {
+  if (!b_->time_ops_) {
+    b_ = nullptr;
+    return;
+  }
+  if (b_->timed_.size() >= 8192) b_->CollectOpTimes();  // bound the events in flight
+  index_ = b_->timed_.size();
+  b_->timed_.push_back({name, flops, b_->TakeEvent(), b_->TakeEvent()});
+  MOE_CUDA_CHECK(cudaEventRecord(b_->timed_[index_].start, b_->stream_));
+}
+
+CudaBackend::OpTimer::~OpTimer() {
+  if (b_ != nullptr) MOE_CUDA_CHECK(cudaEventRecord(b_->timed_[index_].stop, b_->stream_));
+}
+
+cudaEvent_t CudaBackend::TakeEvent() {
+  if (!free_events_.empty()) {
+    cudaEvent_t e = free_events_.back();
+    free_events_.pop_back();
+    return e;
+  }
+  cudaEvent_t e;
+  MOE_CUDA_CHECK(cudaEventCreate(&e));
+  return e;
+}
+
+void CudaBackend::CollectOpTimes() {
+  Synchronize();
+  for (const TimedOp& t : timed_) {
+    float ms = 0;
+    MOE_CUDA_CHECK(cudaEventElapsedTime(&ms, t.start, t.stop));
+    OpTime& o = op_times_[t.name];
+    o.seconds += 1e-3 * ms;
+    o.calls += 1;
+    o.flops += t.flops;
+    free_events_.push_back(t.start);
+    free_events_.push_back(t.stop);
+  }
+  timed_.clear();
+}
+
+std::map<std::string, OpTime> CudaBackend::OpTimes() {
+  CollectOpTimes();
+  return op_times_;
+}
+
+void CudaBackend::ResetOpTimes() {
+  CollectOpTimes();
+  op_times_.clear();
+}
 
 void* CudaBackend::Scratch(size_t bytes) {
   bytes = RoundUp(bytes > 0 ? bytes : 1, 256);
@@ -161,6 +216,14 @@ CudaBackend::Result CudaBackend::FetchResult() {
 }
 
 // ---- Matrix products. ----
+
+namespace {
+double GroupedFlops(const std::vector<GemmProblem>& problems) {
+  double f = 0;
+  for (const GemmProblem& p : problems) f += GemmFlops(p);
+  return f;
+}
+}  // namespace
 
 CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
   auto it = plans_.find(key);
@@ -229,6 +292,7 @@ CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
 }
 
 void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
+  OpTimer timer(this, "gemm", GemmFlops(p));
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {  // as the CPU twin: C = beta C (zeros when beta == 0)
     cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream_);
@@ -274,17 +338,51 @@ void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float a
 
 void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                               float alpha, float beta) {
+  OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
   cuda::LaunchGroupedGemm(ta == Transpose::kYes, tb == Transpose::kYes, problems.data(),
                           static_cast<int64_t>(problems.size()), alpha, beta, gemm_math_, stream_);
 }
 
+// ---- Data movement. ----
+
+void CudaBackend::Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+                         int64_t cols, bool accumulate) {
+  OpTimer timer(this, "copy2d");
+  cuda::LaunchCopy2D(src, src_ld, dst, dst_ld, rows, cols, accumulate, stream_);
+}
+
+void CudaBackend::Fill(float* x, int64_t n, float value) {
+  OpTimer timer(this, "fill");
+  cuda::LaunchFill(x, n, value, stream_);
+}
+
+void CudaBackend::RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) {
+  OpTimer timer(this, "row_dot");
+  cuda::LaunchRowDot(a, b, rows, dim, out, stream_);
+}
+
+void CudaBackend::ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) {
+  OpTimer timer(this, "scale_rows");
+  cuda::LaunchScaleRows(x, s, rows, dim, stream_);
+}
+
 // ---- Elementwise and reductions. ----
 
-void CudaBackend::RoundToBf16(float* x, int64_t n) { cuda::LaunchRoundToBf16(x, n, stream_); }
-void CudaBackend::Add(const float* a, float* y, int64_t n) { cuda::LaunchAdd(a, y, n, stream_); }
-void CudaBackend::Scale(float* x, int64_t n, float s) { cuda::LaunchScale(x, n, s, stream_); }
+void CudaBackend::RoundToBf16(float* x, int64_t n) {
+  OpTimer timer(this, "round_bf16");
+  cuda::LaunchRoundToBf16(x, n, stream_);
+}
+void CudaBackend::Add(const float* a, float* y, int64_t n) {
+  OpTimer timer(this, "add");
+  cuda::LaunchAdd(a, y, n, stream_);
+}
+void CudaBackend::Scale(float* x, int64_t n, float s) {
+  OpTimer timer(this, "scale");
+  cuda::LaunchScale(x, n, s, stream_);
+}
 
 double CudaBackend::SumSquares(const float* x, int64_t n) {
+  OpTimer timer(this, "sum_squares");
   const int64_t partials = cuda::SumSquaresPartials(n);
   double* scratch = static_cast<double*>(Scratch(sizeof(double) * static_cast<size_t>(partials)));
   cuda::LaunchSumSquares(x, n, scratch, &result_device_->value, stream_);
@@ -292,16 +390,19 @@ double CudaBackend::SumSquares(const float* x, int64_t n) {
 }
 
 void CudaBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
+  OpTimer timer(this, "swiglu_fwd");
   cuda::LaunchSwigluForward(a, c, m, n, stream_);
 }
 
 void CudaBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da,
                                  float* dc, int64_t n) {
+  OpTimer timer(this, "swiglu_bwd");
   cuda::LaunchSwigluBackward(a, c, dm, da, dc, n, stream_);
 }
 
 void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
                         int64_t n) {
+  OpTimer timer(this, "adamw");
   MOE_CUDA_REQUIRE(p.step >= 1, "AdamW step is 1-based");
   cuda::AdamWArgs args;
   args.lr = p.lr;
@@ -321,11 +422,13 @@ void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, f
 
 void CudaBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
                              float* dst) {
+  OpTimer timer(this, "gather_rows");
   cuda::LaunchGatherRows(src, idx, n, dim, dst, stream_);
 }
 
 void CudaBackend::ScatterAddRows(const float* src, const int32_t* idx, const float* scale,
                                  int64_t n, int64_t dim, float* dst) {
+  OpTimer timer(this, "scatter_add_rows");
   if (n <= 0 || dim <= 0) return;
   const size_t bytes = cuda::ScatterAddWorkspaceBytes(n);
   void* ws = Scratch(bytes);
@@ -334,11 +437,13 @@ void CudaBackend::ScatterAddRows(const float* src, const int32_t* idx, const flo
 
 void CudaBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
                                    float* out) {
+  OpTimer timer(this, "embedding_fwd");
   cuda::LaunchGatherRows(table, ids, n, dim, out, stream_);
 }
 
 void CudaBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out,
                                     int64_t dim, float* d_table) {
+  OpTimer timer(this, "embedding_bwd");
   ScatterAddRows(d_out, ids, nullptr, n, dim, d_table);
 }
 
@@ -346,31 +451,41 @@ void CudaBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* 
 
 void CudaBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim,
                                  float eps, bool round_normalized, float* y, float* rstd) {
+  OpTimer timer(this, "rmsnorm_fwd");
   cuda::LaunchRmsNormForward(x, w, rows, dim, eps, round_normalized, y, rstd, stream_);
 }
 
 void CudaBackend::RmsNormBackward(const float* x, const float* w, const float* rstd,
                                   const float* dy, int64_t rows, int64_t dim, float* dx,
                                   float* dw) {
+  OpTimer timer(this, "rmsnorm_bwd");
   if (rows <= 0 || dim <= 0) return;
   float* partial = static_cast<float*>(
       Scratch(sizeof(float) * static_cast<size_t>(cuda::RmsNormDwChunks(rows) * dim)));
   cuda::LaunchRmsNormBackward(x, w, rstd, dy, rows, dim, dx, dw, partial, stream_);
 }
 
-void CudaBackend::RopeForward(const RopeView& v) { cuda::LaunchRope(v, false, stream_); }
-void CudaBackend::RopeBackward(const RopeView& v) { cuda::LaunchRope(v, true, stream_); }
+void CudaBackend::RopeForward(const RopeView& v) {
+  OpTimer timer(this, "rope_fwd");
+  cuda::LaunchRope(v, false, stream_);
+}
+void CudaBackend::RopeBackward(const RopeView& v) {
+  OpTimer timer(this, "rope_bwd");
+  cuda::LaunchRope(v, true, stream_);
+}
 
 // ---- Attention. ----
 
 void CudaBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
                                    const float* v, float* out, float* lse) {
+  OpTimer timer(this, "attention_fwd", AttentionForwardFlops(s));
   cuda::LaunchAttentionForward(s, q, k, v, out, lse, stream_);
 }
 
 void CudaBackend::AttentionBackward(const AttentionShape& s, const float* q, const float* k,
                                     const float* v, const float* out, const float* lse,
                                     const float* d_out, float* dq, float* dk, float* dv) {
+  OpTimer timer(this, "attention_bwd", AttentionBackwardFlops(s));
   const int64_t rows = s.batch * s.heads * s.seq;
   if (rows <= 0) return;
   float* delta = static_cast<float*>(Scratch(sizeof(float) * static_cast<size_t>(rows)));
@@ -381,17 +496,20 @@ void CudaBackend::AttentionBackward(const AttentionShape& s, const float* q, con
 
 void CudaBackend::RouterForward(const RouterParams& p, const float* logits, const float* bias,
                                 int64_t n, float* scores, int32_t* selected, float* weights) {
+  OpTimer timer(this, "router_fwd");
   cuda::LaunchRouterForward(p, logits, bias, n, scores, selected, weights, stream_);
 }
 
 void CudaBackend::RouterBackward(const RouterParams& p, const float* scores,
                                  const int32_t* selected, const float* d_weights,
                                  const float* d_scores_extra, int64_t n, float* d_logits) {
+  OpTimer timer(this, "router_bwd");
   cuda::LaunchRouterBackward(p, scores, selected, d_weights, d_scores_extra, n, d_logits, stream_);
 }
 
 double CudaBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n,
                                  int64_t vocab, float grad_scale, float* d_logits) {
+  OpTimer timer(this, "cross_entropy");
   double* row_loss =
       static_cast<double*>(Scratch(sizeof(double) * static_cast<size_t>(n > 0 ? n : 1)));
   MOE_CUDA_CHECK(cudaMemsetAsync(&result_device_->flag, 0, sizeof(int), stream_));

@@ -1,6 +1,7 @@
 // CudaBackend: kernels/backend.h on an NVIDIA GPU (built only with --config=cuda). Every float* /
-// int32_t* argument is a DEVICE pointer (cudaMalloc'd, or any device-accessible memory); the
-// GemmProblem list of GroupedGemm and the parameter structs live on the host as usual.
+// int32_t* argument is a DEVICE pointer (cudaMalloc'd, unified memory such as the Buffers of
+// kernels/cuda/unified_memory.h, or any device-accessible memory); the GemmProblem list of
+// GroupedGemm and the parameter structs live on the host as usual.
 //
 // Execution: all work is enqueued on the backend's one stream in call order and returns at once,
 // except SumSquares and CrossEntropy, which return a host double and so synchronise the stream.
@@ -29,7 +30,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -61,12 +64,23 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
   GemmMath gemm_math() const { return gemm_math_; }
   void set_gemm_math(GemmMath math) { gemm_math_ = math; }
+  // Op times (kernels/backend.h): every op bracketed by two stream events while enabled.
+  void EnableOpTimes(bool on) override { time_ops_ = on; }
+  std::map<std::string, OpTime> OpTimes() override;
+  void ResetOpTimes() override;
+
   // Blocks until every op enqueued so far has finished (and reports a kernel fault, if any).
-  void Synchronize();
+  void Synchronize() override;
 
   void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) override;
   void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                    float alpha, float beta) override;
+
+  void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+              int64_t cols, bool accumulate) override;
+  void Fill(float* x, int64_t n, float value) override;
+  void RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) override;
+  void ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) override;
 
   void RoundToBf16(float* x, int64_t n) override;
   void Add(const float* a, float* y, int64_t n) override;
@@ -132,6 +146,25 @@ class CudaBackend final : public Backend {
   };
 
   explicit CudaBackend(const CudaBackendOptions& options);
+  // Records a start event when constructed and a stop event when destroyed, on the stream, while op
+  // times are on; the elapsed time is read (and the events recycled) at the next OpTimes().
+  class OpTimer {
+   public:
+    OpTimer(CudaBackend* b, const char* name, double flops = 0);
+    ~OpTimer();
+
+   private:
+    CudaBackend* b_;
+    size_t index_;
+  };
+  struct TimedOp {
+    const char* name;
+    double flops;
+    cudaEvent_t start, stop;
+  };
+  cudaEvent_t TakeEvent();
+  // Waits for the stream and folds the finished ops' times into op_times_.
+  void CollectOpTimes();
   // Scratch of at least `bytes` (device, 256-byte aligned, contents undefined). Valid until the
   // next call; growing it synchronises the stream once.
   void* Scratch(size_t bytes);
@@ -151,6 +184,10 @@ class CudaBackend final : public Backend {
   Result* result_device_ = nullptr;
   Result* result_host_ = nullptr;  // pinned
   std::unordered_map<GemmKey, std::unique_ptr<GemmPlan>, GemmKeyHash> plans_;
+  bool time_ops_ = false;
+  std::vector<TimedOp> timed_;            // bracketed since the last collection
+  std::vector<cudaEvent_t> free_events_;  // recycled
+  std::map<std::string, OpTime> op_times_;
 };
 
 }  // namespace moe::kernels

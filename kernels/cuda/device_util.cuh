@@ -29,6 +29,38 @@ __device__ __forceinline__ int64_t GlobalStride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Grid-stride loop over a row-major [rows, cols] index space with 64-bit indices:
+//   for (GridWalk2D w(rows, cols); w.valid(); w.next()) ... w.r, w.c ...
+// Row and column advance by the stride's quotient and remainder, so a thread divides twice in all
+// rather than per element (64-bit division is a long instruction sequence on the GPU).
+struct GridWalk2D {
+  int64_t r, c;
+  __device__ __forceinline__ GridWalk2D(int64_t rows, int64_t cols)
+      : r(GlobalThread() / cols),
+        c(GlobalThread() % cols),
+        cols_(cols),
+        total_(rows * cols),
+        e_(GlobalThread()),
+        stride_(GlobalStride()),
+        stride_r_(stride_ / cols),
+        stride_c_(stride_ % cols) {}
+  __device__ __forceinline__ bool valid() const { return e_ < total_; }
+  __device__ __forceinline__ void next() {
+    e_ += stride_;
+    r += stride_r_;
+    c += stride_c_;
+    if (c >= cols_) {
+      c -= cols_;
+      ++r;
+    }
+  }
+
+ private:
+  int64_t cols_, total_, e_, stride_, stride_r_, stride_c_;
+};
+
 template <typename T>
 __device__ __forceinline__ T WarpSum(T v) {
 #pragma unroll

@@ -1,8 +1,9 @@
-// Elementwise CUDA kernels (BF16 rounding, add, scale, SwiGLU, AdamW), the FP64 sum of squares and
-// the helpers the GEMM path needs (scaling C when k == 0, packing FP32 operands into BF16). Each op
-// computes the CPU twin's expression in the same order (kernels/cpu/elementwise.cc, optimizer.cc), with
-// IEEE division and square root (no fast-math) and expf for the sigmoid; results differ from the CPU
-// only by the last-bit error of expf and by where the compilers fuse a multiply-add.
+// Elementwise CUDA kernels (BF16 rounding, add, scale, SwiGLU, AdamW, Copy2D, Fill), the FP64 sum of
+// squares and the helpers the GEMM path needs (scaling C when k == 0, packing FP32 operands into
+// BF16). Each op computes the CPU twin's expression in the same order (kernels/cpu/elementwise.cc,
+// data_movement.cc, optimizer.cc), with IEEE division and square root (no fast-math) and expf for
+// the sigmoid; results differ from the CPU only by the last-bit error of expf and by where the
+// compilers fuse a multiply-add.
 #include <cuda_bf16.h>
 
 #include "kernels/cuda/device_util.cuh"
@@ -23,6 +24,34 @@ __global__ void AddKernel(const float* __restrict__ a, float* __restrict__ y, in
 
 __global__ void ScaleKernel(float* x, int64_t n, float s) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) x[i] *= s;
+}
+
+__global__ void FillKernel(float* x, int64_t n, float value) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) x[i] = value;
+}
+
+__device__ __forceinline__ void AddInto(float& y, const float& a) { y += a; }
+__device__ __forceinline__ void AddInto(float4& y, const float4& a) {
+  y.x += a.x;
+  y.y += a.y;
+  y.z += a.z;
+  y.w += a.w;
+}
+
+// dst[r*dst_ld + c] = (or +=) src[r*src_ld + c] over [rows, cols]; T is float or float4 (then
+// cols and the leading dims count float4s).
+template <typename T, bool kAccumulate>
+__global__ void Copy2DKernel(const T* __restrict__ src, int64_t src_ld, T* __restrict__ dst,
+                             int64_t dst_ld, int64_t rows, int64_t cols) {
+  for (GridWalk2D w(rows, cols); w.valid(); w.next()) {
+    const T v = src[w.r * src_ld + w.c];
+    T& out = dst[w.r * dst_ld + w.c];
+    if (kAccumulate) {
+      AddInto(out, v);
+    } else {
+      out = v;
+    }
+  }
 }
 
 __device__ __forceinline__ float Sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
@@ -109,6 +138,18 @@ __global__ void PackBf16Kernel(const float* __restrict__ src, int64_t rows, int6
   }
 }
 
+template <typename T>
+void LaunchCopy2DAs(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
+                    int64_t cols, bool accumulate, cudaStream_t stream) {
+  const unsigned grid = GridFor(rows * cols);
+  if (accumulate) {
+    Copy2DKernel<T, true><<<grid, kThreads, 0, stream>>>(src, src_ld, dst, dst_ld, rows, cols);
+  } else {
+    Copy2DKernel<T, false><<<grid, kThreads, 0, stream>>>(src, src_ld, dst, dst_ld, rows, cols);
+  }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream) {
@@ -149,6 +190,35 @@ void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, 
                                                    p.eps, p.weight_decay, p.bias_correction1,
                                                    p.bias_correction2);
   MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream) {
+  if (n <= 0) return;
+  FillKernel<<<GridFor(n), kThreads, 0, stream>>>(x, n, value);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchCopy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+                  int64_t cols, bool accumulate, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  if (rows == 1 || (src_ld == cols && dst_ld == cols)) {  // one contiguous run
+    cols *= rows;
+    rows = 1;
+    src_ld = dst_ld = cols;
+  }
+  MOE_CUDA_REQUIRE(src_ld >= cols && dst_ld >= cols, "Copy2D leading dims must cover a row");
+  if (Aligned16(src) && Aligned16(dst) && cols >= 4 &&
+      (rows == 1 || (cols % 4 == 0 && src_ld % 4 == 0 && dst_ld % 4 == 0))) {
+    // 16-byte accesses; a contiguous run's last cols % 4 elements go by a scalar launch.
+    const int64_t cols4 = cols / 4, tail = cols - 4 * cols4;
+    LaunchCopy2DAs(reinterpret_cast<const float4*>(src), src_ld / 4, reinterpret_cast<float4*>(dst),
+                   dst_ld / 4, rows, cols4, accumulate, stream);
+    if (tail > 0) {
+      LaunchCopy2DAs(src + 4 * cols4, tail, dst + 4 * cols4, tail, 1, tail, accumulate, stream);
+    }
+    return;
+  }
+  LaunchCopy2DAs(src, src_ld, dst, dst_ld, rows, cols, accumulate, stream);
 }
 
 int64_t SumSquaresPartials(int64_t n) { return n <= 0 ? 0 : CeilDiv(n, kSumChunk); }

@@ -23,6 +23,11 @@ enum class GemmMath { kFp32, kBf16 };
 void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream);
 void LaunchAdd(const float* a, float* y, int64_t n, cudaStream_t stream);
 void LaunchScale(float* x, int64_t n, float s, cudaStream_t stream);
+void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream);
+// Grid-stride over the flattened rows x cols space (64-bit indices); a contiguous copy (one row, or
+// leading dims equal to cols) runs as one flat run, with 16-byte accesses when aligned.
+void LaunchCopy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+                  int64_t cols, bool accumulate, cudaStream_t stream);
 void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cudaStream_t stream);
 void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
                           int64_t n, cudaStream_t stream);
@@ -53,6 +58,10 @@ void LaunchPackBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, vo
 // ---- rows.cu ----
 void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                       cudaStream_t stream);
+// One warp (short rows) or block (long rows) per row, FP64 with a fixed reduction tree.
+void LaunchRowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out,
+                  cudaStream_t stream);
+void LaunchScaleRows(float* x, const float* s, int64_t rows, int64_t dim, cudaStream_t stream);
 // Deterministic scatter-add (sort by destination, then add in source order); needs
 // ScatterAddWorkspaceBytes(n) bytes of device workspace.
 size_t ScatterAddWorkspaceBytes(int64_t n);

@@ -1,5 +1,11 @@
 // Row movement for embeddings and MoE dispatch: GatherRows (dst[i,:] = src[idx[i],:]) and the
-// deterministic ScatterAddRows (dst[idx[i],:] += scale[i] * src[i,:]).
+// deterministic ScatterAddRows (dst[idx[i],:] += scale[i] * src[i,:]); per-row RowDot (FP64) and
+// ScaleRows (CPU twins in kernels/cpu/elementwise.cc and data_movement.cc).
+//
+// RowDot: one warp per row up to kRowDotWarpMaxDim columns, one block per row beyond; each thread
+// sums its strided share in FP64, then a fixed tree (WarpSum / BlockSum) combines them, so the
+// result is the same bits on every run. Rounded to FP32 it matches the CPU's index-order FP64 sum
+// except in the rare case where the two FP64 sums round to different floats.
 //
 // Determinism without atomics: the pairs (idx[i], i) are sorted by idx with CUB's stable radix sort,
 // so each destination row's sources appear in ascending i; one block per destination row then adds
@@ -37,6 +43,41 @@ __global__ void GatherRowsKernel4(const float4* __restrict__ src, const int32_t*
   }
 }
 
+constexpr int64_t kRowDotWarpMaxDim = 2048;
+
+__global__ void RowDotWarpKernel(const float* __restrict__ a, const float* __restrict__ b,
+                                 int64_t rows, int64_t dim, float* __restrict__ out) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps_per_block = blockDim.x >> 5;
+  for (int64_t r = blockIdx.x * warps_per_block + (threadIdx.x >> 5); r < rows;
+       r += gridDim.x * warps_per_block) {
+    const float* x = a + r * dim;
+    const float* y = b + r * dim;
+    double acc = 0.0;
+    for (int64_t j = lane; j < dim; j += 32) acc += static_cast<double>(x[j]) * y[j];
+    acc = WarpSum(acc);
+    if (lane == 0) out[r] = static_cast<float>(acc);
+  }
+}
+
+__global__ void RowDotBlockKernel(const float* __restrict__ a, const float* __restrict__ b,
+                                  int64_t rows, int64_t dim, float* __restrict__ out) {
+  __shared__ double scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* x = a + r * dim;
+    const float* y = b + r * dim;
+    double acc = 0.0;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) acc += static_cast<double>(x[j]) * y[j];
+    acc = BlockSum(acc, scratch);
+    if (threadIdx.x == 0) out[r] = static_cast<float>(acc);
+  }
+}
+
+__global__ void ScaleRowsKernel(float* __restrict__ x, const float* __restrict__ s, int64_t rows,
+                                int64_t dim) {
+  for (GridWalk2D w(rows, dim); w.valid(); w.next()) x[w.r * dim + w.c] *= s[w.r];
+}
+
 __global__ void IotaKernel(int32_t* v, int64_t n) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) v[i] = static_cast<int32_t>(i);
 }
@@ -63,8 +104,6 @@ __global__ void SegmentAddKernel(const float* __restrict__ src, const int32_t* _
     }
   }
 }
-
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 unsigned RowGrid(int64_t n) {
   return static_cast<unsigned>(n < kMaxBlocks * 4 ? (n < 1 ? 1 : n) : kMaxBlocks * 4);
@@ -103,6 +142,23 @@ void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t d
   } else {
     GatherRowsKernel<<<RowGrid(n), kRowThreads, 0, stream>>>(src, idx, n, dim, dst);
   }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out,
+                  cudaStream_t stream) {
+  if (rows <= 0) return;
+  if (dim <= kRowDotWarpMaxDim) {
+    RowDotWarpKernel<<<GridFor(rows, kThreads / 32), kThreads, 0, stream>>>(a, b, rows, dim, out);
+  } else {
+    RowDotBlockKernel<<<RowGrid(rows), kRowThreads, 0, stream>>>(a, b, rows, dim, out);
+  }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchScaleRows(float* x, const float* s, int64_t rows, int64_t dim, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return;
+  ScaleRowsKernel<<<GridFor(rows * dim), kThreads, 0, stream>>>(x, s, rows, dim);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -55,6 +55,14 @@ class Dev {
   size_t n_;
 };
 
+// The host image of Dev::Poison: all bits set.
+template <typename T>
+std::vector<T> Poisoned(size_t n) {
+  std::vector<T> v(n);
+  std::memset(v.data(), 0xff, sizeof(T) * n);
+  return v;
+}
+
 class Rng {
  public:
   explicit Rng(uint64_t seed) : gen_(seed) {}
@@ -124,7 +132,21 @@ class Report {
   bool Check(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref,
              double tol, const std::string& what = "") {
     const Diff d = Compare(got, ref);
-    const bool pass = d.unwritten == 0 && d.rel_l2 <= tol;
+    return Record(name, d, d.unwritten == 0 && d.rel_l2 <= tol, tol, what);
+  }
+  // Pass iff every element has the reference's bits, NaN poison included: for ops that move data,
+  // where an element written outside the output region (padding) must show too.
+  bool CheckBits(const std::string& name, const std::vector<float>& got,
+                 const std::vector<float>& ref) {
+    const Diff d = Compare(got, ref);
+    return Record(name, d, d.differing == 0, 0.0, "(bit-exact, poison outside the output kept)");
+  }
+  int failures() const { return failures_; }
+  int checks() const { return checks_; }
+
+ private:
+  bool Record(const std::string& name, const Diff& d, bool pass, double tol,
+              const std::string& what) {
     char buf[320];
     std::snprintf(buf, sizeof buf,
                   "rel_l2=%.2e (tol %.0e) max_abs=%.2e bits_differ=%lld/%lld unwritten=%lld %s",
@@ -134,10 +156,7 @@ class Report {
     Line(pass, name, buf);
     return pass;
   }
-  int failures() const { return failures_; }
-  int checks() const { return checks_; }
 
- private:
   int failures_ = 0, checks_ = 0;
 };
 

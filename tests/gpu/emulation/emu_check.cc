@@ -6,13 +6,17 @@
 #include <cmath>
 #include <cstring>
 #include <cstdio>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "base/bf16.h"
+#include "base/buffer.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels.h"
+#include "kernels/cuda/unified_memory.h"
 
 using namespace moe::kernels;
 namespace kc = moe::kernels::cuda;
@@ -41,6 +45,15 @@ void Check(const std::string& name, const std::vector<float>& got, const std::ve
   if (!ok) ++failures;
   std::printf("%s %-40s rel=%.2e nan=%ld bitsdiff=%ld/%zu\n", ok ? "PASS" : "FAIL", name.c_str(),
               rel, nan, diff, ref.size());
+}
+
+// Every element, NaN poison included, must have the reference's bits (ops that move data; padding
+// the op must not write holds NaN in both).
+void CheckBits(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref) {
+  long diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) diff += std::memcmp(&got[i], &ref[i], 4) != 0;
+  if (diff) ++failures;
+  std::printf("%s %-40s bitsdiff=%ld/%zu\n", diff ? "FAIL" : "PASS", name.c_str(), diff, ref.size());
 }
 
 void Rows(CpuBackend& cpu) {
@@ -79,10 +92,138 @@ void Rows(CpuBackend& cpu) {
   failures += fails;
 }
 
+// ok[e] = 1 when the walk reaches flat index e as (e / cols, e % cols). Launched with a grid far
+// smaller than the space, so the incremental advance wraps (the ops' own launches give each
+// emulated thread about one element).
+void WalkKernel(int64_t rows, int64_t cols, std::vector<int>* ok) {
+  int64_t e = kc::GlobalThread();
+  for (kc::GridWalk2D w(rows, cols); w.valid(); w.next(), e += kc::GlobalStride()) {
+    (*ok)[e] = w.r == e / cols && w.c == e % cols;
+  }
+}
+
+void DataMovement(CpuBackend& cpu) {
+  struct W { int64_t rows, cols; };
+  for (W w : {W{7, 50}, W{3, 500}, W{1000, 1}, W{5, 192}}) {  // 192 threads: stride below, above, equal
+    std::vector<int> ok(w.rows * w.cols, 0);
+    EmuLaunch(WalkKernel, dim3(3), dim3(64), 0, nullptr, w.rows, w.cols, &ok);
+    long bad = 0;
+    for (int v : ok) bad += v != 1;
+    std::printf("%s grid_walk_2d rows=%ld cols=%ld wrong=%ld\n", bad ? "FAIL" : "PASS",
+                (long)w.rows, (long)w.cols, bad);
+    failures += bad != 0;
+  }
+  // Copy2D: padded leading dims (scalar path), 16-byte path, misaligned pointers, one contiguous
+  // run with a tail (n % 4 != 0), contiguous rows (ld == cols); written (padding must stay NaN)
+  // and accumulated.
+  struct C { const char* name; int64_t rows, cols, src_ld, dst_ld, src_off, dst_off; };
+  for (C c : {C{"padded", 13, 7, 9, 11, 0, 0}, C{"vec4", 9, 12, 16, 20, 0, 0},
+              C{"misaligned", 9, 12, 16, 20, 1, 0}, C{"flat_tail", 1, 1027, 1027, 1027, 0, 0},
+              C{"flat_rows", 6, 50, 50, 50, 0, 0}, C{"flat_misaligned", 1, 1000, 1000, 1000, 3, 1}}) {
+    const auto src = Normal(c.src_off + c.rows * c.src_ld);
+    const auto base = Normal(c.dst_off + c.rows * c.dst_ld);
+    for (bool acc : {false, true}) {
+      auto ref = acc ? base : Nan(base.size()), got = ref;
+      cpu.Copy2D(src.data() + c.src_off, c.src_ld, ref.data() + c.dst_off, c.dst_ld, c.rows, c.cols, acc);
+      kc::LaunchCopy2D(src.data() + c.src_off, c.src_ld, got.data() + c.dst_off, c.dst_ld, c.rows, c.cols, acc, nullptr);
+      CheckBits(std::string("copy2d_") + c.name + (acc ? "_acc" : ""), got, ref);
+    }
+  }
+  {
+    const int64_t n = 5003;
+    auto ref = Nan(n + 1), got = Nan(n + 1);  // the last element must stay NaN
+    cpu.Fill(ref.data(), n, -1.75f);
+    kc::LaunchFill(got.data(), n, -1.75f, nullptr);
+    CheckBits("fill", got, ref);
+  }
+  for (int64_t dim : {300, 1, 3000}) {  // RowDot: warp per row, warp, block per row
+    const int64_t rows = dim == 3000 ? 3 : 37;
+    auto a = Normal(rows * dim), b = Normal(rows * dim, 2);
+    std::vector<float> ref(rows);
+    auto got = Nan(rows);
+    cpu.RowDot(a.data(), b.data(), rows, dim, ref.data());
+    kc::LaunchRowDot(a.data(), b.data(), rows, dim, got.data(), nullptr);
+    Check("row_dot_d" + std::to_string(dim), got, ref, 1e-7);
+    auto x = Normal(rows * dim), s = Normal(rows), gx = x;
+    cpu.ScaleRows(x.data(), s.data(), rows, dim);
+    kc::LaunchScaleRows(gx.data(), s.data(), rows, dim, nullptr);
+    CheckBits("scale_rows_d" + std::to_string(dim), gx, x);
+  }
+}
+
+// The unified memory space's cache (kernels/cuda/unified_memory.cc) over the shim's managed memory:
+// host writes, a kernel on the same Buffer, reuse of freed blocks, slabs for small classes, stats,
+// and the release-and-retry path when cudaMallocManaged fails.
+void UnifiedMemory() {
+  int fails = 0;
+  auto expect = [&](bool cond, const char* what) {
+    if (!cond) std::printf("  unified memory: %s\n", what);
+    fails += !cond;
+  };
+  auto stats = [] { return CudaUnifiedMemoryStats(); };
+  constexpr size_t MiB = size_t{1} << 20;
+  moe::SetMemorySpace(CudaUnifiedMemorySpace());
+  const UnifiedMemoryStats s0 = stats();
+  {
+    moe::Buffer<float> x(1000);  // 4000 bytes: the 4 KiB class, carved from a new 2 MiB slab
+    for (int i = 0; i < 1000; ++i) x[i] = 0.5f * i;
+    kc::LaunchScale(x.data(), 1000, 2.0f, nullptr);
+    bool same = true;
+    for (int i = 0; i < 1000; ++i) same &= x[i] == float(i);
+    expect(same, "kernel result read back on the host");
+    UnifiedMemoryStats s = stats();
+    expect(s.bytes_in_use - s0.bytes_in_use == 4096, "in use: one 4 KiB block");
+    expect(s.bytes_reserved - s0.bytes_reserved == 2 * MiB, "reserved: one slab");
+    expect(s.bytes_cached - s0.bytes_cached == 2 * MiB - 4096, "cached: the rest of the slab");
+    expect(s.cuda_allocations - s0.cuda_allocations == 1, "one CUDA allocation");
+    moe::Buffer<float> y(1000);  // same class: the slab's next block, no CUDA call
+    expect(y.data() == x.data() + 1024, "second block follows the first");
+    float* first = x.data();
+    x.reset();
+    moe::Buffer<float> z(900);
+    expect(z.data() == first, "freed block reused");
+    moe::Buffer<float> big(3 * MiB / 4 + 5);  // just over 3 MiB: the 4 MiB class, its own allocation
+    float* big_p = big.data();
+    big = moe::Buffer<float>(MiB - 7);  // the old one is freed; a new 4 MiB class block is needed
+    expect(big.data() != big_p, "a live block is not handed out twice");
+    moe::Buffer<float> again(MiB);
+    expect(again.data() == big_p, "freed large block reused");
+    s = stats();
+    expect(s.cuda_allocations - s0.cuda_allocations == 3, "three CUDA allocations in all");
+    expect(s.peak_bytes_in_use - s0.bytes_in_use == 2 * 4096 + 8 * MiB, "peak");
+    expect(s.bytes_in_use + s.bytes_cached == s.bytes_reserved, "in use + cached = reserved");
+  }
+  {
+    const UnifiedMemoryStats s1 = stats();
+    expect(s1.bytes_in_use == s0.bytes_in_use, "everything returned");
+    moe::Buffer<float> huge(2 * MiB);  // 8 MiB
+    huge.reset();
+    g_emu_managed_limit = g_emu_managed_bytes + 4 * MiB;  // a full GPU: 4 MiB left
+    moe::Buffer<float> mid(3 * MiB / 2);  // 6 MiB: fails, releases the cached large blocks, retries
+    const UnifiedMemoryStats s2 = stats();
+    expect(mid.data() != nullptr, "retry after release succeeds");
+    expect(s2.bytes_cached < s1.bytes_cached, "cached large blocks released");
+    expect(s2.bytes_in_use + s2.bytes_cached == s2.bytes_reserved, "in use + cached = reserved");
+    bool threw = false;
+    try {
+      moe::Buffer<float> too_big(64 * MiB);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    expect(threw, "allocation beyond capacity throws bad_alloc");
+    g_emu_managed_limit = SIZE_MAX;
+  }
+  moe::SetMemorySpace(moe::HostMemorySpace());
+  std::printf("%s unified_memory_cache\n", fails ? "FAIL" : "PASS");
+  failures += fails;
+}
+
 int main() {
   CpuBackend cpu(1);
   cudaStream_t st = nullptr;
   Rows(cpu);
+  DataMovement(cpu);
+  UnifiedMemory();
   // ---- attention
   struct A { int64_t b, t, h, dqk, dv; };
   for (A c : {A{1, 70, 2, 24, 16}, A{2, 33, 1, 96, 64}, A{1, 100, 1, 192, 128}, A{1, 65, 1, 256, 256}, A{1, 5, 2, 128, 128}}) {

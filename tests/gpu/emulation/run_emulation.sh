@@ -26,10 +26,12 @@ for k in $KERNELS; do
   $EMU_CXX -c "$WORK/src/$k.cc" -o "$WORK/src/$k.o" &
   objs+=("$WORK/src/$k.o")
 done
-for f in attention cpu_backend elementwise gemm loss norm optimizer rope router; do
+for f in attention cpu_backend data_movement elementwise gemm loss norm optimizer rope router; do
   $CPU_CXX -c "$ROOT/kernels/cpu/$f.cc" -o "$WORK/cpu_$f.o" &
   objs+=("$WORK/cpu_$f.o")
 done
+$EMU_CXX -c "$ROOT/kernels/cuda/unified_memory.cc" -o "$WORK/unified_memory.o" &
+objs+=("$WORK/unified_memory.o")
 $EMU_CXX -c "$EMU/emu_check.cc" -o "$WORK/emu_check.o" &
 wait
 g++ -fopenmp -pthread "$WORK/emu_check.o" "${objs[@]}" -lopenblas -o "$WORK/emu_check"

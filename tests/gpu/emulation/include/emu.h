@@ -9,9 +9,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 struct dim3 {
@@ -42,6 +44,32 @@ inline const char* cudaGetErrorString(cudaError_t) { return "emu"; }
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 template <typename T>
 inline cudaError_t cudaFuncSetAttribute(T, cudaFuncAttribute, int) { return 0; }
+
+// Managed memory is host memory here. g_emu_managed_limit caps the bytes held at once, so a test can
+// make cudaMallocManaged fail (an emulated full GPU); g_emu_managed_sizes tracks what is held.
+constexpr cudaError_t cudaErrorMemoryAllocation = 2;
+enum cudaMemAttachFlags { cudaMemAttachGlobal = 1 };
+inline size_t g_emu_managed_limit = SIZE_MAX;
+inline size_t g_emu_managed_bytes = 0;
+inline std::unordered_map<void*, size_t> g_emu_managed_sizes;
+inline cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned = cudaMemAttachGlobal) {
+  if (g_emu_managed_bytes + bytes > g_emu_managed_limit) return cudaErrorMemoryAllocation;
+  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  if (*p == nullptr) return cudaErrorMemoryAllocation;
+  g_emu_managed_sizes[*p] = bytes;
+  g_emu_managed_bytes += bytes;
+  return cudaSuccess;
+}
+inline cudaError_t cudaFree(void* p) {
+  auto it = g_emu_managed_sizes.find(p);
+  if (it != g_emu_managed_sizes.end()) {
+    g_emu_managed_bytes -= it->second;
+    g_emu_managed_sizes.erase(it);
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 
 class Barrier {
  public:

@@ -1,0 +1,69 @@
+// Data movement and per-row ops: Copy2D (strided copy or add), Fill, RowDot (FP64 per-row dot
+// products) and ScaleRows. No op here races or reduces across threads, so every result is the same
+// for any thread count; RowDot sums each row in index order.
+#include <cstring>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
+
+namespace moe::kernels {
+
+using cpu_internal::kMinParallelElements;
+
+void CpuBackend::Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
+                        int64_t cols, bool accumulate) {
+  if (rows <= 0 || cols <= 0) return;
+  if (rows == 1 || (src_ld == cols && dst_ld == cols)) {
+    // One contiguous run (Copy of a whole tensor): split by elements, not by its one row.
+    const int64_t n = rows * cols;
+    if (accumulate) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+      for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+    } else {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    }
+    return;
+  }
+  MOE_CPU_CHECK(src_ld >= cols && dst_ld >= cols, "Copy2D leading dims must cover a row");
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (rows * cols >= kMinParallelElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = src + r * src_ld;
+    float* out = dst + r * dst_ld;
+    if (accumulate) {
+      for (int64_t c = 0; c < cols; ++c) out[c] += in[c];
+    } else {
+      std::memcpy(out, in, sizeof(float) * cols);
+    }
+  }
+}
+
+void CpuBackend::Fill(float* x, int64_t n, float value) {
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) x[i] = value;
+}
+
+void CpuBackend::RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) {
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (rows * dim >= kMinParallelElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = a + r * dim;
+    const float* y = b + r * dim;
+    double acc = 0.0;
+    for (int64_t j = 0; j < dim; ++j) acc += static_cast<double>(x[j]) * y[j];
+    out[r] = static_cast<float>(acc);
+  }
+}
+
+void CpuBackend::ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) {
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (rows * dim >= kMinParallelElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float sr = s[r];
+    float* row = x + r * dim;
+    for (int64_t j = 0; j < dim; ++j) row[j] *= sr;
+  }
+}
+
+}  // namespace moe::kernels

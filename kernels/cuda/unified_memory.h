@@ -1,0 +1,38 @@
+// CUDA unified (managed) memory as the process's memory space (base/buffer.h), so one Buffer is
+// readable by the host (after Backend::Synchronize) and by the CUDA backend's kernels alike.
+// kernels:backend_factory switches the process to it when it creates a CUDA backend.
+//
+// Allocation is cudaMallocManaged behind a caching layer: the model allocates per-call temporaries,
+// and cudaFree synchronises the whole device, so freed blocks go to a free list (keyed by size
+// class: powers of two up to 1 MiB, multiples of 2 MiB above) and are handed out again; nothing is
+// returned to CUDA during the run, except that a failed cudaMallocManaged first releases every
+// cached block (after synchronising the device) and tries once more. Blocks up to 1 MiB are carved
+// from 2 MiB managed slabs, so small tensors do not each cost a CUDA allocation. Thread-safe.
+//
+// A freed block may be handed out again at once. Kernels on the backend's one stream run in order,
+// so reuse by later ops is safe; but host code must not write into a NEW Buffer while an op that
+// used memory freed before it was allocated may still be running: Synchronize first.
+//
+// New memory is not poisoned (poison_on_host = false): touching it from the host would migrate
+// every page to the host only to move it back to the GPU at the first kernel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "base/buffer.h"
+
+namespace moe::kernels {
+
+const MemorySpace& CudaUnifiedMemorySpace();
+
+struct UnifiedMemoryStats {
+  size_t bytes_in_use = 0;       // size classes of the blocks handed out now
+  size_t bytes_cached = 0;       // freed blocks held for reuse
+  size_t peak_bytes_in_use = 0;  // high-water mark of bytes_in_use
+  size_t bytes_reserved = 0;     // held from CUDA: in use + cached
+  int64_t cuda_allocations = 0;  // cudaMallocManaged calls that succeeded (cache misses)
+};
+UnifiedMemoryStats CudaUnifiedMemoryStats();
+
+}  // namespace moe::kernels
