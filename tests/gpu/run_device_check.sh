@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
-# The one script to run on a GPU machine (no Bazel, MPI or network needed there).
+# The one script to run on a GPU machine (no Bazel, MPI or network needed there), from the repository
+# root, after tests/gpu/pack_device_check.sh filled tests/gpu/bin/ on a build machine:
 #
-#   tests/gpu/run_device_check.sh [KERNEL_CHECK] [kernel_check flags...]
+#   tests/gpu/run_device_check.sh [BIN_DIR]        # default tests/gpu/bin
 #
-# KERNEL_CHECK defaults to tests/gpu/bin/kernel_check (copy it there from
-# bazel-bin/tests/gpu/kernel_check after `bazel build --config=cuda //tests/gpu:kernel_check` on a
-# build machine; see README.md). The binary needs only libcublasLt.so.13 besides the C/C++ runtime
-# and the driver: this script finds the CUDA 13 libraries in the Python environment's nvidia-*
-# packages (the ones PyTorch uses), falls back to /usr/local/cuda, points LD_LIBRARY_PATH at them,
-# prints the GPU and the resolved libraries, and runs the check under a time limit
-# (KERNEL_CHECK_TIMEOUT seconds, default 480). If $OUT is set, the full log is also written there.
+# Phases, each under its own time limit (about 8 minutes in all):
+#   1. kernel_check --no_perf: every CUDA op against its CPU twin on fresh random inputs (poisoned
+#      outputs); KERNEL_PERF=1 also times the ops at small_1b shapes.
+#   2. bench_step on configs/small_1b.textproto (MTP off), device CUDA: one BF16 training step on the
+#      GPU against the same step on the CPU (loss 1e-2, grad norm 5e-2, loss after AdamW 1e-2), then
+#      timed steps of one micro-batch (8 x 4096 tokens) + AdamW: tokens/s, TFLOP/s, MFU against 989
+#      TFLOP/s, op breakdown (attention and expert GEMM TFLOP/s, three largest sinks).
+#   3. tests/gpu/hf_train_step.py: a Hugging Face transformers DeepseekV3 training step of the same
+#      config and batch (the config.json bench_step wrote), BF16 autocast over FP32 weights + AdamW;
+#      on out-of-memory it retries with half the batch.
+#   4. The comparison: our tokens/s over transformers', in this one run.
+# The CUDA libraries come from the Python environment's nvidia-* packages (the ones PyTorch uses),
+# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set. Exit status: 0 all
+# checks passed, 1 a check failed or a phase timed out, 2 a binary or library is missing.
 set -uo pipefail
 
-BIN=${1:-tests/gpu/bin/kernel_check}
-[ $# -gt 0 ] && shift
-TIMEOUT=${KERNEL_CHECK_TIMEOUT:-480}
+BIN=${1:-tests/gpu/bin}
 PY=${PYTHON:-python3}
+CONFIG=${CONFIG:-configs/small_1b.textproto}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-4096}
+LOGDIR=${OUT:-$(mktemp -d)}
+mkdir -p "$LOGDIR"
 
-if [ ! -x "$BIN" ]; then
-  echo "run_device_check: $BIN not found or not executable" >&2
-  exit 2
-fi
+for b in kernel_check bench_step; do
+  if [ ! -x "$BIN/$b" ]; then
+    echo "run_device_check: $BIN/$b not found (run tests/gpu/pack_device_check.sh on a build machine)" >&2
+    exit 2
+  fi
+done
 
 # Every folder under the nvidia namespace package(s) that holds CUDA shared libraries
-# (nvidia/cu13/lib, nvidia/cublas/lib, nvidia/cudnn/lib, nvidia/nccl/lib, ... depending on the
-# wheels' layout), then the toolkit's own.
+# (nvidia/cu13/lib, nvidia/cublas/lib, ... depending on the wheels' layout), then the toolkit's own.
 NV_LIBS=$("$PY" - <<'PYEOF' 2>/dev/null
 import os
 dirs = []
@@ -45,30 +57,87 @@ print(":".join(dirs))
 PYEOF
 )
 LIBPATH=$NV_LIBS
-for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib "$BIN/lib"; do
   [ -d "$d" ] && LIBPATH=${LIBPATH:+$LIBPATH:}$d
 done
 export LD_LIBRARY_PATH=${LIBPATH}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 echo "== run_device_check: $(date -u +%FT%TZ) on $(hostname)"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1 |
-  sed 's/^/   /'
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | sed 's/^/   /'
 echo "   LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-echo "== shared libraries of $BIN"
-ldd "$BIN" | sed 's/^/   /'
-if ldd "$BIN" | grep -q "not found"; then
-  echo "run_device_check: missing shared libraries (see above)" >&2
-  exit 2
-fi
+missing=0
+for b in kernel_check bench_step; do
+  if ldd "$BIN/$b" | grep "not found"; then missing=1; fi
+done
+[ "$missing" = 0 ] || { echo "run_device_check: missing shared libraries (above)" >&2; exit 2; }
 
-LOG=/dev/null
-if [ -n "${OUT:-}" ] && [ -d "${OUT}" ]; then LOG=$OUT/kernel_check.log; fi
-echo "== $BIN $* (time limit ${TIMEOUT}s)"
-timeout --signal=TERM --kill-after=10 "$TIMEOUT" "$BIN" "$@" 2>&1 | tee "$LOG"
-rc=${PIPESTATUS[0]}
-case $rc in
-  0) echo "== kernel_check: all checks passed" ;;
-  124|137) echo "== kernel_check: TIMED OUT after ${TIMEOUT}s (rc $rc)" ;;
-  *) echo "== kernel_check: FAILED (rc $rc)" ;;
-esac
-exit "$rc"
+status=0
+phase() {  # name seconds command...: runs one phase under a time limit, logging to $LOGDIR/name.log
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name (limit ${limit}s): $*"
+  local start=$SECONDS
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee "$LOGDIR/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: rc $rc after $((SECONDS - start)) s"
+  return "$rc"
+}
+
+# 1. Kernels.
+KC_FLAGS=(--no_perf)
+[ "${KERNEL_PERF:-0}" = 1 ] && KC_FLAGS=()
+phase kernel_check 150 "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
+
+# 2. Our step: checked against the CPU, then timed.
+phase bench_step 270 "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
+  --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=5 \
+  --hf_config_out="$LOGDIR/hf_config.json" || status=1
+OURS=$(grep '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
+FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["flops_per_token"])' 2>/dev/null)
+
+# 3. The transformers baseline on the same config and batch.
+HF_ARGS=(--config_json "$LOGDIR/hf_config.json" --seq "$SEQ" --steps 5 --warmup 2)
+[ -n "$FLOPS" ] && HF_ARGS+=(--flops_per_token "$FLOPS")
+if [ -f "$LOGDIR/hf_config.json" ]; then
+  phase hf_train_step 150 "$PY" tests/gpu/hf_train_step.py "${HF_ARGS[@]}" --batch "$BATCH"
+  rc=$?
+  if [ "$rc" = 4 ]; then  # out of memory: half the batch (tokens/s stays comparable per token)
+    phase hf_train_step 120 "$PY" tests/gpu/hf_train_step.py "${HF_ARGS[@]}" --batch $((BATCH / 2))
+  fi
+fi
+THEIRS=$(grep '^HF_RESULT ' "$LOGDIR/hf_train_step.log" 2>/dev/null | tail -1 | sed 's/^HF_RESULT //')
+
+# 4. Side by side.
+echo "== summary"
+OURS="$OURS" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
+import json, os
+def load(k):
+    try:
+        return json.loads(os.environ.get(k, ""))
+    except ValueError:
+        return None
+ours, theirs = load("OURS"), load("THEIRS")
+if ours:
+    print("   ours:         %10.0f tokens/s  %6.1f TFLOP/s  MFU %5.1f%%  (%d x %d tokens, step %.3f s)" % (
+        ours["tokens_per_s"], ours["tflops"], 100 * ours["mfu"], ours["micro_batch"], ours["seq"],
+        ours["step_time_s_median"]))
+    for name in ("attention_fwd", "attention_bwd", "grouped_gemm", "gemm"):
+        op = ours["ops"].get(name)
+        if op:
+            print("     %-14s %8.2f ms/step  %7.1f TFLOP/s" % (name, op["ms_per_step"], op["tflops"]))
+    sinks = sorted(ours["ops"].items(), key=lambda kv: -kv[1]["ms_per_step"])[:3]
+    print("     largest sinks: " + ", ".join("%s %.1f ms" % (k, v["ms_per_step"]) for k, v in sinks))
+else:
+    print("   ours: no BENCH_RESULT (see bench_step.log)")
+if theirs and "tokens_per_s" in theirs and not theirs.get("error"):
+    print("   transformers: %10.0f tokens/s  %6.1f TFLOP/s  MFU %5.1f%%  (%d x %d tokens, torch %s, "
+          "transformers %s)" % (theirs["tokens_per_s"], theirs.get("tflops") or 0, 100 * (theirs.get("mfu") or 0),
+                                theirs["batch"], theirs["seq"], theirs.get("torch_version"),
+                                theirs.get("transformers_version")))
+    if ours:
+        print("   ratio (ours / transformers tokens/s): %.2f" % (ours["tokens_per_s"] / theirs["tokens_per_s"]))
+else:
+    print("   transformers: no result (%s)" % ((theirs or {}).get("error") or "see hf_train_step.log"))
+PYEOF
+echo "== run_device_check: $([ "$status" = 0 ] && echo "all checks passed" || echo "FAILED") (logs in $LOGDIR)"
+exit "$status"
