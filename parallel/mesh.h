@@ -57,11 +57,11 @@ class ProcessMesh {
   int ep_rank() const { return ep_rank_; }
   int expert_dp_rank() const { return expert_dp_rank_; }  // = world_rank / ep
 
-  Communicator& world() { return *world_; }
-  Communicator& dp() { return *dp_; }
-  Communicator& tp() { return *tp_; }
-  Communicator& ep() { return *ep_; }
-  Communicator& expert_dp() { return *expert_dp_; }
+  MpiCommunicator& world() { return *world_; }
+  MpiCommunicator& dp() { return *dp_; }
+  MpiCommunicator& tp() { return *tp_; }
+  MpiCommunicator& ep() { return *ep_; }
+  MpiCommunicator& expert_dp() { return *expert_dp_; }
 
  private:
   ProcessMesh() = default;

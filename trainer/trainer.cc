@@ -23,7 +23,7 @@
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "parallel/distributed_optimizer.h"
-#include "parallel/local_communicator.h"
+#include "parallel/device_groups.h"
 #include "parallel/mesh.h"
 #include "parallel/weight_gather.h"
 #include "data/token_file.h"
@@ -118,15 +118,16 @@ absl::Status EvaluateTokenFile(model::DeepseekV3Model& net, parallel::ProcessMes
   return absl::OkStatus();
 }
 
-// The op backend for cfg.device, the groups the model and optimizer move tensors over, and the
-// MFU denominator. Host-side statistics and control (loss sums, expert counts, stop flags) always go
-// over the mesh's MPI groups.
+// The op backend for cfg.device, the groups the model and optimizer move tensors over (the mesh's MPI
+// groups on the CPU; parallel/device_groups on a GPU), and the MFU denominator. The trainer's own
+// host-side statistics and control (loss sums, expert counts, stop flags, checkpoints) always go over
+// the mesh's MPI groups.
 struct Runtime {
   std::unique_ptr<kernels::Backend> ops;
   parallel::Communicator *tp = nullptr, *ep = nullptr, *world = nullptr, *dp = nullptr, *expert_dp = nullptr;
   double peak_flops = 0;  // the world's
   std::string peak_source, description;
-  std::vector<std::unique_ptr<parallel::LocalCommunicator>> local;  // device groups of a one-GPU run
+  std::unique_ptr<parallel::DeviceGroups> device_groups;  // a GPU run's tensor groups
 
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const config::TrainConfig& cfg,
                                                          const parallel::MpiWorld& world,
@@ -134,29 +135,22 @@ struct Runtime {
     auto rt = std::make_unique<Runtime>();
     const double peak_tflops = cfg.logging().peak_tflops();
     if (cfg.device() == config::CUDA) {
-      // One GPU per rank. Device tensors need stream-ordered (NCCL) groups for every collective the
-      // model and optimizer run; those are not wired into the mesh yet, so a GPU run is one rank.
-      if (world.size() != 1) {
-        return absl::UnimplementedError(absl::StrCat(
-            "device: CUDA runs on one rank (one GPU) for now; this job has ", world.size(),
-            " ranks. Multi-GPU training needs the NCCL groups wired into the mesh (not done yet); use "
-            "device: CPU for multi-rank runs"));
-      }
+      // One GPU per rank: the node-local rank's.
       kernels::BackendOptions o;
       o.cuda_device = world.local_rank();
       o.bf16_matmul = cfg.precision() == config::BF16;
       ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(kernels::Device::kCuda, o));
-      for (const char* name : {"tp", "ep", "world", "dp", "expert_dp"}) {
-        rt->local.push_back(std::make_unique<parallel::LocalCommunicator>(name, rt->ops.get()));
-      }
-      rt->tp = rt->local[0].get();
-      rt->ep = rt->local[1].get();
-      rt->world = rt->local[2].get();
-      rt->dp = rt->local[3].get();
-      rt->expert_dp = rt->local[4].get();
-      rt->peak_flops = (peak_tflops > 0 ? peak_tflops : 989.0) * 1e12;
-      rt->peak_source = peak_tflops > 0 ? "logging.peak_tflops" : "H100/H200 BF16 dense peak";
-      rt->description = absl::StrCat("CUDA device ", o.cuda_device, o.bf16_matmul ? ", BF16 GEMMs" : ", FP32 GEMMs");
+      ASSIGN_OR_RETURN(rt->device_groups, parallel::CreateDeviceGroups(mesh, *rt->ops));
+      rt->tp = rt->device_groups->tp;
+      rt->ep = rt->device_groups->ep;
+      rt->world = rt->device_groups->world;
+      rt->dp = rt->device_groups->dp;
+      rt->expert_dp = rt->device_groups->expert_dp;
+      rt->peak_flops = (peak_tflops > 0 ? peak_tflops : 989.0) * 1e12 * world.size();
+      rt->peak_source = peak_tflops > 0 ? "logging.peak_tflops" : "H100/H200 BF16 dense peak per GPU";
+      rt->description = absl::StrCat("CUDA device ", o.cuda_device, " per rank (node-local rank), ",
+                                     o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs",
+                                     world.size() > 1 ? ", NCCL groups" : "");
       return rt;
     }
     // CPU: the cores split between the ranks on this host.
