@@ -15,6 +15,7 @@
 // Each Buffer remembers the space it was allocated from, so switching spaces is always safe.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -65,18 +66,21 @@ class Buffer {
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 
-  // Contents undefined when n exceeds the capacity (see the rules above).
+  // Contents undefined when n exceeds the capacity (see the rules above). A buffer that has to grow
+  // again (e.g. expert rows that vary with the routing) grows by at least a quarter, so a caching
+  // device allocator sees a few sizes, not one per step.
   void resize(int64_t n) {
     if (n > capacity_) {
+      const int64_t want = capacity_ > 0 ? std::max(n, capacity_ + capacity_ / 4) : n;
       reset();
       const MemorySpace& space = CurrentMemorySpace();
-      const size_t bytes = static_cast<size_t>(n) * sizeof(T);
+      const size_t bytes = static_cast<size_t>(want) * sizeof(T);
       void* p = space.allocate(bytes);
       if (p == nullptr) throw std::bad_alloc();
       if (space.poison_on_host) std::memset(p, 0xFF, bytes);
       data_ = static_cast<T*>(p);
       space_ = &space;
-      capacity_ = n;
+      capacity_ = want;
     }
     size_ = n;
   }

@@ -25,9 +25,12 @@ TEST(Buffer, ResizeWithinCapacityKeepsStorageAndGrowingReallocates) {
   EXPECT_EQ(b[3], 7.0f);
   b.resize(64);  // back within capacity
   EXPECT_EQ(b.data(), p);
-  b.resize(65);  // growth: new storage, contents undefined (poisoned)
+  b.resize(65);  // growth: new storage, contents undefined (poisoned), at least a quarter more
   EXPECT_EQ(b.size(), 65);
   EXPECT_TRUE(std::isnan(b[3]));
+  float* grown = b.data();
+  b.resize(80);  // within the 64 + 16 = 80 it reserved
+  EXPECT_EQ(b.data(), grown);
   b.reset();
   EXPECT_TRUE(b.empty());
   EXPECT_EQ(b.data(), nullptr);

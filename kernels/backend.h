@@ -176,6 +176,19 @@ class Backend {
                               const float* d_weights, const float* d_scores_extra, int64_t n,
                               float* d_logits) = 0;
 
+  // ---- Sequence-wise balance loss (spec §5.4, §9.5) over the router scores s [n, E] of n
+  // consecutive tokens, the first being token `first_token` of the micro-batch, in groups of
+  // `group_len` tokens (a sequence, or the whole micro-batch); s'[t] = s[t] / Σ_e s[t,e].
+  // stats [2, groups, E] (FP64, written): [0][g][e] Σ_t s'[t,e] and [1][g][e] how many of the group's
+  // tokens here have e in the plain top-K of s[t] (no bias, ties to the lower index); groups no token
+  // here belongs to get zeros.
+  virtual void BalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
+                            int64_t first_token, int64_t group_len, int64_t groups, double* stats) = 0;
+  // d_scores [n, E] (written) of coef · Σ_t Σ_e f[g(t),e] s'[t,e] with f [groups, E] constant:
+  // (coef·f[g,e] − Σ_e' coef·f[g,e'] s'[t,e']) / Σ_e' s[t,e'] (FP64 inside).
+  virtual void BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts, int64_t first_token,
+                               int64_t group_len, const float* f, double coef, float* d_scores) = 0;
+
   // ---- Softmax cross-entropy over rows of logits [n, V]. Returns the SUM of per-row losses (FP64);
   // if d_logits is non-null writes (softmax - onehot) * grad_scale; d_logits may alias logits (the
   // model computes the gradient in place). Rows with target < 0 are ignored.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "model/linear.h"
@@ -21,16 +20,6 @@ std::vector<GemmProblem> PerExpert(const std::vector<int64_t>& offsets, Fn make)
   problems.reserve(experts);
   for (int64_t j = 0; j < experts; ++j) problems.push_back(make(j, offsets[j], offsets[j + 1] - offsets[j]));
   return problems;
-}
-
-// Plain top-K of the unbiased scores over all experts, ties to the lower index (spec §5.4, §12.8).
-void PlainTopK(const float* s, int64_t num_experts, int64_t k, std::vector<int32_t>* idx) {
-  idx->resize(num_experts);
-  std::iota(idx->begin(), idx->end(), 0);
-  std::partial_sort(idx->begin(), idx->begin() + k, idx->end(), [s](int32_t a, int32_t b) {
-    return s[a] > s[b] || (s[a] == s[b] && a < b);
-  });
-  idx->resize(k);
 }
 
 // Balance-loss groups (spec §5.4): sequences (seq_aux) or the whole micro-batch.
@@ -120,17 +109,7 @@ double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
   const int64_t groups = BalanceGroups(sl, dims_.seq_aux), len = BalanceGroupLen(sl, dims_.seq_aux);
   // Per group: Σ_t s'_{t,i} and the plain top-K counts, summed over the TP ranks that hold the
   // group's tokens (sequence parallelism), so every rank sees the whole sequence's statistics.
-  std::vector<double> stats(2 * groups * e_count, 0.0);  // [P sums | f counts]
-  std::vector<int32_t> top;
-  for (int64_t t = 0; t < sl.num_tokens; ++t) {
-    const int64_t g = (sl.token_offset + t) / len;
-    const float* st = &s->scores[t * e_count];
-    double sum = 0.0;
-    for (int64_t i = 0; i < e_count; ++i) sum += st[i];
-    for (int64_t i = 0; i < e_count; ++i) stats[g * e_count + i] += st[i] / sum;
-    PlainTopK(st, e_count, k, &top);
-    for (int32_t i : top) stats[(groups + g) * e_count + i] += 1.0;
-  }
+  std::vector<double> stats(s->balance_stats.begin(), s->balance_stats.end());  // [P sums | f counts]
   ctx.tp->AllReduceSum(stats.data(), static_cast<int64_t>(stats.size()));
   s->balance_f.resize(groups * e_count);
   double loss = 0.0;
@@ -142,23 +121,6 @@ double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
     }
   }
   return dims_.aux_loss_alpha * loss / groups;
-}
-
-void MoeLayer::BalanceLossGrad(const Saved& s, float loss_scale, float* d_scores) const {
-  const int64_t n = s.slice.num_tokens, e_count = dims_.router.num_experts;
-  const int64_t groups = BalanceGroups(s.slice, dims_.seq_aux);
-  const int64_t len = BalanceGroupLen(s.slice, dims_.seq_aux);
-  const double coef = loss_scale * dims_.aux_loss_alpha / static_cast<double>(groups * len);
-  for (int64_t t = 0; t < n; ++t) {
-    const float* st = &s.scores[t * e_count];
-    const float* f = &s.balance_f[((s.slice.token_offset + t) / len) * e_count];
-    double sum = 0.0, dot = 0.0;
-    for (int64_t i = 0; i < e_count; ++i) sum += st[i];
-    for (int64_t i = 0; i < e_count; ++i) dot += coef * f[i] * (st[i] / sum);
-    for (int64_t i = 0; i < e_count; ++i) {
-      d_scores[t * e_count + i] = static_cast<float>((coef * f[i] - dot) / sum);
-    }
-  }
 }
 
 double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSlice& slice, float* out,
@@ -177,8 +139,16 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
   s->weights.resize(n * k);
   ops.RouterForward(dims_.router, logits, bias_ ? bias_->working.data() : nullptr, n, s->scores.data(),
                     s->selected.data(), s->weights.data());
+  const bool balance_loss = dims_.aux_loss_alpha != 0.0f;
+  if (balance_loss) {
+    const int64_t groups = BalanceGroups(slice, dims_.seq_aux);
+    s->balance_stats.resize(2 * groups * e_count);
+    ops.BalanceStats(s->scores.data(), n, e_count, k, slice.token_offset, BalanceGroupLen(slice, dims_.seq_aux),
+                     groups, s->balance_stats.data());
+  }
 
-  // The selection comes to the host: it sizes the exchange and the grouped GEMM.
+  // The selection (and the balance statistics) come to the host: they size the exchange and the
+  // grouped GEMM.
   ops.Synchronize();
   for (int64_t i = 0; i < n * k; ++i) ++expert_counts[s->selected[i]];
 
@@ -194,7 +164,7 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
     rows_per_expert[e] = s->plan.expert_offsets[e + 1] - s->plan.expert_offsets[e];
   }
   s->handle = dispatcher_.Plan(rows_per_expert);
-  const double balance = dims_.aux_loss_alpha == 0.0f ? 0.0 : BalanceLoss(ctx, s);  // host, while synced
+  const double balance = balance_loss ? BalanceLoss(ctx, s) : 0.0;  // host, while synced
 
   float* x_sorted = frame.Floats(rows * d);
   ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted);
@@ -274,12 +244,13 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.Fill(d_u, n * d, 0.0f);
   ops.ScatterAddRows(dx_sorted, s.plan.row_token.data(), nullptr, rows, d, d_u);
 
-  // Balance-loss gradient on the scores (spec §9.5, written on the host), then the router backward.
+  // Balance-loss gradient on the scores (spec §9.5), then the router backward.
   float* d_scores_extra = nullptr;
   if (dims_.aux_loss_alpha != 0.0f) {
+    const int64_t groups = BalanceGroups(s.slice, dims_.seq_aux), len = BalanceGroupLen(s.slice, dims_.seq_aux);
     d_scores_extra = frame.Floats(n * e_count);
-    ops.Synchronize();  // the host writes a buffer earlier ops may still use
-    BalanceLossGrad(s, loss_scale, d_scores_extra);
+    ops.BalanceLossGrad(s.scores.data(), n, e_count, s.slice.token_offset, len, s.balance_f.data(),
+                        loss_scale * dims_.aux_loss_alpha / static_cast<double>(groups * len), d_scores_extra);
   }
   float* d_logits = frame.Floats(n * e_count);
   ops.RouterBackward(dims_.router, s.scores.data(), s.selected.data(), d_weights, d_scores_extra, n,

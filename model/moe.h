@@ -69,10 +69,11 @@ class MoeLayer {
     Buffer<float> x_grouped;       // [R', d]
     Buffer<float> a, c, m;         // [R', Ie]
     Buffer<float> y_sorted;        // [R, d]
-    std::vector<float> balance_f;  // [groups, E] (balance loss only; host)
+    Buffer<double> balance_stats;  // [2, groups, E] (balance loss only)
+    Buffer<float> balance_f;       // [groups, E] f_i of each group (balance loss only)
     int64_t Bytes() const {
-      return BufferBytes(scores, selected, weights, row_weight, x_grouped, a, c, m, y_sorted, balance_f,
-                         plan.row_token, plan.row_slot);
+      return BufferBytes(scores, selected, weights, row_weight, x_grouped, a, c, m, y_sorted, balance_stats,
+                         balance_f, plan.row_token, plan.row_slot);
     }
   };
 
@@ -96,10 +97,8 @@ class MoeLayer {
 
  private:
   void ExpertsForward(const LayerContext& ctx, Saved* s) const;
-  // On the host, from the synchronised scores.
+  // From the (synchronised) statistics of ops.BalanceStats, summed over TP; sets balance_f.
   double BalanceLoss(const LayerContext& ctx, Saved* s) const;
-  // d_scores_extra [n, E] of the balance loss (host loop over the synchronised scores).
-  void BalanceLossGrad(const Saved& s, float loss_scale, float* d_scores) const;
 
   MoeDims dims_;
   parallel::TokenDispatcher dispatcher_;

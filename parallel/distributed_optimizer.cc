@@ -29,7 +29,7 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     const int64_t owned = g.num_buckets * g.block();
     g.adam_m.resize(owned);
     g.adam_v.resize(owned);
-    g.grad.resize(owned);
+    if (ranks > 1) g.grad.resize(owned);  // one rank: the reduced gradient is the packed one
     g.master.resize(owned);
     g.mine.resize(g.block());
     ops_->Fill(g.adam_m.data(), owned, 0.0f);
@@ -115,9 +115,9 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
     if (g.size == 0) continue;
     Pack(g, /*grads=*/true);
     for (int64_t b = 0; b < g.num_buckets; ++b) {
-      g.comm->ReduceScatterSum(&g.flat[b * g.bucket], &g.grad[b * g.block()], g.block());
+      g.comm->ReduceScatterSum(&g.flat[b * g.bucket], &g.Grad()[b * g.block()], g.block());
     }
-    sum_sq += ops_->SumSquares(g.grad.data(), g.grad.size());
+    sum_sq += ops_->SumSquares(g.Grad(), g.owned());
   }
   // 2. Global norm (each element owned exactly once in the world) and clipping.
   world_->AllReduceSum(&sum_sq, 1);
@@ -137,10 +137,10 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   // 4. all-gather the new working values.
   for (Group& g : groups_) {
     if (g.size == 0) continue;
-    if (stats.clip_coef != 1.0) ops_->Scale(g.grad.data(), g.grad.size(), static_cast<float>(stats.clip_coef));
+    if (stats.clip_coef != 1.0) ops_->Scale(g.Grad(), g.owned(), static_cast<float>(stats.clip_coef));
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
       ap.weight_decay = s.decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
-      ops_->AdamW(ap, &g.master[o], &g.grad[o], &g.adam_m[o], &g.adam_v[o], end - begin);
+      ops_->AdamW(ap, &g.master[o], &g.Grad()[o], &g.adam_m[o], &g.adam_v[o], end - begin);
     });
     GatherWorking(g);
   }

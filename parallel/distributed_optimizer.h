@@ -89,9 +89,12 @@ class DistributedOptimizer {
     int64_t num_buckets = 0;
     Buffer<float> flat;  // [num_buckets * bucket] grads, then working values
     // Owned state, concatenated over buckets: block comm->rank() of each bucket.
-    Buffer<float> master, adam_m, adam_v, grad;
+    Buffer<float> master, adam_m, adam_v;
+    Buffer<float> grad;  // reduced gradients of the owned blocks (a one-rank group uses `flat`)
     Buffer<float> mine;  // [block] this rank's working values on their way to the all-gather
     int64_t block() const { return bucket / comm->size(); }
+    int64_t owned() const { return num_buckets * block(); }
+    float* Grad() { return comm->size() > 1 ? grad.data() : flat.data(); }
   };
 
   void Pack(Group& g, bool grads);

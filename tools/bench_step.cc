@@ -193,7 +193,7 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   if (path.empty()) return absl::InvalidArgumentError("--config is required");
   ASSIGN_OR_RETURN(config::TrainConfig cfg, config::ResolveTrainConfig(path, overrides));
   if (cfg.model().num_nextn_predict_layers() > 0) {  // MTP is not trained (trainer refuses it)
-    std::printf("note: MTP off (model.num_nextn_predict_layers %d -> 0)\n", cfg.model().num_nextn_predict_layers());
+    absl::PrintF("note: MTP off (model.num_nextn_predict_layers %d -> 0)\n", cfg.model().num_nextn_predict_layers());
     cfg.mutable_model()->set_num_nextn_predict_layers(0);
   }
   const std::string device_flag = absl::GetFlag(FLAGS_device);

@@ -159,4 +159,40 @@ void CpuBackend::RouterBackward(const RouterParams& p, const float* scores, cons
   }
 }
 
+// Token order within each group and expert order within each token, as the spec's reference loop:
+// every backend accumulates the same FP64 terms in the same order.
+void CpuBackend::BalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
+                              int64_t first_token, int64_t group_len, int64_t groups, double* stats) {
+  std::vector<char> taken(num_experts);
+  std::vector<int32_t> top(top_k);
+  double* p_sum = stats;
+  double* f_count = stats + groups * num_experts;
+  std::fill(stats, stats + 2 * groups * num_experts, 0.0);
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t g = (first_token + t) / group_len;
+    MOE_CPU_CHECK(g < groups, "balance stats: token beyond the last group");
+    const float* st = scores + t * num_experts;
+    double sum = 0.0;
+    for (int64_t i = 0; i < num_experts; ++i) sum += st[i];
+    for (int64_t i = 0; i < num_experts; ++i) p_sum[g * num_experts + i] += st[i] / sum;
+    TopIndices(st, num_experts, top_k, taken, top.data());
+    for (int32_t i : top) f_count[g * num_experts + i] += 1.0;
+  }
+}
+
+void CpuBackend::BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts, int64_t first_token,
+                                 int64_t group_len, const float* f, double coef, float* d_scores) {
+#pragma omp parallel for schedule(static) num_threads(num_threads_)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* st = scores + t * num_experts;
+    const float* fg = f + ((first_token + t) / group_len) * num_experts;
+    double sum = 0.0, dot = 0.0;
+    for (int64_t i = 0; i < num_experts; ++i) sum += st[i];
+    for (int64_t i = 0; i < num_experts; ++i) dot += coef * fg[i] * (st[i] / sum);
+    for (int64_t i = 0; i < num_experts; ++i) {
+      d_scores[t * num_experts + i] = static_cast<float>((coef * fg[i] - dot) / sum);
+    }
+  }
+}
+
 }  // namespace moe::kernels

@@ -191,5 +191,48 @@ TEST(Router, BackwardSoftmaxNormGroupLimited) {
       Params(12, 2, 3, 2, ScoringFunc::kSoftmax, TopkMethod::kGroupLimitedGreedy, true, 1.0f), 71);
 }
 
+// Balance statistics on a hand-worked case: 3 tokens with 4 experts, top-2, the slice starting at
+// token 1 of groups of 2 tokens (token 0 of the slice closes group 0, tokens 1-2 form group 1).
+TEST(Balance, StatsByGroupWithTiesToTheLowerIndex) {
+  const std::vector<float> s = {0.5f, 0.1f, 0.3f, 0.1f,   // top-2: 0, 2
+                                0.2f, 0.2f, 0.2f, 0.4f,   // top-2: 3, then 0 (tie 0/1/2 -> 0)
+                                0.1f, 0.6f, 0.2f, 0.1f};  // top-2: 1, 2
+  CpuBackend be(1);
+  std::vector<double> stats(2 * 2 * 4, -7.0);  // written, poison first
+  be.BalanceStats(s.data(), 3, 4, 2, /*first_token=*/1, /*group_len=*/2, /*groups=*/2, stats.data());
+  const double p0[4] = {0.5, 0.1, 0.3, 0.1};  // token 0 sums to 1
+  for (int e = 0; e < 4; ++e) EXPECT_NEAR(stats[e], p0[e], 1e-7) << e;
+  const double sum1 = 1.0, sum2 = 1.0;
+  const double p1[4] = {0.2 / sum1 + 0.1 / sum2, 0.2 / sum1 + 0.6 / sum2, 0.2 / sum1 + 0.2 / sum2,
+                        0.4 / sum1 + 0.1 / sum2};
+  for (int e = 0; e < 4; ++e) EXPECT_NEAR(stats[4 + e], p1[e], 1e-6) << e;
+  const double f0[4] = {1, 0, 1, 0}, f1[4] = {1, 1, 1, 1};
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_EQ(stats[8 + e], f0[e]) << e;
+    EXPECT_EQ(stats[12 + e], f1[e]) << e;
+  }
+}
+
+// The balance-loss gradient against finite differences of coef · Σ_t Σ_e f[g(t),e] s[t,e]/Σ s[t].
+TEST(Balance, LossGradMatchesFiniteDifferences) {
+  const int64_t n = 5, e = 6, first = 3, len = 4;  // tokens 3..7: groups 0 (token 3) and 1 (4..7)
+  std::vector<float> s = RandomVector(n * e, 11, 0.05f, 1.0f);
+  const std::vector<float> f = RandomVector(2 * e, 12, 0.0f, 2.0f);
+  const double coef = 0.37;
+  CpuBackend be(2);
+  std::vector<float> grad(n * e, std::nanf(""));
+  be.BalanceLossGrad(s.data(), n, e, first, len, f.data(), coef, grad.data());
+  auto loss = [&]() {
+    double l = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      double sum = 0;
+      for (int64_t i = 0; i < e; ++i) sum += s[t * e + i];
+      for (int64_t i = 0; i < e; ++i) l += coef * f[((first + t) / len) * e + i] * s[t * e + i] / sum;
+    }
+    return l;
+  };
+  ExpectGradientMatches("d_scores", s, grad, loss);
+}
+
 }  // namespace
 }  // namespace moe::kernels

@@ -507,6 +507,24 @@ void CudaBackend::RouterBackward(const RouterParams& p, const float* scores,
   cuda::LaunchRouterBackward(p, scores, selected, d_weights, d_scores_extra, n, d_logits, stream_);
 }
 
+void CudaBackend::BalanceStats(const float* scores, int64_t n, int64_t num_experts,
+                               int64_t top_k, int64_t first_token, int64_t group_len,
+                               int64_t groups, double* stats) {
+  OpTimer timer(this, "balance_stats");
+  const size_t bytes = cuda::BalanceStatsScratchBytes(n, num_experts);
+  void* ws = bytes > 0 ? Scratch(bytes) : nullptr;
+  cuda::LaunchBalanceStats(scores, n, num_experts, top_k, first_token, group_len, groups, stats,
+                           ws, bytes, stream_);
+}
+
+void CudaBackend::BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts,
+                                  int64_t first_token, int64_t group_len, const float* f,
+                                  double coef, float* d_scores) {
+  OpTimer timer(this, "balance_grad");
+  cuda::LaunchBalanceLossGrad(scores, n, num_experts, first_token, group_len, f, coef, d_scores,
+                              stream_);
+}
+
 double CudaBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n,
                                  int64_t vocab, float grad_scale, float* d_logits) {
   OpTimer timer(this, "cross_entropy");

@@ -115,6 +115,11 @@ class CudaBackend final : public Backend {
   void RouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
                       const float* d_weights, const float* d_scores_extra, int64_t n,
                       float* d_logits) override;
+  void BalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
+                    int64_t first_token, int64_t group_len, int64_t groups,
+                    double* stats) override;
+  void BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts, int64_t first_token,
+                       int64_t group_len, const float* f, double coef, float* d_scores) override;
 
   double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
                       float grad_scale, float* d_logits) override;

@@ -89,6 +89,16 @@ void LaunchRouterForward(const RouterParams& p, const float* logits, const float
 void LaunchRouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
                           const float* d_weights, const float* d_scores_extra, int64_t n,
                           float* d_logits, cudaStream_t stream);
+// The sequence-wise balance loss (kernels/backend.h BalanceStats / BalanceLossGrad), in the CPU
+// twin's FP64 order. BalanceStats needs BalanceStatsScratchBytes(n, E) bytes of device scratch
+// (8-byte aligned; may be null when n == 0): s' [n, E] doubles, then top-K flags [n, E] bytes.
+size_t BalanceStatsScratchBytes(int64_t n, int64_t num_experts);
+void LaunchBalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
+                        int64_t first_token, int64_t group_len, int64_t groups, double* stats,
+                        void* scratch, size_t scratch_bytes, cudaStream_t stream);
+void LaunchBalanceLossGrad(const float* scores, int64_t n, int64_t num_experts,
+                           int64_t first_token, int64_t group_len, const float* f, double coef,
+                           float* d_scores, cudaStream_t stream);
 
 // ---- loss.cu ----
 // row_loss [n] scratch; total[0] = sum of row losses (device); *bad_target set to 1 (device) if a

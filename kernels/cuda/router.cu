@@ -13,6 +13,20 @@
 // backward to the last bit or so; scores can differ in the last bit (expf), which moves a selection
 // only on a near-tie at that level.
 // Shared memory per warp: scores and keys [E] floats and taken flags [E] bytes; E <= kMaxExperts.
+//
+// The sequence-wise balance loss (BalanceStats / BalanceLossGrad, same twin file): deterministic,
+// in the CPU's FP64 order, so both match the CPU bit for bit (the only fused multiply-adds are the
+// two GCC -mfma makes of the twin's expressions, written out with fma()):
+//   rows   one warp per token: lane 0 sums s[t,:] in double in expert order; the lanes write
+//          s'[t,e] = s[t,e] / sum (double) and a 0/1 flag for e in the plain top-K of s[t] (warp
+//          arg-max rounds, ties to the lower index) into scratch [n, E] doubles + [n, E] bytes.
+//   stats  one thread per (group, expert): the slice's tokens of that group in ascending order,
+//          p += s', count += flag; a group with no token here gets zeros (stats is written).
+//   grad   one warp per token: lane 0 sums s and then dot = fma(coef f[g,e], s'[e], dot) in expert
+//          order (s'[e] divided by the lanes beforehand); the lanes write
+//          (fma(f[g,e], coef, -dot)) / sum rounded to FP32.
+// Every chain of FP64 adds runs on one thread in the CPU's order: the per-(group, expert) token
+// loop is therefore sequential over a group's tokens (its length bounds the stats kernel's time).
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels.h"
 
@@ -209,6 +223,123 @@ __global__ void RouterBackwardKernel(RouterParams p, const float* __restrict__ s
   }
 }
 
+// BalanceStats, part 1: per token the row sum, s' and the top-K flags (see the header comment).
+// Per warp: [0, 16) the broadcast sum, then s [E] floats, then taken [E] bytes.
+__global__ void BalanceRowsKernel(const float* __restrict__ scores, int64_t n, int E, int K,
+                                  double* __restrict__ s_norm, unsigned char* __restrict__ top,
+                                  size_t per_warp) {
+  extern __shared__ unsigned char smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  unsigned char* base = smem + warp * per_warp;
+  double* bcast = reinterpret_cast<double*>(base);
+  float* s = reinterpret_cast<float*>(base + 16);
+  unsigned char* taken = reinterpret_cast<unsigned char*>(s + E);
+
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; t < n;
+       t += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
+    const float* st = scores + t * E;
+    for (int i = lane; i < E; i += 32) {
+      s[i] = st[i];
+      taken[i] = 0;
+    }
+    __syncwarp();
+    if (lane == 0) {
+      double sum = 0.0;
+      for (int i = 0; i < E; ++i) sum += s[i];  // expert order, as the CPU
+      bcast[0] = sum;
+    }
+    __syncwarp();
+    const double sum = bcast[0];
+    double* sn = s_norm + t * E;
+    for (int i = lane; i < E; i += 32) sn[i] = static_cast<double>(s[i]) / sum;
+    for (int r = 0; r < K; ++r) {
+      const int best = WarpArgMax(s, taken, E, lane);
+      __syncwarp();
+      if (lane == 0) taken[best] = 1;
+      __syncwarp();
+    }
+    unsigned char* tp = top + t * E;
+    for (int i = lane; i < E; i += 32) tp[i] = taken[i];
+    __syncwarp();  // before the next token overwrites s, taken and the sum
+  }
+}
+
+// BalanceStats, part 2: thread (g, e) adds its group's tokens of the slice in ascending order.
+__global__ void BalanceStatsKernel(const double* __restrict__ s_norm,
+                                   const unsigned char* __restrict__ top, int64_t n, int64_t E,
+                                   int64_t first_token, int64_t group_len, int64_t groups,
+                                   double* __restrict__ stats) {
+  const int64_t total = groups * E;
+  for (int64_t idx = GlobalThread(); idx < total; idx += GlobalStride()) {
+    const int64_t g = idx / E, e = idx - g * E;
+    int64_t lo = g * group_len - first_token, hi = lo + group_len;  // the group's slice tokens
+    lo = lo < 0 ? 0 : (lo > n ? n : lo);
+    hi = hi < 0 ? 0 : (hi > n ? n : hi);
+    double p = 0.0;
+    int64_t count = 0;
+#pragma unroll 8
+    for (int64_t t = lo; t < hi; ++t) {
+      p += s_norm[t * E + e];
+      count += top[t * E + e];
+    }
+    stats[idx] = p;
+    stats[total + idx] = static_cast<double>(count);
+  }
+}
+
+// BalanceLossGrad: one warp per token. Per warp: [0, 16) the broadcast sum and dot, then s' [E]
+// doubles, then s [E] floats.
+__global__ void BalanceGradKernel(const float* __restrict__ scores, int64_t n, int E,
+                                  int64_t first_token, int64_t group_len,
+                                  const float* __restrict__ f, double coef,
+                                  float* __restrict__ d_scores, size_t per_warp) {
+  extern __shared__ unsigned char smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  unsigned char* base = smem + warp * per_warp;
+  double* bcast = reinterpret_cast<double*>(base);
+  double* q = reinterpret_cast<double*>(base + 16);
+  float* s = reinterpret_cast<float*>(q + E);
+
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; t < n;
+       t += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
+    const float* st = scores + t * E;
+    const float* fg = f + ((first_token + t) / group_len) * E;
+    for (int i = lane; i < E; i += 32) s[i] = st[i];
+    __syncwarp();
+    if (lane == 0) {
+      double sum = 0.0;
+      for (int i = 0; i < E; ++i) sum += s[i];
+      bcast[0] = sum;
+    }
+    __syncwarp();
+    const double sum = bcast[0];
+    for (int i = lane; i < E; i += 32) q[i] = static_cast<double>(s[i]) / sum;
+    __syncwarp();
+    if (lane == 0) {
+      // The CPU's `dot += coef * f * (s / sum)`, contracted by GCC -mfma into one fma per term.
+      double dot = 0.0;
+      for (int i = 0; i < E; ++i) dot = fma(coef * static_cast<double>(fg[i]), q[i], dot);
+      bcast[1] = dot;
+    }
+    __syncwarp();
+    const double dot = bcast[1];
+    float* out = d_scores + t * E;
+    // The CPU's `(coef * f - dot) / sum`, contracted by GCC -mfma into fma(f, coef, -dot).
+    for (int i = lane; i < E; i += 32) {
+      out[i] = static_cast<float>(fma(static_cast<double>(fg[i]), coef, -dot) / sum);
+    }
+    __syncwarp();  // before the next token overwrites s, q and the broadcasts
+  }
+}
+
+size_t Round16(size_t bytes) { return (bytes + 15) / 16 * 16; }
+size_t BalanceRowsSmemPerWarp(int64_t E) {
+  return Round16(16 + static_cast<size_t>(E) * (sizeof(float) + 1));
+}
+size_t BalanceGradSmemPerWarp(int64_t E) {
+  return Round16(16 + static_cast<size_t>(E) * (sizeof(double) + sizeof(float)));
+}
+
 unsigned RouterBlocks(int64_t n) {
   const int64_t blocks = CeilDiv(n, kWarpsPerBlock);
   return static_cast<unsigned>(blocks < kMaxBlocks * 4 ? blocks : kMaxBlocks * 4);
@@ -262,6 +393,68 @@ void LaunchRouterBackward(const RouterParams& p, const float* scores, const int3
   }
   RouterBackwardKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
       p, scores, selected, d_weights, d_scores_extra, n, d_logits, RouterSmemPerWarp(p.num_experts));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+size_t BalanceStatsScratchBytes(int64_t n, int64_t num_experts) {
+  if (n <= 0 || num_experts <= 0) return 0;
+  return static_cast<size_t>(n) * static_cast<size_t>(num_experts) * (sizeof(double) + 1);
+}
+
+void LaunchBalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
+                        int64_t first_token, int64_t group_len, int64_t groups, double* stats,
+                        void* scratch, size_t scratch_bytes, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(num_experts > 0 && num_experts <= kMaxExperts,
+                   "balance stats: num_experts out of range");
+  MOE_CUDA_REQUIRE(top_k > 0 && top_k <= num_experts,
+                   "balance stats needs 0 < top_k <= num_experts");
+  MOE_CUDA_REQUIRE(group_len > 0 && first_token >= 0 && groups >= 0 && n >= 0,
+                   "balance stats: bad token range or groups");
+  MOE_CUDA_REQUIRE(n == 0 || (first_token + n - 1) / group_len < groups,
+                   "balance stats: token beyond the last group");
+  if (groups == 0) return;
+  double* s_norm = static_cast<double*>(scratch);
+  unsigned char* top = nullptr;
+  if (n > 0) {
+    MOE_CUDA_REQUIRE(scratch != nullptr &&
+                         scratch_bytes >= BalanceStatsScratchBytes(n, num_experts),
+                     "balance stats: scratch too small");
+    top = reinterpret_cast<unsigned char*>(s_norm + n * num_experts);
+    const size_t per_warp = BalanceRowsSmemPerWarp(num_experts);
+    const size_t smem = kWarpsPerBlock * per_warp;
+    if (smem > 48 * 1024) {
+      MOE_CUDA_CHECK(cudaFuncSetAttribute(BalanceRowsKernel,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+    }
+    BalanceRowsKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
+        scores, n, static_cast<int>(num_experts), static_cast<int>(top_k), s_norm, top, per_warp);
+    MOE_CUDA_CHECK_LAUNCH();
+  }
+  // Few threads, each a long sequential loop: small blocks spread them over the SMs.
+  constexpr int kStatsThreads = 64;
+  BalanceStatsKernel<<<GridFor(groups * num_experts, kStatsThreads), kStatsThreads, 0, stream>>>(
+      s_norm, top, n, num_experts, first_token, group_len, groups, stats);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchBalanceLossGrad(const float* scores, int64_t n, int64_t num_experts,
+                           int64_t first_token, int64_t group_len, const float* f, double coef,
+                           float* d_scores, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(num_experts > 0 && num_experts <= kMaxExperts,
+                   "balance loss grad: num_experts out of range");
+  MOE_CUDA_REQUIRE(group_len > 0 && first_token >= 0, "balance loss grad: bad token range");
+  if (n <= 0) return;
+  const size_t per_warp = BalanceGradSmemPerWarp(num_experts);
+  const size_t smem = kWarpsPerBlock * per_warp;
+  if (smem > 48 * 1024) {
+    MOE_CUDA_CHECK(cudaFuncSetAttribute(BalanceGradKernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  }
+  BalanceGradKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
+      scores, n, static_cast<int>(num_experts), first_token, group_len, f, coef, d_scores,
+      per_warp);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

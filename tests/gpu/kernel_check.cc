@@ -546,6 +546,62 @@ class Checks {
         }
       }
     }
+    Balance();
+  }
+
+  // Sequence-wise balance loss at the small_1b shape: a slice of 8192 router scores (64 experts,
+  // top-6) starting at token 1000 of the micro-batch, in sequences of 4096: groups 0 and 2 are
+  // partial, group 3 holds no token here (its stats must be written as zeros). Sigmoid scores of
+  // continuous logits, and of logits rounded to 0.5 (exact ties in the top-K go to the lower
+  // index).
+  // The kernels follow the CPU's FP64 order: stats within 1e-12 relative (expected bit-identical),
+  // counts exact, the gradient within 1e-7 (expected bit-identical).
+  void Balance() {
+    const int64_t n = 8192, E = 64, K = 6, first = 1000, len = 4096, groups = 4;
+    for (bool ties : {false, true}) {
+      std::vector<float> scores = rng_.Normal(n * E, 2.0f);
+      for (float& z : scores) {
+        if (ties) z = std::round(z * 2.0f) / 2.0f;
+        z = 1.0f / (1.0f + std::exp(-z));
+      }
+      const std::string tag = Fmt("balance_small_1b%s", ties ? "_ties" : "");
+      std::vector<double> ref(2 * groups * E);
+      cpu_.BalanceStats(scores.data(), n, E, K, first, len, groups, ref.data());
+      Dev<float> gs(scores);
+      Dev<double> gstats(2 * groups * E);
+      gstats.Poison();
+      gpu_.BalanceStats(gs.get(), n, E, K, first, len, groups, gstats.get());
+      const std::vector<double> got = gstats.Download();
+      double max_rel = 0;
+      int64_t p_differ = 0, unwritten = 0, count_wrong = 0;
+      for (int64_t i = 0; i < groups * E; ++i) {
+        const double g = got[i], r = ref[i];
+        if (std::isnan(g)) {
+          ++unwritten;
+          continue;
+        }
+        p_differ += std::memcmp(&g, &r, sizeof(double)) != 0;
+        max_rel = std::max(max_rel, std::fabs(g - r) / std::max(std::fabs(r), 1e-300));
+        const double gc = got[groups * E + i], rc = ref[groups * E + i];
+        count_wrong += std::isnan(gc) || gc != rc;
+      }
+      report_.Line(unwritten == 0 && max_rel <= 1e-12, tag + "_stats_p",
+                   Fmt("max_rel=%.2e (tol 1e-12) bits_differ=%lld/%lld unwritten=%lld", max_rel,
+                       static_cast<long long>(p_differ), static_cast<long long>(groups * E),
+                       static_cast<long long>(unwritten)));
+      report_.Line(count_wrong == 0, tag + "_stats_count",
+                   Fmt("wrong=%lld/%lld (must be exact)", static_cast<long long>(count_wrong),
+                       static_cast<long long>(groups * E)));
+
+      const std::vector<float> f = rng_.Uniform(groups * E, 0.0f, 2.0f);
+      const double coef = 1e-3 * E / (K * static_cast<double>(len));
+      std::vector<float> d(n * E);
+      cpu_.BalanceLossGrad(scores.data(), n, E, first, len, f.data(), coef, d.data());
+      Dev<float> gf(f), gd(n * E);
+      gd.Poison();
+      gpu_.BalanceLossGrad(gs.get(), n, E, first, len, gf.get(), coef, gd.get());
+      report_.Check(tag + "_grad", gd.Download(), d, 1e-7, "(expected bit-exact)");
+    }
   }
 
   // ---------------------------------------------------------------- cross-entropy
@@ -916,6 +972,23 @@ class Checks {
         gpu_.RouterForward(p, logits.get(), bias.get(), n, scores.get(), sel.get(), weights.get());
       });
       PerfLine("router_forward 32768 tokens, 64 experts", ms, 0, 0);
+      // Balance loss over the router's scores: 8 sequences of 4096, and the whole micro-batch as
+      // one group (each (group, expert) sum is one sequential FP64 chain over the group's tokens).
+      Dev<double> stats(2 * 8 * 64);
+      Dev<float> f(8 * 64), d_scores(n * 64);
+      FillRandom(f, 8 * 64);
+      ms = TimeMs(st, 2, 10, [&] {
+        gpu_.BalanceStats(scores.get(), n, 64, 6, 0, 4096, 8, stats.get());
+      });
+      PerfLine("balance_stats 32768 tokens, 64 experts, seq 4096", ms, 0, 4.0 * n * 64);
+      ms = TimeMs(st, 2, 10, [&] {
+        gpu_.BalanceStats(scores.get(), n, 64, 6, 0, n, 1, stats.get());
+      });
+      PerfLine("balance_stats 32768 tokens, 64 experts, one group", ms, 0, 4.0 * n * 64);
+      ms = TimeMs(st, 2, 10, [&] {
+        gpu_.BalanceLossGrad(scores.get(), n, 64, 0, 4096, f.get(), 1e-4, d_scores.get());
+      });
+      PerfLine("balance_grad 32768 tokens, 64 experts", ms, 0, 8.0 * n * 64);
       // Combine: each token's 6 expert outputs (rows in expert order, i.e. a shuffle of the
       // tokens) added back into its row with the gate weights.
       std::vector<int32_t> token(n * 6);

@@ -4,7 +4,7 @@
 #
 #   tests/gpu/run_device_check.sh [BIN_DIR]        # default tests/gpu/bin
 #
-# Phases, each under its own time limit (about 8 minutes in all):
+# Phases, each under its own time limit (90 + 240 + 100 (+ 60 on a retry) s: 8 minutes at most):
 #   1. kernel_check --no_perf: every CUDA op against its CPU twin on fresh random inputs (poisoned
 #      outputs); KERNEL_PERF=1 also times the ops at small_1b shapes.
 #   2. bench_step on configs/small_1b.textproto (MTP off), device CUDA: one BF16 training step on the
@@ -86,10 +86,10 @@ phase() {  # name seconds command...: runs one phase under a time limit, logging
 # 1. Kernels.
 KC_FLAGS=(--no_perf)
 [ "${KERNEL_PERF:-0}" = 1 ] && KC_FLAGS=()
-phase kernel_check 150 "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
+phase kernel_check 90 "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
 
 # 2. Our step: checked against the CPU, then timed.
-phase bench_step 270 "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
+phase bench_step 240 "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
   --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=5 \
   --hf_config_out="$LOGDIR/hf_config.json" || status=1
 OURS=$(grep '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
@@ -99,10 +99,10 @@ FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.std
 HF_ARGS=(--config_json "$LOGDIR/hf_config.json" --seq "$SEQ" --steps 5 --warmup 2)
 [ -n "$FLOPS" ] && HF_ARGS+=(--flops_per_token "$FLOPS")
 if [ -f "$LOGDIR/hf_config.json" ]; then
-  phase hf_train_step 150 "$PY" tests/gpu/hf_train_step.py "${HF_ARGS[@]}" --batch "$BATCH"
+  phase hf_train_step 100 "$PY" tests/gpu/hf_train_step.py "${HF_ARGS[@]}" --batch "$BATCH"
   rc=$?
   if [ "$rc" = 4 ]; then  # out of memory: half the batch (tokens/s stays comparable per token)
-    phase hf_train_step 120 "$PY" tests/gpu/hf_train_step.py "${HF_ARGS[@]}" --batch $((BATCH / 2))
+    phase hf_train_step 60 "$PY" tests/gpu/hf_train_step.py "${HF_ARGS[@]}" --batch $((BATCH / 2))
   fi
 fi
 THEIRS=$(grep '^HF_RESULT ' "$LOGDIR/hf_train_step.log" 2>/dev/null | tail -1 | sed 's/^HF_RESULT //')

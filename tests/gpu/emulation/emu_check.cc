@@ -3,6 +3,7 @@
 // (indexing, tiling, masking, tie-breaking, reductions, coverage of every output) without a GPU; it
 // says nothing about speed, shared-memory limits or the hardware's own arithmetic (expf, WMMA).
 // Built and run by run_emulation.sh. Exit status 0 iff every check passed.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -218,6 +219,53 @@ void UnifiedMemory() {
   failures += fails;
 }
 
+// The balance-loss statistics and gradient (router.cu) against the CPU twin: a slice of 37 tokens
+// starting at token 5 of the micro-batch, in groups of 16 (a partial group at both ends, a 4th group
+// with no token here that must get zeros), outputs poisoned; continuous scores and scores on a
+// coarse grid (exact ties in the top-K must go to the lower index). Both are expected bit-identical.
+void Balance(CpuBackend& cpu) {
+  struct B { int64_t E, K; bool ties; };
+  for (B c : {B{8, 2, false}, B{64, 6, false}, B{8, 2, true}, B{64, 6, true}, B{256, 8, false}}) {
+    const int64_t n = 37, first = 5, len = 16, groups = 4, E = c.E, K = c.K;
+    std::uniform_real_distribution<float> u(0.01f, 1.0f);
+    std::vector<float> s(n * E);
+    for (auto& x : s) x = c.ties ? std::ceil(u(gen) * 4) / 4 : u(gen);
+    const std::string tag = "balance_E" + std::to_string(E) + "_K" + std::to_string(K) + (c.ties ? "_ties" : "");
+    std::vector<double> ref(2 * groups * E, NAN), got(2 * groups * E, NAN);
+    cpu.BalanceStats(s.data(), n, E, K, first, len, groups, ref.data());
+    std::vector<double> scratch(kc::BalanceStatsScratchBytes(n, E) / sizeof(double) + 1);
+    kc::LaunchBalanceStats(s.data(), n, E, K, first, len, groups, got.data(), scratch.data(),
+                           scratch.size() * sizeof(double), nullptr);
+    long diff = 0, zeros = 0;
+    double max_abs = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      diff += std::memcmp(&got[i], &ref[i], 8) != 0;
+      if (!std::isnan(got[i])) max_abs = std::max(max_abs, std::fabs(got[i] - ref[i]));
+    }
+    for (int64_t e = 0; e < E; ++e) zeros += got[3 * E + e] == 0.0 && got[(groups + 3) * E + e] == 0.0;
+    const bool ok = diff == 0 && zeros == E;
+    failures += !ok;
+    std::printf("%s %-40s bitsdiff=%ld/%zu max_abs=%.2e empty_group_zeros=%ld/%ld\n", ok ? "PASS" : "FAIL",
+                (tag + "_stats").c_str(), diff, ref.size(), max_abs, zeros, (long)E);
+    std::vector<float> f(groups * E);
+    for (auto& x : f) x = 2 * u(gen);
+    const double coef = 0.37;
+    auto dref = Nan(n * E), dgot = Nan(n * E);
+    cpu.BalanceLossGrad(s.data(), n, E, first, len, f.data(), coef, dref.data());
+    kc::LaunchBalanceLossGrad(s.data(), n, E, first, len, f.data(), coef, dgot.data(), nullptr);
+    CheckBits(tag + "_grad", dgot, dref);
+  }
+  {  // No token here: every group's stats are zeros (written over the poison), no scratch needed.
+    std::vector<double> got(2 * 2 * 8, NAN);
+    kc::LaunchBalanceStats(nullptr, 0, 8, 2, 0, 16, 2, got.data(), nullptr, 0, nullptr);
+    long bad = 0;
+    for (double x : got) bad += x != 0.0;
+    failures += bad != 0;
+    std::printf("%s balance_stats_empty_slice                nonzero=%ld/%zu\n", bad ? "FAIL" : "PASS", bad,
+                got.size());
+  }
+}
+
 int main() {
   CpuBackend cpu(1);
   cudaStream_t st = nullptr;
@@ -409,6 +457,8 @@ int main() {
       }
     }
   }
+  // ---- balance loss (last: its random draws leave the other checks' inputs as they were)
+  Balance(cpu);
   std::printf("failures: %d\n", failures);
   return failures != 0;
 }
