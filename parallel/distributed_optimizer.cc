@@ -133,15 +133,30 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   ap.beta2 = static_cast<float>(opt.beta2());
   ap.eps = static_cast<float>(opt.eps());
   ap.step = step;
-  // 3. AdamW on the owned elements, piece by piece (weight decay differs per parameter), then
+  // 3. AdamW on the owned elements: one call per run of consecutive owned pieces with the same weight
+  // decay (matrices decay, norms do not), so thousands of tensors take a handful of launches, then
   // 4. all-gather the new working values.
   for (Group& g : groups_) {
     if (g.size == 0) continue;
     if (stats.clip_coef != 1.0) ops_->Scale(g.Grad(), g.owned(), static_cast<float>(stats.clip_coef));
+    int64_t run_begin = 0, run_end = 0;  // owned-state range of the pending run
+    bool run_decay = false;
+    auto flush = [&]() {
+      if (run_end == run_begin) return;
+      ap.weight_decay = run_decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
+      ops_->AdamW(ap, &g.master[run_begin], &g.Grad()[run_begin], &g.adam_m[run_begin], &g.adam_v[run_begin],
+                  run_end - run_begin);
+      run_begin = run_end;
+    };
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
-      ap.weight_decay = s.decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
-      ops_->AdamW(ap, &g.master[o], &g.Grad()[o], &g.adam_m[o], &g.adam_v[o], end - begin);
+      if (o != run_end || s.decay != run_decay) {
+        flush();
+        run_begin = run_end = o;
+        run_decay = s.decay;
+      }
+      run_end = o + (end - begin);
     });
+    flush();
     GatherWorking(g);
   }
   return stats;
