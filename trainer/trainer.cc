@@ -354,6 +354,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
   const auto run_start = Clock::now();
   StepBreakdown breakdown;  // where the step time goes (this rank)
+  ops.EnableOpTimes(true);  // CUDA: events around each op (the CPU always times its matrix products)
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
     ops.ResetOpTimes();
