@@ -16,8 +16,9 @@
 //
 // --check_against_cpu first runs one step of the same model on the CPU backend and on --device from
 // the same initial weights and batch (batch.micro_batch_size x --check_seq tokens), and compares the
-// loss (relative 1e-2), the gradient norm (5e-2) and the loss after the AdamW update (1e-2): the
-// issue's "a GPU step matches the CPU step". It exits 1 when a comparison fails.
+// loss (relative 1e-2), the gradient norm (5e-2) and the loss after the AdamW update (1e-2) in BF16
+// (the "a GPU step matches the CPU step"), all three within 1e-5 in FP32. It exits 1 when a
+// comparison fails.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -173,9 +174,11 @@ absl::StatusOr<bool> CheckAgainstCpu(const config::TrainConfig& cfg, kernels::De
               config::Precision_Name(cfg.precision()).c_str(),
               device == kernels::Device::kCuda ? "CUDA" : "CPU",
               static_cast<long long>(cfg.batch().micro_batch_size()), static_cast<long long>(seq), cpu_s);
-  compare("loss", ref.loss, got.loss, 1e-2);
-  compare("grad_norm", ref.grad_norm, got.grad_norm, 5e-2);
-  compare("loss_after_adamw", ref.loss_after, got.loss_after, 1e-2);
+  // BF16: the bounds. FP32 runs the same arithmetic up to summation order: far tighter.
+  const bool fp32 = cfg.precision() == config::FP32;
+  compare("loss", ref.loss, got.loss, fp32 ? 1e-5 : 1e-2);
+  compare("grad_norm", ref.grad_norm, got.grad_norm, fp32 ? 1e-5 : 5e-2);
+  compare("loss_after_adamw", ref.loss_after, got.loss_after, fp32 ? 1e-5 : 1e-2);
   std::fflush(stdout);
   return ok;
 }

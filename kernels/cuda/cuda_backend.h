@@ -17,8 +17,13 @@
 //                    the reference semantics used by FP32 runs and gradient checks.
 //   GemmMath::kBf16  both operands rounded to BF16 (nearest even) into workspace, BF16 x BF16 on
 //                    the tensor cores with FP32 accumulation and an FP32 C (cuBLASLt). In the
-//                    model's BF16 mode the operands already hold BF16 values, so the rounding is
-//                    exact and only the accumulation order differs from the CPU's FP32 GEMM.
+//                    model's BF16 mode the forward operands (weights, stored activations) already
+//                    hold BF16 values, so there only the accumulation order differs from the CPU's
+//                    FP32 GEMM. The backward's activation gradients are FP32 in the model: here
+//                    they ARE rounded to BF16 (as autocast and Megatron do), while the CPU backend
+//                    multiplies them in FP32, a deliberate difference (tensor-core backward) that
+//                    moves a BF16 step's gradient norm by ~1e-4 relative against the CPU
+//                    (tests/gpu/emulation/run_model_emulation.sh measures it).
 // cuBLASLt plans (descriptors + the heuristic's algorithm) are cached per GEMM signature; should
 // cuBLASLt offer no algorithm for one, Gemm says so once on stderr and runs the built-in kernel.
 // GroupedGemm is one kernel launch for up to 256 problems (kernels/cuda/grouped_gemm.cu), in the

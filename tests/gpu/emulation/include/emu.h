@@ -1,20 +1,30 @@
 // CPU emulation of the CUDA kernel execution model, for checking kernel LOGIC without a GPU
-// (tests/gpu/emulation/README.md): one std::thread per CUDA thread, blocks run one after another,
-// __syncthreads/__syncwarp are barriers, warp shuffles go through a per-warp exchange array,
-// __shared__ arrays are statics (one block at a time), dynamic shared memory is filled with garbage.
-// Launches are rewritten to EmuLaunch(kernel, grid, block, smem, stream, args...) by the script.
+// (tests/gpu/emulation/README.md): one std::thread per CUDA thread (or one fiber, g_emu_fibers),
+// blocks run one after another, __syncthreads/__syncwarp are barriers, warp shuffles go through a
+// per-warp exchange array, __shared__ arrays are statics (one block at a time), dynamic shared memory
+// is filled with garbage. Launches are rewritten to EmuLaunch(kernel, grid, block, smem, stream,
+// args...) by the scripts. Also the runtime calls the backend class makes (streams, events, device
+// and pinned memory, async copies), for run_model_emulation.sh. Every mode that run_emulation.sh
+// does not ask for is off by default, so emu_check runs as it always has.
 #pragma once
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <mutex>
+#include <memory>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <sys/mman.h>
+#include <ucontext.h>
 
 struct dim3 {
   unsigned x, y, z;
@@ -37,7 +47,7 @@ inline dim3 blockDim, gridDim;
 
 typedef int cudaError_t;
 constexpr cudaError_t cudaSuccess = 0;
-struct CUstream_st;
+struct CUstream_st { int id; };
 typedef CUstream_st* cudaStream_t;
 inline cudaError_t cudaGetLastError() { return 0; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emu"; }
@@ -52,15 +62,49 @@ enum cudaMemAttachFlags { cudaMemAttachGlobal = 1 };
 inline size_t g_emu_managed_limit = SIZE_MAX;
 inline size_t g_emu_managed_bytes = 0;
 inline std::unordered_map<void*, size_t> g_emu_managed_sizes;
+// g_emu_poison (off unless a harness turns it on; the whole-model run does): new device memory
+// (cudaMalloc, cudaMallocManaged) is filled with 0xFF bytes, NaN as floats, so whatever reads memory
+// nothing wrote yields NaN instead of passing by luck on zero pages.
+inline bool g_emu_poison = false;
+
+// ---- The stream (see run_model_emulation.sh). ----
+// Every stream is the device's one in-order queue. Synchronous unless g_emu_defer: a launch, an async
+// copy or set and an event record run at once (emu_check relies on it). With g_emu_defer (the
+// whole-model run's EMU_ASYNC=1), stream work is queued and runs only when the host waits for it
+// (cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize/Query, cudaMemcpy, cudaMemset,
+// cudaFree, cudaFreeHost): the laziest schedule a GPU may take, so host code that reads a buffer an
+// op writes, or writes one an op still reads, without synchronising first shows up.
+inline bool g_emu_defer = false;
+inline bool g_emu_reverse = false;  // blocks last to first; fibers also threads last to first
+inline int64_t g_emu_launches = 0, g_emu_blocks = 0, g_emu_threads = 0;  // kernels run so far
+inline std::vector<std::function<void()>>& EmuQueue() {
+  static std::vector<std::function<void()>> q;
+  return q;
+}
+inline void EmuEnqueue(std::function<void()> work) {
+  if (g_emu_defer) {
+    EmuQueue().push_back(std::move(work));
+  } else {
+    work();
+  }
+}
+inline void EmuDrain() {
+  std::vector<std::function<void()>> q;
+  q.swap(EmuQueue());
+  for (auto& w : q) w();
+}
+
 inline cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned = cudaMemAttachGlobal) {
   if (g_emu_managed_bytes + bytes > g_emu_managed_limit) return cudaErrorMemoryAllocation;
   *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (*p == nullptr) return cudaErrorMemoryAllocation;
+  if (g_emu_poison) std::memset(*p, 0xFF, bytes);
   g_emu_managed_sizes[*p] = bytes;
   g_emu_managed_bytes += bytes;
   return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) {
+  EmuDrain();  // cudaFree waits for the device
   auto it = g_emu_managed_sizes.find(p);
   if (it != g_emu_managed_sizes.end()) {
     g_emu_managed_bytes -= it->second;
@@ -69,7 +113,105 @@ inline cudaError_t cudaFree(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() {
+  EmuDrain();
+  return cudaSuccess;
+}
+
+// ---- What the backend class (kernels/cuda/cuda_backend.cc) calls besides launches: one device. ----
+constexpr cudaError_t cudaErrorInvalidValue = 1;
+constexpr cudaError_t cudaErrorInvalidDevice = 101;
+constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4
+};
+inline cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+inline cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  static int next = 1;
+  *s = new CUstream_st{next++};
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  EmuDrain();
+  delete s;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  EmuDrain();
+  return cudaSuccess;
+}
+// Device memory is host memory, as managed memory (so the poison and the byte count apply).
+inline cudaError_t cudaMalloc(void** p, size_t bytes) { return cudaMallocManaged(p, bytes); }
+inline cudaError_t cudaMallocHost(void** p, size_t bytes) {
+  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  return *p == nullptr ? cudaErrorMemoryAllocation : cudaSuccess;
+}
+inline cudaError_t cudaFreeHost(void* p) {
+  EmuDrain();
+  std::free(p);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                                   cudaStream_t = nullptr) {
+  EmuEnqueue([=] { std::memcpy(dst, src, bytes); });
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  cudaMemcpyAsync(dst, src, bytes, kind);
+  EmuDrain();
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t = nullptr) {
+  EmuEnqueue([=] { std::memset(p, value, bytes); });
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  cudaMemsetAsync(p, value, bytes);
+  EmuDrain();
+  return cudaSuccess;
+}
+// An event holds the host time at which the stream reached it.
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t;
+};
+typedef CUevent_st* cudaEvent_t;
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st{};
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+  EmuEnqueue([e] { e->t = std::chrono::steady_clock::now(); });
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  EmuDrain();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventQuery(cudaEvent_t) {
+  EmuDrain();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
+  *ms = std::chrono::duration<float, std::milli>(stop->t - start->t).count();
+  return cudaSuccess;
+}
 
 class Barrier {
  public:
@@ -96,8 +238,117 @@ inline std::vector<Barrier*> g_warp_barriers;
 inline std::vector<uint64_t> g_shfl;  // [warps * 32]
 inline std::vector<unsigned char> g_dyn_smem;
 
-inline void __syncthreads() { g_block_barrier->Wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { g_warp_barriers[threadIdx.x / 32]->Wait(); }
+// ---- The fiber engine (g_emu_fibers; the whole-model run uses it, emu_check does not unless built
+// with -DEMU_FIBERS_DEFAULT=1). Same model, far cheaper: a block's CUDA threads are fibers on the
+// launching thread instead of std::threads (a 14-instruction stack switch on x86-64, ucontext
+// elsewhere). Fibers run in thread order (g_emu_reverse: reversed), each until it finishes or
+// reaches a barrier, so a missing barrier shows deterministically: a thread reads what the threads
+// before it wrote and not what those after it will write. A warp's barrier (__syncwarp, each half of
+// a shuffle) opens when every live lane of the warp waits at it, the block's (__syncthreads) when
+// every live thread of the block does. A barrier that some threads of the block (or warp) have already left by returning is
+// reported (EMU warning; on the GPU that is undefined), and a block where nothing can run is a
+// deadlock (EMU error, abort): the std::thread engine would hang there.
+#ifndef EMU_FIBERS_DEFAULT
+#define EMU_FIBERS_DEFAULT 0
+#endif
+inline bool g_emu_fibers = EMU_FIBERS_DEFAULT;
+inline int64_t g_emu_warnings = 0;
+#if defined(__x86_64__)
+// Saves the callee-saved registers on the current stack, stores its pointer in *save_sp, switches
+// to load_sp and restores that stack's registers. Weak: every translation unit defines it.
+extern "C" void emu_fiber_swap(void** save_sp, void* load_sp);
+__asm__(R"(
+  .pushsection .text
+  .weak emu_fiber_swap
+  .type emu_fiber_swap, @function
+emu_fiber_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_fiber_swap, .-emu_fiber_swap
+  .popsection
+)");
+struct EmuContext {
+  void* sp = nullptr;
+};
+inline void EmuSwitch(EmuContext* from, EmuContext* to) { emu_fiber_swap(&from->sp, to->sp); }
+// A fresh context that enters `entry` (which must never return) on the given stack.
+inline void EmuStart(EmuContext* c, char* stack, size_t bytes, void (*entry)()) {
+  void** sp = reinterpret_cast<void**>((reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t{15});
+  *--sp = nullptr;                         // entry's return address (it never returns)
+  *--sp = reinterpret_cast<void*>(entry);  // emu_fiber_swap's ret lands here
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp, rbx, r12-r15
+  c->sp = sp;
+}
+#else
+struct EmuContext {
+  ucontext_t uc;
+};
+inline void EmuSwitch(EmuContext* from, EmuContext* to) { swapcontext(&from->uc, &to->uc); }
+inline void EmuStart(EmuContext* c, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  makecontext(&c->uc, entry, 0);
+}
+#endif
+struct EmuFibers {
+  enum State : unsigned char { kReady, kWaitBlock, kWaitWarp, kDone };
+  static constexpr size_t kStackBytes = 256 << 10;
+  EmuContext sched;
+  std::vector<std::unique_ptr<EmuContext>> ctx;  // stable addresses (a ucontext points into itself)
+  std::vector<char*> stacks;                     // mmap'd once, reused by every block
+  std::vector<State> state;
+  int current = -1;
+  std::function<void()> body;  // kernel(args...) for the current threadIdx
+  void Grow(int nt) {
+    while (static_cast<int>(ctx.size()) < nt) {
+      void* st = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (st == MAP_FAILED) {
+        std::fprintf(stderr, "EMU error: cannot map a fiber stack\n");
+        std::abort();
+      }
+      stacks.push_back(static_cast<char*>(st));
+      ctx.push_back(std::make_unique<EmuContext>());
+    }
+  }
+  void Yield(State s) {
+    const int me = current;
+    state[me] = s;
+    EmuSwitch(ctx[me].get(), &sched);
+  }
+};
+inline EmuFibers* g_emu_fb = nullptr;  // non-null while a fiber block runs
+
+inline void __syncthreads() {
+  if (g_emu_fb != nullptr) {
+    g_emu_fb->Yield(EmuFibers::kWaitBlock);
+    return;
+  }
+  g_block_barrier->Wait();
+}
+inline void EmuWarpWait(int w) {
+  if (g_emu_fb != nullptr) {
+    g_emu_fb->Yield(EmuFibers::kWaitWarp);
+    return;
+  }
+  g_warp_barriers[w]->Wait();
+}
+inline void __syncwarp(unsigned = 0xffffffffu) { EmuWarpWait(threadIdx.x / 32); }
 
 template <typename T>
 inline T __shfl_xor_sync(unsigned, T v, int off) {
@@ -105,9 +356,9 @@ inline T __shfl_xor_sync(unsigned, T v, int off) {
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   g_shfl[w * 32 + lane] = bits;
-  g_warp_barriers[w]->Wait();
+  EmuWarpWait(w);
   const uint64_t other = g_shfl[w * 32 + (lane ^ off)];
-  g_warp_barriers[w]->Wait();
+  EmuWarpWait(w);
   T r;
   std::memcpy(&r, &other, sizeof(T));
   return r;
@@ -121,15 +372,102 @@ inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 #include <math.h>
 
+inline void EmuFiberEntry() {
+  EmuFibers& fb = *g_emu_fb;
+  fb.body();
+  fb.state[fb.current] = EmuFibers::kDone;
+  EmuSwitch(fb.ctx[fb.current].get(), &fb.sched);
+  std::abort();  // a finished fiber is never resumed
+}
+
+// One block of nt threads as fibers (see EmuFibers).
+inline void EmuRunBlockFibers(int nt, unsigned bx, unsigned by, std::function<void()> body) {
+  static EmuFibers fb;
+  fb.Grow(nt);
+  fb.body = std::move(body);
+  fb.state.assign(nt, EmuFibers::kReady);
+  for (int t = 0; t < nt; ++t) {
+    EmuStart(fb.ctx[t].get(), fb.stacks[t], EmuFibers::kStackBytes, EmuFiberEntry);
+  }
+  g_emu_fb = &fb;
+  blockIdx = {bx, by, 0};
+  const int warps = (nt + 31) / 32;
+  bool warned = false;
+  auto warn = [&](const char* what) {
+    if (warned) return;
+    warned = true;
+    ++g_emu_warnings;
+    std::fprintf(stderr, "EMU warning: %s (block %u,%u of %d threads)\n", what, bx, by, nt);
+  };
+  for (;;) {
+    for (int i = 0; i < nt; ++i) {
+      const int t = g_emu_reverse ? nt - 1 - i : i;
+      if (fb.state[t] != EmuFibers::kReady) continue;
+      fb.current = t;
+      threadIdx = {static_cast<unsigned>(t), 0, 0};
+      EmuSwitch(&fb.sched, fb.ctx[t].get());
+    }
+    // Everyone is done or waiting: open the barriers that are complete.
+    bool released = false, any_live = false;
+    for (int w = 0; w < warps; ++w) {
+      const int lo = 32 * w, hi = std::min(nt, lo + 32);
+      int waiting = 0, done = 0;
+      for (int t = lo; t < hi; ++t) {
+        waiting += fb.state[t] == EmuFibers::kWaitWarp;
+        done += fb.state[t] == EmuFibers::kDone;
+      }
+      if (waiting > 0 && waiting + done == hi - lo) {
+        if (done > 0) warn("warp barrier or shuffle with lanes that have returned");
+        for (int t = lo; t < hi; ++t) {
+          if (fb.state[t] == EmuFibers::kWaitWarp) fb.state[t] = EmuFibers::kReady;
+        }
+        released = true;
+      }
+    }
+    if (!released) {
+      int waiting = 0, done = 0;
+      for (int t = 0; t < nt; ++t) {
+        waiting += fb.state[t] == EmuFibers::kWaitBlock;
+        done += fb.state[t] == EmuFibers::kDone;
+      }
+      any_live = done < nt;
+      if (waiting > 0 && waiting + done == nt) {
+        if (done > 0) warn("__syncthreads with threads that have returned");
+        for (int t = 0; t < nt; ++t) {
+          if (fb.state[t] == EmuFibers::kWaitBlock) fb.state[t] = EmuFibers::kReady;
+        }
+        released = true;
+      }
+    }
+    if (released) continue;
+    if (!any_live) break;
+    std::fprintf(stderr, "EMU error: deadlock in block %u,%u: threads wait at different barriers\n",
+                 bx, by);
+    std::abort();
+  }
+  g_emu_fb = nullptr;
+  fb.body = nullptr;
+}
+
 template <typename K, typename... A>
-void EmuLaunch(K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t, A... args) {
+void EmuRunGrid(K kernel, dim3 grid, dim3 block, size_t smem, A... args) {
   gridDim = grid;
   blockDim = block;
   const int nt = block.x;
   const int warps = (nt + 31) / 32;
+  ++g_emu_launches;
+  g_emu_blocks += static_cast<int64_t>(grid.x) * grid.y;
+  g_emu_threads += static_cast<int64_t>(grid.x) * grid.y * nt;
   g_dyn_smem.assign(smem + 16, 0xCD);  // garbage, like real shared memory
-  for (unsigned by = 0; by < grid.y; ++by) {
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
+  for (unsigned iy = 0; iy < grid.y; ++iy) {
+    for (unsigned ix = 0; ix < grid.x; ++ix) {
+      const unsigned by = g_emu_reverse ? grid.y - 1 - iy : iy;
+      const unsigned bx = g_emu_reverse ? grid.x - 1 - ix : ix;
+      if (g_emu_fibers) {
+        g_shfl.assign(warps * 32, 0);
+        EmuRunBlockFibers(nt, bx, by, [&] { kernel(args...); });
+        continue;
+      }
       Barrier bb(nt);
       g_block_barrier = &bb;
       std::vector<Barrier*> wb;
@@ -148,4 +486,15 @@ void EmuLaunch(K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t, A... 
       for (auto* b : wb) delete b;
     }
   }
+}
+
+// A launch on the stream: runs now, or when the host next waits (g_emu_defer; the arguments are
+// copied, as the launch copies kernel parameters).
+template <typename K, typename... A>
+void EmuLaunch(K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t, A... args) {
+  if (!g_emu_defer) {
+    EmuRunGrid(kernel, grid, block, smem, args...);
+    return;
+  }
+  EmuEnqueue([=] { EmuRunGrid(kernel, grid, block, smem, args...); });
 }
