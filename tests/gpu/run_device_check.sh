@@ -60,14 +60,16 @@ LIBPATH=$NV_LIBS
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib "$BIN/lib"; do
   [ -d "$d" ] && LIBPATH=${LIBPATH:+$LIBPATH:}$d
 done
-export LD_LIBRARY_PATH=${LIBPATH}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Only our binaries get this path: Python (phase 3) keeps its own environment, so the bundled
+# libraries cannot shadow the ones PyTorch was built with.
+BIN_LD=${LIBPATH}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 echo "== run_device_check: $(date -u +%FT%TZ) on $(hostname)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | sed 's/^/   /'
-echo "   LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+echo "   LD_LIBRARY_PATH for the binaries: $BIN_LD"
 missing=0
 for b in kernel_check bench_step; do
-  if ldd "$BIN/$b" | grep "not found"; then missing=1; fi
+  if LD_LIBRARY_PATH=$BIN_LD ldd "$BIN/$b" | grep "not found"; then missing=1; fi
 done
 [ "$missing" = 0 ] || { echo "run_device_check: missing shared libraries (above)" >&2; exit 2; }
 
@@ -86,10 +88,10 @@ phase() {  # name seconds command...: runs one phase under a time limit, logging
 # 1. Kernels.
 KC_FLAGS=(--no_perf)
 [ "${KERNEL_PERF:-0}" = 1 ] && KC_FLAGS=()
-phase kernel_check 90 "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
+phase kernel_check 90 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
 
 # 2. Our step: checked against the CPU, then timed.
-phase bench_step 240 "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
+phase bench_step 240 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
   --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=5 \
   --hf_config_out="$LOGDIR/hf_config.json" || status=1
 OURS=$(grep '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')

@@ -7,19 +7,9 @@ ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 EMU=$ROOT/tests/gpu/emulation
 WORK=${1:-$(mktemp -d)}
 mkdir -p "$WORK/src"
-KERNELS="attention elementwise grouped_gemm loss norm rope router rows"
+source "$EMU/emu_common.sh"
+translate_kernels "$WORK/src"
 
-# The .cu files as C++: dynamic shared memory becomes the emulator's buffer and every
-# `kernel<<<grid, block, smem, stream>>>(args)` becomes `EmuLaunch(kernel, grid, block, smem, stream, args)`.
-for k in $KERNELS; do
-  perl -0pe '
-    s/extern __shared__ float smem\[\];/float* smem = reinterpret_cast<float*>(g_dyn_smem.data());/g;
-    s/extern __shared__ unsigned char smem\[\];/unsigned char* smem = g_dyn_smem.data();/g;
-    s/([A-Za-z_][A-Za-z0-9_]*(?:<[^<>]*>)?)<<<(.*?)>>>\(/EmuLaunch(\1, \2, /gs;
-  ' "$ROOT/kernels/cuda/$k.cu" > "$WORK/src/$k.cc"
-done
-
-EMU_CXX="g++ -std=c++17 -O1 -ffp-contract=off -pthread -w -I$EMU/include -I$ROOT -include $EMU/include/emu.h"
 CPU_CXX="g++ -std=c++17 -O3 -mavx2 -mfma -fopenmp -I$ROOT"   # the CPU backend's own flags
 objs=()
 for k in $KERNELS; do

@@ -84,15 +84,8 @@ done
 [[ $copied -eq 1 ]] || { echo "could not copy Bazel's objects" >&2; exit 2; }
 
 # ---- 2. The CUDA side against the shim. ----
-KERNELS="attention elementwise grouped_gemm loss norm rope router rows"
-for k in $KERNELS; do
-  perl -0pe '
-    s/extern __shared__ float smem\[\];/float* smem = reinterpret_cast<float*>(g_dyn_smem.data());/g;
-    s/extern __shared__ unsigned char smem\[\];/unsigned char* smem = g_dyn_smem.data();/g;
-    s/([A-Za-z_][A-Za-z0-9_]*(?:<[^<>]*>)?)<<<(.*?)>>>\(/EmuLaunch(\1, \2, /gs;
-  ' "$ROOT/kernels/cuda/$k.cu" > "$WORK/src/$k.cc"
-done
-EMU_CXX="g++ -std=c++17 -O1 -ffp-contract=off -pthread -w -I$EMU/include -I$ROOT -include $EMU/include/emu.h"
+source "$EMU/emu_common.sh"
+translate_kernels "$WORK/src"
 objs=()
 pids=()
 compile() {  # source object
