@@ -3,6 +3,7 @@
 #include "kernels/backend_factory.h"
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/peak_flops.h"
 #include "kernels/cuda_factory.h"
 
 namespace moe::kernels {
@@ -11,6 +12,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
                                                        const BackendOptions& options) {
   if (device == Device::kCuda) return CreateCudaBackend(options);
   return std::unique_ptr<Backend>(new CpuBackend(options.num_threads));
+}
+
+PeakFlops DevicePeakFlops(Device device, double configured_tflops) {
+  if (configured_tflops > 0) return {configured_tflops * 1e12, "logging.peak_tflops"};
+  if (device == Device::kCuda) return {989e12, "H100/H200 BF16 dense peak per GPU"};
+  return {MeasureGemmFlops(), "CPU FP32 GEMM rate measured at start-up"};
 }
 
 }  // namespace moe::kernels

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
@@ -32,5 +33,14 @@ bool CudaBackendCompiledIn();
 // naming the build flag), or the CUDA backend failed to start (no device, driver too old).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
                                                        const BackendOptions& options);
+
+// One device's MFU denominator (FLOP/s) and where it came from: `configured_tflops` when > 0 (the
+// config's logging.peak_tflops); else on CUDA 989 TFLOP/s (H100/H200 SXM BF16 dense), on the CPU the
+// FP32 GEMM rate measured now (with OpenBLAS's current thread count).
+struct PeakFlops {
+  double flops = 0;
+  std::string source;
+};
+PeakFlops DevicePeakFlops(Device device, double configured_tflops);
 
 }  // namespace moe::kernels

@@ -63,12 +63,12 @@ namespace {
 // Sequence-parallel edges of a TP block: gather the slice's rows from every TP rank before it, and
 // sum-and-scatter its partial output after it (each other's backward). With one TP rank the slice is
 // the whole micro-batch: the gather returns its input and blocks write their output in place.
+// `full` holds n_local * d * tp.size() floats (unused with one TP rank).
 const float* GatherTokens(parallel::Communicator& tp, const float* local, int64_t n_local, int64_t d,
-                          Buffer<float>* full) {
+                          float* full) {
   if (tp.size() == 1) return local;
-  full->resize(n_local * d * tp.size());
-  tp.AllGather(local, full->data(), n_local * d);
-  return full->data();
+  tp.AllGather(local, full, n_local * d);
+  return full;
 }
 
 // Where a TP block writes its [n, d] output: the partial-sum buffer, or the slice itself (one rank).
@@ -215,7 +215,8 @@ void DeepseekV3Model::LayerForward(Layer& L, float* h, int64_t* counts) {
   L.rstd1.resize(n_loc);
   ops.RmsNormForward(h, L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(), L.rstd1.data());
   ctx_.Store(L.x1.data(), n_loc * d);
-  const float* x1_full = GatherTokens(tp, L.x1.data(), n_loc, d, &L.x1_full);
+  if (tp.size() > 1) L.x1_full.resize(n * d);
+  const float* x1_full = GatherTokens(tp, L.x1.data(), n_loc, d, L.x1_full.data());
   float* out = BlockOutput(tp, branch, partial);
   L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved);
   ReduceScatterTokens(tp, out, n_loc, d, branch);
@@ -230,7 +231,8 @@ void DeepseekV3Model::LayerForward(Layer& L, float* h, int64_t* counts) {
   ctx_.Store(L.x2.data(), n_loc * d);
   ops.Fill(branch, n_loc * d, 0.0f);
   if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
-    const float* x2_full = GatherTokens(tp, L.x2.data(), n_loc, d, &L.x2_full);
+    if (tp.size() > 1) L.x2_full.resize(n * d);
+    const float* x2_full = GatherTokens(tp, L.x2.data(), n_loc, d, L.x2_full.data());
     L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved);
     ReduceScatterTokens(tp, out, n_loc, d, branch);
     ctx_.Store(branch, n_loc * d);
@@ -325,7 +327,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   float* d_x = frame.Floats(n_loc * d);
   float* h_in = recompute_ ? frame.Floats(n_loc * d) : nullptr;
   float* d_in_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
-  Buffer<float> d_full;  // gathered over TP (unused with one TP rank)
+  float* d_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;  // dh gathered over TP
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     Layer& L = **it;
     if (recompute_) {  // rebuild this block's saved activations from its input (same ops, same bits)
@@ -341,7 +343,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
       ops.Fill(d_branch_in, n_loc * d, 0.0f);
     }
     if (L.mlp) {
-      const float* d_out_full = GatherTokens(tp, dh, n_loc, d, &d_full);
+      const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
       float* d_in = BlockOutput(tp, d_x, d_in_full);
       L.mlp->Backward(ctx_, x2_full, L.mlp_saved, d_out_full, d_in, false);
       ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
@@ -351,7 +353,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
                         d, d_x, L.post_norm->grad.data());
     ops.Add(d_x, dh, n_loc * d);
     // Attention half: h_mid = h_in + MLA(norm(h_in)).
-    const float* d_out_full = GatherTokens(tp, dh, n_loc, d, &d_full);
+    const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
     float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
     L.attn->Backward(ctx_, rope_, fp.positions.data(), x1_full, L.attn_saved, d_out_full, d_in);
     ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);

@@ -32,13 +32,6 @@ class Scratch {
     size_t base_;
   };
 
-  // Bytes held (the high-water mark of the temporaries).
-  int64_t Bytes() const {
-    int64_t b = 0;
-    for (const auto& buf : buffers_) b += buf->size() * static_cast<int64_t>(sizeof(float));
-    return b;
-  }
-
  private:
   float* Take(int64_t n) {
     if (top_ == buffers_.size()) buffers_.push_back(std::make_unique<Buffer<float>>());

@@ -6,8 +6,18 @@
 
 namespace moe::parallel {
 
-absl::StatusOr<std::unique_ptr<DeviceGroups>> CreateDeviceGroups(ProcessMesh& mesh, kernels::Backend& ops) {
-  auto groups = std::make_unique<DeviceGroups>();
+std::unique_ptr<TensorGroups> MeshTensorGroups(ProcessMesh& mesh) {
+  auto groups = std::make_unique<TensorGroups>();
+  groups->world = &mesh.world();
+  groups->dp = &mesh.dp();
+  groups->tp = &mesh.tp();
+  groups->ep = &mesh.ep();
+  groups->expert_dp = &mesh.expert_dp();
+  return groups;
+}
+
+absl::StatusOr<std::unique_ptr<TensorGroups>> CreateDeviceGroups(ProcessMesh& mesh, kernels::Backend& ops) {
+  auto groups = std::make_unique<TensorGroups>();
   // The same order on every rank: the NCCL setup of each group is collective over it.
   const std::pair<MpiCommunicator*, Communicator**> order[] = {
       {&mesh.world(), &groups->world}, {&mesh.dp(), &groups->dp}, {&mesh.tp(), &groups->tp},

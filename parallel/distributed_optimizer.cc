@@ -26,7 +26,7 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     g.bucket = (wanted + ranks - 1) / ranks * ranks;
     g.num_buckets = (g.size + g.bucket - 1) / g.bucket;
     g.flat.resize(g.num_buckets * g.bucket);
-    const int64_t owned = g.num_buckets * g.block();
+    const int64_t owned = g.owned();
     g.adam_m.resize(owned);
     g.adam_v.resize(owned);
     if (ranks > 1) g.grad.resize(owned);  // one rank: the reduced gradient is the packed one
@@ -49,7 +49,7 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
 
 int64_t DistributedOptimizer::owned_elements() const {
   int64_t n = 0;
-  for (const Group& g : groups_) n += g.master.size();
+  for (const Group& g : groups_) n += g.owned();
   return n;
 }
 

@@ -37,7 +37,6 @@
 #include "base/status.h"
 #include "configs/config_loader.h"
 #include "kernels/backend_factory.h"
-#include "kernels/cpu/peak_flops.h"
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "parallel/distributed_optimizer.h"
@@ -225,9 +224,7 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   const int64_t steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
   if (steps < 1 || warmup < 0) return absl::InvalidArgumentError("--steps must be >= 1 and --warmup >= 0");
   ASSIGN_OR_RETURN(auto ops, MakeBackend(cfg, device));
-  const double peak_tflops = cfg.logging().peak_tflops() > 0 ? cfg.logging().peak_tflops()
-                             : device == kernels::Device::kCuda ? 989.0
-                                                                : kernels::MeasureGemmFlops() / 1e12;
+  const double peak_tflops = kernels::DevicePeakFlops(device, cfg.logging().peak_tflops()).flops / 1e12;
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/false);
   const int64_t tokens_per_step = micro * batch * seq;

@@ -17,7 +17,6 @@
 #include "data/sampler.h"
 #include "data/token_shard.h"
 #include "kernels/backend_factory.h"
-#include "kernels/cpu/peak_flops.h"
 #include "base/file_util.h"
 #include "model/hf/hf_checkpoint.h"
 #include "model/model.h"
@@ -118,57 +117,42 @@ absl::Status EvaluateTokenFile(model::DeepseekV3Model& net, parallel::ProcessMes
   return absl::OkStatus();
 }
 
-// The op backend for cfg.device, the groups the model and optimizer move tensors over (the mesh's MPI
-// groups on the CPU; parallel/device_groups on a GPU), and the MFU denominator. The trainer's own
-// host-side statistics and control (loss sums, expert counts, stop flags, checkpoints) always go over
-// the mesh's MPI groups.
+// The op backend for cfg.device, the groups the model and optimizer move tensors over
+// (parallel/device_groups.h), and the MFU denominator. The trainer's own host-side statistics and
+// control (loss sums, expert counts, stop flags, checkpoints) always go over the mesh's MPI groups.
 struct Runtime {
   std::unique_ptr<kernels::Backend> ops;
-  parallel::Communicator *tp = nullptr, *ep = nullptr, *world = nullptr, *dp = nullptr, *expert_dp = nullptr;
-  double peak_flops = 0;  // the world's
-  std::string peak_source, description;
-  std::unique_ptr<parallel::DeviceGroups> device_groups;  // a GPU run's tensor groups
+  std::unique_ptr<parallel::TensorGroups> groups;
+  kernels::PeakFlops peak;  // the world's: the ranks' peaks summed
+  std::string description;
 
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const config::TrainConfig& cfg,
                                                          const parallel::MpiWorld& world,
                                                          parallel::ProcessMesh& mesh) {
     auto rt = std::make_unique<Runtime>();
-    const double peak_tflops = cfg.logging().peak_tflops();
-    if (cfg.device() == config::CUDA) {
-      // One GPU per rank: the node-local rank's.
-      kernels::BackendOptions o;
+    kernels::BackendOptions o;
+    kernels::Device device = kernels::Device::kCpu;
+    if (cfg.device() == config::CUDA) {  // one GPU per rank: the node-local rank's
+      device = kernels::Device::kCuda;
       o.cuda_device = world.local_rank();
       o.bf16_matmul = cfg.precision() == config::BF16;
-      ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(kernels::Device::kCuda, o));
-      ASSIGN_OR_RETURN(rt->device_groups, parallel::CreateDeviceGroups(mesh, *rt->ops));
-      rt->tp = rt->device_groups->tp;
-      rt->ep = rt->device_groups->ep;
-      rt->world = rt->device_groups->world;
-      rt->dp = rt->device_groups->dp;
-      rt->expert_dp = rt->device_groups->expert_dp;
-      rt->peak_flops = (peak_tflops > 0 ? peak_tflops : 989.0) * 1e12 * world.size();
-      rt->peak_source = peak_tflops > 0 ? "logging.peak_tflops" : "H100/H200 BF16 dense peak per GPU";
       rt->description = absl::StrCat("CUDA device ", o.cuda_device, " per rank (node-local rank), ",
-                                     o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs",
-                                     world.size() > 1 ? ", NCCL groups" : "");
-      return rt;
+                                      o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs",
+                                      world.size() > 1 ? ", NCCL groups" : "");
+    } else {  // the cores split between the ranks on this host
+      o.num_threads = cfg.num_threads() > 0
+                          ? cfg.num_threads()
+                          : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
+      rt->description = absl::StrCat("CPU, ", o.num_threads, " threads per rank");
     }
-    // CPU: the cores split between the ranks on this host.
-    const int threads = cfg.num_threads() > 0
-                            ? cfg.num_threads()
-                            : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
-    kernels::BackendOptions o;
-    o.num_threads = threads;
-    ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(kernels::Device::kCpu, o));
-    rt->tp = &mesh.tp();
-    rt->ep = &mesh.ep();
-    rt->world = &mesh.world();
-    rt->dp = &mesh.dp();
-    rt->expert_dp = &mesh.expert_dp();
-    rt->peak_flops = peak_tflops > 0 ? peak_tflops * 1e12 : kernels::MeasureGemmFlops();
-    mesh.world().AllReduceSum(&rt->peak_flops, 1);  // the world's aggregate peak
-    rt->peak_source = peak_tflops > 0 ? "logging.peak_tflops" : "CPU FP32 GEMM rate measured at start-up";
-    rt->description = absl::StrCat("CPU, ", threads, " threads per rank");
+    ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(device, o));
+    if (device == kernels::Device::kCuda) {
+      ASSIGN_OR_RETURN(rt->groups, parallel::CreateDeviceGroups(mesh, *rt->ops));
+    } else {
+      rt->groups = parallel::MeshTensorGroups(mesh);
+    }
+    rt->peak = kernels::DevicePeakFlops(device, cfg.logging().peak_tflops());
+    mesh.world().AllReduceSum(&rt->peak.flops, 1);
     return rt;
   }
 };
@@ -235,10 +219,10 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   // Backend, the groups tensors move over, the peak for MFU; then model and optimizer.
   ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::Create(cfg, world, *mesh));
   kernels::Backend& ops = *rt->ops;
-  const double peak_flops = rt->peak_flops;
+  const double peak_flops = rt->peak.flops;
   const bool bf16 = cfg.precision() == config::BF16;
   model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq,
-                             {rt->tp, rt->ep, cfg.parallel().capacity_factor()});
+                             {rt->groups->tp, rt->groups->ep, cfg.parallel().capacity_factor()});
   net.set_activation_recompute(cfg.activation_recompute());
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
@@ -275,7 +259,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   } else if (!options.init_from.empty() && leader) {
     std::printf("--init_from ignored: resuming the run's own checkpoint %s\n", resume_dir.c_str());
   }
-  parallel::DistributedOptimizer optimizer(&net.params(), {rt->world, rt->dp, rt->expert_dp}, &ops, bf16);
+  parallel::DistributedOptimizer optimizer(&net.params(), {rt->groups->world, rt->groups->dp, rt->groups->expert_dp}, &ops, bf16);
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/false);
   if (leader) {
@@ -285,7 +269,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                 static_cast<long long>(counts.activated_without_embedding), bf16 ? "BF16" : "FP32",
                 static_cast<long long>(shape.dp), static_cast<long long>(shape.tp),
                 static_cast<long long>(shape.ep), world.size(), rt->description.c_str(), peak_flops / 1e9,
-                rt->peak_source.c_str());
+                rt->peak.source.c_str());
     std::fflush(stdout);
   }
 
