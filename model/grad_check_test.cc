@@ -271,13 +271,15 @@ TEST(RoutingPlan, CapacityKeepsTheFirstTokensPerExpert) {
             (std::vector<int32_t>{0, 1}));  // tokens 2 and 3 lose expert 0
 }
 
-TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
+// A whole network small enough for finite differences: 1 dense + (layers - 1) MoE layers, q LoRA,
+// 4 routed experts (top-2) and a shared expert.
+config::ModelConfig SmallModel(int64_t layers) {
   config::ModelConfig mc;
   mc.set_vocab_size(32);
   mc.set_hidden_size(16);
   mc.set_intermediate_size(24);
   mc.set_moe_intermediate_size(8);
-  mc.set_num_hidden_layers(2);
+  mc.set_num_hidden_layers(layers);
   mc.set_first_k_dense_replace(1);
   mc.set_num_attention_heads(2);
   mc.set_q_lora_rank(8);
@@ -288,6 +290,11 @@ TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
   mc.set_n_routed_experts(4);
   mc.set_num_experts_per_tok(2);
   mc.set_n_shared_experts(1);
+  return mc;
+}
+
+TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
+  config::ModelConfig mc = SmallModel(2);
   mc.set_routed_scaling_factor(2.5);
   mc.set_aux_loss_alpha(0.1);
   kernels::CpuBackend ops(2);
@@ -309,22 +316,7 @@ TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
 }
 
 TEST(ActivationRecompute, BitIdenticalLossAndGradientsWithLessSavedMemory) {
-  config::ModelConfig mc;
-  mc.set_vocab_size(32);
-  mc.set_hidden_size(16);
-  mc.set_intermediate_size(24);
-  mc.set_moe_intermediate_size(8);
-  mc.set_num_hidden_layers(3);
-  mc.set_first_k_dense_replace(1);
-  mc.set_num_attention_heads(2);
-  mc.set_q_lora_rank(8);
-  mc.set_kv_lora_rank(6);
-  mc.set_qk_nope_head_dim(4);
-  mc.set_qk_rope_head_dim(4);
-  mc.set_v_head_dim(6);
-  mc.set_n_routed_experts(4);
-  mc.set_num_experts_per_tok(2);
-  mc.set_n_shared_experts(1);
+  config::ModelConfig mc = SmallModel(3);
   mc.set_aux_loss_alpha(0.1);
   kernels::CpuBackend ops(2);
   std::vector<int32_t> ids(2 * 6), targets(2 * 6);
