@@ -24,7 +24,7 @@ constexpr uint32_t kEod = kVocab - 1;
 TokenShard PositionShard(const std::string& name, int64_t num_documents) {
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string prefix = absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name, "_", ::getpid());
-  auto writer = TokenShardWriter::Create(prefix, {kVocab, kEod, "test"});
+  auto writer = TokenShardWriter::Create(prefix, {kVocab, kEod, "test", "test"});
   EXPECT_TRUE(writer.ok()) << writer.status();
   for (int64_t d = 0; d < num_documents; ++d) {
     std::vector<uint32_t> doc;

@@ -189,6 +189,7 @@ absl::Status TokenShardWriter::Finish() {
   index.set_num_documents(document_starts_.size());
   for (uint64_t start : document_starts_) index.add_document_start(start);
   if (!options_.tokenizer.empty()) index.set_tokenizer(options_.tokenizer);
+  if (!options_.tokenizer_fingerprint.empty()) index.set_tokenizer_fingerprint(options_.tokenizer_fingerprint);
   std::string text;
   if (!google::protobuf::TextFormat::PrintToString(index, &text)) {
     std::remove(tmp_tokens_path_.c_str());
@@ -225,6 +226,7 @@ TokenShard& TokenShard::operator=(TokenShard&& other) noexcept {
     vocab_size_ = other.vocab_size_;
     end_of_document_id_ = other.end_of_document_id_;
     tokenizer_ = std::move(other.tokenizer_);
+    tokenizer_fingerprint_ = std::move(other.tokenizer_fingerprint_);
   }
   return *this;
 }
@@ -325,6 +327,7 @@ absl::StatusOr<TokenShard> TokenShard::Open(const std::string& prefix, ShardVali
   shard.vocab_size_ = index.vocab_size();
   shard.end_of_document_id_ = index.end_of_document_id();
   shard.tokenizer_ = index.tokenizer();
+  shard.tokenizer_fingerprint_ = index.has_tokenizer_fingerprint() ? index.tokenizer_fingerprint() : "byte";
   shard.document_starts_.assign(index.document_start().begin(), index.document_start().end());
   if (num_tokens > 0) {
     void* mapping = ::mmap(nullptr, expected_bytes, PROT_READ, MAP_SHARED, fd, 0);

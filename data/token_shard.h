@@ -35,6 +35,7 @@ class TokenShardWriter {
     uint32_t vocab_size = 0;          // required: every id written must be < vocab_size
     uint32_t end_of_document_id = 0;  // appended after every document; must be < vocab_size
     std::string tokenizer;            // recorded in the index, informational
+    std::string tokenizer_fingerprint;  // data::Tokenizer::fingerprint(); recorded in the index
   };
 
   // Opens `<prefix>.tokens` under a temporary name. The directory must exist.
@@ -103,6 +104,8 @@ class TokenShard {
   int64_t vocab_size() const { return vocab_size_; }
   uint32_t end_of_document_id() const { return end_of_document_id_; }
   const std::string& tokenizer() const { return tokenizer_; }
+  // The writer's data::Tokenizer::fingerprint(); "byte" for shards written before fingerprints existed.
+  const std::string& tokenizer_fingerprint() const { return tokenizer_fingerprint_; }
 
  private:
   TokenShard() = default;
@@ -117,6 +120,7 @@ class TokenShard {
   int64_t vocab_size_ = 0;
   uint32_t end_of_document_id_ = 0;
   std::string tokenizer_;
+  std::string tokenizer_fingerprint_;
 };
 
 }  // namespace moe::data

@@ -27,7 +27,7 @@ std::string TempPrefix(const std::string& name) {
   return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name, "_", ::getpid());
 }
 
-TokenShardWriter::Options ByteOptions() { return {kVocab, kEod, "byte"}; }
+TokenShardWriter::Options ByteOptions() { return {kVocab, kEod, "byte", "byte"}; }
 
 bool Exists(const std::string& path) {
   struct stat st;
@@ -119,7 +119,7 @@ TEST(TokenShardTest, WriterRefusesOutOfVocabularyToken) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("300"), std::string::npos) << status;
   EXPECT_EQ(writer->num_tokens(), 0);
-  EXPECT_FALSE(TokenShardWriter::Create(prefix, {kVocab, kVocab, ""}).ok());  // EOD outside the vocabulary
+  EXPECT_FALSE(TokenShardWriter::Create(prefix, {kVocab, kVocab, "", ""}).ok());  // EOD outside the vocabulary
 }
 
 TEST(TokenShardTest, RewriteReplacesOldShard) {

@@ -413,7 +413,7 @@ absl::Status Run() {
         const std::string key = absl::StrCat(10000 + rng.Uniform(90000));
         const std::string prompt = PasskeyPrompt(key, depths[d], prompt_len, &pk[d].key_offset);
         pk[d].keys.push_back(key);
-        const std::vector<uint32_t> enc = data::ByteTokenizer::Encode(prompt);
+        const std::vector<uint32_t> enc = data::ByteTokenizer().Encode(prompt);
         seqs.emplace_back(enc.begin(), enc.end());
       }
     }
@@ -432,7 +432,7 @@ absl::Status Run() {
       for (int64_t k = 0; k < trials; ++k) {
         const std::vector<int32_t>& s = seqs[d * trials + k];
         std::vector<uint32_t> out(s.end() - kKeyDigits, s.end());
-        const std::string answer = data::ByteTokenizer::Decode(out, data::ByteTokenizer::EodRendering::kMarker);
+        const std::string answer = data::ByteTokenizer().Decode(out);
         const std::string& key = pk[d].keys[k];
         int right = 0;
         for (int i = 0; i < kKeyDigits; ++i) right += out[i] == static_cast<uint32_t>(key[i]) ? 1 : 0;

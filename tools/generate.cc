@@ -64,7 +64,7 @@ absl::StatusOr<config::ModelConfig> ModelConfigOf(const std::string& dir) {
 }
 
 void PrintIds(const std::vector<uint32_t>& ids) {
-  const std::string text = data::ByteTokenizer::Decode(ids, data::ByteTokenizer::EodRendering::kMarker);
+  const std::string text = data::ByteTokenizer().Decode(ids);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fflush(stdout);
 }
@@ -95,7 +95,7 @@ absl::Status Run() {
   const bool has_eod = vocab > static_cast<int64_t>(data::ByteTokenizer::kEndOfDocument);
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
   std::vector<int32_t> prompt;
-  for (uint32_t id : data::ByteTokenizer::Encode(prompt_text)) prompt.push_back(static_cast<int32_t>(id));
+  for (uint32_t id : data::ByteTokenizer().Encode(prompt_text)) prompt.push_back(static_cast<int32_t>(id));
   if (prompt.empty()) {
     if (!has_eod) return absl::InvalidArgumentError("--prompt is empty and the model has no end-of-document id to start from");
     prompt.push_back(static_cast<int32_t>(data::ByteTokenizer::kEndOfDocument));

@@ -167,7 +167,7 @@ absl::Status Run() {
   AssignSplits(docs, val_fraction, absl::GetFlag(FLAGS_seed));
 
   const data::TokenShardWriter::Options options{data::ByteTokenizer::kVocabSize,
-                                                data::ByteTokenizer::kEndOfDocument, "byte"};
+                                                data::ByteTokenizer::kEndOfDocument, "byte", "byte"};
   ASSIGN_OR_RETURN(data::TokenShardWriter train, data::TokenShardWriter::Create(output + "/train", options));
   ASSIGN_OR_RETURN(data::TokenShardWriter val, data::TokenShardWriter::Create(output + "/val", options));
   for (const Document& doc : docs) {
@@ -177,7 +177,7 @@ absl::Status Run() {
       ++num_empty;
       continue;
     }
-    const std::vector<uint32_t> ids = data::ByteTokenizer::Encode(text);
+    const std::vector<uint32_t> ids = data::ByteTokenizer().Encode(text);
     RETURN_IF_ERROR((doc.split == Split::kVal ? val : train).AddDocument(ids));
   }
   RETURN_IF_ERROR(train.Finish());
