@@ -95,7 +95,7 @@ absl::StatusOr<Regex> Regex::Build(const std::string& pattern, uint32_t options)
   int error = 0;
   PCRE2_SIZE offset = 0;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   options | PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
+                                   options | PCRE2_UTF, &error, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
@@ -112,9 +112,10 @@ absl::StatusOr<Regex> Regex::Build(const std::string& pattern, uint32_t options)
 }
 
 absl::StatusOr<Regex> Regex::Compile(absl::string_view pattern) {
-  return Build(OnigurumaToPcre2(pattern), PCRE2_MULTILINE);
+  return Build(OnigurumaToPcre2(pattern), PCRE2_UCP | PCRE2_MULTILINE);
 }
 
+// PCRE2 allows no character-class options with LITERAL (a literal has no classes).
 absl::StatusOr<Regex> Regex::Literal(absl::string_view text) { return Build(std::string(text), PCRE2_LITERAL); }
 
 std::vector<std::pair<size_t, size_t>> Regex::FindAll(absl::string_view text) const {
