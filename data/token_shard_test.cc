@@ -85,6 +85,60 @@ TEST(TokenShardTest, WriteThenReadBack) {
   ASSERT_TRUE(header_only.ok()) << header_only.status();
 }
 
+// The writer records the tokenizer's name and fingerprint; the reader returns them as written.
+TEST(TokenShardTest, TokenizerFingerprintRoundTrips) {
+  const std::string prefix = TempPrefix("fingerprint");
+  auto writer = TokenShardWriter::Create(
+      prefix, {50257, 50256, "tokenizers/gpt2/tokenizer.json", "fnv1a64:56b78b9f547927cf"});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const std::vector<uint32_t> doc = {15496, 995};
+  ASSERT_TRUE(writer->AddDocument(doc).ok());
+  ASSERT_TRUE(writer->Finish().ok());
+  const std::string index = ReadFile(prefix + ".index");
+  EXPECT_NE(index.find("tokenizer_fingerprint: \"fnv1a64:56b78b9f547927cf\""), std::string::npos) << index;
+  auto shard = TokenShard::Open(prefix);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  EXPECT_EQ(shard->tokenizer(), "tokenizers/gpt2/tokenizer.json");
+  EXPECT_EQ(shard->tokenizer_fingerprint(), "fnv1a64:56b78b9f547927cf");
+  EXPECT_EQ(shard->vocab_size(), 50257);
+  EXPECT_EQ(shard->end_of_document_id(), 50256u);
+  EXPECT_EQ(std::vector<uint32_t>(shard->tokens(), shard->tokens() + 3), (std::vector<uint32_t>{15496, 995, 50256}));
+
+  // The byte tokenizer's fingerprint is "byte".
+  const std::string byte_prefix = TempPrefix("fingerprint_byte");
+  WriteSmallShard(byte_prefix);
+  auto byte_shard = TokenShard::Open(byte_prefix);
+  ASSERT_TRUE(byte_shard.ok()) << byte_shard.status();
+  EXPECT_EQ(byte_shard->tokenizer_fingerprint(), "byte");
+}
+
+// Shards written before fingerprints existed have no tokenizer_fingerprint field (and perhaps no
+// tokenizer name): they were byte-level, so the reader reports "byte".
+TEST(TokenShardTest, IndexWithoutFingerprintIsByte) {
+  const std::string prefix = TempPrefix("old_index");
+  auto writer = TokenShardWriter::Create(prefix, {kVocab, kEod, "", ""});  // nothing recorded
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const std::vector<uint32_t> doc = {1, 2};
+  ASSERT_TRUE(writer->AddDocument(doc).ok());
+  ASSERT_TRUE(writer->Finish().ok());
+  const std::string index = ReadFile(prefix + ".index");
+  EXPECT_EQ(index.find("tokenizer"), std::string::npos) << index;
+  auto shard = TokenShard::Open(prefix);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  EXPECT_EQ(shard->tokenizer_fingerprint(), "byte");
+  EXPECT_EQ(shard->tokenizer(), "");
+
+  // The same with the field removed from an index written with it (an old file on disk).
+  WriteSmallShard(prefix);
+  const std::string with = ReadFile(prefix + ".index");
+  ASSERT_NE(with.find("tokenizer_fingerprint: \"byte\"\n"), std::string::npos) << with;
+  WriteFile(prefix + ".index", absl::StrReplaceAll(with, {{"tokenizer_fingerprint: \"byte\"\n", ""},
+                                                           {"tokenizer: \"byte\"\n", ""}}));
+  auto old = TokenShard::Open(prefix);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->tokenizer_fingerprint(), "byte");
+}
+
 TEST(TokenShardTest, EmptyShardIsValid) {
   const std::string prefix = TempPrefix("empty");
   auto writer = TokenShardWriter::Create(prefix, ByteOptions());
