@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -435,6 +436,27 @@ void ValidateRun(const TrainConfig& cfg, Problems* out) {
   if (cfg.num_threads() < 0) out->Add("num_threads (%d) must be >= 0", cfg.num_threads());
 }
 
+// data.tokenizer must be "byte", a file, or a directory holding tokenizer.json. The file itself is read
+// (and an unsupported tokenizer refused, naming the field) when the run starts: the config library does
+// not link the tokenizers (ICU, PCRE2), which binaries that never read text do without.
+void ValidateData(const TrainConfig& cfg, Problems* out) {
+  if (!cfg.data().has_tokenizer()) return;
+  const std::string& spec = cfg.data().tokenizer();
+  if (spec.empty()) {
+    out->Add("data.tokenizer is empty: use \"byte\", a tokenizer.json file or a directory holding one");
+    return;
+  }
+  if (spec == "byte") return;
+  std::error_code ec;
+  const bool found = std::filesystem::is_directory(spec, ec)
+                         ? std::filesystem::is_regular_file(std::filesystem::path(spec) / "tokenizer.json", ec)
+                         : std::filesystem::is_regular_file(spec, ec);
+  if (!found) {
+    out->Add("data.tokenizer (\"%s\") is neither \"byte\", a tokenizer.json file nor a directory holding one",
+             spec);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Overrides.
 
@@ -750,6 +772,7 @@ absl::Status ValidateTrainConfig(const TrainConfig& cfg) {
   ValidateOptimizer(cfg, &problems);
   ValidateParallel(cfg, &problems);
   ValidateRun(cfg, &problems);
+  ValidateData(cfg, &problems);
   return problems.ToStatus();
 }
 

@@ -30,8 +30,10 @@ absl::Status ApplyOverride(TrainConfig* cfg, absl::string_view assignment);
 // "model.<field>". All problems are reported at once, joined by "; ".
 absl::Status ValidateModelConfig(const ModelConfig& m);
 
-// Checks the whole run: the model, the batch, optimizer and schedule ranges, and the parallel layout against
-// the model (e.g. "model.n_routed_experts (64) is not divisible by parallel.ep (3)"). All problems at once.
+// Checks the whole run: the model, the batch, optimizer and schedule ranges, the parallel layout against
+// the model (e.g. "model.n_routed_experts (64) is not divisible by parallel.ep (3)"), and that
+// data.tokenizer, when set, is "byte" or names a tokenizer.json (file or directory; its contents are
+// checked when the run loads it). All problems at once.
 absl::Status ValidateTrainConfig(const TrainConfig& cfg);
 
 // LoadTrainConfig + ApplyOverride for each assignment in order + ValidateTrainConfig; every error is

@@ -2,9 +2,11 @@
 // names the field) and the Hugging Face config.json round trip.
 #include "configs/config_loader.h"
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -393,6 +395,48 @@ TEST(Validation, ShippedLayoutsRespectTheRules) {
               HasSubstr("parallel.ep (256) does not divide the world size parallel.dp * parallel.tp (8 * 8 = 64)"));
   bad.mutable_parallel()->set_ep(64);
   EXPECT_TRUE(ValidateTrainConfig(bad).ok()) << ValidateTrainConfig(bad);
+}
+
+// data.tokenizer: "byte" or a tokenizer.json (file or directory); errors name the field. (Its contents
+// are checked when a run loads it: tests/train_cli_test.sh.)
+TEST(Validation, DataTokenizerMustNameATokenizer) {
+  TrainConfig cfg = LoadOrDie("configs/tiny.textproto");
+  EXPECT_EQ(cfg.data().tokenizer(), "byte");  // the default
+  cfg.mutable_data()->set_tokenizer("byte");
+  EXPECT_TRUE(ValidateTrainConfig(cfg).ok()) << ValidateTrainConfig(cfg);
+
+  // A minimal byte-level BPE tokenizer.json, as a file and as its directory.
+  const std::string dir = ::testing::TempDir() + "/tokenizer_dir";
+  std::filesystem::create_directories(dir);
+  const std::string json = dir + "/tokenizer.json";
+  std::ofstream(json) << R"({"version": "1.0", "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
+      "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+      "decoder": {"type": "ByteLevel"}})";
+  for (const std::string& spec : {json, dir}) {
+    cfg.mutable_data()->set_tokenizer(spec);
+    EXPECT_TRUE(ValidateTrainConfig(cfg).ok()) << ValidateTrainConfig(cfg);
+  }
+
+  const std::string empty_dir = ::testing::TempDir() + "/no_tokenizer_here";
+  std::filesystem::create_directories(empty_dir);
+  const std::pair<std::string, std::vector<std::string>> bad[] = {
+      {"", {"data.tokenizer is empty"}},
+      {"no/such/tokenizer", {"data.tokenizer (\"no/such/tokenizer\") is neither"}},
+      {empty_dir, {"data.tokenizer (\"" + empty_dir + "\") is neither"}},
+  };
+  for (const auto& [spec, expected] : bad) {
+    cfg.mutable_data()->set_tokenizer(spec);
+    const absl::Status st = ValidateTrainConfig(cfg);
+    ASSERT_FALSE(st.ok()) << spec;
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    for (const std::string& s : expected) EXPECT_THAT(std::string(st.message()), HasSubstr(s)) << spec;
+  }
+  // Through --set, the error is prefixed with the config path like every other.
+  const absl::StatusOr<TrainConfig> resolved =
+      ResolveTrainConfig("configs/tiny.textproto", {"data.tokenizer=no/such/tokenizer"});
+  ASSERT_FALSE(resolved.ok());
+  EXPECT_THAT(std::string(resolved.status().message()),
+              AllOf(HasSubstr("configs/tiny.textproto: "), HasSubstr("data.tokenizer")));
 }
 
 // ---------------------------------------------------------------------------------------------

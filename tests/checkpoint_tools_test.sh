@@ -6,10 +6,15 @@
 #     (correction biases F32); the converted 1-rank checkpoint resumes in the dp=2 ep=2 layout;
 #   - one flipped byte: inspect exits 1 naming file and tensor, and `train` refuses to resume naming the
 #     file; a truncated and a deleted data file: inspect, convert and train fail naming the file;
-#   - the golden HF directory -> native -> HF F32 holds the original tensors bit for bit.
+#   - the golden HF directory -> native -> HF F32 holds the original tensors bit for bit;
+#   - tokenizers: a byte-level checkpoint stores none (and one whose manifest predates tokenizers still
+#     resumes); a BPE run's checkpoint stores tokenizer.json + tokenizer_config.json, which inspect lists
+#     and verifies and convert copies native -> HF -> native -> HF; a flipped byte or a deleted tokenizer
+#     file is refused naming the file by inspect, convert and train.
 #   checkpoint_tools_test.sh TRAIN PREPARE_DATA CONFIG INSPECT CONVERT MAKE_TEXT_CORPUS GOLDEN_HF_DIR
+#                            MAKE_TINY_TOKENIZER
 set -uo pipefail
-TRAIN=$1; PREPARE=$2; CONFIG=$3; INSPECT=$4; CONVERT=$5; CORPUS=$6; GOLDEN=$7
+TRAIN=$1; PREPARE=$2; CONFIG=$3; INSPECT=$4; CONVERT=$5; CORPUS=$6; GOLDEN=$7; MAKE_TOKENIZER=$8
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/checkpoint_tools"
 fail() { echo "FAIL: $*"; exit 1; }
 rm -rf "$WORK"
@@ -174,4 +179,75 @@ expect_fail "train resume (deleted)" "checkpoint data file $D/rank-00000.bin is 
 "$INSPECT" --checkpoint="$WORK/golden_native/step-00000000" >/dev/null || fail "inspect of the converted golden model"
 "$CONVERT" --from="$WORK/golden_native" --to="$WORK/golden_hf" --dtype=fp32 >/dev/null || fail "golden native -> HF"
 check same "$GOLDEN" "$WORK/golden_hf"
+
+# --- Tokenizers -------------------------------------------------------------------------------------------
+# The byte-level run: no tokenizer files in the checkpoint, its export or its conversions.
+grep -q "tokenizer byte$" "$WORK/inspect.log" || { cat "$WORK/inspect.log"; fail "inspect: no byte tokenizer line"; }
+for d in "$STEP" "$RUN/hf_export" "$WORK/hf1" "$WORK/native2/step-00000000"; do
+  [ ! -e "$d/tokenizer.json" ] || fail "$d holds a tokenizer.json"
+done
+# A checkpoint written before tokenizers were stored (no tokenizer_fingerprint in its manifest) resumes.
+mkdir -p "$WORK/old" && cp -r "$RUN/checkpoints" "$WORK/old/"
+sed -i '/^tokenizer_fingerprint:/d' "$WORK/old/checkpoints/step-00000004/manifest"
+grep -q tokenizer "$WORK/old/checkpoints/step-00000004/manifest" && fail "could not strip the fingerprint"
+train "$WORK/old" 6 >"$WORK/old.log" 2>&1 || { cat "$WORK/old.log"; fail "resume of a pre-tokenizer checkpoint"; }
+grep -q "resumed from .*step-00000004 at step 4" "$WORK/old.log" || { cat "$WORK/old.log"; fail "did not resume"; }
+
+# A BPE run on 2 ranks (rank 0 writes the tokenizer files).
+python3 "$MAKE_TOKENIZER" "$WORK/tok" && python3 "$MAKE_TOKENIZER" "$WORK/tok2" --variant=2 || fail "tokenizer"
+"$PREPARE" --input="$WORK/text" --output="$WORK/tokdata" --tokenizer="$WORK/tok" --val_fraction=0.25 >/dev/null ||
+  fail "prepare_data --tokenizer"
+TOKRUN="$WORK/tokrun"
+train "$TOKRUN" 2 --set "data.train_path=$WORK/tokdata/train" --set "data.val_path=$WORK/tokdata/val" \
+  --set model.vocab_size=272 --set "data.tokenizer=$WORK/tok" >"$WORK/tokrun.log" 2>&1 ||
+  { cat "$WORK/tokrun.log"; fail "BPE training"; }
+TSTEP="$TOKRUN/checkpoints/step-00000002"
+same_tokenizer() {  # DIR: holds tok's two files
+  cmp "$WORK/tok/tokenizer.json" "$1/tokenizer.json" && cmp "$WORK/tok/tokenizer_config.json" "$1/tokenizer_config.json" ||
+    fail "$1 does not hold the run's tokenizer files"
+}
+same_tokenizer "$TSTEP"
+"$INSPECT" --checkpoint="$TSTEP" >"$WORK/tok_inspect.log" 2>&1 || { cat "$WORK/tok_inspect.log"; fail "inspect (BPE)"; }
+grep -q "tokenizer fnv1a64:[0-9a-f]*: tokenizer.json [0-9]* bytes, tokenizer_config.json [0-9]* bytes" \
+  "$WORK/tok_inspect.log" || { cat "$WORK/tok_inspect.log"; fail "inspect: tokenizer line"; }
+# native -> HF -> native -> HF: the tokenizer files travel every way.
+"$CONVERT" --from="$TSTEP" --to="$WORK/tok_hf" >/dev/null || fail "BPE native -> HF"
+same_tokenizer "$WORK/tok_hf"
+"$CONVERT" --from="$WORK/tok_hf" --to="$WORK/tok_native" >"$WORK/tok_native.log" 2>&1 ||
+  { cat "$WORK/tok_native.log"; fail "BPE HF -> native"; }
+same_tokenizer "$WORK/tok_native/step-00000000"
+grep -q "^tokenizer_fingerprint: \"fnv1a64:" "$WORK/tok_native/step-00000000/manifest" || fail "HF -> native: fingerprint"
+"$INSPECT" --checkpoint="$WORK/tok_native" >/dev/null || fail "inspect of the converted BPE checkpoint"
+"$CONVERT" --from="$WORK/tok_native" --to="$WORK/tok_hf2" >/dev/null || fail "BPE native -> HF again"
+same_tokenizer "$WORK/tok_hf2"
+# HF -> native with a --config naming another tokenizer than the directory's: refused.
+expect_fail "HF -> native (other tokenizer)" "$WORK/tok_hf holds weights for tokenizer fnv1a64:" "$WORK/tok_other.log" \
+  "$CONVERT" --from="$WORK/tok_hf" --to="$WORK/tok_other" --config="$CONFIG" --set model.vocab_size=272 \
+  --set "data.tokenizer=$WORK/tok2"
+# A byte-level export over a directory holding tokenizer files removes them (they would pass for its own).
+cp -r "$WORK/tok_hf" "$WORK/stale_hf"
+"$CONVERT" --from="$STEP" --to="$WORK/stale_hf" >/dev/null || fail "byte export over a BPE directory"
+[ ! -e "$WORK/stale_hf/tokenizer.json" ] && [ ! -e "$WORK/stale_hf/tokenizer_config.json" ] || fail "stale tokenizer files kept"
+
+# A flipped byte in the stored tokenizer.json: inspect, convert and train refuse naming the file.
+rm -rf "$WORK/tokflip" && mkdir -p "$WORK/tokflip" && cp -r "$TOKRUN/checkpoints" "$WORK/tokflip/"
+D="$WORK/tokflip/checkpoints/step-00000002"
+flip "$D/tokenizer.json" 100
+expect_fail "inspect (tokenizer.json)" "PROBLEM: CRC32C mismatch in checkpoint file $D/tokenizer.json" \
+  "$WORK/tokflip_inspect.log" "$INSPECT" --checkpoint="$D"
+grep -q "^FAILED: 1 problem" "$WORK/tokflip_inspect.log" || { cat "$WORK/tokflip_inspect.log"; fail "expected 1 problem"; }
+expect_fail "convert (tokenizer.json)" "CRC32C mismatch in checkpoint file $D/tokenizer.json" "$WORK/tokflip_convert.log" \
+  "$CONVERT" --from="$D" --to="$WORK/tokflip_hf"
+expect_fail "train resume (tokenizer.json)" "CRC32C mismatch in checkpoint file $D/tokenizer.json" \
+  "$WORK/tokflip_train.log" train "$WORK/tokflip" 4 --set "data.train_path=$WORK/tokdata/train" \
+  --set "data.val_path=$WORK/tokdata/val" --set model.vocab_size=272
+# A deleted tokenizer_config.json.
+rm -rf "$WORK/tokdel" && mkdir -p "$WORK/tokdel" && cp -r "$TOKRUN/checkpoints" "$WORK/tokdel/"
+D="$WORK/tokdel/checkpoints/step-00000002"
+rm "$D/tokenizer_config.json"
+expect_fail "inspect (deleted tokenizer_config.json)" "checkpoint file $D/tokenizer_config.json is missing" \
+  "$WORK/tokdel_inspect.log" "$INSPECT" --checkpoint="$D"
+expect_fail "train resume (deleted tokenizer_config.json)" "checkpoint file $D/tokenizer_config.json is missing" \
+  "$WORK/tokdel_train.log" train "$WORK/tokdel" 4 --set "data.train_path=$WORK/tokdata/train" \
+  --set "data.val_path=$WORK/tokdata/val" --set model.vocab_size=272
 echo PASS

@@ -4,9 +4,14 @@
 # override, a flat token file, byte-identical JSON across runs (and thread counts), and refused inputs.
 # The shard's end-of-document id is 256, outside the tiny model's vocabulary, so the test first checks that
 # it is refused and then rewrites a copy whose documents end in '\n' (id 10) with vocab_size 256.
-#   eval_long_test.sh EVAL_LONG PREPARE_DATA MAKE_TEXT_CORPUS GOLDEN_DIR
+# Last, the model's tokenizer: the golden weights padded to 272 ids with a tiny BPE tokenizer.json beside
+# them (HF directory and its native conversion) are evaluated on a shard of that tokenizer, passkey prompts
+# encoded with it; a shard of another tokenizer is refused unless --tokenizer says otherwise.
+#   eval_long_test.sh EVAL_LONG PREPARE_DATA MAKE_TEXT_CORPUS GOLDEN_DIR MAKE_TINY_TOKENIZER PAD_HF_VOCAB
+#                     CONVERT_CHECKPOINT
 set -euo pipefail
-EVAL_LONG="$1"; PREPARE_DATA="$2"; MAKE_CORPUS="$3"; GOLDEN="$4"
+EVAL_LONG="$1"; PREPARE_DATA="$2"; MAKE_CORPUS="$3"; GOLDEN="$4"; MAKE_TOKENIZER="$5"; PAD_VOCAB="$6"
+CONVERT="$7"
 MODEL="$GOLDEN/tiny_fp32"
 W="${TEST_TMPDIR:-$(mktemp -d)}/eval_long"
 rm -rf "$W"; mkdir -p "$W/text" "$W/data"
@@ -111,4 +116,47 @@ python3 -c "import sys; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read())"
 expect_error "is >= vocab_size 256" --model="$MODEL" --tokens="$W/raw.flat" --seq_len=128 --num_sequences=40
 expect_error "neither" --model="$W/text" --tokens="$W/bytes" --seq_len=64
 expect_error "not a number in" --model="$MODEL" --tokens="$W/bytes" --seq_len=128 --passkey=true --passkey_depths=2
+
+# 7. The model's tokenizer.
+python3 "$MAKE_TOKENIZER" "$W/tok"  # 265 ids
+python3 "$PAD_VOCAB" "$MODEL" "$W/hf272" 272 --tokenizer="$W/tok"
+"$PREPARE_DATA" --input="$W/text" --output="$W/tokdata" --tokenizer="$W/tok" --val_fraction=0 > /dev/null
+FP=$(sed -n 's/^tokenizer_fingerprint: "\(.*\)"$/\1/p' "$W/tokdata/train.index")
+[[ "$FP" == fnv1a64:* ]] || { cat "$W/tokdata/train.index" | head; echo "FAIL: no fingerprint in the shard index"; exit 1; }
+# The byte shard does not match the stored tokenizer: refused naming both; --tokenizer=byte overrides.
+expect_error "was written with tokenizer byte" --model="$W/hf272" --tokens="$W/bytes" --seq_len=64 --num_sequences=2
+grep -qF "the model's tokenizer (stored with the model) is $FP" "$W/err" || { cat "$W/err"; echo "FAIL: fingerprints"; exit 1; }
+"$EVAL_LONG" --model="$W/hf272" --tokens="$W/bytes" --seq_len=64 --num_sequences=2 --tokenizer=byte > /dev/null
+# A too-short --seq_len for a passkey prompt in tokens.
+expect_error "passkey needs a longer --seq_len" --model="$W/hf272" --tokens="$W/tokdata/train" --seq_len=40 \
+  --num_sequences=2 --passkey=true
+TARGS=(--model="$W/hf272" --tokens="$W/tokdata/train" --seq_len=128 --base_len=32 --num_sequences=2 --batch=3
+       --passkey=true --passkey_trials=2)
+"$EVAL_LONG" "${TARGS[@]}" --json="$W/tok.json" > "$W/tok.txt"
+cat "$W/tok.txt"
+grep -qF "tokenizer $W/hf272/tokenizer.json ($FP, vocabulary 265), stored with the model" "$W/tok.txt" ||
+  { echo "FAIL: the stored tokenizer was not used"; exit 1; }
+grep -q "passkey retrieval: prompts of up to 12[0-4] tokens" "$W/tok.txt" || { echo "FAIL: passkey prompt line"; exit 1; }
+python3 - "$W/tok.json" "$FP" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["tokenizer"] == sys.argv[2], r["tokenizer"]
+pk = r["passkey"]
+# Prompts of at most T - 5 + 1 = 124 tokens (the key is 5 tokens: no digit merges), filled nearly to it.
+assert 120 <= pk["prompt_tokens"] <= 124, pk["prompt_tokens"]
+for d in pk["depths"]:
+    assert len(d["keys"]) == 2 and all(len(k) == 5 and k.isdigit() for k in d["keys"])
+    assert 0 <= d["accuracy"] <= 1 and 0 <= d["digit_accuracy"] <= 1
+print("tokenizer JSON ok")
+PY
+# The native conversion (a checkpoint root: latest -> step-00000000) stores the tokenizer: same results.
+"$CONVERT" --from="$W/hf272" --to="$W/ckpt272" > /dev/null
+"$EVAL_LONG" "${TARGS[@]}" --model="$W/ckpt272" --json="$W/tok_native.json" > "$W/tok_native.txt"
+grep -qF "tokenizer $W/ckpt272/step-00000000/tokenizer.json ($FP" "$W/tok_native.txt" ||
+  { cat "$W/tok_native.txt"; echo "FAIL: native: the stored tokenizer was not used"; exit 1; }
+python3 - "$W/tok.json" "$W/tok_native.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a["buckets"] == b["buckets"] and a["passkey"] == b["passkey"] and a["tokenizer"] == b["tokenizer"]
+PY
 echo PASS

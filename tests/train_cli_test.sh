@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end test of the `train` command line as users run it (under mpirun -np 1): a tiny model on a
 # small corpus must learn (loss falls well below ln 256), write metrics.jsonl with the documented keys,
-# and bad input (a config typo, a missing data file) must fail with one clear line.
+# and bad input (a config typo, a missing data file) must fail with one clear line. Then the tokenizer
+# travels with the model: data.tokenizer is validated with the config; shards of another tokenizer or a
+# larger vocabulary are refused before any work; a run with a (tiny, hand-written) BPE tokenizer stores
+# its files in every checkpoint and the --export_hf directory; a resume with another tokenizer is refused
+# and one without data.tokenizer uses the checkpoint's; --init_from an HF directory carries its tokenizer.
+#   train_cli_test.sh TRAIN PREPARE_DATA CONFIG RUN_MPI MAKE_TINY_TOKENIZER
 set -euo pipefail
-TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; RUN_MPI="$4"
+TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; RUN_MPI="$4"; MAKE_TOKENIZER="$5"
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/train_cli"
 mkdir -p "$WORK/text"
 # A small, learnable corpus: a few sentences repeated with variation, 12 documents.
@@ -56,4 +61,94 @@ grep -q "multi-token prediction" "$WORK/err.txt"
 if "$TRAIN" "${COMMON[@]}" --set device=CUDA 2> "$WORK/err.txt"; then exit 1; fi
 grep -q "built without the CUDA backend (rebuild with bazel build --config=cuda)" "$WORK/err.txt" ||
   { cat "$WORK/err.txt"; exit 1; }
+
+# --- The tokenizer travels with the model -----------------------------------------------------------
+fail() { echo "FAIL: $*"; exit 1; }
+# expect_fail PATTERN CMD...: CMD exits non-zero and its stderr holds the fixed string PATTERN.
+expect_fail() {
+  local pattern=$1; shift
+  if "$@" > "$WORK/out.txt" 2> "$WORK/err.txt"; then cat "$WORK/out.txt"; fail "accepted: $*"; fi
+  grep -qF -- "$pattern" "$WORK/err.txt" || { cat "$WORK/err.txt"; fail "no '$pattern' in the error of: $*"; }
+}
+# data.tokenizer must name a tokenizer (checked with the config, --dry_run is enough), the error naming
+# the field; a tokenizer.json the tokenizers do not support is refused when the run loads it, naming the
+# unsupported field and value.
+expect_fail "data.tokenizer (\"$WORK/nowhere\") is neither" "$TRAIN" "${COMMON[@]}" --set "data.tokenizer=$WORK/nowhere" --dry_run
+echo '{"model": {"type": "WordPiece", "vocab": {}}}' > "$WORK/wordpiece.json"
+expect_fail "model.type: 'WordPiece' is not supported" "$TRAIN" "${COMMON[@]}" --set "data.tokenizer=$WORK/wordpiece.json"
+expect_fail "data.tokenizer is empty" "$TRAIN" "${COMMON[@]}" --set "data.tokenizer=" --dry_run
+"$TRAIN" "${COMMON[@]}" --set data.tokenizer=byte --dry_run > /dev/null
+# The byte-level run's checkpoint records the byte tokenizer and stores no tokenizer files.
+STEP="$WORK/run/checkpoints/step-00000040"
+grep -q '^tokenizer_fingerprint: "byte"$' "$STEP/manifest" || fail "byte checkpoint: no byte fingerprint"
+[ ! -e "$STEP/tokenizer.json" ] || fail "byte checkpoint holds a tokenizer.json"
+# A shard with more ids than the model: refused before any work (no output directory), naming the fix.
+expect_fail "data shard $WORK/data/train has vocab size 257 > model.vocab_size 200" \
+  "$TRAIN" "${COMMON[@]}" --set model.vocab_size=200 --set "output_dir=$WORK/refused"
+grep -qF "re-run tools/prepare_data --tokenizer=byte" "$WORK/err.txt" || fail "vocab error names no fix"
+[ ! -e "$WORK/refused" ] || fail "the refused run created its output directory"
+# A shard of another tokenizer (its index says so): refused naming the shard, both fingerprints, the fix.
+cp "$WORK/data/train.tokens" "$WORK/data/other.tokens"
+python3 - "$WORK/data/train.index" "$WORK/data/other.index" <<'PY'
+import re, sys
+text = re.sub(r'(?m)^tokenizer_fingerprint: .*\n', '', open(sys.argv[1]).read())
+open(sys.argv[2], "w").write(text + 'tokenizer_fingerprint: "fnv1a64:0123456789abcdef"\n')
+PY
+expect_fail "data shard $WORK/data/other was written with tokenizer fnv1a64:0123456789abcdef" \
+  "$TRAIN" "${COMMON[@]}" --set "data.train_path=$WORK/data/other" --set "output_dir=$WORK/refused"
+grep -qF "but this run's tokenizer is byte" "$WORK/err.txt" || fail "fingerprint error: run's fingerprint"
+grep -qF "re-run tools/prepare_data --tokenizer=byte, or set data.tokenizer to the shard's" "$WORK/err.txt" ||
+  fail "fingerprint error names no fix"
+[ ! -e "$WORK/refused" ] || fail "the refused run created its output directory"
+
+# A BPE tokenizer (265 ids) and shards made with it.
+python3 "$MAKE_TOKENIZER" "$WORK/tok"
+python3 "$MAKE_TOKENIZER" "$WORK/tok2" --variant=2  # another tokenizer
+"$PREPARE" --input="$WORK/text" --output="$WORK/tokdata" --tokenizer="$WORK/tok" --val_fraction=0.2 > /dev/null
+FP=$(sed -n 's/^tokenizer_fingerprint: "\(.*\)"$/\1/p' "$WORK/tokdata/train.index")
+[[ "$FP" == fnv1a64:* ]] || fail "no fingerprint in the BPE shard's index"
+TOK=(--config="$CONFIG" --set "data.train_path=$WORK/tokdata/train" --set "data.val_path=$WORK/tokdata/val"
+     --set model.vocab_size=272 --set logging.progress_bar=false --set checkpoint.save_every=2 --set eval.every=0)
+# Without data.tokenizer the run is byte-level: the BPE shards are refused.
+expect_fail "was written with tokenizer $FP" "$TRAIN" "${TOK[@]}" --set "output_dir=$WORK/refused"
+grep -qF "this run's tokenizer is byte" "$WORK/err.txt" || fail "BPE shards vs byte run"
+# With data.tokenizer it trains; every checkpoint and the HF export hold the tokenizer's files.
+"${MPIRUN[@]}" "$TRAIN" "${TOK[@]}" --set "data.tokenizer=$WORK/tok" --set "output_dir=$WORK/tokrun" \
+  --set schedule.total_steps=2 --export_hf="$WORK/tokrun/hf" > "$WORK/tok.log" 2>&1 || { cat "$WORK/tok.log"; fail "BPE run"; }
+grep -qF "tokenizer: $WORK/tok/tokenizer.json ($FP, vocabulary 265)" "$WORK/tok.log" || { cat "$WORK/tok.log"; fail "tokenizer line"; }
+S2="$WORK/tokrun/checkpoints/step-00000002"
+for f in tokenizer.json tokenizer_config.json; do
+  cmp "$WORK/tok/$f" "$S2/$f" || fail "checkpoint $f differs from the tokenizer's"
+  cmp "$WORK/tok/$f" "$WORK/tokrun/hf/$f" || fail "HF export $f differs from the tokenizer's"
+done
+grep -qF "tokenizer_fingerprint: \"$FP\"" "$S2/manifest" || fail "manifest: no fingerprint"
+python3 - "$S2" <<'PY'
+import os, re, sys
+d = sys.argv[1]
+m = open(os.path.join(d, "manifest")).read()
+files = re.findall(r'files \{\s*name: "([^"]+)"\s*size: (\d+)\s*crc32c: (\d+)\s*\}', m)
+assert sorted(f[0] for f in files) == ["tokenizer.json", "tokenizer_config.json"], files
+for name, size, _ in files:
+    assert os.path.getsize(os.path.join(d, name)) == int(size), (name, size)
+print("manifest lists", files)
+PY
+# Resuming with another tokenizer is refused, naming the checkpoint and both tokenizers.
+expect_fail "cannot resume from $S2: it was trained with tokenizer $FP" \
+  "$TRAIN" "${TOK[@]}" --set data.tokenizer=byte --set "output_dir=$WORK/tokrun" --set schedule.total_steps=4
+grep -qF "but data.tokenizer (\"byte\") is byte" "$WORK/err.txt" || fail "resume mismatch: fingerprints"
+# Resuming without data.tokenizer uses the checkpoint's tokenizer, and keeps storing it.
+"${MPIRUN[@]}" "$TRAIN" "${TOK[@]}" --set "output_dir=$WORK/tokrun" --set schedule.total_steps=4 \
+  > "$WORK/tok_resume.log" 2>&1 || { cat "$WORK/tok_resume.log"; fail "resume without data.tokenizer"; }
+grep -qF "tokenizer: $S2/tokenizer.json ($FP, vocabulary 265), stored with $S2" "$WORK/tok_resume.log" ||
+  { cat "$WORK/tok_resume.log"; fail "the resumed run did not use the checkpoint's tokenizer"; }
+grep -q "resumed from .*step-00000002 at step 2" "$WORK/tok_resume.log" || fail "did not resume"
+cmp "$WORK/tok/tokenizer.json" "$WORK/tokrun/checkpoints/step-00000004/tokenizer.json" || fail "step 4 tokenizer.json"
+# --init_from the HF export: its tokenizer is carried along into the new run's checkpoints ...
+"${MPIRUN[@]}" "$TRAIN" "${TOK[@]}" --init_from="$WORK/tokrun/hf" --set "output_dir=$WORK/fromhf" \
+  --set schedule.total_steps=2 > "$WORK/fromhf.log" 2>&1 || { cat "$WORK/fromhf.log"; fail "--init_from"; }
+grep -qF "stored with $WORK/tokrun/hf" "$WORK/fromhf.log" || { cat "$WORK/fromhf.log"; fail "--init_from tokenizer"; }
+cmp "$WORK/tok/tokenizer.json" "$WORK/fromhf/checkpoints/step-00000002/tokenizer.json" || fail "--init_from: tokenizer.json"
+# ... and a data.tokenizer naming another tokenizer is refused.
+expect_fail "--init_from=$WORK/tokrun/hf holds weights for tokenizer $FP" \
+  "$TRAIN" "${TOK[@]}" --init_from="$WORK/tokrun/hf" --set "data.tokenizer=$WORK/tok2" --set "output_dir=$WORK/refused"
 echo PASS

@@ -5,7 +5,9 @@
 //     config.json from the manifest's model; every tensor's FP32 master assembled from its pieces and
 //     written as BF16 (default, round to nearest even: exactly the working weights of a BF16 run) or
 //     F32; e_score_correction_bias always F32. Sharded with model.safetensors.index.json above
-//     max_shard_mb (10^6 bytes; default 5000).
+//     max_shard_mb (10^6 bytes; default 5000). The tokenizer stored in the checkpoint (tokenizer.json,
+//     tokenizer_config.json; verified against the manifest) is copied into HF_DIR; a byte-level
+//     checkpoint has none (stale tokenizer files in HF_DIR are removed).
 //
 //   HF -> native   convert_checkpoint --from=HF_DIR --to=CHECKPOINTS_ROOT [--config=TRAIN.textproto]
 //                                    [--set key=value ...]
@@ -16,6 +18,9 @@
 //     CHECKPOINTS_ROOT/step-00000000 as a 1-rank checkpoint with zero Adam moments and points
 //     CHECKPOINTS_ROOT/latest at it: `train` with output_dir such that output_dir/checkpoints is
 //     CHECKPOINTS_ROOT (or --resume_from=the step directory) starts from these weights, in any layout.
+//     HF_DIR's tokenizer.json (+ tokenizer_config.json) is stored in the step directory (it must load);
+//     without one, the --config's data.tokenizer if it sets one, else none (the byte tokenizer). A
+//     data.tokenizer other than HF_DIR's own is refused.
 //
 // A STEP_DIR is recognised by its manifest and COMPLETE marker (a checkpoints root with `latest` is
 // followed); an HF_DIR by its config.json.
@@ -24,6 +29,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,6 +47,7 @@
 #include "model/hf_weights.h"
 #include "model/model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/stored_tokenizer.h"
 
 ABSL_FLAG(std::string, from, "", "source: a native checkpoint step directory or a Hugging Face directory");
 ABSL_FLAG(std::string, to, "",
@@ -117,10 +124,13 @@ absl::Status NativeToHf(const std::string& from, const std::string& to) {
     t.data = values[i].data();
     bytes += values[i].size() * hf::DTypeSize(t.dtype);
   }
+  ASSIGN_OR_RETURN(const trainer::TokenizerFiles tokenizer, trainer::ReadStoredTokenizerFiles(from, m));
   RETURN_IF_ERROR(hf::WriteHfDirectory(to, config::ModelConfigToHfJson(mc), tensors,
                                        static_cast<uint64_t>(shard_mb * 1e6)));
-  std::printf("wrote %s: %zu tensors, %.1f MB (%s), from %s at step %lld\n", to.c_str(), tensors.size(),
-              bytes / 1e6, dtype.c_str(), from.c_str(), static_cast<long long>(m.step()));
+  RETURN_IF_ERROR(trainer::WriteTokenizerFiles(to, tokenizer));
+  std::printf("wrote %s: %zu tensors, %.1f MB (%s), tokenizer %s, from %s at step %lld\n", to.c_str(),
+              tensors.size(), bytes / 1e6, dtype.c_str(), tokenizer.fingerprint.c_str(), from.c_str(),
+              static_cast<long long>(m.step()));
   return absl::OkStatus();
 }
 
@@ -196,7 +206,10 @@ absl::Status HfToNative(const std::string& from, const std::string& to,
     hf_model.set_num_nextn_predict_layers(0);  // the MTP layers are dropped
     *cfg.mutable_model() = hf_model;
   }
-
+  // The tokenizer that travels with the weights: HF_DIR's, else the config's, else byte.
+  ASSIGN_OR_RETURN(const std::unique_ptr<data::Tokenizer> tokenizer,
+                   trainer::ResolveRunTokenizer(cfg, from, trainer::WeightsRole::kConvert));
+  ASSIGN_OR_RETURN(const trainer::TokenizerFiles tokenizer_files, trainer::SnapshotTokenizerFiles(*tokenizer));
 
   // The parameter list (names, shapes, kinds) of a one-process model; its moments start at zero.
   kernels::CpuBackend ops(1);
@@ -206,9 +219,11 @@ absl::Status HfToNative(const std::string& from, const std::string& to,
   for (const std::string& w : warnings) Warn(w);
 
   ASSIGN_OR_RETURN(const trainer::SaveStats saved,
-                   trainer::WriteSingleRankCheckpoint(to, cfg, net.params(), trainer::ResumeState{}));
-  std::printf("wrote %s: %lld tensors, %.1f MB, 1-rank checkpoint at step 0 (zero Adam moments), from %s\n",
-              saved.dir.c_str(), static_cast<long long>(net.params().size()), saved.bytes / 1e6, from.c_str());
+                   trainer::WriteSingleRankCheckpoint(to, cfg, net.params(), trainer::ResumeState{}, tokenizer_files));
+  std::printf("wrote %s: %lld tensors, %.1f MB, 1-rank checkpoint at step 0 (zero Adam moments), tokenizer %s, "
+              "from %s\n",
+              saved.dir.c_str(), static_cast<long long>(net.params().size()), saved.bytes / 1e6,
+              trainer::DescribeTokenizer(*tokenizer).c_str(), from.c_str());
   return absl::OkStatus();
 }
 

@@ -4,12 +4,15 @@
 //   eval_long --model=DIR --tokens=PREFIX_OR_FILE --seq_len=T [--base_len=L] [--num_sequences=N]
 //             [--rope_scaling=keep|none|yarn:FACTOR[:L0]|linear:FACTOR] [--passkey=true]
 //             [--passkey_depths=0,0.25,0.5,0.75,1] [--passkey_trials=5] [--seed=1] [--json=out.json]
+//             [--tokenizer=byte|PATH]
 //
 // --model: a Hugging Face directory (config.json + safetensors), a native checkpoint step directory
 //   (manifest; the config is the one saved in it), a checkpoint root holding `latest`, or a run's
 //   output_dir (its checkpoints/latest).
 // --tokens: a token shard prefix (PREFIX.tokens + PREFIX.index, data/token_shard.h) or a flat file of
-//   uint32 little-endian ids.
+//   uint32 little-endian ids. A shard written with another tokenizer than the model's is refused.
+// --tokenizer: the model's tokenizer is the one stored beside the weights (tokenizer.json in the step or
+//   HF directory, trainer/stored_tokenizer.h), else the byte tokenizer; this flag overrides it.
 // --rope_scaling: evaluate the same weights with another RoPE scaling, without fine-tuning: `none`
 //   drops the block, `yarn:F` switches YaRN on (L0 = the config's original_max_position_embeddings if it
 //   has one, else its max_position_embeddings; beta_fast 32, beta_slow 1, mscale = mscale_all_dim = 1),
@@ -19,11 +22,14 @@
 // at n·⌊tokens/N⌋). Position t ∈ [0, T) is the prediction of token t+1 from tokens 0..t. Mean
 // next-token loss (nats) and perplexity per bucket [0,L), [L,2L), [2L,4L), [4L,8L), ... (the last one
 // ends at T), and "long_over_short" = mean loss over [L, T) / mean loss over [0, L).
-// Passkey (byte-level models): for each depth and trial a byte prompt of T-4 bytes: filler text with
+// Passkey: for each depth and trial a text prompt: filler text with
 // "The pass key is NNNNN. Remember it. NNNNN is the pass key. " inserted at that depth fraction
-// (snapped to the nearest sentence boundary), ending in "What is the pass key? The pass key is "; then
-// 5 greedy tokens (the model re-run on the growing sequence, so the longest input is T tokens).
-// Exact-match accuracy and digit accuracy per depth. Keys come from SplitMix64(seed).
+// (snapped to the nearest sentence boundary), ending in "What is the pass key? The pass key is ",
+// encoded with the model's tokenizer (with its special tokens, e.g. a BOS); then as many greedy tokens
+// as the key encodes to, K (the model re-run on the growing sequence). The filler is as long as fits
+// T-K+1 tokens, so the longest input is T tokens: with the byte tokenizer, T-4 bytes and 5 tokens.
+// Exact match: the decoded answer is the key. Digit accuracy: per token when the key is one token per
+// digit (the byte tokenizer), else per character of the decoded answer. Keys come from SplitMix64(seed).
 //
 // Deterministic: the same inputs and flags give the same numbers and byte-identical JSON.
 #include <algorithm>
@@ -48,7 +54,7 @@
 #include "base/file_util.h"
 #include "base/status.h"
 #include "configs/config_loader.h"
-#include "data/byte_tokenizer.h"
+#include "data/tokenizer.h"
 #include "data/prng.h"
 #include "data/token_shard.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -57,6 +63,7 @@
 #include "model/rope.h"
 #include "trainer/checkpoint.h"
 #include "trainer/init_from.h"
+#include "trainer/stored_tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "HF directory, native checkpoint step directory, checkpoint root or run dir");
 ABSL_FLAG(std::string, tokens, "", "token shard prefix (PREFIX.tokens/.index) or flat uint32 LE file");
@@ -72,6 +79,9 @@ ABSL_FLAG(int64_t, passkey_trials, 5, "prompts (keys) per depth");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the passkey digits");
 ABSL_FLAG(std::string, json, "", "write the results as JSON here");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads (0: all cores)");
+ABSL_FLAG(std::string, tokenizer, "",
+          "\"byte\", or a tokenizer.json file or a directory holding one; default: the tokenizer stored "
+          "with the model, else byte");
 
 namespace moe {
 namespace {
@@ -178,14 +188,22 @@ absl::StatusOr<std::string> ApplyRopeOverride(const std::string& spec, int64_t s
 
 // ---- token source ----------------------------------------------------------------------------------
 
-// A shard whose vocabulary exceeds the model's is refused as a whole (a tokenizer mismatch); flat files
-// are checked window by window.
-absl::StatusOr<std::vector<uint32_t>> ReadTokens(const std::string& path, int64_t model_vocab) {
+// A shard whose vocabulary exceeds the model's, or written with another tokenizer than the model's
+// (unless the model stores none), is refused as a whole; flat files are checked window by window.
+absl::StatusOr<std::vector<uint32_t>> ReadTokens(const std::string& path, int64_t model_vocab,
+                                                 const trainer::ModelTokenizer& tokenizer) {
   if (FileExists(path + ".index")) {
     ASSIGN_OR_RETURN(data::TokenShard shard, data::TokenShard::Open(path, data::ShardValidation::kHeader));
     if (shard.vocab_size() > model_vocab) {
       return absl::InvalidArgumentError(absl::StrCat("--tokens=", path, ": the shard's vocab_size ", shard.vocab_size(),
                                                      " exceeds the model's vocab_size ", model_vocab));
+    }
+    const std::string& fingerprint = tokenizer.tokenizer->fingerprint();
+    if (!tokenizer.by_default && shard.tokenizer_fingerprint() != fingerprint) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tokens=", path, " was written with tokenizer ", shard.tokenizer_fingerprint(), " (\"",
+          shard.tokenizer(), "\"), but the model's tokenizer (", tokenizer.source, ") is ", fingerprint, " (\"",
+          tokenizer.tokenizer->name(), "\"): use a shard made with the model's tokenizer, or pass --tokenizer"));
     }
     return std::vector<uint32_t>(shard.tokens(), shard.tokens() + shard.num_tokens());
   }
@@ -239,9 +257,16 @@ std::vector<int32_t> LastArgmax(const std::vector<float>& logits, int64_t batch,
 
 struct PasskeyDepth {
   double depth = 0;
-  int64_t key_offset = 0;  // byte offset of the key sentence in the prompt
+  int64_t key_offset = 0;  // byte offset of the key sentence in the prompt (of the depth's last trial)
   int64_t exact = 0, digits_right = 0, trials = 0;
   std::vector<std::string> keys, answers;
+};
+
+// One passkey prompt, encoded, and the key's own tokens (how many tokens the answer gets).
+struct PasskeyCase {
+  std::vector<int32_t> ids;      // the prompt, then the greedy answer tokens as they are decoded
+  std::vector<uint32_t> expected;  // the key, encoded alone
+  int64_t prompt_tokens = 0;
 };
 
 // The prompt for one key at one depth: exactly `length` bytes.
@@ -267,6 +292,33 @@ std::string PasskeyPrompt(const std::string& key, double depth, int64_t length, 
   return filler.substr(0, at) + sentence + filler.substr(at) + kQuestion;
 }
 
+// The prompt for `key` at `depth` with the longest filler whose encoding fits `budget` tokens. The byte
+// tokenizer has one token per byte: exactly PasskeyPrompt(key, depth, budget).
+absl::StatusOr<std::vector<uint32_t>> EncodedPasskeyPrompt(const data::Tokenizer& tokenizer, const std::string& key,
+                                                           double depth, int64_t budget, int64_t* key_offset) {
+  const int64_t fixed = static_cast<int64_t>(KeySentence(key).size() + std::strlen(kQuestion));
+  auto encode = [&](int64_t length) {
+    return tokenizer.Encode(PasskeyPrompt(key, depth, length, key_offset), /*add_special_tokens=*/true);
+  };
+  auto fits = [&](int64_t length) { return static_cast<int64_t>(encode(length).size()) <= budget; };
+  if (!fits(fixed)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--passkey needs a longer --seq_len: the key sentence and question alone are ", encode(fixed).size(),
+        " tokens, and the prompt may have ", budget));
+  }
+  // Largest fitting length in [fixed, hi): grow hi until it does not fit, then bisect.
+  int64_t lo = fixed, hi = std::max(fixed + 1, budget + 1);
+  while (fits(hi) && hi < (int64_t{1} << 40)) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  return encode(lo);
+}
+
 absl::Status Run() {
   const absl::Time start = absl::Now();
   const int64_t seq = absl::GetFlag(FLAGS_seq_len);
@@ -290,11 +342,16 @@ absl::Status Run() {
   }
   const int64_t vocab = cfg.vocab_size();
 
+  ASSIGN_OR_RETURN(const trainer::ModelTokenizer model_tokenizer,
+                   trainer::LoadModelTokenizer(dir, absl::GetFlag(FLAGS_tokenizer)));
+  const data::Tokenizer& tokenizer = *model_tokenizer.tokenizer;
+  const bool byte_tokenizer = tokenizer.fingerprint() == trainer::kByteFingerprint;
+
   // Passkey settings, checked before the (slow) evaluation.
   const bool passkey = absl::GetFlag(FLAGS_passkey);
   std::vector<double> depths;
   const int64_t trials = absl::GetFlag(FLAGS_passkey_trials);
-  const int64_t prompt_len = seq - (kKeyDigits - 1);  // with 4 decoded digits appended: T tokens
+  const int64_t prompt_len = seq - (kKeyDigits - 1);  // byte tokenizer: with 4 decoded digits appended, T tokens
   if (passkey) {
     for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_passkey_depths), ',', absl::SkipEmpty())) {
       double d = 0;
@@ -306,15 +363,57 @@ absl::Status Run() {
     if (depths.empty()) return absl::InvalidArgumentError("--passkey_depths is empty");
     if (trials <= 0) return absl::InvalidArgumentError("--passkey_trials must be > 0");
     const int64_t fixed = static_cast<int64_t>(KeySentence("00000").size() + std::strlen(kQuestion));
-    if (prompt_len < fixed) {
+    if (byte_tokenizer && prompt_len < fixed) {
       return absl::InvalidArgumentError(absl::StrCat("--passkey needs --seq_len >= ", fixed + kKeyDigits - 1,
                                                      " (key sentence and question alone are ", fixed, " bytes)"));
     }
-    if (vocab < 256) return absl::InvalidArgumentError("--passkey needs a byte-level model (vocab_size >= 256)");
+    if (byte_tokenizer && vocab < 256) {
+      return absl::InvalidArgumentError("--passkey needs a byte-level model (vocab_size >= 256)");
+    }
+    if (model_tokenizer.by_default && vocab != 256 && vocab != 257) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--passkey: ", dir, " stores no tokenizer (no ", trainer::kTokenizerFile, ") and its vocab_size is ",
+          vocab, ", not the byte tokenizer's 256 or 257: pass --tokenizer=the model's tokenizer.json or its "
+          "directory"));
+    }
+    if (!byte_tokenizer && tokenizer.vocab_size() > vocab) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--passkey: tokenizer ", tokenizer.name(), " (", model_tokenizer.source, ") has ", tokenizer.vocab_size(),
+          " ids but the model's vocab_size is ", vocab, ": it is not this model's tokenizer"));
+    }
+  }
+
+  // Passkey prompts (built before the evaluation, so a bad --seq_len fails early).
+  std::vector<PasskeyDepth> pk(depths.size());
+  std::vector<PasskeyCase> cases;  // [D·trials]
+  if (passkey) {
+    data::SplitMix64 rng(absl::GetFlag(FLAGS_seed));
+    for (size_t d = 0; d < depths.size(); ++d) {
+      pk[d].depth = depths[d];
+      for (int64_t k = 0; k < trials; ++k) {
+        const std::string key = absl::StrCat(10000 + rng.Uniform(90000));
+        PasskeyCase c;
+        c.expected = tokenizer.Encode(key);
+        if (c.expected.empty()) return absl::InternalError(absl::StrCat("the key ", key, " encodes to no tokens"));
+        const int64_t budget = seq - (static_cast<int64_t>(c.expected.size()) - 1);
+        ASSIGN_OR_RETURN(const std::vector<uint32_t> enc,
+                         EncodedPasskeyPrompt(tokenizer, key, depths[d], budget, &pk[d].key_offset));
+        for (uint32_t id : enc) {
+          if (id >= static_cast<uint64_t>(vocab)) {
+            return absl::InvalidArgumentError(absl::StrCat("--passkey: the prompt encodes to id ", id,
+                                                           ", outside the model's vocab_size ", vocab));
+          }
+        }
+        c.ids.assign(enc.begin(), enc.end());
+        c.prompt_tokens = static_cast<int64_t>(enc.size());
+        pk[d].keys.push_back(key);
+        cases.push_back(std::move(c));
+      }
+    }
   }
 
   // Windows.
-  ASSIGN_OR_RETURN(const std::vector<uint32_t> tokens, ReadTokens(absl::GetFlag(FLAGS_tokens), vocab));
+  ASSIGN_OR_RETURN(const std::vector<uint32_t> tokens, ReadTokens(absl::GetFlag(FLAGS_tokens), vocab, model_tokenizer));
   const int64_t total = static_cast<int64_t>(tokens.size());
   const int64_t stride = total / num_seq;
   if (stride < seq + 1) {
@@ -339,6 +438,7 @@ absl::Status Run() {
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
 
   std::printf("eval_long: model %s\n", dir.c_str());
+  std::printf("  tokenizer %s, %s\n", trainer::DescribeTokenizer(tokenizer).c_str(), model_tokenizer.source.c_str());
   std::printf("  seq_len %lld, base_len %lld, %lld windows from %s (%lld tokens), rope_scaling: %s\n",
               static_cast<long long>(seq), static_cast<long long>(base_len), static_cast<long long>(num_seq),
               absl::GetFlag(FLAGS_tokens).c_str(), static_cast<long long>(total), rope_desc.c_str());
@@ -401,50 +501,65 @@ absl::Status Run() {
                 static_cast<long long>(shorter.end), longer.loss(), shorter.loss(), ratio);
   }
 
-  // Passkey retrieval: every (depth, trial) prompt has the same length, so they run as one batch per
-  // decoded digit (in chunks of --batch).
-  std::vector<PasskeyDepth> pk(depths.size());
+  // Passkey retrieval: greedy answer tokens, one decoding step at a time for every prompt that still
+  // needs tokens; consecutive prompts of the same length run as one batch (in chunks of --batch). With
+  // the byte tokenizer every prompt has the same length and needs 5 tokens.
+  int64_t max_prompt_tokens = 0;
   if (passkey) {
-    data::SplitMix64 rng(absl::GetFlag(FLAGS_seed));
-    std::vector<std::vector<int32_t>> seqs;  // [D·trials][growing]
-    for (size_t d = 0; d < depths.size(); ++d) {
-      pk[d].depth = depths[d];
-      for (int64_t k = 0; k < trials; ++k) {
-        const std::string key = absl::StrCat(10000 + rng.Uniform(90000));
-        const std::string prompt = PasskeyPrompt(key, depths[d], prompt_len, &pk[d].key_offset);
-        pk[d].keys.push_back(key);
-        const std::vector<uint32_t> enc = data::ByteTokenizer().Encode(prompt);
-        seqs.emplace_back(enc.begin(), enc.end());
-      }
+    const int64_t count = static_cast<int64_t>(cases.size());
+    size_t steps = 0;
+    for (const PasskeyCase& c : cases) {
+      steps = std::max(steps, c.expected.size());
+      max_prompt_tokens = std::max(max_prompt_tokens, c.prompt_tokens);
     }
-    const int64_t count = static_cast<int64_t>(seqs.size());
-    for (int step = 0; step < kKeyDigits; ++step) {
-      const int64_t len = static_cast<int64_t>(seqs[0].size());
-      for (int64_t s0 = 0; s0 < count; s0 += batch) {
-        const int64_t b = std::min(batch, count - s0);
+    for (size_t step = 0; step < steps; ++step) {
+      std::vector<int64_t> active;
+      for (int64_t i = 0; i < count; ++i) {
+        if (cases[i].expected.size() > step) active.push_back(i);
+      }
+      for (size_t a0 = 0; a0 < active.size();) {
+        const size_t len = cases[active[a0]].ids.size();
+        size_t a1 = a0;
+        while (a1 < active.size() && a1 - a0 < static_cast<size_t>(batch) && cases[active[a1]].ids.size() == len) ++a1;
+        const int64_t b = static_cast<int64_t>(a1 - a0);
         std::vector<int32_t> ids;
-        for (int64_t i = 0; i < b; ++i) ids.insert(ids.end(), seqs[s0 + i].begin(), seqs[s0 + i].end());
-        const std::vector<int32_t> next = LastArgmax(net.Logits(ids.data(), b, len), b, len, vocab);
-        for (int64_t i = 0; i < b; ++i) seqs[s0 + i].push_back(next[i]);
+        for (size_t a = a0; a < a1; ++a) ids.insert(ids.end(), cases[active[a]].ids.begin(), cases[active[a]].ids.end());
+        const std::vector<int32_t> next =
+            LastArgmax(net.Logits(ids.data(), b, static_cast<int64_t>(len)), b, static_cast<int64_t>(len), vocab);
+        for (size_t a = a0; a < a1; ++a) cases[active[a]].ids.push_back(next[a - a0]);
+        a0 = a1;
       }
     }
     for (size_t d = 0; d < depths.size(); ++d) {
       for (int64_t k = 0; k < trials; ++k) {
-        const std::vector<int32_t>& s = seqs[d * trials + k];
-        std::vector<uint32_t> out(s.end() - kKeyDigits, s.end());
-        const std::string answer = data::ByteTokenizer().Decode(out);
+        const PasskeyCase& c = cases[d * trials + k];
+        const std::vector<uint32_t> out(c.ids.end() - c.expected.size(), c.ids.end());
+        const std::string answer = tokenizer.Decode(out);
         const std::string& key = pk[d].keys[k];
         int right = 0;
-        for (int i = 0; i < kKeyDigits; ++i) right += out[i] == static_cast<uint32_t>(key[i]) ? 1 : 0;
-        pk[d].exact += right == kKeyDigits ? 1 : 0;
+        for (int i = 0; i < kKeyDigits; ++i) {
+          if (c.expected.size() == static_cast<size_t>(kKeyDigits)) {  // one token per digit
+            right += out[i] == c.expected[i] ? 1 : 0;
+          } else {
+            right += static_cast<size_t>(i) < answer.size() && answer[i] == key[i] ? 1 : 0;
+          }
+        }
+        pk[d].exact += answer == key ? 1 : 0;
         pk[d].digits_right += right;
         pk[d].trials += 1;
         pk[d].answers.push_back(answer);
       }
     }
-    std::printf("\n  passkey retrieval: %lld-byte prompts + %d greedy tokens, %lld trials per depth, seed %llu\n",
-                static_cast<long long>(prompt_len), kKeyDigits, static_cast<long long>(trials),
-                static_cast<unsigned long long>(absl::GetFlag(FLAGS_seed)));
+    if (byte_tokenizer) {
+      std::printf("\n  passkey retrieval: %lld-byte prompts + %d greedy tokens, %lld trials per depth, seed %llu\n",
+                  static_cast<long long>(prompt_len), kKeyDigits, static_cast<long long>(trials),
+                  static_cast<unsigned long long>(absl::GetFlag(FLAGS_seed)));
+    } else {
+      std::printf("\n  passkey retrieval: prompts of up to %lld tokens + the key's tokens greedily, %lld trials per "
+                  "depth, seed %llu\n",
+                  static_cast<long long>(max_prompt_tokens), static_cast<long long>(trials),
+                  static_cast<unsigned long long>(absl::GetFlag(FLAGS_seed)));
+    }
     std::printf("  %-8s %8s %10s %10s   %s\n", "depth", "offset", "exact", "digits", "first key -> answer");
     for (const PasskeyDepth& p : pk) {
       std::printf("  %-8g %8lld %10.2f %10.2f   %s -> %s\n", p.depth, static_cast<long long>(p.key_offset),
@@ -458,6 +573,7 @@ absl::Status Run() {
     std::string j = "{\n";
     absl::StrAppendFormat(&j, "  \"model\": %s,\n", JsonString(dir));
     absl::StrAppendFormat(&j, "  \"tokens\": %s,\n", JsonString(absl::GetFlag(FLAGS_tokens)));
+    absl::StrAppendFormat(&j, "  \"tokenizer\": %s,\n", JsonString(tokenizer.fingerprint()));
     absl::StrAppendFormat(&j, "  \"seq_len\": %d,\n  \"base_len\": %d,\n  \"num_sequences\": %d,\n", seq,
                           base_len, num_seq);
     absl::StrAppendFormat(&j, "  \"rope_scaling\": %s,\n", JsonString(rope_desc));
@@ -479,7 +595,7 @@ absl::Status Run() {
       for (const PasskeyDepth& p : pk) exact += p.exact, n += p.trials;
       absl::StrAppendFormat(&j, ",\n  \"passkey\": {\"prompt_tokens\": %d, \"trials\": %d, \"seed\": %d, "
                                 "\"accuracy\": %.17g, \"depths\": [",
-                            prompt_len, trials, absl::GetFlag(FLAGS_seed), static_cast<double>(exact) / n);
+                            max_prompt_tokens, trials, absl::GetFlag(FLAGS_seed), static_cast<double>(exact) / n);
       for (size_t d = 0; d < pk.size(); ++d) {
         std::vector<std::string> keys, answers;
         for (const auto& k : pk[d].keys) keys.push_back(absl::StrCat("\"", k, "\""));

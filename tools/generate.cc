@@ -2,29 +2,36 @@
 // (model/inference/decoder.h, MODEL_SPEC §3.5).
 //
 //   generate --model=DIR --prompt="text" [--max_new_tokens=100] [--temperature=0.8] [--top_p=0.95]
-//            [--seed=1] [--precision=fp32|bf16] [--threads=1]
+//            [--seed=1] [--precision=fp32|bf16] [--threads=1] [--tokenizer=byte|PATH]
 //
 // DIR is a Hugging Face directory (config.json + safetensors) or a native checkpoint step directory (the
-// model config comes from its manifest). Only the byte-level tokenizer exists (data/byte_tokenizer.h), so
-// the model's vocabulary must be 256 or 257; an empty prompt starts from the end-of-document id 256 when
-// the vocabulary has it. Sampling: temperature 0 is greedy; otherwise temperature and nucleus top-p with
-// a SplitMix64 stream seeded by --seed (the same flags give the same text on any machine). Generation
-// stops after --max_new_tokens or at the end-of-document id 256 (printed as <|endoftext|>).
-// stdout: the prompt and the generated text, then one line "# generate: ..." with the decode speed and
-// the KV-cache bytes per token of the absorbed cache against a full multi-head cache.
+// model config comes from its manifest). Text is encoded and decoded with the model's tokenizer: the one
+// stored beside the weights (tokenizer.json, trainer/stored_tokenizer.h), else the byte-level tokenizer;
+// --tokenizer overrides. Its ids must fit the model's vocabulary (the byte tokenizer also serves a
+// vocabulary of 256, without the end-of-document id; a model that stores no tokenizer must then have a
+// byte-sized vocabulary, 256 or 257, unless --tokenizer names one). The prompt is encoded with the
+// tokenizer's special tokens (e.g. a BOS); an empty prompt starts from the BOS id, else the EOS id.
+// Sampling: temperature 0 is greedy; otherwise temperature and nucleus top-p with a SplitMix64 stream
+// seeded by --seed (the same flags give the same text on any machine). Generation stops after
+// --max_new_tokens or at the tokenizer's EOS id (the byte tokenizer's end-of-document id 256), which is
+// printed (decoded with special tokens, e.g. <|endoftext|>).
+// stdout: the prompt and the generated text, then one line "# generate: ..." with the decode speed, the
+// KV-cache bytes per token of the absorbed cache against a full multi-head cache, and the tokenizer.
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/file_util.h"
 #include "base/status.h"
 #include "configs/config_loader.h"
-#include "data/byte_tokenizer.h"
+#include "data/tokenizer.h"
 #include "data/prng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/inference/decoder.h"
@@ -32,6 +39,7 @@
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/init_from.h"
+#include "trainer/stored_tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face directory or native checkpoint step directory");
 ABSL_FLAG(std::string, prompt, "", "the text to continue");
@@ -40,6 +48,9 @@ ABSL_FLAG(double, temperature, 0.8, "sampling temperature; 0 = greedy");
 ABSL_FLAG(double, top_p, 0.95, "nucleus sampling mass in (0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "sampling seed");
 ABSL_FLAG(std::string, precision, "fp32", "fp32 or bf16 (working weights and activations)");
+ABSL_FLAG(std::string, tokenizer, "",
+          "\"byte\", or a tokenizer.json file or a directory holding one; default: the tokenizer stored "
+          "with the model, else byte");
 ABSL_FLAG(int32_t, threads, 1,
           "CPU threads (0: all cores). One token at a time is a chain of small matrix-vector products: "
           "extra threads only pay off for large models");
@@ -63,10 +74,47 @@ absl::StatusOr<config::ModelConfig> ModelConfigOf(const std::string& dir) {
                                           trainer::kManifestFile, ") nor a Hugging Face directory (config.json)"));
 }
 
-void PrintIds(const std::vector<uint32_t>& ids) {
-  const std::string text = data::ByteTokenizer().Decode(ids);
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
+// Prints generated tokens as they come. A byte-level BPE token can end inside a UTF-8 character, which
+// decodes to U+FFFD until the rest arrives, so text ending in U+FFFD is held back (up to a few tokens).
+class TextStream {
+ public:
+  explicit TextStream(const data::Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  void Add(uint32_t id) {
+    pending_.push_back(id);
+    const std::string text = tokenizer_.Decode(pending_, /*skip_special_tokens=*/false);
+    if (absl::EndsWith(text, "\xEF\xBF\xBD") && pending_.size() < kMaxPending) return;
+    Write(text);
+  }
+  void Flush() {
+    if (!pending_.empty()) Write(tokenizer_.Decode(pending_, /*skip_special_tokens=*/false));
+  }
+
+ private:
+  static constexpr size_t kMaxPending = 4;
+  void Write(const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    pending_.clear();
+  }
+  const data::Tokenizer& tokenizer_;
+  std::vector<uint32_t> pending_;
+};
+
+// Refuses a tokenizer whose ids do not fit the model's vocabulary.
+absl::Status CheckTokenizerFitsModel(const trainer::ModelTokenizer& t, int64_t vocab, const std::string& dir) {
+  const data::Tokenizer& tok = *t.tokenizer;
+  const bool byte = tok.fingerprint() == trainer::kByteFingerprint;
+  if (t.by_default && vocab != 256 && vocab != 257) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, " stores no tokenizer (no ", trainer::kTokenizerFile, ") and its vocab_size is ", vocab,
+        ", not the byte tokenizer's 256 or 257: pass --tokenizer=the model's tokenizer.json or its directory"));
+  }
+  if (byte ? vocab < 256 : tok.vocab_size() > vocab) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokenizer ", tok.name(), " (", t.source, ") has ", tok.vocab_size(), " ids but ", dir,
+        " has vocab_size ", vocab, ": it is not this model's tokenizer"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Run() {
@@ -87,18 +135,31 @@ absl::Status Run() {
 
   ASSIGN_OR_RETURN(const config::ModelConfig cfg, ModelConfigOf(dir));
   const int64_t vocab = cfg.vocab_size();
-  if (vocab != 256 && vocab != 257) {
-    return absl::UnimplementedError(absl::StrCat(
-        dir, ": vocab_size is ", vocab, "; generate has only the byte-level tokenizer (vocabulary 256, or 257 "
-        "with the end-of-document id) and no BPE tokenizer yet"));
-  }
-  const bool has_eod = vocab > static_cast<int64_t>(data::ByteTokenizer::kEndOfDocument);
+  ASSIGN_OR_RETURN(const trainer::ModelTokenizer model_tokenizer,
+                   trainer::LoadModelTokenizer(dir, absl::GetFlag(FLAGS_tokenizer)));
+  RETURN_IF_ERROR(CheckTokenizerFitsModel(model_tokenizer, vocab, dir));
+  const data::Tokenizer& tokenizer = *model_tokenizer.tokenizer;
+  // The end of generation: the tokenizer's EOS, when the model's vocabulary has it.
+  const std::optional<uint32_t> eos = tokenizer.eos_id();
+  const bool has_eos = eos.has_value() && *eos < static_cast<uint64_t>(vocab);
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
   std::vector<int32_t> prompt;
-  for (uint32_t id : data::ByteTokenizer().Encode(prompt_text)) prompt.push_back(static_cast<int32_t>(id));
+  for (uint32_t id : tokenizer.Encode(prompt_text, /*add_special_tokens=*/true)) {
+    if (id >= static_cast<uint64_t>(vocab)) {
+      return absl::InvalidArgumentError(absl::StrCat("the prompt encodes to id ", id, ", outside ", dir,
+                                                     "'s vocab_size ", vocab));
+    }
+    prompt.push_back(static_cast<int32_t>(id));
+  }
   if (prompt.empty()) {
-    if (!has_eod) return absl::InvalidArgumentError("--prompt is empty and the model has no end-of-document id to start from");
-    prompt.push_back(static_cast<int32_t>(data::ByteTokenizer::kEndOfDocument));
+    const std::optional<uint32_t> bos = tokenizer.bos_id();
+    if (bos.has_value() && *bos < static_cast<uint64_t>(vocab)) {
+      prompt.push_back(static_cast<int32_t>(*bos));
+    } else if (has_eos) {
+      prompt.push_back(static_cast<int32_t>(*eos));
+    } else {
+      return absl::InvalidArgumentError("--prompt is empty and the model has no BOS or end-of-document id to start from");
+    }
   }
   // Positions used: the prompt, then every generated token but the last one is fed back.
   const int64_t length = static_cast<int64_t>(prompt.size()) + std::max<int64_t>(max_new - 1, 0);
@@ -126,15 +187,17 @@ absl::Status Run() {
   const Clock::time_point t_decode = Clock::now();
 
   data::SplitMix64 rng(absl::GetFlag(FLAGS_seed));
+  TextStream out(tokenizer);
   int64_t generated = 0;
   for (int64_t i = 0; i < max_new; ++i) {
     const int32_t next = inference::SampleToken(logits, sampling, &rng);
     ++generated;
-    PrintIds({static_cast<uint32_t>(next)});
-    if (has_eod && next == static_cast<int32_t>(data::ByteTokenizer::kEndOfDocument)) break;
+    out.Add(static_cast<uint32_t>(next));
+    if (has_eos && next == static_cast<int32_t>(*eos)) break;
     if (i + 1 == max_new) break;
     ASSIGN_OR_RETURN(logits, decoder->Step(next));
   }
+  out.Flush();
   const Clock::time_point t_end = Clock::now();
 
   const double decode_s = Seconds(t_decode, t_end), prefill_s = Seconds(t_prefill, t_decode);
@@ -142,11 +205,12 @@ absl::Status Run() {
   const int64_t full = inference::IncrementalDecoder::FullMhaCacheBytesPerToken(cfg);
   std::printf("\n# generate: %lld new tokens in %.3f s (%.1f tokens/s); prefill %zu tokens in %.3f s "
               "(%.1f tokens/s); load %.3f s; KV cache per token: absorbed %lld bytes "
-              "(L*(rkv+dr)*4) vs full MHA %lld bytes (L*H*(dqk+dv)*4), %.1fx smaller\n",
+              "(L*(rkv+dr)*4) vs full MHA %lld bytes (L*H*(dqk+dv)*4), %.1fx smaller; tokenizer %s, %s\n",
               static_cast<long long>(generated), decode_s, decode_s > 0 ? generated / decode_s : 0.0,
               prompt.size(), prefill_s, prefill_s > 0 ? prompt.size() / prefill_s : 0.0,
               Seconds(t_load, t_prefill), static_cast<long long>(absorbed), static_cast<long long>(full),
-              static_cast<double>(full) / static_cast<double>(absorbed));
+              static_cast<double>(full) / static_cast<double>(absorbed),
+              trainer::DescribeTokenizer(tokenizer).c_str(), model_tokenizer.source.c_str());
   return absl::OkStatus();
 }
 

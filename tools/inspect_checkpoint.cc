@@ -9,7 +9,8 @@
 //   - every data file exists and has exactly the bytes its pieces describe;
 //   - every piece's CRC32C;
 //   - every piece lies inside its tensor, and the pieces of each field (master; adam_m and adam_v for
-//     trainable tensors) cover every element of the global tensor exactly once.
+//     trainable tensors) cover every element of the global tensor exactly once;
+//   - every stored file (the tokenizer's tokenizer.json, tokenizer_config.json): present, size, CRC32C.
 // Every problem is printed on its own line naming the file and/or tensor; exit status 1 if any.
 #include <sys/stat.h>
 
@@ -83,6 +84,11 @@ void PrintSummary(const std::string& dir, const Manifest& m) {
               static_cast<long long>(mc.num_experts_per_tok()), static_cast<long long>(mc.n_shared_experts()),
               static_cast<long long>(mc.moe_intermediate_size()), static_cast<long long>(mc.intermediate_size()));
 
+  std::vector<std::string> stored;
+  for (const checkpoint::StoredFile& f : m.files()) stored.push_back(absl::StrCat(f.name(), " ", f.size(), " bytes"));
+  std::printf("  tokenizer %s%s\n", trainer::TokenizerFingerprint(m).c_str(),
+              stored.empty() ? "" : absl::StrCat(": ", absl::StrJoin(stored, ", ")).c_str());
+
   std::map<std::string, int64_t> kinds;
   int64_t elements = 0;
   int64_t field_elements[3] = {0, 0, 0};
@@ -124,6 +130,10 @@ class Verifier {
 
   std::vector<std::string> Run() {
     CheckFiles();
+    for (const checkpoint::StoredFile& f : m_.files()) {
+      const absl::Status s = trainer::VerifyStoredFile(dir_, f);
+      if (!s.ok()) Problem(std::string(s.message()));
+    }
     for (const TensorEntry& e : m_.tensors()) {
       if (!names_.insert(e.name()).second) Problem(absl::StrCat("tensor ", e.name(), " is listed twice"));
       for (const char* field : kFields) {
@@ -257,7 +267,7 @@ int Run() {
     return 1;
   }
   const std::string dir = ResolveStepDir(arg);
-  auto m = trainer::ReadManifest(dir);
+  auto m = trainer::ReadManifest(dir, /*verify_stored_files=*/false);  // the Verifier reports them
   if (!m.ok()) {
     std::fprintf(stderr, "inspect_checkpoint: %s\n", std::string(m.status().message()).c_str());
     return 1;
@@ -270,7 +280,7 @@ int Run() {
     std::printf("FAILED: %zu problem(s) in %s\n", problems.size(), dir.c_str());
     return 1;
   }
-  std::printf("OK: every data file, CRC32C and tensor coverage verified\n");
+  std::printf("OK: every data file, CRC32C, tensor coverage and stored file verified\n");
   return 0;
 }
 

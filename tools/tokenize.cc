@@ -13,8 +13,6 @@
 // from_utf8_lossy and Node do) and the replacements are counted on stderr; --strict refuses it instead,
 // naming the byte offset. Diagnostics go to stderr only.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/file_util.h"
 #include "base/status.h"
 #include "data/load_tokenizer.h"
 #include "data/utf8.h"
@@ -39,15 +38,6 @@ ABSL_FLAG(bool, strict, false, "refuse input that is not valid UTF-8 instead of 
 
 namespace moe::tools {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read '", path, "'"));
-  return buffer.str();
-}
 
 absl::StatusOr<std::vector<uint32_t>> ParseIds(const std::string& text, const std::string& path) {
   simdjson::dom::parser parser;
@@ -73,7 +63,7 @@ absl::Status Run() {
   const std::string input = absl::GetFlag(FLAGS_input);
   if (input.empty()) return absl::InvalidArgumentError("--input is required");
   ASSIGN_OR_RETURN(std::unique_ptr<data::Tokenizer> tokenizer, data::LoadTokenizer(absl::GetFlag(FLAGS_tokenizer)));
-  ASSIGN_OR_RETURN(std::string text, ReadFile(input));
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(input));
 
   if (absl::GetFlag(FLAGS_decode)) {
     ASSIGN_OR_RETURN(std::vector<uint32_t> ids, ParseIds(text, input));

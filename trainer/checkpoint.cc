@@ -109,9 +109,24 @@ Manifest NewManifest(const config::TrainConfig& cfg, const config::ParallelConfi
   return m;
 }
 
-// Writes the manifest, then COMPLETE, then points `latest` at the step directory.
-absl::Status PublishStepDir(const std::string& root, int64_t step, const Manifest& m) {
+// A stored file's name must be a plain file name in the step directory.
+bool IsPlainFileName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos;
+}
+
+// Writes the tokenizer files and lists them in the manifest, then writes the manifest, then COMPLETE,
+// then points `latest` at the step directory.
+absl::Status PublishStepDir(const std::string& root, int64_t step, Manifest m, const TokenizerFiles& tokenizer) {
   const std::string dir = JoinPath(root, StepDirName(step));
+  m.set_tokenizer_fingerprint(tokenizer.fingerprint);
+  for (const auto& [name, contents] : tokenizer.files) {
+    if (!IsPlainFileName(name)) return absl::InvalidArgumentError(absl::StrCat("bad stored file name '", name, "'"));
+    RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, name), contents));
+    checkpoint::StoredFile* f = m.add_files();
+    f->set_name(name);
+    f->set_size(contents.size());
+    f->set_crc32c(Crc32c(contents.data(), contents.size()));
+  }
   RETURN_IF_ERROR(WriteTextProto(JoinPath(dir, kManifestFile), m));
   RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kCompleteMarker), "complete\n"));
   return WriteFileAtomically(JoinPath(root, "latest"), StepDirName(step) + "\n");
@@ -321,7 +336,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
         }
       }
     }
-    if (status.ok()) status = PublishStepDir(root, state.step, m);
+    if (status.ok()) status = PublishStepDir(root, state.step, m, ctx.tokenizer ? *ctx.tokenizer : TokenizerFiles());
     if (status.ok()) Prune(root, StepDirName(state.step), ctx.cfg->checkpoint().keep_last());
   }
   // Everyone learns whether rank 0 finished, so a failed save fails on every rank.
@@ -338,7 +353,8 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
 }
 
 absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, const config::TrainConfig& cfg,
-                                                    const model::ParamStore& params, const ResumeState& state) {
+                                                    const model::ParamStore& params, const ResumeState& state,
+                                                    const TokenizerFiles& tokenizer) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string dir = JoinPath(root, StepDirName(state.step));
   RETURN_IF_ERROR(MakeDirs(root));
@@ -386,7 +402,7 @@ absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, con
   layout.set_ep(1);
   Manifest m = NewManifest(cfg, layout, 1, state);
   m.mutable_tensors()->MergeFrom(part.tensors());
-  RETURN_IF_ERROR(PublishStepDir(root, state.step, m));
+  RETURN_IF_ERROR(PublishStepDir(root, state.step, m, tokenizer));
 
   SaveStats stats;
   stats.dir = dir;
@@ -414,7 +430,7 @@ absl::StatusOr<std::string> FindResumeDir(const std::string& output_dir, const s
   return dir;
 }
 
-absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir) {
+absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir, bool verify_stored_files) {
   if (!FileExists(JoinPath(step_dir, kCompleteMarker))) {
     return absl::FailedPreconditionError(absl::StrCat(step_dir, " is not a complete checkpoint (no ",
                                                       kCompleteMarker, " marker)"));
@@ -424,13 +440,71 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir) {
     return absl::FailedPreconditionError(absl::StrCat(step_dir, "/manifest has format version ",
                                                       m.format_version(), ", expected ", kFormatVersion));
   }
+  if (verify_stored_files) {
+    for (const checkpoint::StoredFile& f : m.files()) RETURN_IF_ERROR(VerifyStoredFile(step_dir, f));
+  }
   return m;
+}
+
+absl::Status VerifyStoredFile(const std::string& step_dir, const checkpoint::StoredFile& file) {
+  if (!IsPlainFileName(file.name())) {
+    return absl::DataLossError(absl::StrCat(step_dir, "/manifest lists a stored file named '", file.name(),
+                                            "', which is not a file name: the checkpoint is corrupt"));
+  }
+  const std::string path = JoinPath(step_dir, file.name());
+  if (!FileExists(path)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint file ", path, " is missing (listed in the manifest)"));
+  }
+  ASSIGN_OR_RETURN(const std::string contents, ReadFileToString(path));
+  if (contents.size() != file.size()) {
+    return absl::DataLossError(absl::StrCat("checkpoint file ", path, " has ", contents.size(),
+                                            " bytes, the manifest records ", file.size(), ": the checkpoint is corrupt"));
+  }
+  if (Crc32c(contents.data(), contents.size()) != file.crc32c()) {
+    return absl::DataLossError(absl::StrCat("CRC32C mismatch in checkpoint file ", path,
+                                            ": the checkpoint is corrupt"));
+  }
+  return absl::OkStatus();
+}
+
+std::string TokenizerFingerprint(const Manifest& m) {
+  return m.has_tokenizer_fingerprint() ? m.tokenizer_fingerprint() : std::string(kByteFingerprint);
+}
+
+absl::StatusOr<TokenizerFiles> ReadStoredTokenizerFiles(const std::string& step_dir, const Manifest& m) {
+  TokenizerFiles out;
+  out.fingerprint = TokenizerFingerprint(m);
+  for (const checkpoint::StoredFile& f : m.files()) {
+    RETURN_IF_ERROR(VerifyStoredFile(step_dir, f));
+    ASSIGN_OR_RETURN(std::string contents, ReadFileToString(JoinPath(step_dir, f.name())));
+    out.files.emplace_back(f.name(), std::move(contents));
+  }
+  return out;
+}
+
+absl::Status WriteTokenizerFiles(const std::string& dir, const TokenizerFiles& tokenizer) {
+  RETURN_IF_ERROR(MakeDirs(dir));
+  for (const char* stale : {kTokenizerFile, kTokenizerConfigFile}) {
+    bool kept = false;
+    for (const auto& f : tokenizer.files) kept = kept || f.first == stale;
+    if (!kept) RETURN_IF_ERROR(RemoveIfExists(JoinPath(dir, stale)));
+  }
+  for (const auto& [name, contents] : tokenizer.files) {
+    if (!IsPlainFileName(name)) return absl::InvalidArgumentError(absl::StrCat("bad tokenizer file name '", name, "'"));
+    RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, name), contents));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const std::string& step_dir,
                                            std::string* note) {
   ASSIGN_OR_RETURN(Manifest m, ReadManifest(step_dir));
   RETURN_IF_ERROR(config::CheckSameArchitecture(m.config().model(), ctx.cfg->model(), step_dir));
+  if (ctx.tokenizer != nullptr && TokenizerFingerprint(m) != ctx.tokenizer->fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint ", step_dir, " was trained with tokenizer ",
+                                                      TokenizerFingerprint(m), ", this run's is ",
+                                                      ctx.tokenizer->fingerprint));
+  }
   const auto& was = m.layout();
   const auto& now = ctx.cfg->parallel();
   note->clear();

@@ -23,14 +23,16 @@ ABSL_FLAG(std::string, resume_from, "",
           "resume from this checkpoint step directory (default: <output_dir>/checkpoints/latest if any)");
 ABSL_FLAG(std::string, init_from, "",
           "start from these weights (Hugging Face directory or native checkpoint step directory) with a "
-          "fresh optimizer; ignored when the output directory already holds a checkpoint to resume");
+          "fresh optimizer (and, unless data.tokenizer is set, the tokenizer stored there); ignored when the "
+          "output directory already holds a checkpoint to resume");
 ABSL_FLAG(std::string, eval_tokens, "",
           "print {\"loss\": ...} for the batch of --eval_batch sequences of batch.seq_len laid out as spec "
           "6.1 from this uint32 token file, with the initial/resumed weights, and exit");
 ABSL_FLAG(int64_t, eval_batch, 1, "sequences in the --eval_tokens batch");
 ABSL_FLAG(int64_t, exit_interval, 0, "save a checkpoint and exit after a step divisible by this (0: off)");
 ABSL_FLAG(std::string, export_hf, "",
-          "after training, write the final weights to this directory as a Hugging Face model (FP32)");
+          "after training, write the final weights to this directory as a Hugging Face model (FP32), with "
+          "the run tokenizer's tokenizer.json and tokenizer_config.json");
 
 int main(int argc, char** argv) {
   moe::config::SplitArgs args = moe::config::SplitSetFlags(argc, argv);

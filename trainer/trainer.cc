@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -16,6 +17,7 @@
 #include "configs/config_loader.h"
 #include "data/sampler.h"
 #include "data/token_shard.h"
+#include "data/tokenizer.h"
 #include "kernels/backend_factory.h"
 #include "base/file_util.h"
 #include "model/hf/hf_checkpoint.h"
@@ -31,6 +33,7 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/signals.h"
+#include "trainer/stored_tokenizer.h"
 
 namespace moe::trainer {
 namespace {
@@ -84,8 +87,9 @@ void ReduceExpertCounts(model::DeepseekV3Model& net, parallel::Communicator& wor
   }
 }
 
+// Writes the final weights (F32) and the run tokenizer's files to `dir` as a Hugging Face directory.
 absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& net,
-                      parallel::ProcessMesh& mesh, const std::string& dir) {
+                      parallel::ProcessMesh& mesh, const std::string& dir, const TokenizerFiles& tokenizer) {
   std::vector<std::vector<float>> store;
   std::vector<hf::WriteTensor> tensors;
   const bool leader = mesh.world_rank() == 0;
@@ -102,7 +106,8 @@ absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& ne
       });
   if (!leader) return absl::OkStatus();
   for (size_t i = 0; i < tensors.size(); ++i) tensors[i].data = store[i].data();
-  return hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(cfg.model()), tensors, uint64_t{4} << 30);
+  RETURN_IF_ERROR(hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(cfg.model()), tensors, uint64_t{4} << 30));
+  return WriteTokenizerFiles(dir, tokenizer);
 }
 
 // The eval mode: CE of the spec §6.1 batch (first B·T+1 tokens of a uint32 file) with the current
@@ -207,6 +212,78 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   ASSIGN_OR_RETURN(std::unique_ptr<parallel::ProcessMesh> mesh,
                    parallel::ProcessMesh::Create(shape, cfg.parallel().collective_timeout_s()));
 
+  // Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
+  // (e.g. when a host's view of the output directory lags behind).
+  std::string resume_dir;
+  {
+    int64_t decision[2] = {-1, 0};  // {step to resume (-1: none), failed}
+    absl::StatusOr<std::string> found = std::string();
+    if (leader) {
+      found = FindResumeDir(cfg.output_dir(), options.resume_from);
+      if (!found.ok()) {
+        decision[1] = 1;
+      } else if (!found->empty()) {
+        auto manifest = ReadManifest(*found);  // also verifies the stored tokenizer files
+        if (manifest.ok()) decision[0] = manifest->step(); else { found = manifest.status(); decision[1] = 1; }
+      }
+      // Say what it was before the collective: the job may be aborted right after it.
+      if (decision[1] && world.size() > 1) {
+        std::fprintf(stderr, "train: rank 0: %s\n", std::string(found.status().message()).c_str());
+      }
+    }
+    mesh->world().Broadcast(decision, 2, 0);
+    if (decision[1]) return leader ? found.status() : absl::AbortedError("rank 0 could not read the checkpoint");
+    if (decision[0] >= 0) {
+      resume_dir = !options.resume_from.empty()
+                       ? options.resume_from
+                       : JoinPath(CheckpointRoot(cfg.output_dir()), StepDirName(decision[0]));
+    }
+  }
+
+  // The run tokenizer (trainer/stored_tokenizer.h): data.tokenizer, else the one stored with the weights
+  // the run starts from, else byte. Its files go into every checkpoint and the HF export.
+  const std::string weights_dir = !resume_dir.empty() ? resume_dir : options.init_from;
+  ASSIGN_OR_RETURN(const std::unique_ptr<data::Tokenizer> tokenizer,
+                   ResolveRunTokenizer(cfg, weights_dir, resume_dir.empty() ? WeightsRole::kInitFrom : WeightsRole::kResume));
+  ASSIGN_OR_RETURN(const TokenizerFiles tokenizer_files, SnapshotTokenizerFiles(*tokenizer));
+  const bool adopted = !cfg.data().has_tokenizer() && !weights_dir.empty() &&
+                       tokenizer->fingerprint() != kByteFingerprint;
+  // How to name it to tools/prepare_data --tokenizer.
+  const std::string tokenizer_spec = cfg.data().has_tokenizer() ? cfg.data().tokenizer()
+                                     : adopted                  ? weights_dir
+                                                                : std::string(kByteFingerprint);
+  if (leader) {
+    std::printf("tokenizer: %s%s\n", DescribeTokenizer(*tokenizer).c_str(),
+                adopted ? absl::StrCat(", stored with ", weights_dir).c_str() : "");
+    std::fflush(stdout);
+  }
+
+  // Data, checked before any work: every rank opens the shards (memory-mapped, read-only); DP rank r
+  // reads its slice. A shard must fit the model's vocabulary and come from the run's tokenizer.
+  std::optional<data::TokenShard> train_shard, val_shard;
+  if (options.eval_tokens.empty()) {
+    ASSIGN_OR_RETURN(train_shard, data::TokenShard::Open(cfg.data().train_path()));
+    ASSIGN_OR_RETURN(val_shard, data::TokenShard::Open(cfg.data().val_path()));
+    for (const data::TokenShard* s : {&*train_shard, &*val_shard}) {
+      if (s->vocab_size() > mc.vocab_size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "data shard ", s->prefix(), " has vocab size ", s->vocab_size(), " > model.vocab_size ",
+            mc.vocab_size(), ": its ids do not fit the model; re-run tools/prepare_data --tokenizer=",
+            tokenizer_spec, " or raise model.vocab_size"));
+      }
+      if (s->tokenizer_fingerprint() != tokenizer->fingerprint()) {
+        // "fnv1a64:... ("path/tokenizer.json")", or just "byte".
+        auto named = [](const std::string& fingerprint, const std::string& name) {
+          return fingerprint == name ? fingerprint : absl::StrCat(fingerprint, " (\"", name, "\")");
+        };
+        return absl::FailedPreconditionError(absl::StrCat(
+            "data shard ", s->prefix(), " was written with tokenizer ",
+            named(s->tokenizer_fingerprint(), s->tokenizer()), ", but this run's tokenizer is ",
+            named(tokenizer->fingerprint(), tokenizer->name()), ": re-run tools/prepare_data --tokenizer=",
+            tokenizer_spec, ", or set data.tokenizer to the shard's"));
+      }
+    }
+  }
 
   // Output directory and metrics (rank 0 writes).
   std::unique_ptr<MetricsWriter> metrics;
@@ -226,29 +303,6 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   net.set_activation_recompute(cfg.activation_recompute());
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
-  // Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
-  // (e.g. when a host's view of the output directory lags behind).
-  std::string resume_dir;
-  {
-    int64_t decision[2] = {-1, 0};  // {step to resume (-1: none), failed}
-    absl::StatusOr<std::string> found = std::string();
-    if (leader) {
-      found = FindResumeDir(cfg.output_dir(), options.resume_from);
-      if (!found.ok()) {
-        decision[1] = 1;
-      } else if (!found->empty()) {
-        auto manifest = ReadManifest(*found);
-        if (manifest.ok()) decision[0] = manifest->step(); else { found = manifest.status(); decision[1] = 1; }
-      }
-    }
-    mesh->world().Broadcast(decision, 2, 0);
-    if (decision[1]) return leader ? found.status() : absl::AbortedError("rank 0 could not read the checkpoint");
-    if (decision[0] >= 0) {
-      resume_dir = !options.resume_from.empty()
-                       ? options.resume_from
-                       : JoinPath(CheckpointRoot(cfg.output_dir()), StepDirName(decision[0]));
-    }
-  }
   if (!options.init_from.empty() && resume_dir.empty()) {
     std::vector<std::string> warnings;
     RETURN_IF_ERROR(InitWeightsFrom(options.init_from, mc, bf16, &net.params(), &warnings));
@@ -274,7 +328,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   }
 
   // Resume: the same command picks up <output_dir>/checkpoints/latest (or --resume_from).
-  const CheckpointContext ckpt{&cfg, &net.params(), &optimizer, mesh.get()};
+  const CheckpointContext ckpt{&cfg, &net.params(), &optimizer, mesh.get(), &tokenizer_files};
   ResumeState state;
   if (!resume_dir.empty()) {
     std::string note;
@@ -289,28 +343,18 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   }
   if (!options.eval_tokens.empty()) return EvaluateTokenFile(net, *mesh, options, seq, leader);
 
-  // Data: every rank opens the shards (memory-mapped, read-only); DP rank r reads its slice.
-  ASSIGN_OR_RETURN(data::TokenShard train_shard, data::TokenShard::Open(cfg.data().train_path()));
-  ASSIGN_OR_RETURN(data::TokenShard val_shard, data::TokenShard::Open(cfg.data().val_path()));
-  for (const data::TokenShard* s : {&train_shard, &val_shard}) {
-    if (s->vocab_size() > mc.vocab_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("data shard ", s->prefix(), " has vocab size ",
-                                                     s->vocab_size(), " > model.vocab_size ",
-                                                     mc.vocab_size()));
-    }
-  }
   ASSIGN_OR_RETURN(data::Sampler train_sampler,
-                   data::Sampler::Create(&train_shard, seq, cfg.data().seed()));
+                   data::Sampler::Create(&*train_shard, seq, cfg.data().seed()));
   ASSIGN_OR_RETURN(data::Sampler val_sampler,
-                   data::Sampler::Create(&val_shard, seq, cfg.data().seed(), data::SampleOrder::kSequential));
+                   data::Sampler::Create(&*val_shard, seq, cfg.data().seed(), data::SampleOrder::kSequential));
   data::GlobalBatch gb{cfg.batch().global_batch_size(), shape.dp, micro};
   RETURN_IF_ERROR(gb.Validate());
   if (leader) {
     std::printf("data: train %lld tokens (%lld windows of %lld), val %lld tokens; %lld micro-batches of "
                 "%lld per rank per step\n",
-                static_cast<long long>(train_shard.num_tokens()),
+                static_cast<long long>(train_shard->num_tokens()),
                 static_cast<long long>(train_sampler.samples_per_epoch()), static_cast<long long>(seq),
-                static_cast<long long>(val_shard.num_tokens()),
+                static_cast<long long>(val_shard->num_tokens()),
                 static_cast<long long>(gb.num_micro_batches()), static_cast<long long>(micro));
     std::fflush(stdout);
   }
@@ -417,7 +461,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   if (cfg.checkpoint().save_at_end() && last_saved != state.step) RETURN_IF_ERROR(save());
   if (!options.export_hf_dir.empty()) {
     ops.Synchronize();  // the export reads the weights on the host
-    RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir));
+    RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir, tokenizer_files));
     if (leader) std::printf("final weights written to %s\n", options.export_hf_dir.c_str());
   }
   return absl::OkStatus();

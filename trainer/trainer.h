@@ -16,7 +16,8 @@ namespace moe::trainer {
 struct TrainOptions {
   std::string export_hf_dir;  // if set: after training, write the final weights there (HF, FP32)
   std::string resume_from;    // a checkpoint step directory; default: <output_dir>/checkpoints/latest
-  std::string init_from;      // fresh run from these weights (HF directory or native step directory)
+  std::string init_from;      // fresh run from these weights (HF directory or native step directory);
+                              // the tokenizer stored there is the run's unless data.tokenizer is set
   std::string eval_tokens;    // if set: print the loss of the spec §6.1 batch from this file and exit
   int64_t eval_batch = 1;     // sequences in that batch (T = batch.seq_len)
   int64_t exit_interval = 0;  // if > 0: save and exit after a step divisible by it (Megatron's
@@ -24,7 +25,9 @@ struct TrainOptions {
 };
 
 // Runs the whole job described by `cfg` (already validated). Returns an error naming what is wrong
-// (missing data, an impossible layout, an unsupported feature) before any step runs.
+// (missing data, an impossible layout, an unsupported feature, shards of another tokenizer or a larger
+// vocabulary, a resume with another tokenizer) before any step runs. The run tokenizer's files are
+// stored in every checkpoint and the export (trainer/stored_tokenizer.h).
 absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                    const parallel::MpiWorld& world);
 

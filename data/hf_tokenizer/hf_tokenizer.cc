@@ -13,14 +13,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/file_util.h"
 #include "data/hf_tokenizer/added_vocabulary.h"
 #include "data/hf_tokenizer/bpe.h"
 #include "data/hf_tokenizer/normalizer.h"
@@ -544,15 +543,6 @@ class Loader {
   simdjson::dom::parser parser_;
 };
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open tokenizer file '", path, "'"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read '", path, "'"));
-  return buffer.str();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(const std::string& path) {
@@ -568,7 +558,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(const std::string& pa
   if (fs::path(json_path).filename() == "tokenizer.json" && fs::exists(sibling_config, ec)) {
     config_path = sibling_config.string();
   }
-  auto bytes = ReadWholeFile(json_path);
+  auto bytes = ReadFileToString(json_path);
   if (!bytes.ok()) return bytes.status();
   return Loader(json_path).Load(*bytes, config_path);
 }
