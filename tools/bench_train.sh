@@ -3,6 +3,9 @@
 # noisy: compare the ratios, not the absolute numbers). Reports the median tokens/s and MFU over the
 # steps after warm-up, and the ratio to 1 rank.
 #   tools/bench_train.sh [config] [steps]     (needs data_cache/brown from tools/setup.sh)
+# Then the CPU speed benchmark: configs/bench_wide.textproto on one rank at 1 and 2 threads, BF16 and FP32,
+# side by side with the same model in PyTorch eager (tools/torch_baseline.py; Debian's python3-torch,
+# run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset so OpenBLAS picks its current kernels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-configs/brown_small.textproto}
@@ -11,7 +14,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 run() {  # name ranks [--set ...]
   local name=$1 np=$2; shift 2
-  mpirun --allow-run-as-root --oversubscribe -np "$np" bazel-bin/trainer/train --config="$CONFIG" \
+  mpirun --allow-run-as-root --oversubscribe -np "$np" bazel-bin/trainer/train --config="${RUN_CONFIG:-$CONFIG}" \
     --set "output_dir=$OUT/$name" --set schedule.total_steps="$STEPS" --set eval.every=0 \
     --set checkpoint.save_at_end=false --set logging.progress_bar=false --set batch.micro_batch_size=4 "$@" \
     > "$OUT/$name.log" 2>&1 || { tail -5 "$OUT/$name.log"; return 1; }
@@ -34,12 +37,34 @@ run dp2_ep2 2 --set parallel.dp=2 --set parallel.ep=2
 run tp2 2 --set parallel.dp=1 --set parallel.tp=2 --set parallel.ep=1
 run dp4_ep4 4 --set parallel.dp=4 --set parallel.ep=4
 run dp2_tp2_ep4 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4
-# A wider model of the same shape (4x the hidden size), one rank.
-run wide_1rank 1 --set parallel.dp=1 --set parallel.ep=1 --set model.hidden_size=512 \
-  --set model.intermediate_size=1536 --set model.moe_intermediate_size=256 --set model.num_attention_heads=8 \
-  --set model.q_lora_rank=256 --set model.kv_lora_rank=128 --set model.qk_nope_head_dim=64 \
-  --set model.qk_rope_head_dim=32 --set model.v_head_dim=64
 base=$(cat "$OUT/1rank/metrics.jsonl.tps")
 for r in dp2 dp2_ep2 tp2 dp4_ep4 dp2_tp2_ep4; do
   python3 -c "print(f'{\"$r\":<16} / 1 rank = {$(cat "$OUT/$r/metrics.jsonl.tps") / $base:.2f}x')"
 done
+
+# The CPU speed benchmark: bench_wide, one rank, against PyTorch eager FP32 in its best thread setting.
+WIDE=configs/bench_wide.textproto
+for precision in BF16 FP32; do
+  for threads in 1 2; do
+    RUN_CONFIG=$WIDE run "wide_${precision}_${threads}t" 1 --set precision=$precision --set num_threads=$threads \
+      --set batch.micro_batch_size=8
+  done
+done
+python3 -c "print(f'wide BF16: 2 threads / 1 thread = {$(cat "$OUT/wide_BF16_2t/metrics.jsonl.tps") / $(cat "$OUT/wide_BF16_1t/metrics.jsonl.tps"):.2f}x')"
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 tools/torch_baseline.py --config=$WIDE \
+    --threads=1,2 > "$OUT/torch.log"
+  grep TORCH_RESULT "$OUT/torch.log"
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+torch = max(json.loads(l.split(" ", 1)[1])["tokens_per_s"] for l in open(f"{out}/torch.log") if l.startswith("TORCH_RESULT"))
+ours = {name: float(open(f"{out}/{name}/metrics.jsonl.tps").read())
+        for name in ("wide_BF16_1t", "wide_BF16_2t", "wide_FP32_1t", "wide_FP32_2t")}
+best = max(ours, key=ours.get)
+print(f"wide: PyTorch eager FP32 best {torch:.0f} tokens/s; ours best {best} {ours[best]:.0f} tokens/s = "
+      f"{ours[best] / torch:.2f}x PyTorch")
+PY
+else
+  echo "PyTorch baseline skipped: Debian's python3-torch is not installed (apt-get install python3-torch)"
+fi
