@@ -25,9 +25,9 @@ tps = statistics.median(r["tokens_per_s"] for r in rows)
 mfu = statistics.median(r["mfu"] for r in rows)
 gemm = statistics.median(r["gemm_fraction"] for r in rows)
 log = open(sys.argv[1].replace("/metrics.jsonl", ".log")).read()  # $OUT/NAME.log
-peak = re.search(r"peak measured at ([0-9.]+) GFLOP/s", log).group(1)
+peak = re.search(r"MFU denominator ([0-9.]+) GFLOP/s", log).group(1)
 print(f"{sys.argv[2]:<16} ranks={sys.argv[3]}  tokens/s={tps:9.0f}  MFU={100*mfu:5.1f}%  "
-      f"GEMM share of step={100*gemm:4.1f}%  FP32 GEMM peak (all ranks)={peak} GFLOP/s")
+      f"GEMM share of step={100*gemm:4.1f}%  MFU denominator (all ranks)={peak} GFLOP/s")
 open(sys.argv[1] + ".tps", "w").write(str(tps))
 PY
 }
