@@ -1,9 +1,10 @@
-// Private helpers shared by the CPU backend's .cc files: a programmer-error check, OpenBLAS thread
-// control, the size below which a loop is not worth an OpenMP fork, and the deterministic
-// column-partitioned scatter-add.
+// Private helpers shared by the CPU backend's .cc files: a programmer-error check, OpenBLAS and
+// OpenMP thread control, the size below which a loop is not worth an OpenMP fork, and the
+// deterministic column-partitioned scatter-add.
 #pragma once
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -25,6 +26,12 @@ namespace moe::kernels::cpu_internal {
 // cheap read when it already holds), so backends built with different counts do not interfere.
 inline void UseBlasThreads(int n) {
   if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
+}
+
+// oneDNN (OpenMP runtime) runs a primitive on the calling thread's omp_get_max_threads(); the GEMMs
+// set it per call for the same reason.
+inline void UseOmpThreads(int n) {
+  if (omp_get_max_threads() != n) omp_set_num_threads(n);
 }
 
 // Elementwise loops shorter than this run on one thread (an OpenMP fork costs a few microseconds).

@@ -1,33 +1,114 @@
-// Gemm and GroupedGemm on OpenBLAS (row-major cblas_sgemm, FP32 accumulation).
+// Gemm and GroupedGemm on oneDNN's matmul primitive (FP32 in, FP32 out, FP32 accumulation, ISA
+// chosen at run time; brgemm on AVX-512 machines).
+//
+// A primitive is built once per (shape, transposes, leading dims, alpha, beta, thread count) and
+// kept in a mutex-guarded cache: transposes and leading dims are the strides of the memory
+// descriptors, alpha is an output scale and beta a sum post-op (absent when beta == 0, so C is only
+// written, never read). Scratchpads are user-managed (one buffer per calling thread), so one
+// primitive may run on several threads at once.
 //
 // GroupedGemm (the routed experts: one problem per local expert, sizes set by the routing) splits
-// the work two ways: problems big enough to keep every core busy run one after another with
-// OpenBLAS's own threads; the rest run side by side, one OpenMP thread each with single-threaded
-// OpenBLAS, largest first. Each C is written by exactly one call, so the result does not depend on
-// the schedule.
-#include <cblas.h>
+// the work two ways: problems big enough to keep every core busy run one after another on all
+// threads; the rest run side by side, one OpenMP thread each (a primitive executed inside an OpenMP
+// parallel region runs single-threaded), largest first. Each C is written by exactly one call, so
+// the result does not depend on the schedule.
+#include <omp.h>
 
 #include <algorithm>
-#include <climits>
-#include <numeric>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
+#include "oneapi/dnnl/dnnl.hpp"
 
 namespace moe::kernels {
 namespace {
 
-CBLAS_TRANSPOSE ToCblas(Transpose t) { return t == Transpose::kYes ? CblasTrans : CblasNoTrans; }
+using dnnl::memory;
 
-blasint ToBlasInt(int64_t v) {
-  MOE_CPU_CHECK(v >= 0 && v <= INT_MAX,
-                "GEMM dimension or leading dimension out of BLAS int range");
-  return static_cast<blasint>(v);
+// Everything a matmul primitive is specialised on.
+struct GemmKey {
+  bool ta, tb;
+  int64_t m, n, k, lda, ldb, ldc;
+  uint32_t alpha_bits, beta_bits;
+  int threads;
+
+  auto Tie() const {
+    return std::tie(ta, tb, m, n, k, lda, ldb, ldc, alpha_bits, beta_bits, threads);
+  }
+  bool operator<(const GemmKey& o) const { return Tie() < o.Tie(); }
+};
+
+struct GemmPrimitive {
+  memory::desc a_md, b_md, c_md, scratch_md;
+  dnnl::matmul prim;
+};
+
+uint32_t Bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
 }
 
-// C[m,n] = alpha * op(A) op(B) + beta * C; empty problems are handled here because BLAS rejects
-// leading dimensions of 0 and, with k == 0, may leave NaNs of an uninitialised C in place.
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Built under the calling thread's OpenMP thread count, which the key records.
+std::shared_ptr<const GemmPrimitive> Build(const GemmKey& key, float alpha, float beta) {
+  const memory::dims a_strides =
+      key.ta ? memory::dims{1, key.lda} : memory::dims{key.lda, 1};
+  const memory::dims b_strides =
+      key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1};
+  auto g = std::make_shared<GemmPrimitive>();
+  g->a_md = memory::desc({key.m, key.k}, memory::data_type::f32, a_strides);
+  g->b_md = memory::desc({key.k, key.n}, memory::data_type::f32, b_strides);
+  g->c_md = memory::desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops ops;
+    ops.append_sum(beta);
+    attr.set_post_ops(ops);
+  }
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(g->a_md, g->b_md, g->c_md), attr,
+                                        Engine());
+  g->scratch_md = pd.scratchpad_desc();
+  g->prim = dnnl::matmul(pd);
+  return g;
+}
+
+// The cached primitive for key (built on first use). The cache is bounded: the routed experts'
+// row counts vary from step to step, so it is emptied when it grows past kMaxCached entries
+// (primitives in use stay alive through their shared_ptr).
+std::shared_ptr<const GemmPrimitive> Get(const GemmKey& key, float alpha, float beta) {
+  constexpr size_t kMaxCached = 4096;
+  static std::mutex mu;
+  static std::map<GemmKey, std::shared_ptr<const GemmPrimitive>> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  // Built outside the lock so threads building different primitives do not wait on each other; a
+  // race on the same key builds it twice and keeps the first.
+  std::shared_ptr<const GemmPrimitive> g = Build(key, alpha, beta);
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= kMaxCached) cache.clear();
+  return cache.emplace(key, std::move(g)).first->second;
+}
+
+// C[m,n] = alpha * op(A) op(B) + beta * C on the calling thread's OpenMP thread count (1 inside a
+// parallel region). Empty problems are handled here (no primitive): m or n == 0 does nothing,
+// k == 0 sets C = beta * C, or zeros with beta == 0 (an uninitialised C may hold NaNs).
 void RunOne(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {
@@ -41,9 +122,39 @@ void RunOne(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float
     }
     return;
   }
-  cblas_sgemm(CblasRowMajor, ToCblas(ta), ToCblas(tb), ToBlasInt(p.m), ToBlasInt(p.n),
-              ToBlasInt(p.k), alpha, p.a, ToBlasInt(p.lda), p.b, ToBlasInt(p.ldb), beta, p.c,
-              ToBlasInt(p.ldc));
+  const GemmKey key{ta == Transpose::kYes,
+                    tb == Transpose::kYes,
+                    p.m,
+                    p.n,
+                    p.k,
+                    p.lda,
+                    p.ldb,
+                    p.ldc,
+                    Bits(alpha),
+                    Bits(beta),
+                    omp_in_parallel() ? 1 : omp_get_max_threads()};
+  try {
+    const std::shared_ptr<const GemmPrimitive> g = Get(key, alpha, beta);
+    thread_local dnnl::stream stream(Engine());
+    thread_local std::vector<char> scratch;
+    const size_t scratch_bytes = g->scratch_md.get_size();
+    if (scratch.size() < scratch_bytes) scratch.resize(scratch_bytes);
+    dnnl::engine& engine = Engine();
+    memory a(g->a_md, engine, const_cast<float*>(p.a));
+    memory b(g->b_md, engine, const_cast<float*>(p.b));
+    memory c(g->c_md, engine, p.c);
+    memory s(g->scratch_md, engine, scratch.data());
+    g->prim.execute(stream, {{DNNL_ARG_SRC, a},
+                             {DNNL_ARG_WEIGHTS, b},
+                             {DNNL_ARG_DST, c},
+                             {DNNL_ARG_SCRATCHPAD, s}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    std::fprintf(stderr, "oneDNN matmul %lldx%lldx%lld failed: %s\n",
+                 static_cast<long long>(p.m), static_cast<long long>(p.n),
+                 static_cast<long long>(p.k), e.what());
+    std::abort();
+  }
 }
 
 double Work(const GemmProblem& p) {
@@ -56,7 +167,7 @@ double Work(const GemmProblem& p) {
 
 void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
   ScopedOpTime timer(&op_times_["gemm"], GemmFlops(p));
-  cpu_internal::UseBlasThreads(num_threads_);
+  cpu_internal::UseOmpThreads(num_threads_);
   RunOne(ta, tb, p, alpha, beta);
 }
 
@@ -86,15 +197,13 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
     while (num_big < order.size() && Work(problems[order[num_big]]) * num_threads_ >= total)
       ++num_big;
   }
-  cpu_internal::UseBlasThreads(num_threads_);
+  cpu_internal::UseOmpThreads(num_threads_);
   for (size_t i = 0; i < num_big; ++i) RunOne(ta, tb, problems[order[i]], alpha, beta);
 
   const int64_t rest = static_cast<int64_t>(order.size() - num_big);
   if (rest == 0) return;
-  cpu_internal::UseBlasThreads(1);
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
   for (int64_t i = 0; i < rest; ++i) RunOne(ta, tb, problems[order[num_big + i]], alpha, beta);
-  cpu_internal::UseBlasThreads(num_threads_);
 }
 
 }  // namespace moe::kernels

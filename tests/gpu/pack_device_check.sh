@@ -3,9 +3,10 @@
 # what travels to the GPU machine into tests/gpu/bin/ (not tracked):
 #   kernel_check   every CUDA op against its CPU twin
 #   bench_step     one training step on the GPU against the CPU, then timed steps
-#   lib/           the shared libraries they need that a GPU machine may lack (OpenBLAS, protobuf,
-#                  Abseil, gfortran, OpenMP, ...); glibc, libstdc++/libgcc and the CUDA libraries
-#                  (cudart, cuBLAS/cuBLASLt) are the GPU machine's own
+#   lib.tar.gz     the shared libraries they need that a GPU machine may lack (oneDNN, OpenBLAS,
+#                  protobuf, Abseil, gfortran, OpenMP, ...), gzipped: oneDNN and OpenBLAS alone are 76 MB
+#                  unpacked; run_device_check.sh unpacks it to lib/. glibc, libstdc++/libgcc and the CUDA
+#                  libraries (cudart, cuBLAS/cuBLASLt) are the GPU machine's own
 # Then tests/gpu/run_device_check.sh runs there. Prints the bundle's size (the device tool carries at
 # most 64 MiB).
 set -euo pipefail
@@ -25,4 +26,6 @@ for b in "$BIN/kernel_check" "$BIN/bench_step"; do
     [ -f "$BIN/lib/$name" ] || cp -L "$path" "$BIN/lib/$name"
   done
 done
+tar -C "$BIN" -czf "$BIN/lib.tar.gz" lib
+rm -rf "$BIN/lib"
 du -sh "$BIN"

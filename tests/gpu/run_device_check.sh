@@ -35,6 +35,11 @@ for b in kernel_check bench_step; do
   fi
 done
 
+# The bundled libraries travel gzipped (pack_device_check.sh).
+if [ -f "$BIN/lib.tar.gz" ] && [ ! -d "$BIN/lib" ]; then
+  tar -C "$BIN" -xzf "$BIN/lib.tar.gz" || { echo "run_device_check: cannot unpack $BIN/lib.tar.gz" >&2; exit 2; }
+fi
+
 # Every folder under the nvidia namespace package(s) that holds CUDA shared libraries
 # (nvidia/cu13/lib, nvidia/cublas/lib, ... depending on the wheels' layout), then the toolkit's own.
 NV_LIBS=$("$PY" - <<'PYEOF' 2>/dev/null
