@@ -14,7 +14,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 run() {  # name ranks [--set ...]
   local name=$1 np=$2; shift 2
-  mpirun --allow-run-as-root --oversubscribe -np "$np" bazel-bin/trainer/train --config="${RUN_CONFIG:-$CONFIG}" \
+  mpirun --allow-run-as-root --oversubscribe ${MPI_FLAGS:-} -np "$np" bazel-bin/trainer/train --config="${RUN_CONFIG:-$CONFIG}" \
     --set "output_dir=$OUT/$name" --set schedule.total_steps="$STEPS" --set eval.every=0 \
     --set checkpoint.save_at_end=false --set logging.progress_bar=false --set batch.micro_batch_size=4 "$@" \
     > "$OUT/$name.log" 2>&1 || { tail -5 "$OUT/$name.log"; return 1; }
@@ -43,7 +43,9 @@ for r in dp2 dp2_ep2 tp2 dp4_ep4 dp2_tp2_ep4; do
 done
 
 # The CPU speed benchmark: bench_wide, one rank, against PyTorch eager FP32 in its best thread setting.
+# --bind-to none: Open MPI would bind the single rank to one core.
 WIDE=configs/bench_wide.textproto
+export MPI_FLAGS="--bind-to none"
 for precision in BF16 FP32; do
   for threads in 1 2; do
     RUN_CONFIG=$WIDE run "wide_${precision}_${threads}t" 1 --set precision=$precision --set num_threads=$threads \

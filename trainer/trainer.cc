@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,6 +38,14 @@
 
 namespace moe::trainer {
 namespace {
+
+// The CPUs this process may run on (its affinity mask, which the MPI launcher may have narrowed).
+int AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  return std::max(1, CPU_COUNT(&set));
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -144,11 +153,19 @@ struct Runtime {
       rt->description = absl::StrCat("CUDA device ", o.cuda_device, " per rank (node-local rank), ",
                                       o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs",
                                       world.size() > 1 ? ", NCCL groups" : "");
-    } else {  // the cores split between the ranks on this host
-      o.num_threads = cfg.num_threads() > 0
-                          ? cfg.num_threads()
-                          : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
+    } else {
+      // The cores split between the ranks on this host, but no more than the CPUs this rank may run
+      // on: Open MPI binds each rank to one core when it starts two ranks or fewer, and threads beyond
+      // the bound CPUs would only take turns on them.
+      const int host_share = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
+      const int allowed = AllowedCpus();
+      o.num_threads = cfg.num_threads() > 0 ? cfg.num_threads() : std::min(host_share, allowed);
       rt->description = absl::StrCat("CPU, ", o.num_threads, " threads per rank");
+      if (o.num_threads > allowed || host_share > allowed) {
+        absl::StrAppend(&rt->description, " (the launcher binds this rank to ", allowed, " CPU",
+                        allowed == 1 ? "" : "s", o.num_threads > allowed ? ": threads share them" : "",
+                        "; mpirun --bind-to none, or --map-by slot:PE=N, lets a rank use ", host_share, ")");
+      }
     }
     ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(device, o));
     if (device == kernels::Device::kCuda) {
