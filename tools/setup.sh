@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Build and test dependencies (Debian packages).
 PACKAGES=(bazel-bootstrap bazel-platforms libopenmpi-dev openmpi-bin libprotobuf-dev protobuf-compiler
-          libabsl-dev libopenblas-dev libdnnl-dev libgtest-dev libbenchmark-dev iproute2 procps
+          libabsl-dev libdnnl-dev libopenblas0 libgtest-dev libbenchmark-dev iproute2 procps
           libpcre2-dev libicu-dev libsimdjson-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -3,12 +3,10 @@
 // 64x64 score tiles are ever formed. Backward (spec §9.4) recomputes each probability tile from the
 // saved lse:  P = exp(scale q.k - lse),  dP = dO v^T,  Delta_t = sum_e dO_te O_te,
 //   dS = P (dP - Delta),  dq = scale dS K,  dk = scale dS^T Q,  dv = P^T dO.
-// Tile products are single-threaded cblas_sgemm calls straight on the strided [B,T,H,d] rows; the
-// parallelism is over tasks (forward: batch x head x query tile; backward: batch x head). Each task
+// Tile products are single-threaded oneDNN matmuls (cpu_internal::RunGemm inside the OpenMP region)
+// straight on the strided [B,T,H,d] rows; the parallelism is over tasks (forward: batch x head x query tile; backward: batch x head). Each task
 // owns whole output rows and accumulates in a fixed order, so results do not depend on the
 // schedule.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -26,10 +24,8 @@ constexpr int64_t kBlock = 64;  // query and key tile size
 // leading dimensions are H * d).
 void Sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+  cpu_internal::RunGemm(ta ? Transpose::kYes : Transpose::kNo, tb ? Transpose::kYes : Transpose::kNo,
+                        GemmProblem{m, n, k, a, lda, b, ldb, c, ldc}, alpha, beta);
 }
 
 // Number of keys of tile j0 (size nk) visible to query t under the causal mask.
@@ -47,14 +43,6 @@ HeadSlice Slice(const AttentionShape& s, int64_t b, int64_t h, int64_t dim) {
   return {(b * s.seq * s.heads + h) * dim, s.heads * dim};
 }
 
-// Runs body with OpenBLAS single-threaded (the callers parallelise over tasks), then restores it.
-template <typename Body>
-void WithSingleThreadedBlas(int threads, Body body) {
-  cpu_internal::UseBlasThreads(1);
-  body();
-  cpu_internal::UseBlasThreads(threads);
-}
-
 }  // namespace
 
 void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
@@ -66,7 +54,7 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
   const int64_t num_tasks = s.batch * s.heads * num_qt;
   const float neg_inf = -std::numeric_limits<float>::infinity();
 
-  WithSingleThreadedBlas(num_threads_, [&] {
+  {  // tile products run single-threaded inside the parallel region
 #pragma omp parallel num_threads(num_threads_)
     {
       std::vector<float> sc(kBlock * kBlock), mx(kBlock), sum(kBlock);
@@ -121,7 +109,7 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
         }
       }
     }
-  });
+  }
 }
 
 void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, const float* k,
@@ -132,7 +120,7 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
   MOE_CPU_CHECK(T >= 0 && dqk > 0 && dvd > 0, "attention shape");
   const int64_t num_heads = s.batch * s.heads;
 
-  WithSingleThreadedBlas(num_threads_, [&] {
+  {  // tile products run single-threaded inside the parallel region
 #pragma omp parallel num_threads(num_threads_)
     {
       std::vector<float> p(kBlock * kBlock), ds(kBlock * kBlock), delta(T);
@@ -186,7 +174,7 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
         }
       }
     }
-  });
+  }
 }
 
 }  // namespace moe::kernels

@@ -1,11 +1,11 @@
-// The CPU backend: oneDNN matmul for Gemm/GroupedGemm, OpenBLAS for the attention tiles, OpenMP
-// loops for everything else. It is the reference every other backend is tested against, so each op
+// The CPU backend: oneDNN matmul for every matrix product (Gemm, GroupedGemm, the attention tiles),
+// OpenMP loops for everything else. It is the reference every other backend is tested against, so each op
 // is written for clarity first and determinism always: no result depends on thread scheduling
 // (reductions run in a fixed order, and scatters are partitioned by destination column, never
 // raced).
 //
-// A CpuBackend is meant to be driven by one thread at a time (OpenBLAS's thread count is process
-// state, and the OpenMP count oneDNN follows is the calling thread's; calls adjust both). The
+// A CpuBackend is meant to be driven by one thread at a time (the OpenMP count oneDNN follows is the
+// calling thread's; calls adjust it). The
 // implementation is split by op family (gemm.cc, data_movement.cc, elementwise.cc, norm.cc,
 // rope.cc, attention.cc, router.cc, loss.cc, optimizer.cc); the shapes and accumulation rules are
 // those of backend.h.
@@ -37,7 +37,7 @@ class ScopedOpTime {
 
 class CpuBackend final : public Backend {
  public:
-  // num_threads = 0 uses every core. OpenMP loops, oneDNN and OpenBLAS all use num_threads().
+  // num_threads = 0 uses every core. OpenMP loops and oneDNN use num_threads().
   explicit CpuBackend(int num_threads = 0);
 
   int num_threads() const { return num_threads_; }

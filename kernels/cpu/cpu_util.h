@@ -1,9 +1,8 @@
-// Private helpers shared by the CPU backend's .cc files: a programmer-error check, OpenBLAS and
-// OpenMP thread control, the size below which a loop is not worth an OpenMP fork, and the
+// Private helpers shared by the CPU backend's .cc files: a programmer-error check, the one GEMM entry
+// point (oneDNN, gemm.cc), OpenMP thread control, the size below which a loop is not worth an OpenMP fork, and the
 // deterministic column-partitioned scatter-add.
 #pragma once
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -11,7 +10,14 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "kernels/backend.h"
+
 namespace moe::kernels::cpu_internal {
+
+// Row-major C[m,n] = alpha op(A) op(B) + beta C through a cached oneDNN matmul primitive (gemm.cc), on
+// the calling thread's OpenMP thread count: all of them outside a parallel region, one inside. Empty
+// problems are handled (k == 0 gives beta C; beta == 0 never reads C).
+void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta);
 
 // Aborts on a violated precondition (a bug in the caller, not a data error).
 #define MOE_CPU_CHECK(cond, msg)                                                             \
@@ -21,12 +27,6 @@ namespace moe::kernels::cpu_internal {
       std::abort();                                                                          \
     }                                                                                        \
   } while (0)
-
-// OpenBLAS's thread count is process-wide state; each backend call sets the count it needs (a
-// cheap read when it already holds), so backends built with different counts do not interfere.
-inline void UseBlasThreads(int n) {
-  if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
-}
 
 // oneDNN (OpenMP runtime) runs a primitive on the calling thread's omp_get_max_threads(); the GEMMs
 // set it per call for the same reason.

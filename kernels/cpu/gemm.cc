@@ -108,10 +108,20 @@ std::shared_ptr<const GemmPrimitive> Get(const GemmKey& key, float alpha, float 
   return cache.emplace(key, std::move(g)).first->second;
 }
 
+double Work(const GemmProblem& p) {
+  if (p.m <= 0 || p.n <= 0) return 0.0;
+  return static_cast<double>(p.m) * static_cast<double>(p.n) *
+         static_cast<double>(std::max<int64_t>(p.k, 1));
+}
+
+}  // namespace
+
+namespace cpu_internal {
+
 // C[m,n] = alpha * op(A) op(B) + beta * C on the calling thread's OpenMP thread count (1 inside a
 // parallel region). Empty problems are handled here (no primitive): m or n == 0 does nothing,
 // k == 0 sets C = beta * C, or zeros with beta == 0 (an uninitialised C may hold NaNs).
-void RunOne(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
+void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {
     for (int64_t i = 0; i < p.m; ++i) {
@@ -136,20 +146,47 @@ void RunOne(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float
                     Bits(beta),
                     omp_in_parallel() ? 1 : omp_get_max_threads()};
   try {
-    const std::shared_ptr<const GemmPrimitive> g = Get(key, alpha, beta);
+    // Each thread keeps its last few primitives with their memory objects, so the attention's many
+    // small tile products skip the shared cache's lock and only swap data pointers.
+    struct Bound {
+      GemmKey key;
+      std::shared_ptr<const GemmPrimitive> g;
+      memory a, b, c, s;
+    };
+    constexpr size_t kRecent = 8;
+    thread_local std::vector<Bound> recent;
+    thread_local size_t next_slot = 0;
     thread_local dnnl::stream stream(Engine());
     thread_local std::vector<char> scratch;
-    const size_t scratch_bytes = g->scratch_md.get_size();
-    if (scratch.size() < scratch_bytes) scratch.resize(scratch_bytes);
-    dnnl::engine& engine = Engine();
-    memory a(g->a_md, engine, const_cast<float*>(p.a));
-    memory b(g->b_md, engine, const_cast<float*>(p.b));
-    memory c(g->c_md, engine, p.c);
-    memory s(g->scratch_md, engine, scratch.data());
-    g->prim.execute(stream, {{DNNL_ARG_SRC, a},
-                             {DNNL_ARG_WEIGHTS, b},
-                             {DNNL_ARG_DST, c},
-                             {DNNL_ARG_SCRATCHPAD, s}});
+    Bound* bound = nullptr;
+    for (Bound& r : recent) {
+      if (!(r.key < key) && !(key < r.key)) bound = &r;
+    }
+    if (bound == nullptr || scratch.size() < bound->g->scratch_md.get_size()) {
+      std::shared_ptr<const GemmPrimitive> g = Get(key, alpha, beta);
+      if (scratch.size() < g->scratch_md.get_size()) {
+        scratch.resize(g->scratch_md.get_size());
+        recent.clear();  // their scratchpad memories point at the old buffer
+      }
+      dnnl::engine& engine = Engine();
+      Bound fresh{key, g, memory(g->a_md, engine, nullptr), memory(g->b_md, engine, nullptr),
+                  memory(g->c_md, engine, nullptr), memory(g->scratch_md, engine, scratch.data())};
+      if (recent.size() < kRecent) {
+        recent.push_back(std::move(fresh));
+        bound = &recent.back();
+      } else {
+        bound = &recent[next_slot];
+        *bound = std::move(fresh);
+        next_slot = (next_slot + 1) % kRecent;
+      }
+    }
+    bound->a.set_data_handle(const_cast<float*>(p.a));
+    bound->b.set_data_handle(const_cast<float*>(p.b));
+    bound->c.set_data_handle(p.c);
+    bound->g->prim.execute(stream, {{DNNL_ARG_SRC, bound->a},
+                                    {DNNL_ARG_WEIGHTS, bound->b},
+                                    {DNNL_ARG_DST, bound->c},
+                                    {DNNL_ARG_SCRATCHPAD, bound->s}});
     stream.wait();
   } catch (const dnnl::error& e) {
     std::fprintf(stderr, "oneDNN matmul %lldx%lldx%lld failed: %s\n",
@@ -159,18 +196,12 @@ void RunOne(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float
   }
 }
 
-double Work(const GemmProblem& p) {
-  if (p.m <= 0 || p.n <= 0) return 0.0;
-  return static_cast<double>(p.m) * static_cast<double>(p.n) *
-         static_cast<double>(std::max<int64_t>(p.k, 1));
-}
-
-}  // namespace
+}  // namespace cpu_internal
 
 void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
   ScopedOpTime timer(&op_times_["gemm"], GemmFlops(p));
   cpu_internal::UseOmpThreads(num_threads_);
-  RunOne(ta, tb, p, alpha, beta);
+  cpu_internal::RunGemm(ta, tb, p, alpha, beta);
 }
 
 void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
@@ -200,12 +231,12 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
       ++num_big;
   }
   cpu_internal::UseOmpThreads(num_threads_);
-  for (size_t i = 0; i < num_big; ++i) RunOne(ta, tb, problems[order[i]], alpha, beta);
+  for (size_t i = 0; i < num_big; ++i) cpu_internal::RunGemm(ta, tb, problems[order[i]], alpha, beta);
 
   const int64_t rest = static_cast<int64_t>(order.size() - num_big);
   if (rest == 0) return;
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
-  for (int64_t i = 0; i < rest; ++i) RunOne(ta, tb, problems[order[num_big + i]], alpha, beta);
+  for (int64_t i = 0; i < rest; ++i) cpu_internal::RunGemm(ta, tb, problems[order[num_big + i]], alpha, beta);
 }
 
 }  // namespace moe::kernels

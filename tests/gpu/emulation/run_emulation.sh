@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the CUDA backend's kernels on the CPU under the emulation shim and compares them with the CPU
-# twin (see README.md). No GPU, no nvcc, no Bazel: g++ and OpenBLAS, a few minutes on 2 cores.
+# twin (see README.md). No GPU, no nvcc, no Bazel: g++ and oneDNN, a few minutes on 2 cores.
 #   tests/gpu/emulation/run_emulation.sh [workdir]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -24,6 +24,6 @@ $EMU_CXX -c "$ROOT/kernels/cuda/unified_memory.cc" -o "$WORK/unified_memory.o" &
 objs+=("$WORK/unified_memory.o")
 $EMU_CXX -c "$EMU/emu_check.cc" -o "$WORK/emu_check.o" &
 wait
-g++ -fopenmp -pthread "$WORK/emu_check.o" "${objs[@]}" -lopenblas -o "$WORK/emu_check"
+g++ -fopenmp -pthread "$WORK/emu_check.o" "${objs[@]}" -ldnnl -o "$WORK/emu_check"
 echo "== $WORK/emu_check"
 "$WORK/emu_check"
