@@ -3,8 +3,8 @@
 # what travels to the GPU machine into tests/gpu/bin/ (not tracked):
 #   kernel_check   every CUDA op against its CPU twin
 #   bench_step     one training step on the GPU against the CPU, then timed steps
-#   lib.tar.gz     the shared libraries they need that a GPU machine may lack (oneDNN, OpenBLAS,
-#                  protobuf, Abseil, gfortran, OpenMP, ...), gzipped: oneDNN and OpenBLAS alone are 76 MB
+#   lib.tar.gz     the shared libraries they need that a GPU machine may lack (oneDNN,
+#                  protobuf, Abseil, OpenMP, ...), gzipped: oneDNN alone is 40 MB
 #                  unpacked; run_device_check.sh unpacks it to lib/. glibc, libstdc++/libgcc and the CUDA
 #                  libraries (cudart, cuBLAS/cuBLASLt) are the GPU machine's own
 # Then tests/gpu/run_device_check.sh runs there. Prints the bundle's size (the device tool carries at
