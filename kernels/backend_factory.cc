@@ -14,10 +14,15 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
   return std::unique_ptr<Backend>(new CpuBackend(options.num_threads));
 }
 
-PeakFlops DevicePeakFlops(Device device, double configured_tflops) {
+PeakFlops DevicePeakFlops(Device device, double configured_tflops, bool bf16) {
   if (configured_tflops > 0) return {configured_tflops * 1e12, "logging.peak_tflops"};
   if (device == Device::kCuda) return {989e12, "H100/H200 BF16 dense peak per GPU"};
-  return {MeasureGemmFlops(), "CPU FP32 GEMM rate measured at start-up"};
+  if (bf16) {
+    return {MeasureMatmulPeak(MatmulPrecision::kBf16),
+            "CPU BF16 matmul peak (oneDNN 1024x512x1536) measured at start-up; tools/cpu_peak records it"};
+  }
+  return {MeasureMatmulPeak(MatmulPrecision::kFp32),
+          "CPU FP32 matmul peak (oneDNN 1024x512x1536) measured at start-up; tools/cpu_peak records it"};
 }
 
 }  // namespace moe::kernels

@@ -224,7 +224,7 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   const int64_t steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
   if (steps < 1 || warmup < 0) return absl::InvalidArgumentError("--steps must be >= 1 and --warmup >= 0");
   ASSIGN_OR_RETURN(auto ops, MakeBackend(cfg, device));
-  const double peak_tflops = kernels::DevicePeakFlops(device, cfg.logging().peak_tflops()).flops / 1e12;
+  const double peak_tflops = kernels::DevicePeakFlops(device, cfg.logging().peak_tflops(), cfg.precision() == config::BF16).flops / 1e12;
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/false);
   const int64_t tokens_per_step = micro * batch * seq;

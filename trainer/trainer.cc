@@ -173,7 +173,7 @@ struct Runtime {
     } else {
       rt->groups = parallel::MeshTensorGroups(mesh);
     }
-    rt->peak = kernels::DevicePeakFlops(device, cfg.logging().peak_tflops());
+    rt->peak = kernels::DevicePeakFlops(device, cfg.logging().peak_tflops(), cfg.precision() == config::BF16);
     mesh.world().AllReduceSum(&rt->peak.flops, 1);
     return rt;
   }

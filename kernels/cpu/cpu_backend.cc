@@ -7,7 +7,7 @@ namespace moe::kernels {
 
 CpuBackend::CpuBackend(int num_threads)
     : num_threads_(num_threads > 0 ? num_threads : omp_get_num_procs()) {
-  omp_set_num_threads(num_threads_);  // oneDNN's count (and MeasureGemmFlops's) on this thread
+  omp_set_num_threads(num_threads_);  // oneDNN's count (and MeasureMatmulPeak's) on this thread
 }
 
 }  // namespace moe::kernels

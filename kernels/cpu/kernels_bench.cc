@@ -1,5 +1,5 @@
 // Timings of the CPU backend's hot ops (GEMM, attention forward+backward, grouped expert GEMM),
-// each with a FLOP/s counter to compare against the MeasureGemmFlops peak.
+// each with a FLOP/s counter to compare against the MeasureMatmulPeak peak.
 //   bazel run //kernels/cpu:kernels_bench -- --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
@@ -27,7 +27,8 @@ std::vector<float> Filled(int64_t n, float phase) {
 void BM_PeakGemm(benchmark::State& state) {
   Cpu();
   double flops = 0.0;
-  for (auto _ : state) flops = MeasureGemmFlops(state.range(0), 0.3);
+  const int64_t n = state.range(0);
+  for (auto _ : state) flops = MeasureMatmulPeak(MatmulPrecision::kFp32, n, n, n, 1, 0.3);
   state.counters["GFLOP/s"] = flops * 1e-9;
 }
 BENCHMARK(BM_PeakGemm)->Arg(1024)->Iterations(1)->Unit(benchmark::kMillisecond);

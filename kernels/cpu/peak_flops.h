@@ -1,14 +1,22 @@
-// Measures this machine's FP32 GEMM rate, the yardstick for CPU MFU (model FLOPs / peak FLOPs): the
-// achievable rate of the GEMM the CPU backend uses (oneDNN matmul), measured in the same process,
-// is a fairer peak than a spec-sheet number.
+// The CPU's matrix-product peak, the yardstick for CPU MFU (model FLOPs / peak FLOPs): the achievable
+// rate of the matmul the CPU backend uses (oneDNN), at the run's precision, is a fairer peak than a
+// spec-sheet number. tools/cpu_peak measures it once so that a run can record it in
+// logging.peak_tflops; without that the trainer measures it at start-up.
 #pragma once
 
 #include <cstdint>
 
 namespace moe::kernels {
 
-// FLOP/s of an n x n x n FP32 oneDNN matmul (2 n^3 FLOPs each), timed over at least min_seconds
-// after one warm-up call, with the calling thread's OpenMP thread count (omp_get_max_threads()).
-double MeasureGemmFlops(int64_t n = 1024, double min_seconds = 0.3);
+enum class MatmulPrecision {
+  kFp32,  // FP32 inputs, FP32 output
+  kBf16,  // BF16 inputs, FP32 output (FP32 accumulation), what a BF16 run can reach at best
+};
+
+// FLOP/s of an m x k by k x n oneDNN matmul (2 m n k FLOPs), best of `trials` timings of at least
+// min_seconds each after one warm-up call, on the calling thread's OpenMP thread count
+// (omp_get_max_threads()). The default shape is the one the CPU-speed targets are stated for.
+double MeasureMatmulPeak(MatmulPrecision precision, int64_t m = 1024, int64_t k = 512, int64_t n = 1536,
+                         int trials = 3, double min_seconds = 0.2);
 
 }  // namespace moe::kernels
