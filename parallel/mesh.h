@@ -1,5 +1,5 @@
 // The process mesh: how the world's ranks split into data-parallel (DP), tensor-parallel (TP),
-// expert-parallel (EP) and expert-data-parallel groups (DESIGN.md "Parallel layout").
+// expert-parallel (EP) and expert-data-parallel groups (docs/architecture.md, "Parallel layout").
 //
 //   world = dp x tp, TP innermost:   world rank = dp_rank * tp + tp_rank
 //     tp group:        the tp consecutive ranks with the same dp_rank (one node)

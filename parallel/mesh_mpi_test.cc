@@ -1,6 +1,6 @@
 // Multi-rank tests of ProcessMesh (run as 4 ranks by the mesh_mpi_test sh_test): for each layout the
 // members of every group, found by all-gathering world ranks over that group, match the rank order
-// that DESIGN.md fixes (TP innermost; EP in consecutive blocks; expert-DP strided by ep).
+// that docs/architecture.md fixes (TP innermost; EP in consecutive blocks; expert-DP strided by ep).
 #include <mpi.h>
 
 #include <cstdint>

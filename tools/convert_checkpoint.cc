@@ -1,5 +1,5 @@
 // convert_checkpoint: native checkpoints (trainer/checkpoint.h) <-> Hugging Face DeepseekV3
-// directories (MODEL_SPEC §7, §8). The direction follows --from:
+// directories (docs/model.md, "Hugging Face checkpoints"). The direction follows --from:
 //
 //   native -> HF   convert_checkpoint --from=STEP_DIR --to=HF_DIR [--dtype=bf16|fp32] [--max_shard_mb=N]
 //     config.json from the manifest's model; every tensor's FP32 master assembled from its pieces and

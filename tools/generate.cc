@@ -1,5 +1,5 @@
 // generate: text from a trained model, token by token with the absorbed MLA latent cache
-// (model/inference/decoder.h, MODEL_SPEC §3.5).
+// (model/inference/decoder.h, docs/model.md, "Attention with an absorbed latent cache").
 //
 //   generate --model=DIR --prompt="text" [--max_new_tokens=100] [--temperature=0.8] [--top_p=0.95]
 //            [--seed=1] [--precision=fp32|bf16] [--threads=1] [--tokenizer=byte|PATH]

@@ -163,7 +163,7 @@ absl::StatusOr<std::vector<float>> HfTensorSource::Read(const std::string& name,
   const auto sit = where_.find(scale_name);
   if (sit == where_.end()) return values;
 
-  // FP8 block dequantisation (MODEL_SPEC §7.4). values: [R, C]; scale: [ceil(R/br), ceil(C/bc)].
+  // FP8 block dequantisation (docs/model.md, "FP8 weights"). values: [R, C]; scale: [ceil(R/br), ceil(C/bc)].
   const SafetensorsFile& scale_file = files_[sit->second];
   if (info->shape.size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " in ", file.path(), " has shape ",

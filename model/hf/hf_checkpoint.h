@@ -1,4 +1,4 @@
-// A Hugging Face model directory (MODEL_SPEC §7.3, §7.4, §8.2): config.json plus either one
+// A Hugging Face model directory (docs/model.md, "Hugging Face checkpoints"): config.json plus either one
 // model.safetensors or shards listed in model.safetensors.index.json ("weight_map": tensor -> shard).
 //
 // HfTensorSource is what a model loader reads weights through: it hides sharding, checks shapes,

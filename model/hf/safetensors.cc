@@ -26,7 +26,7 @@
 namespace moe::hf {
 namespace {
 
-constexpr uint64_t kMaxHeaderBytes = 100000000;  // MODEL_SPEC §8.1 [ST tensor.rs]
+constexpr uint64_t kMaxHeaderBytes = 100000000;  // the safetensors library's limit; docs/model.md
 
 struct DTypeEntry {
   DType dtype;

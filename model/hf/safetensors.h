@@ -1,4 +1,4 @@
-// Reading and writing one safetensors file (MODEL_SPEC §8.1):
+// Reading and writing one safetensors file (docs/model.md, "safetensors files and the shard index"):
 //   bytes 0..7        N, u64 little-endian, the header length
 //   bytes 8..8+N-1    JSON header: name -> {"dtype", "shape", "data_offsets": [begin, end]},
 //                     plus an optional "__metadata__" string->string map
