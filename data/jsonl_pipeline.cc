@@ -2,10 +2,8 @@
 #include "data/jsonl_pipeline.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -14,27 +12,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/file_util.h"
 #include "base/status.h"
 
 namespace moe::data {
 namespace {
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path, uint64_t size_hint) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open '", path, "': ", std::strerror(errno)));
-  std::string data(size_hint + 1, '\0');
-  size_t total = 0;
-  for (;;) {
-    total += std::fread(&data[total], 1, data.size() - total, f);
-    if (total < data.size()) break;
-    data.resize(data.size() * 2);  // the file grew since it was listed
-  }
-  const bool failed = std::ferror(f);
-  std::fclose(f);
-  if (failed) return absl::DataLossError(absl::StrCat("cannot read '", path, "'"));
-  data.resize(total);
-  return data;
-}
 
 constexpr char kBomDetail[] = "a UTF-8 byte order mark starts the file";
 
@@ -63,7 +45,7 @@ class DocumentPipeline::Source {
                                              max_document_bytes_));
           return chunk;
         }
-        ASSIGN_OR_RETURN(chunk->data, ReadWholeFile(file.path, file.size));
+        ASSIGN_OR_RETURN(chunk->data, ReadFileToString(file.path));
         chunk->input_bytes = static_cast<int64_t>(chunk->data.size());
         if (absl::StartsWith(chunk->data, kUtf8ByteOrderMark)) {
           chunk->data.erase(0, kUtf8ByteOrderMark.size());
