@@ -30,12 +30,12 @@
 // T-K+1 tokens, so the longest input is T tokens: with the byte tokenizer, T-4 bytes and 5 tokens.
 // Exact match: the decoded answer is the key. Digit accuracy: per token when the key is one token per
 // digit (the byte tokenizer), else per character of the decoded answer. Keys come from SplitMix64(seed).
+// Prompt building and scoring: tools/passkey.h.
 //
 // Deterministic: the same inputs and flags give the same numbers and byte-identical JSON.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,7 +55,6 @@
 #include "base/status.h"
 #include "configs/config_loader.h"
 #include "data/tokenizer.h"
-#include "data/prng.h"
 #include "data/token_shard.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/hf/hf_checkpoint.h"
@@ -63,6 +62,7 @@
 #include "model/rope.h"
 #include "trainer/checkpoint.h"
 #include "trainer/init_from.h"
+#include "tools/passkey.h"
 #include "trainer/stored_tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "HF directory, native checkpoint step directory, checkpoint root or run dir");
@@ -86,14 +86,13 @@ ABSL_FLAG(std::string, tokenizer, "",
 namespace moe {
 namespace {
 
-constexpr char kFiller[] =
-    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
-constexpr char kQuestion[] = "What is the pass key? The pass key is ";
-constexpr int kKeyDigits = 5;
-
-std::string KeySentence(const std::string& key) {
-  return absl::StrCat("The pass key is ", key, ". Remember it. ", key, " is the pass key. ");
-}
+// Passkey prompts and scoring: tools/passkey.h.
+using passkey::BuildPasskeyCases;
+using passkey::FixedPromptBytes;
+using passkey::kKeyDigits;
+using passkey::PasskeyCase;
+using passkey::PasskeyDepth;
+using passkey::ScorePasskey;
 
 // A JSON string literal: quotes and backslashes escaped, control and non-ASCII bytes as \u00XX (the
 // answers of a weak model can be any byte).
@@ -255,70 +254,6 @@ std::vector<int32_t> LastArgmax(const std::vector<float>& logits, int64_t batch,
   return out;
 }
 
-struct PasskeyDepth {
-  double depth = 0;
-  int64_t key_offset = 0;  // byte offset of the key sentence in the prompt (of the depth's last trial)
-  int64_t exact = 0, digits_right = 0, trials = 0;
-  std::vector<std::string> keys, answers;
-};
-
-// One passkey prompt, encoded, and the key's own tokens (how many tokens the answer gets).
-struct PasskeyCase {
-  std::vector<int32_t> ids;      // the prompt, then the greedy answer tokens as they are decoded
-  std::vector<uint32_t> expected;  // the key, encoded alone
-  int64_t prompt_tokens = 0;
-};
-
-// The prompt for one key at one depth: exactly `length` bytes.
-std::string PasskeyPrompt(const std::string& key, double depth, int64_t length, int64_t* key_offset) {
-  const std::string sentence = KeySentence(key);
-  const int64_t filler_len = length - static_cast<int64_t>(sentence.size() + std::strlen(kQuestion));
-  // Filler: the last filler_len bytes of enough whole repetitions, so it ends with a full sentence.
-  std::string reps;
-  while (static_cast<int64_t>(reps.size()) < filler_len) reps += kFiller;
-  const std::string filler = reps.substr(reps.size() - filler_len);
-  // Sentence boundaries of the filler (0, after every ". ", and its end); pick the nearest to depth·F.
-  std::vector<int64_t> cuts = {0};
-  for (int64_t j = 2; j <= filler_len; ++j) {
-    if (filler[j - 1] == ' ' && filler[j - 2] == '.') cuts.push_back(j);
-  }
-  if (cuts.back() != filler_len) cuts.push_back(filler_len);
-  const double want = depth * static_cast<double>(filler_len);
-  int64_t at = cuts[0];
-  for (int64_t c : cuts) {
-    if (std::abs(static_cast<double>(c) - want) < std::abs(static_cast<double>(at) - want)) at = c;
-  }
-  *key_offset = at;
-  return filler.substr(0, at) + sentence + filler.substr(at) + kQuestion;
-}
-
-// The prompt for `key` at `depth` with the longest filler whose encoding fits `budget` tokens. The byte
-// tokenizer has one token per byte: exactly PasskeyPrompt(key, depth, budget).
-absl::StatusOr<std::vector<uint32_t>> EncodedPasskeyPrompt(const data::Tokenizer& tokenizer, const std::string& key,
-                                                           double depth, int64_t budget, int64_t* key_offset) {
-  const int64_t fixed = static_cast<int64_t>(KeySentence(key).size() + std::strlen(kQuestion));
-  auto encode = [&](int64_t length) {
-    return tokenizer.Encode(PasskeyPrompt(key, depth, length, key_offset), /*add_special_tokens=*/true);
-  };
-  auto fits = [&](int64_t length) { return static_cast<int64_t>(encode(length).size()) <= budget; };
-  if (!fits(fixed)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--passkey needs a longer --seq_len: the key sentence and question alone are ", encode(fixed).size(),
-        " tokens, and the prompt may have ", budget));
-  }
-  // Largest fitting length in [fixed, hi): grow hi until it does not fit, then bisect.
-  int64_t lo = fixed, hi = std::max(fixed + 1, budget + 1);
-  while (fits(hi) && hi < (int64_t{1} << 40)) {
-    lo = hi;
-    hi *= 2;
-  }
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    (fits(mid) ? lo : hi) = mid;
-  }
-  return encode(lo);
-}
-
 absl::Status Run() {
   const absl::Time start = absl::Now();
   const int64_t seq = absl::GetFlag(FLAGS_seq_len);
@@ -362,7 +297,7 @@ absl::Status Run() {
     }
     if (depths.empty()) return absl::InvalidArgumentError("--passkey_depths is empty");
     if (trials <= 0) return absl::InvalidArgumentError("--passkey_trials must be > 0");
-    const int64_t fixed = static_cast<int64_t>(KeySentence("00000").size() + std::strlen(kQuestion));
+    const int64_t fixed = FixedPromptBytes("00000");
     if (byte_tokenizer && prompt_len < fixed) {
       return absl::InvalidArgumentError(absl::StrCat("--passkey needs --seq_len >= ", fixed + kKeyDigits - 1,
                                                      " (key sentence and question alone are ", fixed, " bytes)"));
@@ -387,29 +322,7 @@ absl::Status Run() {
   std::vector<PasskeyDepth> pk(depths.size());
   std::vector<PasskeyCase> cases;  // [D·trials]
   if (passkey) {
-    data::SplitMix64 rng(absl::GetFlag(FLAGS_seed));
-    for (size_t d = 0; d < depths.size(); ++d) {
-      pk[d].depth = depths[d];
-      for (int64_t k = 0; k < trials; ++k) {
-        const std::string key = absl::StrCat(10000 + rng.Uniform(90000));
-        PasskeyCase c;
-        c.expected = tokenizer.Encode(key);
-        if (c.expected.empty()) return absl::InternalError(absl::StrCat("the key ", key, " encodes to no tokens"));
-        const int64_t budget = seq - (static_cast<int64_t>(c.expected.size()) - 1);
-        ASSIGN_OR_RETURN(const std::vector<uint32_t> enc,
-                         EncodedPasskeyPrompt(tokenizer, key, depths[d], budget, &pk[d].key_offset));
-        for (uint32_t id : enc) {
-          if (id >= static_cast<uint64_t>(vocab)) {
-            return absl::InvalidArgumentError(absl::StrCat("--passkey: the prompt encodes to id ", id,
-                                                           ", outside the model's vocab_size ", vocab));
-          }
-        }
-        c.ids.assign(enc.begin(), enc.end());
-        c.prompt_tokens = static_cast<int64_t>(enc.size());
-        pk[d].keys.push_back(key);
-        cases.push_back(std::move(c));
-      }
-    }
+    RETURN_IF_ERROR(BuildPasskeyCases(tokenizer, depths, trials, seq, vocab, absl::GetFlag(FLAGS_seed), &pk, &cases));
   }
 
   // Windows.
@@ -530,26 +443,7 @@ absl::Status Run() {
         a0 = a1;
       }
     }
-    for (size_t d = 0; d < depths.size(); ++d) {
-      for (int64_t k = 0; k < trials; ++k) {
-        const PasskeyCase& c = cases[d * trials + k];
-        const std::vector<uint32_t> out(c.ids.end() - c.expected.size(), c.ids.end());
-        const std::string answer = tokenizer.Decode(out);
-        const std::string& key = pk[d].keys[k];
-        int right = 0;
-        for (int i = 0; i < kKeyDigits; ++i) {
-          if (c.expected.size() == static_cast<size_t>(kKeyDigits)) {  // one token per digit
-            right += out[i] == c.expected[i] ? 1 : 0;
-          } else {
-            right += static_cast<size_t>(i) < answer.size() && answer[i] == key[i] ? 1 : 0;
-          }
-        }
-        pk[d].exact += answer == key ? 1 : 0;
-        pk[d].digits_right += right;
-        pk[d].trials += 1;
-        pk[d].answers.push_back(answer);
-      }
-    }
+    ScorePasskey(tokenizer, cases, trials, &pk);
     if (byte_tokenizer) {
       std::printf("\n  passkey retrieval: %lld-byte prompts + %d greedy tokens, %lld trials per depth, seed %llu\n",
                   static_cast<long long>(prompt_len), kKeyDigits, static_cast<long long>(trials),
