@@ -1,4 +1,4 @@
-// Helpers of the GPU device check (kernel_check.cc): device buffers, random inputs, comparisons
+// Helpers of the GPU device check (kernel_check*.cc): device buffers, random inputs, comparisons
 // against the CPU twin, and CUDA-event timing. Header-only: the check is one binary.
 #pragma once
 

@@ -1,0 +1,96 @@
+// The GPU device check's shared declarations (kernel_check*.cc, one binary): the options, the
+// Checks class that runs every group, and small host helpers. Each group's checks are defined in
+// the file of its kernel family:
+//   kernel_check.cc                  main, flag parsing, the group list and dispatch (Checks::Run)
+//   kernel_check_elementwise.cc      elementwise, data_movement, unified_memory
+//   kernel_check_rows_norm.cc        rows, rmsnorm, rope
+//   kernel_check_router_loss.cc      router (with the balance loss), cross_entropy
+//   kernel_check_gemm_attention.cc   gemm, grouped_gemm, attention
+//   kernel_check_perf.cc             perf (timings at small_1b shapes)
+// Device buffers, random inputs, comparisons and timing are in check_util.h.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/bf16.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "tests/gpu/check_util.h"
+
+namespace moe::gpucheck {
+
+using kernels::AttentionShape;
+using kernels::Backend;
+using kernels::CpuBackend;
+using kernels::CudaBackend;
+using kernels::GemmMath;
+using kernels::GemmProblem;
+using kernels::RopeView;
+using kernels::RouterParams;
+using kernels::ScoringFunc;
+using kernels::TopkMethod;
+using kernels::Transpose;
+
+struct Options {
+  uint64_t seed = 0;
+  bool perf = true;
+  std::string only;  // run only checks whose group name contains this
+};
+
+inline std::vector<float> RoundedBf16(std::vector<float> v) {
+  for (float& x : v) x = RoundToBf16(x);
+  return v;
+}
+
+class Checks {
+ public:
+  Checks(const Options& opt, CpuBackend& cpu, CudaBackend& gpu)
+      : opt_(opt), rng_(opt.seed), cpu_(cpu), gpu_(gpu) {}
+
+  // Runs the selected groups in order, prints the summary; returns the exit status (0: all passed).
+  int Run();
+
+ private:
+  void Group(const char* name, const std::function<void()>& fn);
+
+  // kernel_check_elementwise.cc
+  void Elementwise();
+  void DataMovement();
+  void LongCopy();
+  void UnifiedMemory();
+  // kernel_check_rows_norm.cc
+  void Rows();
+  void RmsNorm();
+  void Rope();
+  // kernel_check_router_loss.cc
+  void Router();
+  void Balance();
+  void CrossEntropy();
+  // kernel_check_gemm_attention.cc
+  // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n].
+  struct HostGemm {
+    int64_t m, n, k, lda, ldb, ldc;
+    std::vector<float> a, b, c;
+  };
+  HostGemm MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, bool bf16_values);
+  void Gemm();
+  void GroupedGemm();
+  void Attention();
+  // kernel_check_perf.cc
+  void PerfLine(const std::string& name, double ms, double flops, double bytes);
+  void Perf();
+  void FillRandom(Dev<float>& d, int64_t n);
+
+  Options opt_;
+  Rng rng_;
+  CpuBackend& cpu_;
+  CudaBackend& gpu_;
+  Report report_;
+  std::vector<float> perf_block_;  // FillRandom's block of normals, drawn once
+};
+
+}  // namespace moe::gpucheck

@@ -1,0 +1,253 @@
+// kernel_check groups "elementwise", "data_movement" and "unified_memory": RoundToBf16, Add, Scale,
+// SumSquares, SwiGLU and AdamW; Copy2D, Fill, RowDot and ScaleRows (and the 2^31+7-element Fill and
+// Copy); buffers in CUDA unified memory shared by the GPU and the CPU backend. See kernel_check.h.
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "base/bf16.h"
+#include "base/buffer.h"
+#include "kernels/cuda/unified_memory.h"
+#include "tests/gpu/kernel_check.h"
+
+namespace moe::gpucheck {
+
+using kernels::UnifiedMemoryStats;
+
+// ---------------------------------------------------------------- elementwise, reductions, AdamW
+void Checks::Elementwise() {
+  {  // RoundToBf16, including exact halfway cases (ties to even) and tiny/huge magnitudes.
+    const int64_t n = (1 << 20) + 3;
+    std::vector<float> x = rng_.Normal(n);
+    for (int64_t i = 0; i < n; i += 7) {  // halfway between two BF16 values
+      uint32_t u;
+      std::memcpy(&u, &x[i], 4);
+      u = (u & 0xffff0000u) | 0x8000u;
+      std::memcpy(&x[i], &u, 4);
+    }
+    for (int64_t i = 3; i < n; i += 101) x[i] *= 1e30f;
+    for (int64_t i = 5; i < n; i += 103) x[i] *= 1e-35f;
+    std::vector<float> ref = x;
+    cpu_.RoundToBf16(ref.data(), n);
+    Dev<float> d(x);
+    gpu_.RoundToBf16(d.get(), n);
+    report_.Check("round_to_bf16", d.Download(), ref, 0.0, "(must be bit-exact)");
+  }
+  {
+    const int64_t n = 1000003;
+    std::vector<float> a = rng_.Normal(n), y = rng_.Normal(n);
+    std::vector<float> ref = y;
+    cpu_.Add(a.data(), ref.data(), n);
+    Dev<float> da(a), dy(y);
+    gpu_.Add(da.get(), dy.get(), n);
+    report_.Check("add", dy.Download(), ref, 0.0, "(must be bit-exact)");
+    std::vector<float> s = a;
+    cpu_.Scale(s.data(), n, -0.37f);
+    gpu_.Scale(da.get(), n, -0.37f);
+    report_.Check("scale", da.Download(), s, 0.0, "(must be bit-exact)");
+  }
+  {
+    const int64_t n = 3000007;
+    std::vector<float> x = rng_.Normal(n, 3.0f);
+    const double ref = cpu_.SumSquares(x.data(), n);
+    Dev<float> d(x);
+    const double got = gpu_.SumSquares(d.get(), n);
+    const double rel = std::fabs(got - ref) / ref;
+    report_.Line(rel <= 1e-12, "sum_squares", Fmt("rel=%.2e (tol 1e-12) got=%.17g ref=%.17g",
+                                                   rel, got, ref));
+    const double zero = gpu_.SumSquares(d.get(), 0);
+    report_.Line(zero == 0.0, "sum_squares_empty", Fmt("got=%g", zero));
+  }
+  {
+    const int64_t n = 1000001;
+    std::vector<float> a = rng_.Normal(n, 3.0f), c = rng_.Normal(n), dm = rng_.Normal(n);
+    std::vector<float> m(n), da(n), dc(n);
+    cpu_.SwigluForward(a.data(), c.data(), m.data(), n);
+    cpu_.SwigluBackward(a.data(), c.data(), dm.data(), da.data(), dc.data(), n);
+    Dev<float> ga(a), gc(c), gdm(dm), gm(n), gda(n), gdc(n);
+    gm.Poison();
+    gda.Poison();
+    gdc.Poison();
+    gpu_.SwigluForward(ga.get(), gc.get(), gm.get(), n);
+    gpu_.SwigluBackward(ga.get(), gc.get(), gdm.get(), gda.get(), gdc.get(), n);
+    report_.Check("swiglu_forward", gm.Download(), m, 1e-6);
+    report_.Check("swiglu_backward_da", gda.Download(), da, 1e-6);
+    report_.Check("swiglu_backward_dc", gdc.Download(), dc, 1e-6);
+  }
+  {
+    const int64_t n = 1000003;
+    std::vector<float> p = rng_.Normal(n), g = rng_.Normal(n, 1e-2f), m = rng_.Normal(n, 1e-3f);
+    std::vector<float> v = rng_.Uniform(n, 0.0f, 1e-4f);
+    kernels::AdamWParams hp;
+    hp.lr = 3e-4f;
+    hp.beta1 = 0.9f;
+    hp.beta2 = 0.95f;
+    hp.eps = 1e-8f;
+    hp.weight_decay = 0.1f;
+    hp.step = 7;
+    Dev<float> gp(p), gg(g), gm(m), gv(v);
+    cpu_.AdamW(hp, p.data(), g.data(), m.data(), v.data(), n);
+    gpu_.AdamW(hp, gp.get(), gg.get(), gm.get(), gv.get(), n);
+    report_.Check("adamw_param", gp.Download(), p, 1e-6);
+    report_.Check("adamw_m", gm.Download(), m, 1e-6);
+    report_.Check("adamw_v", gv.Download(), v, 1e-6);
+  }
+}
+
+// ---------------------------------------------------------------- Copy2D, Fill, RowDot, ScaleRows
+void Checks::DataMovement() {
+  struct CopyCase {
+    const char* name;
+    int64_t rows, cols, src_ld, dst_ld;
+  };
+  // Padded leading dims not a multiple of 4 (scalar path), a head slice with 16-byte accesses,
+  // contiguous rows (one run), and one long row whose length is not a multiple of 4 (tail).
+  const int64_t long_n = (int64_t{1} << 25) + 3;
+  for (const CopyCase& c : {CopyCase{"padded", 1000, 300, 317, 301},
+                            CopyCase{"head_slice_vec4", 4099, 32, 96, 64},
+                            CopyCase{"contiguous_rows", 999, 1024, 1024, 1024},
+                            CopyCase{"long_row", 1, long_n, long_n, long_n}}) {
+    const int64_t src_ld = c.src_ld, dst_ld = c.dst_ld;
+    const std::vector<float> src = rng_.Normal(c.rows * src_ld);
+    Dev<float> gsrc(src);
+    for (bool accumulate : {false, true}) {
+      // Written: dst poisoned, padding must keep its poison. Accumulated: onto random values.
+      std::vector<float> ref = accumulate ? rng_.Normal(c.rows * dst_ld)
+                                          : Poisoned<float>(c.rows * dst_ld);
+      Dev<float> gdst(ref);
+      cpu_.Copy2D(src.data(), src_ld, ref.data(), dst_ld, c.rows, c.cols, accumulate);
+      gpu_.Copy2D(gsrc.get(), src_ld, gdst.get(), dst_ld, c.rows, c.cols, accumulate);
+      report_.CheckBits(Fmt("copy2d_%s%s", c.name, accumulate ? "_accumulate" : ""),
+                        gdst.Download(), ref);
+    }
+  }
+  {
+    const int64_t n = 1000003;
+    std::vector<float> ref = Poisoned<float>(n + 1);  // the element past the end keeps its poison
+    cpu_.Fill(ref.data(), n, -2.5f);
+    Dev<float> d(n + 1);
+    d.Poison();
+    gpu_.Fill(d.get(), n, -2.5f);
+    report_.CheckBits("fill", d.Download(), ref);
+  }
+  struct RowCase {
+    int64_t rows, dim;
+  };
+  // RowDot: a warp per row (dim <= 2048) in the first and last, a block per row in the middle.
+  for (const RowCase& c : {RowCase{4096, 1024}, RowCase{3, 1000003}, RowCase{5000, 1}}) {
+    const std::vector<float> a = rng_.Normal(c.rows * c.dim), b = rng_.Normal(c.rows * c.dim);
+    std::vector<float> out(c.rows);
+    cpu_.RowDot(a.data(), b.data(), c.rows, c.dim, out.data());
+    Dev<float> ga(a), gb(b), gout(c.rows);
+    gout.Poison();
+    gpu_.RowDot(ga.get(), gb.get(), c.rows, c.dim, gout.get());
+    report_.Check(Fmt("row_dot_%lldx%lld", static_cast<long long>(c.rows),
+                      static_cast<long long>(c.dim)),
+                  gout.Download(), out, 1e-7, "(FP64 sums: expect ~0 bits differ)");
+
+    std::vector<float> x = rng_.Normal(c.rows * c.dim);
+    const std::vector<float> scale = rng_.Uniform(c.rows, -2.0f, 2.0f);
+    Dev<float> gx(x), gs(scale);
+    cpu_.ScaleRows(x.data(), scale.data(), c.rows, c.dim);
+    gpu_.ScaleRows(gx.get(), gs.get(), c.rows, c.dim);
+    report_.CheckBits(Fmt("scale_rows_%lldx%lld", static_cast<long long>(c.rows),
+                          static_cast<long long>(c.dim)),
+                      gx.Download(), x);
+  }
+  LongCopy();
+}
+
+// Fill and Copy over 2^31 + 7 elements (16 GiB of device memory): indices past 2^31 must not
+// wrap. Both arrays start poisoned; the source is filled, then given random windows across index
+// 2^31 and at the end, and copied one element off 16-byte alignment, so the scalar kernel runs
+// with element indices past 2^31. Checked: the windows bit for bit, the FP64 sum of squares of
+// the source against its value (Fill reached every element) and of the destination against the
+// source's (an element left unwritten makes it NaN, one misplaced changes it).
+void Checks::LongCopy() {
+  const int64_t n = (int64_t{1} << 31) + 7, window = 300;
+  size_t free_bytes = 0, total_bytes = 0;
+  MOE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (free_bytes < 2 * sizeof(float) * static_cast<size_t>(n) + (size_t{1} << 30)) {
+    std::printf("SKIP  fill_copy_2g_elements              (needs 17 GiB free, %.1f GiB free)\n",
+                static_cast<double>(free_bytes) / (1 << 30));
+    return;
+  }
+  Dev<float> src(n), dst(n);
+  src.Poison();
+  dst.Poison();
+  gpu_.Fill(src.get(), n, 0.75f);
+  gpu_.Synchronize();
+  const int64_t windows[] = {(int64_t{1} << 31) - window / 2, n - window};
+  const std::vector<float> pattern = rng_.Normal(window);
+  double expected = static_cast<double>(n - 2 * window) * 0.75 * 0.75;
+  for (int64_t w : windows) {
+    MOE_CUDA_CHECK(cudaMemcpy(src.get() + w, pattern.data(), sizeof(float) * window,
+                              cudaMemcpyHostToDevice));
+    for (float v : pattern) expected += static_cast<double>(v) * v;
+  }
+  gpu_.Copy(src.get(), dst.get(), 1);
+  gpu_.Copy(src.get() + 1, dst.get() + 1, n - 1);
+  const double want = gpu_.SumSquares(src.get(), n), got = gpu_.SumSquares(dst.get(), n);
+  bool windows_ok = true;
+  for (int64_t w : windows) {
+    std::vector<float> back(window);
+    MOE_CUDA_CHECK(cudaMemcpy(back.data(), dst.get() + w, sizeof(float) * window,
+                              cudaMemcpyDeviceToHost));
+    windows_ok &= std::memcmp(back.data(), pattern.data(), sizeof(float) * window) == 0;
+  }
+  const bool fill_ok = std::fabs(want - expected) <= 1e-9 * expected;
+  report_.Line(windows_ok && fill_ok && got == want, "fill_copy_2g_elements",
+               Fmt("sum_squares dst=%.17g src=%.17g expected=%.17g, windows %s", got, want,
+                   expected, windows_ok ? "equal" : "DIFFER"));
+}
+
+// Buffers in CUDA unified memory (what the factory switches to): written on the host, changed by
+// GPU ops, read back on the host after Synchronize, then used by the CPU backend in place; the
+// cache hands a freed block out again.
+void Checks::UnifiedMemory() {
+  const int64_t rows = 777, dim = 1000, n = rows * dim;
+  const UnifiedMemoryStats before = kernels::CudaUnifiedMemoryStats();
+  moe::SetMemorySpace(kernels::CudaUnifiedMemorySpace());
+  moe::Buffer<float> x(n), s(rows), out(rows);
+  moe::SetMemorySpace(moe::HostMemorySpace());  // the other checks keep their cudaMalloc'd arrays
+  std::vector<float> ref_x = rng_.Normal(n);
+  const std::vector<float> scale = rng_.Uniform(rows, -2.0f, 2.0f);
+  x.AssignFromHost(ref_x.data(), n);
+  s.AssignFromHost(scale.data(), rows);
+  std::memset(out.data(), 0xff, sizeof(float) * rows);
+  std::vector<float> ref_out(rows);
+  cpu_.ScaleRows(ref_x.data(), scale.data(), rows, dim);
+  cpu_.RowDot(ref_x.data(), ref_x.data(), rows, dim, ref_out.data());
+  gpu_.ScaleRows(x.data(), s.data(), rows, dim);
+  gpu_.RowDot(x.data(), x.data(), rows, dim, out.data());
+  gpu_.Synchronize();
+  report_.CheckBits("unified_scale_rows", std::vector<float>(x.begin(), x.end()), ref_x);
+  report_.Check("unified_row_dot", std::vector<float>(out.begin(), out.end()), ref_out, 1e-7);
+  // The CPU backend on the same memory, after the GPU's writes.
+  cpu_.Scale(x.data(), n, 0.5f);
+  cpu_.Scale(ref_x.data(), n, 0.5f);
+  report_.CheckBits("unified_cpu_after_gpu", std::vector<float>(x.begin(), x.end()), ref_x);
+
+  float* block = x.data();
+  x.reset();
+  moe::SetMemorySpace(kernels::CudaUnifiedMemorySpace());
+  moe::Buffer<float> again(n);
+  moe::SetMemorySpace(moe::HostMemorySpace());
+  const UnifiedMemoryStats st = kernels::CudaUnifiedMemoryStats();
+  report_.Line(again.data() == block, "unified_cache_reuse",
+               Fmt("freed block handed out again: %s; in use %.1f MiB, cached %.1f MiB, "
+                   "reserved %.1f MiB, peak %.1f MiB, %lld CUDA allocations (%lld before)",
+                   again.data() == block ? "yes" : "NO",
+                   static_cast<double>(st.bytes_in_use) / (1 << 20),
+                   static_cast<double>(st.bytes_cached) / (1 << 20),
+                   static_cast<double>(st.bytes_reserved) / (1 << 20),
+                   static_cast<double>(st.peak_bytes_in_use) / (1 << 20),
+                   static_cast<long long>(st.cuda_allocations),
+                   static_cast<long long>(before.cuda_allocations)));
+}
+
+}  // namespace moe::gpucheck

@@ -1,0 +1,168 @@
+// kernel_check groups "gemm", "grouped_gemm" and "attention": cuBLASLt GEMM (FP32 and BF16 modes,
+// all transposes, padded leading dims, beta 0 and 0.5, k = 0), the one-launch grouped GEMM, and the
+// flash attention kernel forward and backward (out, lse, dq, dk, dv). See kernel_check.h.
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "tests/gpu/kernel_check.h"
+
+namespace moe::gpucheck {
+
+// ---------------------------------------------------------------- GEMM
+// A random problem with padded leading dims (see HostGemm in kernel_check.h).
+Checks::HostGemm Checks::MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                                  bool bf16_values) {
+  HostGemm g;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k;
+  const int64_t b_rows = tb ? n : k, b_cols = tb ? k : n;
+  g.lda = a_cols + 3;
+  g.ldb = b_cols + 5;
+  g.ldc = n + 2;
+  g.a = rng_.Normal(std::max<int64_t>(a_rows, 1) * g.lda);
+  g.b = rng_.Normal(std::max<int64_t>(b_rows, 1) * g.ldb);
+  g.c = rng_.Normal(std::max<int64_t>(m, 1) * g.ldc);
+  if (bf16_values) {
+    g.a = RoundedBf16(g.a);
+    g.b = RoundedBf16(g.b);
+  }
+  return g;
+}
+
+void Checks::Gemm() {
+  for (GemmMath math : {GemmMath::kFp32, GemmMath::kBf16}) {
+    gpu_.set_gemm_math(math);
+    const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (float beta : {0.0f, 0.5f}) {
+        for (int64_t k : {300, 0}) {
+          HostGemm g = MakeGemm(ta, tb, 257, 129, k, math == GemmMath::kBf16);
+          Dev<float> ga(g.a), gb(g.b), gc(g.c);
+          if (beta == 0.0f) gc.Poison();  // beta == 0: C must not be read
+          GemmProblem cp{g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc};
+          GemmProblem gp{g.m, g.n, g.k, ga.get(), g.lda, gb.get(), g.ldb, gc.get(), g.ldc};
+          const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
+          const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
+          cpu_.Gemm(xa, xb, cp, 0.75f, beta);
+          gpu_.Gemm(xa, xb, gp, 0.75f, beta);
+          std::vector<float> got = gc.Download();
+          // Compare the m x n block only (the padding columns are never touched).
+          std::vector<float> got_mn, ref_mn;
+          for (int64_t i = 0; i < g.m; ++i) {
+            for (int64_t j = 0; j < g.n; ++j) {
+              got_mn.push_back(got[i * g.ldc + j]);
+              ref_mn.push_back(g.c[i * g.ldc + j]);
+            }
+          }
+          report_.Check(Fmt("gemm_%s_%s%s_beta%g_k%lld", mname, ta ? "T" : "N", tb ? "T" : "N",
+                            beta, static_cast<long long>(k)),
+                        got_mn, ref_mn, 1e-5);
+        }
+      }
+    }
+  }
+  gpu_.set_gemm_math(GemmMath::kFp32);
+}
+
+void Checks::GroupedGemm() {
+  // Expert-like sizes, including empty problems, one with k == 0 and one past 256 rows.
+  const int64_t ms[] = {37, 0, 300, 64, 1, 129, 17, 65, 200};
+  const int64_t ns[] = {96, 96, 96, 50, 96, 96, 0, 96, 33};
+  const int64_t ks[] = {64, 64, 64, 128, 64, 0, 64, 65, 40};
+  const int np = 9;
+  for (GemmMath math : {GemmMath::kFp32, GemmMath::kBf16}) {
+    gpu_.set_gemm_math(math);
+    const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (float beta : {0.0f, 1.0f}) {
+        std::vector<HostGemm> host;
+        std::vector<std::unique_ptr<Dev<float>>> dev;
+        std::vector<GemmProblem> cps, gps;
+        for (int i = 0; i < np; ++i) {
+          host.push_back(MakeGemm(ta, tb, ms[i], ns[i], ks[i], math == GemmMath::kBf16));
+        }
+        for (int i = 0; i < np; ++i) {
+          HostGemm& g = host[i];
+          dev.push_back(std::make_unique<Dev<float>>(g.a));
+          dev.push_back(std::make_unique<Dev<float>>(g.b));
+          dev.push_back(std::make_unique<Dev<float>>(g.c));
+          if (beta == 0.0f) dev.back()->Poison();
+          cps.push_back({g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc});
+          gps.push_back({g.m, g.n, g.k, dev[3 * i]->get(), g.lda, dev[3 * i + 1]->get(), g.ldb,
+                         dev[3 * i + 2]->get(), g.ldc});
+        }
+        const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
+        const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
+        cpu_.GroupedGemm(xa, xb, cps, 1.25f, beta);
+        gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
+        std::vector<float> got_all, ref_all;
+        for (int i = 0; i < np; ++i) {
+          const std::vector<float> got = dev[3 * i + 2]->Download();
+          for (int64_t r = 0; r < host[i].m; ++r) {
+            for (int64_t j = 0; j < host[i].n; ++j) {
+              got_all.push_back(got[r * host[i].ldc + j]);
+              ref_all.push_back(host[i].c[r * host[i].ldc + j]);
+            }
+          }
+        }
+        report_.Check(Fmt("grouped_gemm_%s_%s%s_beta%g", mname, ta ? "T" : "N", tb ? "T" : "N",
+                          beta),
+                      got_all, ref_all, 1e-5);
+      }
+    }
+  }
+  gpu_.set_gemm_math(GemmMath::kFp32);
+}
+
+// ---------------------------------------------------------------- attention
+void Checks::Attention() {
+  struct Case {
+    const char* name;
+    int64_t b, t, h, dqk, dv;
+  };
+  for (const Case& c : {Case{"tiny", 2, 200, 3, 24, 16}, Case{"small_1b", 1, 256, 2, 96, 64},
+                        Case{"v3_mla", 1, 300, 2, 192, 128}, Case{"wide", 1, 130, 1, 256, 256},
+                        Case{"short", 1, 5, 2, 128, 128}}) {
+    AttentionShape s;
+    s.batch = c.b;
+    s.seq = c.t;
+    s.heads = c.h;
+    s.qk_dim = c.dqk;
+    s.v_dim = c.dv;
+    s.scale = 1.0f / std::sqrt(static_cast<float>(c.dqk));
+    const int64_t nqk = c.b * c.t * c.h * c.dqk, nv = c.b * c.t * c.h * c.dv;
+    const int64_t nl = c.b * c.h * c.t;
+    std::vector<float> q = rng_.Normal(nqk), k = rng_.Normal(nqk), v = rng_.Normal(nv);
+    std::vector<float> out(nv), lse(nl);
+    cpu_.AttentionForward(s, q.data(), k.data(), v.data(), out.data(), lse.data());
+    Dev<float> gq(q), gk(k), gv(v), gout(nv), glse(nl);
+    gout.Poison();
+    glse.Poison();
+    gpu_.AttentionForward(s, gq.get(), gk.get(), gv.get(), gout.get(), glse.get());
+    const std::string tag = Fmt("attention_%s", c.name);
+    report_.Check(tag + "_out", gout.Download(), out, 1e-5);
+    report_.Check(tag + "_lse", glse.Download(), lse, 1e-5);
+
+    std::vector<float> d_out = rng_.Normal(nv), dq(nqk), dk(nqk), dv(nv);
+    cpu_.AttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(),
+                           d_out.data(), dq.data(), dk.data(), dv.data());
+    Dev<float> gout_ref(out), glse_ref(lse), gdo(d_out), gdq(nqk), gdk(nqk), gdv(nv);
+    gdq.Poison();
+    gdk.Poison();
+    gdv.Poison();
+    gpu_.AttentionBackward(s, gq.get(), gk.get(), gv.get(), gout_ref.get(), glse_ref.get(),
+                           gdo.get(), gdq.get(), gdk.get(), gdv.get());
+    report_.Check(tag + "_dq", gdq.Download(), dq, 1e-4);
+    report_.Check(tag + "_dk", gdk.Download(), dk, 1e-4);
+    report_.Check(tag + "_dv", gdv.Download(), dv, 1e-4);
+  }
+}
+
+}  // namespace moe::gpucheck
