@@ -315,8 +315,49 @@ TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
   CheckGradients(net.params(), loss, nullptr, nullptr, 4);
 }
 
+// Multi-token prediction: two depths (the second fed by the first's h^1), MoE blocks with the balance
+// loss (the routers see only the first T - k positions), an ignored target, and a dense variant.
+void CheckMtp(int64_t first_k_dense) {
+  config::ModelConfig mc = SmallModel(2);
+  mc.set_first_k_dense_replace(first_k_dense);
+  mc.set_aux_loss_alpha(0.1);
+  mc.set_num_nextn_predict_layers(2);
+  mc.set_mtp_loss_weight(0.7);
+  kernels::CpuBackend ops(2);
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 8);
+  ASSERT_EQ(net.mtp_depths(), 2);
+  Randomize(net.params(), 37);
+  const int64_t batch = 2, seq = 5;
+  std::vector<int32_t> ids(batch * seq), targets(batch * seq);
+  for (int64_t i = 0; i < batch * seq; ++i) {
+    ids[i] = static_cast<int32_t>((i * 7 + 3) % 32);
+    targets[i] = static_cast<int32_t>((i * 5 + 1) % 32);
+  }
+  targets[3] = -1;  // ignored by the main loss at t = 3, by depth 1 at t = 2, by depth 2 at t = 1
+  net.Step(ids.data(), targets.data(), batch, seq, true, 1.0f);
+  // The routers of the MTP blocks count only the real positions: B·(T-k) tokens, K slots each.
+  for (size_t i = 0; i < net.moe_layer_indices().size(); ++i) {
+    const int64_t layer = net.moe_layer_indices()[i];
+    const int64_t k = layer < 2 ? 0 : layer - 1;
+    int64_t sum = 0;
+    for (int64_t c : net.expert_counts()[i]) sum += c;
+    EXPECT_EQ(sum, 2 * batch * (seq - k)) << "layer " << layer;
+  }
+  auto loss = [&]() {
+    const LossStats s = net.Step(ids.data(), targets.data(), batch, seq, false, 1.0f);
+    EXPECT_EQ(s.mtp_tokens[0], batch * (seq - 1) - 1);
+    EXPECT_EQ(s.mtp_tokens[1], batch * (seq - 2) - 1);
+    return s.ce_loss() + s.balance_loss + net.mtp_depth_weight() * (s.mtp_ce_loss(1) + s.mtp_ce_loss(2));
+  };
+  CheckGradients(net.params(), loss, nullptr, nullptr, 4);
+}
+
+TEST(GradCheck, MtpTwoDepthsMoeBlocks) { CheckMtp(1); }
+TEST(GradCheck, MtpTwoDepthsDenseBlocks) { CheckMtp(4); }
+
 TEST(ActivationRecompute, BitIdenticalLossAndGradientsWithLessSavedMemory) {
   config::ModelConfig mc = SmallModel(3);
+  mc.set_num_nextn_predict_layers(1);
   mc.set_aux_loss_alpha(0.1);
   kernels::CpuBackend ops(2);
   std::vector<int32_t> ids(2 * 6), targets(2 * 6);
@@ -340,6 +381,7 @@ TEST(ActivationRecompute, BitIdenticalLossAndGradientsWithLessSavedMemory) {
   }
   EXPECT_EQ(stats[0].ce_loss_sum, stats[1].ce_loss_sum);
   EXPECT_EQ(stats[0].balance_loss, stats[1].balance_loss);
+  EXPECT_EQ(stats[0].mtp_ce_sum, stats[1].mtp_ce_sum);
   EXPECT_EQ(counts[0], counts[1]) << "the recomputation must not count expert assignments twice";
   ASSERT_EQ(grads[0].size(), grads[1].size());
   for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(grads[0][i], grads[1][i]) << "tensor " << i;

@@ -29,35 +29,6 @@ kernels::RouterParams RouterParamsFrom(const config::ModelConfig& m) {
   return p;
 }
 
-// One pre-norm decoder block: h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)), on this rank's token slice.
-struct DeepseekV3Model::Layer {
-  Param* input_norm = nullptr;  // [d]
-  Param* post_norm = nullptr;   // [d]
-  std::unique_ptr<MlaAttention> attn;
-  std::unique_ptr<SwiGluMlp> mlp;     // dense layers: the FFN; MoE layers: the shared expert (or null)
-  std::unique_ptr<MoeLayer> moe;      // MoE layers: the routed experts
-  int64_t moe_slot = -1;              // index into expert_counts_
-
-  // Saved activations of the last forward (n_loc = this rank's tokens, n = the micro-batch's).
-  Buffer<float> h_in;        // [n_loc, d] block input
-  Buffer<float> x1, rstd1;   // normed input to attention [n_loc, d], [n_loc]
-  Buffer<float> x1_full;     // [n, d] gathered over TP (unused with one TP rank: x1 is the whole input)
-  Buffer<float> h_mid;       // [n_loc, d] after the attention residual
-  Buffer<float> x2, rstd2;   // normed input to the FFN
-  Buffer<float> x2_full;     // [n, d] gathered (dense FFN / shared expert)
-  MlaAttention::Saved attn_saved;
-  SwiGluMlp::Saved mlp_saved;
-  MoeLayer::Saved moe_saved;
-
-  // Activation recomputation: drop everything but the block input after the forward.
-  void ReleaseActivations() {
-    for (Buffer<float>* v : {&x1, &rstd1, &x1_full, &h_mid, &x2, &rstd2, &x2_full}) v->reset();
-    attn_saved = {};
-    mlp_saved = {};
-    moe_saved = {};
-  }
-};
-
 namespace {
 
 // Sequence-parallel edges of a TP block: gather the slice's rows from every TP rank before it, and
@@ -115,9 +86,10 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
   mla.softmax_scale = static_cast<float>(SoftmaxScale(cfg));
   mla.tp = tp;
 
-  for (int64_t l = 0; l < cfg.num_hidden_layers(); ++l) {
+  // Decoder block `l` (HF layer index; MTP blocks continue after the main ones).
+  auto build_layer = [&](int64_t l, int64_t mtp_depth, DecoderLayer* layer) {
     const std::string prefix = absl::StrCat("model.layers.", l, ".");
-    auto layer = std::make_unique<Layer>();
+    layer->mtp_depth = mtp_depth;
     layer->input_norm = params_.Add(prefix + "input_layernorm.weight", {d}, ParamKind::kNorm);
     layer->attn = std::make_unique<MlaAttention>(params_, prefix + "self_attn.", mla);
     layer->post_norm = params_.Add(prefix + "post_attention_layernorm.weight", {d}, ParamKind::kNorm);
@@ -141,10 +113,26 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
     } else {
       layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.", d, cfg.intermediate_size(), tp);
     }
-    layers_.push_back(std::move(layer));
+  };
+  for (int64_t l = 0; l < cfg.num_hidden_layers(); ++l) {
+    layers_.push_back(std::make_unique<DecoderLayer>());
+    build_layer(l, 0, layers_.back().get());
   }
   final_norm_ = params_.Add("model.norm.weight", {d}, ParamKind::kNorm);
   lm_head_ = params_.Add("lm_head.weight", {vocab, d}, ParamKind::kMatrix);
+  // MTP modules after the main model, so its tensors keep their order with or without them.
+  for (int64_t k = 1; k <= cfg.num_nextn_predict_layers(); ++k) {
+    auto m = std::make_unique<MtpModule>();
+    const int64_t l = cfg.num_hidden_layers() + k - 1;
+    const std::string prefix = absl::StrCat("model.layers.", l, ".");
+    m->depth = k;
+    build_layer(l, k, &m->block);
+    m->enorm = params_.Add(prefix + "enorm.weight", {d}, ParamKind::kNorm);
+    m->hnorm = params_.Add(prefix + "hnorm.weight", {d}, ParamKind::kNorm);
+    m->eh_proj = params_.Add(prefix + "eh_proj.weight", {d, 2 * d}, ParamKind::kMatrix);
+    m->head_norm = params_.Add(prefix + "shared_head.norm.weight", {d}, ParamKind::kNorm);
+    mtp_.push_back(std::move(m));
+  }
 }
 
 DeepseekV3Model::~DeepseekV3Model() = default;
@@ -155,8 +143,11 @@ void DeepseekV3Model::ResetExpertCounts() {
 
 void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
   ctx_.ops->Synchronize();  // the host updates the biases in place
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& layer = *layers_[i];
+  std::vector<DecoderLayer*> blocks;
+  for (auto& l : layers_) blocks.push_back(l.get());
+  for (auto& m : mtp_) blocks.push_back(&m->block);
+  for (DecoderLayer* block : blocks) {
+    DecoderLayer& layer = *block;
     if (!layer.moe || layer.moe->correction_bias() == nullptr) continue;
     const std::vector<int64_t>& c = expert_counts_[layer.moe_slot];
     double mean = 0;
@@ -174,10 +165,8 @@ void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
 
 int64_t DeepseekV3Model::SavedActivationBytes() const {
   int64_t total = 0;
-  for (const auto& l : layers_) {
-    total += BufferBytes(l->h_in, l->x1, l->rstd1, l->x1_full, l->h_mid, l->x2, l->rstd2, l->x2_full) +
-             l->attn_saved.Bytes() + l->mlp_saved.Bytes() + l->moe_saved.Bytes();
-  }
+  for (const auto& l : layers_) total += l->SavedBytes();
+  for (const auto& m : mtp_) total += m->SavedBytes();
   return total;
 }
 
@@ -197,18 +186,16 @@ std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
 // One decoder block's forward on this rank's slice h [n_loc, d] (updated in place), saving what its
 // backward needs in L. `counts` receives the expert assignments (null: a recomputation, which must not
 // count them, nor the balance loss, twice).
-void DeepseekV3Model::LayerForward(Layer& L, float* h, int64_t* counts) {
+void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
   ForwardPass& fp = fp_;
   const int64_t batch = fp.batch, seq = fp.seq, n = batch * seq, d = cfg_.hidden_size();
   const int64_t n_loc = fp.n_loc;
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
-  const TokenSlice slice{batch, seq, fp.offset, n_loc};
   Scratch::Frame frame(scratch_);
   float* branch = frame.Floats(n_loc * d);
   float* partial = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
-  std::vector<int64_t> scratch_counts(L.moe ? cfg_.n_routed_experts() : 0);
   L.h_in.resize(n_loc * d);
   ops.Copy(h, L.h_in.data(), n_loc * d);
   L.x1.resize(n_loc * d);
@@ -239,17 +226,62 @@ void DeepseekV3Model::LayerForward(Layer& L, float* h, int64_t* counts) {
   }
   if (L.moe) {  // routed experts on this rank's tokens
     float* routed = frame.Floats(n_loc * d);
-    const double balance = L.moe->Forward(ctx_, L.x2.data(), slice, routed, &L.moe_saved,
-                                          counts != nullptr ? counts : scratch_counts.data());
-    if (counts != nullptr) {  // a recomputation must not count or report twice
-      fp.balance_loss += balance;
-      fp.dropped += MoeLayer::Dropped(L.moe_saved);
-    }
+    RoutedExpertsForward(L, routed, counts);
     ops.Add(routed, branch, n_loc * d);
     ctx_.Store(branch, n_loc * d);
   }
   ops.Add(branch, h, n_loc * d);
   ctx_.Store(h, n_loc * d);
+}
+
+// out [n_loc, d] = the routed experts' combined output for this rank's rows of L.x2. An MTP block
+// routes only its real rows (the first T - k of each sequence), gathered into x2_real, as a micro-batch
+// of B sequences of T - k tokens; its other rows get zeros.
+void DeepseekV3Model::RoutedExpertsForward(DecoderLayer& L, float* out, int64_t* counts) {
+  kernels::Backend& ops = *ctx_.ops;
+  ForwardPass& fp = fp_;
+  const int64_t d = cfg_.hidden_size();
+  std::vector<int64_t> scratch_counts(cfg_.n_routed_experts());
+  int64_t* count_into = counts != nullptr ? counts : scratch_counts.data();
+  double balance = 0;
+  if (L.mtp_depth == 0) {
+    const TokenSlice slice{fp.batch, fp.seq, fp.offset, fp.n_loc};
+    balance = L.moe->Forward(ctx_, L.x2.data(), slice, out, &L.moe_saved, count_into);
+  } else {
+    const int64_t real_len = fp.seq - L.mtp_depth, rows = L.real_rows.size();
+    // This slice's real rows are consecutive among all real rows of the micro-batch.
+    const int64_t first = fp.offset / fp.seq * real_len + std::min(fp.offset % fp.seq, real_len);
+    const TokenSlice slice{fp.batch, real_len, first, rows};
+    Scratch::Frame frame(scratch_);
+    float* routed = frame.Floats(rows * d);
+    L.x2_real.resize(rows * d);
+    ops.GatherRows(L.x2.data(), L.real_rows.data(), rows, d, L.x2_real.data());
+    balance = L.moe->Forward(ctx_, L.x2_real.data(), slice, routed, &L.moe_saved, count_into);
+    ops.Fill(out, fp.n_loc * d, 0.0f);
+    ops.ScatterAddRows(routed, L.real_rows.data(), nullptr, rows, d, out);
+  }
+  if (counts != nullptr) {  // a recomputation must not count or report twice
+    fp.balance_loss += balance;
+    fp.dropped += MoeLayer::Dropped(L.moe_saved);
+  }
+}
+
+// d_x2 [n_loc, d] written: the gradient of the routed experts' input given dh, their output's.
+void DeepseekV3Model::RoutedExpertsBackward(DecoderLayer& L, const float* dh, float loss_scale, float* d_x2) {
+  kernels::Backend& ops = *ctx_.ops;
+  const int64_t d = cfg_.hidden_size();
+  if (L.mtp_depth == 0) {
+    L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh, loss_scale, d_x2);
+    return;
+  }
+  const int64_t rows = L.real_rows.size();
+  Scratch::Frame frame(scratch_);
+  float* dh_real = frame.Floats(rows * d);
+  float* dx_real = frame.Floats(rows * d);
+  ops.GatherRows(dh, L.real_rows.data(), rows, d, dh_real);
+  L.moe->Backward(ctx_, L.x2_real.data(), L.moe_saved, dh_real, loss_scale, dx_real);
+  ops.Fill(d_x2, fp_.n_loc * d, 0.0f);
+  ops.ScatterAddRows(dx_real, L.real_rows.data(), nullptr, rows, d, d_x2);
 }
 
 void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq) {
@@ -276,7 +308,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
   fp.h.resize(n_loc * d);
   ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), d, fp.h.data());
   for (auto& lp : layers_) {
-    Layer& L = *lp;
+    DecoderLayer& L = *lp;
     LayerForward(L, fp.h.data(), L.moe ? expert_counts_[L.moe_slot].data() : nullptr);
     if (recompute_) L.ReleaseActivations();  // keep only h_in; the backward recomputes the rest
   }
@@ -298,14 +330,11 @@ std::vector<float> DeepseekV3Model::Logits(const int32_t* ids, int64_t batch, in
 LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,
                                 int64_t seq, bool backward, float loss_scale) {
   kernels::Backend& ops = *ctx_.ops;
-  parallel::Communicator& tp = *ctx_.tp;
   const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
   RunForward(ids, targets, batch, seq);
   ForwardPass& fp = fp_;
   const int64_t n_loc = fp.n_loc, offset = fp.offset;
   LossStats stats;
-  stats.balance_loss = fp.balance_loss;
-  stats.dropped = fp.dropped;
   int64_t micro_batch_tokens = 0;  // the mean runs over the whole micro-batch, not the slice
   for (int64_t i = 0; i < n; ++i) micro_batch_tokens += targets[i] >= 0 ? 1 : 0;
   for (int64_t i = 0; i < n_loc; ++i) stats.tokens += targets[offset + i] >= 0 ? 1 : 0;
@@ -313,57 +342,66 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   float* logits = fp.logits.data();
   stats.ce_loss_sum = ops.CrossEntropy(logits, fp.targets.data(), n_loc, vocab, ce_scale,
                                        backward ? logits : nullptr);
+  Scratch::Frame frame(scratch_);
+  float* d_hf = backward ? frame.Floats(n_loc * d) : nullptr;
+  // The head's gradient first: the MTP depths then reuse the logits buffer.
+  if (backward) LinearBackward(ops, *lm_head_, fp.hf.data(), logits, n_loc, d_hf, GradMode::kWrite);
+  if (!mtp_.empty()) MtpForward(ids, targets, backward, loss_scale, &stats);
+  stats.balance_loss = fp.balance_loss;  // the MTP blocks' MoE included
+  stats.dropped = fp.dropped;
   if (!backward) return stats;
 
   // ---- Backward (activation gradients written, parameter gradients accumulated) ----
-  Scratch::Frame frame(scratch_);
-  const float* d_logits = logits;
-  float* d_hf = frame.Floats(n_loc * d);
-  LinearBackward(ops, *lm_head_, fp.hf.data(), d_logits, n_loc, d_hf, GradMode::kWrite);
+  if (!mtp_.empty()) MtpBackward(loss_scale, d_hf);
   float* dh = frame.Floats(n_loc * d);  // gradient of the residual stream (this rank's slice)
   ops.RmsNormBackward(fp.h.data(), final_norm_->working.data(), fp.rstd_f.data(), d_hf, n_loc, d, dh,
                       final_norm_->grad.data());
-  float* d_branch_in = frame.Floats(n_loc * d);
-  float* d_x = frame.Floats(n_loc * d);
-  float* h_in = recompute_ ? frame.Floats(n_loc * d) : nullptr;
-  float* d_in_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
-  float* d_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;  // dh gathered over TP
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
-    Layer& L = **it;
-    if (recompute_) {  // rebuild this block's saved activations from its input (same ops, same bits)
-      ops.Copy(L.h_in.data(), h_in, n_loc * d);
-      LayerForward(L, h_in, nullptr);
-    }
-    const float* x2_full = tp.size() == 1 ? L.x2.data() : L.x2_full.data();
-    const float* x1_full = tp.size() == 1 ? L.x1.data() : L.x1_full.data();
-    // FFN half: h_out = h_mid + FFN(norm(h_mid)).
-    if (L.moe) {
-      L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh, loss_scale, d_branch_in);
-    } else {
-      ops.Fill(d_branch_in, n_loc * d, 0.0f);
-    }
-    if (L.mlp) {
-      const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
-      float* d_in = BlockOutput(tp, d_x, d_in_full);
-      L.mlp->Backward(ctx_, x2_full, L.mlp_saved, d_out_full, d_in, false);
-      ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
-      ops.Add(d_x, d_branch_in, n_loc * d);
-    }
-    ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in, n_loc,
-                        d, d_x, L.post_norm->grad.data());
-    ops.Add(d_x, dh, n_loc * d);
-    // Attention half: h_mid = h_in + MLA(norm(h_in)).
-    const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
-    float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
-    L.attn->Backward(ctx_, rope_, fp.positions.data(), x1_full, L.attn_saved, d_out_full, d_in);
-    ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
-    ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(), d_branch_in, n_loc, d,
-                        d_x, L.input_norm->grad.data());
-    ops.Add(d_x, dh, n_loc * d);
-    if (recompute_) L.ReleaseActivations();
-  }
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) LayerBackward(**it, dh, loss_scale);
   ops.EmbeddingBackward(fp.ids.data(), n_loc, dh, d, embed_->grad.data());
   return stats;
+}
+
+void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale) {
+  kernels::Backend& ops = *ctx_.ops;
+  parallel::Communicator& tp = *ctx_.tp;
+  const int64_t n = fp_.batch * fp_.seq, n_loc = fp_.n_loc, d = cfg_.hidden_size();
+  Scratch::Frame frame(scratch_);
+  float* d_branch_in = frame.Floats(n_loc * d);
+  float* d_x = frame.Floats(n_loc * d);
+  float* d_in_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
+  float* d_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;  // dh gathered over TP
+  if (recompute_) {  // rebuild this block's saved activations from its input (same ops, same bits)
+    float* h_in = frame.Floats(n_loc * d);
+    ops.Copy(L.h_in.data(), h_in, n_loc * d);
+    LayerForward(L, h_in, nullptr);
+  }
+  const float* x2_full = tp.size() == 1 ? L.x2.data() : L.x2_full.data();
+  const float* x1_full = tp.size() == 1 ? L.x1.data() : L.x1_full.data();
+  // FFN half: h_out = h_mid + FFN(norm(h_mid)).
+  if (L.moe) {
+    RoutedExpertsBackward(L, dh, loss_scale, d_branch_in);
+  } else {
+    ops.Fill(d_branch_in, n_loc * d, 0.0f);
+  }
+  if (L.mlp) {
+    const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
+    float* d_in = BlockOutput(tp, d_x, d_in_full);
+    L.mlp->Backward(ctx_, x2_full, L.mlp_saved, d_out_full, d_in, false);
+    ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
+    ops.Add(d_x, d_branch_in, n_loc * d);
+  }
+  ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in, n_loc,
+                      d, d_x, L.post_norm->grad.data());
+  ops.Add(d_x, dh, n_loc * d);
+  // Attention half: h_mid = h_in + MLA(norm(h_in)).
+  const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
+  float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
+  L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full, L.attn_saved, d_out_full, d_in);
+  ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
+  ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(), d_branch_in, n_loc, d,
+                      d_x, L.input_norm->grad.data());
+  ops.Add(d_x, dh, n_loc * d);
+  if (recompute_) L.ReleaseActivations();
 }
 
 }  // namespace moe::model

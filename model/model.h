@@ -19,10 +19,12 @@
 #include "configs/config.pb.h"
 #include "kernels/backend.h"
 #include "model/attention.h"
+#include "model/decoder_layer.h"
 #include "model/layer_context.h"
 #include "model/mlp.h"
 #include "model/model_stats.h"  // IsMoeLayer
 #include "model/moe.h"
+#include "model/mtp.h"
 #include "model/params.h"
 #include "model/rope.h"
 #include "parallel/communicator.h"
@@ -32,9 +34,17 @@ namespace moe::model {
 struct LossStats {
   double ce_loss_sum = 0;   // Σ over this rank's tokens of the cross-entropy (main model)
   int64_t tokens = 0;       // this rank's tokens with a target
-  double balance_loss = 0;  // Σ over MoE layers of the micro-batch's balance loss (same on TP ranks)
+  double balance_loss = 0;  // Σ over MoE layers (MTP blocks' included) of the micro-batch's balance loss
   int64_t dropped = 0;      // routed assignments dropped by the capacity limit (this rank)
+  // Multi-token prediction, per depth k = 1..D (index k-1): Σ of the raw cross-entropy L^k over this
+  // rank's positions with a target t+k+1, and how many there are.
+  std::vector<double> mtp_ce_sum;
+  std::vector<int64_t> mtp_tokens;
   double ce_loss() const { return tokens ? ce_loss_sum / tokens : 0.0; }
+  // L^k, the mean over this rank's positions (k is 1-based).
+  double mtp_ce_loss(int64_t k) const {
+    return mtp_tokens[k - 1] ? mtp_ce_sum[k - 1] / mtp_tokens[k - 1] : 0.0;
+  }
 };
 
 // The process groups the model's layers talk to (null: a one-rank group).
@@ -47,7 +57,8 @@ struct ModelParallel {
 class DeepseekV3Model {
  public:
   // Builds the parameters (not initialised: call params().Initialize or load weights).
-  // `max_positions` sizes the RoPE tables. MTP layers are not built (refused by the trainer).
+  // `max_positions` sizes the RoPE tables. With num_nextn_predict_layers = D > 0 the D MTP modules
+  // (model/mtp.h) are built after the main model's tensors and trained with it.
   DeepseekV3Model(const config::ModelConfig& cfg, Numerics numerics, kernels::Backend* ops,
                   int64_t max_positions, ModelParallel parallel = {});
   ~DeepseekV3Model();
@@ -59,8 +70,9 @@ class DeepseekV3Model {
 
   // Forward (and, if `backward`, backward accumulating parameter gradients) of one micro-batch.
   // ids and targets are host arrays (copied in).
-  // The gradient is that of loss_scale · (mean CE over the micro-batch's B·T tokens + balance losses);
-  // with sequence parallelism each TP rank contributes its tokens' part.
+  // The gradient is that of loss_scale · (mean CE over the micro-batch's B·T tokens + balance losses
+  // + λ/D · Σ_k L^k with D MTP depths); with sequence parallelism each TP rank contributes its tokens'
+  // part. Forward only (backward false) evaluates the MTP losses too.
   // Expert assignment counts are added to expert_counts().
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
@@ -74,8 +86,12 @@ class DeepseekV3Model {
   // that grows with micro-batch and sequence length.
   int64_t SavedActivationBytes() const;
 
+  // Multi-token prediction depths D (0: none) and the weight λ/D of each raw L^k in the training loss.
+  int64_t mtp_depths() const { return static_cast<int64_t>(mtp_.size()); }
+  double mtp_depth_weight() const;
+
   // FP32 logits [n_loc, V] of this rank's token slice (all B·T tokens on one rank), forward only,
-  // copied to the host.
+  // main model only, copied to the host.
   std::vector<float> Logits(const int32_t* ids, int64_t batch, int64_t seq);
   // The RoPE tables (positions < max_positions) and the layer context, for inference tools.
   const RopeTables& rope() const { return rope_; }
@@ -91,7 +107,6 @@ class DeepseekV3Model {
   std::vector<double> ExpertLoadMaxOverMean() const;
 
  private:
-  struct Layer;
   // The forward's inputs and the results that the loss and the backward need (kept across steps, so
   // a step reuses its buffers).
   struct ForwardPass {
@@ -107,7 +122,18 @@ class DeepseekV3Model {
   };
   // Copies the slice's ids (and targets, if given) in and runs the forward into fp_.
   void RunForward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq);
-  void LayerForward(Layer& L, float* h, int64_t* counts);
+  // One decoder block on the residual stream h [n_loc, d] (in place); its backward turns dh, the
+  // gradient of the block's output, into that of its input (in place).
+  void LayerForward(DecoderLayer& L, float* h, int64_t* counts);
+  void LayerBackward(DecoderLayer& L, float* dh, float loss_scale);
+  // The MoE half of a block: the router sees only the rows an MTP block treats as real.
+  void RoutedExpertsForward(DecoderLayer& L, float* out, int64_t* counts);
+  void RoutedExpertsBackward(DecoderLayer& L, const float* dh, float loss_scale, float* d_x2);
+  // Multi-token prediction (model/mtp.h): every depth's forward and loss after the main model's
+  // (with `backward`, each depth's head gradient is taken at once, so one logits buffer serves all
+  // depths); the backward adds the gradient reaching h^0 into d_hf.
+  void MtpForward(const int32_t* ids, const int32_t* targets, bool backward, float loss_scale, LossStats* stats);
+  void MtpBackward(float loss_scale, float* d_hf);
   bool recompute_ = false;
   ForwardPass fp_;
   Scratch scratch_;
@@ -119,7 +145,8 @@ class DeepseekV3Model {
   Param* embed_ = nullptr;       // [V, d]
   Param* final_norm_ = nullptr;  // [d]
   Param* lm_head_ = nullptr;     // [V, d]
-  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::unique_ptr<DecoderLayer>> layers_;
+  std::vector<std::unique_ptr<MtpModule>> mtp_;
   std::vector<int64_t> moe_layer_index_;
   std::vector<std::vector<int64_t>> expert_counts_;
   std::unique_ptr<parallel::Communicator> own_tp_, own_ep_;  // one-rank groups when none are given

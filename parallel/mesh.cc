@@ -59,6 +59,14 @@ absl::Status ValidateLayout(const MeshShape& s, int world_size, const moe::confi
         "sequence parallelism splits a micro-batch's tokens over TP",
         micro_batch_size, seq_len, micro_batch_size * seq_len, s.tp));
   }
+  // An MTP block of depth k routes only the first T - k positions of each sequence; every TP rank's
+  // slice must hold one of them.
+  if (m.num_nextn_predict_layers() > 0 && micro_batch_size * seq_len / s.tp <= m.num_nextn_predict_layers()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "micro_batch_size (%d) * seq_len (%d) / parallel.tp (%d) = %d tokens per TP rank must exceed "
+        "model.num_nextn_predict_layers (%d)",
+        micro_batch_size, seq_len, s.tp, micro_batch_size * seq_len / s.tp, m.num_nextn_predict_layers()));
+  }
   return absl::OkStatus();
 }
 

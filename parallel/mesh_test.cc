@@ -76,6 +76,15 @@ TEST(ValidateLayoutTest, TpDividesHeadsAndWidths) {
   EXPECT_TRUE(ValidateLayout({1, 4, 1}, 4, m, 1, 4).ok());
 }
 
+TEST(ValidateLayoutTest, MtpNeedsARealPositionOnEveryTpRank) {
+  moe::config::ModelConfig m = Model();
+  m.set_num_nextn_predict_layers(2);
+  EXPECT_TRUE(ValidateLayout({1, 4, 1}, 4, m, 1, 12).ok());
+  EXPECT_EQ(Error({1, 4, 1}, 4, m, 1, 8),
+            "micro_batch_size (1) * seq_len (8) / parallel.tp (4) = 2 tokens per TP rank must exceed "
+            "model.num_nextn_predict_layers (2)");
+}
+
 TEST(ValidateLayoutTest, TpDividesMicroBatchTokens) {
   EXPECT_EQ(Error({1, 4, 1}, 4, Model(), 1, 6),
             "micro_batch_size (1) * seq_len (6) = 6 tokens must be divisible by parallel.tp (4): "

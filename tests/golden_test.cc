@@ -60,6 +60,13 @@ model::LossStats RunBatch(Fixture& f) {
   return f.net->Step(f.batch.inputs.data(), f.batch.targets.data(), kBatch, kSeq, true, 1.0f);
 }
 
+// λ/D · Σ_k L^k (0 without MTP).
+double WeightedMtpLoss(const model::DeepseekV3Model& net, const model::LossStats& s) {
+  double sum = 0;
+  for (int64_t k = 1; k <= net.mtp_depths(); ++k) sum += s.mtp_ce_loss(k);
+  return net.mtp_depth_weight() * sum;
+}
+
 void ExpectCounts(const google::protobuf::Struct& expected, model::DeepseekV3Model& net) {
   const auto& layers = net.moe_layer_indices();
   for (size_t i = 0; i < layers.size(); ++i) {
@@ -80,7 +87,9 @@ void ExpectLossAndGradients(const std::string& model_dir, const std::string& exp
   const auto& fields = expected.fields();
   EXPECT_NEAR(stats.ce_loss(), fields.at("ce_loss").number_value(), 1e-5);
   EXPECT_NEAR(stats.balance_loss, fields.at("aux_loss").number_value(), 1e-6);
-  EXPECT_NEAR(stats.ce_loss() + stats.balance_loss, fields.at("loss").number_value(), 1e-5);
+  const double mtp_loss = WeightedMtpLoss(*f.net, stats);
+  if (fields.contains("mtp_loss")) EXPECT_NEAR(mtp_loss, fields.at("mtp_loss").number_value(), 1e-5);
+  EXPECT_NEAR(stats.ce_loss() + stats.balance_loss + mtp_loss, fields.at("loss").number_value(), 1e-5);
   const double norm = model::LocalGradNorm(f.ops, f.net->params());
   const double want_norm = fields.at("global_grad_norm").number_value();
   EXPECT_NEAR(norm, want_norm, 1e-5 * want_norm);
@@ -107,10 +116,14 @@ TEST(Golden, TinyWithSequenceBalanceLoss) {
   ExpectLossAndGradients("tiny_fp32_alpha", "expected_loss_alpha.json");
 }
 
-TEST(Golden, ThreeAdamWStepsWithClippingAndBiasUpdates) {
+TEST(Golden, TinyMtpLossGradientsAndExpertCounts) {
+  ExpectLossAndGradients("tiny_mtp_fp32", "expected_loss_mtp.json");
+}
+
+void ExpectThreeSteps(const std::string& model_dir, const std::string& expected_file) {
   Fixture f;
-  Load("tiny_fp32", model::Numerics::kFp32, &f);
-  const auto expected = ReadJson("expected_steps.json");
+  Load(model_dir, model::Numerics::kFp32, &f);
+  const auto expected = ReadJson(expected_file);
   config::OptimizerConfig opt;
   opt.set_lr(1e-2);
   opt.set_beta1(0.9);
@@ -131,7 +144,10 @@ TEST(Golden, ThreeAdamWStepsWithClippingAndBiasUpdates) {
       bias_before.emplace_back(bias.begin(), bias.end());
     }
     const model::LossStats stats = RunBatch(f);
-    EXPECT_NEAR(stats.ce_loss(), want.at("loss").number_value(), 1e-5) << "step " << s + 1;
+    EXPECT_NEAR(stats.ce_loss() + stats.balance_loss + WeightedMtpLoss(*f.net, stats), want.at("loss").number_value(),
+                1e-5)
+        << "step " << s + 1;
+    if (want.contains("ce_loss")) EXPECT_NEAR(stats.ce_loss(), want.at("ce_loss").number_value(), 1e-5);
     ExpectCounts(want.at("expert_counts").struct_value(), *f.net);
     const auto step = optimizer.Step(opt, 1e-2, s + 1);
     EXPECT_NEAR(step.grad_norm, want.at("global_grad_norm").number_value(),
@@ -151,6 +167,12 @@ TEST(Golden, ThreeAdamWStepsWithClippingAndBiasUpdates) {
     }
   }
 }
+
+TEST(Golden, ThreeAdamWStepsWithClippingAndBiasUpdates) {
+  ExpectThreeSteps("tiny_fp32", "expected_steps.json");
+}
+
+TEST(Golden, ThreeAdamWStepsWithMtp) { ExpectThreeSteps("tiny_mtp_fp32", "expected_steps_mtp.json"); }
 
 TEST(Golden, Bf16LossWithinTolerance) {
   Fixture f;

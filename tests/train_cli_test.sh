@@ -53,10 +53,28 @@ if "$TRAIN" "${COMMON[@]}" --set "data.train_path=$WORK/data/bad" 2> "$WORK/err.
   echo "truncated shard accepted"; exit 1
 fi
 grep -q "bad.tokens" "$WORK/err.txt" || { cat "$WORK/err.txt"; exit 1; }
-# MTP configs validate and dry-run but are not trained yet.
+# Multi-token prediction (two depths): dry-run counts, and training reports the main loss as `loss`,
+# the weighted MTP loss and each depth's raw loss, and both validation losses; both objectives learn.
 "$TRAIN" "${COMMON[@]}" --set model.num_nextn_predict_layers=1 --dry_run | grep -q '"mtp_params": 77168'
-if "$TRAIN" "${COMMON[@]}" --set model.num_nextn_predict_layers=1 2> "$WORK/err.txt"; then exit 1; fi
-grep -q "multi-token prediction" "$WORK/err.txt"
+"${MPIRUN[@]}" "$TRAIN" "${COMMON[@]}" --set model.num_nextn_predict_layers=2 --set "output_dir=$WORK/mtp" \
+  --set schedule.total_steps=30 --set eval.every=15 --set logging.progress_bar=false > "$WORK/mtp.log" 2>&1 \
+  || { cat "$WORK/mtp.log"; exit 1; }
+grep -q "| mtp loss " "$WORK/mtp.log" || { cat "$WORK/mtp.log"; exit 1; }
+python3 - "$WORK/mtp/metrics.jsonl" <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for key in ["loss", "mtp_loss", "mtp_loss_1", "mtp_loss_2"]:
+    assert all(key in r for r in rows), f"metrics.jsonl rows lack '{key}'"
+assert "mtp_loss_3" not in rows[0]
+for r in rows:  # lambda = 0.3 (tiny config), D = 2
+    assert abs(r["mtp_loss"] - 0.3 / 2 * (r["mtp_loss_1"] + r["mtp_loss_2"])) < 1e-6 * r["mtp_loss"], r
+val = [r for r in rows if "val_loss" in r]
+assert [r["step"] for r in val] == [15, 30] and all("val_mtp_loss" in r for r in val), val
+assert abs(rows[0]["mtp_loss_1"] - math.log(257)) < 0.1, rows[0]
+for key in ["loss", "mtp_loss_1", "mtp_loss_2"]:
+    assert rows[-1][key] < 0.7 * rows[0][key], (key, rows[0][key], rows[-1][key])
+print("mtp metrics ok:", rows[0]["mtp_loss"], "->", rows[-1]["mtp_loss"])
+PY
 # device: CUDA in a CPU-only build is one line saying how to build it.
 if "$TRAIN" "${COMMON[@]}" --set device=CUDA 2> "$WORK/err.txt"; then exit 1; fi
 grep -q "built without the CUDA backend (rebuild with bazel build --config=cuda)" "$WORK/err.txt" ||

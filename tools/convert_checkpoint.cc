@@ -4,7 +4,10 @@
 //   native -> HF   convert_checkpoint --from=STEP_DIR --to=HF_DIR [--dtype=bf16|fp32] [--max_shard_mb=N]
 //     config.json from the manifest's model; every tensor's FP32 master assembled from its pieces and
 //     written as BF16 (default, round to nearest even: exactly the working weights of a BF16 run) or
-//     F32; e_score_correction_bias always F32. Sharded with model.safetensors.index.json above
+//     F32; e_score_correction_bias always F32. Each multi-token-prediction module also gets the copies of
+//     the embedding and head that official checkpoints carry under its layer (model.layers.N.embed_tokens,
+//     .shared_head.head); --drop_mtp leaves the modules out (num_nextn_predict_layers 0), an inference-only
+//     copy. Sharded with model.safetensors.index.json above
 //     max_shard_mb (10^6 bytes; default 5000). The tokenizer stored in the checkpoint (tokenizer.json,
 //     tokenizer_config.json; verified against the manifest) is copied into HF_DIR; a byte-level
 //     checkpoint has none (stale tokenizer files in HF_DIR are removed).
@@ -14,7 +17,9 @@
 //     config.json must describe the train config's model (differences are listed and refused; without
 //     --config a TrainConfig with the HF model and defaults is recorded). Weights are read by name
 //     through HfTensorSource (FP8 block-scaled weights dequantised); a missing e_score_correction_bias
-//     starts at zero and multi-token-prediction tensors are skipped, each with a warning. Writes
+//     starts at zero with a warning. MTP modules are converted (their embedding/head copies checked
+//     against the shared tensors, not stored) unless --drop_mtp, or a --config with fewer of them, drops
+//     them with a warning. Writes
 //     CHECKPOINTS_ROOT/step-00000000 as a 1-rank checkpoint with zero Adam moments and points
 //     CHECKPOINTS_ROOT/latest at it: `train` with output_dir such that output_dir/checkpoints is
 //     CHECKPOINTS_ROOT (or --resume_from=the step directory) starts from these weights, in any layout.
@@ -57,6 +62,8 @@ ABSL_FLAG(double, max_shard_mb, 5000, "native -> HF: shard above this many MB (1
 ABSL_FLAG(std::string, config, "",
           "HF -> native: the TrainConfig text proto to record; its model must match config.json");
 ABSL_FLAG(bool, overwrite, false, "HF -> native: replace an existing complete step-00000000 directory");
+ABSL_FLAG(bool, drop_mtp, false,
+          "leave out the multi-token-prediction modules: an inference-only copy with num_nextn_predict_layers 0");
 
 namespace moe {
 namespace {
@@ -106,8 +113,12 @@ absl::Status NativeToHf(const std::string& from, const std::string& to) {
 
   config::ModelConfig mc = m.config().model();
   mc.set_torch_dtype(dtype == "bf16" ? "bfloat16" : "float32");
+  const bool drop_mtp = absl::GetFlag(FLAGS_drop_mtp);
   std::vector<const checkpoint::TensorEntry*> entries;
-  for (const auto& e : m.tensors()) entries.push_back(&e);
+  for (const auto& e : m.tensors()) {
+    if (!drop_mtp || !model::IsMtpTensor(mc, e.name())) entries.push_back(&e);
+  }
+  if (drop_mtp) mc.set_num_nextn_predict_layers(0);
   std::sort(entries.begin(), entries.end(),
             [](const auto* a, const auto* b) { return NaturalLess(a->name(), b->name()); });
 
@@ -123,6 +134,13 @@ absl::Status NativeToHf(const std::string& from, const std::string& to) {
     t.dtype = dtype == "fp32" || absl::EndsWith(e.name(), kBiasSuffix) ? hf::DType::kF32 : hf::DType::kBF16;
     t.data = values[i].data();
     bytes += values[i].size() * hf::DTypeSize(t.dtype);
+  }
+  const size_t own_tensors = tensors.size();
+  model::AppendMtpSharedCopies(mc, &tensors);  // as official checkpoints carry them
+  for (size_t i = own_tensors; i < tensors.size(); ++i) {
+    uint64_t numel = 1;
+    for (const int64_t dim : tensors[i].shape) numel *= static_cast<uint64_t>(dim);
+    bytes += numel * hf::DTypeSize(tensors[i].dtype);
   }
   ASSIGN_OR_RETURN(const trainer::TokenizerFiles tokenizer, trainer::ReadStoredTokenizerFiles(from, m));
   RETURN_IF_ERROR(hf::WriteHfDirectory(to, config::ModelConfigToHfJson(mc), tensors,
@@ -189,23 +207,27 @@ absl::Status HfToNative(const std::string& from, const std::string& to,
   const std::string json_path = JoinPath(from, hf::kConfigFile);
   ASSIGN_OR_RETURN(config::ModelConfig hf_model, config::ModelConfigFromHfJson(json, json_path));
 
-  const int64_t mtp_layers = hf_model.num_nextn_predict_layers();
-  if (mtp_layers > 0) {
-    Warn(absl::StrCat(from, " has ", mtp_layers,
-                      " multi-token-prediction layer(s); their tensors are not converted"));
-  }
   const std::string config_path = absl::GetFlag(FLAGS_config);
   config::TrainConfig cfg;
   if (!config_path.empty()) {
     ASSIGN_OR_RETURN(cfg, config::ResolveTrainConfig(config_path, overrides));
-    if (cfg.model().num_nextn_predict_layers() == 0) hf_model.set_num_nextn_predict_layers(0);  // dropped
-    RETURN_IF_ERROR(CheckSameModel(hf_model, cfg.model(), json_path, config_path));
+    if (absl::GetFlag(FLAGS_drop_mtp) && cfg.model().num_nextn_predict_layers() > 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--drop_mtp, but ", config_path, " trains ",
+                                                     cfg.model().num_nextn_predict_layers(), " MTP module(s)"));
+    }
   } else {
     if (!overrides.empty()) return absl::InvalidArgumentError("--set needs --config");
     cfg.set_name(absl::StrCat("converted from ", from));
-    hf_model.set_num_nextn_predict_layers(0);  // the MTP layers are dropped
     *cfg.mutable_model() = hf_model;
+    if (absl::GetFlag(FLAGS_drop_mtp)) cfg.mutable_model()->set_num_nextn_predict_layers(0);
   }
+  const int64_t mtp_layers = hf_model.num_nextn_predict_layers();
+  if (mtp_layers > cfg.model().num_nextn_predict_layers()) {  // a model without (some) MTP modules
+    Warn(absl::StrCat(from, " has ", mtp_layers, " multi-token-prediction module(s); ",
+                      mtp_layers - cfg.model().num_nextn_predict_layers(), " are not converted"));
+    hf_model.set_num_nextn_predict_layers(cfg.model().num_nextn_predict_layers());
+  }
+  if (!config_path.empty()) RETURN_IF_ERROR(CheckSameModel(hf_model, cfg.model(), json_path, config_path));
   // The tokenizer that travels with the weights: HF_DIR's, else the config's, else byte.
   ASSIGN_OR_RETURN(const std::unique_ptr<data::Tokenizer> tokenizer,
                    trainer::ResolveRunTokenizer(cfg, from, trainer::WeightsRole::kConvert));

@@ -22,6 +22,7 @@
 #include "kernels/backend_factory.h"
 #include "base/file_util.h"
 #include "model/hf/hf_checkpoint.h"
+#include "model/hf_weights.h"
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "parallel/distributed_optimizer.h"
@@ -53,22 +54,50 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Mean validation loss over the first `batches` sequential micro-batches; batch b runs on DP rank
+// The cross-entropy sums of micro-batches (main model and each MTP depth), summed over micro-batches
+// and then over ranks, as global means.
+class LossSums {
+ public:
+  explicit LossSums(int64_t mtp_depths) : sums_(2 + 2 * mtp_depths, 0.0), depths_(mtp_depths) {}
+  void Add(const model::LossStats& s) {
+    sums_[0] += s.ce_loss_sum;
+    sums_[1] += static_cast<double>(s.tokens);
+    for (int64_t k = 0; k < depths_; ++k) {
+      sums_[2 + 2 * k] += s.mtp_ce_sum[k];
+      sums_[3 + 2 * k] += static_cast<double>(s.mtp_tokens[k]);
+    }
+  }
+  void AllReduce(parallel::Communicator& group) { group.AllReduceSum(sums_.data(), static_cast<int64_t>(sums_.size())); }
+  double ce_loss() const { return Mean(0); }
+  double tokens() const { return sums_[1]; }
+  // L^k, the raw loss of depth k (1-based), and λ/D · Σ_k L^k.
+  double mtp_loss(int64_t k) const { return Mean(2 * k); }
+  double weighted_mtp_loss(double depth_weight) const {
+    double sum = 0;
+    for (int64_t k = 1; k <= depths_; ++k) sum += mtp_loss(k);
+    return depth_weight * sum;
+  }
+
+ private:
+  double Mean(size_t i) const { return sums_[i + 1] > 0 ? sums_[i] / sums_[i + 1] : 0.0; }
+  std::vector<double> sums_;  // {CE sum, tokens} of the main model, then of each depth
+  int64_t depths_;
+};
+
+// Validation losses over the first `batches` sequential micro-batches; batch b runs on DP rank
 // b mod dp (every rank runs the same number of forwards: EP dispatch is collective).
-double ValidationLoss(model::DeepseekV3Model& net, parallel::ProcessMesh& mesh, const data::Sampler& val,
-                      int64_t batches, int64_t micro, int64_t seq) {
+LossSums ValidationLoss(model::DeepseekV3Model& net, parallel::ProcessMesh& mesh, const data::Sampler& val,
+                        int64_t batches, int64_t micro, int64_t seq) {
   const int64_t dp = mesh.shape().dp;
   std::vector<int32_t> ids(micro * seq), targets(micro * seq);
-  double sums[2] = {0, 0};  // CE sum, tokens
+  LossSums sums(net.mtp_depths());
   for (int64_t b = mesh.dp_rank(); b < batches; b += dp) {
     for (int64_t r = 0; r < micro; ++r) val.Fill(b * micro + r, &ids[r * seq], &targets[r * seq]);
-    const model::LossStats s = net.Step(ids.data(), targets.data(), micro, seq, false, 1.0f);
-    sums[0] += s.ce_loss_sum;
-    sums[1] += static_cast<double>(s.tokens);
+    sums.Add(net.Step(ids.data(), targets.data(), micro, seq, false, 1.0f));
   }
-  mesh.world().AllReduceSum(sums, 2);
+  sums.AllReduce(mesh.world());
   net.ResetExpertCounts();  // validation routing must not feed the bias update
-  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+  return sums;
 }
 
 void ProgressBar(int64_t step, int64_t total, double elapsed_s) {
@@ -115,6 +144,7 @@ absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& ne
       });
   if (!leader) return absl::OkStatus();
   for (size_t i = 0; i < tensors.size(); ++i) tensors[i].data = store[i].data();
+  model::AppendMtpSharedCopies(cfg.model(), &tensors);  // as official checkpoints carry them
   RETURN_IF_ERROR(hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(cfg.model()), tensors, uint64_t{4} << 30));
   return WriteTokenizerFiles(dir, tokenizer);
 }
@@ -124,10 +154,16 @@ absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& ne
 absl::Status EvaluateTokenFile(model::DeepseekV3Model& net, parallel::ProcessMesh& mesh,
                                const TrainOptions& options, int64_t seq, bool leader) {
   ASSIGN_OR_RETURN(data::Batch b, data::ReadBatchFromTokenFile(options.eval_tokens, options.eval_batch, seq));
-  const model::LossStats s = net.Step(b.inputs.data(), b.targets.data(), options.eval_batch, seq, false, 1.0f);
-  double sums[2] = {s.ce_loss_sum, static_cast<double>(s.tokens)};
-  mesh.tp().AllReduceSum(sums, 2);  // every DP rank evaluated the same batch; its tokens span TP
-  if (leader) std::printf("{\"loss\": %.17g, \"tokens\": %lld}\n", sums[0] / sums[1], static_cast<long long>(sums[1]));
+  LossSums sums(net.mtp_depths());
+  sums.Add(net.Step(b.inputs.data(), b.targets.data(), options.eval_batch, seq, false, 1.0f));
+  sums.AllReduce(mesh.tp());  // every DP rank evaluated the same batch; its tokens span TP
+  if (leader) {
+    std::printf("{\"loss\": %.17g, %s\"tokens\": %lld}\n", sums.ce_loss(),
+                net.mtp_depths() > 0
+                    ? absl::StrFormat("\"mtp_loss\": %.17g, ", sums.weighted_mtp_loss(net.mtp_depth_weight())).c_str()
+                    : "",
+                static_cast<long long>(sums.tokens()));
+  }
   return absl::OkStatus();
 }
 
@@ -217,12 +253,6 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                    const parallel::MpiWorld& world) {
   const bool leader = world.rank() == 0;
   const config::ModelConfig& mc = cfg.model();
-  if (mc.num_nextn_predict_layers() > 0) {
-    return absl::UnimplementedError(absl::StrCat(
-        "model.num_nextn_predict_layers = ", mc.num_nextn_predict_layers(),
-        ": multi-token prediction is not trained yet; set --set model.num_nextn_predict_layers=0 "
-        "(validation, --dry_run and HF loading accept MTP configs)"));
-  }
   const int64_t seq = cfg.batch().seq_len(), micro = cfg.batch().micro_batch_size();
   const parallel::MeshShape shape{cfg.parallel().dp(), cfg.parallel().tp(), cfg.parallel().ep()};
   RETURN_IF_ERROR(parallel::ValidateLayout(shape, world.size(), mc, micro, seq));
@@ -332,7 +362,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   }
   parallel::DistributedOptimizer optimizer(&net.params(), {rt->groups->world, rt->groups->dp, rt->groups->expert_dp}, &ops, bf16);
   const model::ParamCounts counts = model::CountParameters(mc);
-  const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/false);
+  const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/true);
   if (leader) {
     std::printf("model: %lld params (%lld activated per token), %s; layout dp=%lld tp=%lld ep=%lld on %d "
                 "ranks; %s; MFU denominator %.1f GFLOP/s over all ranks (%s)\n",
@@ -405,20 +435,21 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     ops.ResetOpTimes();
     net.params().ZeroGrads(ops);
     net.ResetExpertCounts();
-    double sums[4] = {0, 0, 0, 0};  // CE sum, tokens, balance loss (same on TP ranks), dropped
+    LossSums losses(net.mtp_depths());
+    double sums[2] = {0, 0};  // balance loss (same on TP ranks), dropped
     for (int64_t m = 0; m < num_micro; ++m) {
       for (int64_t r = 0; r < micro; ++r) {
         train_sampler.Fill(gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq], &targets[r * seq]);
       }
       const model::LossStats s = net.Step(ids.data(), targets.data(), micro, seq, true, loss_scale);
-      sums[0] += s.ce_loss_sum;
-      sums[1] += static_cast<double>(s.tokens);
-      sums[2] += s.balance_loss / num_micro;
-      sums[3] += static_cast<double>(s.dropped);
+      losses.Add(s);
+      sums[0] += s.balance_loss / num_micro;
+      sums[1] += static_cast<double>(s.dropped);
     }
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
     const parallel::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
-    mesh->world().AllReduceSum(sums, 4);
+    losses.AllReduce(mesh->world());
+    mesh->world().AllReduceSum(sums, 2);
     ReduceExpertCounts(net, mesh->world());
     const std::vector<double> load = net.ExpertLoadMaxOverMean();
     net.UpdateCorrectionBiases(mc.bias_update_speed());
@@ -427,10 +458,11 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     const double tokens_per_s = static_cast<double>(gb.global_batch * seq) / dt;
     const double mfu = tokens_per_s * flops_per_token / peak_flops;
     const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
-    const double loss = sums[0] / sums[1];
-    const double balance = sums[2] / world.size();
-    if (!std::isfinite(loss)) {
-      return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step, "; stopping"));
+    const double loss = losses.ce_loss();
+    const double mtp_loss = losses.weighted_mtp_loss(net.mtp_depth_weight());
+    const double balance = sums[0] / world.size();
+    if (!std::isfinite(loss) || !std::isfinite(mtp_loss)) {
+      return absl::InternalError(absl::StrCat("loss is ", loss, " (MTP loss ", mtp_loss, ") at step ", step, "; stopping"));
     }
 
     MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
@@ -438,22 +470,33 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
                      {"expert_load_max_mean", load_max}, {"step_time_s", dt},
                      {"gemm_fraction", matmul_seconds / dt},
                      {"activation_mb", static_cast<double>(net.SavedActivationBytes()) / 1e6}};
+    if (net.mtp_depths() > 0) {
+      row.push_back({"mtp_loss", mtp_loss});
+      for (int64_t k = 1; k <= net.mtp_depths(); ++k) row.push_back({absl::StrCat("mtp_loss_", k), losses.mtp_loss(k)});
+    }
     if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
-    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[3]});
+    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[1]});
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
-    double val_loss = NAN;
+    std::string val_text;
     if (eval_now) {
-      val_loss = ValidationLoss(net, *mesh, val_sampler, val_batches, micro, seq);
-      row.push_back({"val_loss", val_loss});
+      const LossSums val = ValidationLoss(net, *mesh, val_sampler, val_batches, micro, seq);
+      row.push_back({"val_loss", val.ce_loss()});
+      val_text = absl::StrFormat(" | val loss %.4f", val.ce_loss());
+      if (net.mtp_depths() > 0) {
+        const double val_mtp = val.weighted_mtp_loss(net.mtp_depth_weight());
+        row.push_back({"val_mtp_loss", val_mtp});
+        absl::StrAppendFormat(&val_text, " | val mtp loss %.4f", val_mtp);
+      }
     }
     if (leader) {
       RETURN_IF_ERROR(metrics->Write(row));
       if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
-        std::printf("step %5lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
+        std::printf("step %5lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
                     "expert load max/mean %.2f | act %.0f MB | %.3fs%s\n",
-                    static_cast<long long>(step), loss, lr, opt.grad_norm, tokens_per_s, 100 * mfu,
-                    load_max, static_cast<double>(net.SavedActivationBytes()) / 1e6, dt,
-                    eval_now ? absl::StrFormat(" | val loss %.4f", val_loss).c_str() : "");
+                    static_cast<long long>(step), loss,
+                    net.mtp_depths() > 0 ? absl::StrFormat(" | mtp loss %.4f", mtp_loss).c_str() : "", lr,
+                    opt.grad_norm, tokens_per_s, 100 * mfu, load_max,
+                    static_cast<double>(net.SavedActivationBytes()) / 1e6, dt, val_text.c_str());
         std::fflush(stdout);
       }
       if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(run_start, Clock::now()));
