@@ -230,7 +230,9 @@ void CheckMoe(const MoeCase& c) {
   int64_t total = 0;
   for (int64_t v : counts) total += v;
   EXPECT_EQ(total, n * c.top_k);  // counts are routed assignments, dropped or not
-  if (c.capacity_factor > 0) EXPECT_GT(MoeLayer::Dropped(saved), 0);
+  if (c.capacity_factor > 0) {
+    EXPECT_GT(MoeLayer::Dropped(saved), 0);
+  }
   auto loss = [&]() {
     MoeLayer::Saved s;
     std::vector<int64_t> cnt(8, 0);

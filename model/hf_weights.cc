@@ -40,19 +40,32 @@ void AppendMtpSharedCopies(const config::ModelConfig& m, std::vector<hf::WriteTe
   }
 }
 
-bool IsMtpTensor(const config::ModelConfig& m, const std::string& name) {
+int64_t MtpDepthOf(const config::ModelConfig& m, const std::string& name) {
   const std::vector<std::string> parts = absl::StrSplit(name, '.');
   int64_t layer = 0;
-  return parts.size() > 2 && parts[0] == "model" && parts[1] == "layers" && absl::SimpleAtoi(parts[2], &layer) &&
-         layer >= m.num_hidden_layers();
+  if (parts.size() < 3 || parts[0] != "model" || parts[1] != "layers" || !absl::SimpleAtoi(parts[2], &layer)) return 0;
+  return layer >= m.num_hidden_layers() ? layer - m.num_hidden_layers() + 1 : 0;
 }
 
 absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params,
-                           std::vector<std::string>* warnings) {
+                           std::vector<std::string>* warnings, bool keep_missing_mtp) {
   absl::Status status;
   int64_t unused = 0;
+  // An MTP module is the layer holding an eh_proj; "model.layers.N." of each one the source lacks.
+  std::vector<std::string> kept_modules;
+  if (keep_missing_mtp) {
+    params->ForEach([&](const Param& p) {
+      if (!absl::EndsWith(p.name, ".eh_proj.weight") || source.Contains(p.name)) return;
+      kept_modules.push_back(p.name.substr(0, p.name.size() - std::string("eh_proj.weight").size()));
+      warnings->push_back(absl::StrCat("multi-token-prediction module ", kept_modules.back(), "* is not in ",
+                                       source.dir(), "; it starts from the seeded initialisation"));
+    });
+  }
   params->ForEach([&](Param& p) {
     if (!status.ok()) return;
+    for (const std::string& prefix : kept_modules) {
+      if (absl::StartsWith(p.name, prefix)) return;
+    }
     if (!source.Contains(p.name)) {
       if (p.kind == ParamKind::kBuffer) {
         warnings->push_back(absl::StrCat(p.name, " not in ", source.dir(), "; starting from zeros"));

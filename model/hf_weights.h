@@ -19,8 +19,11 @@ namespace moe::model {
 // warning; tensors the model does not use (MTP layers of a model configured without them) are
 // reported in `warnings`. The MTP modules' copies of the shared embedding and head (MtpSharedCopies)
 // are not loaded: the shared tensors are used, and a copy that differs from them is reported.
+// With keep_missing_mtp, an MTP module the source does not have (a checkpoint trained without
+// multi-token prediction, or with fewer modules) keeps the values `params` hold (their seeded
+// initialisation), with a warning, instead of being an error.
 absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params,
-                           std::vector<std::string>* warnings);
+                           std::vector<std::string>* warnings, bool keep_missing_mtp = false);
 
 // Hugging Face checkpoints store, under each MTP module's layer (L + k - 1), copies of the tensors
 // the module shares with the main model: {copy name, shared name} for
@@ -32,7 +35,7 @@ std::vector<std::pair<std::string, std::string>> MtpSharedCopies(const config::M
 // must be in the list).
 void AppendMtpSharedCopies(const config::ModelConfig& m, std::vector<hf::WriteTensor>* tensors);
 
-// Whether `name` is a tensor of an MTP module (a layer index >= num_hidden_layers).
-bool IsMtpTensor(const config::ModelConfig& m, const std::string& name);
+// k (1-based) if `name` is a tensor of MTP module k (layer index num_hidden_layers + k - 1), else 0.
+int64_t MtpDepthOf(const config::ModelConfig& m, const std::string& name);
 
 }  // namespace moe::model

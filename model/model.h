@@ -89,6 +89,9 @@ class DeepseekV3Model {
   // Multi-token prediction depths D (0: none) and the weight λ/D of each raw L^k in the training loss.
   int64_t mtp_depths() const { return static_cast<int64_t>(mtp_.size()); }
   double mtp_depth_weight() const;
+  // λ for the following steps (DeepSeek-V3 lowers it from 0.3 to 0.1 late in training; 0 evaluates
+  // the MTP losses without their gradient).
+  void set_mtp_loss_weight(double lambda) { cfg_.set_mtp_loss_weight(lambda); }
 
   // FP32 logits [n_loc, V] of this rank's token slice (all B·T tokens on one rank), forward only,
   // main model only, copied to the host.

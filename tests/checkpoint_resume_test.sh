@@ -3,7 +3,8 @@
 #  1. exact resume: 40 steps straight vs 20 + save + resume + 20, identical loss at every step and
 #     bit-identical final weights, for 1 rank and for DP=2 x EP=2;
 #  2. resharding: the DP=2 x EP=2 step-20 checkpoint resumed at 1 rank and at EP=4 x DP=4 continues the
-#     loss curve within 1e-5 relative (weights within 1e-4);
+#     loss curve within 1e-5 relative (weights within 1e-4); 1 and 2 again with two MTP modules (TP=2,
+#     resharded to DP=2 x TP=2 x EP=4);
 #  3. signals: SIGUSR1 to mpirun, or SIGTERM to the ranks, finishes the step, saves, exits 0;
 #  4. crash safety: SIGKILL at many moments (saves stretched so some kills land inside one) and the
 #     same command always resumes from the newest complete checkpoint, ending with the final weights
@@ -58,6 +59,19 @@ python3 "$COMPARE" "$WORK/straight4" "$WORK/reshard1" --loss_rtol=1e-5 --param_r
 run reshard_ep4 4 --set parallel.dp=4 --set parallel.ep=4
 grep -q "resharding checkpoint" "$WORK/reshard_ep4.log"
 python3 "$COMPARE" "$WORK/straight4" "$WORK/reshard_ep4" --loss_rtol=1e-5 --param_rtol=1e-4
+
+echo "== 1b. exact resume and resharding with multi-token prediction (two MoE MTP blocks)"
+MTP=(--set model.num_nextn_predict_layers=2 --set model.aux_loss_alpha=0.01 --set seed=7)
+run mtp_straight 2 "${MTP[@]}" --set parallel.tp=2
+run mtp_resumed 2 "${MTP[@]}" --set parallel.tp=2 --exit_interval=20
+cp -r "$WORK/mtp_resumed" "$WORK/mtp_reshard"
+run mtp_resumed 2 "${MTP[@]}" --set parallel.tp=2
+python3 "$COMPARE" "$WORK/mtp_straight" "$WORK/mtp_resumed" --loss_rtol=0 --param_rtol=0
+same_bits mtp_straight mtp_resumed
+rm -rf "$WORK/mtp_reshard/hf"
+run mtp_reshard 4 "${MTP[@]}" --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4
+grep -q "resharding checkpoint from dp=1 tp=2 ep=1 (2 ranks) to dp=2 tp=2 ep=4 (4 ranks)" "$WORK/mtp_reshard.log"
+python3 "$COMPARE" "$WORK/mtp_straight" "$WORK/mtp_reshard" --loss_rtol=1e-5 --param_rtol=1e-4
 
 echo "== 3. signals"
 signal_run() {  # name signal target(mpirun|ranks)

@@ -6,7 +6,8 @@
 #     (correction biases F32); the converted 1-rank checkpoint resumes in the dp=2 ep=2 layout;
 #   - one flipped byte: inspect exits 1 naming file and tensor, and `train` refuses to resume naming the
 #     file; a truncated and a deleted data file: inspect, convert and train fail naming the file;
-#   - the golden HF directory -> native -> HF F32 holds the original tensors bit for bit;
+#   - the golden HF directory -> native -> HF F32 holds the original tensors bit for bit, also with an MTP
+#     module (and its embedding/head copies); --drop_mtp; a copy that differs from the shared tensor;
 #   - tokenizers: a byte-level checkpoint stores none (and one whose manifest predates tokenizers still
 #     resumes); a BPE run's checkpoint stores tokenizer.json + tokenizer_config.json, which inspect lists
 #     and verifies and convert copies native -> HF -> native -> HF; a flipped byte or a deleted tokenizer
@@ -179,6 +180,35 @@ expect_fail "train resume (deleted)" "checkpoint data file $D/rank-00000.bin is 
 "$INSPECT" --checkpoint="$WORK/golden_native/step-00000000" >/dev/null || fail "inspect of the converted golden model"
 "$CONVERT" --from="$WORK/golden_native" --to="$WORK/golden_hf" --dtype=fp32 >/dev/null || fail "golden native -> HF"
 check same "$GOLDEN" "$WORK/golden_hf"
+# With a multi-token-prediction module: its tensors and its copies of the embedding and head come back
+# bit for bit; --drop_mtp writes an inference-only copy (num_nextn_predict_layers 0, no layer-3 tensors).
+GOLDEN_MTP="$(dirname "$GOLDEN")/tiny_mtp_fp32"
+"$CONVERT" --from="$GOLDEN_MTP" --to="$WORK/mtp_native" >"$WORK/mtp.log" 2>&1 || { cat "$WORK/mtp.log"; fail "golden MTP -> native"; }
+grep -q "warning" "$WORK/mtp.log" && { cat "$WORK/mtp.log"; fail "golden MTP -> native warned"; }
+"$CONVERT" --from="$WORK/mtp_native" --to="$WORK/mtp_hf" --dtype=fp32 >/dev/null || fail "golden MTP native -> HF"
+check same "$GOLDEN_MTP" "$WORK/mtp_hf"
+"$CONVERT" --from="$WORK/mtp_native" --to="$WORK/mtp_dropped" --dtype=fp32 --drop_mtp >/dev/null || fail "--drop_mtp"
+python3 - "$WORK/mtp_dropped" <<'PY' || fail "--drop_mtp output"
+import json, os, struct, sys
+cfg = json.load(open(os.path.join(sys.argv[1], "config.json")))
+assert cfg["num_nextn_predict_layers"] == 0, cfg["num_nextn_predict_layers"]
+with open(os.path.join(sys.argv[1], "model.safetensors"), "rb") as f:
+    names = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+assert "lm_head.weight" in names and not any(n.startswith("model.layers.3.") for n in names)
+PY
+# A copy that differs from the shared tensor is reported (the shared one is used).
+cp -r "$WORK/mtp_hf" "$WORK/mtp_bad_copy"
+python3 - "$WORK/mtp_bad_copy/model.safetensors" <<'PY' || fail "could not alter the copy"
+import json, struct, sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", raw[:8])[0]
+b, _ = json.loads(raw[8:8 + n])["model.layers.3.shared_head.head.weight"]["data_offsets"]
+raw[8 + n + b + 3] ^= 0x40
+open(sys.argv[1], "wb").write(raw)
+PY
+"$CONVERT" --from="$WORK/mtp_bad_copy" --to="$WORK/mtp_bad_native" >"$WORK/bad_copy.log" 2>&1 || fail "convert with a differing copy"
+grep -q "model.layers.3.shared_head.head.weight .* differs from lm_head.weight" "$WORK/bad_copy.log" ||
+  { cat "$WORK/bad_copy.log"; fail "a differing MTP copy was not reported"; }
 
 # --- Tokenizers -------------------------------------------------------------------------------------------
 # The byte-level run: no tokenizer files in the checkpoint, its export or its conversions.

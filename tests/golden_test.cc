@@ -88,7 +88,9 @@ void ExpectLossAndGradients(const std::string& model_dir, const std::string& exp
   EXPECT_NEAR(stats.ce_loss(), fields.at("ce_loss").number_value(), 1e-5);
   EXPECT_NEAR(stats.balance_loss, fields.at("aux_loss").number_value(), 1e-6);
   const double mtp_loss = WeightedMtpLoss(*f.net, stats);
-  if (fields.contains("mtp_loss")) EXPECT_NEAR(mtp_loss, fields.at("mtp_loss").number_value(), 1e-5);
+  if (fields.contains("mtp_loss")) {
+    EXPECT_NEAR(mtp_loss, fields.at("mtp_loss").number_value(), 1e-5);
+  }
   EXPECT_NEAR(stats.ce_loss() + stats.balance_loss + mtp_loss, fields.at("loss").number_value(), 1e-5);
   const double norm = model::LocalGradNorm(f.ops, f.net->params());
   const double want_norm = fields.at("global_grad_norm").number_value();
@@ -147,7 +149,9 @@ void ExpectThreeSteps(const std::string& model_dir, const std::string& expected_
     EXPECT_NEAR(stats.ce_loss() + stats.balance_loss + WeightedMtpLoss(*f.net, stats), want.at("loss").number_value(),
                 1e-5)
         << "step " << s + 1;
-    if (want.contains("ce_loss")) EXPECT_NEAR(stats.ce_loss(), want.at("ce_loss").number_value(), 1e-5);
+    if (want.contains("ce_loss")) {
+      EXPECT_NEAR(stats.ce_loss(), want.at("ce_loss").number_value(), 1e-5);
+    }
     ExpectCounts(want.at("expert_counts").struct_value(), *f.net);
     const auto step = optimizer.Step(opt, 1e-2, s + 1);
     EXPECT_NEAR(step.grad_norm, want.at("global_grad_norm").number_value(),

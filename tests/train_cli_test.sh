@@ -75,6 +75,16 @@ for key in ["loss", "mtp_loss_1", "mtp_loss_2"]:
     assert rows[-1][key] < 0.7 * rows[0][key], (key, rows[0][key], rows[-1][key])
 print("mtp metrics ok:", rows[0]["mtp_loss"], "->", rows[-1]["mtp_loss"])
 PY
+# --init_from a checkpoint trained without MTP: the main model's weights, fresh MTP modules (a warning).
+"${MPIRUN[@]}" "$TRAIN" "${COMMON[@]}" --set model.num_nextn_predict_layers=2 --set "output_dir=$WORK/mtp_init" \
+  --set schedule.total_steps=2 --init_from="$WORK/run/checkpoints/step-00000040" > "$WORK/mtp_init.log" 2>&1 \
+  || { cat "$WORK/mtp_init.log"; exit 1; }
+grep -q "multi-token-prediction module(s) 1..2 are not in" "$WORK/mtp_init.log" || { cat "$WORK/mtp_init.log"; exit 1; }
+python3 -c "
+import json, sys
+r = json.loads(open('$WORK/mtp_init/metrics.jsonl').readline())
+assert r['loss'] < 1.5 and r['mtp_loss_1'] > 2.5, r  # a trained main model, untrained MTP modules
+"
 # device: CUDA in a CPU-only build is one line saying how to build it.
 if "$TRAIN" "${COMMON[@]}" --set device=CUDA 2> "$WORK/err.txt"; then exit 1; fi
 grep -q "built without the CUDA backend (rebuild with bazel build --config=cuda)" "$WORK/err.txt" ||

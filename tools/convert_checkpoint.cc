@@ -116,7 +116,7 @@ absl::Status NativeToHf(const std::string& from, const std::string& to) {
   const bool drop_mtp = absl::GetFlag(FLAGS_drop_mtp);
   std::vector<const checkpoint::TensorEntry*> entries;
   for (const auto& e : m.tensors()) {
-    if (!drop_mtp || !model::IsMtpTensor(mc, e.name())) entries.push_back(&e);
+    if (!drop_mtp || model::MtpDepthOf(mc, e.name()) == 0) entries.push_back(&e);
   }
   if (drop_mtp) mc.set_num_nextn_predict_layers(0);
   std::sort(entries.begin(), entries.end(),

@@ -1,12 +1,15 @@
 // hf_eval: loss and gradient norms of a Hugging Face DeepseekV3 directory on one batch, for
 // cross-checking this implementation against others (issue: the model contract).
 //
-//   hf_eval --model=DIR --tokens=FILE --seq_len=T --batch=B [--precision=fp32|bf16]
+//   hf_eval --model=DIR --tokens=FILE --seq_len=T --batch=B [--precision=fp32|bf16] [--include_mtp]
 //
-// The batch is the first B·T+1 uint32 little-endian tokens of FILE laid out as spec §6.1
+// The batch is the first B·T+1 uint32 little-endian tokens of FILE laid out as docs/model.md says
 // (x[b,t] = z[bT+t], y[b,t] = z[bT+t+1]). Prints one JSON object: "loss" (mean next-token CE of the
-// main model; balance loss and MTP excluded), "grad_norm" (global L2 norm of d loss / d params) and
-// "grad_norms" (per trainable tensor by HF name; the correction bias is a buffer and not included).
+// main model; balance loss excluded), with multi-token prediction "mtp_loss" (λ/D · Σ_k L^k),
+// "grad_norm" (global L2 norm of d loss / d params) and "grad_norms" (per trainable tensor by HF name;
+// the correction bias is a buffer and not included). The gradients are those of `loss` alone (the
+// MTP modules' tensors are not listed) or, with --include_mtp, of "total_loss" = loss + mtp_loss (the
+// shared embedding and head under their main names; the modules' copies of them are not tensors).
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -30,6 +33,7 @@ ABSL_FLAG(int64_t, seq_len, 0, "tokens per sequence T");
 ABSL_FLAG(int64_t, batch, 1, "sequences B");
 ABSL_FLAG(std::string, precision, "fp32", "fp32 or bf16");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads (0: all cores)");
+ABSL_FLAG(bool, include_mtp, false, "gradients of loss + mtp_loss (default: of loss alone)");
 
 namespace moe {
 namespace {
@@ -49,11 +53,11 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(std::string config_text, source.ReadConfigJson());
   ASSIGN_OR_RETURN(config::ModelConfig cfg,
                    config::ModelConfigFromHfJson(config_text, dir + "/config.json"));
-  if (cfg.num_nextn_predict_layers() > 0) {
-    std::fprintf(stderr, "warning: %lld multi-token-prediction layer(s) skipped (main loss only)\n",
-                 static_cast<long long>(cfg.num_nextn_predict_layers()));
+  const bool include_mtp = absl::GetFlag(FLAGS_include_mtp);
+  if (include_mtp && cfg.num_nextn_predict_layers() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--include_mtp, but ", dir, " has no multi-token-prediction modules"));
   }
-  cfg.set_aux_loss_alpha(0.0);  // the gradient is that of the main loss alone
+  cfg.set_aux_loss_alpha(0.0);  // no balance loss in the gradient
 
   ASSIGN_OR_RETURN(data::Batch b, data::ReadBatchFromTokenFile(absl::GetFlag(FLAGS_tokens), batch, seq));
   for (int32_t id : b.inputs) {
@@ -70,15 +74,26 @@ absl::Status Run() {
   RETURN_IF_ERROR(model::LoadHfWeights(source, bf16, &net.params(), &warnings));
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
 
+  const double depth_weight = net.mtp_depth_weight();  // of the checkpoint's λ
+  if (!include_mtp) net.set_mtp_loss_weight(0.0);     // the MTP losses are evaluated, not differentiated
   net.params().ZeroGrads(ops);
   const model::LossStats stats =
       net.Step(b.inputs.data(), b.targets.data(), batch, seq, /*backward=*/true, 1.0f);
+  double mtp_loss = 0;
+  for (int64_t k = 1; k <= net.mtp_depths(); ++k) mtp_loss += depth_weight * stats.mtp_ce_loss(k);
 
-  std::string json = absl::StrFormat("{\"loss\": %.17g, \"grad_norm\": %.17g, \"grad_norms\": {",
-                                     stats.ce_loss(), model::LocalGradNorm(ops, net.params()));
+  std::string json = absl::StrFormat("{\"loss\": %.17g, ", stats.ce_loss());
+  if (net.mtp_depths() > 0) absl::StrAppendFormat(&json, "\"mtp_loss\": %.17g, ", mtp_loss);
+  if (include_mtp) absl::StrAppendFormat(&json, "\"total_loss\": %.17g, ", stats.ce_loss() + mtp_loss);
+  auto listed = [&](const model::Param& p) { return p.trainable() && (include_mtp || model::MtpDepthOf(cfg, p.name) == 0); };
+  double sum_squares = 0;  // of the listed tensors (the others have no gradient)
+  net.params().ForEach([&](const model::Param& p) {
+    if (listed(p)) sum_squares += std::pow(model::GradNorm(ops, p), 2);
+  });
+  absl::StrAppendFormat(&json, "\"grad_norm\": %.17g, \"grad_norms\": {", std::sqrt(sum_squares));
   bool first = true;
   net.params().ForEach([&](const model::Param& p) {
-    if (!p.trainable()) return;
+    if (!listed(p)) return;
     absl::StrAppendFormat(&json, "%s\"%s\": %.17g", first ? "" : ", ", p.name,
                           model::GradNorm(ops, p));
     first = false;

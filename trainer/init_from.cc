@@ -23,10 +23,18 @@ absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& 
       if (!values.ok()) return values.status();
       p->SetMasterFromGlobal(*values);
     }
+    // MTP modules the checkpoint was trained without keep their seeded initialisation.
+    const int64_t source_mtp = m.config().model().num_nextn_predict_layers();
+    if (target.num_nextn_predict_layers() > source_mtp) {
+      warnings->push_back(absl::StrCat("multi-token-prediction module(s) ", source_mtp + 1, "..",
+                                       target.num_nextn_predict_layers(), " are not in ", dir,
+                                       "; they start from the seeded initialisation"));
+    }
     params->ForEach([&](model::Param& p) {
       bool found = false;
       for (const auto& entry : m.tensors()) found = found || entry.name() == p.name;
-      if (!found && status.ok()) {
+      const bool new_module = model::MtpDepthOf(target, p.name) > source_mtp;
+      if (!found && !new_module && status.ok()) {
         status = absl::NotFoundError(absl::StrCat("checkpoint ", dir, " has no tensor ", p.name));
       }
     });
@@ -40,7 +48,7 @@ absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& 
     ASSIGN_OR_RETURN(const config::ModelConfig hf_model,
                      config::ModelConfigFromHfJson(text, JoinPath(dir, hf::kConfigFile)));
     RETURN_IF_ERROR(config::CheckSameArchitecture(hf_model, target, dir));
-    return model::LoadHfWeights(source, bf16, params, warnings);
+    return model::LoadHfWeights(source, bf16, params, warnings, /*keep_missing_mtp=*/true);
   }
   return absl::NotFoundError(absl::StrCat("--init_from=", dir, " is neither a native checkpoint step directory (",
                                           kManifestFile, ") nor a Hugging Face directory (", hf::kConfigFile, ")"));
