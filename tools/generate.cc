@@ -2,7 +2,7 @@
 // (model/inference/decoder.h, docs/model.md, "Attention with an absorbed latent cache").
 //
 //   generate --model=DIR --prompt="text" [--max_new_tokens=100] [--temperature=0.8] [--top_p=0.95]
-//            [--seed=1] [--precision=fp32|bf16] [--threads=1] [--tokenizer=byte|PATH]
+//            [--seed=1] [--precision=fp32|bf16] [--threads=1] [--tokenizer=byte|PATH] [--speculative=mtp]
 //
 // DIR is a Hugging Face directory (config.json + safetensors) or a native checkpoint step directory (the
 // model config comes from its manifest). Text is encoded and decoded with the model's tokenizer: the one
@@ -15,8 +15,12 @@
 // seeded by --seed (the same flags give the same text on any machine). Generation stops after
 // --max_new_tokens or at the tokenizer's EOS id (the byte tokenizer's end-of-document id 256), which is
 // printed (decoded with special tokens, e.g. <|endoftext|>).
+// --speculative=mtp: self-speculative greedy decoding (model/inference/speculative.h): the model's MTP
+// modules draft, the main model verifies several tokens per pass; the text is the plain greedy text.
+// It needs --temperature=0 (speculative sampling is not implemented) and a model trained with MTP.
 // stdout: the prompt and the generated text, then one line "# generate: ..." with the decode speed, the
-// KV-cache bytes per token of the absorbed cache against a full multi-head cache, and the tokenizer.
+// KV-cache bytes per token of the absorbed cache against a full multi-head cache, and the tokenizer
+// (with --speculative, a line "# speculative: ..." with the acceptance rate first).
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -36,6 +40,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "model/inference/decoder.h"
 #include "model/inference/sampling.h"
+#include "model/inference/speculative.h"
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/init_from.h"
@@ -54,6 +59,8 @@ ABSL_FLAG(std::string, tokenizer, "",
 ABSL_FLAG(int32_t, threads, 1,
           "CPU threads (0: all cores). One token at a time is a chain of small matrix-vector products: "
           "extra threads only pay off for large models");
+ABSL_FLAG(std::string, speculative, "",
+          "\"mtp\": greedy self-speculative decoding, the model's MTP modules drafting (needs --temperature=0)");
 
 namespace moe {
 namespace {
@@ -130,10 +137,22 @@ absl::Status Run() {
   }
   if (max_new < 0) return absl::InvalidArgumentError("--max_new_tokens must be >= 0");
   RETURN_IF_ERROR(inference::ValidateSamplingOptions(sampling));
+  const std::string speculative = absl::GetFlag(FLAGS_speculative);
+  if (!speculative.empty() && speculative != "mtp") {
+    return absl::InvalidArgumentError(absl::StrCat("--speculative must be empty or mtp, got '", speculative, "'"));
+  }
+  if (!speculative.empty() && sampling.temperature != 0) {
+    return absl::InvalidArgumentError(
+        "--speculative=mtp decodes greedily: pass --temperature=0 (speculative sampling is not implemented)");
+  }
   const bool bf16 = precision == "bf16";
   const model::Numerics numerics = bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32;
 
   ASSIGN_OR_RETURN(const config::ModelConfig cfg, ModelConfigOf(dir));
+  if (!speculative.empty() && cfg.num_nextn_predict_layers() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--speculative=mtp needs multi-token-prediction modules; ", dir, " has num_nextn_predict_layers 0"));
+  }
   const int64_t vocab = cfg.vocab_size();
   ASSIGN_OR_RETURN(const trainer::ModelTokenizer model_tokenizer,
                    trainer::LoadModelTokenizer(dir, absl::GetFlag(FLAGS_tokenizer)));
@@ -176,29 +195,55 @@ absl::Status Run() {
   RETURN_IF_ERROR(trainer::InitWeightsFrom(dir, cfg, bf16, &net.params(), &warnings));
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   ASSIGN_OR_RETURN(std::unique_ptr<inference::IncrementalDecoder> decoder,
-                   inference::IncrementalDecoder::Create(cfg, net.params(), &ops, net.rope(), {length, numerics}));
+                   inference::IncrementalDecoder::Create(cfg, net.params(), &ops, net.rope(),
+                                                         {length, numerics, /*mtp=*/!speculative.empty()}));
   const Clock::time_point t_prefill = Clock::now();
 
   if (!prompt_text.empty()) {
     std::fwrite(prompt_text.data(), 1, prompt_text.size(), stdout);
     std::fflush(stdout);
   }
-  ASSIGN_OR_RETURN(std::vector<float> logits, decoder->Prefill(prompt));
-  const Clock::time_point t_decode = Clock::now();
-
-  data::SplitMix64 rng(absl::GetFlag(FLAGS_seed));
   TextStream out(tokenizer);
   int64_t generated = 0;
-  for (int64_t i = 0; i < max_new; ++i) {
-    const int32_t next = inference::SampleToken(logits, sampling, &rng);
-    ++generated;
-    out.Add(static_cast<uint32_t>(next));
-    if (has_eos && next == static_cast<int32_t>(*eos)) break;
-    if (i + 1 == max_new) break;
-    ASSIGN_OR_RETURN(logits, decoder->Step(next));
+  Clock::time_point t_decode;
+  inference::SpeculativeStats spec_stats;
+  if (!speculative.empty()) {
+    // The prompt's pass (which also yields the first token) is the prefill; the rounds after it the decode.
+    t_decode = Clock::now();
+    RETURN_IF_ERROR(inference::GenerateGreedySpeculative(*decoder, prompt, max_new,
+                                                         has_eos ? static_cast<int32_t>(*eos) : -1,
+                                                         [&](int32_t token) {
+                                                           if (generated++ == 0) t_decode = Clock::now();
+                                                           out.Add(static_cast<uint32_t>(token));
+                                                         },
+                                                         &spec_stats)
+                        .status());
+  } else {
+    ASSIGN_OR_RETURN(std::vector<float> logits, decoder->Prefill(prompt));
+    t_decode = Clock::now();
+    data::SplitMix64 rng(absl::GetFlag(FLAGS_seed));
+    for (int64_t i = 0; i < max_new; ++i) {
+      const int32_t next = inference::SampleToken(logits, sampling, &rng);
+      ++generated;
+      out.Add(static_cast<uint32_t>(next));
+      if (has_eos && next == static_cast<int32_t>(*eos)) break;
+      if (i + 1 == max_new) break;
+      ASSIGN_OR_RETURN(logits, decoder->Step(next));
+    }
   }
   out.Flush();
   const Clock::time_point t_end = Clock::now();
+  if (!speculative.empty()) {
+    std::string per_depth;
+    for (size_t k = 0; k < spec_stats.accepted_at_depth.size(); ++k) {
+      absl::StrAppend(&per_depth, k ? ", " : "", "draft ", k + 1, ": ", spec_stats.accepted_at_depth[k]);
+    }
+    std::printf("\n# speculative: %lld rounds, %lld of %lld drafts accepted (%.1f%%; %s), %.2f tokens per "
+                "main-model pass",
+                static_cast<long long>(spec_stats.rounds), static_cast<long long>(spec_stats.accepted),
+                static_cast<long long>(spec_stats.drafted), 100 * spec_stats.acceptance(), per_depth.c_str(),
+                spec_stats.rounds > 0 ? static_cast<double>(generated - 1) / spec_stats.rounds : 0.0);
+  }
 
   const double decode_s = Seconds(t_decode, t_end), prefill_s = Seconds(t_prefill, t_decode);
   const int64_t absorbed = decoder->CacheBytesPerToken();

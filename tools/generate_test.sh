@@ -35,6 +35,18 @@ run "$hf" --temperature=1.5 --top_p=1 --seed=6 > "$tmp/s3"
 cmp <(text "$tmp/s1") <(text "$tmp/s2") || fail "seeded sampling differs between runs"
 if cmp -s <(text "$tmp/s1") <(text "$tmp/s3"); then fail "another seed and temperature gave the same text"; fi
 
+# --speculative=mtp on the golden MTP model: the plain greedy text (FP32), an acceptance line; refused
+# with sampling and for a model without MTP modules.
+mtp_hf="$(dirname "$hf")/tiny_mtp_fp32"
+run "$mtp_hf" --temperature=0 --max_new_tokens=40 > "$tmp/mtp_plain"
+run "$mtp_hf" --temperature=0 --max_new_tokens=40 --speculative=mtp > "$tmp/mtp_spec"
+cmp <(sed '/^# /d' "$tmp/mtp_plain") <(sed '/^# /d' "$tmp/mtp_spec") || fail "speculative text differs from greedy"
+grep -q "^# speculative: [0-9]* rounds, [0-9]* of [0-9]* drafts accepted" "$tmp/mtp_spec" || fail "no speculative line"
+if run "$mtp_hf" --temperature=0.8 --speculative=mtp 2> "$tmp/err"; then fail "speculative sampling accepted"; fi
+grep -q "pass --temperature=0" "$tmp/err" || fail "speculative sampling error: $(cat "$tmp/err")"
+if run "$hf" --temperature=0 --speculative=mtp 2> "$tmp/err"; then fail "speculative without MTP accepted"; fi
+grep -q "num_nextn_predict_layers 0" "$tmp/err" || fail "no-MTP error: $(cat "$tmp/err")"
+
 # A native checkpoint of the same weights gives the same greedy text.
 "$convert" --from="$hf" --to="$tmp/ckpt" > /dev/null
 run "$tmp/ckpt/step-00000000" --temperature=0 > "$tmp/native"

@@ -46,6 +46,16 @@ struct IncrementalDecoder::Layer {
   std::vector<const Param*> expert_gate, expert_up, expert_down;  // [E] of [Ie, d], [Ie, d], [d, Ie]
 };
 
+// One multi-token-prediction module: its norms and projection, its block with its own cache.
+struct IncrementalDecoder::MtpModule {
+  const Param* enorm = nullptr;      // [d]
+  const Param* hnorm = nullptr;      // [d]
+  const Param* eh_proj = nullptr;    // [d, 2d]
+  const Param* head_norm = nullptr;  // [d] shared_head.norm
+  std::unique_ptr<Layer> block;
+  int64_t position = 0;              // positions in its cache
+};
+
 namespace {
 
 std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
@@ -100,7 +110,7 @@ absl::StatusOr<std::unique_ptr<IncrementalDecoder>> IncrementalDecoder::Create(
   if (ops == nullptr) return absl::InvalidArgumentError("decoder: no backend");
   const int64_t d = cfg.hidden_size(), vocab = cfg.vocab_size(), heads = cfg.num_attention_heads();
   const int64_t dn = cfg.qk_nope_head_dim(), dr = cfg.qk_rope_head_dim(), dv = cfg.v_head_dim();
-  const int64_t rkv = cfg.kv_lora_rank(), dqk = dn + dr;
+  const int64_t rkv = cfg.kv_lora_rank();
   if (d <= 0 || vocab <= 0 || heads <= 0 || rkv <= 0 || dr <= 0 || dr % 2 != 0 || dv <= 0 || dn < 0 ||
       cfg.num_hidden_layers() <= 0) {
     return absl::InvalidArgumentError(
@@ -121,6 +131,30 @@ absl::StatusOr<std::unique_ptr<IncrementalDecoder>> IncrementalDecoder::Create(
   ASSIGN_OR_RETURN(dec->final_norm_, Require(params, "model.norm.weight", {d}));
   ASSIGN_OR_RETURN(dec->lm_head_, Require(params, "lm_head.weight", {vocab, d}));
   for (int64_t l = 0; l < cfg.num_hidden_layers(); ++l) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(cfg, params, l));
+    dec->layers_.push_back(std::move(layer));
+  }
+  for (int64_t k = 1; options.mtp && k <= cfg.num_nextn_predict_layers(); ++k) {
+    const int64_t l = cfg.num_hidden_layers() + k - 1;
+    const std::string pre = absl::StrCat("model.layers.", l, ".");
+    auto m = std::make_unique<MtpModule>();
+    ASSIGN_OR_RETURN(m->enorm, Require(params, pre + "enorm.weight", {d}));
+    ASSIGN_OR_RETURN(m->hnorm, Require(params, pre + "hnorm.weight", {d}));
+    ASSIGN_OR_RETURN(m->eh_proj, Require(params, pre + "eh_proj.weight", {d, 2 * d}));
+    ASSIGN_OR_RETURN(m->head_norm, Require(params, pre + "shared_head.norm.weight", {d}));
+    ASSIGN_OR_RETURN(m->block, CreateLayer(cfg, params, l));
+    dec->mtp_.push_back(std::move(m));
+  }
+  return dec;
+}
+
+// Decoder block `l` (HF layer index; MTP blocks follow the main ones).
+absl::StatusOr<std::unique_ptr<IncrementalDecoder::Layer>> IncrementalDecoder::CreateLayer(
+    const config::ModelConfig& cfg, const model::ParamStore& params, int64_t l) {
+  const int64_t d = cfg.hidden_size(), heads = cfg.num_attention_heads();
+  const int64_t dn = cfg.qk_nope_head_dim(), dr = cfg.qk_rope_head_dim(), dv = cfg.v_head_dim();
+  const int64_t rkv = cfg.kv_lora_rank(), dqk = dn + dr;
+  {
     const std::string pre = absl::StrCat("model.layers.", l, ".");
     const std::string att = pre + "self_attn.";
     auto L = std::make_unique<Layer>();
@@ -174,201 +208,278 @@ absl::StatusOr<std::unique_ptr<IncrementalDecoder>> IncrementalDecoder::Create(
       ASSIGN_OR_RETURN(L->up_proj, Require(params, mlp + "up_proj.weight", {inter, d}));
       ASSIGN_OR_RETURN(L->down_proj, Require(params, mlp + "down_proj.weight", {d, inter}));
     }
-    dec->layers_.push_back(std::move(L));
+    return L;
   }
-  return dec;
 }
 
 void IncrementalDecoder::Store(float* x, int64_t n) const {
   if (bf16_) ops_->RoundToBf16(x, n);
 }
 
-void IncrementalDecoder::Linear(const Param& w, const float* x, float* y) {
+void IncrementalDecoder::Linear(const Param& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  ops_->Gemm(Transpose::kNo, Transpose::kYes, {1, out, in, x, in, w.working.data(), in, y, out}, 1.0f, 0.0f);
+  ops_->Gemm(Transpose::kNo, Transpose::kYes, {n, out, in, x, in, w.working.data(), in, y, out}, 1.0f, 0.0f);
 }
 
 void IncrementalDecoder::Reset() {
-  position_ = 0;
+  Truncate(0);
+  for (int64_t k = 1; k <= mtp_depths(); ++k) MtpTruncate(k, 0);
+}
+
+void IncrementalDecoder::Truncate(int64_t length) {
+  position_ = std::min(position_, std::max<int64_t>(0, length));
   for (auto& L : layers_) {
-    L->ckv.clear();
-    L->kr.clear();
+    L->ckv.resize(position_ * cfg_.kv_lora_rank());
+    L->kr.resize(position_ * cfg_.qk_rope_head_dim());
   }
 }
 
-// One token's MLA in the absorbed form; appends its cKV and kR to the layer's cache. out [d] written.
-void IncrementalDecoder::Attention(Layer& L, const float* u, float* out) {
+int64_t IncrementalDecoder::mtp_position(int64_t k) const { return mtp_[k - 1]->position; }
+
+void IncrementalDecoder::MtpTruncate(int64_t k, int64_t length) {
+  MtpModule& m = *mtp_[k - 1];
+  m.position = std::min(m.position, std::max<int64_t>(0, length));
+  m.block->ckv.resize(m.position * cfg_.kv_lora_rank());
+  m.block->kr.resize(m.position * cfg_.qk_rope_head_dim());
+}
+
+// The MLA of n tokens at positions position.. in the absorbed form: their cKV and kR are appended to the
+// layer's cache first, then token i attends to cache entries 0 .. position+i. out [n, d] written.
+void IncrementalDecoder::Attention(Layer& L, int64_t position, const float* u, int64_t n, float* out) {
   const int64_t heads = cfg_.num_attention_heads(), dn = cfg_.qk_nope_head_dim();
   const int64_t dr = cfg_.qk_rope_head_dim(), dv = cfg_.v_head_dim(), rkv = cfg_.kv_lora_rank();
   const int64_t dqk = dn + dr, d = cfg_.hidden_size();
-  const int32_t pos = static_cast<int32_t>(position_);
-  float rstd = 0.0f;
+  std::vector<int32_t> pos(n);
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(position + i);
+  std::vector<float> rstd(n);
 
-  // Query q [H, dqk] = [qN ; RoPE(qR)] per head.
-  std::vector<float> q(heads * dqk);
+  // Queries q [n, H, dqk] = [qN ; RoPE(qR)] per head.
+  std::vector<float> q(n * heads * dqk);
   if (L.q_a_proj != nullptr) {
     const int64_t rq = L.q_a_proj->shape[0];
-    std::vector<float> qa(rq), cq(rq);
-    Linear(*L.q_a_proj, u, qa.data());
-    Store(qa.data(), rq);
-    ops_->RmsNormForward(qa.data(), L.q_a_norm->working.data(), 1, rq, model::kLatentNormEps, bf16_, cq.data(),
-                         &rstd);
-    Store(cq.data(), rq);
-    Linear(*L.q_b_proj, cq.data(), q.data());
+    std::vector<float> qa(n * rq), cq(n * rq);
+    Linear(*L.q_a_proj, u, n, qa.data());
+    Store(qa.data(), n * rq);
+    ops_->RmsNormForward(qa.data(), L.q_a_norm->working.data(), n, rq, model::kLatentNormEps, bf16_, cq.data(),
+                         rstd.data());
+    Store(cq.data(), n * rq);
+    Linear(*L.q_b_proj, cq.data(), n, q.data());
   } else {
-    Linear(*L.q_proj, u, q.data());
+    Linear(*L.q_proj, u, n, q.data());
   }
-  Store(q.data(), heads * dqk);
+  Store(q.data(), n * heads * dqk);
   kernels::RopeView view;
   view.x = q.data();
-  view.num_tokens = 1;
+  view.num_tokens = n;
   view.num_heads = heads;
   view.token_stride = heads * dqk;
   view.head_stride = dqk;
   view.offset = dn;
   view.half_dim = dr / 2;
-  view.positions = &pos;
+  view.positions = pos.data();
   view.cos = rope_.cos.data();
   view.sin = rope_.sin.data();
   ops_->RopeForward(view);
-  Store(q.data(), heads * dqk);
+  Store(q.data(), n * heads * dqk);
 
   // The new cache entries: cKV_t = RMSNorm(a[:rkv]) [rkv] and kR_t = RoPE(a[rkv:]) [dr].
-  std::vector<float> a(rkv + dr);
-  Linear(*L.kv_a_proj, u, a.data());
-  Store(a.data(), rkv + dr);
-  const int64_t t_len = position_ + 1;
-  L.ckv.resize(t_len * rkv);
-  L.kr.resize(t_len * dr);
-  float* ckv_t = &L.ckv[position_ * rkv];
-  float* kr_t = &L.kr[position_ * dr];
-  ops_->RmsNormForward(a.data(), L.kv_a_norm->working.data(), 1, rkv, model::kLatentNormEps, bf16_, ckv_t, &rstd);
-  Store(ckv_t, rkv);
-  std::copy_n(&a[rkv], dr, kr_t);
-  view.x = kr_t;
+  std::vector<float> a(n * (rkv + dr));
+  Linear(*L.kv_a_proj, u, n, a.data());
+  Store(a.data(), n * (rkv + dr));
+  L.ckv.resize((position + n) * rkv);
+  L.kr.resize((position + n) * dr);
+  float* ckv_new = &L.ckv[position * rkv];
+  float* kr_new = &L.kr[position * dr];
+  std::vector<float> a_kv(n * rkv);
+  ops_->Copy2D(a.data(), rkv + dr, a_kv.data(), rkv, n, rkv, false);
+  ops_->RmsNormForward(a_kv.data(), L.kv_a_norm->working.data(), n, rkv, model::kLatentNormEps, bf16_, ckv_new,
+                       rstd.data());
+  Store(ckv_new, n * rkv);
+  ops_->Copy2D(a.data() + rkv, rkv + dr, kr_new, dr, n, dr, false);
+  view.x = kr_new;
   view.num_heads = 1;
   view.token_stride = dr;
   view.head_stride = dr;
   view.offset = 0;
   ops_->RopeForward(view);
-  Store(kr_t, dr);
+  Store(kr_new, n * dr);
 
-  // Absorbed queries q̃_h = W_UK_hᵀ qN_h, i.e. the row qN_h [1, dn] times W_UK_h [dn, rkv].
-  std::vector<float> q_abs(heads * rkv);
+  std::vector<float> o(n * heads * dv);
   std::vector<GemmProblem> problems(heads);
-  for (int64_t h = 0; h < heads; ++h) {
-    problems[h] = GemmProblem{1, rkv, dn, q.data() + h * dqk, dqk, L.w_uk[h], rkv, q_abs.data() + h * rkv, rkv};
-  }
-  ops_->GroupedGemm(Transpose::kNo, Transpose::kNo, problems, 1.0f, 0.0f);
-
-  // Scores S [H, T] = scale·(Q̃ [H, rkv] CKVᵀ + QR [H, dr] KRᵀ), then a softmax per head (FP32).
-  std::vector<float> s(heads * t_len);
-  ops_->Gemm(Transpose::kNo, Transpose::kYes, {heads, t_len, rkv, q_abs.data(), rkv, L.ckv.data(), rkv, s.data(), t_len},
-             softmax_scale_, 0.0f);
-  ops_->Gemm(Transpose::kNo, Transpose::kYes, {heads, t_len, dr, q.data() + dn, dqk, L.kr.data(), dr, s.data(), t_len},
-             softmax_scale_, 1.0f);
-  for (int64_t h = 0; h < heads; ++h) {
-    float* row = &s[h * t_len];
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < t_len; ++j) mx = std::max(mx, row[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j < t_len; ++j) {
-      row[j] = std::exp(row[j] - mx);
-      sum += row[j];
+  std::vector<float> q_abs(heads * rkv), o_lat(heads * rkv);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* qi = q.data() + i * heads * dqk;
+    const int64_t t_len = position + i + 1;
+    // Absorbed queries q̃_h = W_UK_hᵀ qN_h, i.e. the row qN_h [1, dn] times W_UK_h [dn, rkv].
+    for (int64_t h = 0; h < heads; ++h) {
+      problems[h] = GemmProblem{1, rkv, dn, qi + h * dqk, dqk, L.w_uk[h], rkv, q_abs.data() + h * rkv, rkv};
     }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < t_len; ++j) row[j] *= inv;
+    ops_->GroupedGemm(Transpose::kNo, Transpose::kNo, problems, 1.0f, 0.0f);
+    // Scores S [H, T] = scale·(Q̃ [H, rkv] CKVᵀ + QR [H, dr] KRᵀ), then a softmax per head (FP32).
+    std::vector<float> s(heads * t_len);
+    ops_->Gemm(Transpose::kNo, Transpose::kYes,
+               {heads, t_len, rkv, q_abs.data(), rkv, L.ckv.data(), rkv, s.data(), t_len}, softmax_scale_, 0.0f);
+    ops_->Gemm(Transpose::kNo, Transpose::kYes, {heads, t_len, dr, qi + dn, dqk, L.kr.data(), dr, s.data(), t_len},
+               softmax_scale_, 1.0f);
+    for (int64_t h = 0; h < heads; ++h) {
+      float* row = &s[h * t_len];
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < t_len; ++j) mx = std::max(mx, row[j]);
+      double sum = 0.0;
+      for (int64_t j = 0; j < t_len; ++j) {
+        row[j] = std::exp(row[j] - mx);
+        sum += row[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j < t_len; ++j) row[j] *= inv;
+    }
+    // Ō [H, rkv] = P CKV, then o_h = W_UV_h ō_h [dv] (the row ō_h times W_UV_hᵀ).
+    ops_->Gemm(Transpose::kNo, Transpose::kNo,
+               {heads, rkv, t_len, s.data(), t_len, L.ckv.data(), rkv, o_lat.data(), rkv}, 1.0f, 0.0f);
+    float* oi = o.data() + i * heads * dv;
+    for (int64_t h = 0; h < heads; ++h) {
+      problems[h] = GemmProblem{1, dv, rkv, o_lat.data() + h * rkv, rkv, L.w_uv[h], rkv, oi + h * dv, dv};
+    }
+    ops_->GroupedGemm(Transpose::kNo, Transpose::kYes, problems, 1.0f, 0.0f);
   }
-
-  // Ō [H, rkv] = P CKV, then o_h = W_UV_h ō_h [dv] (the row ō_h times W_UV_hᵀ).
-  std::vector<float> o_lat(heads * rkv);
-  ops_->Gemm(Transpose::kNo, Transpose::kNo, {heads, rkv, t_len, s.data(), t_len, L.ckv.data(), rkv, o_lat.data(), rkv},
-             1.0f, 0.0f);
-  std::vector<float> o(heads * dv);
-  for (int64_t h = 0; h < heads; ++h) {
-    problems[h] = GemmProblem{1, dv, rkv, o_lat.data() + h * rkv, rkv, L.w_uv[h], rkv, o.data() + h * dv, dv};
-  }
-  ops_->GroupedGemm(Transpose::kNo, Transpose::kYes, problems, 1.0f, 0.0f);
-  Store(o.data(), heads * dv);
-  Linear(*L.o_proj, o.data(), out);
-  Store(out, d);
+  Store(o.data(), n * heads * dv);
+  Linear(*L.o_proj, o.data(), n, out);
+  Store(out, n * d);
 }
 
-// The FFN branch for one token: dense SwiGLU, or shared expert + routed experts. out [d] written.
-void IncrementalDecoder::FeedForward(const Layer& L, const float* u, float* out) {
+// The FFN branch of n tokens: dense SwiGLU, or shared expert + routed experts. out [n, d] written.
+void IncrementalDecoder::FeedForward(const Layer& L, const float* u, int64_t n, float* out) {
   const int64_t d = cfg_.hidden_size();
-  auto swiglu = [&](const Param& gate, const Param& up, const Param& down, float* y) {
+  auto swiglu = [&](const Param& gate, const Param& up, const Param& down, const float* x, int64_t rows, float* y) {
     const int64_t inter = gate.shape[0];
-    std::vector<float> a(inter), c(inter), m(inter);
-    Linear(gate, u, a.data());
-    Linear(up, u, c.data());
-    Store(a.data(), inter);
-    Store(c.data(), inter);
-    ops_->SwigluForward(a.data(), c.data(), m.data(), inter);
-    Store(m.data(), inter);
-    Linear(down, m.data(), y);
-    Store(y, d);
+    std::vector<float> a(rows * inter), c(rows * inter), m(rows * inter);
+    Linear(gate, x, rows, a.data());
+    Linear(up, x, rows, c.data());
+    Store(a.data(), rows * inter);
+    Store(c.data(), rows * inter);
+    ops_->SwigluForward(a.data(), c.data(), m.data(), rows * inter);
+    Store(m.data(), rows * inter);
+    Linear(down, m.data(), rows, y);
+    Store(y, rows * d);
   };
-  std::fill(out, out + d, 0.0f);
-  if (L.gate_proj != nullptr) swiglu(*L.gate_proj, *L.up_proj, *L.down_proj, out);
+  std::fill(out, out + n * d, 0.0f);
+  if (L.gate_proj != nullptr) swiglu(*L.gate_proj, *L.up_proj, *L.down_proj, u, n, out);
   if (L.router == nullptr) return;
 
   const int64_t e_count = router_.num_experts, k = router_.top_k;
-  std::vector<float> logits(e_count), scores(e_count), weights(k);
-  std::vector<int32_t> selected(k);
-  Linear(*L.router, u, logits.data());
-  ops_->RouterForward(router_, logits.data(), L.bias != nullptr ? L.bias->working.data() : nullptr, 1,
+  std::vector<float> logits(n * e_count), scores(n * e_count), weights(n * k);
+  std::vector<int32_t> selected(n * k);
+  Linear(*L.router, u, n, logits.data());
+  ops_->RouterForward(router_, logits.data(), L.bias != nullptr ? L.bias->working.data() : nullptr, n,
                       scores.data(), selected.data(), weights.data());
-  // Combine in ascending expert order (the training forward's row order).
-  std::vector<int64_t> order(k);
-  for (int64_t i = 0; i < k; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return selected[x] < selected[y]; });
-  std::vector<float> routed(d, 0.0f), y(d);
-  for (int64_t i : order) {
-    const int32_t e = selected[i];
-    swiglu(*L.expert_gate[e], *L.expert_up[e], *L.expert_down[e], y.data());
-    const float w = weights[i];
-    for (int64_t j = 0; j < d; ++j) routed[j] += w * y[j];
+  std::vector<float> routed(d), y(d);
+  for (int64_t t = 0; t < n; ++t) {
+    // Combine in ascending expert order (the training forward's row order).
+    std::vector<int64_t> order(k);
+    for (int64_t i = 0; i < k; ++i) order[i] = t * k + i;
+    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t z) { return selected[x] < selected[z]; });
+    std::fill(routed.begin(), routed.end(), 0.0f);
+    for (int64_t i : order) {
+      const int32_t e = selected[i];
+      swiglu(*L.expert_gate[e], *L.expert_up[e], *L.expert_down[e], u + t * d, 1, y.data());
+      const float w = weights[i];
+      for (int64_t j = 0; j < d; ++j) routed[j] += w * y[j];
+    }
+    Store(routed.data(), d);
+    ops_->Add(routed.data(), out + t * d, d);
   }
-  Store(routed.data(), d);
-  ops_->Add(routed.data(), out, d);
-  Store(out, d);
+  Store(out, n * d);
 }
 
-absl::StatusOr<std::vector<float>> IncrementalDecoder::Step(int32_t token) {
-  const int64_t d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
-  if (token < 0 || token >= vocab) {
-    return absl::InvalidArgumentError(absl::StrCat("decoder: token id ", token, " is outside the vocabulary [0, ",
-                                                   vocab, ")"));
+void IncrementalDecoder::Block(Layer& L, int64_t position, float* h, int64_t n) {
+  const int64_t d = cfg_.hidden_size();
+  const float eps = static_cast<float>(cfg_.rms_norm_eps());
+  std::vector<float> x(n * d), branch(n * d), rstd(n);
+  ops_->RmsNormForward(h, L.input_norm->working.data(), n, d, eps, bf16_, x.data(), rstd.data());
+  Store(x.data(), n * d);
+  Attention(L, position, x.data(), n, branch.data());
+  ops_->Add(branch.data(), h, n * d);
+  Store(h, n * d);
+  ops_->RmsNormForward(h, L.post_norm->working.data(), n, d, eps, bf16_, x.data(), rstd.data());
+  Store(x.data(), n * d);
+  FeedForward(L, x.data(), n, branch.data());
+  ops_->Add(branch.data(), h, n * d);
+  Store(h, n * d);
+}
+
+DecodeOutput IncrementalDecoder::Head(const Param& norm, const float* h, int64_t n) {
+  const int64_t d = cfg_.hidden_size();
+  DecodeOutput out;
+  out.n = n;
+  out.hidden.resize(n * d);
+  out.logits.resize(n * cfg_.vocab_size());  // FP32, as the training forward's
+  std::vector<float> rstd(n);
+  ops_->RmsNormForward(h, norm.working.data(), n, d, static_cast<float>(cfg_.rms_norm_eps()), bf16_,
+                       out.hidden.data(), rstd.data());
+  Store(out.hidden.data(), n * d);
+  Linear(*lm_head_, out.hidden.data(), n, out.logits.data());
+  return out;
+}
+
+absl::Status IncrementalDecoder::CheckTokens(const std::vector<int32_t>& tokens, int64_t position) const {
+  const int64_t vocab = cfg_.vocab_size();
+  if (tokens.empty()) return absl::InvalidArgumentError("decoder: no tokens");
+  for (int32_t token : tokens) {
+    if (token < 0 || token >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("decoder: token id ", token, " is outside the vocabulary [0, ",
+                                                     vocab, ")"));
+    }
   }
-  if (position_ >= max_length_) {
-    return absl::OutOfRangeError(absl::StrCat("decoder: position ", position_, " is beyond the maximum length ",
+  const int64_t last = position + static_cast<int64_t>(tokens.size()) - 1;
+  if (last >= max_length_) {
+    return absl::OutOfRangeError(absl::StrCat("decoder: position ", last, " is beyond the maximum length ",
                                               max_length_, " (the RoPE tables hold ", rope_.max_positions,
                                               " positions); build the decoder for a longer length"));
   }
-  const float eps = static_cast<float>(cfg_.rms_norm_eps());
-  std::vector<float> h(d), x(d), branch(d);
-  float rstd = 0.0f;
-  ops_->EmbeddingForward(&token, 1, embed_->working.data(), d, h.data());
-  for (auto& lp : layers_) {
-    Layer& L = *lp;
-    ops_->RmsNormForward(h.data(), L.input_norm->working.data(), 1, d, eps, bf16_, x.data(), &rstd);
-    Store(x.data(), d);
-    Attention(L, x.data(), branch.data());
-    ops_->Add(branch.data(), h.data(), d);
-    Store(h.data(), d);
-    ops_->RmsNormForward(h.data(), L.post_norm->working.data(), 1, d, eps, bf16_, x.data(), &rstd);
-    Store(x.data(), d);
-    FeedForward(L, x.data(), branch.data());
-    ops_->Add(branch.data(), h.data(), d);
-    Store(h.data(), d);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DecodeOutput> IncrementalDecoder::Forward(const std::vector<int32_t>& tokens) {
+  RETURN_IF_ERROR(CheckTokens(tokens, position_));
+  const int64_t n = static_cast<int64_t>(tokens.size()), d = cfg_.hidden_size();
+  std::vector<float> h(n * d);
+  ops_->EmbeddingForward(tokens.data(), n, embed_->working.data(), d, h.data());
+  for (auto& L : layers_) Block(*L, position_, h.data(), n);
+  position_ += n;
+  return Head(*final_norm_, h.data(), n);
+}
+
+absl::StatusOr<std::vector<float>> IncrementalDecoder::Step(int32_t token) {
+  ASSIGN_OR_RETURN(DecodeOutput out, Forward({token}));
+  return std::move(out.logits);
+}
+
+absl::StatusOr<DecodeOutput> IncrementalDecoder::MtpForward(int64_t k, const std::vector<float>& h_prev,
+                                                            const std::vector<int32_t>& tokens) {
+  if (k < 1 || k > mtp_depths()) {
+    return absl::InvalidArgumentError(absl::StrCat("decoder: no MTP module ", k, " (", mtp_depths(), " loaded)"));
   }
-  ++position_;
-  ops_->RmsNormForward(h.data(), final_norm_->working.data(), 1, d, eps, bf16_, x.data(), &rstd);
-  Store(x.data(), d);
-  std::vector<float> logits(vocab);  // FP32, as the training forward's
-  Linear(*lm_head_, x.data(), logits.data());
-  return logits;
+  MtpModule& m = *mtp_[k - 1];
+  RETURN_IF_ERROR(CheckTokens(tokens, m.position));
+  const int64_t n = static_cast<int64_t>(tokens.size()), d = cfg_.hidden_size();
+  if (static_cast<int64_t>(h_prev.size()) != n * d) {
+    return absl::InvalidArgumentError(absl::StrCat("decoder: MTP module ", k, " got ", h_prev.size(),
+                                                   " hidden values for ", n, " positions of width ", d));
+  }
+  // h' = [RMSNorm(E[x_{t+k}]; enorm) ; RMSNorm(h^{k-1}; hnorm)] · eh_projᵀ, as the training forward.
+  const float eps = static_cast<float>(cfg_.rms_norm_eps());
+  std::vector<float> emb(n * d), normed(n * d), cat(n * 2 * d), rstd(n), h(n * d);
+  ops_->EmbeddingForward(tokens.data(), n, embed_->working.data(), d, emb.data());
+  ops_->RmsNormForward(emb.data(), m.enorm->working.data(), n, d, eps, bf16_, normed.data(), rstd.data());
+  ops_->Copy2D(normed.data(), d, cat.data(), 2 * d, n, d, false);
+  ops_->RmsNormForward(h_prev.data(), m.hnorm->working.data(), n, d, eps, bf16_, normed.data(), rstd.data());
+  ops_->Copy2D(normed.data(), d, cat.data() + d, 2 * d, n, d, false);
+  Store(cat.data(), n * 2 * d);
+  Linear(*m.eh_proj, cat.data(), n, h.data());
+  Store(h.data(), n * d);
+  Block(*m.block, m.position, h.data(), n);
+  m.position += n;
+  return Head(*m.head_norm, h.data(), n);
 }
 
 absl::StatusOr<std::vector<float>> IncrementalDecoder::Prefill(const std::vector<int32_t>& prompt) {

@@ -16,6 +16,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "model/hf/hf_checkpoint.h"
 #include "model/hf_weights.h"
+#include "model/inference/speculative.h"
 #include "model/model.h"
 
 namespace moe::inference {
@@ -232,6 +233,123 @@ TEST(IncrementalDecoder, RefusesAMissingTensor) {
   ASSERT_FALSE(dec.ok());
   EXPECT_NE(dec.status().message().find("model.layers.0.self_attn.q_a_proj.weight"), std::string::npos)
       << dec.status();
+}
+
+// Several tokens in one pass (what speculative verification runs) give every position the logits of
+// one token at a time, and Truncate + Forward recomputes dropped positions exactly.
+TEST(IncrementalDecoder, ForwardOfSeveralTokensAndTruncate) {
+  kernels::CpuBackend ops(2);
+  const config::ModelConfig mc = LoraYarnConfig();
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 12);
+  Randomize(net.params(), 7);
+  const std::vector<int32_t> ids = Tokens(10, mc.vocab_size());
+  const int64_t vocab = mc.vocab_size();
+  auto one = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope());
+  auto many = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope());
+  ASSERT_TRUE(one.ok() && many.ok());
+  std::vector<float> stepwise;
+  for (int32_t id : ids) {
+    auto logits = (*one)->Step(id);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    stepwise.insert(stepwise.end(), logits->begin(), logits->end());
+  }
+  auto head = (*many)->Forward({ids.begin(), ids.begin() + 4});
+  auto tail = (*many)->Forward({ids.begin() + 4, ids.end()});
+  ASSERT_TRUE(head.ok() && tail.ok());
+  EXPECT_EQ(tail->n, 6);
+  std::vector<float> batched = head->logits;
+  batched.insert(batched.end(), tail->logits.begin(), tail->logits.end());
+  ASSERT_EQ(batched.size(), stepwise.size());
+  for (size_t i = 0; i < stepwise.size(); ++i) {
+    ASSERT_NEAR(batched[i], stepwise[i], 1e-5 * (1 + std::fabs(stepwise[i]))) << "logit " << i;
+  }
+  (*many)->Truncate(6);
+  EXPECT_EQ((*many)->position(), 6);
+  auto redo = (*many)->Forward({ids.begin() + 6, ids.end()});
+  ASSERT_TRUE(redo.ok());
+  EXPECT_EQ(redo->logits, std::vector<float>(tail->logits.begin() + 2 * vocab, tail->logits.end()));
+}
+
+// The golden MTP model (one module): its decoded MTP logits give the training forward's L^1.
+TEST(IncrementalDecoder, MtpModuleMatchesTheTrainingForward) {
+  const std::string dir = "tests/testdata/golden/";
+  auto source = hf::HfTensorSource::Open(dir + "tiny_mtp_fp32");
+  ASSERT_TRUE(source.ok()) << source.status();
+  auto cfg = config::ModelConfigFromHfJson(*source->ReadConfigJson(), "tiny_mtp_fp32/config.json");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  auto batch = data::ReadBatchFromTokenFile(dir + "tokens_b4_t32.bin", 1, 32);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  kernels::CpuBackend ops(2);
+  DeepseekV3Model net(*cfg, Numerics::kFp32, &ops, 32);
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(model::LoadHfWeights(*source, false, &net.params(), &warnings).ok());
+  const model::LossStats stats = net.Step(batch->inputs.data(), batch->targets.data(), 1, 32, false, 1.0f);
+
+  auto dec = IncrementalDecoder::Create(*cfg, net.params(), &ops, net.rope(), {32, Numerics::kFp32, /*mtp=*/true});
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  ASSERT_EQ((*dec)->mtp_depths(), 1);
+  auto main = (*dec)->Forward(batch->inputs);
+  ASSERT_TRUE(main.ok());
+  // Module 1 at t = 0..30: h^0_t and x_{t+1}, predicting y_{t+1} = x_{t+2}.
+  const int64_t d = cfg->hidden_size(), vocab = cfg->vocab_size();
+  std::vector<float> h0(main->hidden.begin(), main->hidden.begin() + 31 * d);
+  std::vector<int32_t> next(batch->inputs.begin() + 1, batch->inputs.end());
+  auto mtp = (*dec)->MtpForward(1, h0, next);
+  ASSERT_TRUE(mtp.ok()) << mtp.status();
+  EXPECT_EQ((*dec)->mtp_position(1), 31);
+  double ce = 0;
+  for (int64_t t = 0; t < 31; ++t) {
+    const float* z = mtp->logits.data() + t * vocab;
+    double mx = z[0], sum = 0;
+    for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(z[v]));
+    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(z[v] - mx);
+    ce += mx + std::log(sum) - z[batch->targets[t + 1]];
+  }
+  EXPECT_NEAR(ce / 31, stats.mtp_ce_loss(1), 1e-5);
+  EXPECT_FALSE((*dec)->MtpForward(2, h0, next).ok());
+}
+
+// Speculative greedy decoding is the main model's greedy decoding: two MTP modules (MoE blocks), random
+// weights (drafts mostly rejected) and weights whose MTP modules copy the next-token prediction well
+// enough to be accepted sometimes; FP32 and BF16, a length limit and an end id.
+TEST(SpeculativeDecoding, GreedyTextEqualsPlainGreedy) {
+  config::ModelConfig mc = LoraYarnConfig();
+  mc.set_num_nextn_predict_layers(2);
+  for (const Numerics numerics : {Numerics::kFp32, Numerics::kBf16}) {
+    kernels::CpuBackend ops(2);
+    DeepseekV3Model net(mc, numerics, &ops, 40);
+    Randomize(net.params(), 21);
+    net.params().RefreshWorking(numerics == Numerics::kBf16);
+    for (const int32_t eos : {-1, 5}) {
+      auto plain = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {40, numerics, true});
+      auto spec = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {40, numerics, true});
+      ASSERT_TRUE(plain.ok() && spec.ok());
+      const std::vector<int32_t> prompt = {3, 9, 27, 1};
+      std::vector<int32_t> streamed;
+      auto want = GenerateGreedy(**plain, prompt, 30, eos, [](int32_t) {});
+      SpeculativeStats stats;
+      auto got = GenerateGreedySpeculative(**spec, prompt, 30, eos,
+                                           [&](int32_t t) { streamed.push_back(t); }, &stats);
+      ASSERT_TRUE(want.ok() && got.ok()) << got.status();
+      EXPECT_EQ(*got, *want) << (numerics == Numerics::kBf16 ? "BF16" : "FP32") << " eos " << eos;
+      EXPECT_EQ(streamed, *got);
+      EXPECT_GT(stats.rounds, 0);
+      EXPECT_LE(stats.accepted, stats.drafted);
+      if (eos < 0) EXPECT_EQ(got->size(), 30u);
+    }
+  }
+  // The length limit: the prompt and 36 new tokens fill the 40 positions the decoder holds.
+  kernels::CpuBackend ops(1);
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 40);
+  Randomize(net.params(), 22);
+  auto spec = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {40, Numerics::kFp32, true});
+  auto plain = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {40, Numerics::kFp32, true});
+  SpeculativeStats stats;
+  auto got = GenerateGreedySpeculative(**spec, {1, 2, 3, 4}, 37, -1, [](int32_t) {}, &stats);
+  auto want = GenerateGreedy(**plain, {1, 2, 3, 4}, 37, -1, [](int32_t) {});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(want.ok()) << want.status();
+  EXPECT_EQ(*got, *want);
 }
 
 }  // namespace
