@@ -194,7 +194,9 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   const std::string path = absl::GetFlag(FLAGS_config);
   if (path.empty()) return absl::InvalidArgumentError("--config is required");
   ASSIGN_OR_RETURN(config::TrainConfig cfg, config::ResolveTrainConfig(path, overrides));
-  if (cfg.model().num_nextn_predict_layers() > 0) {  // MTP is not trained (trainer refuses it)
+  // MTP off: the Hugging Face transformers baseline this benchmark is compared with has no MTP, so both
+  // sides time the main model's step.
+  if (cfg.model().num_nextn_predict_layers() > 0) {
     absl::PrintF("note: MTP off (model.num_nextn_predict_layers %d -> 0)\n", cfg.model().num_nextn_predict_layers());
     cfg.mutable_model()->set_num_nextn_predict_layers(0);
   }
