@@ -295,6 +295,13 @@ config::ModelConfig SmallModel(int64_t layers) {
   return mc;
 }
 
+// n ids (i·a + b) mod 32.
+std::vector<int32_t> Ids(int64_t n, int64_t a, int64_t b) {
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * a + b) % 32);
+  return ids;
+}
+
 TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
   config::ModelConfig mc = SmallModel(2);
   mc.set_routed_scaling_factor(2.5);
@@ -303,11 +310,8 @@ TEST(GradCheck, WholeModelEmbeddingNormsHeadAndLoss) {
   DeepseekV3Model net(mc, Numerics::kFp32, &ops, 8);
   Randomize(net.params(), 31);
   const int64_t batch = 2, seq = 5;
-  std::vector<int32_t> ids(batch * seq), targets(batch * seq);
-  for (int64_t i = 0; i < batch * seq; ++i) {
-    ids[i] = static_cast<int32_t>((i * 7 + 3) % 32);
-    targets[i] = static_cast<int32_t>((i * 5 + 1) % 32);
-  }
+  const std::vector<int32_t> ids = Ids(batch * seq, 7, 3);
+  std::vector<int32_t> targets = Ids(batch * seq, 5, 1);
   targets[3] = -1;  // an ignored position
   net.Step(ids.data(), targets.data(), batch, seq, true, 1.0f);
   auto loss = [&]() {
@@ -330,11 +334,8 @@ void CheckMtp(int64_t first_k_dense) {
   ASSERT_EQ(net.mtp_depths(), 2);
   Randomize(net.params(), 37);
   const int64_t batch = 2, seq = 5;
-  std::vector<int32_t> ids(batch * seq), targets(batch * seq);
-  for (int64_t i = 0; i < batch * seq; ++i) {
-    ids[i] = static_cast<int32_t>((i * 7 + 3) % 32);
-    targets[i] = static_cast<int32_t>((i * 5 + 1) % 32);
-  }
+  const std::vector<int32_t> ids = Ids(batch * seq, 7, 3);
+  std::vector<int32_t> targets = Ids(batch * seq, 5, 1);
   targets[3] = -1;  // ignored by the main loss at t = 3, by depth 1 at t = 2, by depth 2 at t = 1
   net.Step(ids.data(), targets.data(), batch, seq, true, 1.0f);
   // The routers of the MTP blocks count only the real positions: B·(T-k) tokens, K slots each.

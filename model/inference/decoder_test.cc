@@ -154,21 +154,32 @@ TEST(IncrementalDecoder, Bf16IsCloseToTheBf16FullForward) {
   std::printf("BF16: worst relative logit difference %.3g\n", worst);
 }
 
-TEST(IncrementalDecoder, GoldenTinyModelFirst32Tokens) {
+// A golden HF model (tests/testdata/golden/NAME) and its first sequence of 32 tokens.
+struct Golden {
+  std::unique_ptr<DeepseekV3Model> net;
+  data::Batch batch;
+};
+void LoadGolden(const std::string& name, kernels::Backend* ops, Golden* g) {
   const std::string dir = "tests/testdata/golden/";
-  auto source = hf::HfTensorSource::Open(dir + "tiny_fp32");
+  auto source = hf::HfTensorSource::Open(dir + name);
   ASSERT_TRUE(source.ok()) << source.status();
   auto text = source->ReadConfigJson();
   ASSERT_TRUE(text.ok()) << text.status();
-  auto cfg = config::ModelConfigFromHfJson(*text, "tiny_fp32/config.json");
+  auto cfg = config::ModelConfigFromHfJson(*text, name + "/config.json");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   auto batch = data::ReadBatchFromTokenFile(dir + "tokens_b4_t32.bin", 1, 32);
   ASSERT_TRUE(batch.ok()) << batch.status();
-  kernels::CpuBackend ops(2);
-  DeepseekV3Model net(*cfg, Numerics::kFp32, &ops, 32);
+  g->batch = *batch;
+  g->net = std::make_unique<DeepseekV3Model>(*cfg, Numerics::kFp32, ops, 32);
   std::vector<std::string> warnings;
-  ASSERT_TRUE(model::LoadHfWeights(*source, false, &net.params(), &warnings).ok());
-  const double worst = CompareWithFullForward(net, &ops, batch->inputs, Numerics::kFp32, 1e-5);
+  ASSERT_TRUE(model::LoadHfWeights(*source, false, &g->net->params(), &warnings).ok());
+}
+
+TEST(IncrementalDecoder, GoldenTinyModelFirst32Tokens) {
+  kernels::CpuBackend ops(2);
+  Golden g;
+  LoadGolden("tiny_fp32", &ops, &g);
+  const double worst = CompareWithFullForward(*g.net, &ops, g.batch.inputs, Numerics::kFp32, 1e-5);
   std::printf("golden tiny: worst relative logit difference %.3g\n", worst);
 }
 
@@ -272,17 +283,12 @@ TEST(IncrementalDecoder, ForwardOfSeveralTokensAndTruncate) {
 
 // The golden MTP model (one module): its decoded MTP logits give the training forward's L^1.
 TEST(IncrementalDecoder, MtpModuleMatchesTheTrainingForward) {
-  const std::string dir = "tests/testdata/golden/";
-  auto source = hf::HfTensorSource::Open(dir + "tiny_mtp_fp32");
-  ASSERT_TRUE(source.ok()) << source.status();
-  auto cfg = config::ModelConfigFromHfJson(*source->ReadConfigJson(), "tiny_mtp_fp32/config.json");
-  ASSERT_TRUE(cfg.ok()) << cfg.status();
-  auto batch = data::ReadBatchFromTokenFile(dir + "tokens_b4_t32.bin", 1, 32);
-  ASSERT_TRUE(batch.ok()) << batch.status();
   kernels::CpuBackend ops(2);
-  DeepseekV3Model net(*cfg, Numerics::kFp32, &ops, 32);
-  std::vector<std::string> warnings;
-  ASSERT_TRUE(model::LoadHfWeights(*source, false, &net.params(), &warnings).ok());
+  Golden g;
+  LoadGolden("tiny_mtp_fp32", &ops, &g);
+  DeepseekV3Model& net = *g.net;
+  const config::ModelConfig* cfg = &net.config();
+  const data::Batch* batch = &g.batch;  // the golden tokens, B = 1
   const model::LossStats stats = net.Step(batch->inputs.data(), batch->targets.data(), 1, 32, false, 1.0f);
 
   auto dec = IncrementalDecoder::Create(*cfg, net.params(), &ops, net.rope(), {32, Numerics::kFp32, /*mtp=*/true});
