@@ -11,7 +11,7 @@ namespace moe::kernels {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
                                                        const BackendOptions& options) {
   if (device == Device::kCuda) return CreateCudaBackend(options);
-  return std::unique_ptr<Backend>(new CpuBackend(options.num_threads));
+  return std::unique_ptr<Backend>(new CpuBackend(options.num_threads, options.bf16_matmul));
 }
 
 PeakFlops DevicePeakFlops(Device device, double configured_tflops, bool bf16) {

@@ -23,7 +23,7 @@ enum class Device { kCpu, kCuda };
 struct BackendOptions {
   int num_threads = 0;       // CPU: OpenMP/OpenBLAS threads (0 = every core)
   int cuda_device = 0;       // CUDA: device ordinal
-  bool bf16_matmul = false;  // CUDA: GEMMs on BF16 operands with FP32 accumulation (BF16 mode)
+  bool bf16_matmul = false;  // GEMMs on BF16 operands with FP32 accumulation (BF16 mode)
 };
 
 // True when this binary holds the CUDA backend (built with --config=cuda).

@@ -196,7 +196,9 @@ struct Runtime {
       const int host_share = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
       const int allowed = AllowedCpus();
       o.num_threads = cfg.num_threads() > 0 ? cfg.num_threads() : std::min(host_share, allowed);
-      rt->description = absl::StrCat("CPU, ", o.num_threads, " threads per rank");
+      o.bf16_matmul = cfg.precision() == config::BF16;
+      rt->description = absl::StrCat("CPU, ", o.num_threads, " threads per rank, ",
+                                     o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs");
       if (o.num_threads > allowed || host_share > allowed) {
         absl::StrAppend(&rt->description, " (the launcher binds this rank to ", allowed, " CPU",
                         allowed == 1 ? "" : "s", o.num_threads > allowed ? ": threads share them" : "",

@@ -5,8 +5,8 @@
 
 namespace moe::kernels {
 
-CpuBackend::CpuBackend(int num_threads)
-    : num_threads_(num_threads > 0 ? num_threads : omp_get_num_procs()) {
+CpuBackend::CpuBackend(int num_threads, bool bf16_matmul)
+    : num_threads_(num_threads > 0 ? num_threads : omp_get_num_procs()), bf16_matmul_(bf16_matmul) {
   omp_set_num_threads(num_threads_);  // oneDNN's count (and MeasureMatmulPeak's) on this thread
 }
 

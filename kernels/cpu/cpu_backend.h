@@ -37,8 +37,9 @@ class ScopedOpTime {
 
 class CpuBackend final : public Backend {
  public:
-  // num_threads = 0 uses every core. OpenMP loops and oneDNN use num_threads().
-  explicit CpuBackend(int num_threads = 0);
+  // num_threads = 0 uses every core. OpenMP loops and oneDNN use num_threads(). bf16_matmul: Gemm and
+  // GroupedGemm round their operands to BF16 (BF16 mode; the attention tiles stay FP32).
+  explicit CpuBackend(int num_threads = 0, bool bf16_matmul = false);
 
   int num_threads() const { return num_threads_; }
 
@@ -110,6 +111,7 @@ class CpuBackend final : public Backend {
  private:
   std::map<std::string, OpTime> op_times_;
   int num_threads_;
+  bool bf16_matmul_;
 };
 
 }  // namespace moe::kernels

@@ -16,8 +16,9 @@ namespace moe::kernels::cpu_internal {
 
 // Row-major C[m,n] = alpha op(A) op(B) + beta C through a cached oneDNN matmul primitive (gemm.cc), on
 // the calling thread's OpenMP thread count: all of them outside a parallel region, one inside. Empty
-// problems are handled (k == 0 gives beta C; beta == 0 never reads C).
-void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta);
+// problems are handled (k == 0 gives beta C; beta == 0 never reads C). With bf16, A and B are rounded to
+// BF16 (nearest even) first, and their products accumulated in FP32.
+void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16 = false);
 
 // Aborts on a violated precondition (a bug in the caller, not a data error).
 #define MOE_CPU_CHECK(cond, msg)                                                             \

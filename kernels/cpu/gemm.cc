@@ -1,5 +1,11 @@
-// Gemm and GroupedGemm on oneDNN's matmul primitive (FP32 in, FP32 out, FP32 accumulation, ISA
-// chosen at run time; brgemm on AVX-512 machines).
+// Gemm and GroupedGemm on oneDNN's matmul primitive (FP32 out, FP32 accumulation, ISA chosen at run
+// time: brgemm on AVX-512 machines, AMX tiles where the CPU has them).
+//
+// Operands are FP32, or with bf16_matmul (BF16 mode) rounded to BF16 (nearest even) into per-thread
+// buffers first, as the CUDA backend's cuBLASLt path does: BF16 products run at twice the FP32 rate
+// (more with AMX). In BF16 mode the weights and the stored activations already hold BF16 values, so the
+// forward's products are those of FP32 up to summation order; the backward's activation gradients are
+// rounded (PyTorch autocast and Megatron do the same).
 //
 // A primitive is built once per (shape, transposes, leading dims, alpha, beta, thread count) and
 // kept in a mutex-guarded cache: transposes and leading dims are the strides of the memory
@@ -36,13 +42,13 @@ using dnnl::memory;
 
 // Everything a matmul primitive is specialised on.
 struct GemmKey {
-  bool ta, tb;
+  bool ta, tb, bf16;
   int64_t m, n, k, lda, ldb, ldc;
   uint32_t alpha_bits, beta_bits;
   int threads;
 
   auto Tie() const {
-    return std::tie(ta, tb, m, n, k, lda, ldb, ldc, alpha_bits, beta_bits, threads);
+    return std::tie(ta, tb, bf16, m, n, k, lda, ldb, ldc, alpha_bits, beta_bits, threads);
   }
   bool operator<(const GemmKey& o) const { return Tie() < o.Tie(); }
 };
@@ -70,8 +76,9 @@ std::shared_ptr<const GemmPrimitive> Build(const GemmKey& key, float alpha, floa
   const memory::dims b_strides =
       key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1};
   auto g = std::make_shared<GemmPrimitive>();
-  g->a_md = memory::desc({key.m, key.k}, memory::data_type::f32, a_strides);
-  g->b_md = memory::desc({key.k, key.n}, memory::data_type::f32, b_strides);
+  const memory::data_type in = key.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  g->a_md = memory::desc({key.m, key.k}, in, a_strides);
+  g->b_md = memory::desc({key.k, key.n}, in, b_strides);
   g->c_md = memory::desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -114,6 +121,37 @@ double Work(const GemmProblem& p) {
          static_cast<double>(std::max<int64_t>(p.k, 1));
 }
 
+// The BF16 bits of x, nearest even (base/bf16.h's rule, without branches so that loops vectorise).
+inline uint16_t Bf16Bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t nan = ((u >> 16) | 0x0040u) & 0xffffu;  // quiet NaN, sign kept
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+// dst [rows, cols] (dense) <- the rows of src (leading dimension ld) rounded to BF16: as BF16 bits
+// (ToBf16) or as FP32 values (RoundRowsToBf16).
+template <typename Out, typename Convert>
+void ConvertRows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* dst, Convert convert) {
+  const bool fork = !omp_in_parallel() && rows * cols >= cpu_internal::kMinParallelElements;
+#pragma omp parallel for schedule(static) if (fork)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = convert(src[r * ld + c]);
+  }
+}
+void ToBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst) {
+  ConvertRows(src, rows, cols, ld, dst, Bf16Bits);
+}
+void RoundRowsToBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst) {
+  ConvertRows(src, rows, cols, ld, dst, [](float x) {
+    const uint32_t u = static_cast<uint32_t>(Bf16Bits(x)) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof(f));
+    return f;
+  });
+}
+
 }  // namespace
 
 namespace cpu_internal {
@@ -121,7 +159,7 @@ namespace cpu_internal {
 // C[m,n] = alpha * op(A) op(B) + beta * C on the calling thread's OpenMP thread count (1 inside a
 // parallel region). Empty problems are handled here (no primitive): m or n == 0 does nothing,
 // k == 0 sets C = beta * C, or zeros with beta == 0 (an uninitialised C may hold NaNs).
-void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
+void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {
     for (int64_t i = 0; i < p.m; ++i) {
@@ -141,20 +179,53 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
   // attention tiles and expert products to sgemm (bound 2^18 or 2^21) moved its BF16 run 2.2% away
   // from FP32 at step 45-47, past tests:bf16_vs_fp32_test's 2%.
   constexpr double kPrimitiveMinWork = double{1 << 15};  // m * n * k
+  const bool at = ta == Transpose::kYes, bt = tb == Transpose::kYes;
+  const int64_t a_rows = at ? p.k : p.m, a_cols = at ? p.m : p.k;  // A and B as stored
+  const int64_t b_rows = bt ? p.n : p.k, b_cols = bt ? p.k : p.n;
   if (static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) < kPrimitiveMinWork) {
-    const dnnl::status st =
-        dnnl::sgemm(ta == Transpose::kYes ? 'T' : 'N', tb == Transpose::kYes ? 'T' : 'N', p.m, p.n, p.k,
-                    alpha, p.a, p.lda, p.b, p.ldb, beta, p.c, p.ldc);
+    // With BF16 operands the small products multiply the rounded values in FP32: the same numbers.
+    thread_local std::vector<float> a_rounded, b_rounded;
+    const float* a = p.a;
+    const float* b = p.b;
+    int64_t lda = p.lda, ldb = p.ldb;
+    if (bf16) {
+      a_rounded.resize(a_rows * a_cols);
+      b_rounded.resize(b_rows * b_cols);
+      RoundRowsToBf16(p.a, a_rows, a_cols, p.lda, a_rounded.data());
+      RoundRowsToBf16(p.b, b_rows, b_cols, p.ldb, b_rounded.data());
+      a = a_rounded.data();
+      b = b_rounded.data();
+      lda = a_cols;
+      ldb = b_cols;
+    }
+    const dnnl::status st = dnnl::sgemm(at ? 'T' : 'N', bt ? 'T' : 'N', p.m, p.n, p.k, alpha, a, lda, b, ldb,
+                                        beta, p.c, p.ldc);
     MOE_CPU_CHECK(st == dnnl::status::success, "oneDNN sgemm failed");
     return;
   }
+  // BF16 operands: A and B rounded into dense per-thread buffers, in their stored orientation.
+  thread_local std::vector<uint16_t> a16, b16;
+  const void* a = p.a;
+  const void* b = p.b;
+  int64_t lda = p.lda, ldb = p.ldb;
+  if (bf16) {
+    a16.resize(a_rows * a_cols);
+    b16.resize(b_rows * b_cols);
+    ToBf16(p.a, a_rows, a_cols, p.lda, a16.data());
+    ToBf16(p.b, b_rows, b_cols, p.ldb, b16.data());
+    a = a16.data();
+    b = b16.data();
+    lda = a_cols;
+    ldb = b_cols;
+  }
   const GemmKey key{ta == Transpose::kYes,
                     tb == Transpose::kYes,
+                    bf16,
                     p.m,
                     p.n,
                     p.k,
-                    p.lda,
-                    p.ldb,
+                    lda,
+                    ldb,
                     p.ldc,
                     Bits(alpha),
                     Bits(beta),
@@ -194,8 +265,8 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
         next_slot = (next_slot + 1) % kRecent;
       }
     }
-    bound->a.set_data_handle(const_cast<float*>(p.a));
-    bound->b.set_data_handle(const_cast<float*>(p.b));
+    bound->a.set_data_handle(const_cast<void*>(a));
+    bound->b.set_data_handle(const_cast<void*>(b));
     bound->c.set_data_handle(p.c);
     bound->g->prim.execute(stream, {{DNNL_ARG_SRC, bound->a},
                                     {DNNL_ARG_WEIGHTS, bound->b},
@@ -215,7 +286,7 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
 void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
   ScopedOpTime timer(&op_times_["gemm"], GemmFlops(p));
   cpu_internal::UseOmpThreads(num_threads_);
-  cpu_internal::RunGemm(ta, tb, p, alpha, beta);
+  cpu_internal::RunGemm(ta, tb, p, alpha, beta, bf16_matmul_);
 }
 
 void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
@@ -245,12 +316,14 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
       ++num_big;
   }
   cpu_internal::UseOmpThreads(num_threads_);
-  for (size_t i = 0; i < num_big; ++i) cpu_internal::RunGemm(ta, tb, problems[order[i]], alpha, beta);
+  for (size_t i = 0; i < num_big; ++i) cpu_internal::RunGemm(ta, tb, problems[order[i]], alpha, beta, bf16_matmul_);
 
   const int64_t rest = static_cast<int64_t>(order.size() - num_big);
   if (rest == 0) return;
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
-  for (int64_t i = 0; i < rest; ++i) cpu_internal::RunGemm(ta, tb, problems[order[num_big + i]], alpha, beta);
+  for (int64_t i = 0; i < rest; ++i) {
+    cpu_internal::RunGemm(ta, tb, problems[order[num_big + i]], alpha, beta, bf16_matmul_);
+  }
 }
 
 }  // namespace moe::kernels

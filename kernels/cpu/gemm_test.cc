@@ -1,9 +1,11 @@
 // Gemm and GroupedGemm against a naive FP64 loop: every transpose combination, leading dimensions
-// wider than the rows, alpha/beta, empty problems (k == 0 zero-fills with beta == 0).
+// wider than the rows, alpha/beta, empty problems (k == 0 zero-fills with beta == 0); with BF16
+// operands, against the FP64 product of the operands rounded to BF16.
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "base/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/test_util.h"
@@ -31,8 +33,10 @@ struct Problem {
     view = {m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc};
   }
 
-  // alpha op(A) op(B) + beta C0 in FP64, with C0 the initial c (beta == 0 ignores C0).
-  std::vector<double> Reference(float alpha, float beta) const {
+  // alpha op(A) op(B) + beta C0 in FP64, with C0 the initial c (beta == 0 ignores C0); with bf16 the
+  // operands rounded to BF16 first.
+  std::vector<double> Reference(float alpha, float beta, bool bf16 = false) const {
+    auto v = [bf16](float x) { return static_cast<double>(bf16 ? moe::RoundToBf16(x) : x); };
     std::vector<double> r(m * view.ldc);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < view.ldc; ++j) {
@@ -43,8 +47,8 @@ struct Problem {
         }
         double acc = 0.0;
         for (int64_t l = 0; l < k; ++l) {
-          const double av = ta == Transpose::kNo ? a[i * view.lda + l] : a[l * view.lda + i];
-          const double bv = tb == Transpose::kNo ? b[l * view.ldb + j] : b[j * view.ldb + l];
+          const double av = v(ta == Transpose::kNo ? a[i * view.lda + l] : a[l * view.lda + i]);
+          const double bv = v(tb == Transpose::kNo ? b[l * view.ldb + j] : b[j * view.ldb + l]);
           acc += av * bv;
         }
         r[i * view.ldc + j] = alpha * acc + (beta == 0.0f ? 0.0 : beta * c0);
@@ -161,6 +165,53 @@ TEST(GroupedGemm, SameResultForAnyThreadCount) {
   one.GroupedGemm(Transpose::kNo, Transpose::kNo, v1, 1.0f, 0.0f);
   two.GroupedGemm(Transpose::kNo, Transpose::kNo, v2, 1.0f, 0.0f);
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_EQ(p1[i].c, p2[i].c) << "problem " << i;
+}
+
+// BF16 operands (BF16 mode): every transpose and padded leading dimensions, on the primitive path
+// (m·n·k >= 2^15) and the small-product path (sgemm on the rounded values); either way the products
+// are those of the rounded operands, accumulated in FP32.
+TEST(Gemm, Bf16OperandsAreRoundedThenAccumulatedInFp32) {
+  CpuBackend be(2, /*bf16_matmul=*/true);
+  uint32_t seed = 300;
+  for (Transpose ta : kBoth) {
+    for (Transpose tb : kBoth) {
+      for (float beta : {0.0f, 0.5f}) {
+        Problem p(ta, tb, 37, 45, 64, seed += 10);  // 106,560 multiply-adds: a matmul primitive
+        const auto rounded = p.Reference(0.75f, beta, /*bf16=*/true);
+        const auto exact = p.Reference(0.75f, beta, /*bf16=*/false);
+        be.Gemm(ta, tb, p.view, 0.75f, beta);
+        ExpectNear(p.c, rounded, 2e-5);
+        double worst = 0;  // the rounding is visible against the FP32 operands' product
+        for (size_t i = 0; i < exact.size(); ++i) worst = std::max(worst, std::fabs(p.c[i] - exact[i]));
+        EXPECT_GT(worst, 1e-3);
+      }
+    }
+  }
+  Problem small(Transpose::kNo, Transpose::kYes, 8, 8, 8, 5);  // 512 multiply-adds: sgemm
+  const auto want = small.Reference(1.0f, 0.0f, /*bf16=*/true);
+  be.Gemm(Transpose::kNo, Transpose::kYes, small.view, 1.0f, 0.0f);
+  ExpectNear(small.c, want, 1e-5);
+}
+
+TEST(GroupedGemm, Bf16MatchesReferenceAndAnyThreadCount) {
+  std::vector<std::vector<float>> results[2];
+  for (int threads : {1, 2}) {
+    CpuBackend be(threads, /*bf16_matmul=*/true);
+    auto ps = MakeGroup(Transpose::kNo, Transpose::kYes, 77);
+    std::vector<GemmProblem> views;
+    std::vector<std::vector<double>> want;
+    for (auto& p : ps) {
+      want.push_back(p.Reference(1.0f, 1.0f, /*bf16=*/true));
+      views.push_back(p.view);
+    }
+    be.GroupedGemm(Transpose::kNo, Transpose::kYes, views, 1.0f, 1.0f);
+    for (size_t i = 0; i < ps.size(); ++i) {
+      SCOPED_TRACE(::testing::Message() << "problem " << i << " threads " << threads);
+      ExpectNear(ps[i].c, want[i], 1e-4);
+      results[threads - 1].push_back(ps[i].c);
+    }
+  }
+  EXPECT_EQ(results[0], results[1]);
 }
 
 }  // namespace
