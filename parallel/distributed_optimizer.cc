@@ -14,6 +14,7 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
   groups_[2].comm = groups.expert_dp;
   params->ForEach([&](model::Param& p) {
     if (!p.trainable()) return;
+    order_.push_back(&p);
     Group& g = groups_[p.sync == model::ParamSync::kReplicated        ? 0
                        : p.sync == model::ParamSync::kTensorParallel ? 1
                                                                      : 2];
@@ -123,6 +124,10 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   world_->AllReduceSum(&sum_sq, 1);
   OptimizerStepStats stats;
   stats.grad_norm = std::sqrt(sum_sq);
+  if (!std::isfinite(stats.grad_norm)) {  // nothing may reach the weights or the moments
+    stats.first_nonfinite = FirstNonFinite();
+    return stats;
+  }
   if (opt.grad_clip() > 0) {
     const double coef = opt.grad_clip() / (stats.grad_norm + 1e-6);
     if (coef < 1.0) stats.clip_coef = coef;
@@ -160,6 +165,22 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
     GatherWorking(g);
   }
   return stats;
+}
+
+std::string DistributedOptimizer::FirstNonFinite() {
+  // -(order index) of this rank's first owned piece whose gradient is not finite; the world's maximum
+  // is the smallest index anywhere.
+  double first = -static_cast<double>(order_.size());
+  for (Group& g : groups_) {
+    ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
+      if (std::isfinite(ops_->SumSquares(&g.Grad()[o], end - begin))) return;
+      const auto it = std::find(order_.begin(), order_.end(), s.param);
+      first = std::max(first, -static_cast<double>(it - order_.begin()));
+    });
+  }
+  world_->AllReduceMax(&first, 1);
+  const int64_t index = static_cast<int64_t>(-first);
+  return index < static_cast<int64_t>(order_.size()) ? order_[index]->name : "(none found)";
 }
 
 }  // namespace moe::parallel

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "base/buffer.h"
@@ -42,6 +43,10 @@ struct SyncGroups {
 struct OptimizerStepStats {
   double grad_norm = 0;  // global L2 norm of the reduced gradient, before clipping
   double clip_coef = 1;  // factor applied to the gradients (1: no clipping)
+  // A non-finite grad_norm skips the update (no master, moment or working weight changes) and names
+  // the first tensor, in the model's order, whose reduced gradient holds a NaN or an infinity.
+  std::string first_nonfinite;
+  bool updated() const { return first_nonfinite.empty(); }
 };
 
 class DistributedOptimizer {
@@ -51,8 +56,9 @@ class DistributedOptimizer {
   DistributedOptimizer(model::ParamStore* params, SyncGroups groups, kernels::Backend* ops, bool bf16,
                        int64_t bucket_elements = 1 << 24);
 
-  // Reduces the gradients, clips by the global norm, applies AdamW (spec §6.4) with learning rate
-  // `lr` at 1-based step `step`, and refreshes every rank's working weights.
+  // Reduces the gradients, clips by the global norm, applies AdamW (docs/model.md) with learning rate
+  // `lr` at 1-based step `step`, and refreshes every rank's working weights; unless the norm is not
+  // finite (see OptimizerStepStats). Collective over the world either way.
   OptimizerStepStats Step(const config::OptimizerConfig& opt, double lr, int64_t step);
 
   // Elements whose master and moments this rank keeps (≈ 1/group size of each group).
@@ -104,10 +110,14 @@ class DistributedOptimizer {
   template <typename Fn>
   void ForEachOwnedRange(Group& g, Fn fn);
 
+  // The name of the first parameter (model order) with a non-finite reduced gradient on any rank.
+  std::string FirstNonFinite();
+
   kernels::Backend* ops_;
   bool bf16_;
   Communicator* world_;
   std::vector<Group> groups_;
+  std::vector<const model::Param*> order_;  // trainable parameters in the model's order
 };
 
 }  // namespace moe::parallel

@@ -450,6 +450,13 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     }
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
     const parallel::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
+    if (!opt.updated()) {  // the same verdict on every rank: the norm and the name are global
+      return absl::InternalError(absl::StrCat(
+          "step ", step, ": the gradient norm is ", opt.grad_norm, "; the first tensor with a non-finite gradient is ",
+          opt.first_nonfinite, ". Stopped before the optimizer changed any weight",
+          last_saved > 0 ? absl::StrCat("; the last checkpoint is step ", last_saved) : std::string(),
+          " (lower optimizer.lr, or check the data around this step)"));
+    }
     losses.AllReduce(mesh->world());
     mesh->world().AllReduceSum(sums, 2);
     ReduceExpertCounts(net, mesh->world());
