@@ -4,6 +4,8 @@
 #   - inspect verifies the checkpoint; native -> HF (F32) equals the trainer's own --export_hf, and
 #     -> native -> HF again is bit-identical (single file and sharded); BF16 export = RNE of the masters
 #     (correction biases F32); the converted 1-rank checkpoint resumes in the dp=2 ep=2 layout;
+#   - one changed digit in the manifest or in COMPLETE's manifest checksum: inspect, convert and train refuse
+#     naming the manifest; a checkpoint whose COMPLETE has no checksum (older ones) loads with a warning;
 #   - one flipped byte: inspect exits 1 naming file and tensor, and `train` refuses to resume naming the
 #     file; a truncated and a deleted data file: inspect, convert and train fail naming the file;
 #   - the golden HF directory -> native -> HF F32 holds the original tensors bit for bit, also with an MTP
@@ -175,6 +177,27 @@ expect_fail "convert (deleted)" "rank-00000.bin is missing" "$WORK/del_convert.l
 expect_fail "train resume (deleted)" "checkpoint data file $D/rank-00000.bin is missing" "$WORK/del_train.log" \
   train "$WORK/deleted" 6
 
+# One changed digit in the manifest (the step, which no data CRC covers), or in COMPLETE's checksum:
+# inspect, convert and train refuse naming the manifest. No rank's merged manifest part is left behind.
+ls "$STEP" | grep -q '\.part$' && fail "manifest parts left in $STEP"
+D=$(damaged manifest_digit)
+sed -i 's/^step: 4$/step: 5/' "$D/manifest" && grep -q "^step: 5$" "$D/manifest" || fail "could not edit the manifest"
+expect_fail "inspect (manifest digit)" "CRC32C mismatch in checkpoint file $D/manifest" "$WORK/mdigit_inspect.log" \
+  "$INSPECT" --checkpoint="$D"
+expect_fail "convert (manifest digit)" "CRC32C mismatch in checkpoint file $D/manifest" "$WORK/mdigit_convert.log" \
+  "$CONVERT" --from="$D" --to="$WORK/mdigit_hf"
+expect_fail "train resume (manifest digit)" "CRC32C mismatch in checkpoint file $D/manifest" "$WORK/mdigit_train.log" \
+  train "$WORK/manifest_digit" 6
+D=$(damaged complete_digit)
+python3 - "$D/COMPLETE" <<'PY' || fail "could not edit COMPLETE"
+import sys
+text = open(sys.argv[1]).read()
+i = text.index("manifest_crc32c: ") + len("manifest_crc32c: ")
+open(sys.argv[1], "w").write(text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:])
+PY
+expect_fail "inspect (COMPLETE digit)" "CRC32C mismatch in checkpoint file $D/manifest" "$WORK/cdigit_inspect.log" \
+  "$INSPECT" --checkpoint="$D"
+
 # --- The golden HF model -> native -> HF ---------------------------------------------------------------
 "$CONVERT" --from="$GOLDEN" --to="$WORK/golden_native" >"$WORK/golden.log" 2>&1 || { cat "$WORK/golden.log"; fail "golden -> native"; }
 "$INSPECT" --checkpoint="$WORK/golden_native/step-00000000" >/dev/null || fail "inspect of the converted golden model"
@@ -220,8 +243,11 @@ done
 mkdir -p "$WORK/old" && cp -r "$RUN/checkpoints" "$WORK/old/"
 sed -i '/^tokenizer_fingerprint:/d' "$WORK/old/checkpoints/step-00000004/manifest"
 grep -q tokenizer "$WORK/old/checkpoints/step-00000004/manifest" && fail "could not strip the fingerprint"
+echo complete > "$WORK/old/checkpoints/step-00000004/COMPLETE"  # nor a manifest checksum then
 train "$WORK/old" 6 >"$WORK/old.log" 2>&1 || { cat "$WORK/old.log"; fail "resume of a pre-tokenizer checkpoint"; }
 grep -q "resumed from .*step-00000004 at step 4" "$WORK/old.log" || { cat "$WORK/old.log"; fail "did not resume"; }
+grep -q "warning: .*step-00000004 was written before manifests carried a checksum" "$WORK/old.log" ||
+  { cat "$WORK/old.log"; fail "no warning for a manifest without a checksum"; }
 
 # A BPE run on 2 ranks (rank 0 writes the tokenizer files).
 python3 "$MAKE_TOKENIZER" "$WORK/tok" && python3 "$MAKE_TOKENIZER" "$WORK/tok2" --variant=2 || fail "tokenizer"

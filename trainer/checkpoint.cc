@@ -10,12 +10,15 @@
 #include <filesystem>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/crc32c.h"
 #include "base/file_util.h"
@@ -127,8 +130,13 @@ absl::Status PublishStepDir(const std::string& root, int64_t step, Manifest m, c
     f->set_size(contents.size());
     f->set_crc32c(Crc32c(contents.data(), contents.size()));
   }
-  RETURN_IF_ERROR(WriteTextProto(JoinPath(dir, kManifestFile), m));
-  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kCompleteMarker), "complete\n"));
+  std::string text;
+  if (!google::protobuf::TextFormat::PrintToString(m, &text)) return absl::InternalError("cannot serialise the manifest");
+  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kManifestFile), text));
+  // COMPLETE carries the manifest's checksum, so a changed digit in the step or the sampler position
+  // (which no data CRC covers) is refused too.
+  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kCompleteMarker),
+                                      absl::StrFormat("complete\n%s%08x\n", kManifestCrcKey, Crc32c(text.data(), text.size()))));
   return WriteFileAtomically(JoinPath(root, "latest"), StepDirName(step) + "\n");
 }
 
@@ -336,6 +344,11 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
         }
       }
     }
+    // The parts are merged: remove them, so that every file left is covered by a checksum.
+    for (int r = 0; r < world.size() && status.ok(); ++r) {
+      std::error_code ec;
+      std::filesystem::remove(JoinPath(dir, RankFile(r, "part")), ec);
+    }
     if (status.ok()) status = PublishStepDir(root, state.step, m, ctx.tokenizer ? *ctx.tokenizer : TokenizerFiles());
     if (status.ok()) Prune(root, StepDirName(state.step), ctx.cfg->checkpoint().keep_last());
   }
@@ -431,11 +444,35 @@ absl::StatusOr<std::string> FindResumeDir(const std::string& output_dir, const s
 }
 
 absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir, bool verify_stored_files) {
-  if (!FileExists(JoinPath(step_dir, kCompleteMarker))) {
+  const std::string complete_path = JoinPath(step_dir, kCompleteMarker);
+  if (!FileExists(complete_path)) {
     return absl::FailedPreconditionError(absl::StrCat(step_dir, " is not a complete checkpoint (no ",
                                                       kCompleteMarker, " marker)"));
   }
-  ASSIGN_OR_RETURN(Manifest m, ReadTextProto<Manifest>(JoinPath(step_dir, kManifestFile)));
+  // COMPLETE: "complete", then the manifest's CRC32C (checkpoints written before it have none).
+  ASSIGN_OR_RETURN(const std::string complete, ReadFileToString(complete_path));
+  const std::vector<std::string> lines = absl::StrSplit(complete, '\n', absl::SkipEmpty());
+  uint32_t want_crc = 0;
+  const bool has_crc = lines.size() == 2 && absl::StartsWith(lines[1], kManifestCrcKey) &&
+                       lines[1].size() == std::strlen(kManifestCrcKey) + 8 &&
+                       absl::SimpleHexAtoi(lines[1].substr(std::strlen(kManifestCrcKey)), &want_crc);
+  if (lines.empty() || lines[0] != "complete" || (lines.size() > 1 && !has_crc)) {
+    return absl::DataLossError(absl::StrCat("checkpoint file ", complete_path, " is not a completion marker: the "
+                                            "checkpoint is corrupt"));
+  }
+  const std::string manifest_path = JoinPath(step_dir, kManifestFile);
+  ASSIGN_OR_RETURN(const std::string manifest_text, ReadFileToString(manifest_path));
+  if (!has_crc) {
+    std::fprintf(stderr, "warning: %s was written before manifests carried a checksum; its manifest (step, "
+                 "sampler position, layout) is not verified\n", step_dir.c_str());
+  } else if (Crc32c(manifest_text.data(), manifest_text.size()) != want_crc) {
+    return absl::DataLossError(absl::StrCat("CRC32C mismatch in checkpoint file ", manifest_path, " (against ",
+                                            complete_path, "): the checkpoint is corrupt"));
+  }
+  Manifest m;
+  if (!google::protobuf::TextFormat::ParseFromString(manifest_text, &m)) {
+    return absl::DataLossError(absl::StrCat("cannot parse ", manifest_path, ": the file is corrupt"));
+  }
   if (m.format_version() != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(step_dir, "/manifest has format version ",
                                                       m.format_version(), ", expected ", kFormatVersion));

@@ -2,13 +2,14 @@
 //
 //   <output_dir>/checkpoints/step-00000040/
 //       rank-00000.bin ...   each rank's owned FP32 masters and Adam moments (ZeRO-1 shards), raw
-//       rank-00000.part ...  each rank's part of the manifest (merged by rank 0)
+//       rank-00000.part ...  each rank's part of the manifest while saving (merged by rank 0, removed)
 //       tokenizer.json       the run tokenizer's files (none for the byte tokenizer), so the tokenizer
 //       tokenizer_config.json  travels with the weights; listed in the manifest with size and CRC32C
 //       manifest             text proto (trainer/checkpoint.proto): step, sampler, schedule, config,
 //                            layout, tokenizer fingerprint and files, and for every tensor its pieces
 //                            (file, offset, slice, CRC32C)
-//       COMPLETE             written last: a directory without it is ignored
+//       COMPLETE             written last ("complete" and the manifest's CRC32C): a directory without
+//                            it is ignored, and a manifest that does not match it is refused
 //   <output_dir>/checkpoints/latest   "step-00000040", replaced atomically after COMPLETE
 //
 // Every file is written under a temporary name, fsynced and renamed, so a crash at any moment leaves
@@ -33,6 +34,8 @@ namespace moe::trainer {
 
 inline constexpr char kCompleteMarker[] = "COMPLETE";
 inline constexpr char kManifestFile[] = "manifest";
+// The line of COMPLETE that holds the manifest's CRC32C (8 hex digits).
+inline constexpr char kManifestCrcKey[] = "manifest_crc32c: ";
 // The names a tokenizer's files have beside weights (step directories and Hugging Face directories).
 inline constexpr char kTokenizerFile[] = "tokenizer.json";
 inline constexpr char kTokenizerConfigFile[] = "tokenizer_config.json";
