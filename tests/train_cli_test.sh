@@ -6,6 +6,7 @@
 # larger vocabulary are refused before any work; a run with a (tiny, hand-written) BPE tokenizer stores
 # its files in every checkpoint and the --export_hf directory; a resume with another tokenizer is refused
 # and one without data.tokenizer uses the checkpoint's; --init_from an HF directory carries its tokenizer.
+# TensorBoard event files hold the metrics' scalars and continue across a resume.
 #   train_cli_test.sh TRAIN PREPARE_DATA CONFIG RUN_MPI MAKE_TINY_TOKENIZER
 set -euo pipefail
 TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; RUN_MPI="$4"; MAKE_TOKENIZER="$5"
@@ -43,6 +44,74 @@ assert all(0 < r["mfu"] < 1 for r in rows)
 print("metrics ok:", first, "->", last, "val", val[-1]["val_loss"])
 PY
 
+# TensorBoard: the events file holds metrics.jsonl's scalars for every step, and a resumed run adds a
+# second file whose steps continue. Read with the standard library (TFRecord framing with masked
+# CRC32C, then the Event/Summary protobuf wire format).
+cp -r "$WORK/run" "$WORK/run_tb"
+"${MPIRUN[@]}" "$TRAIN" "${COMMON[@]}" --set "output_dir=$WORK/run_tb" --set schedule.total_steps=45 \
+  --set eval.every=20 --set logging.progress_bar=false > "$WORK/tb.log" 2>&1 || { cat "$WORK/tb.log"; exit 1; }
+python3 - "$WORK/run_tb" <<'PY'
+import glob, json, math, struct, sys
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+def masked(data):
+    c = crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+def records(path):
+    raw, pos = open(path, "rb").read(), 0
+    while pos < len(raw):
+        (n,), (lc,) = struct.unpack("<Q", raw[pos:pos + 8]), struct.unpack("<I", raw[pos + 8:pos + 12])
+        assert lc == masked(raw[pos:pos + 8]), "length CRC"
+        data = raw[pos + 12:pos + 12 + n]
+        assert struct.unpack("<I", raw[pos + 12 + n:pos + 16 + n])[0] == masked(data), "data CRC"
+        yield data
+        pos += 16 + n
+def fields(buf):  # protobuf wire format: (field number, value) pairs
+    pos = 0
+    def varint():
+        nonlocal pos
+        shift = value = 0
+        while True:
+            b = buf[pos]; pos += 1
+            value |= (b & 0x7F) << shift; shift += 7
+            if b < 0x80: return value
+    while pos < len(buf):
+        key = varint(); number, wire = key >> 3, key & 7
+        if wire == 0: yield number, varint()
+        elif wire == 1: yield number, struct.unpack("<d", buf[pos:pos + 8])[0]; pos += 8
+        elif wire == 5: yield number, struct.unpack("<f", buf[pos:pos + 4])[0]; pos += 4
+        elif wire == 2:
+            n = varint(); yield number, buf[pos:pos + n]; pos += n
+        else: raise ValueError(wire)
+files = sorted(glob.glob(sys.argv[1] + "/events.out.tfevents.*"))
+assert len(files) == 2, files
+metrics = {}
+for line in open(sys.argv[1] + "/metrics.jsonl"):
+    row = json.loads(line); metrics[row["step"]] = row
+seen = []
+for f in files:
+    recs = list(records(f))
+    assert dict(fields(recs[0])).get(3) == b"brain.Event:2", f
+    steps = []
+    for rec in recs[1:]:
+        ev = dict(fields(rec))
+        step, values = ev[2], {}
+        for number, value in fields(ev[5]):
+            v = dict(fields(value)); values[v[1].decode()] = v[2]
+        want = {k: x for k, x in metrics[step].items() if k != "step"}
+        assert set(values) == set(want), (step, set(values) ^ set(want))
+        for k, x in want.items():
+            assert abs(values[k] - x) <= 1e-6 * max(1.0, abs(x)), (step, k, values[k], x)
+        steps.append(step)
+    seen.append(steps)
+assert seen == [list(range(1, 41)), list(range(41, 46))], seen
+print("tensorboard events ok:", [len(s) for s in seen], "steps in", len(files), "files")
+PY
 # A config typo: refused with the field named, exit code 1.
 if "$TRAIN" "${COMMON[@]}" --set optimzer.lr=1 2> "$WORK/err.txt"; then echo "typo accepted"; exit 1; fi
 grep -q "unknown field 'optimzer'" "$WORK/err.txt" || { cat "$WORK/err.txt"; exit 1; }

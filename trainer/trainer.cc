@@ -36,6 +36,7 @@
 #include "trainer/metrics.h"
 #include "trainer/signals.h"
 #include "trainer/stored_tokenizer.h"
+#include "trainer/tensorboard.h"
 
 namespace moe::trainer {
 namespace {
@@ -336,10 +337,13 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
 
   // Output directory and metrics (rank 0 writes).
   std::unique_ptr<MetricsWriter> metrics;
+  std::unique_ptr<TensorBoardWriter> events;  // the same scalars for TensorBoard
   if (leader) {
     RETURN_IF_ERROR(MakeDirs(cfg.output_dir()));
     ASSIGN_OR_RETURN(MetricsWriter w, MetricsWriter::Open(JoinPath(cfg.output_dir(), "metrics.jsonl")));
     metrics = std::make_unique<MetricsWriter>(std::move(w));
+    ASSIGN_OR_RETURN(TensorBoardWriter tb, TensorBoardWriter::Open(cfg.output_dir()));
+    events = std::make_unique<TensorBoardWriter>(std::move(tb));
   }
 
   // Backend, the groups tensors move over, the peak for MFU; then model and optimizer.
@@ -499,6 +503,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     }
     if (leader) {
       RETURN_IF_ERROR(metrics->Write(row));
+      RETURN_IF_ERROR(events->WriteScalars(step, MetricRow(row.begin() + 1, row.end())));  // all but "step"
       if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
         std::printf("step %5lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
                     "expert load max/mean %.2f | act %.0f MB | %.3fs%s\n",
