@@ -1,5 +1,5 @@
-// BF16 <-> FP32 conversion with round-to-nearest-even (DESIGN "Numerics"): the same rule the CUDA
-// backend's __float2bfloat16_rn uses, so a CPU run is a faithful stand-in for a GPU run.
+// BF16 <-> FP32 conversion with round-to-nearest-even (docs/architecture.md "Numerics"): the same rule
+// the CUDA backend's __float2bfloat16_rn uses, so a CPU run is a faithful stand-in for a GPU run.
 #pragma once
 
 #include <cstdint>

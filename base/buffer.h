@@ -3,7 +3,7 @@
 // memory by default, CUDA unified memory once the CUDA backend is created (kernels/cuda), so the same
 // model code runs on either backend.
 //
-// Rules (DESIGN "Memory"):
+// Rules (docs/architecture.md "Memory"):
 //  - Contents are UNDEFINED after construction or growth; nothing is zero-filled. The host space fills
 //    new memory with 0xFF bytes (NaN floats, -1 integers), so an op that reads before anything wrote
 //    shows up as NaN in every CPU test instead of passing by luck on zero pages.

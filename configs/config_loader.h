@@ -1,7 +1,8 @@
 // Reading, overriding and validating run configs (configs/config.proto), and converting the model block to
 // and from a Hugging Face config.json. Every error names the file and the field, so a bad config fails with
-// one clear line before any rank allocates memory. Validation lives here, in one place (DESIGN: one proto
-// per subsystem, validated in one place); the trainer calls ResolveTrainConfig and nothing else.
+// one clear line before any rank allocates memory. Validation lives here, in one place
+// (docs/architecture.md "Configuration": one proto per subsystem, validated in one place); the trainer
+// calls ResolveTrainConfig and nothing else.
 #pragma once
 
 #include <string>
@@ -26,8 +27,8 @@ absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path);
 // unparsable values are refused naming the component, the message type and the assignment.
 absl::Status ApplyOverride(TrainConfig* cfg, absl::string_view assignment);
 
-// Checks the model block (spec §7.1 loader rejections and the shape rules); errors name fields as
-// "model.<field>". All problems are reported at once, joined by "; ".
+// Checks the model block (the refusals of docs/model.md "config.json keys" and the shape rules); errors
+// name fields as "model.<field>". All problems are reported at once, joined by "; ".
 absl::Status ValidateModelConfig(const ModelConfig& m);
 
 // Checks the whole run: the model, the batch, optimizer and schedule ranges, the parallel layout against
@@ -44,8 +45,9 @@ absl::StatusOr<TrainConfig> ResolveTrainConfig(const std::string& path,
 // Parses a Hugging Face config.json (text) into a ModelConfig: unknown keys (quantization_config, auto_map,
 // ...) are ignored, `null` leaves a field unset (q_lora_rank null -> single q_proj), newer HF spellings are
 // mapped (`rope_parameters` -> rope_scaling and rope_theta, `dtype` -> torch_dtype, a list-valued
-// bos/eos_token_id -> its first id). Then ValidateModelConfig, plus the spec §4.4 rule that a YaRN factor must
-// equal max_position_embeddings / original_max_position_embeddings. Errors are prefixed with `source_name`.
+// bos/eos_token_id -> its first id). Then ValidateModelConfig, plus the rule of docs/model.md "YaRN" that a
+// YaRN factor must equal max_position_embeddings / original_max_position_embeddings. Errors are prefixed
+// with `source_name`.
 absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& json_text,
                                                   const std::string& source_name);
 

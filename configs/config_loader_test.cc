@@ -71,7 +71,7 @@ TEST(ShippedConfigs, TinyMatchesTheGoldenConfigJson) {
   absl::StatusOr<ModelConfig> golden =
       ModelConfigFromHfJson(ReadFile("tests/testdata/golden/tiny_fp32/config.json"), "tests/testdata/golden/tiny_fp32/config.json");
   ASSERT_TRUE(golden.ok()) << golden.status();
-  // The golden directory switches the balance loss off; the spec's tiny (and tiny.textproto) has 0.0001.
+  // The golden directory switches the balance loss off; tiny.textproto has 0.0001.
   EXPECT_EQ(golden->aux_loss_alpha(), 0.0);
   EXPECT_EQ(cfg.model().aux_loss_alpha(), 0.0001);
   ModelConfig a = cfg.model();

@@ -30,7 +30,8 @@ void RequirePositive(Problems* out, const std::string& p, const char* name, bool
   }
 }
 
-// Spec §3.6: layer l is MoE iff n_routed_experts is set, l >= first_k_dense_replace and l % freq == 0.
+// docs/model.md "SwiGLU and MoE layers": layer l is MoE iff n_routed_experts is set,
+// l >= first_k_dense_replace and l % freq == 0.
 bool IsMoeLayer(const ModelConfig& m, int64_t layer) {
   return m.has_n_routed_experts() && m.n_routed_experts() > 0 && layer >= m.first_k_dense_replace() &&
          m.moe_layer_freq() > 0 && layer % m.moe_layer_freq() == 0;
@@ -179,7 +180,7 @@ void ValidateModel(const ModelConfig& m, const std::string& p, Problems* out) {
     out->Add("%sattention_dropout (%g) is not supported (must be 0)", p, m.attention_dropout());
   }
   if (!m.rope_interleave()) {
-    out->Add("%srope_interleave = false is not supported (interleaved-pair RoPE only, spec §4.2)", p);
+    out->Add("%srope_interleave = false is not supported (interleaved-pair RoPE only, see docs/model.md)", p);
   }
   if (!(m.rms_norm_eps() > 0)) out->Add("%srms_norm_eps (%g) must be > 0", p, m.rms_norm_eps());
   if (!(m.rope_theta() > 0)) out->Add("%srope_theta (%g) must be > 0", p, m.rope_theta());

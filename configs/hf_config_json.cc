@@ -189,8 +189,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& json_text,
   }
   internal::Problems problems;
   internal::ValidateModel(m, "", &problems);
-  // Spec §4.4: newer HF recomputes the YaRN factor as max_position_embeddings / L0, so a config.json
-  // where the two disagree means different things to different readers.
+  // docs/model.md "YaRN": newer HF recomputes the YaRN factor as max_position_embeddings / L0, so a
+  // config.json where the two disagree means different things to different readers.
   if (problems.empty() && EffectiveRopeScalingType(m) == "yarn") {
     const double implied = static_cast<double>(m.max_position_embeddings()) /
                            static_cast<double>(m.rope_scaling().original_max_position_embeddings());

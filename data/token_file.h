@@ -1,4 +1,5 @@
-// A flat file of uint32 little-endian token ids, and the batch layout of spec §6.1 over it:
+// A flat file of uint32 little-endian token ids, and the batch layout of docs/model.md "Batch layout and
+// cross-entropy" over it:
 // the first B·T+1 tokens z_0..z_{BT}; x[b,t] = z[bT+t], y[b,t] = z[bT+t+1]. Used by hf_eval and the
 // trainer's eval mode so that every implementation scores exactly the same batch.
 #pragma once

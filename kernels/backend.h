@@ -1,11 +1,11 @@
 // The op interface: every piece of math the model runs, declared once. Kernels work on raw, row-major
 // FP32 views (in BF16 mode the model keeps BF16-representable values in them and calls RoundToBf16
-// where a tensor is "stored"; see DESIGN "Numerics"), never on configs or framework objects.
+// where a tensor is "stored"; see docs/architecture.md "Numerics"), never on configs or framework objects.
 //
 // Accumulation rule (as llm.c's layernorm.cuh): parameter gradients are ADDED into (`+=`), activation
 // gradients are WRITTEN (`=`) unless the argument's comment says otherwise.
 //
-// Backends: kernels/cpu (OpenBLAS + OpenMP, the tested reference) and, with --config=cuda,
+// Backends: kernels/cpu (oneDNN matmuls + OpenMP loops, the tested reference) and, with --config=cuda,
 // kernels/cuda. The config's `device` picks one at run time; the model only sees this interface.
 #pragma once
 
@@ -18,7 +18,7 @@ namespace moe::kernels {
 
 enum class Transpose { kNo, kYes };
 
-// Scoring and selection variants of the router (spec §5.1).
+// Scoring and selection variants of the router (docs/model.md "Router").
 enum class ScoringFunc { kSigmoid, kSoftmax };
 enum class TopkMethod { kNoauxTc, kGreedy, kGroupLimitedGreedy };
 
@@ -56,7 +56,7 @@ struct AttentionShape {
   float scale = 1.0f;
 };
 
-// Router settings (spec §5.1). Groups are n_group blocks of consecutive experts.
+// Router settings (docs/model.md "Router"). Groups are n_group blocks of consecutive experts.
 struct RouterParams {
   int64_t num_experts = 0;
   int64_t top_k = 0;
@@ -141,14 +141,16 @@ class Backend {
                                  float* d_table) = 0;
 
   // ---- RMSNorm over rows of x [rows, dim]: y = w * (x * rstd). rstd [rows] is saved.
-  // round_normalized: round x*rstd to BF16 before the weight multiply (HF's BF16 behaviour, spec §3.2).
+  // round_normalized: round x*rstd to BF16 before the weight multiply (HF's BF16 behaviour,
+  // docs/model.md "RMSNorm").
   virtual void RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                               bool round_normalized, float* y, float* rstd) = 0;
   // dx = (written), dw += .
   virtual void RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
                                int64_t rows, int64_t dim, float* dx, float* dw) = 0;
 
-  // ---- RoPE, interleaved pairs (spec §4.2), in place. Backward is the transposed rotation. ----
+  // ---- RoPE, interleaved pairs (docs/model.md "RoPE on interleaved pairs"), in place. Backward is the
+  // transposed rotation. ----
   virtual void RopeForward(const RopeView& v) = 0;
   virtual void RopeBackward(const RopeView& v) = 0;
 
@@ -165,7 +167,7 @@ class Backend {
                                  const float* v, const float* out, const float* lse,
                                  const float* d_out, float* dq, float* dk, float* dv) = 0;
 
-  // ---- Router (spec §5.1): logits [n, E] -> scores [n, E] (sigmoid or softmax, saved),
+  // ---- Router (docs/model.md "Router"): logits [n, E] -> scores [n, E] (sigmoid or softmax, saved),
   // selected experts [n, K] (ascending score order not guaranteed; ties -> lower index) and weights
   // [n, K]. `bias` [E] (may be null) only affects selection (noaux_tc).
   virtual void RouterForward(const RouterParams& p, const float* logits, const float* bias, int64_t n,
@@ -176,9 +178,10 @@ class Backend {
                               const float* d_weights, const float* d_scores_extra, int64_t n,
                               float* d_logits) = 0;
 
-  // ---- Sequence-wise balance loss (spec §5.4, §9.5) over the router scores s [n, E] of n
-  // consecutive tokens, the first being token `first_token` of the micro-batch, in groups of
-  // `group_len` tokens (a sequence, or the whole micro-batch); s'[t] = s[t] / Σ_e s[t,e].
+  // ---- Sequence-wise balance loss (docs/model.md "Sequence-wise balance loss", "Backward: router and
+  // balance loss") over the router scores s [n, E] of n consecutive tokens, the first being token
+  // `first_token` of the micro-batch, in groups of `group_len` tokens (a sequence, or the whole
+  // micro-batch); s'[t] = s[t] / Σ_e s[t,e].
   // stats [2, groups, E] (FP64, written): [0][g][e] Σ_t s'[t,e] and [1][g][e] how many of the group's
   // tokens here have e in the plain top-K of s[t] (no bias, ties to the lower index); groups no token
   // here belongs to get zeros.
@@ -202,7 +205,8 @@ class Backend {
   virtual void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                               int64_t dim, float* dst) = 0;
 
-  // ---- AdamW on FP32 masters and moments (spec §6.4), in place; grad already clipped. ----
+  // ---- AdamW on FP32 masters and moments (docs/model.md "Optimizer step"), in place; grad already
+  // clipped. ----
   virtual void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
                      int64_t n) = 0;
 };

@@ -1,5 +1,5 @@
-// Picks the op backend at run time (DESIGN principle 5): the config's `device` chooses CPU or CUDA,
-// while whether the CUDA backend exists in this binary was chosen at build time by Bazel
+// Picks the op backend at run time (docs/architecture.md "Backends"): the config's `device` chooses CPU
+// or CUDA, while whether the CUDA backend exists in this binary was chosen at build time by Bazel
 // (--config=cuda compiles kernels/cuda in; without it, asking for CUDA is a clear error, not an
 // #ifdef at the call site).
 //

@@ -1,4 +1,5 @@
-// Multi-head Latent Attention (spec §3.3), training form (no weight absorption).
+// Multi-head Latent Attention (docs/model.md "Multi-head Latent Attention"), training form (no weight
+// absorption).
 //
 // Shapes for n = B·T tokens of the normed input u [n, d]:
 //   q LoRA:  qa = u q_a_projᵀ [n, rq] -> cq = RMSNorm(qa) [n, rq] -> q = cq q_b_projᵀ [n, H·dqk]
@@ -78,7 +79,8 @@ class MlaAttention {
   Param* o_proj_ = nullptr;         // [d, H·dv]
 };
 
-// The latent norms use eps 1e-6 regardless of rms_norm_eps (spec §3.2, §12.17).
+// The latent norms use eps 1e-6 regardless of rms_norm_eps (docs/model.md "RMSNorm" and "Decisions where
+// sources differ" (17)).
 inline constexpr float kLatentNormEps = 1e-6f;
 
 }  // namespace moe::model

@@ -1,5 +1,6 @@
 // Loading a Hugging Face DeepseekV3 directory's tensors into the model's parameters, by HF name
-// (no permutation: the model implements the checkpoint's interleaved RoPE layout, spec §4.2, §12.1).
+// (no permutation: the model implements the checkpoint's interleaved RoPE layout, docs/model.md "RoPE on
+// interleaved pairs" and "Decisions where sources differ" (1)).
 #pragma once
 
 #include <string>

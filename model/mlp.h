@@ -1,4 +1,5 @@
-// SwiGLU feed-forward (spec §3.6, backward §9.2), used for dense layers and the shared experts:
+// SwiGLU feed-forward (docs/model.md "SwiGLU and MoE layers", "Backward: SwiGLU"), used for dense layers
+// and the shared experts:
 //   a = u gate_projᵀ [n, I],  c = u up_projᵀ [n, I],  m = silu(a) ⊙ c [n, I],  y = m down_projᵀ [n, d]
 // Under tensor parallelism (Megatron column- then row-parallel), TP rank r holds rows
 // [r·I/tp, (r+1)·I/tp) of gate/up and the same columns of down, and y is a partial sum over TP ranks

@@ -317,7 +317,8 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
   ops.RmsNormForward(fp.h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), fp.hf.data(),
                      fp.rstd_f.data());
   ctx_.Store(fp.hf.data(), n_loc * d);
-  fp.logits.resize(n_loc * vocab);  // FP32 logits: the loss is computed in FP32 (spec §6.1)
+  // FP32 logits: the loss is computed in FP32 (docs/model.md "Batch layout and cross-entropy").
+  fp.logits.resize(n_loc * vocab);
   LinearForward(ops, *lm_head_, fp.hf.data(), n_loc, fp.logits.data());
 }
 

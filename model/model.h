@@ -1,5 +1,6 @@
-// The DeepSeek-V3 model (spec §2): embedding, decoder layers (MLA + dense SwiGLU or MoE, pre-RMSNorm
-// residual blocks), final norm, LM head and the losses, with an explicit backward per layer.
+// The DeepSeek-V3 model (docs/model.md "The forward pass"): embedding, decoder layers (MLA + dense SwiGLU
+// or MoE, pre-RMSNorm residual blocks), final norm, LM head and the losses, with an explicit backward per
+// layer.
 //
 // One call runs a micro-batch of B sequences of T tokens: ids, targets [B, T] (every rank of a TP
 // group passes the same micro-batch). Sequence parallelism (Megatron): the residual stream, norms,
@@ -103,10 +104,10 @@ class DeepseekV3Model {
   const std::vector<int64_t>& moe_layer_indices() const { return moe_layer_index_; }
   std::vector<std::vector<int64_t>>& expert_counts() { return expert_counts_; }
   void ResetExpertCounts();
-  // The aux-loss-free bias update (spec §5.3) from the current counts (already summed over every
-  // rank): b_i += γ · sign(mean(c) − c_i).
+  // The aux-loss-free bias update (docs/model.md "Bias update") from the current counts (already summed
+  // over every rank): b_i += γ · sign(mean(c) − c_i).
   void UpdateCorrectionBiases(double gamma);
-  // max_i c_i / mean(c) for each MoE layer (spec §5.5).
+  // max_i c_i / mean(c) for each MoE layer (docs/model.md "Load statistics").
   std::vector<double> ExpertLoadMaxOverMean() const;
 
  private:

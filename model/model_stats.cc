@@ -1,5 +1,6 @@
 // Parameter counts, FLOPs and memory from the config (see model_stats.h). Every count follows the tensor
-// shapes of spec §7.2; symbols as in spec §1 (d, V, H, dn, dr, dv, rq, rkv, I, Ie, Nr, Ns, K, L, D).
+// shapes of docs/model.md "Hugging Face checkpoints"; symbols as in its "Notation" (d, V, H, dn, dr, dv,
+// rq, rkv, I, Ie, Nr, Ns, K, L, D).
 #include "model/model_stats.h"
 
 #include <algorithm>

@@ -1,5 +1,6 @@
-// Model size accounting from the config alone (no tensors): parameter counts (spec §7.2 shapes, §10
-// reference counts), training FLOPs per token for MFU (spec §10.4), a per-rank memory estimate for a
+// Model size accounting from the config alone (no tensors): parameter counts (the tensor shapes of
+// docs/model.md "Hugging Face checkpoints", the counts of its "Reference configurations"), training FLOPs
+// per token for MFU (the formula of "Reference configurations"), a per-rank memory estimate for a
 // parallel layout, and the one-object JSON summary that `train --dry_run` prints.
 //
 // Counting rule: the main model is the embedding, every decoder layer, the final norm and lm_head; the
@@ -33,16 +34,17 @@ struct ParamCounts {
   int64_t replicated = 0;         // everything else: embedding, lm_head, norms, q_a, kv_a, router, eh_proj
 };
 
-// Spec §3.6: layer `layer` (0-based; MTP layers are numbered L..L+D-1) has an MoE FFN iff n_routed_experts
-// is set, layer >= first_k_dense_replace and layer % moe_layer_freq == 0.
+// docs/model.md "SwiGLU and MoE layers": layer `layer` (0-based; MTP layers are numbered L..L+D-1) has an
+// MoE FFN iff n_routed_experts is set, layer >= first_k_dense_replace and layer % moe_layer_freq == 0.
 bool IsMoeLayer(const moe::config::ModelConfig& m, int64_t layer);
 
 ParamCounts CountParameters(const moe::config::ModelConfig& m);
 
-// Spec §10.4: 6 * N_act_matmul + 6 * sum_layers H * (T/2) * (dqk + dv), per trained token at sequence length
-// T = seq_len. With include_mtp, each MTP depth adds its eh_proj, its decoder layer (activated) and one more
-// product with the shared lm_head (that product is really computed again per depth), and its attention
-// term at length T (the T-k positions it actually sees differ by a negligible k).
+// docs/model.md "Reference configurations": 6 * N_act_matmul + 6 * sum_layers H * (T/2) * (dqk + dv),
+// per trained token at sequence length T = seq_len. With include_mtp, each MTP depth adds its eh_proj,
+// its decoder layer (activated) and one more product with the shared lm_head (that product is really
+// computed again per depth), and its attention term at length T (the T-k positions it actually sees
+// differ by a negligible k).
 double TrainingFlopsPerToken(const moe::config::ModelConfig& m, int64_t seq_len, bool include_mtp);
 
 // Bytes per rank for the configured layout (see model_stats.cc for the activation formula).

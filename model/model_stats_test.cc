@@ -1,5 +1,5 @@
-// Parameter counts against the spec's reference numbers (§7.2, §10), FLOPs per token against the §10.4
-// formula worked by hand, the per-rank memory estimate and the dry-run JSON.
+// Parameter counts against the reference numbers and FLOPs per token against the formula worked by hand
+// (docs/model.md "Reference configurations"), the per-rank memory estimate and the dry-run JSON.
 #include "model/model_stats.h"
 
 #include <string>
@@ -133,7 +133,8 @@ TEST(EstimateMemoryPerRank, Small1bOnOneGpuIs18BytesPerParameter) {
   EXPECT_DOUBLE_EQ(e.weights_bytes, 2 * params);
   EXPECT_DOUBLE_EQ(e.grads_bytes, 4 * params);
   EXPECT_DOUBLE_EQ(e.optimizer_bytes, 12 * params);
-  EXPECT_NEAR(e.weights_bytes + e.grads_bytes + e.optimizer_bytes, 17.4e9, 0.05e9);  // spec §10.4
+  // 18 bytes per parameter: docs/model.md "Reference configurations".
+  EXPECT_NEAR(e.weights_bytes + e.grads_bytes + e.optimizer_bytes, 17.4e9, 0.05e9);
   EXPECT_GT(e.activations_bytes, 0);
   EXPECT_DOUBLE_EQ(e.total_bytes, e.weights_bytes + e.grads_bytes + e.optimizer_bytes + e.activations_bytes);
   EXPECT_LT(e.total_bytes, 139e9);  // fits the H200 (fused attention on CUDA keeps no [T, T] matrices)

@@ -22,7 +22,8 @@ std::vector<GemmProblem> PerExpert(const std::vector<int64_t>& offsets, Fn make)
   return problems;
 }
 
-// Balance-loss groups (spec §5.4): sequences (seq_aux) or the whole micro-batch.
+// Balance-loss groups (docs/model.md "Sequence-wise balance loss"): sequences (seq_aux) or the whole
+// micro-batch.
 int64_t BalanceGroups(const TokenSlice& sl, bool seq_aux) { return seq_aux ? sl.batch : 1; }
 int64_t BalanceGroupLen(const TokenSlice& sl, bool seq_aux) { return seq_aux ? sl.seq : sl.batch * sl.seq; }
 
@@ -244,7 +245,8 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.Fill(d_u, n * d, 0.0f);
   ops.ScatterAddRows(dx_sorted, s.plan.row_token.data(), nullptr, rows, d, d_u);
 
-  // Balance-loss gradient on the scores (spec §9.5), then the router backward.
+  // Balance-loss gradient on the scores (docs/model.md "Backward: router and balance loss"), then the
+  // router backward.
   float* d_scores_extra = nullptr;
   if (dims_.aux_loss_alpha != 0.0f) {
     const int64_t groups = BalanceGroups(s.slice, dims_.seq_aux), len = BalanceGroupLen(s.slice, dims_.seq_aux);

@@ -1,11 +1,12 @@
-// DeepSeekMoE routed experts (spec §5), as named stages: Route -> Dispatch -> Experts -> Combine, and
-// in reverse for the backward (Dispatch and Combine are each other's backward and share one handle).
+// DeepSeekMoE routed experts (docs/model.md "Router" to "Load statistics"), as named stages:
+// Route -> Dispatch -> Experts -> Combine, and in reverse for the backward (Dispatch and Combine are
+// each other's backward and share one handle).
 // The shared expert is a plain SwiGLU that the decoder layer runs beside this (model.cc), under
 // tensor parallelism like the dense FFN.
 //
 // For the n tokens this rank holds (its sequence-parallel slice), u [n, d], E experts, K per token:
 //   Route:    z = u gateᵀ [n, E] (FP32); s = σ(z) or softmax(z); Sel [n, K] from s (+ correction bias);
-//             w [n, K] the gate weights (spec §5.1)
+//             w [n, K] the gate weights (docs/model.md "Router")
 //   Dispatch: the n·K (token, slot) rows sorted by global expert -> x_sorted [R = n·K, d], sent over
 //             the EP group -> x_grouped [R', d] for this rank's E/ep experts
 //   Experts:  one grouped SwiGLU over the local experts' row blocks -> y_grouped [R', d]

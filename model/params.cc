@@ -110,7 +110,7 @@ void ParamStore::Initialize(uint64_t seed, double init_std) {
 
 void ParamStore::RefreshWorking(bool bf16) {
   for (auto& p : params_) {
-    // Buffers (the correction bias) stay FP32 in both modes (spec §11).
+    // Buffers (the correction bias) stay FP32 in both modes (docs/model.md "Numerics").
     const bool round = bf16 && p->trainable();
     const int64_t n = p->numel();
     for (int64_t i = 0; i < n; ++i) {

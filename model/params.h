@@ -6,8 +6,9 @@
 //           optimizer (parallel/distributed_optimizer) then keeps only its owned slice and frees this
 //   working what forward/backward read: BF16-rounded master in BF16 mode, equal to master in FP32 mode
 //   grad    FP32, accumulated over micro-batches (+=); contents undefined until ZeroGrads
-// The Adam moments live in the optimizer. Buffers (e_score_correction_bias) have only `master`
-// (== working) and are never touched by the optimizer or weight decay.
+// The Adam moments live in the optimizer. Buffers (e_score_correction_bias) keep `working` equal to
+// `master` (both FP32, updated together by the model's bias update) and are never touched by the
+// optimizer or weight decay.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,7 @@ enum class ParamKind {
 };
 
 // Which ranks hold copies of a parameter, hence over which group its gradient is summed and its
-// optimizer state sharded (DESIGN "Gradient sync").
+// optimizer state sharded (docs/architecture.md "Gradient sync").
 enum class ParamSync {
   kReplicated,      // every rank holds it (norms, embedding, head, latent down-projections, router);
                     // under sequence parallelism each TP rank saw different tokens: sum over the world

@@ -33,7 +33,8 @@ std::vector<double> RopeInverseFrequencies(const config::ModelConfig& m) {
     return theta;
   }
   // YaRN "NTK-by-parts": keep high-frequency pairs, divide low-frequency pairs by s, linear ramp
-  // in the pair index between the floored/ceiled correction bounds (spec §4.4, decision §12.3).
+  // in the pair index between the floored/ceiled correction bounds (docs/model.md "YaRN" and "Decisions
+  // where sources differ" (3)).
   const auto& rs = m.rope_scaling();
   const double l0 = static_cast<double>(rs.original_max_position_embeddings());
   auto corr = [&](double n) { return dr * std::log(l0 / (2.0 * M_PI * n)) / (2.0 * std::log(base)); };
@@ -61,7 +62,7 @@ double RopeAttentionFactor(const config::ModelConfig& m) {
 double SoftmaxScale(const config::ModelConfig& m) {
   const double dqk = static_cast<double>(m.qk_nope_head_dim() + m.qk_rope_head_dim());
   double scale = 1.0 / std::sqrt(dqk);
-  // HF applies the temperature whenever rope_scaling carries mscale_all_dim (spec §3.4).
+  // HF applies the temperature whenever rope_scaling carries mscale_all_dim (docs/model.md "Softmax scale").
   if (m.has_rope_scaling() && m.rope_scaling().mscale_all_dim() != 0) {
     const double ms = YarnMscale(m.rope_scaling().factor(), m.rope_scaling().mscale_all_dim());
     scale *= ms * ms;
@@ -79,7 +80,8 @@ RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions) 
   t.sin.resize(max_positions * t.half_dim);
   for (int64_t p = 0; p < max_positions; ++p) {
     for (int64_t i = 0; i < t.half_dim; ++i) {
-      const double phi = static_cast<double>(p) * theta[i];  // FP64 angle (spec §4.1)
+      // FP64 angle (docs/model.md "RoPE frequencies and angles").
+      const double phi = static_cast<double>(p) * theta[i];
       t.cos[p * t.half_dim + i] = static_cast<float>(a * std::cos(phi));
       t.sin[p * t.half_dim + i] = static_cast<float>(a * std::sin(phi));
     }

@@ -1,6 +1,7 @@
-// RoPE frequencies with optional scaling (none / linear / YaRN, spec §4.4) and the MLA softmax scale
-// (spec §3.4). Angles are computed in FP64 before cos/sin (spec §4.1); YaRN's attention factor `a` is
-// folded into the tables so the kernels only rotate.
+// RoPE frequencies with optional scaling (none / linear / YaRN, docs/model.md "YaRN") and the MLA softmax
+// scale (docs/model.md "Softmax scale"). Angles are computed in FP64 before cos/sin (docs/model.md "RoPE
+// frequencies and angles"); YaRN's attention factor `a` is folded into the tables so the kernels only
+// rotate.
 #pragma once
 
 #include <cstdint>

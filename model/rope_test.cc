@@ -1,7 +1,8 @@
-// RoPE scaling (spec §4.4) and the MLA softmax scale (spec §3.4) against values worked independently:
-// every expected number below is a literal computed in float64 with Python's math module straight
-// from the spec's formulas (corr/floor/ceil bounds, linear ramp in the pair index, m(s, c)), never by
-// calling the code under test. The ramp bounds are not exposed, so they are pinned through θ':
+// RoPE scaling (docs/model.md "YaRN") and the MLA softmax scale (docs/model.md "Softmax scale") against
+// values worked independently: every expected number below is a literal computed in float64 with
+// Python's math module straight from those sections' formulas (corr/floor/ceil bounds, linear ramp in
+// the pair index, m(s, c)), never by calling the code under test. The ramp bounds are not exposed, so
+// they are pinned through θ':
 // θ'_i = θ_i for i <= low (ramp 0), θ'_i = θ_i / s for i >= high (ramp 1), strictly between inside.
 #include "model/rope.h"
 
@@ -117,7 +118,7 @@ TEST(Rope, LinearScaling) {
   EXPECT_NEAR(t.sin[3 * 4 + 0], 0.6816387600233341, 1e-7);
 }
 
-// The spec's worked table, DeepSeek-V3 (from the shipped config): low 10, high 23.
+// The worked values of docs/model.md "YaRN", DeepSeek-V3 (from the shipped config): low 10, high 23.
 TEST(Rope, DeepSeekV3Yarn) {
   const ModelConfig m = Load("deepseek_v3_671b");
   ASSERT_EQ(ScalingTypeOf(m), RopeScalingType::kYarn);
@@ -125,31 +126,31 @@ TEST(Rope, DeepSeekV3Yarn) {
   ASSERT_EQ(th.size(), 32u);
   ExpectRel(1.0, th[0]);
   ExpectRel(0.074989420933245579, th[9]);
-  ExpectRel(0.056234132519034911, th[10]);  // spec: 0.0562341325
+  ExpectRel(0.056234132519034911, th[10]);  // table: 0.0562341325
   ExpectRel(0.039006926567143857, th[11]);
-  ExpectRel(0.0054999999999999997, th[16]);  // spec: 0.0055
+  ExpectRel(0.0054999999999999997, th[16]);  // table: 0.0055
   ExpectRel(0.00017782794100389219, th[22]);
-  ExpectRel(3.3338035804083099e-05, th[23]);  // spec: 3.33380358e-5
+  ExpectRel(3.3338035804083099e-05, th[23]);  // table: 3.33380358e-5
   ExpectRel(2.5000000000000001e-05, th[24]);
-  ExpectRel(3.3338035804083097e-06, th[31]);  // spec: 3.33380358e-6
+  ExpectRel(3.3338035804083097e-06, th[31]);  // table: 3.33380358e-6
   ExpectRampBounds(m, 10, 23);
   EXPECT_EQ(RopeAttentionFactor(m), 1.0);
-  ExpectRel(0.13523377886088009, SoftmaxScale(m));  // spec: 0.1352337789
+  ExpectRel(0.13523377886088009, SoftmaxScale(m));  // table: 0.1352337789
 
   // cos/sin at p = 4095 (FP64 angles, then rounded to float).
   const RopeTables t = BuildRopeTables(m, 4096);
   ASSERT_EQ(t.half_dim, 32);
   const int64_t row = 4095 * 32;
-  EXPECT_NEAR(t.cos[row + 0], -0.065975996558064895, 1e-7);  // spec: -0.065975997
-  EXPECT_NEAR(t.sin[row + 0], -0.99782121037697435, 1e-7);   // spec: -0.997821210
+  EXPECT_NEAR(t.cos[row + 0], -0.065975996558064895, 1e-7);  // table: -0.065975997
+  EXPECT_NEAR(t.sin[row + 0], -0.99782121037697435, 1e-7);   // table: -0.997821210
   EXPECT_NEAR(t.cos[row + 10], -0.58776004520892455, 1e-7);
   EXPECT_NEAR(t.sin[row + 10], -0.80903530779317845, 1e-7);
   EXPECT_NEAR(t.cos[row + 16], -0.86212309249869534, 1e-7);
   EXPECT_NEAR(t.sin[row + 16], -0.50669889814414049, 1e-7);
   EXPECT_NEAR(t.cos[row + 23], 0.99069571049291782, 1e-7);
   EXPECT_NEAR(t.sin[row + 23], 0.13609558850650794, 1e-7);
-  EXPECT_NEAR(t.cos[row + 31], 0.99990681391017322, 1e-7);  // spec: 0.999906814
-  EXPECT_NEAR(t.sin[row + 31], 0.013651501602613884, 1e-7);  // spec: 0.013651502
+  EXPECT_NEAR(t.cos[row + 31], 0.99990681391017322, 1e-7);  // table: 0.999906814
+  EXPECT_NEAR(t.sin[row + 31], 0.013651501602613884, 1e-7);  // table: 0.013651502
   EXPECT_EQ(t.cos[0], 1.0f);
   EXPECT_EQ(t.sin[0], 0.0f);
 }
@@ -164,10 +165,11 @@ TEST(Rope, DeepSeekV2LiteYarn) {
   ExpectRel(3.3338035804083099e-05, th[23]);
   ExpectRampBounds(m, 10, 23);
   EXPECT_EQ(RopeAttentionFactor(m), 1.0);
-  ExpectRel(0.11472138679292611, SoftmaxScale(m));  // spec: 0.1147213868
+  ExpectRel(0.11472138679292611, SoftmaxScale(m));  // table: 0.1147213868
 }
 
-// The spec's tiny model (§10.3): dr 8, base 1e4, s 4, L0 64 -> low 0, high 2.
+// The tiny model (configs/tiny.textproto; docs/model.md "YaRN"): dr 8, base 1e4, s 4, L0 64 -> low 0,
+// high 2.
 TEST(Rope, TinyYarn) {
   ModelConfig m = Rope(8, 16, 1e4);
   SetYarn(&m, 4, 64);
@@ -179,7 +181,7 @@ TEST(Rope, TinyYarn) {
   for (int i = 0; i < 4; ++i) ExpectRel(expected[i], th[i]);
   ExpectRampBounds(m, 0, 2);
   EXPECT_EQ(RopeAttentionFactor(m), 1.0);
-  ExpectRel(0.26464225796422669, SoftmaxScale(m));  // spec: 0.2646422580
+  ExpectRel(0.26464225796422669, SoftmaxScale(m));  // table: 0.2646422580
 }
 
 // mscale (1) != mscale_all_dim (0.707): a = m(4, 1) / m(4, 0.707) multiplies the tables and the softmax

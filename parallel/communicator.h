@@ -3,7 +3,7 @@
 // group's timeout: a peer that dies or hangs makes the call fail with a message naming this rank,
 // the group, the collective and (where known) the peer, and the job is aborted instead of hanging.
 //
-// Reductions are sums in FP32 (the DESIGN default for gradients) or FP64/int64 for statistics.
+// Reductions are sums in FP32 (gradients, docs/architecture.md "Numerics") or FP64/int64 for statistics.
 #pragma once
 
 #include <cstdint>

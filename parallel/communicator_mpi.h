@@ -2,8 +2,8 @@
 //
 // Every collective is started non-blocking (MPI_Iallreduce, MPI_Iallgather(v), MPI_Ialltoall(v),
 // MPI_Ibcast, MPI_Ibarrier) and then waited for by polling MPI_Test with
-// a backoff (spin, then yield, then 1 ms sleeps once idle for 100 ms), so the wait is bounded (STYLE
-// principle 9): when the group's timeout passes, this rank prints one line naming itself, the group,
+// a backoff (spin, then yield, then 1 ms sleeps once idle for 100 ms), so the wait is bounded (no
+// collective may hang the job): when the group's timeout passes, this rank prints one line naming itself, the group,
 // the collective, the element count and the group's members, and aborts the whole job with
 // MPI_Abort(MPI_COMM_WORLD, 2). A dead or stopped peer therefore ends the job instead of hanging it.
 // MPI errors are returned (MPI_ERRORS_RETURN) and reported the same way.

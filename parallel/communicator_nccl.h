@@ -13,7 +13,7 @@
 // collective has finished. Every one of these waits shares the group's deadline (the MPI group's
 // timeout): when it passes, this rank prints one line naming itself, the group, the collective and
 // the element count, calls ncclCommAbort (which frees the GPU from the hung kernel) and ends the job
-// with MPI_Abort(MPI_COMM_WORLD, 2), as MpiCommunicator does (STYLE principle 9). Each call therefore
+// with MPI_Abort(MPI_COMM_WORLD, 2), as MpiCommunicator does (no collective may hang). Each call therefore
 // returns with its result in place, like the MPI version; work on other streams that consumes it
 // needs no extra synchronisation.
 //

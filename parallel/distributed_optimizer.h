@@ -1,4 +1,4 @@
-// Gradient synchronisation and the ZeRO-1 sharded AdamW (DESIGN "Gradient sync"; Megatron's
+// Gradient synchronisation and the ZeRO-1 sharded AdamW (docs/architecture.md "Gradient sync"; Megatron's
 // distributed optimizer).
 //
 // Parameters fall in three sync groups (model/params.h ParamSync), each with its own communicator:

@@ -1,5 +1,5 @@
-// Expert-parallel token dispatch (DESIGN "EP dispatch"; Megatron's all-to-all token dispatcher,
-// DeepEP's dispatch/combine pair). The routed experts are split over the EP group in contiguous
+// Expert-parallel token dispatch (docs/architecture.md "Parallel layout"; Megatron's all-to-all token
+// dispatcher, DeepEP's dispatch/combine pair). The routed experts are split over the EP group in contiguous
 // blocks: EP rank r holds global experts [r·E/ep, (r+1)·E/ep).
 //
 // The caller sorts its (token, slot) rows by global expert (model/moe.h RoutingPlan), so the rows for

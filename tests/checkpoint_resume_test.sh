@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checkpoint contract (DESIGN "Checkpoints"), tiny config, FP32:
+# Checkpoint contract (docs/checkpoints.md), tiny config, FP32:
 #  1. exact resume: 40 steps straight vs 20 + save + resume + 20, identical loss at every step and
 #     bit-identical final weights, for 1 rank and for DP=2 x EP=2;
 #  2. resharding: the DP=2 x EP=2 step-20 checkpoint resumed at 1 rank and at EP=4 x DP=4 continues the

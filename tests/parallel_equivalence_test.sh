@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The layout contract (DESIGN "Parallel layout"): for the same global batch, every layout gives the
-# loss curve of one process. tiny config, 20 steps, under mpirun (4 ranks oversubscribed on 2 cores):
+# The layout contract (docs/architecture.md "Parallel layout"): for the same global batch, every layout
+# gives the loss curve of one process. tiny config, 20 steps, under mpirun (4 ranks oversubscribed on 2
+# cores):
 #   FP32: loss within 1e-5 relative at every step, final weights ||p - p_ref|| / ||p_ref|| <= 1e-4 per tensor
 #   BF16: loss within 1e-2 relative at every step
 # Layouts: 1 rank; DP=2; TP=2; EP=2 x DP=2; DP=2 x TP=2 with EP=4 (also with activation

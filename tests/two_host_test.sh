@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two "hosts" on one machine (TOOLCHAIN "MPI on one machine"): two network namespaces joined by a veth
+# Two "hosts" on one machine (Open MPI with an rsh agent, as on one machine): two network namespaces joined by a veth
 # pair (10.213.7.1/24 and 10.213.7.2/24, nothing in the machine's own namespace), each with its own
 # hostname (UTS namespace). mpirun starts inside host A; an rsh agent stands in for ssh and starts
 # Open MPI's daemon inside host B via `ip netns exec`. The trainer (tiny, dp=2 tp=2 ep=4, 10 steps,

@@ -1,5 +1,5 @@
 // eval_long: how well a model uses context beyond the length it was trained at (context extension with
-// YaRN or linear RoPE scaling, spec §4.4). One process, CPU backend, FP32.
+// YaRN or linear RoPE scaling, docs/model.md "YaRN"). One process, CPU backend, FP32.
 //
 //   eval_long --model=DIR --tokens=PREFIX_OR_FILE --seq_len=T [--base_len=L] [--num_sequences=N]
 //             [--rope_scaling=keep|none|yarn:FACTOR[:L0]|linear:FACTOR] [--passkey=true]

@@ -407,7 +407,6 @@ absl::StatusOr<SaveStats> WriteSingleRankCheckpoint(const std::string& root, con
   }
   RETURN_IF_ERROR(s);
   RETURN_IF_ERROR(w.Commit());
-  RETURN_IF_ERROR(WriteTextProto(JoinPath(dir, RankFile(0, "part")), part));
 
   config::ParallelConfig layout = cfg.parallel();
   layout.set_dp(1);

@@ -1,4 +1,4 @@
-// Native checkpoints (DESIGN "Checkpoints"): save, find, verify and load, over the process mesh.
+// Native checkpoints (docs/checkpoints.md): save, find, verify and load, over the process mesh.
 //
 //   <output_dir>/checkpoints/step-00000040/
 //       rank-00000.bin ...   each rank's owned FP32 masters and Adam moments (ZeRO-1 shards), raw

@@ -26,8 +26,8 @@ ABSL_FLAG(std::string, init_from, "",
           "fresh optimizer (and, unless data.tokenizer is set, the tokenizer stored there); ignored when the "
           "output directory already holds a checkpoint to resume");
 ABSL_FLAG(std::string, eval_tokens, "",
-          "print {\"loss\": ...} for the batch of --eval_batch sequences of batch.seq_len laid out as spec "
-          "6.1 from this uint32 token file, with the initial/resumed weights, and exit");
+          "print {\"loss\": ...} for the batch of --eval_batch sequences of batch.seq_len laid out as in "
+          "docs/model.md from this uint32 token file, with the initial/resumed weights, and exit");
 ABSL_FLAG(int64_t, eval_batch, 1, "sequences in the --eval_tokens batch");
 ABSL_FLAG(int64_t, exit_interval, 0, "save a checkpoint and exit after a step divisible by this (0: off)");
 ABSL_FLAG(std::string, export_hf, "",

@@ -146,12 +146,15 @@ absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& ne
   if (!leader) return absl::OkStatus();
   for (size_t i = 0; i < tensors.size(); ++i) tensors[i].data = store[i].data();
   model::AppendMtpSharedCopies(cfg.model(), &tensors);  // as official checkpoints carry them
-  RETURN_IF_ERROR(hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(cfg.model()), tensors, uint64_t{4} << 30));
+  config::ModelConfig model = cfg.model();
+  model.set_torch_dtype("float32");  // the tensors written are F32
+  RETURN_IF_ERROR(hf::WriteHfDirectory(dir, config::ModelConfigToHfJson(model), tensors, uint64_t{4} << 30));
   return WriteTokenizerFiles(dir, tokenizer);
 }
 
-// The eval mode: CE of the spec §6.1 batch (first B·T+1 tokens of a uint32 file) with the current
-// weights, as one JSON object, so `train` and tools/hf_eval can be compared on the same batch.
+// The eval mode: CE of the batch of docs/model.md "Batch layout and cross-entropy" (first B·T+1 tokens
+// of a uint32 file) with the current weights, as one JSON object, so `train` and tools/hf_eval can be
+// compared on the same batch.
 absl::Status EvaluateTokenFile(model::DeepseekV3Model& net, parallel::ProcessMesh& mesh,
                                const TrainOptions& options, int64_t seq, bool leader) {
   ASSIGN_OR_RETURN(data::Batch b, data::ReadBatchFromTokenFile(options.eval_tokens, options.eval_batch, seq));

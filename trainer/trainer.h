@@ -18,7 +18,8 @@ struct TrainOptions {
   std::string resume_from;    // a checkpoint step directory; default: <output_dir>/checkpoints/latest
   std::string init_from;      // fresh run from these weights (HF directory or native step directory);
                               // the tokenizer stored there is the run's unless data.tokenizer is set
-  std::string eval_tokens;    // if set: print the loss of the spec §6.1 batch from this file and exit
+  std::string eval_tokens;    // if set: print the loss of the docs/model.md batch
+                              // ("Batch layout and cross-entropy") from this file and exit
   int64_t eval_batch = 1;     // sequences in that batch (T = batch.seq_len)
   int64_t exit_interval = 0;  // if > 0: save and exit after a step divisible by it (Megatron's
                               // --exit-interval), e.g. to fit a time-limited allocation

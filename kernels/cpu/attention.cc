@@ -1,7 +1,7 @@
 // Causal softmax attention, blockwise with online softmax (flash-attention style), FP32 throughout.
 // Layout: q, k [B,T,H,dqk]; v, out, d_out [B,T,H,dv]; lse [B,H,T]. Memory is O(T) per head: only
-// 64x64 score tiles are ever formed. Backward (spec §9.4) recomputes each probability tile from the
-// saved lse:  P = exp(scale q.k - lse),  dP = dO v^T,  Delta_t = sum_e dO_te O_te,
+// 64x64 score tiles are ever formed. Backward (docs/model.md "Backward: attention") recomputes each
+// probability tile from the saved lse:  P = exp(scale q.k - lse),  dP = dO v^T,  Delta_t = sum_e dO_te O_te,
 //   dS = P (dP - Delta),  dq = scale dS K,  dk = scale dS^T Q,  dv = P^T dO.
 // Tile products are single-threaded oneDNN matmuls (cpu_internal::RunGemm inside the OpenMP region)
 // straight on the strided [B,T,H,d] rows; the parallelism is over tasks (forward: batch x head x query tile; backward: batch x head). Each task

@@ -72,7 +72,7 @@ void CpuBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d
   cpu_internal::ScatterAddByColumns(num_threads_, d_out, ids, nullptr, n, dim, d_table);
 }
 
-// ---- SwiGLU: m = silu(a) * c, silu(a) = a * sigmoid(a) (spec §9.2). ----
+// ---- SwiGLU: m = silu(a) * c, silu(a) = a * sigmoid(a) (docs/model.md "Backward: SwiGLU"). ----
 
 void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)

@@ -130,8 +130,7 @@ inline uint16_t Bf16Bits(float x) {
   return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
-// dst [rows, cols] (dense) <- the rows of src (leading dimension ld) rounded to BF16: as BF16 bits
-// (ToBf16) or as FP32 values (RoundRowsToBf16).
+// dst [rows, cols] (dense) <- convert(each element of the rows of src, leading dimension ld).
 template <typename Out, typename Convert>
 void ConvertRows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* dst, Convert convert) {
   const bool fork = !omp_in_parallel() && rows * cols >= cpu_internal::kMinParallelElements;
@@ -140,16 +139,24 @@ void ConvertRows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* 
     for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = convert(src[r * ld + c]);
   }
 }
-void ToBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst) {
-  ConvertRows(src, rows, cols, ld, dst, Bf16Bits);
+float Bf16Value(float x) {
+  const uint32_t u = static_cast<uint32_t>(Bf16Bits(x)) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
 }
-void RoundRowsToBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst) {
-  ConvertRows(src, rows, cols, ld, dst, [](float x) {
-    const uint32_t u = static_cast<uint32_t>(Bf16Bits(x)) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof(f));
-    return f;
-  });
+
+// `src` [rows, cols] (leading dimension ld) rounded to BF16 into `buffer` (resized): BF16 bits for
+// uint16_t, BF16 values for float. Returns the buffer's data.
+const void* RoundedOperand(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>* buffer) {
+  buffer->resize(rows * cols);
+  ConvertRows(src, rows, cols, ld, buffer->data(), Bf16Bits);
+  return buffer->data();
+}
+const void* RoundedOperand(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<float>* buffer) {
+  buffer->resize(rows * cols);
+  ConvertRows(src, rows, cols, ld, buffer->data(), Bf16Value);
+  return buffer->data();
 }
 
 }  // namespace
@@ -180,43 +187,27 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
   // from FP32 at step 45-47, past tests:bf16_vs_fp32_test's 2%.
   constexpr double kPrimitiveMinWork = double{1 << 15};  // m * n * k
   const bool at = ta == Transpose::kYes, bt = tb == Transpose::kYes;
-  const int64_t a_rows = at ? p.k : p.m, a_cols = at ? p.m : p.k;  // A and B as stored
-  const int64_t b_rows = bt ? p.n : p.k, b_cols = bt ? p.k : p.n;
-  if (static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) < kPrimitiveMinWork) {
-    // With BF16 operands the small products multiply the rounded values in FP32: the same numbers.
-    thread_local std::vector<float> a_rounded, b_rounded;
-    const float* a = p.a;
-    const float* b = p.b;
-    int64_t lda = p.lda, ldb = p.ldb;
-    if (bf16) {
-      a_rounded.resize(a_rows * a_cols);
-      b_rounded.resize(b_rows * b_cols);
-      RoundRowsToBf16(p.a, a_rows, a_cols, p.lda, a_rounded.data());
-      RoundRowsToBf16(p.b, b_rows, b_cols, p.ldb, b_rounded.data());
-      a = a_rounded.data();
-      b = b_rounded.data();
-      lda = a_cols;
-      ldb = b_cols;
-    }
-    const dnnl::status st = dnnl::sgemm(at ? 'T' : 'N', bt ? 'T' : 'N', p.m, p.n, p.k, alpha, a, lda, b, ldb,
-                                        beta, p.c, p.ldc);
-    MOE_CPU_CHECK(st == dnnl::status::success, "oneDNN sgemm failed");
-    return;
-  }
-  // BF16 operands: A and B rounded into dense per-thread buffers, in their stored orientation.
+  const bool small = static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) < kPrimitiveMinWork;
+  // BF16 operands: A and B rounded into dense per-thread buffers in their stored orientation, as BF16
+  // values in FP32 words for sgemm (the same numbers) or as BF16 for the BF16 matmul.
+  thread_local std::vector<float> a_rounded, b_rounded;
   thread_local std::vector<uint16_t> a16, b16;
   const void* a = p.a;
   const void* b = p.b;
   int64_t lda = p.lda, ldb = p.ldb;
   if (bf16) {
-    a16.resize(a_rows * a_cols);
-    b16.resize(b_rows * b_cols);
-    ToBf16(p.a, a_rows, a_cols, p.lda, a16.data());
-    ToBf16(p.b, b_rows, b_cols, p.ldb, b16.data());
-    a = a16.data();
-    b = b16.data();
-    lda = a_cols;
-    ldb = b_cols;
+    const int64_t a_rows = at ? p.k : p.m, b_rows = bt ? p.n : p.k;
+    lda = at ? p.m : p.k;
+    ldb = bt ? p.k : p.n;
+    a = small ? RoundedOperand(p.a, a_rows, lda, p.lda, &a_rounded) : RoundedOperand(p.a, a_rows, lda, p.lda, &a16);
+    b = small ? RoundedOperand(p.b, b_rows, ldb, p.ldb, &b_rounded) : RoundedOperand(p.b, b_rows, ldb, p.ldb, &b16);
+  }
+  if (small) {
+    const dnnl::status st = dnnl::sgemm(at ? 'T' : 'N', bt ? 'T' : 'N', p.m, p.n, p.k, alpha,
+                                        static_cast<const float*>(a), lda, static_cast<const float*>(b), ldb,
+                                        beta, p.c, p.ldc);
+    MOE_CPU_CHECK(st == dnnl::status::success, "oneDNN sgemm failed");
+    return;
   }
   const GemmKey key{ta == Transpose::kYes,
                     tb == Transpose::kYes,

@@ -1,5 +1,6 @@
-// Softmax cross-entropy over rows of logits [n, V] (spec §6.1, §9.6): per row the max-subtracted
-// log-sum-exp in FP32 with the exponentials summed in FP64; loss_t = lse_t - logit_t[target_t].
+// Softmax cross-entropy over rows of logits [n, V] (docs/model.md "Batch layout and cross-entropy",
+// "Backward: cross-entropy and MTP"): per row the max-subtracted log-sum-exp in FP32 with the
+// exponentials summed in FP64; loss_t = lse_t - logit_t[target_t].
 // Returns the sum over rows with target >= 0 (rows summed in order, so independent of threads).
 // d_logits (optional) = (softmax - onehot) * grad_scale, zero rows for ignored targets; it may
 // alias logits (each row reads its target logit before overwriting the row).

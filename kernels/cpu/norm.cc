@@ -1,4 +1,4 @@
-// RMSNorm over rows (spec §3.2, backward §9.1):
+// RMSNorm over rows (docs/model.md "RMSNorm", "Backward: RMSNorm"):
 //   r = 1 / sqrt(mean(x^2) + eps)    y = w * (x r)    (x r rounded to BF16 when round_normalized)
 //   dw += sum_rows dy * x r          dx = r (w dy) - x r^3 (1/n) sum_j w_j dy_j x_j
 // The backward treats the BF16 rounding as the identity (straight-through). Row statistics

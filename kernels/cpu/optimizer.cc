@@ -1,4 +1,4 @@
-// AdamW with decoupled weight decay (spec §6.4), in place on FP32 masters and moments:
+// AdamW with decoupled weight decay (docs/model.md "Optimizer step"), in place on FP32 masters and moments:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / (1-b1^t);  vhat = v / (1-b2^t)
 //   p = p - lr (mhat / (sqrt(vhat) + eps) + wd p)        (the old p in the decay term)
 #include <cmath>

@@ -1,5 +1,5 @@
-// RoPE on interleaved pairs (spec §4.2, backward §9.3), in place over a strided RopeView. The
-// attention factor is already folded into the cos/sin tables [max_pos, half_dim].
+// RoPE on interleaved pairs (docs/model.md "RoPE on interleaved pairs", "Backward: RoPE"), in place over
+// a strided RopeView. The attention factor is already folded into the cos/sin tables [max_pos, half_dim].
 //   forward:  y0 = x0 cos - x1 sin     y1 = x0 sin + x1 cos
 //   backward: the transposed rotation (same cos, negated sin).
 #include "kernels/cpu/cpu_backend.h"

@@ -1,6 +1,7 @@
 // RoPE on interleaved pairs over a strided view (several heads, an offset inside each head vector):
-// forward against the spec §4.2 formula, backward by finite differences, backward o forward =
-// identity for unit-magnitude tables, untouched elements outside the view.
+// forward against the formula of docs/model.md "RoPE on interleaved pairs", backward by finite
+// differences, backward o forward = identity for unit-magnitude tables, untouched elements outside the
+// view.
 #include <cmath>
 #include <vector>
 

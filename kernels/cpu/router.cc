@@ -1,4 +1,4 @@
-// The MoE router (spec §5.1, backward §9.5), one token per row, FP32.
+// The MoE router (docs/model.md "Router", "Backward: router and balance loss"), one token per row, FP32.
 //   scores  s = sigmoid(z) or softmax(z)                                   [n, E]
 //   choice  noaux_tc:  key = s + bias; with G > 1 groups of E/G consecutive experts, keep the
 //                      topk_group groups with the largest sum of their 2 best keys, mask the others
@@ -159,8 +159,8 @@ void CpuBackend::RouterBackward(const RouterParams& p, const float* scores, cons
   }
 }
 
-// Token order within each group and expert order within each token, as the spec's reference loop:
-// every backend accumulates the same FP64 terms in the same order.
+// Token order within each group and expert order within each token (docs/model.md "Sequence-wise balance
+// loss"): every backend accumulates the same FP64 terms in the same order.
 void CpuBackend::BalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
                               int64_t first_token, int64_t group_len, int64_t groups, double* stats) {
   std::vector<char> taken(num_experts);

@@ -1,5 +1,6 @@
 // Causal flash attention for MLA head shapes (qk_dim != v_dim), FP32 in, FP32 out, FP32 arithmetic,
-// forward and backward (kernels/cpu/attention.cc is the twin; the math is spec §9.4):
+// forward and backward (kernels/cpu/attention.cc is the twin; the math is docs/model.md "Backward:
+// attention"):
 //   layout  q, k [B,T,H,dqk]; v, out, d_out [B,T,H,dv]; lse, delta [B,H,T]
 //   forward  online softmax over key tiles; out = softmax(scale q k^T) v; lse = max + log(sum)
 //   backward P = exp(scale q.k - lse), dP = dO v^T, Delta_t = sum_e dO_te O_te (FP64 sum),

@@ -10,8 +10,8 @@
 // device or stream) coexist. One thread drives a backend at a time; the current device must be
 // the backend's (Create sets it; a process that uses several devices must switch per call).
 //
-// Numerics (DESIGN "Numerics"): every op computes its CPU twin's function (kernels/cpu) with FP32
-// storage; reductions that the CPU does in FP64 are FP64 here; every result is deterministic
+// Numerics (docs/architecture.md "Numerics"): every op computes its CPU twin's function (kernels/cpu)
+// with FP32 storage; reductions that the CPU does in FP64 are FP64 here; every result is deterministic
 // (fixed reduction trees, sort-based scatter-add, no atomics). Matrix products have two modes:
 //   GemmMath::kFp32  FP32 x FP32 with FP32 compute (cuBLASLt CUBLAS_COMPUTE_32F: no TF32),
 //                    the reference semantics used by FP32 runs and gradient checks.

@@ -1,8 +1,8 @@
 // Fatal checks for CUDA runtime, cuBLAS and launch errors in the CUDA backend. A failing CUDA call
 // here is a programmer error or a broken device (a bad pointer, an illegal address, an out-of-memory
 // the caller did not plan for), never a data error the trainer could recover from, so it aborts with
-// the call, the file and line, and the library's own message (STYLE principle 8: CHECKs only for
-// programmer errors). Kernel launches are asynchronous: MOE_CUDA_CHECK_LAUNCH catches bad launch
+// the call, the file and line, and the library's own message (CHECKs are for
+// programmer errors only; bad input gets a Status). Kernel launches are asynchronous: MOE_CUDA_CHECK_LAUNCH catches bad launch
 // configurations at once; faults inside a kernel surface at the next synchronising call.
 #pragma once
 

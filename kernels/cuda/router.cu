@@ -1,5 +1,5 @@
 // The MoE router, forward and backward, one warp per token (kernels/cpu/router.cc is the twin; the
-// rules are spec §5.1 / §9.5):
+// rules are docs/model.md "Router" / "Backward: router and balance loss"):
 //   scores   s = sigmoid(z) or softmax(z)  (softmax: max-subtracted, exponentials summed in FP64)
 //   keys     s + bias (noaux_tc with a bias), else s
 //   groups   noaux_tc: group score = sum of the group's 2 best keys; group_limited_greedy: its best

@@ -1,4 +1,5 @@
-// Token-by-token inference with the absorbed Multi-head Latent Attention cache (spec §3.5).
+// Token-by-token inference with the absorbed Multi-head Latent Attention cache (docs/model.md "Attention
+// with an absorbed latent cache").
 //
 // Per layer and cached token the decoder keeps only cKV_t (the KV latent after kv_a_layernorm, [rkv])
 // and the rotated shared RoPE key kR_t ([dr]): L·(rkv+dr) floats per token instead of the L·H·(dqk+dv)

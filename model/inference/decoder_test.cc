@@ -341,7 +341,9 @@ TEST(SpeculativeDecoding, GreedyTextEqualsPlainGreedy) {
       EXPECT_EQ(streamed, *got);
       EXPECT_GT(stats.rounds, 0);
       EXPECT_LE(stats.accepted, stats.drafted);
-      if (eos < 0) EXPECT_EQ(got->size(), 30u);
+      if (eos < 0) {
+        EXPECT_EQ(got->size(), 30u);
+      }
     }
   }
   // The length limit: the prompt and 36 new tokens fill the 40 positions the decoder holds.
