@@ -3,7 +3,7 @@
 //
 // Each trainable tensor has (base/buffer.h Buffers, in the backend's memory space):
 //   master  FP32, the full-precision copy: initialisation and weight loading write it; the ZeRO-1
-//           optimizer (parallel/distributed_optimizer) then keeps only its owned slice and frees this
+//           optimizer (trainer/distributed_optimizer) then keeps only its owned slice and frees this
 //   working what forward/backward read: BF16-rounded master in BF16 mode, equal to master in FP32 mode
 //   grad    FP32, accumulated over micro-batches (+=); contents undefined until ZeroGrads
 // The Adam moments live in the optimizer. Buffers (e_score_correction_bias) keep `working` equal to

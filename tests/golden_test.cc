@@ -15,7 +15,7 @@
 #include "model/hf/json.h"
 #include "model/hf_weights.h"
 #include "model/model.h"
-#include "parallel/distributed_optimizer.h"
+#include "trainer/distributed_optimizer.h"
 #include "parallel/local_communicator.h"
 
 namespace moe {
@@ -134,7 +134,7 @@ void ExpectThreeSteps(const std::string& model_dir, const std::string& expected_
   opt.set_weight_decay(0.1);
   opt.set_grad_clip(1.0);
   parallel::LocalCommunicator world("world"), dp("dp"), expert_dp("expert_dp");
-  parallel::DistributedOptimizer optimizer(&f.net->params(), {&world, &dp, &expert_dp}, &f.ops, false);
+  trainer::DistributedOptimizer optimizer(&f.net->params(), {&world, &dp, &expert_dp}, &f.ops, false);
   const auto& steps = expected.fields().at("steps").list_value();
   ASSERT_EQ(steps.values_size(), 3);
   for (int s = 0; s < 3; ++s) {

@@ -39,7 +39,7 @@
 #include "kernels/backend_factory.h"
 #include "model/model.h"
 #include "model/model_stats.h"
-#include "parallel/distributed_optimizer.h"
+#include "trainer/distributed_optimizer.h"
 #include "parallel/local_communicator.h"
 
 ABSL_FLAG(std::string, config, "", "path to a TrainConfig text proto");
@@ -87,8 +87,8 @@ class Trainer {
     net_.set_activation_recompute(cfg.activation_recompute());
     net_.params().Initialize(cfg.seed(), cfg.model().initializer_range());
     net_.params().RefreshWorking(bf16_);
-    optimizer_ = std::make_unique<parallel::DistributedOptimizer>(&net_.params(),
-                                                                  parallel::SyncGroups{&world_, &dp_, &expert_dp_},
+    optimizer_ = std::make_unique<trainer::DistributedOptimizer>(&net_.params(),
+                                                                  trainer::SyncGroups{&world_, &dp_, &expert_dp_},
                                                                   ops, bf16_);
   }
 
@@ -123,7 +123,7 @@ class Trainer {
   bool bf16_;
   parallel::LocalCommunicator world_, dp_, expert_dp_;
   model::DeepseekV3Model net_;
-  std::unique_ptr<parallel::DistributedOptimizer> optimizer_;
+  std::unique_ptr<trainer::DistributedOptimizer> optimizer_;
 };
 
 kernels::Device DeviceOf(config::Device d) {

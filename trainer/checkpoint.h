@@ -26,7 +26,7 @@
 #include "absl/status/statusor.h"
 #include "configs/config.pb.h"
 #include "model/params.h"
-#include "parallel/distributed_optimizer.h"
+#include "trainer/distributed_optimizer.h"
 #include "parallel/mesh.h"
 #include "trainer/checkpoint.pb.h"
 
@@ -58,7 +58,7 @@ struct ResumeState {
 struct CheckpointContext {
   const config::TrainConfig* cfg = nullptr;
   model::ParamStore* params = nullptr;
-  parallel::DistributedOptimizer* optimizer = nullptr;
+  trainer::DistributedOptimizer* optimizer = nullptr;
   parallel::ProcessMesh* mesh = nullptr;
   const TokenizerFiles* tokenizer = nullptr;  // stored in every step directory; nullptr: byte
 };

@@ -25,10 +25,10 @@
 #include "model/hf_weights.h"
 #include "model/model.h"
 #include "model/model_stats.h"
-#include "parallel/distributed_optimizer.h"
+#include "trainer/distributed_optimizer.h"
 #include "parallel/device_groups.h"
 #include "parallel/mesh.h"
-#include "parallel/weight_gather.h"
+#include "trainer/weight_gather.h"
 #include "data/token_file.h"
 #include "trainer/checkpoint.h"
 #include "trainer/init_from.h"
@@ -132,7 +132,7 @@ absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& ne
   std::vector<std::vector<float>> store;
   std::vector<hf::WriteTensor> tensors;
   const bool leader = mesh.world_rank() == 0;
-  parallel::ForEachGlobalTensor(
+  trainer::ForEachGlobalTensor(
       net.params(), cfg.model(), {&mesh.world(), mesh.dp_rank(), mesh.expert_dp_rank()},
       [&](const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& values) {
         if (!leader) return;
@@ -369,7 +369,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   } else if (!options.init_from.empty() && leader) {
     std::printf("--init_from ignored: resuming the run's own checkpoint %s\n", resume_dir.c_str());
   }
-  parallel::DistributedOptimizer optimizer(&net.params(), {rt->groups->world, rt->groups->dp, rt->groups->expert_dp}, &ops, bf16);
+  trainer::DistributedOptimizer optimizer(&net.params(), {rt->groups->world, rt->groups->dp, rt->groups->expert_dp}, &ops, bf16);
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/true);
   if (leader) {
@@ -456,7 +456,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       sums[1] += static_cast<double>(s.dropped);
     }
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
-    const parallel::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
+    const trainer::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
     if (!opt.updated()) {  // the same verdict on every rank: the norm and the name are global
       return absl::InternalError(absl::StrCat(
           "step ", step, ": the gradient norm is ", opt.grad_norm, "; the first tensor with a non-finite gradient is ",

@@ -1,9 +1,9 @@
-#include "parallel/distributed_optimizer.h"
+#include "trainer/distributed_optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace moe::parallel {
+namespace moe::trainer {
 
 DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups groups,
                                            kernels::Backend* ops, bool bf16, int64_t bucket_elements)
@@ -183,4 +183,4 @@ std::string DistributedOptimizer::FirstNonFinite() {
   return index < static_cast<int64_t>(order_.size()) ? order_[index]->name : "(none found)";
 }
 
-}  // namespace moe::parallel
+}  // namespace moe::trainer

@@ -32,12 +32,12 @@
 #include "model/params.h"
 #include "parallel/communicator.h"
 
-namespace moe::parallel {
+namespace moe::trainer {
 
 struct SyncGroups {
-  Communicator* world = nullptr;      // kReplicated (and the norm reduction)
-  Communicator* dp = nullptr;         // kTensorParallel
-  Communicator* expert_dp = nullptr;  // kExpert
+  parallel::Communicator* world = nullptr;      // kReplicated (and the norm reduction)
+  parallel::Communicator* dp = nullptr;         // kTensorParallel
+  parallel::Communicator* expert_dp = nullptr;  // kExpert
 };
 
 struct OptimizerStepStats {
@@ -88,7 +88,7 @@ class DistributedOptimizer {
     bool decay;
   };
   struct Group {
-    Communicator* comm = nullptr;
+    parallel::Communicator* comm = nullptr;
     std::vector<Segment> segments;
     int64_t size = 0;         // flat elements (sum of parameter sizes)
     int64_t bucket = 0;       // elements per bucket (a multiple of comm size)
@@ -115,9 +115,9 @@ class DistributedOptimizer {
 
   kernels::Backend* ops_;
   bool bf16_;
-  Communicator* world_;
+  parallel::Communicator* world_;
   std::vector<Group> groups_;
   std::vector<const model::Param*> order_;  // trainable parameters in the model's order
 };
 
-}  // namespace moe::parallel
+}  // namespace moe::trainer

@@ -1,7 +1,7 @@
 // DistributedOptimizer on one process: a finite step updates the weights; a NaN or an infinity in a
 // gradient skips the update (masters, moments and working weights untouched) and names the first
 // tensor, in the model's order, whose gradient is not finite.
-#include "parallel/distributed_optimizer.h"
+#include "trainer/distributed_optimizer.h"
 
 #include <cmath>
 #include <limits>
@@ -11,12 +11,12 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "parallel/local_communicator.h"
 
-namespace moe::parallel {
+namespace moe::trainer {
 namespace {
 
 struct Fixture {
   kernels::CpuBackend ops{1};
-  LocalCommunicator world{"world"}, dp{"dp"}, expert_dp{"expert_dp"};
+  parallel::LocalCommunicator world{"world"}, dp{"dp"}, expert_dp{"expert_dp"};
   model::ParamStore params;
   config::OptimizerConfig opt;
 
@@ -79,4 +79,4 @@ TEST(DistributedOptimizer, NonFiniteGradientSkipsTheUpdateAndNamesTheTensor) {
 }
 
 }  // namespace
-}  // namespace moe::parallel
+}  // namespace moe::trainer

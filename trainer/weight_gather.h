@@ -14,10 +14,10 @@
 #include "model/params.h"
 #include "parallel/communicator.h"
 
-namespace moe::parallel {
+namespace moe::trainer {
 
 struct GatherPlace {
-  Communicator* world = nullptr;
+  parallel::Communicator* world = nullptr;
   int dp_rank = 0;
   int expert_dp_rank = 0;
 };
@@ -28,4 +28,4 @@ void ForEachGlobalTensor(
     const model::ParamStore& params, const config::ModelConfig& cfg, const GatherPlace& place,
     const std::function<void(const std::string&, const std::vector<int64_t>&, const std::vector<float>&)>& fn);
 
-}  // namespace moe::parallel
+}  // namespace moe::trainer

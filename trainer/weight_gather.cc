@@ -1,11 +1,11 @@
-#include "parallel/weight_gather.h"
+#include "trainer/weight_gather.h"
 
 #include <algorithm>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace moe::parallel {
+namespace moe::trainer {
 namespace {
 
 bool IsRoutedExpert(const std::string& name) { return absl::StrContains(name, ".mlp.experts."); }
@@ -57,4 +57,4 @@ void ForEachGlobalTensor(
   });
 }
 
-}  // namespace moe::parallel
+}  // namespace moe::trainer
