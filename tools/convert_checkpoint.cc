@@ -52,6 +52,7 @@
 #include "model/hf_weights.h"
 #include "model/model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/init_from.h"
 #include "trainer/stored_tokenizer.h"
 
 ABSL_FLAG(std::string, from, "", "source: a native checkpoint step directory or a Hugging Face directory");
@@ -92,14 +93,6 @@ bool NaturalLess(const std::string& a, const std::string& b) {
     }
   }
   return a.size() - i < b.size() - j;
-}
-
-// A checkpoints root (with `latest`) resolves to the step directory it names.
-std::string ResolveStepDir(const std::string& path) {
-  if (FileExists(JoinPath(path, trainer::kManifestFile)) || !FileExists(JoinPath(path, "latest"))) return path;
-  auto name = ReadFileToString(JoinPath(path, "latest"));
-  if (!name.ok()) return path;
-  return JoinPath(path, std::string(absl::StripTrailingAsciiWhitespace(*name)));
 }
 
 absl::Status NativeToHf(const std::string& from, const std::string& to) {
@@ -252,7 +245,7 @@ absl::Status HfToNative(const std::string& from, const std::string& to,
 absl::Status Run(const std::vector<std::string>& overrides) {
   const std::string from_flag = absl::GetFlag(FLAGS_from), to = absl::GetFlag(FLAGS_to);
   if (from_flag.empty() || to.empty()) return absl::InvalidArgumentError("--from and --to are required");
-  const std::string from = ResolveStepDir(from_flag);
+  ASSIGN_OR_RETURN(const std::string from, trainer::ResolveWeightsDir(from_flag));
   if (FileExists(JoinPath(from, trainer::kManifestFile))) {
     if (!absl::GetFlag(FLAGS_config).empty() || !overrides.empty()) {
       return absl::InvalidArgumentError("--config and --set apply to HF -> native only");

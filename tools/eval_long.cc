@@ -113,30 +113,6 @@ std::string JsonString(absl::string_view s) {
 
 // ---- model loading ---------------------------------------------------------------------------------
 
-// Resolves DIR to what InitWeightsFrom reads: a step directory or an HF directory.
-absl::StatusOr<std::string> ResolveModelDir(const std::string& dir) {
-  if (FileExists(JoinPath(dir, trainer::kManifestFile)) || FileExists(JoinPath(dir, hf::kConfigFile))) {
-    return dir;
-  }
-  for (const std::string& root : {dir, JoinPath(dir, "checkpoints")}) {
-    const std::string latest = JoinPath(root, "latest");
-    if (!FileExists(latest)) continue;
-    ASSIGN_OR_RETURN(std::string name, ReadFileToString(latest));
-    return JoinPath(root, std::string(absl::StripTrailingAsciiWhitespace(name)));
-  }
-  return absl::NotFoundError(absl::StrCat(
-      "--model=", dir, " is neither a Hugging Face directory (config.json), a checkpoint step directory "
-      "(manifest), a checkpoint root (latest) nor a run directory (checkpoints/latest)"));
-}
-
-absl::StatusOr<config::ModelConfig> ReadModelConfig(const std::string& dir) {
-  if (FileExists(JoinPath(dir, trainer::kManifestFile))) {
-    ASSIGN_OR_RETURN(const checkpoint::Manifest m, trainer::ReadManifest(dir));
-    return m.config().model();
-  }
-  return config::LoadHfConfigJson(JoinPath(dir, hf::kConfigFile));
-}
-
 // Applies --rope_scaling and makes max_position_embeddings cover T. Returns a one-line description.
 absl::StatusOr<std::string> ApplyRopeOverride(const std::string& spec, int64_t seq, config::ModelConfig* m) {
   const std::vector<std::string> parts = absl::StrSplit(spec, ':');
@@ -264,8 +240,8 @@ absl::Status Run() {
   if (seq <= 0) return absl::InvalidArgumentError("--seq_len must be > 0");
   if (num_seq <= 0 || batch <= 0) return absl::InvalidArgumentError("--num_sequences and --batch must be > 0");
 
-  ASSIGN_OR_RETURN(const std::string dir, ResolveModelDir(absl::GetFlag(FLAGS_model)));
-  ASSIGN_OR_RETURN(config::ModelConfig cfg, ReadModelConfig(dir));
+  ASSIGN_OR_RETURN(const std::string dir, trainer::ResolveWeightsDir(absl::GetFlag(FLAGS_model)));
+  ASSIGN_OR_RETURN(config::ModelConfig cfg, trainer::WeightsModelConfig(dir));
   if (cfg.num_nextn_predict_layers() > 0) cfg.set_num_nextn_predict_layers(0);  // main model only
   const int64_t trained_max_pos = cfg.max_position_embeddings();
   ASSIGN_OR_RETURN(const std::string rope_desc, ApplyRopeOverride(absl::GetFlag(FLAGS_rope_scaling), seq, &cfg));

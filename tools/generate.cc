@@ -4,8 +4,8 @@
 //   generate --model=DIR --prompt="text" [--max_new_tokens=100] [--temperature=0.8] [--top_p=0.95]
 //            [--seed=1] [--precision=fp32|bf16] [--threads=1] [--tokenizer=byte|PATH] [--speculative=mtp]
 //
-// DIR is a Hugging Face directory (config.json + safetensors) or a native checkpoint step directory (the
-// model config comes from its manifest). Text is encoded and decoded with the model's tokenizer: the one
+// DIR is a Hugging Face directory (config.json + safetensors), a native checkpoint step directory (the
+// model config comes from its manifest), a checkpoints root or a run directory (their `latest`). Text is encoded and decoded with the model's tokenizer: the one
 // stored beside the weights (tokenizer.json, trainer/stored_tokenizer.h), else the byte-level tokenizer;
 // --tokenizer overrides. Its ids must fit the model's vocabulary (the byte tokenizer also serves a
 // vocabulary of 256, without the end-of-document id; a model that stores no tokenizer must then have a
@@ -69,18 +69,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// The model config of a native checkpoint step directory (its manifest) or of an HF directory.
-absl::StatusOr<config::ModelConfig> ModelConfigOf(const std::string& dir) {
-  if (FileExists(JoinPath(dir, trainer::kManifestFile))) {
-    ASSIGN_OR_RETURN(const checkpoint::Manifest m, trainer::ReadManifest(dir));
-    return m.config().model();
-  }
-  const std::string json = JoinPath(dir, "config.json");
-  if (FileExists(json)) return config::LoadHfConfigJson(json);
-  return absl::NotFoundError(absl::StrCat("--model=", dir, " is neither a native checkpoint step directory (",
-                                          trainer::kManifestFile, ") nor a Hugging Face directory (config.json)"));
-}
-
 // Prints generated tokens as they come. A byte-level BPE token can end inside a UTF-8 character, which
 // decodes to U+FFFD until the rest arrives, so text ending in U+FFFD is held back (up to a few tokens).
 class TextStream {
@@ -125,13 +113,13 @@ absl::Status CheckTokenizerFitsModel(const trainer::ModelTokenizer& t, int64_t v
 }
 
 absl::Status Run() {
-  const std::string dir = absl::GetFlag(FLAGS_model);
+  if (absl::GetFlag(FLAGS_model).empty()) return absl::InvalidArgumentError("--model is required");
+  ASSIGN_OR_RETURN(const std::string dir, trainer::ResolveWeightsDir(absl::GetFlag(FLAGS_model)));
   const std::string precision = absl::GetFlag(FLAGS_precision);
   const int64_t max_new = absl::GetFlag(FLAGS_max_new_tokens);
   inference::SamplingOptions sampling;
   sampling.temperature = absl::GetFlag(FLAGS_temperature);
   sampling.top_p = absl::GetFlag(FLAGS_top_p);
-  if (dir.empty()) return absl::InvalidArgumentError("--model is required");
   if (precision != "fp32" && precision != "bf16") {
     return absl::InvalidArgumentError(absl::StrCat("--precision must be fp32 or bf16, got '", precision, "'"));
   }
@@ -148,7 +136,7 @@ absl::Status Run() {
   const bool bf16 = precision == "bf16";
   const model::Numerics numerics = bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32;
 
-  ASSIGN_OR_RETURN(const config::ModelConfig cfg, ModelConfigOf(dir));
+  ASSIGN_OR_RETURN(const config::ModelConfig cfg, trainer::WeightsModelConfig(dir));
   if (!speculative.empty() && cfg.num_nextn_predict_layers() == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "--speculative=mtp needs multi-token-prediction modules; ", dir, " has num_nextn_predict_layers 0"));

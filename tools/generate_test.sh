@@ -51,6 +51,9 @@ grep -q "num_nextn_predict_layers 0" "$tmp/err" || fail "no-MTP error: $(cat "$t
 "$convert" --from="$hf" --to="$tmp/ckpt" > /dev/null
 run "$tmp/ckpt/step-00000000" --temperature=0 > "$tmp/native"
 cmp <(text "$tmp/greedy1") <(text "$tmp/native") || fail "native checkpoint output differs from the HF directory's"
+# ... and so does the checkpoints root (its `latest`), as every tool resolves model directories.
+run "$tmp/ckpt" --temperature=0 > "$tmp/root"
+cmp <(text "$tmp/greedy1") <(text "$tmp/root") || fail "checkpoints root output differs"
 
 # Refusals.
 if run "$hf" --max_new_tokens=300 2> "$tmp/err"; then fail "a request beyond max_position_embeddings was accepted"; fi
@@ -58,7 +61,8 @@ grep -q "max_position_embeddings is 256" "$tmp/err" || fail "length error: $(cat
 if run "$hf" --top_p=0 2> "$tmp/err"; then fail "top_p=0 accepted"; fi
 grep -q -- "--top_p must be in" "$tmp/err" || fail "top_p error: $(cat "$tmp/err")"
 if "$gen" --model="$tmp/nowhere" --prompt=x 2> "$tmp/err"; then fail "a missing model was accepted"; fi
-grep -q "neither a native checkpoint" "$tmp/err" || fail "missing model error: $(cat "$tmp/err")"
+grep -q "is neither a Hugging Face directory (config.json), a checkpoint step directory" "$tmp/err" ||
+  fail "missing model error: $(cat "$tmp/err")"
 # A vocabulary other than 256/257 without a stored tokenizer is refused, naming the fix.
 mkdir -p "$tmp/bigvocab"
 sed 's/"vocab_size": 256/"vocab_size": 1000/' "$hf/config.json" > "$tmp/bigvocab/config.json"

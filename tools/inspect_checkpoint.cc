@@ -28,6 +28,7 @@
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "trainer/checkpoint.h"
+#include "trainer/init_from.h"
 
 ABSL_FLAG(std::string, checkpoint, "", "checkpoint step directory (or a checkpoints root with `latest`)");
 ABSL_FLAG(bool, verify, true, "check file sizes, every piece's CRC32C and the coverage of every tensor");
@@ -54,14 +55,6 @@ int64_t Numel(const google::protobuf::RepeatedField<int64_t>& shape) {
 
 std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
-}
-
-// A checkpoints root (with `latest`) resolves to the step directory it names.
-std::string ResolveStepDir(const std::string& path) {
-  if (FileExists(JoinPath(path, trainer::kManifestFile)) || !FileExists(JoinPath(path, "latest"))) return path;
-  auto name = ReadFileToString(JoinPath(path, "latest"));
-  if (!name.ok()) return path;
-  return JoinPath(path, std::string(absl::StripTrailingAsciiWhitespace(*name)));
 }
 
 void PrintSummary(const std::string& dir, const Manifest& m) {
@@ -266,7 +259,12 @@ int Run() {
     std::fprintf(stderr, "inspect_checkpoint: --checkpoint=STEP_DIR is required\n");
     return 1;
   }
-  const std::string dir = ResolveStepDir(arg);
+  const absl::StatusOr<std::string> resolved = trainer::ResolveWeightsDir(arg);
+  if (!resolved.ok()) {
+    std::fprintf(stderr, "inspect_checkpoint: %s\n", std::string(resolved.status().message()).c_str());
+    return 1;
+  }
+  const std::string& dir = *resolved;
   auto m = trainer::ReadManifest(dir, /*verify_stored_files=*/false);  // the Verifier reports them
   if (!m.ok()) {
     std::fprintf(stderr, "inspect_checkpoint: %s\n", std::string(m.status().message()).c_str());

@@ -1,6 +1,7 @@
 #include "trainer/init_from.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/status.h"
 #include "configs/config_loader.h"
@@ -9,6 +10,27 @@
 #include "trainer/checkpoint.h"
 
 namespace moe::trainer {
+
+absl::StatusOr<std::string> ResolveWeightsDir(const std::string& dir) {
+  if (FileExists(JoinPath(dir, kManifestFile)) || FileExists(JoinPath(dir, hf::kConfigFile))) return dir;
+  for (const std::string& root : {dir, JoinPath(dir, "checkpoints")}) {
+    const std::string latest = JoinPath(root, "latest");
+    if (!FileExists(latest)) continue;
+    ASSIGN_OR_RETURN(const std::string name, ReadFileToString(latest));
+    return JoinPath(root, std::string(absl::StripTrailingAsciiWhitespace(name)));
+  }
+  return absl::NotFoundError(absl::StrCat(
+      dir, " is neither a Hugging Face directory (config.json), a checkpoint step directory (manifest), a "
+      "checkpoints root (latest) nor a run directory (checkpoints/latest)"));
+}
+
+absl::StatusOr<config::ModelConfig> WeightsModelConfig(const std::string& dir) {
+  if (FileExists(JoinPath(dir, kManifestFile))) {
+    ASSIGN_OR_RETURN(const checkpoint::Manifest m, ReadManifest(dir));
+    return m.config().model();
+  }
+  return config::LoadHfConfigJson(JoinPath(dir, hf::kConfigFile));
+}
 
 absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& target, bool bf16,
                              model::ParamStore* params, std::vector<std::string>* warnings) {

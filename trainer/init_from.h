@@ -8,12 +8,21 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "configs/config.pb.h"
 #include "model/params.h"
 
 namespace moe::trainer {
 
-// Fills every parameter's master (this rank's slices) and working copy from `dir`.
+// The one way every tool finds a model's weights: `dir` may be a Hugging Face directory (config.json), a
+// checkpoint step directory (manifest), a checkpoints root (its `latest`) or a run's output directory
+// (its checkpoints/latest). Returns the HF or step directory; an error names what was looked for.
+absl::StatusOr<std::string> ResolveWeightsDir(const std::string& dir);
+// The model config of a directory ResolveWeightsDir returned: the manifest's, or config.json's.
+absl::StatusOr<config::ModelConfig> WeightsModelConfig(const std::string& dir);
+
+// Fills every parameter's master (this rank's slices) and working copy from `dir` (a directory
+// ResolveWeightsDir returned).
 absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& target, bool bf16,
                              model::ParamStore* params, std::vector<std::string>* warnings);
 

@@ -295,7 +295,12 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
 
   // The run tokenizer (trainer/stored_tokenizer.h): data.tokenizer, else the one stored with the weights
   // the run starts from, else byte. Its files go into every checkpoint and the HF export.
-  const std::string weights_dir = !resume_dir.empty() ? resume_dir : options.init_from;
+  // --init_from may name an HF directory, a step directory, a checkpoints root or a run directory.
+  std::string init_from;  // empty when resuming: the run's own checkpoint wins
+  if (!options.init_from.empty() && resume_dir.empty()) {
+    ASSIGN_OR_RETURN(init_from, ResolveWeightsDir(options.init_from));
+  }
+  const std::string weights_dir = !resume_dir.empty() ? resume_dir : init_from;
   ASSIGN_OR_RETURN(const std::unique_ptr<data::Tokenizer> tokenizer,
                    ResolveRunTokenizer(cfg, weights_dir, resume_dir.empty() ? WeightsRole::kInitFrom : WeightsRole::kResume));
   ASSIGN_OR_RETURN(const TokenizerFiles tokenizer_files, SnapshotTokenizerFiles(*tokenizer));
@@ -359,12 +364,12 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   net.set_activation_recompute(cfg.activation_recompute());
   net.params().Initialize(cfg.seed(), mc.initializer_range());
   net.params().RefreshWorking(bf16);
-  if (!options.init_from.empty() && resume_dir.empty()) {
+  if (!init_from.empty() && resume_dir.empty()) {
     std::vector<std::string> warnings;
-    RETURN_IF_ERROR(InitWeightsFrom(options.init_from, mc, bf16, &net.params(), &warnings));
+    RETURN_IF_ERROR(InitWeightsFrom(init_from, mc, bf16, &net.params(), &warnings));
     if (leader) {
       for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
-      std::printf("initialised weights from %s (fresh optimizer state)\n", options.init_from.c_str());
+      std::printf("initialised weights from %s (fresh optimizer state)\n", init_from.c_str());
     }
   } else if (!options.init_from.empty() && leader) {
     std::printf("--init_from ignored: resuming the run's own checkpoint %s\n", resume_dir.c_str());

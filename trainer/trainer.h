@@ -16,7 +16,7 @@ namespace moe::trainer {
 struct TrainOptions {
   std::string export_hf_dir;  // if set: after training, write the final weights there (HF, FP32)
   std::string resume_from;    // a checkpoint step directory; default: <output_dir>/checkpoints/latest
-  std::string init_from;      // fresh run from these weights (HF directory or native step directory);
+  std::string init_from;      // fresh run from these weights (trainer/init_from.h ResolveWeightsDir);
                               // the tokenizer stored there is the run's unless data.tokenizer is set
   std::string eval_tokens;    // if set: print the loss of the docs/model.md batch
                               // ("Batch layout and cross-entropy") from this file and exit
