@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/json.h"
 #include "base/status.h"
 #include "configs/config_internal.h"
 #include "configs/config_loader.h"
@@ -30,36 +31,10 @@ namespace pb = ::google::protobuf;
 // ------------------------------------------------------------------------------------------------
 // JSON writing (config.json).
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", static_cast<int>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 // Shortest text that reads back as the same double; integral values keep a ".0" as Python writes floats.
 std::string JsonDouble(double v) {
-  if (!std::isfinite(v)) return "null";
-  if (v == std::floor(v) && std::abs(v) < 1e16) return absl::StrFormat("%.1f", v);
-  std::string s;
-  for (int precision = 1; precision <= 17; ++precision) {
-    s = absl::StrFormat("%.*g", precision, v);
-    if (std::strtod(s.c_str(), nullptr) == v) break;
-  }
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  std::string s = JsonNumber(v);
+  if (std::isfinite(v) && s.find_first_of(".e") == std::string::npos) s += ".0";
   return s;
 }
 
@@ -73,8 +48,8 @@ std::string JsonScalar(const pb::Message& msg, const pb::FieldDescriptor* fd) {
     case pb::FieldDescriptor::CPPTYPE_FLOAT: return JsonDouble(r->GetFloat(msg, fd));
     case pb::FieldDescriptor::CPPTYPE_DOUBLE: return JsonDouble(r->GetDouble(msg, fd));
     case pb::FieldDescriptor::CPPTYPE_BOOL: return r->GetBool(msg, fd) ? "true" : "false";
-    case pb::FieldDescriptor::CPPTYPE_ENUM: return JsonString(r->GetEnum(msg, fd)->name());
-    case pb::FieldDescriptor::CPPTYPE_STRING: return JsonString(r->GetString(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_ENUM: return JsonQuote(r->GetEnum(msg, fd)->name());
+    case pb::FieldDescriptor::CPPTYPE_STRING: return JsonQuote(r->GetString(msg, fd));
     default: return "null";
   }
 }
@@ -106,7 +81,7 @@ std::string JsonObject(const std::vector<std::pair<std::string, std::string>>& e
   const std::string pad(indent + 2, ' ');
   std::string out = "{\n";
   for (size_t i = 0; i < entries.size(); ++i) {
-    absl::StrAppend(&out, pad, JsonString(entries[i].first), ": ", entries[i].second,
+    absl::StrAppend(&out, pad, JsonQuote(entries[i].first), ": ", entries[i].second,
                     i + 1 < entries.size() ? ",\n" : "\n");
   }
   return absl::StrCat(out, std::string(indent, ' '), "}");
@@ -218,11 +193,11 @@ std::string ModelConfigToHfJson(const ModelConfig& m) {
   }
   std::string arch_json = "[\n";
   for (size_t i = 0; i < arch.size(); ++i) {
-    absl::StrAppend(&arch_json, "    ", JsonString(arch[i]), i + 1 < arch.size() ? ",\n" : "\n");
+    absl::StrAppend(&arch_json, "    ", JsonQuote(arch[i]), i + 1 < arch.size() ? ",\n" : "\n");
   }
   arch_json += "  ]";
   entries.emplace_back("architectures", arch_json);
-  entries.emplace_back("model_type", JsonString(m.model_type()));
+  entries.emplace_back("model_type", JsonQuote(m.model_type()));
   for (auto& e : ScalarEntries(m, {"model_type"}, {"q_lora_rank", "n_routed_experts"})) {
     entries.push_back(std::move(e));
     if (entries.back().first == "max_position_embeddings") {

@@ -3,6 +3,8 @@
 // rq, rkv, I, Ie, Nr, Ns, K, L, D).
 #include "model/model_stats.h"
 
+#include "base/json.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -77,32 +79,6 @@ int64_t ActivationBytesPerElement(const TrainConfig& cfg) {
   return cfg.precision() == moe::config::FP32 ? 4 : 2;
 }
 
-// Shortest round-trip text for a double in JSON; integral values without a fraction.
-std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  if (v == std::floor(v) && std::abs(v) < 9e15) return absl::StrFormat("%.0f", v);
-  std::string s;
-  for (int precision = 1; precision <= 17; ++precision) {
-    s = absl::StrFormat("%.*g", precision, v);
-    if (std::strtod(s.c_str(), nullptr) == v) break;
-  }
-  return s;
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (const char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      out += absl::StrFormat("\\u%04x", static_cast<int>(ch));
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
 
 }  // namespace
 
@@ -247,7 +223,7 @@ std::string DryRunJson(const TrainConfig& cfg) {
   const int64_t dp = cfg.parallel().dp(), tp = cfg.parallel().tp(), ep = cfg.parallel().ep();
   const double flops = TrainingFlopsPerToken(m, cfg.batch().seq_len(), /*include_mtp=*/true);
   std::string out = "{";
-  absl::StrAppend(&out, "\"model_type\": ", JsonString(m.model_type()), ", ");
+  absl::StrAppend(&out, "\"model_type\": ", JsonQuote(m.model_type()), ", ");
   absl::StrAppend(&out, "\"total_params\": ", c.total, ", ");
   absl::StrAppend(&out, "\"mtp_params\": ", c.mtp, ", ");
   absl::StrAppend(&out, "\"activated_params_per_token\": ", c.activated_without_embedding, ", ");

@@ -52,6 +52,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/file_util.h"
+#include "base/json.h"
 #include "base/status.h"
 #include "configs/config_loader.h"
 #include "data/tokenizer.h"
@@ -94,22 +95,6 @@ using passkey::PasskeyCase;
 using passkey::PasskeyDepth;
 using passkey::ScorePasskey;
 
-// A JSON string literal: quotes and backslashes escaped, control and non-ASCII bytes as \u00XX (the
-// answers of a weak model can be any byte).
-std::string JsonString(absl::string_view s) {
-  std::string e = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      e += '\\';
-      e += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      e += absl::StrFormat("\\u%04x", c);
-    } else {
-      e += static_cast<char>(c);
-    }
-  }
-  return e + "\"";
-}
 
 // ---- model loading ---------------------------------------------------------------------------------
 
@@ -441,12 +426,12 @@ absl::Status Run() {
 
   if (!absl::GetFlag(FLAGS_json).empty()) {
     std::string j = "{\n";
-    absl::StrAppendFormat(&j, "  \"model\": %s,\n", JsonString(dir));
-    absl::StrAppendFormat(&j, "  \"tokens\": %s,\n", JsonString(absl::GetFlag(FLAGS_tokens)));
-    absl::StrAppendFormat(&j, "  \"tokenizer\": %s,\n", JsonString(tokenizer.fingerprint()));
+    absl::StrAppendFormat(&j, "  \"model\": %s,\n", JsonQuote(dir));
+    absl::StrAppendFormat(&j, "  \"tokens\": %s,\n", JsonQuote(absl::GetFlag(FLAGS_tokens)));
+    absl::StrAppendFormat(&j, "  \"tokenizer\": %s,\n", JsonQuote(tokenizer.fingerprint()));
     absl::StrAppendFormat(&j, "  \"seq_len\": %d,\n  \"base_len\": %d,\n  \"num_sequences\": %d,\n", seq,
                           base_len, num_seq);
-    absl::StrAppendFormat(&j, "  \"rope_scaling\": %s,\n", JsonString(rope_desc));
+    absl::StrAppendFormat(&j, "  \"rope_scaling\": %s,\n", JsonQuote(rope_desc));
     absl::StrAppendFormat(&j, "  \"softmax_scale\": %.17g,\n  \"rope_attention_factor\": %.17g,\n",
                           model::SoftmaxScale(cfg), model::RopeAttentionFactor(cfg));
     j += "  \"buckets\": [";
@@ -470,7 +455,7 @@ absl::Status Run() {
         std::vector<std::string> keys, answers;
         for (const auto& k : pk[d].keys) keys.push_back(absl::StrCat("\"", k, "\""));
         for (const auto& a : pk[d].answers) {
-          answers.push_back(JsonString(a));
+          answers.push_back(JsonQuote(a, /*escape_non_ascii=*/true));
         }
         absl::StrAppendFormat(&j, "%s\n    {\"depth\": %.17g, \"key_offset\": %d, \"accuracy\": %.17g, "
                                   "\"digit_accuracy\": %.17g, \"keys\": [%s], \"answers\": [%s]}",
