@@ -27,6 +27,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -40,6 +42,7 @@
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "trainer/distributed_optimizer.h"
+#include "trainer/training_step.h"
 #include "parallel/local_communicator.h"
 
 ABSL_FLAG(std::string, config, "", "path to a TrainConfig text proto");
@@ -92,24 +95,17 @@ class Trainer {
                                                                   ops, bf16_);
   }
 
-  // Forward + backward of every micro-batch; returns the mean CE loss.
-  double ForwardBackward(const std::vector<TokenBatch>& micro, int64_t batch, int64_t seq) {
-    net_.params().ZeroGrads(*ops_);
-    net_.ResetExpertCounts();
-    double ce = 0, tokens = 0;
-    const float scale = 1.0f / static_cast<float>(micro.size());
-    for (const TokenBatch& b : micro) {
-      const model::LossStats s = net_.Step(b.ids.data(), b.targets.data(), batch, seq, true, scale);
-      ce += s.ce_loss_sum;
-      tokens += static_cast<double>(s.tokens);
-    }
-    return ce / tokens;
-  }
-  // AdamW at the config's peak learning rate; returns the gradient norm.
-  double OptimizerStep(int64_t step) {
-    const auto stats = optimizer_->Step(cfg_.optimizer(), cfg_.optimizer().lr(), step);
-    net_.UpdateCorrectionBiases(cfg_.model().bias_update_speed());
-    return stats.grad_norm;
+  // The trainer's own step (trainer/training_step.h) on these micro-batches at the config's peak
+  // learning rate; returns the mean CE loss before the update and the gradient norm.
+  std::pair<double, double> Step(const std::vector<TokenBatch>& micro, int64_t batch, int64_t seq, int64_t step) {
+    const int64_t n = static_cast<int64_t>(micro.size());
+    const trainer::StepOutcome o = trainer::RunTrainingStep(
+        net_, *optimizer_, world_, *ops_, cfg_, step, cfg_.optimizer().lr(), n, batch, seq, 1.0f / static_cast<float>(n),
+        [&](int64_t m, int32_t* ids, int32_t* targets) {
+          std::copy(micro[m].ids.begin(), micro[m].ids.end(), ids);
+          std::copy(micro[m].targets.begin(), micro[m].targets.end(), targets);
+        });
+    return {o.losses.ce_loss(), o.optimizer.grad_norm};
   }
   double Loss(const TokenBatch& b, int64_t batch, int64_t seq) {
     const model::LossStats s = net_.Step(b.ids.data(), b.targets.data(), batch, seq, false, 1.0f);
@@ -145,8 +141,7 @@ StepResult OneStep(const config::TrainConfig& cfg, kernels::Backend* ops, const 
   Trainer t(cfg, ops, seq);
   StepResult r;
   const int64_t batch = cfg.batch().micro_batch_size();
-  r.loss = t.ForwardBackward({b}, batch, seq);
-  r.grad_norm = t.OptimizerStep(1);
+  std::tie(r.loss, r.grad_norm) = t.Step({b}, batch, seq, 1);
   r.loss_after = t.Loss(b, batch, seq);
   return r;
 }
@@ -250,8 +245,7 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   for (int64_t s = 1; s <= warmup + steps; ++s) {
     if (s == warmup + 1) ops->ResetOpTimes();
     const auto t0 = Clock::now();
-    const double loss = trainer.ForwardBackward(batches, batch, seq);
-    const double grad_norm = trainer.OptimizerStep(s);
+    const auto [loss, grad_norm] = trainer.Step(batches, batch, seq, s);
     ops->Synchronize();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     if (s == 1) first_loss = loss;

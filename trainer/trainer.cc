@@ -37,6 +37,7 @@
 #include "trainer/signals.h"
 #include "trainer/stored_tokenizer.h"
 #include "trainer/tensorboard.h"
+#include "trainer/training_step.h"
 
 namespace moe::trainer {
 namespace {
@@ -54,36 +55,6 @@ using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
-
-// The cross-entropy sums of micro-batches (main model and each MTP depth), summed over micro-batches
-// and then over ranks, as global means.
-class LossSums {
- public:
-  explicit LossSums(int64_t mtp_depths) : sums_(2 + 2 * mtp_depths, 0.0), depths_(mtp_depths) {}
-  void Add(const model::LossStats& s) {
-    sums_[0] += s.ce_loss_sum;
-    sums_[1] += static_cast<double>(s.tokens);
-    for (int64_t k = 0; k < depths_; ++k) {
-      sums_[2 + 2 * k] += s.mtp_ce_sum[k];
-      sums_[3 + 2 * k] += static_cast<double>(s.mtp_tokens[k]);
-    }
-  }
-  void AllReduce(parallel::Communicator& group) { group.AllReduceSum(sums_.data(), static_cast<int64_t>(sums_.size())); }
-  double ce_loss() const { return Mean(0); }
-  double tokens() const { return sums_[1]; }
-  // L^k, the raw loss of depth k (1-based), and λ/D · Σ_k L^k.
-  double mtp_loss(int64_t k) const { return Mean(2 * k); }
-  double weighted_mtp_loss(double depth_weight) const {
-    double sum = 0;
-    for (int64_t k = 1; k <= depths_; ++k) sum += mtp_loss(k);
-    return depth_weight * sum;
-  }
-
- private:
-  double Mean(size_t i) const { return sums_[i + 1] > 0 ? sums_[i] / sums_[i + 1] : 0.0; }
-  std::vector<double> sums_;  // {CE sum, tokens} of the main model, then of each depth
-  int64_t depths_;
-};
 
 // Validation losses over the first `batches` sequential micro-batches; batch b runs on DP rank
 // b mod dp (every rank runs the same number of forwards: EP dispatch is collective).
@@ -110,20 +81,6 @@ void ProgressBar(int64_t step, int64_t total, double elapsed_s) {
                std::string(width - filled, '.').c_str(), static_cast<long long>(step),
                static_cast<long long>(total), eta);
   if (step == total) std::fprintf(stderr, "\n");
-}
-
-// Sums every MoE layer's expert counts over the world (each rank routed different tokens), so the
-// bias update sees the whole global batch and stays identical on every rank.
-void ReduceExpertCounts(model::DeepseekV3Model& net, parallel::Communicator& world) {
-  std::vector<int64_t> flat;
-  for (const auto& c : net.expert_counts()) flat.insert(flat.end(), c.begin(), c.end());
-  if (flat.empty()) return;
-  world.AllReduceSum(flat.data(), static_cast<int64_t>(flat.size()));
-  size_t o = 0;
-  for (auto& c : net.expert_counts()) {
-    std::copy_n(&flat[o], c.size(), c.begin());
-    o += c.size();
-  }
 }
 
 // Writes the final weights (F32) and the run tokenizer's files to `dir` as a Hugging Face directory.
@@ -440,40 +397,30 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   const int64_t val_batches = val_rounds * shape.dp;
   const int64_t num_micro = gb.num_micro_batches();
   const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
-  std::vector<int32_t> ids(micro * seq), targets(micro * seq);
   const auto run_start = Clock::now();
   StepBreakdown breakdown;  // where the step time goes (this rank)
   ops.EnableOpTimes(true);  // CUDA: events around each op (the CPU always times its matrix products)
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
     ops.ResetOpTimes();
-    net.params().ZeroGrads(ops);
-    net.ResetExpertCounts();
-    LossSums losses(net.mtp_depths());
-    double sums[2] = {0, 0};  // balance loss (same on TP ranks), dropped
-    for (int64_t m = 0; m < num_micro; ++m) {
-      for (int64_t r = 0; r < micro; ++r) {
-        train_sampler.Fill(gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq], &targets[r * seq]);
-      }
-      const model::LossStats s = net.Step(ids.data(), targets.data(), micro, seq, true, loss_scale);
-      losses.Add(s);
-      sums[0] += s.balance_loss / num_micro;
-      sums[1] += static_cast<double>(s.dropped);
-    }
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
-    const trainer::OptimizerStepStats opt = optimizer.Step(cfg.optimizer(), lr, step);
-    if (!opt.updated()) {  // the same verdict on every rank: the norm and the name are global
+    const StepOutcome outcome = RunTrainingStep(
+        net, optimizer, mesh->world(), ops, cfg, step, lr, num_micro, micro, seq, loss_scale,
+        [&](int64_t m, int32_t* ids, int32_t* targets) {
+          for (int64_t r = 0; r < micro; ++r) {
+            train_sampler.Fill(gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq], &targets[r * seq]);
+          }
+        });
+    const OptimizerStepStats& opt = outcome.optimizer;
+    if (!opt.updated()) {
       return absl::InternalError(absl::StrCat(
           "step ", step, ": the gradient norm is ", opt.grad_norm, "; the first tensor with a non-finite gradient is ",
           opt.first_nonfinite, ". Stopped before the optimizer changed any weight",
           last_saved > 0 ? absl::StrCat("; the last checkpoint is step ", last_saved) : std::string(),
           " (lower optimizer.lr, or check the data around this step)"));
     }
-    losses.AllReduce(mesh->world());
-    mesh->world().AllReduceSum(sums, 2);
-    ReduceExpertCounts(net, mesh->world());
-    const std::vector<double> load = net.ExpertLoadMaxOverMean();
-    net.UpdateCorrectionBiases(mc.bias_update_speed());
+    const LossSums& losses = outcome.losses;
+    const std::vector<double>& load = outcome.load;
     const double dt = Seconds(t0, Clock::now());
     const double matmul_seconds = breakdown.Add(ops.OpTimes(), dt);
     const double tokens_per_s = static_cast<double>(gb.global_batch * seq) / dt;
@@ -481,7 +428,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
     const double loss = losses.ce_loss();
     const double mtp_loss = losses.weighted_mtp_loss(net.mtp_depth_weight());
-    const double balance = sums[0] / world.size();
+    const double balance = outcome.balance_loss;
     if (!std::isfinite(loss) || !std::isfinite(mtp_loss)) {
       return absl::InternalError(absl::StrCat("loss is ", loss, " (MTP loss ", mtp_loss, ") at step ", step, "; stopping"));
     }
@@ -496,7 +443,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
       for (int64_t k = 1; k <= net.mtp_depths(); ++k) row.push_back({absl::StrCat("mtp_loss_", k), losses.mtp_loss(k)});
     }
     if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
-    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", sums[1]});
+    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", outcome.dropped});
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
     std::string val_text;
     if (eval_now) {

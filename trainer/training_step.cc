@@ -1,0 +1,68 @@
+#include "trainer/training_step.h"
+
+#include <algorithm>
+
+namespace moe::trainer {
+namespace {
+
+// Sums every MoE layer's expert counts over the world (each rank routed different tokens), so the
+// bias update sees the whole global batch and stays identical on every rank.
+void ReduceExpertCounts(model::DeepseekV3Model& net, parallel::Communicator& world) {
+  std::vector<int64_t> flat;
+  for (const auto& c : net.expert_counts()) flat.insert(flat.end(), c.begin(), c.end());
+  if (flat.empty()) return;
+  world.AllReduceSum(flat.data(), static_cast<int64_t>(flat.size()));
+  size_t o = 0;
+  for (auto& c : net.expert_counts()) {
+    std::copy_n(&flat[o], c.size(), c.begin());
+    o += c.size();
+  }
+}
+
+}  // namespace
+
+void LossSums::Add(const model::LossStats& s) {
+  sums_[0] += s.ce_loss_sum;
+  sums_[1] += static_cast<double>(s.tokens);
+  for (int64_t k = 0; k < depths_; ++k) {
+    sums_[2 + 2 * k] += s.mtp_ce_sum[k];
+    sums_[3 + 2 * k] += static_cast<double>(s.mtp_tokens[k]);
+  }
+}
+
+double LossSums::weighted_mtp_loss(double depth_weight) const {
+  double sum = 0;
+  for (int64_t k = 1; k <= depths_; ++k) sum += mtp_loss(k);
+  return depth_weight * sum;
+}
+
+StepOutcome RunTrainingStep(model::DeepseekV3Model& net, DistributedOptimizer& optimizer,
+                            parallel::Communicator& world, kernels::Backend& ops, const config::TrainConfig& cfg,
+                            int64_t step, double lr, int64_t num_micro, int64_t micro_batch, int64_t seq,
+                            float loss_scale, const FillMicroBatch& fill) {
+  StepOutcome out;
+  out.losses = LossSums(net.mtp_depths());
+  net.params().ZeroGrads(ops);
+  net.ResetExpertCounts();
+  std::vector<int32_t> ids(micro_batch * seq), targets(micro_batch * seq);
+  double sums[2] = {0, 0};  // balance loss (the same on TP ranks), dropped assignments
+  for (int64_t m = 0; m < num_micro; ++m) {
+    fill(m, ids.data(), targets.data());
+    const model::LossStats s = net.Step(ids.data(), targets.data(), micro_batch, seq, true, loss_scale);
+    out.losses.Add(s);
+    sums[0] += s.balance_loss / static_cast<double>(num_micro);
+    sums[1] += static_cast<double>(s.dropped);
+  }
+  out.optimizer = optimizer.Step(cfg.optimizer(), lr, step);
+  if (!out.optimizer.updated()) return out;  // the same verdict on every rank: the norm is global
+  out.losses.AllReduce(world);
+  world.AllReduceSum(sums, 2);
+  out.balance_loss = sums[0] / world.size();
+  out.dropped = sums[1];
+  ReduceExpertCounts(net, world);
+  out.load = net.ExpertLoadMaxOverMean();
+  net.UpdateCorrectionBiases(cfg.model().bias_update_speed());
+  return out;
+}
+
+}  // namespace moe::trainer
