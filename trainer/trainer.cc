@@ -210,6 +210,60 @@ class StepBreakdown {
   double gemm_ = 0, grouped_ = 0, attention_ = 0, total_ = 0;
 };
 
+// Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
+// (e.g. when a host's view of the output directory lags behind). Returns the step directory, or "".
+absl::StatusOr<std::string> DecideResume(const config::TrainConfig& cfg, const TrainOptions& options, bool leader,
+                                         parallel::ProcessMesh& mesh) {
+  int64_t decision[2] = {-1, 0};  // {step to resume (-1: none), failed}
+  absl::StatusOr<std::string> found = std::string();
+  if (leader) {
+    found = FindResumeDir(cfg.output_dir(), options.resume_from);
+    if (!found.ok()) {
+      decision[1] = 1;
+    } else if (!found->empty()) {
+      auto manifest = ReadManifest(*found);  // also verifies the stored tokenizer files
+      if (manifest.ok()) {
+        decision[0] = manifest->step();
+      } else {
+        found = manifest.status();
+        decision[1] = 1;
+      }
+    }
+    // Say what it was before the collective: the job may be aborted right after it.
+    if (decision[1] && mesh.world().size() > 1) {
+      std::fprintf(stderr, "train: rank 0: %s\n", std::string(found.status().message()).c_str());
+    }
+  }
+  mesh.world().Broadcast(decision, 2, 0);
+  if (decision[1]) return leader ? found.status() : absl::AbortedError("rank 0 could not read the checkpoint");
+  if (decision[0] < 0) return std::string();
+  return !options.resume_from.empty() ? options.resume_from
+                                      : JoinPath(CheckpointRoot(cfg.output_dir()), StepDirName(decision[0]));
+}
+
+// A shard must fit the model's vocabulary and come from the run's tokenizer (`tokenizer_spec` names it
+// to tools/prepare_data --tokenizer in the fix the error suggests).
+absl::Status CheckShardFitsRun(const data::TokenShard& s, const config::ModelConfig& mc,
+                               const data::Tokenizer& tokenizer, const std::string& tokenizer_spec) {
+  if (s.vocab_size() > mc.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data shard ", s.prefix(), " has vocab size ", s.vocab_size(), " > model.vocab_size ", mc.vocab_size(),
+        ": its ids do not fit the model; re-run tools/prepare_data --tokenizer=", tokenizer_spec,
+        " or raise model.vocab_size"));
+  }
+  if (s.tokenizer_fingerprint() != tokenizer.fingerprint()) {
+    // "fnv1a64:... ("path/tokenizer.json")", or just "byte".
+    auto named = [](const std::string& fingerprint, const std::string& name) {
+      return fingerprint == name ? fingerprint : absl::StrCat(fingerprint, " (\"", name, "\")");
+    };
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data shard ", s.prefix(), " was written with tokenizer ", named(s.tokenizer_fingerprint(), s.tokenizer()),
+        ", but this run's tokenizer is ", named(tokenizer.fingerprint(), tokenizer.name()),
+        ": re-run tools/prepare_data --tokenizer=", tokenizer_spec, ", or set data.tokenizer to the shard's"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
@@ -222,33 +276,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   ASSIGN_OR_RETURN(std::unique_ptr<parallel::ProcessMesh> mesh,
                    parallel::ProcessMesh::Create(shape, cfg.parallel().collective_timeout_s()));
 
-  // Rank 0 decides whether and from which step to resume, and broadcasts it, so ranks never disagree
-  // (e.g. when a host's view of the output directory lags behind).
-  std::string resume_dir;
-  {
-    int64_t decision[2] = {-1, 0};  // {step to resume (-1: none), failed}
-    absl::StatusOr<std::string> found = std::string();
-    if (leader) {
-      found = FindResumeDir(cfg.output_dir(), options.resume_from);
-      if (!found.ok()) {
-        decision[1] = 1;
-      } else if (!found->empty()) {
-        auto manifest = ReadManifest(*found);  // also verifies the stored tokenizer files
-        if (manifest.ok()) decision[0] = manifest->step(); else { found = manifest.status(); decision[1] = 1; }
-      }
-      // Say what it was before the collective: the job may be aborted right after it.
-      if (decision[1] && world.size() > 1) {
-        std::fprintf(stderr, "train: rank 0: %s\n", std::string(found.status().message()).c_str());
-      }
-    }
-    mesh->world().Broadcast(decision, 2, 0);
-    if (decision[1]) return leader ? found.status() : absl::AbortedError("rank 0 could not read the checkpoint");
-    if (decision[0] >= 0) {
-      resume_dir = !options.resume_from.empty()
-                       ? options.resume_from
-                       : JoinPath(CheckpointRoot(cfg.output_dir()), StepDirName(decision[0]));
-    }
-  }
+  ASSIGN_OR_RETURN(const std::string resume_dir, DecideResume(cfg, options, leader, *mesh));
 
   // The run tokenizer (trainer/stored_tokenizer.h): data.tokenizer, else the one stored with the weights
   // the run starts from, else byte. Its files go into every checkpoint and the HF export.
@@ -274,29 +302,13 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   }
 
   // Data, checked before any work: every rank opens the shards (memory-mapped, read-only); DP rank r
-  // reads its slice. A shard must fit the model's vocabulary and come from the run's tokenizer.
+  // reads its slice.
   std::optional<data::TokenShard> train_shard, val_shard;
   if (options.eval_tokens.empty()) {
     ASSIGN_OR_RETURN(train_shard, data::TokenShard::Open(cfg.data().train_path()));
     ASSIGN_OR_RETURN(val_shard, data::TokenShard::Open(cfg.data().val_path()));
-    for (const data::TokenShard* s : {&*train_shard, &*val_shard}) {
-      if (s->vocab_size() > mc.vocab_size()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "data shard ", s->prefix(), " has vocab size ", s->vocab_size(), " > model.vocab_size ",
-            mc.vocab_size(), ": its ids do not fit the model; re-run tools/prepare_data --tokenizer=",
-            tokenizer_spec, " or raise model.vocab_size"));
-      }
-      if (s->tokenizer_fingerprint() != tokenizer->fingerprint()) {
-        // "fnv1a64:... ("path/tokenizer.json")", or just "byte".
-        auto named = [](const std::string& fingerprint, const std::string& name) {
-          return fingerprint == name ? fingerprint : absl::StrCat(fingerprint, " (\"", name, "\")");
-        };
-        return absl::FailedPreconditionError(absl::StrCat(
-            "data shard ", s->prefix(), " was written with tokenizer ",
-            named(s->tokenizer_fingerprint(), s->tokenizer()), ", but this run's tokenizer is ",
-            named(tokenizer->fingerprint(), tokenizer->name()), ": re-run tools/prepare_data --tokenizer=",
-            tokenizer_spec, ", or set data.tokenizer to the shard's"));
-      }
+    for (const data::TokenShard* shard : {&*train_shard, &*val_shard}) {
+      RETURN_IF_ERROR(CheckShardFitsRun(*shard, mc, *tokenizer, tokenizer_spec));
     }
   }
 
