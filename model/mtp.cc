@@ -24,6 +24,7 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
   Scratch::Frame frame(scratch_);
   float* e_normed = frame.Floats(n_loc * d);
   float* g_normed = frame.Floats(n_loc * d);
+  ops.Synchronize();  // the host rewrites below buffers the last step's MTP ops read
   for (auto& mp : mtp_) {
     MtpModule& m = *mp;
     const int64_t k = m.depth;
@@ -40,7 +41,6 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
       if (real) real_rows.push_back(static_cast<int32_t>(i));
       if (host_targets[i] >= 0) ++stats->mtp_tokens[k - 1];
     }
-    ops.Synchronize();  // the host rewrites buffers the last step's ops read
     m.ids.AssignFromHost(host_ids.data(), n_loc);
     m.targets.AssignFromHost(host_targets.data(), n_loc);
     m.block.real_rows.AssignFromHost(real_rows.data(), static_cast<int64_t>(real_rows.size()));

@@ -46,22 +46,31 @@ const char* KindName(model::ParamKind k) {
   return "?";
 }
 
-absl::Status WriteTextProto(const std::string& path, const google::protobuf::Message& m) {
+// Writes m as a text proto to `path` atomically; returns the bytes written (the manifest's checksum
+// covers them).
+absl::StatusOr<std::string> WriteTextProto(const std::string& path, const google::protobuf::Message& m) {
   std::string text;
   if (!google::protobuf::TextFormat::PrintToString(m, &text)) {
     return absl::InternalError(absl::StrCat("cannot serialise ", path));
   }
-  return WriteFileAtomically(path, text);
+  RETURN_IF_ERROR(WriteFileAtomically(path, text));
+  return text;
 }
 
+// `text`, read from `path`, as a text proto.
 template <typename M>
-absl::StatusOr<M> ReadTextProto(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+absl::StatusOr<M> ParseTextProto(const std::string& text, const std::string& path) {
   M m;
   if (!google::protobuf::TextFormat::ParseFromString(text, &m)) {
     return absl::DataLossError(absl::StrCat("cannot parse ", path, ": the file is corrupt"));
   }
   return m;
+}
+
+template <typename M>
+absl::StatusOr<M> ReadTextProto(const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  return ParseTextProto<M>(text, path);
 }
 
 // Appends `n` floats to the rank's data file and describes them as a piece of `p`.
@@ -130,9 +139,7 @@ absl::Status PublishStepDir(const std::string& root, int64_t step, Manifest m, c
     f->set_size(contents.size());
     f->set_crc32c(Crc32c(contents.data(), contents.size()));
   }
-  std::string text;
-  if (!google::protobuf::TextFormat::PrintToString(m, &text)) return absl::InternalError("cannot serialise the manifest");
-  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kManifestFile), text));
+  ASSIGN_OR_RETURN(const std::string text, WriteTextProto(JoinPath(dir, kManifestFile), m));
   // COMPLETE carries the manifest's checksum, so a changed digit in the step or the sampler position
   // (which no data CRC covers) is refused too.
   RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, kCompleteMarker),
@@ -307,7 +314,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
       RETURN_IF_ERROR(s);
     }
     RETURN_IF_ERROR(w.Commit());
-    return WriteTextProto(JoinPath(dir, RankFile(rank, "part")), part);
+    return WriteTextProto(JoinPath(dir, RankFile(rank, "part")), part).status();
   };
   status = write_rank_files();
   if (!status.ok()) std::fprintf(stderr, "train: rank %d: %s\n", rank, std::string(status.message()).c_str());
@@ -468,10 +475,7 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir, bool verify_s
     return absl::DataLossError(absl::StrCat("CRC32C mismatch in checkpoint file ", manifest_path, " (against ",
                                             complete_path, "): the checkpoint is corrupt"));
   }
-  Manifest m;
-  if (!google::protobuf::TextFormat::ParseFromString(manifest_text, &m)) {
-    return absl::DataLossError(absl::StrCat("cannot parse ", manifest_path, ": the file is corrupt"));
-  }
+  ASSIGN_OR_RETURN(Manifest m, ParseTextProto<Manifest>(manifest_text, manifest_path));
   if (m.format_version() != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(step_dir, "/manifest has format version ",
                                                       m.format_version(), ", expected ", kFormatVersion));
