@@ -7,14 +7,13 @@
 
 namespace moe {
 
+// Branch-free (the NaN case is a select), so loops over arrays vectorise.
 inline uint16_t FloatToBf16Bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) {
-    return static_cast<uint16_t>((u >> 16) | 0x0040u);  // quiet NaN, keep sign
-  }
-  const uint32_t rounding_bias = 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>((u + rounding_bias) >> 16);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = ((u >> 16) | 0x0040u) & 0xffffu;  // sign kept
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 inline float Bf16BitsToFloat(uint16_t b) {

@@ -82,12 +82,10 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
             float tile_max = neg_inf;
             for (int64_t j = 0; j < nvis; ++j) tile_max = std::max(tile_max, row[j]);
             const float m_new = std::max(mx[i], tile_max);
-            const float corr = std::exp(mx[i] - m_new);  // 0 on the first tile, 1 if the max holds
+            const float corr = cpu_internal::ExpF(mx[i] - m_new);  // 0 on the first tile, 1 if the max holds
+            for (int64_t j = 0; j < nvis; ++j) row[j] = cpu_internal::ExpF(row[j] - m_new);
             float tile_sum = 0.0f;
-            for (int64_t j = 0; j < nvis; ++j) {
-              row[j] = std::exp(row[j] - m_new);
-              tile_sum += row[j];
-            }
+            for (int64_t j = 0; j < nvis; ++j) tile_sum += row[j];
             std::fill(row + nvis, row + nk, 0.0f);
             if (corr != 1.0f) {
               float* oi = o + i * vs.stride;
@@ -157,7 +155,7 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
               float* pr = p.data() + i * kBlock;
               float* dr = ds.data() + i * kBlock;
               for (int64_t j = 0; j < nvis; ++j) {
-                pr[j] = std::exp(pr[j] - l);
+                pr[j] = cpu_internal::ExpF(pr[j] - l);
                 dr[j] = s.scale * pr[j] * (dr[j] - dl);
               }
               std::fill(pr + nvis, pr + nk, 0.0f);

@@ -12,6 +12,7 @@ using cpu_internal::kMinParallelElements;
 
 void CpuBackend::Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
                         int64_t cols, bool accumulate) {
+  const auto op_timer = TimeOp("copy2d");
   if (rows <= 0 || cols <= 0) return;
   if (rows == 1 || (src_ld == cols && dst_ld == cols)) {
     // One contiguous run (Copy of a whole tensor): split by elements, not by its one row.
@@ -40,11 +41,13 @@ void CpuBackend::Copy2D(const float* src, int64_t src_ld, float* dst, int64_t ds
 }
 
 void CpuBackend::Fill(float* x, int64_t n, float value) {
+  const auto op_timer = TimeOp("fill");
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
   for (int64_t i = 0; i < n; ++i) x[i] = value;
 }
 
 void CpuBackend::RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) {
+  const auto op_timer = TimeOp("row_dot");
 #pragma omp parallel for num_threads(num_threads_) \
     schedule(static) if (rows * dim >= kMinParallelElements)
   for (int64_t r = 0; r < rows; ++r) {
@@ -57,6 +60,7 @@ void CpuBackend::RowDot(const float* a, const float* b, int64_t rows, int64_t di
 }
 
 void CpuBackend::ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) {
+  const auto op_timer = TimeOp("scale_rows");
 #pragma omp parallel for num_threads(num_threads_) \
     schedule(static) if (rows * dim >= kMinParallelElements)
   for (int64_t r = 0; r < rows; ++r) {

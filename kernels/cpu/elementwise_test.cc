@@ -2,11 +2,15 @@
 // differences, determinism across thread counts), and the data-movement ops (Copy2D, Fill, RowDot,
 // ScaleRows: exact values).
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "base/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
 #include "kernels/cpu/test_util.h"
 
 namespace moe::kernels {
@@ -15,6 +19,65 @@ namespace {
 using testing::ExpectGradientMatches;
 using testing::ProbeLoss;
 using testing::RandomVector;
+
+// Distance in units in the last place between two finite floats of the same sign (or zero).
+int64_t UlpDistance(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::abs(static_cast<int64_t>(ia) - static_cast<int64_t>(ib));
+}
+
+// ExpF (the vectorisable e^x of the softmax and SwiGLU loops) against e^x in double, rounded to float,
+// over every 97th float in [-104, 89] (about 10^7 values, subnormal and overflowing results included),
+// and its special values.
+TEST(Elementwise, ExpFWithinTwoUlpOfExactResult) {
+  int64_t worst = 0;
+  float worst_x = 0;
+  int64_t checked = 0;
+  for (const float sign : {-1.0f, 1.0f}) {
+    const float limit = sign < 0 ? 104.0f : 89.0f;
+    int32_t limit_bits;
+    std::memcpy(&limit_bits, &limit, 4);
+    for (int32_t bits = 0; bits <= limit_bits; bits += 97) {
+      float magnitude;
+      std::memcpy(&magnitude, &bits, 4);
+      const float x = sign * magnitude;
+      const float want = static_cast<float>(std::exp(static_cast<double>(x)));
+      const float got = cpu_internal::ExpF(x);
+      if (std::isinf(want)) {
+        ASSERT_TRUE(std::isinf(got)) << x;
+        continue;
+      }
+      const int64_t d = UlpDistance(got, want);
+      if (d > worst) worst = d, worst_x = x;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 5000000);
+  EXPECT_LE(worst, 2) << "at x = " << worst_x;
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(cpu_internal::ExpF(0.0f), 1.0f);
+  EXPECT_EQ(cpu_internal::ExpF(-inf), 0.0f);
+  EXPECT_EQ(cpu_internal::ExpF(inf), inf);
+  EXPECT_EQ(cpu_internal::ExpF(89.0f), inf);
+  EXPECT_EQ(cpu_internal::ExpF(-200.0f), 0.0f);
+  EXPECT_TRUE(std::isnan(cpu_internal::ExpF(std::numeric_limits<float>::quiet_NaN())));
+}
+
+// SumSquares is FP64 and independent of the thread count (fixed chunks and lanes).
+TEST(Elementwise, SumSquaresMatchesLongDoubleForAnyThreadCount) {
+  const std::vector<float> x = RandomVector(100003, 7);
+  long double want = 0;
+  for (float v : x) want += static_cast<long double>(v) * v;
+  const double one = CpuBackend(1).SumSquares(x.data(), static_cast<int64_t>(x.size()));
+  const double two = CpuBackend(2).SumSquares(x.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(one, two);
+  EXPECT_NEAR(one, static_cast<double>(want), 1e-12 * static_cast<double>(want));
+  EXPECT_EQ(CpuBackend(2).SumSquares(x.data(), 5), static_cast<double>(x[0]) * x[0] + static_cast<double>(x[1]) * x[1] +
+                                                       static_cast<double>(x[2]) * x[2] + static_cast<double>(x[3]) * x[3] +
+                                                       static_cast<double>(x[4]) * x[4]);
+}
 
 TEST(Elementwise, RoundToBf16NearestEven) {
   CpuBackend be(2);

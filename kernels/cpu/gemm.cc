@@ -31,6 +31,7 @@
 #include <tuple>
 #include <vector>
 
+#include "base/bf16.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_util.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -121,41 +122,38 @@ double Work(const GemmProblem& p) {
          static_cast<double>(std::max<int64_t>(p.k, 1));
 }
 
-// The BF16 bits of x, nearest even (base/bf16.h's rule, without branches so that loops vectorise).
-inline uint16_t Bf16Bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof(u));
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t nan = ((u >> 16) | 0x0040u) & 0xffffu;  // quiet NaN, sign kept
-  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-}
+// The two roundings (base/bf16.h) as function objects, so ConvertRows inlines them.
+struct ToBf16Bits {
+  uint16_t operator()(float x) const { return moe::FloatToBf16Bits(x); }
+};
+struct ToBf16Value {
+  float operator()(float x) const { return moe::RoundToBf16(x); }
+};
 
-// dst [rows, cols] (dense) <- convert(each element of the rows of src, leading dimension ld).
+// dst [rows, cols] (dense) <- convert(each element of the rows of src, leading dimension ld). Convert is
+// a function object (not a pointer) so that the inner loop is inlined and vectorised.
 template <typename Out, typename Convert>
-void ConvertRows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* dst, Convert convert) {
+void ConvertRows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* dst) {
   const bool fork = !omp_in_parallel() && rows * cols >= cpu_internal::kMinParallelElements;
 #pragma omp parallel for schedule(static) if (fork)
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = convert(src[r * ld + c]);
+    const float* in = src + r * ld;
+    Out* out = dst + r * cols;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) out[c] = Convert()(in[c]);
   }
-}
-float Bf16Value(float x) {
-  const uint32_t u = static_cast<uint32_t>(Bf16Bits(x)) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
 }
 
 // `src` [rows, cols] (leading dimension ld) rounded to BF16 into `buffer` (resized): BF16 bits for
 // uint16_t, BF16 values for float. Returns the buffer's data.
 const void* RoundedOperand(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>* buffer) {
   buffer->resize(rows * cols);
-  ConvertRows(src, rows, cols, ld, buffer->data(), Bf16Bits);
+  ConvertRows<uint16_t, ToBf16Bits>(src, rows, cols, ld, buffer->data());
   return buffer->data();
 }
 const void* RoundedOperand(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<float>* buffer) {
   buffer->resize(rows * cols);
-  ConvertRows(src, rows, cols, ld, buffer->data(), Bf16Value);
+  ConvertRows<float, ToBf16Value>(src, rows, cols, ld, buffer->data());
   return buffer->data();
 }
 

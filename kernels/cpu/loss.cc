@@ -16,6 +16,7 @@ namespace moe::kernels {
 
 double CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n,
                                 int64_t vocab, float grad_scale, float* d_logits) {
+  const auto op_timer = TimeOp("cross_entropy");
   std::vector<double> row_loss(n, 0.0);
 #pragma omp parallel for num_threads(num_threads_) \
     schedule(static) if (n * vocab >= cpu_internal::kMinParallelElements)

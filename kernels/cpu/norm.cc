@@ -19,6 +19,7 @@ using cpu_internal::kMinParallelElements;
 // x, y [rows, dim]; w [dim]; rstd [rows].
 void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim,
                                 float eps, bool round_normalized, float* y, float* rstd) {
+  const auto op_timer = TimeOp("rmsnorm_fwd");
 #pragma omp parallel for num_threads(num_threads_) \
     schedule(static) if (rows * dim >= kMinParallelElements)
   for (int64_t i = 0; i < rows; ++i) {
@@ -39,6 +40,7 @@ void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, in
 // dx written, dw accumulated (+=).
 void CpuBackend::RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
                                  int64_t rows, int64_t dim, float* dx, float* dw) {
+  const auto op_timer = TimeOp("rmsnorm_bwd");
   const bool parallel = rows * dim >= kMinParallelElements;
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
   for (int64_t i = 0; i < rows; ++i) {

@@ -10,6 +10,7 @@ namespace moe::kernels {
 
 void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
                        int64_t n) {
+  const auto op_timer = TimeOp("adamw");
   MOE_CPU_CHECK(p.step >= 1, "AdamW step is 1-based");
   const float b1 = p.beta1, b2 = p.beta2;
   const float bc1 =

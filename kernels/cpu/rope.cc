@@ -33,7 +33,13 @@ void Rotate(const RopeView& v, float sign, int threads) {
 
 }  // namespace
 
-void CpuBackend::RopeForward(const RopeView& v) { Rotate(v, 1.0f, num_threads_); }
-void CpuBackend::RopeBackward(const RopeView& v) { Rotate(v, -1.0f, num_threads_); }
+void CpuBackend::RopeForward(const RopeView& v) {
+  const auto op_timer = TimeOp("rope_fwd");
+  Rotate(v, 1.0f, num_threads_);
+}
+void CpuBackend::RopeBackward(const RopeView& v) {
+  const auto op_timer = TimeOp("rope_bwd");
+  Rotate(v, -1.0f, num_threads_);
+}
 
 }  // namespace moe::kernels

@@ -56,6 +56,7 @@ void Score(ScoringFunc f, const float* z, int64_t e, float* s) {
 
 void CpuBackend::RouterForward(const RouterParams& p, const float* logits, const float* bias,
                                int64_t n, float* scores, int32_t* selected, float* weights) {
+  const auto op_timer = TimeOp("router_fwd");
   const int64_t E = p.num_experts, K = p.top_k;
   const int64_t G = std::max<int64_t>(1, p.n_group);
   MOE_CPU_CHECK(E > 0 && K > 0 && K <= E, "router needs 0 < top_k <= num_experts");
@@ -119,6 +120,7 @@ void CpuBackend::RouterForward(const RouterParams& p, const float* logits, const
 void CpuBackend::RouterBackward(const RouterParams& p, const float* scores, const int32_t* selected,
                                 const float* d_weights, const float* d_scores_extra, int64_t n,
                                 float* d_logits) {
+  const auto op_timer = TimeOp("router_bwd");
   const int64_t E = p.num_experts, K = p.top_k;
   const float rho = p.routed_scaling_factor;
 
@@ -163,6 +165,7 @@ void CpuBackend::RouterBackward(const RouterParams& p, const float* scores, cons
 // loss"): every backend accumulates the same FP64 terms in the same order.
 void CpuBackend::BalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
                               int64_t first_token, int64_t group_len, int64_t groups, double* stats) {
+  const auto op_timer = TimeOp("balance_stats");
   std::vector<char> taken(num_experts);
   std::vector<int32_t> top(top_k);
   double* p_sum = stats;
@@ -182,6 +185,7 @@ void CpuBackend::BalanceStats(const float* scores, int64_t n, int64_t num_expert
 
 void CpuBackend::BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts, int64_t first_token,
                                  int64_t group_len, const float* f, double coef, float* d_scores) {
+  const auto op_timer = TimeOp("balance_grad");
 #pragma omp parallel for schedule(static) num_threads(num_threads_)
   for (int64_t t = 0; t < n; ++t) {
     const float* st = scores + t * num_experts;
