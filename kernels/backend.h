@@ -1,6 +1,7 @@
 // The op interface: every piece of math the model runs, declared once. Kernels work on raw, row-major
 // FP32 views (in BF16 mode the model keeps BF16-representable values in them and calls RoundToBf16
-// where a tensor is "stored"; see docs/architecture.md "Numerics"), never on configs or framework objects.
+// where a tensor is "stored", and keeps saved activations as 2-byte BF16 through PackBf16/UnpackBf16;
+// see docs/architecture.md "Numerics"), never on configs or framework objects.
 //
 // Accumulation rule (as llm.c's layernorm.cuh): parameter gradients are ADDED into (`+=`), activation
 // gradients are WRITTEN (`=`) unless the argument's comment says otherwise.
@@ -130,6 +131,10 @@ class Backend {
 
   // ---- Elementwise and small ops. ----
   virtual void RoundToBf16(float* x, int64_t n) = 0;               // in place, nearest-even
+  // bits[i] = the BF16 bits of x[i] (nearest-even): 2-byte storage of BF16 activations.
+  virtual void PackBf16(const float* x, int64_t n, uint16_t* bits) = 0;
+  // x[i] = the BF16 value of bits[i], exactly.
+  virtual void UnpackBf16(const uint16_t* bits, int64_t n, float* x) = 0;
   virtual void Add(const float* a, float* y, int64_t n) = 0;        // y += a
   virtual void Scale(float* x, int64_t n, float s) = 0;             // x *= s
   virtual double SumSquares(const float* x, int64_t n) = 0;         // FP64 accumulation

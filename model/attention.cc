@@ -63,61 +63,64 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
   s->batch = batch;
   s->seq = seq;
+  Scratch::Frame frame(*ctx.scratch);
 
   // Queries.
-  s->q.resize(n * h * dqk);
+  float* q = s->q.Prepare(ctx, frame, n * h * dqk);
   if (q_a_proj_ != nullptr) {
     const int64_t rq = dims_.q_lora_rank;
-    s->qa.resize(n * rq);
+    float* qa = s->qa.Prepare(ctx, frame, n * rq);
+    float* cq = s->cq.Prepare(ctx, frame, n * rq);
     s->qa_rstd.resize(n);
-    s->cq.resize(n * rq);
-    LinearForward(ops, *q_a_proj_, u, n, s->qa.data());
-    ctx.Store(s->qa.data(), n * rq);
-    ops.RmsNormForward(s->qa.data(), q_a_layernorm_->working.data(), n, rq, kLatentNormEps, ctx.bf16(),
-                       s->cq.data(), s->qa_rstd.data());
-    ctx.Store(s->cq.data(), n * rq);
-    LinearForward(ops, *q_b_proj_, s->cq.data(), n, s->q.data());
+    LinearForward(ops, *q_a_proj_, u, n, qa);
+    s->qa.Save(ctx);
+    ops.RmsNormForward(qa, q_a_layernorm_->working.data(), n, rq, kLatentNormEps, ctx.bf16(), cq,
+                       s->qa_rstd.data());
+    s->cq.Save(ctx);
+    LinearForward(ops, *q_b_proj_, cq, n, q);
   } else {
-    LinearForward(ops, *q_proj_, u, n, s->q.data());
+    LinearForward(ops, *q_proj_, u, n, q);
   }
-  ctx.Store(s->q.data(), n * h * dqk);
-  ops.RopeForward(QueryRopeView(rope, positions, s->q.data(), n));
-  ctx.Store(s->q.data(), n * h * dqk);
+  ctx.Store(q, n * h * dqk);
+  ops.RopeForward(QueryRopeView(rope, positions, q, n));
+  s->q.Save(ctx);
 
   // Keys and values from the compressed latent.
-  Scratch::Frame frame(*ctx.scratch);
   float* a = frame.Floats(n * (rkv + dr));
   LinearForward(ops, *kv_a_proj_, u, n, a);
   ctx.Store(a, n * (rkv + dr));
-  s->ckv_in.resize(n * rkv);
+  float* ckv_in = s->ckv_in.Prepare(ctx, frame, n * rkv);
   float* kr = frame.Floats(n * dr);
-  ops.Copy2D(a, rkv + dr, s->ckv_in.data(), rkv, n, rkv, false);
+  ops.Copy2D(a, rkv + dr, ckv_in, rkv, n, rkv, false);
   ops.Copy2D(a + rkv, rkv + dr, kr, dr, n, dr, false);
+  s->ckv_in.Save(ctx);
   s->ckv_rstd.resize(n);
-  s->ckv.resize(n * rkv);
-  ops.RmsNormForward(s->ckv_in.data(), kv_a_layernorm_->working.data(), n, rkv, kLatentNormEps,
-                     ctx.bf16(), s->ckv.data(), s->ckv_rstd.data());
-  ctx.Store(s->ckv.data(), n * rkv);
+  float* ckv = s->ckv.Prepare(ctx, frame, n * rkv);
+  ops.RmsNormForward(ckv_in, kv_a_layernorm_->working.data(), n, rkv, kLatentNormEps, ctx.bf16(), ckv,
+                     s->ckv_rstd.data());
+  s->ckv.Save(ctx);
   ops.RopeForward(KeyRopeView(rope, positions, kr, n));
   ctx.Store(kr, n * dr);
 
   float* kv = frame.Floats(n * h * (dn + dv));
-  LinearForward(ops, *kv_b_proj_, s->ckv.data(), n, kv);
+  LinearForward(ops, *kv_b_proj_, ckv, n, kv);
   ctx.Store(kv, n * h * (dn + dv));
-  s->k.resize(n * h * dqk);
-  s->v.resize(n * h * dv);
+  float* k = s->k.Prepare(ctx, frame, n * h * dqk);
+  float* v = s->v.Prepare(ctx, frame, n * h * dv);
   // K = [kN ; RoPE(kr)] per head (the rope key is shared by the heads), V from kv's value columns.
-  ops.Copy2D(kv, dn + dv, s->k.data(), dqk, n * h, dn, false);
-  for (int64_t hh = 0; hh < h; ++hh) ops.Copy2D(kr, dr, s->k.data() + hh * dqk + dn, h * dqk, n, dr, false);
-  ops.Copy2D(kv + dn, dn + dv, s->v.data(), dv, n * h, dv, false);
+  ops.Copy2D(kv, dn + dv, k, dqk, n * h, dn, false);
+  for (int64_t hh = 0; hh < h; ++hh) ops.Copy2D(kr, dr, k + hh * dqk + dn, h * dqk, n, dr, false);
+  ops.Copy2D(kv + dn, dn + dv, v, dv, n * h, dv, false);
+  s->k.Save(ctx);
+  s->v.Save(ctx);
 
   // Attention and output projection.
-  s->o.resize(n * h * dv);
+  float* o = s->o.Prepare(ctx, frame, n * h * dv);
   s->lse.resize(batch * h * seq);
   const kernels::AttentionShape shape{batch, seq, h, dqk, dv, dims_.softmax_scale};
-  ops.AttentionForward(shape, s->q.data(), s->k.data(), s->v.data(), s->o.data(), s->lse.data());
-  ctx.Store(s->o.data(), s->o.size());
-  LinearForward(ops, *o_proj_, s->o.data(), n, out);
+  ops.AttentionForward(shape, q, k, v, o, s->lse.data());
+  s->o.Save(ctx);
+  LinearForward(ops, *o_proj_, o, n, out);
   ctx.Store(out, n * dims_.d);
 }
 
@@ -129,15 +132,16 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
 
   Scratch::Frame frame(*ctx.scratch);
+  const float* o = s.o.Load(ctx, frame);
   float* d_o = frame.Floats(n * h * dv);
-  LinearBackward(ops, *o_proj_, s.o.data(), d_out, n, d_o, GradMode::kWrite);
+  LinearBackward(ops, *o_proj_, o, d_out, n, d_o, GradMode::kWrite);
 
   float* dq = frame.Floats(n * h * dqk);
   float* dk = frame.Floats(n * h * dqk);
   float* dvv = frame.Floats(n * h * dv);
   const kernels::AttentionShape shape{s.batch, s.seq, h, dqk, dv, dims_.softmax_scale};
-  ops.AttentionBackward(shape, s.q.data(), s.k.data(), s.v.data(), s.o.data(), s.lse.data(), d_o, dq, dk,
-                        dvv);
+  ops.AttentionBackward(shape, s.q.Load(ctx, frame), s.k.Load(ctx, frame), s.v.Load(ctx, frame), o,
+                        s.lse.data(), d_o, dq, dk, dvv);
 
   // Keys: nope parts and values go to kv_b_proj's output; the shared RoPE key sums over heads
   // (in head order).
@@ -149,10 +153,10 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   ops.RopeBackward(KeyRopeView(rope, positions, dkr, n));
 
   float* dckv = frame.Floats(n * rkv);
-  LinearBackward(ops, *kv_b_proj_, s.ckv.data(), dkv, n, dckv, GradMode::kWrite);
+  LinearBackward(ops, *kv_b_proj_, s.ckv.Load(ctx, frame), dkv, n, dckv, GradMode::kWrite);
   float* dckv_in = frame.Floats(n * rkv);
-  ops.RmsNormBackward(s.ckv_in.data(), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n, rkv,
-                      dckv_in, kv_a_layernorm_->grad.data());
+  ops.RmsNormBackward(s.ckv_in.Load(ctx, frame), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n,
+                      rkv, dckv_in, kv_a_layernorm_->grad.data());
   float* da = frame.Floats(n * (rkv + dr));
   ops.Copy2D(dckv_in, rkv, da, rkv + dr, n, rkv, false);
   ops.Copy2D(dkr, dr, da + rkv, rkv + dr, n, dr, false);
@@ -164,9 +168,9 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
     const int64_t rq = dims_.q_lora_rank;
     float* dcq = frame.Floats(n * rq);
     float* dqa = frame.Floats(n * rq);
-    LinearBackward(ops, *q_b_proj_, s.cq.data(), dq, n, dcq, GradMode::kWrite);
-    ops.RmsNormBackward(s.qa.data(), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq, dqa,
-                        q_a_layernorm_->grad.data());
+    LinearBackward(ops, *q_b_proj_, s.cq.Load(ctx, frame), dq, n, dcq, GradMode::kWrite);
+    ops.RmsNormBackward(s.qa.Load(ctx, frame), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq,
+                        dqa, q_a_layernorm_->grad.data());
     LinearBackward(ops, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate);
   } else {
     LinearBackward(ops, *q_proj_, u, dq, n, d_u, GradMode::kAccumulate);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "model/layer_context.h"
+#include "model/saved_activation.h"
 #include "model/params.h"
 #include "model/rope.h"
 
@@ -39,16 +40,16 @@ class MlaAttention {
   // What Backward needs, saved by Forward.
   struct Saved {
     int64_t batch = 0, seq = 0;
-    Buffer<float> qa;           // [n, rq]   (q LoRA only)
+    SavedActivation qa;         // [n, rq]   (q LoRA only)
     Buffer<float> qa_rstd;      // [n]
-    Buffer<float> cq;           // [n, rq]
-    Buffer<float> ckv_in;       // [n, rkv]  latent before its norm
+    SavedActivation cq;         // [n, rq]
+    SavedActivation ckv_in;     // [n, rkv]  latent before its norm
     Buffer<float> ckv_rstd;     // [n]
-    Buffer<float> ckv;          // [n, rkv]
-    Buffer<float> q;            // [n, H, dqk] with RoPE applied
-    Buffer<float> k;            // [n, H, dqk] with RoPE applied
-    Buffer<float> v;            // [n, H, dv]
-    Buffer<float> o;            // [n, H, dv]
+    SavedActivation ckv;        // [n, rkv]
+    SavedActivation q;          // [n, H, dqk] with RoPE applied
+    SavedActivation k;          // [n, H, dqk] with RoPE applied
+    SavedActivation v;          // [n, H, dv]
+    SavedActivation o;          // [n, H, dv]
     Buffer<float> lse;          // [B, H, T]
     int64_t Bytes() const { return BufferBytes(qa, qa_rstd, cq, ckv_in, ckv_rstd, ckv, q, k, v, o, lse); }
   };

@@ -11,6 +11,7 @@
 #include "model/mlp.h"
 #include "model/moe.h"
 #include "model/params.h"
+#include "model/saved_activation.h"
 
 namespace moe::model {
 
@@ -29,13 +30,15 @@ struct DecoderLayer {
   Buffer<int32_t> real_rows;          // MTP: this rank's rows among the first T - k of their sequence
 
   // Saved activations of the last forward (n_loc = this rank's tokens, n = the micro-batch's).
-  Buffer<float> h_in;        // [n_loc, d] block input
-  Buffer<float> x1, rstd1;   // normed input to attention [n_loc, d], [n_loc]
-  Buffer<float> x1_full;     // [n, d] gathered over TP (unused with one TP rank: x1 is the whole input)
-  Buffer<float> h_mid;       // [n_loc, d] after the attention residual
-  Buffer<float> x2, rstd2;   // normed input to the FFN
-  Buffer<float> x2_full;     // [n, d] gathered (dense FFN / shared expert)
-  Buffer<float> x2_real;     // MTP MoE: the rows of x2 the router sees
+  SavedActivation h_in;      // [n_loc, d] block input
+  SavedActivation x1;        // [n_loc, d] normed input to attention
+  Buffer<float> rstd1;       // [n_loc]
+  SavedActivation x1_full;   // [n, d] gathered over TP (unused with one TP rank: x1 is the whole input)
+  SavedActivation h_mid;     // [n_loc, d] after the attention residual
+  SavedActivation x2;        // [n_loc, d] normed input to the FFN
+  Buffer<float> rstd2;       // [n_loc]
+  SavedActivation x2_full;   // [n, d] gathered (dense FFN / shared expert)
+  SavedActivation x2_real;   // MTP MoE: the rows of x2 the router sees
   MlaAttention::Saved attn_saved;
   SwiGluMlp::Saved mlp_saved;
   MoeLayer::Saved moe_saved;
@@ -46,7 +49,9 @@ struct DecoderLayer {
   }
   // Activation recomputation: drop everything but the block input after the forward.
   void ReleaseActivations() {
-    for (Buffer<float>* v : {&x1, &rstd1, &x1_full, &h_mid, &x2, &rstd2, &x2_full, &x2_real}) v->reset();
+    for (SavedActivation* v : {&x1, &x1_full, &h_mid, &x2, &x2_full, &x2_real}) v->reset();
+    rstd1.reset();
+    rstd2.reset();
     attn_saved = {};
     mlp_saved = {};
     moe_saved = {};

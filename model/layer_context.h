@@ -27,10 +27,15 @@ struct TpSlice {
   }
 };
 
-// Bytes held by a set of saved-activation buffers (Buffers or std::vectors) (for the per-step activation-memory report).
+// Bytes held by one buffer (Buffer or std::vector); SavedActivation has its own overload.
+template <typename V>
+int64_t ByteSize(const V& v) {
+  return static_cast<int64_t>(v.size() * sizeof(typename V::value_type));
+}
+// Bytes held by a set of saved-activation buffers (for the per-step activation-memory report).
 template <typename... V>
 int64_t BufferBytes(const V&... v) {
-  return static_cast<int64_t>(((v.size() * sizeof(typename V::value_type)) + ... + 0));
+  return (ByteSize(v) + ... + int64_t{0});
 }
 
 struct LayerContext {
@@ -41,7 +46,8 @@ struct LayerContext {
   Scratch* scratch = nullptr;            // per-call temporaries (model/scratch.h)
 
   bool bf16() const { return numerics == Numerics::kBf16; }
-  // A "stored" activation: rounded to BF16 in BF16 mode (the CPU keeps BF16 values in FP32 words).
+  // A "stored" activation: rounded to BF16 in BF16 mode (BF16 values in FP32 words while the forward
+  // uses them; SavedActivation keeps them as 2-byte BF16 for the backward).
   void Store(float* x, int64_t n) const {
     if (bf16()) ops->RoundToBf16(x, n);
   }

@@ -17,17 +17,18 @@ void SwiGluMlp::Forward(const LayerContext& ctx, const float* u, int64_t n, floa
                         Saved* s) const {
   kernels::Backend& ops = *ctx.ops;
   const int64_t inter = gate_->shape[0];
+  Scratch::Frame frame(*ctx.scratch);
   s->n = n;
-  s->a.resize(n * inter);
-  s->c.resize(n * inter);
-  s->m.resize(n * inter);
-  LinearForward(ops, *gate_, u, n, s->a.data());
-  LinearForward(ops, *up_, u, n, s->c.data());
-  ctx.Store(s->a.data(), n * inter);
-  ctx.Store(s->c.data(), n * inter);
-  ops.SwigluForward(s->a.data(), s->c.data(), s->m.data(), n * inter);
-  ctx.Store(s->m.data(), n * inter);
-  LinearForward(ops, *down_, s->m.data(), n, y);
+  float* a = s->a.Prepare(ctx, frame, n * inter);
+  float* c = s->c.Prepare(ctx, frame, n * inter);
+  float* m = s->m.Prepare(ctx, frame, n * inter);
+  LinearForward(ops, *gate_, u, n, a);
+  LinearForward(ops, *up_, u, n, c);
+  s->a.Save(ctx);
+  s->c.Save(ctx);
+  ops.SwigluForward(a, c, m, n * inter);
+  s->m.Save(ctx);
+  LinearForward(ops, *down_, m, n, y);
   ctx.Store(y, n * down_->shape[0]);
 }
 
@@ -39,8 +40,8 @@ void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s
   float* dm = frame.Floats(n * inter);
   float* da = frame.Floats(n * inter);
   float* dc = frame.Floats(n * inter);
-  LinearBackward(ops, *down_, s.m.data(), d_y, n, dm, GradMode::kWrite);
-  ops.SwigluBackward(s.a.data(), s.c.data(), dm, da, dc, n * inter);
+  LinearBackward(ops, *down_, s.m.Load(ctx, frame), d_y, n, dm, GradMode::kWrite);
+  ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, n * inter);
   LinearBackward(ops, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite);
   LinearBackward(ops, *up_, u, dc, n, d_u, GradMode::kAccumulate);
 }

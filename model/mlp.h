@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/layer_context.h"
+#include "model/saved_activation.h"
 #include "model/params.h"
 
 namespace moe::model {
@@ -19,7 +20,7 @@ class SwiGluMlp {
  public:
   struct Saved {
     int64_t n = 0;
-    Buffer<float> a, c, m;  // [n, I] each
+    SavedActivation a, c, m;  // [n, I] each
     int64_t Bytes() const { return BufferBytes(a, c, m); }
   };
 

@@ -42,6 +42,16 @@ const float* GatherTokens(parallel::Communicator& tp, const float* local, int64_
   return full;
 }
 
+// x [n_local, d] gathered over TP into `saved` (kept for the backward); x itself with one TP rank.
+const float* GatherAndSave(const LayerContext& ctx, parallel::Communicator& tp, const float* x, int64_t n_local,
+                           int64_t d, Scratch::Frame& frame, SavedActivation* saved) {
+  if (tp.size() == 1) return x;
+  float* full = saved->Prepare(ctx, frame, tp.size() * n_local * d);
+  tp.AllGather(x, full, n_local * d);
+  saved->Save(ctx);
+  return full;
+}
+
 // Where a TP block writes its [n, d] output: the partial-sum buffer, or the slice itself (one rank).
 float* BlockOutput(parallel::Communicator& tp, float* local, float* partial) {
   return tp.size() == 1 ? local : partial;
@@ -196,37 +206,33 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   Scratch::Frame frame(scratch_);
   float* branch = frame.Floats(n_loc * d);
   float* partial = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
-  L.h_in.resize(n_loc * d);
-  ops.Copy(h, L.h_in.data(), n_loc * d);
-  L.x1.resize(n_loc * d);
+  L.h_in.SaveCopy(ctx_, frame, h, n_loc * d);
   L.rstd1.resize(n_loc);
-  ops.RmsNormForward(h, L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x1.data(), L.rstd1.data());
-  ctx_.Store(L.x1.data(), n_loc * d);
-  if (tp.size() > 1) L.x1_full.resize(n * d);
-  const float* x1_full = GatherTokens(tp, L.x1.data(), n_loc, d, L.x1_full.data());
+  float* x1 = L.x1.Prepare(ctx_, frame, n_loc * d);
+  ops.RmsNormForward(h, L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), x1, L.rstd1.data());
+  L.x1.Save(ctx_);
+  const float* x1_full = GatherAndSave(ctx_, tp, x1, n_loc, d, frame, &L.x1_full);
   float* out = BlockOutput(tp, branch, partial);
   L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved);
   ReduceScatterTokens(tp, out, n_loc, d, branch);
   ctx_.Store(branch, n_loc * d);
   ops.Add(branch, h, n_loc * d);
   ctx_.Store(h, n_loc * d);
-  L.h_mid.resize(n_loc * d);
-  ops.Copy(h, L.h_mid.data(), n_loc * d);
-  L.x2.resize(n_loc * d);
+  L.h_mid.SaveCopy(ctx_, frame, h, n_loc * d);
   L.rstd2.resize(n_loc);
-  ops.RmsNormForward(h, L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), L.x2.data(), L.rstd2.data());
-  ctx_.Store(L.x2.data(), n_loc * d);
+  float* x2 = L.x2.Prepare(ctx_, frame, n_loc * d);
+  ops.RmsNormForward(h, L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), x2, L.rstd2.data());
+  L.x2.Save(ctx_);
   ops.Fill(branch, n_loc * d, 0.0f);
   if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
-    if (tp.size() > 1) L.x2_full.resize(n * d);
-    const float* x2_full = GatherTokens(tp, L.x2.data(), n_loc, d, L.x2_full.data());
+    const float* x2_full = GatherAndSave(ctx_, tp, x2, n_loc, d, frame, &L.x2_full);
     L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved);
     ReduceScatterTokens(tp, out, n_loc, d, branch);
     ctx_.Store(branch, n_loc * d);
   }
   if (L.moe) {  // routed experts on this rank's tokens
     float* routed = frame.Floats(n_loc * d);
-    RoutedExpertsForward(L, routed, counts);
+    RoutedExpertsForward(L, x2, routed, counts);
     ops.Add(routed, branch, n_loc * d);
     ctx_.Store(branch, n_loc * d);
   }
@@ -234,10 +240,10 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   ctx_.Store(h, n_loc * d);
 }
 
-// out [n_loc, d] = the routed experts' combined output for this rank's rows of L.x2. An MTP block
+// out [n_loc, d] = the routed experts' combined output for this rank's rows x2 [n_loc, d]. An MTP block
 // routes only its real rows (the first T - k of each sequence), gathered into x2_real, as a micro-batch
 // of B sequences of T - k tokens; its other rows get zeros.
-void DeepseekV3Model::RoutedExpertsForward(DecoderLayer& L, float* out, int64_t* counts) {
+void DeepseekV3Model::RoutedExpertsForward(DecoderLayer& L, const float* x2, float* out, int64_t* counts) {
   kernels::Backend& ops = *ctx_.ops;
   ForwardPass& fp = fp_;
   const int64_t d = cfg_.hidden_size();
@@ -246,7 +252,7 @@ void DeepseekV3Model::RoutedExpertsForward(DecoderLayer& L, float* out, int64_t*
   double balance = 0;
   if (L.mtp_depth == 0) {
     const TokenSlice slice{fp.batch, fp.seq, fp.offset, fp.n_loc};
-    balance = L.moe->Forward(ctx_, L.x2.data(), slice, out, &L.moe_saved, count_into);
+    balance = L.moe->Forward(ctx_, x2, slice, out, &L.moe_saved, count_into);
   } else {
     const int64_t real_len = fp.seq - L.mtp_depth, rows = L.real_rows.size();
     // This slice's real rows are consecutive among all real rows of the micro-batch.
@@ -254,9 +260,10 @@ void DeepseekV3Model::RoutedExpertsForward(DecoderLayer& L, float* out, int64_t*
     const TokenSlice slice{fp.batch, real_len, first, rows};
     Scratch::Frame frame(scratch_);
     float* routed = frame.Floats(rows * d);
-    L.x2_real.resize(rows * d);
-    ops.GatherRows(L.x2.data(), L.real_rows.data(), rows, d, L.x2_real.data());
-    balance = L.moe->Forward(ctx_, L.x2_real.data(), slice, routed, &L.moe_saved, count_into);
+    float* x2_real = L.x2_real.Prepare(ctx_, frame, rows * d);
+    ops.GatherRows(x2, L.real_rows.data(), rows, d, x2_real);
+    L.x2_real.Save(ctx_);
+    balance = L.moe->Forward(ctx_, x2_real, slice, routed, &L.moe_saved, count_into);
     ops.Fill(out, fp.n_loc * d, 0.0f);
     ops.ScatterAddRows(routed, L.real_rows.data(), nullptr, rows, d, out);
   }
@@ -270,16 +277,16 @@ void DeepseekV3Model::RoutedExpertsForward(DecoderLayer& L, float* out, int64_t*
 void DeepseekV3Model::RoutedExpertsBackward(DecoderLayer& L, const float* dh, float loss_scale, float* d_x2) {
   kernels::Backend& ops = *ctx_.ops;
   const int64_t d = cfg_.hidden_size();
+  Scratch::Frame frame(scratch_);
   if (L.mtp_depth == 0) {
-    L.moe->Backward(ctx_, L.x2.data(), L.moe_saved, dh, loss_scale, d_x2);
+    L.moe->Backward(ctx_, L.x2.Load(ctx_, frame), L.moe_saved, dh, loss_scale, d_x2);
     return;
   }
   const int64_t rows = L.real_rows.size();
-  Scratch::Frame frame(scratch_);
   float* dh_real = frame.Floats(rows * d);
   float* dx_real = frame.Floats(rows * d);
   ops.GatherRows(dh, L.real_rows.data(), rows, d, dh_real);
-  L.moe->Backward(ctx_, L.x2_real.data(), L.moe_saved, dh_real, loss_scale, dx_real);
+  L.moe->Backward(ctx_, L.x2_real.Load(ctx_, frame), L.moe_saved, dh_real, loss_scale, dx_real);
   ops.Fill(d_x2, fp_.n_loc * d, 0.0f);
   ops.ScatterAddRows(dx_real, L.real_rows.data(), nullptr, rows, d, d_x2);
 }
@@ -307,19 +314,21 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
 
   fp.h.resize(n_loc * d);
   ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), d, fp.h.data());
+  ctx_.Store(fp.h.data(), n_loc * d);  // a no-op with BF16 working weights; the blocks save their input as BF16
   for (auto& lp : layers_) {
     DecoderLayer& L = *lp;
     LayerForward(L, fp.h.data(), L.moe ? expert_counts_[L.moe_slot].data() : nullptr);
     if (recompute_) L.ReleaseActivations();  // keep only h_in; the backward recomputes the rest
   }
-  fp.hf.resize(n_loc * d);
+  Scratch::Frame frame(scratch_);
+  float* hf = fp.hf.Prepare(ctx_, frame, n_loc * d);
   fp.rstd_f.resize(n_loc);
-  ops.RmsNormForward(fp.h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), fp.hf.data(),
+  ops.RmsNormForward(fp.h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), hf,
                      fp.rstd_f.data());
-  ctx_.Store(fp.hf.data(), n_loc * d);
+  fp.hf.Save(ctx_);
   // FP32 logits: the loss is computed in FP32 (docs/model.md "Batch layout and cross-entropy").
   fp.logits.resize(n_loc * vocab);
-  LinearForward(ops, *lm_head_, fp.hf.data(), n_loc, fp.logits.data());
+  LinearForward(ops, *lm_head_, hf, n_loc, fp.logits.data());
 }
 
 std::vector<float> DeepseekV3Model::Logits(const int32_t* ids, int64_t batch, int64_t seq) {
@@ -346,7 +355,10 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   Scratch::Frame frame(scratch_);
   float* d_hf = backward ? frame.Floats(n_loc * d) : nullptr;
   // The head's gradient first: the MTP depths then reuse the logits buffer.
-  if (backward) LinearBackward(ops, *lm_head_, fp.hf.data(), logits, n_loc, d_hf, GradMode::kWrite);
+  if (backward) {
+    Scratch::Frame load(scratch_);
+    LinearBackward(ops, *lm_head_, fp.hf.Load(ctx_, load), logits, n_loc, d_hf, GradMode::kWrite);
+  }
   if (!mtp_.empty()) MtpForward(ids, targets, backward, loss_scale, &stats);
   stats.balance_loss = fp.balance_loss;  // the MTP blocks' MoE included
   stats.dropped = fp.dropped;
@@ -373,11 +385,12 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   float* d_full = tp.size() > 1 ? frame.Floats(n * d) : nullptr;  // dh gathered over TP
   if (recompute_) {  // rebuild this block's saved activations from its input (same ops, same bits)
     float* h_in = frame.Floats(n_loc * d);
-    ops.Copy(L.h_in.data(), h_in, n_loc * d);
+    {
+      Scratch::Frame load(scratch_);
+      ops.Copy(L.h_in.Load(ctx_, load), h_in, n_loc * d);
+    }
     LayerForward(L, h_in, nullptr);
   }
-  const float* x2_full = tp.size() == 1 ? L.x2.data() : L.x2_full.data();
-  const float* x1_full = tp.size() == 1 ? L.x1.data() : L.x1_full.data();
   // FFN half: h_out = h_mid + FFN(norm(h_mid)).
   if (L.moe) {
     RoutedExpertsBackward(L, dh, loss_scale, d_branch_in);
@@ -387,20 +400,27 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   if (L.mlp) {
     const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
     float* d_in = BlockOutput(tp, d_x, d_in_full);
+    Scratch::Frame load(scratch_);
+    const float* x2_full = (tp.size() == 1 ? L.x2 : L.x2_full).Load(ctx_, load);
     L.mlp->Backward(ctx_, x2_full, L.mlp_saved, d_out_full, d_in, false);
     ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
     ops.Add(d_x, d_branch_in, n_loc * d);
   }
-  ops.RmsNormBackward(L.h_mid.data(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in, n_loc,
-                      d, d_x, L.post_norm->grad.data());
+  {
+    Scratch::Frame load(scratch_);
+    ops.RmsNormBackward(L.h_mid.Load(ctx_, load), L.post_norm->working.data(), L.rstd2.data(), d_branch_in,
+                        n_loc, d, d_x, L.post_norm->grad.data());
+  }
   ops.Add(d_x, dh, n_loc * d);
   // Attention half: h_mid = h_in + MLA(norm(h_in)).
   const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
   float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
+  Scratch::Frame load(scratch_);
+  const float* x1_full = (tp.size() == 1 ? L.x1 : L.x1_full).Load(ctx_, load);
   L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full, L.attn_saved, d_out_full, d_in);
   ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
-  ops.RmsNormBackward(L.h_in.data(), L.input_norm->working.data(), L.rstd1.data(), d_branch_in, n_loc, d,
-                      d_x, L.input_norm->grad.data());
+  ops.RmsNormBackward(L.h_in.Load(ctx_, load), L.input_norm->working.data(), L.rstd1.data(), d_branch_in,
+                      n_loc, d, d_x, L.input_norm->grad.data());
   ops.Add(d_x, dh, n_loc * d);
   if (recompute_) L.ReleaseActivations();
 }

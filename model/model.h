@@ -119,7 +119,8 @@ class DeepseekV3Model {
     Buffer<int32_t> ids;          // [n_loc] this rank's slice of the inputs
     Buffer<int32_t> targets;      // [n_loc]
     Buffer<float> h;              // [n_loc, d] final residual stream
-    Buffer<float> hf, rstd_f;     // [n_loc, d], [n_loc] after the final norm
+    SavedActivation hf;           // [n_loc, d] after the final norm (h^0 of the MTP depths)
+    Buffer<float> rstd_f;         // [n_loc]
     Buffer<float> logits;         // [n_loc, V]
     double balance_loss = 0;
     int64_t dropped = 0;
@@ -131,7 +132,7 @@ class DeepseekV3Model {
   void LayerForward(DecoderLayer& L, float* h, int64_t* counts);
   void LayerBackward(DecoderLayer& L, float* dh, float loss_scale);
   // The MoE half of a block: the router sees only the rows an MTP block treats as real.
-  void RoutedExpertsForward(DecoderLayer& L, float* out, int64_t* counts);
+  void RoutedExpertsForward(DecoderLayer& L, const float* x2, float* out, int64_t* counts);
   void RoutedExpertsBackward(DecoderLayer& L, const float* dh, float loss_scale, float* d_x2);
   // Multi-token prediction (model/mtp.h): every depth's forward and loss after the main model's
   // (with `backward`, each depth's head gradient is taken at once, so one logits buffer serves all

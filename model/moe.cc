@@ -71,37 +71,35 @@ MoeLayer::MoeLayer(ParamStore& store, const std::string& prefix, const MoeDims& 
   }
 }
 
-void MoeLayer::ExpertsForward(const LayerContext& ctx, Saved* s) const {
+void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_sorted, Saved* s) const {
   kernels::Backend& ops = *ctx.ops;
   const int64_t d = dims_.d, ie = dims_.expert_inter;
   const int64_t rows = s->handle.rows_received;
   const auto& off = s->handle.local_expert_offsets;
-  s->a.resize(rows * ie);
-  s->c.resize(rows * ie);
-  s->m.resize(rows * ie);
   Scratch::Frame frame(*ctx.scratch);
+  float* a = s->a.Prepare(ctx, frame, rows * ie);
+  float* c = s->c.Prepare(ctx, frame, rows * ie);
+  float* m = s->m.Prepare(ctx, frame, rows * ie);
   float* y_grouped = frame.Floats(rows * d);
-  const float* x = s->x_grouped.data();
   auto up_problems = [&](const std::vector<Param*>& w, float* out) {  // [R'_j, Ie] = x_j w_jᵀ
     return PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
       return GemmProblem{r, ie, d, x + o * d, d, w[j]->working.data(), d, out + o * ie, ie};
     });
   };
-  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_gate_, s->a.data()), 1, 0);
-  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_up_, s->c.data()), 1, 0);
-  ctx.Store(s->a.data(), rows * ie);
-  ctx.Store(s->c.data(), rows * ie);
-  ops.SwigluForward(s->a.data(), s->c.data(), s->m.data(), rows * ie);
-  ctx.Store(s->m.data(), rows * ie);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_gate_, a), 1, 0);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_up_, c), 1, 0);
+  s->a.Save(ctx);
+  s->c.Save(ctx);
+  ops.SwigluForward(a, c, m, rows * ie);
+  s->m.Save(ctx);
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes,  // [R'_j, d] = m_j down_jᵀ
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{r, d, ie, s->m.data() + o * ie, ie, expert_down_[j]->working.data(),
-                                       ie, y_grouped + o * d, d};
+                    return GemmProblem{r, d, ie, m + o * ie, ie, expert_down_[j]->working.data(), ie,
+                                       y_grouped + o * d, d};
                   }),
                   1, 0);
   ctx.Store(y_grouped, rows * d);
-  s->y_sorted.resize(s->handle.rows_sent * d);
-  dispatcher_.Combine(ops, s->handle, y_grouped, d, s->y_sorted.data());
+  dispatcher_.Combine(ops, s->handle, y_grouped, d, y_sorted);
 }
 
 double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
@@ -169,16 +167,19 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
 
   float* x_sorted = frame.Floats(rows * d);
   ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted);
-  s->x_grouped.resize(s->handle.rows_received * d);
-  dispatcher_.Dispatch(ops, s->handle, x_sorted, d, s->x_grouped.data());
+  float* x_grouped = s->x_grouped.Prepare(ctx, frame, s->handle.rows_received * d);
+  dispatcher_.Dispatch(ops, s->handle, x_sorted, d, x_grouped);
+  s->x_grouped.Save(ctx);
 
-  ExpertsForward(ctx, s);  // ... and Combine back into y_sorted
+  float* y_sorted = s->y_sorted.Prepare(ctx, frame, s->handle.rows_sent * d);
+  ExpertsForward(ctx, x_grouped, y_sorted, s);
+  s->y_sorted.Save(ctx);
 
   // Weighted sum of each token's K expert outputs.
   s->row_weight.resize(rows);
   ops.GatherRows(s->weights.data(), s->plan.row_slot.data(), rows, 1, s->row_weight.data());
   ops.Fill(out, n * d, 0.0f);
-  ops.ScatterAddRows(s->y_sorted.data(), s->plan.row_token.data(), s->row_weight.data(), rows, d, out);
+  ops.ScatterAddRows(y_sorted, s->plan.row_token.data(), s->row_weight.data(), rows, d, out);
   ctx.Store(out, n * d);
   return balance;
 }
@@ -198,7 +199,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   float* row_dot = frame.Floats(rows);
   float* d_weights = frame.Floats(n * k);
   ops.GatherRows(d_out, s.plan.row_token.data(), rows, d, dy_sorted);
-  ops.RowDot(dy_sorted, s.y_sorted.data(), rows, d, row_dot);
+  ops.RowDot(dy_sorted, s.y_sorted.Load(ctx, frame), rows, d, row_dot);
   ops.Fill(d_weights, n * k, 0.0f);
   ops.ScatterAddRows(row_dot, s.plan.row_slot.data(), nullptr, rows, 1, d_weights);
   ops.ScaleRows(dy_sorted, s.row_weight.data(), rows, d);
@@ -211,6 +212,8 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   float* da = frame.Floats(grouped_rows * ie);
   float* dc = frame.Floats(grouped_rows * ie);
   float* dx = frame.Floats(grouped_rows * d);
+  const float* m = s.m.Load(ctx, frame);
+  const float* x_grouped = s.x_grouped.Load(ctx, frame);
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     return GemmProblem{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie,
@@ -219,11 +222,11 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                   1, 0);
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo,  // d down_j += dy_jᵀ m_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{d, ie, r, dy + o * d, d, s.m.data() + o * ie, ie,
+                    return GemmProblem{d, ie, r, dy + o * d, d, m + o * ie, ie,
                                        expert_down_[j]->grad.data(), ie};
                   }),
                   1, 1);
-  ops.SwigluBackward(s.a.data(), s.c.data(), dm, da, dc, grouped_rows * ie);
+  ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, grouped_rows * ie);
   auto input_grad = [&](const std::vector<Param*>& w, const float* g) {  // dx_j (+)= g_j w_j
     return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
       return GemmProblem{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
@@ -233,7 +236,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc), 1, 1);
   auto weight_grad = [&](const std::vector<Param*>& w, const float* g) {  // d w_j += g_jᵀ x_j
     return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
-      return GemmProblem{ie, d, r, g + o * ie, ie, s.x_grouped.data() + o * d, d, w[j]->grad.data(), d};
+      return GemmProblem{ie, d, r, g + o * ie, ie, x_grouped + o * d, d, w[j]->grad.data(), d};
     });
   };
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da), 1, 1);

@@ -20,6 +20,7 @@
 
 #include "kernels/backend.h"
 #include "model/layer_context.h"
+#include "model/saved_activation.h"
 #include "model/params.h"
 #include "parallel/token_dispatcher.h"
 
@@ -67,9 +68,9 @@ class MoeLayer {
     RoutingPlan plan;
     Buffer<float> row_weight;      // [R] the gate weight of each sorted row
     parallel::DispatchHandle handle;
-    Buffer<float> x_grouped;       // [R', d]
-    Buffer<float> a, c, m;         // [R', Ie]
-    Buffer<float> y_sorted;        // [R, d]
+    SavedActivation x_grouped;     // [R', d]
+    SavedActivation a, c, m;       // [R', Ie]
+    SavedActivation y_sorted;      // [R, d]
     Buffer<double> balance_stats;  // [2, groups, E] (balance loss only)
     Buffer<float> balance_f;       // [groups, E] f_i of each group (balance loss only)
     int64_t Bytes() const {
@@ -97,7 +98,9 @@ class MoeLayer {
   Param* correction_bias() { return bias_; }
 
  private:
-  void ExpertsForward(const LayerContext& ctx, Saved* s) const;
+  // The local experts on x_grouped [R', d]; their outputs, combined back to this rank's sorted rows, into
+  // y_sorted [R, d].
+  void ExpertsForward(const LayerContext& ctx, const float* x_grouped, float* y_sorted, Saved* s) const;
   // From the (synchronised) statistics of ops.BalanceStats, summed over TP; sets balance_f.
   double BalanceLoss(const LayerContext& ctx, Saved* s) const;
 

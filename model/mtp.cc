@@ -46,31 +46,33 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
     m.block.real_rows.AssignFromHost(real_rows.data(), static_cast<int64_t>(real_rows.size()));
 
     // h' = [RMSNorm(E[x_{t+k}]; enorm) ; RMSNorm(h^{k-1}; hnorm)] · eh_projᵀ
-    const float* h_prev = k == 1 ? fp.hf.data() : mtp_[k - 2]->hk.data();
-    m.emb.resize(n_loc * d);
-    ops.EmbeddingForward(m.ids.data(), n_loc, embed_->working.data(), d, m.emb.data());
+    Scratch::Frame step(scratch_);
+    const float* h_prev = (k == 1 ? fp.hf : mtp_[k - 2]->hk).Load(ctx_, step);
+    float* emb = m.emb.Prepare(ctx_, step, n_loc * d);
+    ops.EmbeddingForward(m.ids.data(), n_loc, embed_->working.data(), d, emb);
+    m.emb.Save(ctx_);
     m.rstd_e.resize(n_loc);
     m.rstd_g.resize(n_loc);
-    ops.RmsNormForward(m.emb.data(), m.enorm->working.data(), n_loc, d, eps, ctx_.bf16(), e_normed, m.rstd_e.data());
+    ops.RmsNormForward(emb, m.enorm->working.data(), n_loc, d, eps, ctx_.bf16(), e_normed, m.rstd_e.data());
     ops.RmsNormForward(h_prev, m.hnorm->working.data(), n_loc, d, eps, ctx_.bf16(), g_normed, m.rstd_g.data());
-    m.cat.resize(n_loc * 2 * d);
-    ops.Copy2D(e_normed, d, m.cat.data(), 2 * d, n_loc, d, false);
-    ops.Copy2D(g_normed, d, m.cat.data() + d, 2 * d, n_loc, d, false);
-    ctx_.Store(m.cat.data(), n_loc * 2 * d);
-    m.z.resize(n_loc * d);
-    LinearForward(ops, *m.eh_proj, m.cat.data(), n_loc, m.z.data());
-    ctx_.Store(m.z.data(), n_loc * d);
+    float* cat = m.cat.Prepare(ctx_, step, n_loc * 2 * d);
+    ops.Copy2D(e_normed, d, cat, 2 * d, n_loc, d, false);
+    ops.Copy2D(g_normed, d, cat + d, 2 * d, n_loc, d, false);
+    m.cat.Save(ctx_);
+    float* z = m.z.Prepare(ctx_, step, n_loc * d);
+    LinearForward(ops, *m.eh_proj, cat, n_loc, z);
+    ctx_.Store(z, n_loc * d);
 
     // The block (in place: z becomes its output), the head norm, the shared head and the loss.
-    LayerForward(m.block, m.z.data(), m.block.moe ? expert_counts_[m.block.moe_slot].data() : nullptr);
+    LayerForward(m.block, z, m.block.moe ? expert_counts_[m.block.moe_slot].data() : nullptr);
     if (recompute_) m.block.ReleaseActivations();
-    m.hk.resize(n_loc * d);
+    m.z.Save(ctx_);
+    float* hk = m.hk.Prepare(ctx_, step, n_loc * d);
     m.rstd_h.resize(n_loc);
-    ops.RmsNormForward(m.z.data(), m.head_norm->working.data(), n_loc, d, eps, ctx_.bf16(), m.hk.data(),
-                       m.rstd_h.data());
-    ctx_.Store(m.hk.data(), n_loc * d);
+    ops.RmsNormForward(z, m.head_norm->working.data(), n_loc, d, eps, ctx_.bf16(), hk, m.rstd_h.data());
+    m.hk.Save(ctx_);
     float* logits = fp.logits.data();  // the main loss is done with it
-    LinearForward(ops, *lm_head_, m.hk.data(), n_loc, logits);
+    LinearForward(ops, *lm_head_, hk, n_loc, logits);
     const float ce_scale =
         micro_batch_targets > 0
             ? static_cast<float>(loss_scale * mtp_depth_weight() / static_cast<double>(micro_batch_targets))
@@ -79,7 +81,7 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
         ops.CrossEntropy(logits, m.targets.data(), n_loc, vocab, ce_scale, backward ? logits : nullptr);
     if (backward) {
       m.d_hk.resize(n_loc * d);
-      LinearBackward(ops, *lm_head_, m.hk.data(), logits, n_loc, m.d_hk.data(), GradMode::kWrite);
+      LinearBackward(ops, *lm_head_, hk, logits, n_loc, m.d_hk.data(), GradMode::kWrite);
     }
   }
 }
@@ -100,18 +102,19 @@ void DeepseekV3Model::MtpBackward(float loss_scale, float* d_hf) {
     ops.Copy(m.d_hk.data(), dh, n_loc * d);
     if (k < static_cast<int64_t>(mtp_.size())) ops.Add(d_prev, dh, n_loc * d);
     float* dz = d_emb;  // free until the embedding half below
-    ops.RmsNormBackward(m.z.data(), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
+    Scratch::Frame load(scratch_);
+    ops.RmsNormBackward(m.z.Load(ctx_, load), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
                         m.head_norm->grad.data());
     LayerBackward(m.block, dz, loss_scale);  // dz: now the gradient of h'
-    LinearBackward(ops, *m.eh_proj, m.cat.data(), dz, n_loc, dcat, GradMode::kWrite);
+    LinearBackward(ops, *m.eh_proj, m.cat.Load(ctx_, load), dz, n_loc, dcat, GradMode::kWrite);
     // The hidden half, through hnorm, into h^{k-1}.
-    const float* h_prev = k == 1 ? fp_.hf.data() : mtp_[k - 2]->hk.data();
+    const float* h_prev = (k == 1 ? fp_.hf : mtp_[k - 2]->hk).Load(ctx_, load);
     ops.Copy2D(dcat + d, 2 * d, d_half, d, n_loc, d, false);
     ops.RmsNormBackward(h_prev, m.hnorm->working.data(), m.rstd_g.data(), d_half, n_loc, d, d_prev,
                         m.hnorm->grad.data());
     // The embedding half, through enorm, into the shared embedding's rows.
     ops.Copy2D(dcat, 2 * d, d_half, d, n_loc, d, false);
-    ops.RmsNormBackward(m.emb.data(), m.enorm->working.data(), m.rstd_e.data(), d_half, n_loc, d, d_emb,
+    ops.RmsNormBackward(m.emb.Load(ctx_, load), m.enorm->working.data(), m.rstd_e.data(), d_half, n_loc, d, d_emb,
                         m.enorm->grad.data());
     ops.EmbeddingBackward(m.ids.data(), n_loc, d_emb, d, embed_->grad.data());
   }

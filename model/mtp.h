@@ -32,11 +32,13 @@ struct MtpModule {
   // sequence's end, where the input id is a placeholder whose rows receive no gradient).
   Buffer<int32_t> ids, targets;
   // Saved activations.
-  Buffer<float> emb, rstd_e;    // E[ids] [n_loc, d], enorm's rstd
-  Buffer<float> cat;            // [n_loc, 2d] the normed embedding and hidden state, side by side
+  SavedActivation emb;          // E[ids] [n_loc, d]
+  Buffer<float> rstd_e;         // enorm's rstd
+  SavedActivation cat;          // [n_loc, 2d] the normed embedding and hidden state, side by side
   Buffer<float> rstd_g;         // hnorm's rstd
-  Buffer<float> z;              // [n_loc, d] the block's output (its input h' before it runs)
-  Buffer<float> hk, rstd_h;     // [n_loc, d] h^k, shared_head.norm's rstd
+  SavedActivation z;            // [n_loc, d] the block's output
+  SavedActivation hk;           // [n_loc, d] h^k
+  Buffer<float> rstd_h;         // shared_head.norm's rstd
   Buffer<float> d_hk;           // [n_loc, d] gradient of this depth's loss with respect to h^k
 
   int64_t SavedBytes() const {

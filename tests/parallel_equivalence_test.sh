@@ -58,18 +58,20 @@ done
 # Routing is piecewise constant, so a seed is picked where no near-tie sits on a layout's rounding: with
 # seed 1 an FP32 near-tie in an MTP router's plain top-K (read only by the balance loss) flips under
 # DP2 x TP2 x EP4 at step 8 and Adam grows it to 7e-5 by step 11; with seed 7 step 13's batch sits on a
-# routing edge in BF16 (the FP32 run's grad norm jumps there too).
+# routing edge in BF16 (the FP32 run's grad norm jumps there too); once the CPU's exp became a polynomial
+# (kernels/cpu ExpF, within 2 ulp of libm's), seed 7 put an MTP router's near-tie on TP2's rounding at
+# step 20 (every earlier step within 1e-8, then 4.8e-5) and seed 11 one on EP4 x DP4's. Seed 13 has none.
 MTP=(--set model.num_nextn_predict_layers=2 --set model.aux_loss_alpha=0.01)
 MTP_LAYOUTS=(
   "tp2 2 --set parallel.tp=2"
   "dp2tp2ep4_recompute 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set activation_recompute=true"
   "ep4dp4 4 --set parallel.dp=4 --set parallel.ep=4"
 )
-run mtp_ref_fp32 1 FP32 3e-3 "${MTP[@]}" --set seed=7
+run mtp_ref_fp32 1 FP32 3e-3 "${MTP[@]}" --set seed=13
 for layout in "${MTP_LAYOUTS[@]}"; do
   set -- $layout
   name=$1 np=$2; shift 2
-  run "mtp_${name}_fp32" "$np" FP32 3e-3 "${MTP[@]}" --set seed=7 "$@"
+  run "mtp_${name}_fp32" "$np" FP32 3e-3 "${MTP[@]}" --set seed=13 "$@"
   echo "MTP FP32 $name:"; python3 "$COMPARE" "$WORK/mtp_ref_fp32" "$WORK/mtp_${name}_fp32" --loss_rtol=1e-5 --param_rtol=1e-4
 done
 run mtp_ref_bf16 1 BF16 3e-3 "${MTP[@]}"

@@ -62,6 +62,8 @@ class CpuBackend final : public Backend {
   void ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) override;
 
   void RoundToBf16(float* x, int64_t n) override;
+  void PackBf16(const float* x, int64_t n, uint16_t* bits) override;
+  void UnpackBf16(const uint16_t* bits, int64_t n, float* x) override;
   void Add(const float* a, float* y, int64_t n) override;
   void Scale(float* x, int64_t n, float s) override;
   double SumSquares(const float* x, int64_t n) override;

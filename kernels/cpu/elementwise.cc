@@ -20,6 +20,18 @@ void CpuBackend::RoundToBf16(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = moe::RoundToBf16(x[i]);
 }
 
+void CpuBackend::PackBf16(const float* x, int64_t n, uint16_t* bits) {
+  const auto op_timer = TimeOp("pack_bf16");
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) bits[i] = moe::FloatToBf16Bits(x[i]);
+}
+
+void CpuBackend::UnpackBf16(const uint16_t* bits, int64_t n, float* x) {
+  const auto op_timer = TimeOp("unpack_bf16");
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) x[i] = moe::Bf16BitsToFloat(bits[i]);
+}
+
 void CpuBackend::Add(const float* a, float* y, int64_t n) {
   const auto op_timer = TimeOp("add");
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)

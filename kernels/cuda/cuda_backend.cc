@@ -372,6 +372,16 @@ void CudaBackend::RoundToBf16(float* x, int64_t n) {
   OpTimer timer(this, "round_bf16");
   cuda::LaunchRoundToBf16(x, n, stream_);
 }
+
+void CudaBackend::PackBf16(const float* x, int64_t n, uint16_t* bits) {
+  OpTimer timer(this, "pack_bf16");
+  cuda::LaunchPackBf16(x, 1, n, n, bits, n, stream_);
+}
+
+void CudaBackend::UnpackBf16(const uint16_t* bits, int64_t n, float* x) {
+  OpTimer timer(this, "unpack_bf16");
+  cuda::LaunchUnpackBf16(bits, n, x, stream_);
+}
 void CudaBackend::Add(const float* a, float* y, int64_t n) {
   OpTimer timer(this, "add");
   cuda::LaunchAdd(a, y, n, stream_);

@@ -1,4 +1,4 @@
-// Elementwise CUDA kernels (BF16 rounding, add, scale, SwiGLU, AdamW, Copy2D, Fill), the FP64 sum of
+// Elementwise CUDA kernels (BF16 rounding, packing and unpacking, add, scale, SwiGLU, AdamW, Copy2D, Fill), the FP64 sum of
 // squares and the helpers the GEMM path needs (scaling C when k == 0, packing FP32 operands into
 // BF16). Each op computes the CPU twin's expression in the same order (kernels/cpu/elementwise.cc,
 // data_movement.cc, optimizer.cc), with IEEE division and square root (no fast-math) and expf for
@@ -138,6 +138,12 @@ __global__ void PackBf16Kernel(const float* __restrict__ src, int64_t rows, int6
   }
 }
 
+__global__ void UnpackBf16Kernel(const uint16_t* __restrict__ bits, int64_t n, float* __restrict__ x) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    x[i] = __int_as_float(static_cast<int>(static_cast<uint32_t>(bits[i]) << 16));
+  }
+}
+
 template <typename T>
 void LaunchCopy2DAs(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
                     int64_t cols, bool accumulate, cudaStream_t stream) {
@@ -243,6 +249,12 @@ void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float b
                        cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
   ScaleMatrixKernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(c, rows, cols, ld, beta);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchUnpackBf16(const uint16_t* bits, int64_t n, float* x, cudaStream_t stream) {
+  if (n <= 0) return;
+  UnpackBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(bits, n, x);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <cstdio>
+#include <limits>
 #include <new>
 #include <random>
 #include <string>
@@ -405,6 +406,18 @@ int main() {
     auto r = a, gr = a;
     cpu.RoundToBf16(r.data(), n); kc::LaunchRoundToBf16(gr.data(), n, st);
     Check("round", gr, r, 0);
+    {  // pack (nearest even, as RoundToBf16) and unpack, bit for bit, NaN and infinities included
+      auto x = a;
+      x[0] = std::numeric_limits<float>::quiet_NaN(); x[1] = -std::numeric_limits<float>::infinity();
+      std::vector<uint16_t> bits(n), gbits(n, 0xABCD);
+      cpu.PackBf16(x.data(), n, bits.data()); kc::LaunchPackBf16(x.data(), 1, n, n, gbits.data(), n, st);
+      std::vector<float> back(n), gback(n);
+      cpu.UnpackBf16(bits.data(), n, back.data()); kc::LaunchUnpackBf16(bits.data(), n, gback.data(), st);
+      bool same = std::memcmp(bits.data(), gbits.data(), n * sizeof(uint16_t)) == 0 &&
+                  std::memcmp(back.data(), gback.data(), n * sizeof(float)) == 0;
+      std::printf("%s pack_bf16/unpack_bf16 bit for bit\n", same ? "PASS" : "FAIL");
+      if (!same) ++failures;
+    }
     AdamWParams hp; hp.lr = 1e-3f; hp.weight_decay = 0.1f; hp.step = 3;
     auto p = Normal(n), g = Normal(n), mm = Normal(n, 0.1f), vv = Normal(n, 0.1f);
     for (auto& x : vv) x = std::fabs(x);

@@ -1,0 +1,81 @@
+// A tensor the forward keeps for the backward (docs/architecture.md "Numerics"). In FP32 mode it is
+// FP32 storage the forward writes in place. In BF16 mode it is 2-byte BF16 storage: the forward writes
+// FP32 values into a scratch buffer, Save rounds them to BF16 in place (the forward goes on with the
+// stored values, as LayerContext::Store) and packs them, and the backward's Load unpacks them into a
+// scratch buffer. BF16 -> FP32 is exact, so both modes compute what they did when BF16 values were kept
+// in FP32 words, with half the saved-activation memory in BF16 mode.
+//
+//   float* q = s->q.Prepare(ctx, frame, n * dq);   // forward: write q here...
+//   s->q.Save(ctx);                                // ...then keep it
+//   const float* q = s.q.Load(ctx, frame);         // backward
+#pragma once
+
+#include <cstdint>
+
+#include "base/buffer.h"
+#include "model/layer_context.h"
+#include "model/scratch.h"
+
+namespace moe::model {
+
+class SavedActivation {
+ public:
+  // Where the forward writes the n values to keep: this tensor's storage in FP32 mode, a buffer of
+  // `frame` in BF16 mode (valid until the frame ends).
+  float* Prepare(const LayerContext& ctx, Scratch::Frame& frame, int64_t n) {
+    n_ = n;
+    if (!ctx.bf16()) {
+      fp32_.resize(n);
+      staged_ = fp32_.data();
+    } else {
+      staged_ = frame.Floats(n);
+    }
+    return staged_;
+  }
+
+  // Keeps the values written at Prepare's pointer: rounds them to BF16 in place in BF16 mode and packs
+  // them into this tensor's 2-byte storage.
+  void Save(const LayerContext& ctx) {
+    if (!ctx.bf16()) return;
+    ctx.ops->RoundToBf16(staged_, n_);
+    bf16_.resize(n_);
+    ctx.ops->PackBf16(staged_, n_, bf16_.data());
+  }
+
+  // Prepare + copy of n values of x + Save, for a tensor the forward already has elsewhere. In BF16 mode x
+  // must hold BF16 values (a stored activation): the forward goes on with x itself, not the rounded copy.
+  void SaveCopy(const LayerContext& ctx, Scratch::Frame& frame, const float* x, int64_t n) {
+    ctx.ops->Copy(x, Prepare(ctx, frame, n), n);
+    Save(ctx);
+  }
+
+  // The kept values as FP32: the storage itself in FP32 mode, unpacked into a buffer of `frame` in BF16
+  // mode.
+  const float* Load(const LayerContext& ctx, Scratch::Frame& frame) const {
+    if (!ctx.bf16()) return fp32_.data();
+    float* x = frame.Floats(n_);
+    ctx.ops->UnpackBf16(bf16_.data(), n_, x);
+    return x;
+  }
+
+  int64_t size() const { return n_; }
+  int64_t bytes() const {
+    return static_cast<int64_t>(fp32_.size() * sizeof(float) + bf16_.size() * sizeof(uint16_t));
+  }
+  void reset() {
+    fp32_.reset();
+    bf16_.reset();
+    staged_ = nullptr;
+    n_ = 0;
+  }
+
+ private:
+  Buffer<float> fp32_;
+  Buffer<uint16_t> bf16_;
+  float* staged_ = nullptr;
+  int64_t n_ = 0;
+};
+
+inline int64_t ByteSize(const SavedActivation& s) { return s.bytes(); }
+
+}  // namespace moe::model
