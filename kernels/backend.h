@@ -24,6 +24,9 @@ enum class ScoringFunc { kSigmoid, kSoftmax };
 enum class TopkMethod { kNoauxTc, kGreedy, kGroupLimitedGreedy };
 
 // One GEMM of a grouped launch: C[m,n] = alpha * op(A) op(B) + beta * C, leading dims in elements.
+// A is a_bf16 when that is set (2-byte BF16 bits, same layout and leading dim: a saved activation kept
+// as BF16), else a; likewise B. BF16 values are exact in FP32, so an operand given as bits is the same
+// number as its FP32 twin in either GEMM precision; in BF16 mode it just skips the rounding pass.
 struct GemmProblem {
   int64_t m = 0, n = 0, k = 0;
   const float* a = nullptr;
@@ -32,6 +35,8 @@ struct GemmProblem {
   int64_t ldb = 0;
   float* c = nullptr;
   int64_t ldc = 0;
+  const uint16_t* a_bf16 = nullptr;
+  const uint16_t* b_bf16 = nullptr;
 };
 
 // RoPE over a strided set of vectors: token i, head h, pair j at

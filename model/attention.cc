@@ -132,9 +132,9 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
 
   Scratch::Frame frame(*ctx.scratch);
-  const float* o = s.o.Load(ctx, frame);
   float* d_o = frame.Floats(n * h * dv);
-  LinearBackward(ops, *o_proj_, o, d_out, n, d_o, GradMode::kWrite);
+  LinearBackward(ops, *o_proj_, s.o.fp32(), d_out, n, d_o, GradMode::kWrite, s.o.bits());
+  const float* o = s.o.Load(ctx, frame);
 
   float* dq = frame.Floats(n * h * dqk);
   float* dk = frame.Floats(n * h * dqk);
@@ -153,7 +153,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   ops.RopeBackward(KeyRopeView(rope, positions, dkr, n));
 
   float* dckv = frame.Floats(n * rkv);
-  LinearBackward(ops, *kv_b_proj_, s.ckv.Load(ctx, frame), dkv, n, dckv, GradMode::kWrite);
+  LinearBackward(ops, *kv_b_proj_, s.ckv.fp32(), dkv, n, dckv, GradMode::kWrite, s.ckv.bits());
   float* dckv_in = frame.Floats(n * rkv);
   ops.RmsNormBackward(s.ckv_in.Load(ctx, frame), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n,
                       rkv, dckv_in, kv_a_layernorm_->grad.data());
@@ -168,7 +168,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
     const int64_t rq = dims_.q_lora_rank;
     float* dcq = frame.Floats(n * rq);
     float* dqa = frame.Floats(n * rq);
-    LinearBackward(ops, *q_b_proj_, s.cq.Load(ctx, frame), dq, n, dcq, GradMode::kWrite);
+    LinearBackward(ops, *q_b_proj_, s.cq.fp32(), dq, n, dcq, GradMode::kWrite, s.cq.bits());
     ops.RmsNormBackward(s.qa.Load(ctx, frame), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq,
                         dqa, q_a_layernorm_->grad.data());
     LinearBackward(ops, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate);

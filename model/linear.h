@@ -17,17 +17,19 @@ inline void LinearForward(kernels::Backend& ops, const Param& w, const float* x,
            {n, out, in, x, in, w.working.data(), in, y, out}, 1.0f, 0.0f);
 }
 
-// dx[n, in] (= or += per mode) dy · W;  dW += dyᵀ x.  dx may be null (input needs no gradient).
+// dx[n, in] (= or += per mode) dy · W;  dW += dyᵀ x.  dx may be null (input needs no gradient). x may be
+// given as BF16 bits instead (x_bf16: a saved activation kept as BF16; x is then null).
 inline void LinearBackward(kernels::Backend& ops, Param& w, const float* x, const float* dy, int64_t n,
-                           float* dx, GradMode dx_mode) {
+                           float* dx, GradMode dx_mode, const uint16_t* x_bf16 = nullptr) {
   const int64_t out = w.shape[0], in = w.shape[1];
   if (dx != nullptr) {
     ops.Gemm(kernels::Transpose::kNo, kernels::Transpose::kNo,
              {n, in, out, dy, out, w.working.data(), in, dx, in}, 1.0f,
              dx_mode == GradMode::kAccumulate ? 1.0f : 0.0f);
   }
-  ops.Gemm(kernels::Transpose::kYes, kernels::Transpose::kNo,
-           {out, in, n, dy, out, x, in, w.grad.data(), in}, 1.0f, 1.0f);
+  kernels::GemmProblem wgrad{out, in, n, dy, out, x, in, w.grad.data(), in};
+  wgrad.b_bf16 = x_bf16;
+  ops.Gemm(kernels::Transpose::kYes, kernels::Transpose::kNo, wgrad, 1.0f, 1.0f);
 }
 
 }  // namespace moe::model

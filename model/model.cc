@@ -355,10 +355,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   Scratch::Frame frame(scratch_);
   float* d_hf = backward ? frame.Floats(n_loc * d) : nullptr;
   // The head's gradient first: the MTP depths then reuse the logits buffer.
-  if (backward) {
-    Scratch::Frame load(scratch_);
-    LinearBackward(ops, *lm_head_, fp.hf.Load(ctx_, load), logits, n_loc, d_hf, GradMode::kWrite);
-  }
+  if (backward) LinearBackward(ops, *lm_head_, fp.hf.fp32(), logits, n_loc, d_hf, GradMode::kWrite, fp.hf.bits());
   if (!mtp_.empty()) MtpForward(ids, targets, backward, loss_scale, &stats);
   stats.balance_loss = fp.balance_loss;  // the MTP blocks' MoE included
   stats.dropped = fp.dropped;

@@ -212,8 +212,11 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   float* da = frame.Floats(grouped_rows * ie);
   float* dc = frame.Floats(grouped_rows * ie);
   float* dx = frame.Floats(grouped_rows * d);
-  const float* m = s.m.Load(ctx, frame);
-  const float* x_grouped = s.x_grouped.Load(ctx, frame);
+  // m and x_grouped only feed weight gradients: the GEMMs read them as kept (BF16 bits in BF16 mode).
+  const float* m = s.m.fp32();
+  const uint16_t* m_bf16 = s.m.bits();
+  const float* x_grouped = s.x_grouped.fp32();
+  const uint16_t* x_grouped_bf16 = s.x_grouped.bits();
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     return GemmProblem{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie,
@@ -222,8 +225,9 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                   1, 0);
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo,  // d down_j += dy_jᵀ m_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{d, ie, r, dy + o * d, d, m + o * ie, ie,
-                                       expert_down_[j]->grad.data(), ie};
+                    GemmProblem q{d, ie, r, dy + o * d, d, m ? m + o * ie : nullptr, ie, expert_down_[j]->grad.data(), ie};
+                    q.b_bf16 = m_bf16 ? m_bf16 + o * ie : nullptr;
+                    return q;
                   }),
                   1, 1);
   ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, grouped_rows * ie);
@@ -236,7 +240,9 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc), 1, 1);
   auto weight_grad = [&](const std::vector<Param*>& w, const float* g) {  // d w_j += g_jᵀ x_j
     return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
-      return GemmProblem{ie, d, r, g + o * ie, ie, x_grouped + o * d, d, w[j]->grad.data(), d};
+      GemmProblem q{ie, d, r, g + o * ie, ie, x_grouped ? x_grouped + o * d : nullptr, d, w[j]->grad.data(), d};
+      q.b_bf16 = x_grouped_bf16 ? x_grouped_bf16 + o * d : nullptr;
+      return q;
     });
   };
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da), 1, 1);

@@ -24,6 +24,7 @@ class SavedActivation {
   // `frame` in BF16 mode (valid until the frame ends).
   float* Prepare(const LayerContext& ctx, Scratch::Frame& frame, int64_t n) {
     n_ = n;
+    packed_ = ctx.bf16();
     if (!ctx.bf16()) {
       fp32_.resize(n);
       staged_ = fp32_.data();
@@ -58,6 +59,11 @@ class SavedActivation {
     return x;
   }
 
+  // The kept values as a GEMM operand, without unpacking (kernels::GemmProblem takes either): FP32
+  // storage in FP32 mode, BF16 bits in BF16 mode. Exactly one of the two is non-null.
+  const float* fp32() const { return packed_ ? nullptr : fp32_.data(); }
+  const uint16_t* bits() const { return packed_ ? bf16_.data() : nullptr; }
+
   int64_t size() const { return n_; }
   int64_t bytes() const {
     return static_cast<int64_t>(fp32_.size() * sizeof(float) + bf16_.size() * sizeof(uint16_t));
@@ -67,6 +73,7 @@ class SavedActivation {
     bf16_.reset();
     staged_ = nullptr;
     n_ = 0;
+    packed_ = false;
   }
 
  private:
@@ -74,6 +81,7 @@ class SavedActivation {
   Buffer<uint16_t> bf16_;
   float* staged_ = nullptr;
   int64_t n_ = 0;
+  bool packed_ = false;  // BF16 mode: the values live in bf16_
 };
 
 inline int64_t ByteSize(const SavedActivation& s) { return s.bytes(); }

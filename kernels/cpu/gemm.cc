@@ -122,39 +122,59 @@ double Work(const GemmProblem& p) {
          static_cast<double>(std::max<int64_t>(p.k, 1));
 }
 
-// The two roundings (base/bf16.h) as function objects, so ConvertRows inlines them.
+// The conversions (base/bf16.h) as function objects, so ConvertRows inlines them.
 struct ToBf16Bits {
   uint16_t operator()(float x) const { return moe::FloatToBf16Bits(x); }
 };
 struct ToBf16Value {
   float operator()(float x) const { return moe::RoundToBf16(x); }
 };
+struct FromBf16Bits {
+  float operator()(uint16_t b) const { return moe::Bf16BitsToFloat(b); }
+};
 
 // dst [rows, cols] (dense) <- convert(each element of the rows of src, leading dimension ld). Convert is
 // a function object (not a pointer) so that the inner loop is inlined and vectorised.
-template <typename Out, typename Convert>
-void ConvertRows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* dst) {
+template <typename In, typename Out, typename Convert>
+void ConvertRows(const In* src, int64_t rows, int64_t cols, int64_t ld, Out* dst) {
   const bool fork = !omp_in_parallel() && rows * cols >= cpu_internal::kMinParallelElements;
 #pragma omp parallel for schedule(static) if (fork)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* in = src + r * ld;
+    const In* in = src + r * ld;
     Out* out = dst + r * cols;
 #pragma omp simd
     for (int64_t c = 0; c < cols; ++c) out[c] = Convert()(in[c]);
   }
 }
 
-// `src` [rows, cols] (leading dimension ld) rounded to BF16 into `buffer` (resized): BF16 bits for
-// uint16_t, BF16 values for float. Returns the buffer's data.
-const void* RoundedOperand(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>* buffer) {
-  buffer->resize(rows * cols);
-  ConvertRows<uint16_t, ToBf16Bits>(src, rows, cols, ld, buffer->data());
-  return buffer->data();
-}
-const void* RoundedOperand(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<float>* buffer) {
-  buffer->resize(rows * cols);
-  ConvertRows<float, ToBf16Value>(src, rows, cols, ld, buffer->data());
-  return buffer->data();
+// An operand as the product reads it: its data and leading dimension.
+struct Operand {
+  const void* data;
+  int64_t ld;
+};
+
+// Operand [rows, cols] (leading dimension ld), given as FP32 (f32) or as BF16 bits (bits, when set), in
+// the form the product wants: BF16 bits for the BF16 primitive (want_bits), else FP32 words, rounded to
+// BF16 values when `round` (BF16 products on sgemm). Converted operands go densely into `bits_buffer`
+// or `float_buffer`; the rest are read in place.
+Operand PrepareOperand(const float* f32, const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld,
+                       bool want_bits, bool round, std::vector<uint16_t>* bits_buffer,
+                       std::vector<float>* float_buffer) {
+  if (want_bits) {
+    if (bits != nullptr) return {bits, ld};
+    bits_buffer->resize(rows * cols);
+    ConvertRows<float, uint16_t, ToBf16Bits>(f32, rows, cols, ld, bits_buffer->data());
+    return {bits_buffer->data(), cols};
+  }
+  if (bits != nullptr) {
+    float_buffer->resize(rows * cols);
+    ConvertRows<uint16_t, float, FromBf16Bits>(bits, rows, cols, ld, float_buffer->data());
+    return {float_buffer->data(), cols};
+  }
+  if (!round) return {f32, ld};
+  float_buffer->resize(rows * cols);
+  ConvertRows<float, float, ToBf16Value>(f32, rows, cols, ld, float_buffer->data());
+  return {float_buffer->data(), cols};
 }
 
 }  // namespace
@@ -186,20 +206,19 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
   constexpr double kPrimitiveMinWork = double{1 << 15};  // m * n * k
   const bool at = ta == Transpose::kYes, bt = tb == Transpose::kYes;
   const bool small = static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) < kPrimitiveMinWork;
-  // BF16 operands: A and B rounded into dense per-thread buffers in their stored orientation, as BF16
-  // values in FP32 words for sgemm (the same numbers) or as BF16 for the BF16 matmul.
-  thread_local std::vector<float> a_rounded, b_rounded;
+  // Operands in their stored orientation: for BF16 products, BF16 bits for the matmul primitive or
+  // BF16 values in FP32 words for sgemm (the same numbers), converted into per-thread buffers unless the
+  // caller passed BF16 bits the primitive can read in place.
+  thread_local std::vector<float> a_float, b_float;
   thread_local std::vector<uint16_t> a16, b16;
-  const void* a = p.a;
-  const void* b = p.b;
-  int64_t lda = p.lda, ldb = p.ldb;
-  if (bf16) {
-    const int64_t a_rows = at ? p.k : p.m, b_rows = bt ? p.n : p.k;
-    lda = at ? p.m : p.k;
-    ldb = bt ? p.k : p.n;
-    a = small ? RoundedOperand(p.a, a_rows, lda, p.lda, &a_rounded) : RoundedOperand(p.a, a_rows, lda, p.lda, &a16);
-    b = small ? RoundedOperand(p.b, b_rows, ldb, p.ldb, &b_rounded) : RoundedOperand(p.b, b_rows, ldb, p.ldb, &b16);
-  }
+  const int64_t a_rows = at ? p.k : p.m, a_cols = at ? p.m : p.k;
+  const int64_t b_rows = bt ? p.n : p.k, b_cols = bt ? p.k : p.n;
+  const bool want_bits = bf16 && !small;
+  const Operand a_op = PrepareOperand(p.a, p.a_bf16, a_rows, a_cols, p.lda, want_bits, bf16, &a16, &a_float);
+  const Operand b_op = PrepareOperand(p.b, p.b_bf16, b_rows, b_cols, p.ldb, want_bits, bf16, &b16, &b_float);
+  const void* a = a_op.data;
+  const void* b = b_op.data;
+  const int64_t lda = a_op.ld, ldb = b_op.ld;
   if (small) {
     const dnnl::status st = dnnl::sgemm(at ? 'T' : 'N', bt ? 'T' : 'N', p.m, p.n, p.k, alpha,
                                         static_cast<const float*>(a), lda, static_cast<const float*>(b), ldb,
@@ -209,7 +228,7 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
   }
   const GemmKey key{ta == Transpose::kYes,
                     tb == Transpose::kYes,
-                    bf16,
+                    want_bits,
                     p.m,
                     p.n,
                     p.k,

@@ -216,3 +216,48 @@ TEST(GroupedGemm, Bf16MatchesReferenceAndAnyThreadCount) {
 
 }  // namespace
 }  // namespace moe::kernels
+
+namespace moe::kernels {
+namespace {
+
+// Operands given as BF16 bits (a_bf16 / b_bf16, padded leading dims) give bit for bit the product of
+// their values given as FP32 words, in both GEMM precisions, on the sgemm path (small) and the matmul
+// primitive's (large), alone and grouped.
+TEST(Gemm, Bf16BitOperandsEqualTheirFp32Values) {
+  for (bool bf16_mode : {false, true}) {
+    CpuBackend be(2, bf16_mode);
+    for (int64_t size : {6, 48}) {
+      for (Transpose ta : {Transpose::kNo, Transpose::kYes}) {
+        for (Transpose tb : {Transpose::kNo, Transpose::kYes}) {
+          Problem fp32(ta, tb, size, size + 5, size + 3, 17);
+          for (float& x : fp32.a) x = moe::RoundToBf16(x);
+          for (float& x : fp32.b) x = moe::RoundToBf16(x);
+          std::vector<uint16_t> a_bits(fp32.a.size()), b_bits(fp32.b.size());
+          for (size_t i = 0; i < a_bits.size(); ++i) a_bits[i] = moe::FloatToBf16Bits(fp32.a[i]);
+          for (size_t i = 0; i < b_bits.size(); ++i) b_bits[i] = moe::FloatToBf16Bits(fp32.b[i]);
+          std::vector<float> c_bits = fp32.c;
+          GemmProblem bits = fp32.view;
+          bits.a = nullptr;
+          bits.b = nullptr;
+          bits.a_bf16 = a_bits.data();
+          bits.b_bf16 = b_bits.data();
+          bits.c = c_bits.data();
+          be.Gemm(ta, tb, fp32.view, 0.5f, 1.0f);
+          be.Gemm(ta, tb, bits, 0.5f, 1.0f);
+          ASSERT_EQ(fp32.c, c_bits) << "bf16 mode " << bf16_mode << " size " << size;
+          GemmProblem mixed = fp32.view;  // grouped, A as bits and B as FP32, from the same C
+          std::vector<float> c_mixed = fp32.c;
+          mixed.a = nullptr;
+          mixed.a_bf16 = a_bits.data();
+          mixed.c = c_mixed.data();
+          be.GroupedGemm(ta, tb, {fp32.view}, 1.0f, 1.0f);
+          be.GroupedGemm(ta, tb, {mixed}, 1.0f, 1.0f);
+          ASSERT_EQ(fp32.c, c_mixed) << "grouped, bf16 mode " << bf16_mode << " size " << size;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moe::kernels

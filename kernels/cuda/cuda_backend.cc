@@ -299,25 +299,39 @@ void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float a
     return;
   }
   const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
+  if (gemm_math_ == GemmMath::kFp32 && (p.a_bf16 != nullptr || p.b_bf16 != nullptr)) {
+    // FP32 products read FP32 operands: BF16 ones are unpacked (exactly) first.
+    const GemmProblem q = WithFp32Operands(ta_yes, tb_yes, p, static_cast<char*>(Scratch(Fp32OperandBytes(p))));
+    Gemm(ta, tb, q, alpha, beta);
+    return;
+  }
   const void* a = p.a;
   const void* b = p.b;
   int64_t lda = p.lda, ldb = p.ldb;
   if (gemm_math_ == GemmMath::kBf16) {
     // Row-major stored shapes of A and B, packed to BF16 with leading dims rounded up to 8
-    // elements (16 bytes, what the tensor-core kernels want).
+    // elements (16 bytes, what the tensor-core kernels want); operands given as BF16 are read in place.
     const int64_t a_rows = ta_yes ? p.k : p.m, a_cols = ta_yes ? p.m : p.k;
     const int64_t b_rows = tb_yes ? p.n : p.k, b_cols = tb_yes ? p.k : p.n;
     const int64_t a_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(a_cols), 8));
     const int64_t b_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(b_cols), 8));
-    const size_t a_bytes = RoundUp(sizeof(uint16_t) * static_cast<size_t>(a_rows * a_ld), 256);
-    const size_t b_bytes = RoundUp(sizeof(uint16_t) * static_cast<size_t>(b_rows * b_ld), 256);
+    const size_t a_bytes = p.a_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(a_rows * a_ld), 256);
+    const size_t b_bytes = p.b_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(b_rows * b_ld), 256);
     char* ws = static_cast<char*>(Scratch(a_bytes + b_bytes));
-    cuda::LaunchPackBf16(p.a, a_rows, a_cols, p.lda, ws, a_ld, stream_);
-    cuda::LaunchPackBf16(p.b, b_rows, b_cols, p.ldb, ws + a_bytes, b_ld, stream_);
-    a = ws;
-    b = ws + a_bytes;
-    lda = a_ld;
-    ldb = b_ld;
+    if (p.a_bf16 != nullptr) {
+      a = p.a_bf16;
+    } else {
+      cuda::LaunchPackBf16(p.a, a_rows, a_cols, p.lda, ws, a_ld, stream_);
+      a = ws;
+      lda = a_ld;
+    }
+    if (p.b_bf16 != nullptr) {
+      b = p.b_bf16;
+    } else {
+      cuda::LaunchPackBf16(p.b, b_rows, b_cols, p.ldb, ws + a_bytes, b_ld, stream_);
+      b = ws + a_bytes;
+      ldb = b_ld;
+    }
   }
   GemmKey key{ta_yes ? 1 : 0, tb_yes ? 1 : 0, static_cast<int>(gemm_math_),
               p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
@@ -332,15 +346,60 @@ void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float a
                  cublasLtGetStatusString(st));
     plan.usable = false;
   }
-  // The grouped kernel with one problem: any shape, same arithmetic mode, on the original operands.
-  cuda::LaunchGroupedGemm(ta_yes, tb_yes, &p, 1, alpha, beta, gemm_math_, stream_);
+  // The grouped kernel with one problem: any shape, same arithmetic mode, on FP32 operands.
+  const GemmProblem q = WithFp32Operands(ta_yes, tb_yes, p, static_cast<char*>(Scratch(Fp32OperandBytes(p))));
+  cuda::LaunchGroupedGemm(ta_yes, tb_yes, &q, 1, alpha, beta, gemm_math_, stream_);
+}
+
+size_t CudaBackend::Fp32OperandBytes(const GemmProblem& p) {
+  size_t bytes = 0;
+  if (p.a_bf16 != nullptr) bytes += RoundUp(sizeof(float) * static_cast<size_t>(p.m * p.k), 256);
+  if (p.b_bf16 != nullptr) bytes += RoundUp(sizeof(float) * static_cast<size_t>(p.k * p.n), 256);
+  return bytes;
+}
+
+GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws) {
+  GemmProblem q = p;
+  if (p.a_bf16 != nullptr) {
+    const int64_t rows = ta ? p.k : p.m, cols = ta ? p.m : p.k;
+    float* a = reinterpret_cast<float*>(ws);
+    cuda::LaunchUnpackBf16(p.a_bf16, rows, cols, p.lda, a, cols, stream_);
+    q.a = a;
+    q.lda = cols;
+    q.a_bf16 = nullptr;
+    ws += RoundUp(sizeof(float) * static_cast<size_t>(p.m * p.k), 256);
+  }
+  if (p.b_bf16 != nullptr) {
+    const int64_t rows = tb ? p.n : p.k, cols = tb ? p.k : p.n;
+    float* b = reinterpret_cast<float*>(ws);
+    cuda::LaunchUnpackBf16(p.b_bf16, rows, cols, p.ldb, b, cols, stream_);
+    q.b = b;
+    q.ldb = cols;
+    q.b_bf16 = nullptr;
+  }
+  return q;
 }
 
 void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                               float alpha, float beta) {
   OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
-  cuda::LaunchGroupedGemm(ta == Transpose::kYes, tb == Transpose::kYes, problems.data(),
-                          static_cast<int64_t>(problems.size()), alpha, beta, gemm_math_, stream_);
+  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
+  // The grouped kernel reads FP32 operands: BF16 ones are unpacked (exactly) into the scratch buffer.
+  size_t bytes = 0;
+  for (const GemmProblem& p : problems) bytes += Fp32OperandBytes(p);
+  if (bytes == 0) {
+    cuda::LaunchGroupedGemm(ta_yes, tb_yes, problems.data(), static_cast<int64_t>(problems.size()), alpha, beta,
+                            gemm_math_, stream_);
+    return;
+  }
+  char* ws = static_cast<char*>(Scratch(bytes));
+  std::vector<GemmProblem> fp32(problems.size());
+  for (size_t i = 0; i < problems.size(); ++i) {
+    fp32[i] = WithFp32Operands(ta_yes, tb_yes, problems[i], ws);
+    ws += Fp32OperandBytes(problems[i]);
+  }
+  cuda::LaunchGroupedGemm(ta_yes, tb_yes, fp32.data(), static_cast<int64_t>(fp32.size()), alpha, beta, gemm_math_,
+                          stream_);
 }
 
 // ---- Data movement. ----
@@ -380,7 +439,7 @@ void CudaBackend::PackBf16(const float* x, int64_t n, uint16_t* bits) {
 
 void CudaBackend::UnpackBf16(const uint16_t* bits, int64_t n, float* x) {
   OpTimer timer(this, "unpack_bf16");
-  cuda::LaunchUnpackBf16(bits, n, x, stream_);
+  cuda::LaunchUnpackBf16(bits, 1, n, n, x, n, stream_);
 }
 void CudaBackend::Add(const float* a, float* y, int64_t n) {
   OpTimer timer(this, "add");

@@ -180,6 +180,10 @@ class CudaBackend final : public Backend {
   // Scratch of at least `bytes` (device, 256-byte aligned, contents undefined). Valid until the
   // next call; growing it synchronises the stream once.
   void* Scratch(size_t bytes);
+  // GEMM operands given as BF16 bits, unpacked to dense FP32 for the paths that read FP32 (FP32 products,
+  // the grouped kernel): the scratch bytes p needs, and p with its BF16 operands unpacked at ws.
+  static size_t Fp32OperandBytes(const GemmProblem& p);
+  GemmProblem WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws);
   // Copies the device Result to the host and waits for the stream.
   Result FetchResult();
   GemmPlan& Plan(const GemmKey& key);

@@ -138,9 +138,12 @@ __global__ void PackBf16Kernel(const float* __restrict__ src, int64_t rows, int6
   }
 }
 
-__global__ void UnpackBf16Kernel(const uint16_t* __restrict__ bits, int64_t n, float* __restrict__ x) {
-  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
-    x[i] = __int_as_float(static_cast<int>(static_cast<uint32_t>(bits[i]) << 16));
+__global__ void UnpackBf16Kernel(const uint16_t* __restrict__ bits, int64_t rows, int64_t cols, int64_t ld,
+                                 float* __restrict__ dst, int64_t dst_ld) {
+  const int64_t total = rows * cols;
+  for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
+    const int64_t r = e / cols, col = e % cols;
+    dst[r * dst_ld + col] = __int_as_float(static_cast<int>(static_cast<uint32_t>(bits[r * ld + col]) << 16));
   }
 }
 
@@ -252,9 +255,10 @@ void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float b
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-void LaunchUnpackBf16(const uint16_t* bits, int64_t n, float* x, cudaStream_t stream) {
-  if (n <= 0) return;
-  UnpackBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(bits, n, x);
+void LaunchUnpackBf16(const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld, float* dst, int64_t dst_ld,
+                      cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  UnpackBf16Kernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(bits, rows, cols, ld, dst, dst_ld);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

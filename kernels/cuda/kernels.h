@@ -54,8 +54,9 @@ void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float b
 // cols] with leading dim ld.
 void LaunchPackBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, void* dst,
                     int64_t dst_ld, cudaStream_t stream);
-// x[i] = the BF16 value of bits[i] (exact).
-void LaunchUnpackBf16(const uint16_t* bits, int64_t n, float* x, cudaStream_t stream);
+// dst [rows, cols] FP32 (leading dim dst_ld) = the BF16 values of bits [rows, cols] (leading dim ld), exactly.
+void LaunchUnpackBf16(const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld, float* dst, int64_t dst_ld,
+                      cudaStream_t stream);
 
 // ---- rows.cu ----
 void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,

@@ -412,7 +412,7 @@ int main() {
       std::vector<uint16_t> bits(n), gbits(n, 0xABCD);
       cpu.PackBf16(x.data(), n, bits.data()); kc::LaunchPackBf16(x.data(), 1, n, n, gbits.data(), n, st);
       std::vector<float> back(n), gback(n);
-      cpu.UnpackBf16(bits.data(), n, back.data()); kc::LaunchUnpackBf16(bits.data(), n, gback.data(), st);
+      cpu.UnpackBf16(bits.data(), n, back.data()); kc::LaunchUnpackBf16(bits.data(), 1, n, n, gback.data(), n, st);
       bool same = std::memcmp(bits.data(), gbits.data(), n * sizeof(uint16_t)) == 0 &&
                   std::memcmp(back.data(), gback.data(), n * sizeof(float)) == 0;
       std::printf("%s pack_bf16/unpack_bf16 bit for bit\n", same ? "PASS" : "FAIL");
