@@ -1,5 +1,6 @@
 // CudaBackend: the op interface on the GPU. Matrix products go through cuBLASLt (plans cached per
-// GEMM signature); every other op is a hand-written kernel launched through kernels/cuda/kernels.h.
+// GEMM signature; cuda_gemm.cc); every other op is a hand-written kernel launched through
+// kernels/cuda/kernels.h.
 // See cuda_backend.h for the execution model and numerics.
 #include "kernels/cuda/cuda_backend.h"
 
@@ -13,71 +14,19 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_backend_internal.h"
 
 namespace moe::kernels {
 namespace {
-
-#define MOE_CUBLAS_CHECK(call)                                                                 \
-  do {                                                                                         \
-    const cublasStatus_t moe_cublas_st_ = (call);                                              \
-    if (moe_cublas_st_ != CUBLAS_STATUS_SUCCESS) {                                             \
-      ::moe::kernels::cuda::CudaFail(#call, cublasLtGetStatusString(moe_cublas_st_), __FILE__, \
-                                     __LINE__);                                                \
-    }                                                                                          \
-  } while (0)
 
 absl::Status CudaError(const char* what, int device, cudaError_t err) {
   return absl::FailedPreconditionError(absl::StrCat("CUDA backend (device ", device, "): ", what,
                                                     " failed: ", cudaGetErrorString(err)));
 }
 
-// Largest power of two (<= 256) dividing the address: what cuBLASLt may assume about a pointer.
-int AlignmentOf(const void* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  int align = 256;
-  while (align > 1 && (a % static_cast<uintptr_t>(align)) != 0) align >>= 1;
-  return align;
-}
-
-size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
-
-cublasOperation_t Op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
-
 }  // namespace
 
-// cuBLASLt is column-major; a row-major C[m,n] = op(A) op(B) is the column-major
-// C^T[n,m] = op(B)^T op(A)^T, so cuBLASLt's first operand is B and its second is A, each with its
-// own transpose flag unchanged (a row-major [r, c] buffer is a column-major [c, r] one).
-struct CudaBackend::GemmPlan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t b_layout = nullptr, a_layout = nullptr, c_layout = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  bool usable = true;  // false: cuBLASLt has no algorithm for this signature
-  ~GemmPlan() {
-    if (c_layout) cublasLtMatrixLayoutDestroy(c_layout);
-    if (a_layout) cublasLtMatrixLayoutDestroy(a_layout);
-    if (b_layout) cublasLtMatrixLayoutDestroy(b_layout);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-  }
-};
-
-bool CudaBackend::GemmKey::operator==(const GemmKey& o) const {
-  return ta == o.ta && tb == o.tb && math == o.math && m == o.m && n == o.n && k == o.k &&
-         lda == o.lda && ldb == o.ldb && ldc == o.ldc && align_a == o.align_a &&
-         align_b == o.align_b && align_c == o.align_c;
-}
-
-size_t CudaBackend::GemmKeyHash::operator()(const GemmKey& k) const {
-  size_t h = 0;
-  auto mix = [&h](int64_t v) {
-    h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  };
-  for (int64_t v : {int64_t{k.ta}, int64_t{k.tb}, int64_t{k.math}, k.m, k.n, k.k, k.lda, k.ldb,
-                    k.ldc, int64_t{k.align_a}, int64_t{k.align_b}, int64_t{k.align_c}}) {
-    mix(v);
-  }
-  return h;
-}
+using cuda_internal::RoundUp;
 
 CudaBackend::CudaBackend(const CudaBackendOptions& options)
     : device_(options.device), gemm_math_(options.gemm_math) {}
@@ -213,193 +162,6 @@ CudaBackend::Result CudaBackend::FetchResult() {
                                  cudaMemcpyDeviceToHost, stream_));
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   return *result_host_;
-}
-
-// ---- Matrix products. ----
-
-namespace {
-double GroupedFlops(const std::vector<GemmProblem>& problems) {
-  double f = 0;
-  for (const GemmProblem& p : problems) f += GemmFlops(p);
-  return f;
-}
-}  // namespace
-
-CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
-  auto it = plans_.find(key);
-  if (it != plans_.end()) return *it->second;
-  auto plan = std::make_unique<GemmPlan>();
-  const cudaDataType_t operand_type = key.math == static_cast<int>(GemmMath::kBf16)
-                                          ? CUDA_R_16BF
-                                          : CUDA_R_32F;
-  MOE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t op_first = Op(key.tb != 0), op_second = Op(key.ta != 0);
-  MOE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                  &op_first, sizeof(op_first)));
-  MOE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                  &op_second, sizeof(op_second)));
-  // Column-major views: B is [tb ? k : n] x [tb ? n : k], A is [ta ? m : k] x [ta ? k : m].
-  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b_layout, operand_type,
-                                              static_cast<uint64_t>(key.tb ? key.k : key.n),
-                                              static_cast<uint64_t>(key.tb ? key.n : key.k),
-                                              key.ldb));
-  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a_layout, operand_type,
-                                              static_cast<uint64_t>(key.ta ? key.m : key.k),
-                                              static_cast<uint64_t>(key.ta ? key.k : key.m),
-                                              key.lda));
-  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c_layout, CUDA_R_32F,
-                                              static_cast<uint64_t>(key.n),
-                                              static_cast<uint64_t>(key.m), key.ldc));
-
-  cublasLtMatmulPreference_t pref = nullptr;
-  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint64_t ws = lt_workspace_bytes_;
-  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  // Tell the heuristic how aligned the pointers really are (it assumes 256 bytes otherwise).
-  const uint32_t align_first = static_cast<uint32_t>(key.align_b);
-  const uint32_t align_second = static_cast<uint32_t>(key.align_a);
-  const uint32_t align_c = static_cast<uint32_t>(key.align_c);
-  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(align_first)));
-  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(align_second)));
-  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
-  MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(lt_, plan->desc, plan->b_layout, plan->a_layout,
-                                     plan->c_layout, plan->c_layout, pref, 1, &result, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    // No cuBLASLt kernel for this signature: remember that, and Gemm uses the grouped kernel.
-    std::fprintf(stderr,
-                 "CUDA backend: no cuBLASLt algorithm for m=%lld n=%lld k=%lld lda=%lld ldb=%lld "
-                 "ldc=%lld ta=%d tb=%d math=%d (%s); using the built-in GEMM kernel\n",
-                 static_cast<long long>(key.m), static_cast<long long>(key.n),
-                 static_cast<long long>(key.k), static_cast<long long>(key.lda),
-                 static_cast<long long>(key.ldb), static_cast<long long>(key.ldc), key.ta, key.tb,
-                 key.math, cublasLtGetStatusString(st));
-    plan->usable = false;
-  }
-  plan->algo = result.algo;
-  GemmPlan& ref = *plan;
-  plans_.emplace(key, std::move(plan));
-  return ref;
-}
-
-void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
-  OpTimer timer(this, "gemm", GemmFlops(p));
-  if (p.m <= 0 || p.n <= 0) return;
-  if (p.k <= 0) {  // as the CPU twin: C = beta C (zeros when beta == 0)
-    cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream_);
-    return;
-  }
-  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
-  if (gemm_math_ == GemmMath::kFp32 && (p.a_bf16 != nullptr || p.b_bf16 != nullptr)) {
-    // FP32 products read FP32 operands: BF16 ones are unpacked (exactly) first.
-    const GemmProblem q = WithFp32Operands(ta_yes, tb_yes, p, static_cast<char*>(Scratch(Fp32OperandBytes(p))));
-    Gemm(ta, tb, q, alpha, beta);
-    return;
-  }
-  const void* a = p.a;
-  const void* b = p.b;
-  int64_t lda = p.lda, ldb = p.ldb;
-  if (gemm_math_ == GemmMath::kBf16) {
-    // Row-major stored shapes of A and B, packed to BF16 with leading dims rounded up to 8
-    // elements (16 bytes, what the tensor-core kernels want); operands given as BF16 are read in place.
-    const int64_t a_rows = ta_yes ? p.k : p.m, a_cols = ta_yes ? p.m : p.k;
-    const int64_t b_rows = tb_yes ? p.n : p.k, b_cols = tb_yes ? p.k : p.n;
-    const int64_t a_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(a_cols), 8));
-    const int64_t b_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(b_cols), 8));
-    const size_t a_bytes = p.a_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(a_rows * a_ld), 256);
-    const size_t b_bytes = p.b_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(b_rows * b_ld), 256);
-    char* ws = static_cast<char*>(Scratch(a_bytes + b_bytes));
-    if (p.a_bf16 != nullptr) {
-      a = p.a_bf16;
-    } else {
-      cuda::LaunchPackBf16(p.a, a_rows, a_cols, p.lda, ws, a_ld, stream_);
-      a = ws;
-      lda = a_ld;
-    }
-    if (p.b_bf16 != nullptr) {
-      b = p.b_bf16;
-    } else {
-      cuda::LaunchPackBf16(p.b, b_rows, b_cols, p.ldb, ws + a_bytes, b_ld, stream_);
-      b = ws + a_bytes;
-      ldb = b_ld;
-    }
-  }
-  GemmKey key{ta_yes ? 1 : 0, tb_yes ? 1 : 0, static_cast<int>(gemm_math_),
-              p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
-  GemmPlan& plan = Plan(key);
-  if (plan.usable) {
-    const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a,
-                                             plan.a_layout, &beta, p.c, plan.c_layout, p.c,
-                                             plan.c_layout, &plan.algo, lt_workspace_,
-                                             lt_workspace_bytes_, stream_);
-    if (st == CUBLAS_STATUS_SUCCESS) return;
-    std::fprintf(stderr, "CUDA backend: cublasLtMatmul failed (%s); using the built-in GEMM kernel\n",
-                 cublasLtGetStatusString(st));
-    plan.usable = false;
-  }
-  // The grouped kernel with one problem: any shape, same arithmetic mode, on FP32 operands.
-  const GemmProblem q = WithFp32Operands(ta_yes, tb_yes, p, static_cast<char*>(Scratch(Fp32OperandBytes(p))));
-  cuda::LaunchGroupedGemm(ta_yes, tb_yes, &q, 1, alpha, beta, gemm_math_, stream_);
-}
-
-size_t CudaBackend::Fp32OperandBytes(const GemmProblem& p) {
-  size_t bytes = 0;
-  if (p.a_bf16 != nullptr) bytes += RoundUp(sizeof(float) * static_cast<size_t>(p.m * p.k), 256);
-  if (p.b_bf16 != nullptr) bytes += RoundUp(sizeof(float) * static_cast<size_t>(p.k * p.n), 256);
-  return bytes;
-}
-
-GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws) {
-  GemmProblem q = p;
-  if (p.a_bf16 != nullptr) {
-    const int64_t rows = ta ? p.k : p.m, cols = ta ? p.m : p.k;
-    float* a = reinterpret_cast<float*>(ws);
-    cuda::LaunchUnpackBf16(p.a_bf16, rows, cols, p.lda, a, cols, stream_);
-    q.a = a;
-    q.lda = cols;
-    q.a_bf16 = nullptr;
-    ws += RoundUp(sizeof(float) * static_cast<size_t>(p.m * p.k), 256);
-  }
-  if (p.b_bf16 != nullptr) {
-    const int64_t rows = tb ? p.n : p.k, cols = tb ? p.k : p.n;
-    float* b = reinterpret_cast<float*>(ws);
-    cuda::LaunchUnpackBf16(p.b_bf16, rows, cols, p.ldb, b, cols, stream_);
-    q.b = b;
-    q.ldb = cols;
-    q.b_bf16 = nullptr;
-  }
-  return q;
-}
-
-void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
-                              float alpha, float beta) {
-  OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
-  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
-  // The grouped kernel reads FP32 operands: BF16 ones are unpacked (exactly) into the scratch buffer.
-  size_t bytes = 0;
-  for (const GemmProblem& p : problems) bytes += Fp32OperandBytes(p);
-  if (bytes == 0) {
-    cuda::LaunchGroupedGemm(ta_yes, tb_yes, problems.data(), static_cast<int64_t>(problems.size()), alpha, beta,
-                            gemm_math_, stream_);
-    return;
-  }
-  char* ws = static_cast<char*>(Scratch(bytes));
-  std::vector<GemmProblem> fp32(problems.size());
-  for (size_t i = 0; i < problems.size(); ++i) {
-    fp32[i] = WithFp32Operands(ta_yes, tb_yes, problems[i], ws);
-    ws += Fp32OperandBytes(problems[i]);
-  }
-  cuda::LaunchGroupedGemm(ta_yes, tb_yes, fp32.data(), static_cast<int64_t>(fp32.size()), alpha, beta, gemm_math_,
-                          stream_);
 }
 
 // ---- Data movement. ----
