@@ -16,11 +16,19 @@
 
 namespace moe::kernels::cpu_internal {
 
+// Which oneDNN matmul primitive a product runs on. kFixed: one built for its exact shape (oneDNN's
+// fastest kernels, brgemm/AMX; ~1 ms to build, then cached): for products whose shapes repeat every
+// step. kAny: one per (transposes, precision, alpha, beta) with the dimensions and leading dimensions
+// given at each call (oneDNN's gemm:jit, never rebuilt): for the routed experts, whose row counts
+// change every step.
+enum class PrimitiveShape { kFixed, kAny };
+
 // Row-major C[m,n] = alpha op(A) op(B) + beta C through a cached oneDNN matmul primitive (gemm.cc), on
 // the calling thread's OpenMP thread count: all of them outside a parallel region, one inside. Empty
 // problems are handled (k == 0 gives beta C; beta == 0 never reads C). With bf16, A and B are rounded to
 // BF16 (nearest even) first, and their products accumulated in FP32.
-void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16 = false);
+void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16 = false,
+             PrimitiveShape shape = PrimitiveShape::kFixed);
 
 // Aborts on a violated precondition (a bug in the caller, not a data error).
 #define MOE_CPU_CHECK(cond, msg)                                                             \

@@ -13,11 +13,13 @@
 // written, never read). Scratchpads are user-managed (one buffer per calling thread), so one
 // primitive may run on several threads at once.
 //
-// GroupedGemm (the routed experts: one problem per local expert, sizes set by the routing) splits
-// the work two ways: problems big enough to keep every core busy run one after another on all
-// threads; the rest run side by side, one OpenMP thread each (a primitive executed inside an OpenMP
-// parallel region runs single-threaded), largest first. Each C is written by exactly one call, so
-// the result does not depend on the schedule.
+// GroupedGemm (the routed experts: one problem per local expert, row counts set by the routing, so new
+// every step) runs on any-shape primitives (PrimitiveShape::kAny): building a shape-specialised one
+// costs ~1-2 ms, and a step would build hundreds (bench_wide: ~300 ms of a ~450 ms step). Each problem's
+// C is cut into fixed tiles that run side by side, one OpenMP thread each (a primitive executed inside
+// an OpenMP parallel region runs single-threaded), largest first. Each tile of C is written by exactly
+// one call and the tiling depends on the shapes alone, so the result does not depend on the thread
+// count or the schedule.
 #include <omp.h>
 
 #include <algorithm>
@@ -70,17 +72,30 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-// Built under the calling thread's OpenMP thread count, which the key records.
+// The memory descriptors of a product: A [m,k], B [k,n] in their stored orientation (the transposes
+// are strides), C [m,n] FP32. With runtime values (DNNL_RUNTIME_DIM_VAL) they describe any shape.
+struct Descs {
+  memory::desc a, b, c;
+};
+Descs MakeDescs(bool ta, bool tb, bool bf16, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                int64_t ldc) {
+  const memory::data_type in = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  return {memory::desc({m, k}, in, ta ? memory::dims{1, lda} : memory::dims{lda, 1}),
+          memory::desc({k, n}, in, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1}),
+          memory::desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1})};
+}
+
+// Built under the calling thread's OpenMP thread count, which the key records. A key with m < 0 is an
+// any-shape primitive: every dimension and leading dimension is given at execution.
 std::shared_ptr<const GemmPrimitive> Build(const GemmKey& key, float alpha, float beta) {
-  const memory::dims a_strides =
-      key.ta ? memory::dims{1, key.lda} : memory::dims{key.lda, 1};
-  const memory::dims b_strides =
-      key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1};
+  const bool any = key.m < 0;
+  const auto dim = [any](int64_t d) { return any ? DNNL_RUNTIME_DIM_VAL : d; };
+  const Descs d = MakeDescs(key.ta, key.tb, key.bf16, dim(key.m), dim(key.n), dim(key.k), dim(key.lda),
+                            dim(key.ldb), dim(key.ldc));
   auto g = std::make_shared<GemmPrimitive>();
-  const memory::data_type in = key.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
-  g->a_md = memory::desc({key.m, key.k}, in, a_strides);
-  g->b_md = memory::desc({key.k, key.n}, in, b_strides);
-  g->c_md = memory::desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
+  g->a_md = d.a;
+  g->b_md = d.b;
+  g->c_md = d.c;
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
@@ -177,6 +192,12 @@ Operand PrepareOperand(const float* f32, const uint16_t* bits, int64_t rows, int
   return {float_buffer->data(), cols};
 }
 
+[[noreturn]] void FailMatmul(const GemmProblem& p, const dnnl::error& e) {
+  std::fprintf(stderr, "oneDNN matmul %lldx%lldx%lld failed: %s\n", static_cast<long long>(p.m),
+               static_cast<long long>(p.n), static_cast<long long>(p.k), e.what());
+  std::abort();
+}
+
 }  // namespace
 
 namespace cpu_internal {
@@ -184,7 +205,8 @@ namespace cpu_internal {
 // C[m,n] = alpha * op(A) op(B) + beta * C on the calling thread's OpenMP thread count (1 inside a
 // parallel region). Empty problems are handled here (no primitive): m or n == 0 does nothing,
 // k == 0 sets C = beta * C, or zeros with beta == 0 (an uninitialised C may hold NaNs).
-void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16) {
+void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16,
+             PrimitiveShape shape) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {
     for (int64_t i = 0; i < p.m; ++i) {
@@ -226,18 +248,28 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
     MOE_CPU_CHECK(st == dnnl::status::success, "oneDNN sgemm failed");
     return;
   }
-  const GemmKey key{ta == Transpose::kYes,
-                    tb == Transpose::kYes,
-                    want_bits,
-                    p.m,
-                    p.n,
-                    p.k,
-                    lda,
-                    ldb,
-                    p.ldc,
-                    Bits(alpha),
-                    Bits(beta),
-                    omp_in_parallel() ? 1 : omp_get_max_threads()};
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  thread_local dnnl::stream stream(Engine());
+  if (shape == PrimitiveShape::kAny) {
+    thread_local std::vector<char> any_scratch;
+    const GemmKey key{at, bt, want_bits, -1, -1, -1, -1, -1, -1, Bits(alpha), Bits(beta), threads};
+    try {
+      const std::shared_ptr<const GemmPrimitive> g = Get(key, alpha, beta);
+      if (any_scratch.size() < g->scratch_md.get_size()) any_scratch.resize(g->scratch_md.get_size());
+      const Descs d = MakeDescs(at, bt, want_bits, p.m, p.n, p.k, lda, ldb, p.ldc);
+      dnnl::engine& engine = Engine();
+      g->prim.execute(stream, {{DNNL_ARG_SRC, memory(d.a, engine, const_cast<void*>(a))},
+                               {DNNL_ARG_WEIGHTS, memory(d.b, engine, const_cast<void*>(b))},
+                               {DNNL_ARG_DST, memory(d.c, engine, p.c)},
+                               {DNNL_ARG_SCRATCHPAD, memory(g->scratch_md, engine, any_scratch.data())}});
+      stream.wait();
+    } catch (const dnnl::error& e) {
+      FailMatmul(p, e);
+    }
+    return;
+  }
+  const GemmKey key{at, bt, want_bits, p.m, p.n, p.k, lda, ldb, p.ldc, Bits(alpha), Bits(beta), threads};
+  thread_local std::vector<char> scratch;
   try {
     // Each thread keeps its last few primitives with their memory objects, so the attention's many
     // small tile products skip the shared cache's lock and only swap data pointers.
@@ -249,8 +281,6 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
     constexpr size_t kRecent = 8;
     thread_local std::vector<Bound> recent;
     thread_local size_t next_slot = 0;
-    thread_local dnnl::stream stream(Engine());
-    thread_local std::vector<char> scratch;
     Bound* bound = nullptr;
     for (Bound& r : recent) {
       if (!(r.key < key) && !(key < r.key)) bound = &r;
@@ -282,10 +312,7 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
                                     {DNNL_ARG_SCRATCHPAD, bound->s}});
     stream.wait();
   } catch (const dnnl::error& e) {
-    std::fprintf(stderr, "oneDNN matmul %lldx%lldx%lld failed: %s\n",
-                 static_cast<long long>(p.m), static_cast<long long>(p.n),
-                 static_cast<long long>(p.k), e.what());
-    std::abort();
+    FailMatmul(p, e);
   }
 }
 
@@ -297,40 +324,51 @@ void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float al
   cpu_internal::RunGemm(ta, tb, p, alpha, beta, bf16_matmul_);
 }
 
+namespace {
+
+// op(A) rows [i0, i0 + rows) times op(B) columns [j0, j0 + cols): one tile of p's C.
+GemmProblem Tile(Transpose ta, Transpose tb, const GemmProblem& p, int64_t i0, int64_t j0, int64_t rows,
+                 int64_t cols) {
+  const int64_t a_off = ta == Transpose::kYes ? i0 : i0 * p.lda;
+  const int64_t b_off = tb == Transpose::kYes ? j0 * p.ldb : j0;
+  GemmProblem t = p;
+  t.m = rows;
+  t.n = cols;
+  if (t.a != nullptr) t.a += a_off;
+  if (t.a_bf16 != nullptr) t.a_bf16 += a_off;
+  if (t.b != nullptr) t.b += b_off;
+  if (t.b_bf16 != nullptr) t.b_bf16 += b_off;
+  t.c += i0 * p.ldc + j0;
+  return t;
+}
+
+}  // namespace
+
 void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                              float alpha, float beta) {
   double flops = 0;
   for (const GemmProblem& p : problems) flops += GemmFlops(p);
   ScopedOpTime timer(&op_times_["grouped_gemm"], flops);
-  // Non-empty problems, largest first (ties by index, so the order is fixed).
-  std::vector<int64_t> order;
-  double total = 0.0;
-  for (int64_t i = 0; i < static_cast<int64_t>(problems.size()); ++i) {
-    const double w = Work(problems[i]);
-    if (w > 0.0) {
-      order.push_back(i);
-      total += w;
+  // Every problem's C cut into tiles of at most kTileRows x kTileCols, fixed by the shape alone (so
+  // the result does not depend on the thread count or the schedule); the tiles run side by side, one
+  // OpenMP thread each, largest first (ties in problem order).
+  constexpr int64_t kTileRows = 128, kTileCols = 256;
+  std::vector<GemmProblem> tiles;
+  for (const GemmProblem& p : problems) {
+    if (p.m <= 0 || p.n <= 0) continue;
+    for (int64_t i0 = 0; i0 < p.m; i0 += kTileRows) {
+      for (int64_t j0 = 0; j0 < p.n; j0 += kTileCols) {
+        tiles.push_back(Tile(ta, tb, p, i0, j0, std::min(kTileRows, p.m - i0), std::min(kTileCols, p.n - j0)));
+      }
     }
   }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t x, int64_t y) { return Work(problems[x]) > Work(problems[y]); });
-
-  // A problem holding at least 1/threads of the work runs alone on all threads.
-  size_t num_big = 0;
-  if (num_threads_ == 1 || order.size() == 1) {
-    num_big = order.size();
-  } else {
-    while (num_big < order.size() && Work(problems[order[num_big]]) * num_threads_ >= total)
-      ++num_big;
-  }
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [](const GemmProblem& x, const GemmProblem& y) { return Work(x) > Work(y); });
   cpu_internal::UseOmpThreads(num_threads_);
-  for (size_t i = 0; i < num_big; ++i) cpu_internal::RunGemm(ta, tb, problems[order[i]], alpha, beta, bf16_matmul_);
-
-  const int64_t rest = static_cast<int64_t>(order.size() - num_big);
-  if (rest == 0) return;
+  const int64_t num_tiles = static_cast<int64_t>(tiles.size());
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
-  for (int64_t i = 0; i < rest; ++i) {
-    cpu_internal::RunGemm(ta, tb, problems[order[num_big + i]], alpha, beta, bf16_matmul_);
+  for (int64_t i = 0; i < num_tiles; ++i) {
+    cpu_internal::RunGemm(ta, tb, tiles[i], alpha, beta, bf16_matmul_, cpu_internal::PrimitiveShape::kAny);
   }
 }
 

@@ -111,10 +111,11 @@ TEST(Gemm, BetaZeroIgnoresNanInC) {
   ExpectNear(p.c, want, 1e-5);
 }
 
-// A mix of one dominant problem (runs on all threads), many small ones (run side by side) and empty
-// ones.
+// A mix of one problem cut into several tiles (3 x 3 of GroupedGemm's 128 x 256), a mid-sized one, many
+// small ones (sgemm) and empty ones.
 std::vector<Problem> MakeGroup(Transpose ta, Transpose tb, uint32_t seed) {
   std::vector<Problem> ps;
+  ps.emplace_back(ta, tb, 300, 520, 24, seed + 4000);
   ps.emplace_back(ta, tb, 96, 40, 64, seed);
   for (int i = 0; i < 9; ++i) ps.emplace_back(ta, tb, 3 + 4 * i, 24, 16, seed + 100 * (i + 1));
   ps.emplace_back(ta, tb, 0, 24, 16, seed + 2000);  // no tokens for this expert
@@ -226,7 +227,7 @@ namespace {
 TEST(Gemm, Bf16BitOperandsEqualTheirFp32Values) {
   for (bool bf16_mode : {false, true}) {
     CpuBackend be(2, bf16_mode);
-    for (int64_t size : {6, 48}) {
+    for (int64_t size : {6, 48, 300}) {  // 300: several of GroupedGemm's tiles
       for (Transpose ta : {Transpose::kNo, Transpose::kYes}) {
         for (Transpose tb : {Transpose::kNo, Transpose::kYes}) {
           Problem fp32(ta, tb, size, size + 5, size + 3, 17);
