@@ -93,6 +93,16 @@ std::vector<DistributedOptimizer::OwnedPiece> DistributedOptimizer::OwnedPieces(
 }
 
 void DistributedOptimizer::GatherWorking(Group& g) {
+  if (g.comm->size() == 1) {
+    // One rank owns every element, and its owned state is laid out as the flat buffer: the working
+    // weights come straight from the masters, without the staging and gathering copies.
+    for (const Segment& s : g.segments) {
+      float* working = s.param->working.data();
+      ops_->Copy(&g.master[s.begin], working, s.param->numel());
+      if (bf16_) ops_->RoundToBf16(working, s.param->numel());
+    }
+    return;
+  }
   const int64_t block = g.block();
   for (int64_t b = 0; b < g.num_buckets; ++b) {
     ops_->Copy(&g.master[b * block], g.mine.data(), block);

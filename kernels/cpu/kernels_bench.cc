@@ -70,7 +70,7 @@ void BM_AttentionFwdBwd(benchmark::State& state) {
   state.counters["FLOP/s"] =
       benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_AttentionFwdBwd)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionFwdBwd)->Arg(128)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // Expert up-projection: E experts, `tokens` (token, slot) rows spread unevenly over them, d = 512,
 // Ie = 256: C_e[m_e, Ie] = X_e[m_e, d] W_e[Ie, d]^T.
