@@ -15,11 +15,11 @@
 //
 // GroupedGemm (the routed experts: one problem per local expert, row counts set by the routing, so new
 // every step) runs on any-shape primitives (PrimitiveShape::kAny): building a shape-specialised one
-// costs ~1-2 ms, and a step would build hundreds (bench_wide: ~670 builds in its first 4 steps). Each problem's
-// C is cut into fixed tiles that run side by side, one OpenMP thread each (a primitive executed inside
-// an OpenMP parallel region runs single-threaded), largest first. Each tile of C is written by exactly
-// one call and the tiling depends on the shapes alone, so the result does not depend on the thread
-// count or the schedule.
+// costs ~1-2 ms, and a step would build hundreds (bench_wide: ~670 builds in its first 4 steps). Each
+// problem's C is cut into fixed tiles that run side by side, one OpenMP thread each (a primitive
+// executed inside an OpenMP parallel region runs single-threaded), largest first. Each tile of C is
+// written by exactly one call and the tiling depends on the shapes alone, so the result does not
+// depend on the thread count or the schedule.
 #include <omp.h>
 
 #include <algorithm>
