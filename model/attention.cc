@@ -57,7 +57,7 @@ kernels::RopeView MlaAttention::KeyRopeView(const RopeTables& rope, const int32_
 
 void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, const int32_t* positions,
                            const float* u, int64_t batch, int64_t seq, float* out,
-                           Saved* s) const {
+                           Saved* s, const uint16_t* u_bf16) const {
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = batch * seq, h = dims_.local_heads(), dqk = dims_.qk_dim(), dn = dims_.nope_dim;
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
@@ -72,14 +72,14 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
     float* qa = s->qa.Prepare(ctx, frame, n * rq);
     float* cq = s->cq.Prepare(ctx, frame, n * rq);
     s->qa_rstd.resize(n);
-    LinearForward(ops, *q_a_proj_, u, n, qa);
+    LinearForward(ops, *q_a_proj_, u, n, qa, u_bf16);
     s->qa.Save(ctx);
     ops.RmsNormForward(qa, q_a_layernorm_->working.data(), n, rq, kLatentNormEps, ctx.bf16(), cq,
                        s->qa_rstd.data());
     s->cq.Save(ctx);
-    LinearForward(ops, *q_b_proj_, cq, n, q);
+    LinearForward(ops, *q_b_proj_, cq, n, q, s->cq.bits());
   } else {
-    LinearForward(ops, *q_proj_, u, n, q);
+    LinearForward(ops, *q_proj_, u, n, q, u_bf16);
   }
   ctx.Store(q, n * h * dqk);
   ops.RopeForward(QueryRopeView(rope, positions, q, n));
@@ -87,7 +87,7 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
 
   // Keys and values from the compressed latent.
   float* a = frame.Floats(n * (rkv + dr));
-  LinearForward(ops, *kv_a_proj_, u, n, a);
+  LinearForward(ops, *kv_a_proj_, u, n, a, u_bf16);
   ctx.Store(a, n * (rkv + dr));
   float* ckv_in = s->ckv_in.Prepare(ctx, frame, n * rkv);
   float* kr = frame.Floats(n * dr);
@@ -103,7 +103,7 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
   ctx.Store(kr, n * dr);
 
   float* kv = frame.Floats(n * h * (dn + dv));
-  LinearForward(ops, *kv_b_proj_, ckv, n, kv);
+  LinearForward(ops, *kv_b_proj_, ckv, n, kv, s->ckv.bits());
   ctx.Store(kv, n * h * (dn + dv));
   float* k = s->k.Prepare(ctx, frame, n * h * dqk);
   float* v = s->v.Prepare(ctx, frame, n * h * dv);
@@ -120,13 +120,13 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
   const kernels::AttentionShape shape{batch, seq, h, dqk, dv, dims_.softmax_scale};
   ops.AttentionForward(shape, q, k, v, o, s->lse.data());
   s->o.Save(ctx);
-  LinearForward(ops, *o_proj_, o, n, out);
+  LinearForward(ops, *o_proj_, o, n, out, s->o.bits());
   ctx.Store(out, n * dims_.d);
 }
 
 void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
                             const int32_t* positions, const float* u, const Saved& s,
-                            const float* d_out, float* d_u) {
+                            const float* d_out, float* d_u, const uint16_t* u_bf16) {
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = s.batch * s.seq, h = dims_.local_heads(), dqk = dims_.qk_dim(), dn = dims_.nope_dim;
   const int64_t dv = dims_.v_dim, rkv = dims_.kv_lora_rank, dr = dims_.rope_dim;
@@ -160,7 +160,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   float* da = frame.Floats(n * (rkv + dr));
   ops.Copy2D(dckv_in, rkv, da, rkv + dr, n, rkv, false);
   ops.Copy2D(dkr, dr, da + rkv, rkv + dr, n, dr, false);
-  LinearBackward(ops, *kv_a_proj_, u, da, n, d_u, GradMode::kWrite);
+  LinearBackward(ops, *kv_a_proj_, u, da, n, d_u, GradMode::kWrite, u_bf16);
 
   // Queries: undo RoPE on the rope part (dq is in rotated coordinates), then the projections.
   ops.RopeBackward(QueryRopeView(rope, positions, dq, n));
@@ -171,9 +171,9 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
     LinearBackward(ops, *q_b_proj_, s.cq.fp32(), dq, n, dcq, GradMode::kWrite, s.cq.bits());
     ops.RmsNormBackward(s.qa.Load(ctx, frame), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq,
                         dqa, q_a_layernorm_->grad.data());
-    LinearBackward(ops, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate);
+    LinearBackward(ops, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate, u_bf16);
   } else {
-    LinearBackward(ops, *q_proj_, u, dq, n, d_u, GradMode::kAccumulate);
+    LinearBackward(ops, *q_proj_, u, dq, n, d_u, GradMode::kAccumulate, u_bf16);
   }
 }
 

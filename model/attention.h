@@ -56,12 +56,16 @@ class MlaAttention {
 
   MlaAttention(ParamStore& store, const std::string& prefix, const MlaDims& dims);
 
-  // out [n, d] is written.
+  // out [n, d] is written. u_bf16 (may be null): u's values as BF16 bits (the caller keeps u as a
+  // saved activation), which the input projections then read in place.
   void Forward(const LayerContext& ctx, const RopeTables& rope, const int32_t* positions,
-               const float* u, int64_t batch, int64_t seq, float* out, Saved* saved) const;
-  // d_u [n, d] is written; parameter gradients are accumulated.
+               const float* u, int64_t batch, int64_t seq, float* out, Saved* saved,
+               const uint16_t* u_bf16 = nullptr) const;
+  // d_u [n, d] is written; parameter gradients are accumulated. u only feeds the weight gradients, so
+  // it may be given as BF16 bits alone (u_bf16 set, u null).
   void Backward(const LayerContext& ctx, const RopeTables& rope, const int32_t* positions,
-                const float* u, const Saved& saved, const float* d_out, float* d_u);
+                const float* u, const Saved& saved, const float* d_out, float* d_u,
+                const uint16_t* u_bf16 = nullptr);
 
  private:
   kernels::RopeView QueryRopeView(const RopeTables& rope, const int32_t* positions, float* q,

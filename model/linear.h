@@ -10,11 +10,15 @@ namespace moe::model {
 
 enum class GradMode { kWrite, kAccumulate };
 
-// y[n, out] = x[n, in] · Wᵀ.
-inline void LinearForward(kernels::Backend& ops, const Param& w, const float* x, int64_t n, float* y) {
+// y[n, out] = x[n, in] · Wᵀ. x_bf16 (may be null): the same values as BF16 bits (a saved activation
+// already kept), which the product then reads in place. W is read as its BF16 bits when it keeps them.
+inline void LinearForward(kernels::Backend& ops, const Param& w, const float* x, int64_t n, float* y,
+                          const uint16_t* x_bf16 = nullptr) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  ops.Gemm(kernels::Transpose::kNo, kernels::Transpose::kYes,
-           {n, out, in, x, in, w.working.data(), in, y, out}, 1.0f, 0.0f);
+  kernels::GemmProblem p{n, out, in, x, in, w.working.data(), in, y, out};
+  p.a_bf16 = x_bf16;
+  p.b_bf16 = w.working_bits();
+  ops.Gemm(kernels::Transpose::kNo, kernels::Transpose::kYes, p, 1.0f, 0.0f);
 }
 
 // dx[n, in] (= or += per mode) dy · W;  dW += dyᵀ x.  dx may be null (input needs no gradient). x may be
@@ -23,8 +27,9 @@ inline void LinearBackward(kernels::Backend& ops, Param& w, const float* x, cons
                            float* dx, GradMode dx_mode, const uint16_t* x_bf16 = nullptr) {
   const int64_t out = w.shape[0], in = w.shape[1];
   if (dx != nullptr) {
-    ops.Gemm(kernels::Transpose::kNo, kernels::Transpose::kNo,
-             {n, in, out, dy, out, w.working.data(), in, dx, in}, 1.0f,
+    kernels::GemmProblem p{n, in, out, dy, out, w.working.data(), in, dx, in};
+    p.b_bf16 = w.working_bits();
+    ops.Gemm(kernels::Transpose::kNo, kernels::Transpose::kNo, p, 1.0f,
              dx_mode == GradMode::kAccumulate ? 1.0f : 0.0f);
   }
   kernels::GemmProblem wgrad{out, in, n, dy, out, x, in, w.grad.data(), in};

@@ -14,7 +14,7 @@ SwiGluMlp::SwiGluMlp(ParamStore& store, const std::string& prefix, int64_t d, in
 }
 
 void SwiGluMlp::Forward(const LayerContext& ctx, const float* u, int64_t n, float* y,
-                        Saved* s) const {
+                        Saved* s, const uint16_t* u_bf16) const {
   kernels::Backend& ops = *ctx.ops;
   const int64_t inter = gate_->shape[0];
   Scratch::Frame frame(*ctx.scratch);
@@ -22,18 +22,18 @@ void SwiGluMlp::Forward(const LayerContext& ctx, const float* u, int64_t n, floa
   float* a = s->a.Prepare(ctx, frame, n * inter);
   float* c = s->c.Prepare(ctx, frame, n * inter);
   float* m = s->m.Prepare(ctx, frame, n * inter);
-  LinearForward(ops, *gate_, u, n, a);
-  LinearForward(ops, *up_, u, n, c);
+  LinearForward(ops, *gate_, u, n, a, u_bf16);
+  LinearForward(ops, *up_, u, n, c, u_bf16);
   s->a.Save(ctx);
   s->c.Save(ctx);
   ops.SwigluForward(a, c, m, n * inter);
   s->m.Save(ctx);
-  LinearForward(ops, *down_, m, n, y);
+  LinearForward(ops, *down_, m, n, y, s->m.bits());
   ctx.Store(y, n * down_->shape[0]);
 }
 
 void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s, const float* d_y,
-                         float* d_u, bool accumulate_du) {
+                         float* d_u, bool accumulate_du, const uint16_t* u_bf16) {
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = s.n, inter = gate_->shape[0];
   Scratch::Frame frame(*ctx.scratch);
@@ -42,8 +42,8 @@ void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s
   float* dc = frame.Floats(n * inter);
   LinearBackward(ops, *down_, s.m.fp32(), d_y, n, dm, GradMode::kWrite, s.m.bits());
   ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, n * inter);
-  LinearBackward(ops, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite);
-  LinearBackward(ops, *up_, u, dc, n, d_u, GradMode::kAccumulate);
+  LinearBackward(ops, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite, u_bf16);
+  LinearBackward(ops, *up_, u, dc, n, d_u, GradMode::kAccumulate, u_bf16);
 }
 
 }  // namespace moe::model

@@ -30,10 +30,13 @@ class SwiGluMlp {
             TpSlice tp = {});
 
   // y [n, d] written.
-  void Forward(const LayerContext& ctx, const float* u, int64_t n, float* y, Saved* saved) const;
-  // d_u [n, d] written, or accumulated if accumulate_du.
+  // u_bf16 (may be null): u's values as BF16 bits, read in place by the input projections.
+  void Forward(const LayerContext& ctx, const float* u, int64_t n, float* y, Saved* saved,
+               const uint16_t* u_bf16 = nullptr) const;
+  // d_u [n, d] written, or accumulated if accumulate_du. u only feeds the weight gradients, so it may be
+  // given as BF16 bits alone (u_bf16 set, u null).
   void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_y,
-                float* d_u, bool accumulate_du);
+                float* d_u, bool accumulate_du, const uint16_t* u_bf16 = nullptr);
 
  private:
   Param* gate_ = nullptr;

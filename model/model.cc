@@ -85,6 +85,7 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
   rope_ = BuildRopeTables(cfg, max_positions);
 
   embed_ = params_.Add("model.embed_tokens.weight", {vocab, d}, ParamKind::kMatrix);
+  embed_->lookup_only = true;  // the head is its own tensor (lm_head.weight): rows are looked up only
   MlaDims mla;
   mla.d = d;
   mla.heads = cfg.num_attention_heads();
@@ -213,7 +214,8 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   L.x1.Save(ctx_);
   const float* x1_full = GatherAndSave(ctx_, tp, x1, n_loc, d, frame, &L.x1_full);
   float* out = BlockOutput(tp, branch, partial);
-  L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved);
+  L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved,
+                  (tp.size() == 1 ? L.x1 : L.x1_full).bits());
   ReduceScatterTokens(tp, out, n_loc, d, branch);
   ctx_.Store(branch, n_loc * d);
   ops.Add(branch, h, n_loc * d);
@@ -226,7 +228,7 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   ops.Fill(branch, n_loc * d, 0.0f);
   if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
     const float* x2_full = GatherAndSave(ctx_, tp, x2, n_loc, d, frame, &L.x2_full);
-    L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved);
+    L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved, (tp.size() == 1 ? L.x2 : L.x2_full).bits());
     ReduceScatterTokens(tp, out, n_loc, d, branch);
     ctx_.Store(branch, n_loc * d);
   }
@@ -328,7 +330,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
   fp.hf.Save(ctx_);
   // FP32 logits: the loss is computed in FP32 (docs/model.md "Batch layout and cross-entropy").
   fp.logits.resize(n_loc * vocab);
-  LinearForward(ops, *lm_head_, hf, n_loc, fp.logits.data());
+  LinearForward(ops, *lm_head_, hf, n_loc, fp.logits.data(), fp.hf.bits());
 }
 
 std::vector<float> DeepseekV3Model::Logits(const int32_t* ids, int64_t batch, int64_t seq) {
@@ -397,9 +399,9 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   if (L.mlp) {
     const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
     float* d_in = BlockOutput(tp, d_x, d_in_full);
-    Scratch::Frame load(scratch_);
-    const float* x2_full = (tp.size() == 1 ? L.x2 : L.x2_full).Load(ctx_, load);
-    L.mlp->Backward(ctx_, x2_full, L.mlp_saved, d_out_full, d_in, false);
+    // The block input only feeds weight gradients: read as kept (BF16 bits in BF16 mode).
+    const SavedActivation& x2_full = tp.size() == 1 ? L.x2 : L.x2_full;
+    L.mlp->Backward(ctx_, x2_full.fp32(), L.mlp_saved, d_out_full, d_in, false, x2_full.bits());
     ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
     ops.Add(d_x, d_branch_in, n_loc * d);
   }
@@ -413,8 +415,9 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
   float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
   Scratch::Frame load(scratch_);
-  const float* x1_full = (tp.size() == 1 ? L.x1 : L.x1_full).Load(ctx_, load);
-  L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full, L.attn_saved, d_out_full, d_in);
+  const SavedActivation& x1_full = tp.size() == 1 ? L.x1 : L.x1_full;
+  L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full.fp32(), L.attn_saved, d_out_full, d_in,
+                   x1_full.bits());
   ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
   ops.RmsNormBackward(L.h_in.Load(ctx_, load), L.input_norm->working.data(), L.rstd1.data(), d_branch_in,
                       n_loc, d, d_x, L.input_norm->grad.data());

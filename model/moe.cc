@@ -81,9 +81,14 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   float* c = s->c.Prepare(ctx, frame, rows * ie);
   float* m = s->m.Prepare(ctx, frame, rows * ie);
   float* y_grouped = frame.Floats(rows * d);
+  // Operands kept as BF16 bits (BF16 mode) are read in place: x (the saved x_grouped) here, m below.
+  const uint16_t* x_bits = s->x_grouped.bits();
   auto up_problems = [&](const std::vector<Param*>& w, float* out) {  // [R'_j, Ie] = x_j w_jᵀ
     return PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-      return GemmProblem{r, ie, d, x + o * d, d, w[j]->working.data(), d, out + o * ie, ie};
+      GemmProblem q{r, ie, d, x + o * d, d, w[j]->working.data(), d, out + o * ie, ie};
+      q.a_bf16 = x_bits ? x_bits + o * d : nullptr;
+      q.b_bf16 = w[j]->working_bits();
+      return q;
     });
   };
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_gate_, a), 1, 0);
@@ -92,10 +97,13 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   s->c.Save(ctx);
   ops.SwigluForward(a, c, m, rows * ie);
   s->m.Save(ctx);
+  const uint16_t* m_bits = s->m.bits();
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes,  // [R'_j, d] = m_j down_jᵀ
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{r, d, ie, m + o * ie, ie, expert_down_[j]->working.data(), ie,
-                                       y_grouped + o * d, d};
+                    GemmProblem q{r, d, ie, m + o * ie, ie, expert_down_[j]->working.data(), ie, y_grouped + o * d, d};
+                    q.a_bf16 = m_bits ? m_bits + o * ie : nullptr;
+                    q.b_bf16 = expert_down_[j]->working_bits();
+                    return q;
                   }),
                   1, 0);
   ctx.Store(y_grouped, rows * d);
@@ -219,8 +227,9 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   const uint16_t* x_grouped_bf16 = s.x_grouped.bits();
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    return GemmProblem{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie,
-                                       dm + o * ie, ie};
+                    GemmProblem q{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie, dm + o * ie, ie};
+                    q.b_bf16 = expert_down_[j]->working_bits();
+                    return q;
                   }),
                   1, 0);
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo,  // d down_j += dy_jᵀ m_j
@@ -233,7 +242,9 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, grouped_rows * ie);
   auto input_grad = [&](const std::vector<Param*>& w, const float* g) {  // dx_j (+)= g_j w_j
     return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
-      return GemmProblem{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
+      GemmProblem q{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
+      q.b_bf16 = w[j]->working_bits();
+      return q;
     });
   };
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da), 1, 0);

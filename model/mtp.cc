@@ -60,7 +60,7 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
     ops.Copy2D(g_normed, d, cat + d, 2 * d, n_loc, d, false);
     m.cat.Save(ctx_);
     float* z = m.z.Prepare(ctx_, step, n_loc * d);
-    LinearForward(ops, *m.eh_proj, cat, n_loc, z);
+    LinearForward(ops, *m.eh_proj, cat, n_loc, z, m.cat.bits());
     ctx_.Store(z, n_loc * d);
 
     // The block (in place: z becomes its output), the head norm, the shared head and the loss.
@@ -72,7 +72,7 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
     ops.RmsNormForward(z, m.head_norm->working.data(), n_loc, d, eps, ctx_.bf16(), hk, m.rstd_h.data());
     m.hk.Save(ctx_);
     float* logits = fp.logits.data();  // the main loss is done with it
-    LinearForward(ops, *lm_head_, hk, n_loc, logits);
+    LinearForward(ops, *lm_head_, hk, n_loc, logits, m.hk.bits());
     const float ce_scale =
         micro_batch_targets > 0
             ? static_cast<float>(loss_scale * mtp_depth_weight() / static_cast<double>(micro_batch_targets))

@@ -112,9 +112,16 @@ void ParamStore::RefreshWorking(bool bf16) {
   for (auto& p : params_) {
     // Buffers (the correction bias) stay FP32 in both modes (docs/model.md "Numerics").
     const bool round = bf16 && p->trainable();
+    const bool bits = round && p->kind == ParamKind::kMatrix && !p->lookup_only;
     const int64_t n = p->numel();
+    if (bits) {
+      p->working_bf16.resize(n);
+    } else {
+      p->working_bf16.reset();
+    }
     for (int64_t i = 0; i < n; ++i) {
       p->working[i] = round ? RoundToBf16(p->master[i]) : p->master[i];
+      if (bits) p->working_bf16[i] = FloatToBf16Bits(p->working[i]);
     }
   }
 }

@@ -54,6 +54,19 @@ struct Param {
   Buffer<float> master;
   Buffer<float> working;
   Buffer<float> grad;
+  // BF16 mode: `working` again as 2-byte BF16 bits, the operand the matrix products read in place
+  // (kernels::GemmProblem::b_bf16) instead of converting the weight on every call. Allocated by
+  // ParamStore::RefreshWorking for the trainable matrices that products read; whoever writes `working`
+  // re-packs it (RefreshWorking, the optimizer's weight gathering: SyncWorkingBits). Empty otherwise.
+  Buffer<uint16_t> working_bf16;
+  bool lookup_only = false;  // read by row lookups only (an untied embedding): no BF16 bits
+
+  // working_bf16 when it is kept, else null (the products then read `working`).
+  const uint16_t* working_bits() const { return working_bf16.empty() ? nullptr : working_bf16.data(); }
+  // working_bf16 <- working (BF16 bits of values that are BF16 already), when it is kept.
+  void SyncWorkingBits(kernels::Backend& ops) {
+    if (!working_bf16.empty()) ops.PackBf16(working.data(), numel(), working_bf16.data());
+  }
 
   int64_t numel() const;
   const std::vector<int64_t>& global_shape() const {
@@ -85,7 +98,8 @@ class ParamStore {
   // Seeded per global tensor name and element index, so any layout or shard starts from the same
   // values: element i of tensor `name` is a function of (seed, name, i) only.
   void Initialize(uint64_t seed, double init_std);
-  // working <- master (rounded to BF16 when bf16 is true), on the host.
+  // working <- master (rounded to BF16 when bf16 is true), on the host; in BF16 mode also the BF16 bits
+  // of the matrices that products read (Param::working_bf16).
   void RefreshWorking(bool bf16);
   // Every gradient <- 0, as an op (this runs every step).
   void ZeroGrads(kernels::Backend& ops);

@@ -65,6 +65,7 @@ void DistributedOptimizer::Pack(Group& g, bool grads) {
 void DistributedOptimizer::Unpack(Group& g) {
   for (const Segment& s : g.segments) {
     ops_->Copy(&g.flat[s.begin], s.param->working.data(), s.param->numel());
+    s.param->SyncWorkingBits(*ops_);
   }
 }
 
@@ -100,6 +101,7 @@ void DistributedOptimizer::GatherWorking(Group& g) {
       float* working = s.param->working.data();
       ops_->Copy(&g.master[s.begin], working, s.param->numel());
       if (bf16_) ops_->RoundToBf16(working, s.param->numel());
+      s.param->SyncWorkingBits(*ops_);
     }
     return;
   }
