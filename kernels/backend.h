@@ -138,6 +138,9 @@ class Backend {
   virtual void RoundToBf16(float* x, int64_t n) = 0;               // in place, nearest-even
   // bits[i] = the BF16 bits of x[i] (nearest-even): 2-byte storage of BF16 activations.
   virtual void PackBf16(const float* x, int64_t n, uint16_t* bits) = 0;
+  // RoundToBf16(x) and PackBf16 of the result in one pass: a value kept as 2-byte BF16 that the caller
+  // goes on using in FP32 words (a saved activation, a working weight).
+  virtual void RoundAndPackBf16(float* x, int64_t n, uint16_t* bits) = 0;
   // x[i] = the BF16 value of bits[i], exactly.
   virtual void UnpackBf16(const uint16_t* bits, int64_t n, float* x) = 0;
   virtual void Add(const float* a, float* y, int64_t n) = 0;        // y += a

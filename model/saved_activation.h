@@ -38,9 +38,8 @@ class SavedActivation {
   // them into this tensor's 2-byte storage.
   void Save(const LayerContext& ctx) {
     if (!ctx.bf16()) return;
-    ctx.ops->RoundToBf16(staged_, n_);
     bf16_.resize(n_);
-    ctx.ops->PackBf16(staged_, n_, bf16_.data());
+    ctx.ops->RoundAndPackBf16(staged_, n_, bf16_.data());
   }
 
   // Prepare + copy of n values of x + Save, for a tensor the forward already has elsewhere. In BF16 mode x

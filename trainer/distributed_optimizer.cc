@@ -100,8 +100,12 @@ void DistributedOptimizer::GatherWorking(Group& g) {
     for (const Segment& s : g.segments) {
       float* working = s.param->working.data();
       ops_->Copy(&g.master[s.begin], working, s.param->numel());
-      if (bf16_) ops_->RoundToBf16(working, s.param->numel());
-      s.param->SyncWorkingBits(*ops_);
+      if (!bf16_) continue;
+      if (s.param->working_bf16.empty()) {
+        ops_->RoundToBf16(working, s.param->numel());
+      } else {
+        ops_->RoundAndPackBf16(working, s.param->numel(), s.param->working_bf16.data());
+      }
     }
     return;
   }

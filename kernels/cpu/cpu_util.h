@@ -80,6 +80,21 @@ inline float ExpF(float x) {
   return x != x ? x : y;
 }
 
+// sum_{j < n} term(j) in FP64, as kLanes interleaved partial sums combined in a fixed order: the loop
+// vectorises (a single running sum is one long chain of dependent additions), and the result depends
+// on n and the terms alone, not on threads or alignment.
+template <typename Term>
+inline double LaneSum(int64_t n, Term term) {
+  constexpr int kLanes = 8;
+  double lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] += term(j + l);
+  }
+  for (int l = 0; j < n; ++j, ++l) lane[l] += term(j);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 // Width of the column blocks the scatter-adds are partitioned into (one block per task).
 inline int64_t ColumnBlock(int64_t dim, int threads) {
   const int64_t per_thread = (dim + threads - 1) / std::max(threads, 1);

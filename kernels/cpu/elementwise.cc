@@ -26,6 +26,15 @@ void CpuBackend::PackBf16(const float* x, int64_t n, uint16_t* bits) {
   for (int64_t i = 0; i < n; ++i) bits[i] = moe::FloatToBf16Bits(x[i]);
 }
 
+void CpuBackend::RoundAndPackBf16(float* x, int64_t n, uint16_t* bits) {
+  const auto op_timer = TimeOp("round_pack_bf16");
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    bits[i] = moe::FloatToBf16Bits(x[i]);
+    x[i] = moe::Bf16BitsToFloat(bits[i]);
+  }
+}
+
 void CpuBackend::UnpackBf16(const uint16_t* bits, int64_t n, float* x) {
   const auto op_timer = TimeOp("unpack_bf16");
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
@@ -47,22 +56,17 @@ void CpuBackend::Scale(float* x, int64_t n, float s) {
 double CpuBackend::SumSquares(const float* x, int64_t n) {
   const auto op_timer = TimeOp("sum_squares");
   if (n <= 0) return 0.0;
-  // Fixed chunks, each summed in kLanes interleaved FP64 partial sums (so the loop vectorises) that
-  // are combined in a fixed order: the result is independent of the thread count.
+  // Fixed chunks, each a LaneSum, combined in order: the result is independent of the thread count.
   constexpr int64_t kChunk = 1 << 14;
-  constexpr int kLanes = 8;
   const int64_t num_chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(num_chunks, 0.0);
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (num_chunks > 1)
   for (int64_t c = 0; c < num_chunks; ++c) {
-    const int64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
-    double lane[kLanes] = {};
-    int64_t i = begin;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) lane[l] += static_cast<double>(x[i + l]) * x[i + l];
-    }
-    for (int l = 0; i < end; ++i, ++l) lane[l] += static_cast<double>(x[i]) * x[i];
-    partial[c] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    const float* xc = x + c * kChunk;
+    partial[c] = cpu_internal::LaneSum(std::min(kChunk, n - c * kChunk), [xc](int64_t j) {
+      const double v = xc[j];
+      return v * v;
+    });
   }
   double total = 0.0;
   for (double p : partial) total += p;

@@ -98,6 +98,32 @@ TEST(Elementwise, RoundToBf16NearestEven) {
   for (size_t i = 0; i < big.size(); ++i) ASSERT_EQ(big[i], moe::RoundToBf16(want[i]));
 }
 
+// PackBf16 writes the bits RoundToBf16 rounds to, UnpackBf16 gives those values back exactly, and
+// RoundAndPackBf16 does both in one pass: the same bits and the same rounded values, bit for bit
+// (infinities and NaN included), on one thread and on several.
+TEST(Elementwise, PackUnpackAndRoundAndPackAgreeWithRounding) {
+  auto x = RandomVector(100003, 11, -50.0f, 50.0f);
+  x[0] = std::numeric_limits<float>::infinity();
+  x[1] = -std::numeric_limits<float>::infinity();
+  x[2] = std::numeric_limits<float>::quiet_NaN();
+  x[3] = 1.0f + std::ldexp(1.0f, -8);  // halfway: to even
+  const int64_t n = static_cast<int64_t>(x.size());
+  auto rounded = x;
+  CpuBackend(1).RoundToBf16(rounded.data(), n);
+  for (int threads : {1, 2}) {
+    CpuBackend be(threads);
+    std::vector<uint16_t> bits(n), fused_bits(n);
+    be.PackBf16(x.data(), n, bits.data());
+    std::vector<float> back(n);
+    be.UnpackBf16(bits.data(), n, back.data());
+    auto fused = x;
+    be.RoundAndPackBf16(fused.data(), n, fused_bits.data());
+    ASSERT_EQ(bits, fused_bits) << threads << " threads";
+    ASSERT_EQ(std::memcmp(back.data(), rounded.data(), n * sizeof(float)), 0) << threads << " threads";
+    ASSERT_EQ(std::memcmp(fused.data(), rounded.data(), n * sizeof(float)), 0) << threads << " threads";
+  }
+}
+
 TEST(Elementwise, AddScaleSumSquares) {
   CpuBackend be(2);
   const int64_t n = 70001;

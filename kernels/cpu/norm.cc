@@ -3,7 +3,7 @@
 //   dw += sum_rows dy * x r          dx = r (w dy) - x r^3 (1/n) sum_j w_j dy_j x_j
 // The backward treats the BF16 rounding as the identity (straight-through). Row statistics
 // accumulate in FP64; dw is reduced per column over rows in order, so it is independent of the
-// thread count.
+// thread count. Row sums are cpu_internal::LaneSum (fixed FP64 lanes, vectorised).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -25,8 +25,10 @@ void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, in
   for (int64_t i = 0; i < rows; ++i) {
     const float* xr = x + i * dim;
     float* yr = y + i * dim;
-    double ss = 0.0;
-    for (int64_t j = 0; j < dim; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+    const double ss = cpu_internal::LaneSum(dim, [xr](int64_t j) {
+      const double v = xr[j];
+      return v * v;
+    });
     const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
     rstd[i] = r;
     if (round_normalized) {
@@ -48,8 +50,9 @@ void CpuBackend::RmsNormBackward(const float* x, const float* w, const float* rs
     const float* gr = dy + i * dim;
     float* dxr = dx + i * dim;
     const float r = rstd[i];
-    double dot = 0.0;  // sum_j w_j dy_j x_j
-    for (int64_t j = 0; j < dim; ++j) dot += static_cast<double>(w[j]) * gr[j] * xr[j];
+    const double dot = cpu_internal::LaneSum(dim, [w, gr, xr](int64_t j) {  // sum_j w_j dy_j x_j
+      return static_cast<double>(w[j]) * gr[j] * xr[j];
+    });
     const float coef =
         static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
     for (int64_t j = 0; j < dim; ++j) dxr[j] = r * (w[j] * gr[j]) - xr[j] * coef;

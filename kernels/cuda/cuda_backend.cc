@@ -199,6 +199,11 @@ void CudaBackend::PackBf16(const float* x, int64_t n, uint16_t* bits) {
   cuda::LaunchPackBf16(x, 1, n, n, bits, n, stream_);
 }
 
+void CudaBackend::RoundAndPackBf16(float* x, int64_t n, uint16_t* bits) {
+  OpTimer timer(this, "round_pack_bf16");
+  cuda::LaunchRoundAndPackBf16(x, n, bits, stream_);
+}
+
 void CudaBackend::UnpackBf16(const uint16_t* bits, int64_t n, float* x) {
   OpTimer timer(this, "unpack_bf16");
   cuda::LaunchUnpackBf16(bits, 1, n, n, x, n, stream_);

@@ -18,6 +18,14 @@ __global__ void RoundToBf16Kernel(float* x, int64_t n) {
   }
 }
 
+__global__ void RoundAndPackBf16Kernel(float* x, int64_t n, __nv_bfloat16* bits) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    const __nv_bfloat16 b = __float2bfloat16_rn(x[i]);
+    bits[i] = b;
+    x[i] = __bfloat162float(b);
+  }
+}
+
 __global__ void AddKernel(const float* __restrict__ a, float* __restrict__ y, int64_t n) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) y[i] += a[i];
 }
@@ -164,6 +172,12 @@ void LaunchCopy2DAs(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_
 void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
   RoundToBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRoundAndPackBf16(float* x, int64_t n, uint16_t* bits, cudaStream_t stream) {
+  if (n <= 0) return;
+  RoundAndPackBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, n, reinterpret_cast<__nv_bfloat16*>(bits));
   MOE_CUDA_CHECK_LAUNCH();
 }
 

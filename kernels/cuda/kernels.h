@@ -21,6 +21,8 @@ enum class GemmMath { kFp32, kBf16 };
 
 // ---- elementwise.cu ----
 void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream);
+// x[i] <- BF16(x[i]) (nearest even) and bits[i] <- its BF16 bits.
+void LaunchRoundAndPackBf16(float* x, int64_t n, uint16_t* bits, cudaStream_t stream);
 void LaunchAdd(const float* a, float* y, int64_t n, cudaStream_t stream);
 void LaunchScale(float* x, int64_t n, float s, cudaStream_t stream);
 void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream);

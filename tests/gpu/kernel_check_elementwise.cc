@@ -36,6 +36,14 @@ void Checks::Elementwise() {
     Dev<float> d(x);
     gpu_.RoundToBf16(d.get(), n);
     report_.Check("round_to_bf16", d.Download(), ref, 0.0, "(must be bit-exact)");
+    // Round and pack in one pass: the same rounded values, and bits that unpack to them.
+    Dev<float> fused(x);
+    Dev<uint16_t> bits(std::vector<uint16_t>(n, 0));
+    gpu_.RoundAndPackBf16(fused.get(), n, bits.get());
+    report_.Check("round_and_pack_bf16 values", fused.Download(), ref, 0.0, "(must be bit-exact)");
+    Dev<float> unpacked(std::vector<float>(n, 0.0f));
+    gpu_.UnpackBf16(bits.get(), n, unpacked.get());
+    report_.Check("round_and_pack_bf16 bits", unpacked.Download(), ref, 0.0, "(must be bit-exact)");
   }
   {
     const int64_t n = 1000003;

@@ -417,6 +417,13 @@ int main() {
                   std::memcmp(back.data(), gback.data(), n * sizeof(float)) == 0;
       std::printf("%s pack_bf16/unpack_bf16 bit for bit\n", same ? "PASS" : "FAIL");
       if (!same) ++failures;
+      auto rx = x, grx = x;  // round and pack in one pass, bit for bit (values and bits)
+      std::vector<uint16_t> rbits(n), grbits(n, 0xABCD);
+      cpu.RoundAndPackBf16(rx.data(), n, rbits.data()); kc::LaunchRoundAndPackBf16(grx.data(), n, grbits.data(), st);
+      same = std::memcmp(rbits.data(), grbits.data(), n * sizeof(uint16_t)) == 0 &&
+             std::memcmp(rx.data(), grx.data(), n * sizeof(float)) == 0;
+      std::printf("%s round_and_pack_bf16 bit for bit\n", same ? "PASS" : "FAIL");
+      if (!same) ++failures;
     }
     AdamWParams hp; hp.lr = 1e-3f; hp.weight_decay = 0.1f; hp.step = 3;
     auto p = Normal(n), g = Normal(n), mm = Normal(n, 0.1f), vv = Normal(n, 0.1f);
