@@ -71,8 +71,9 @@ SplitArgs SplitSetFlags(int argc, char** argv);
 
 // Refuses two model configs whose parameters or routing differ (unset fields count as their
 // defaults), naming the fields. What a fine-tune or resume may change is ignored: RoPE scaling and
-// maximum length (context extension), rope_theta, and training-only keys (balance-loss weight, bias
-// update speed, MTP loss weight, init range, dtype, token ids, MTP depth).
+// maximum length (context extension), rope_theta, and keys that do not shape the parameters:
+// aux_loss_alpha, seq_aux, bias_update_speed, mtp_loss_weight, initializer_range, torch_dtype,
+// architectures, bos/eos/pad token ids, num_nextn_predict_layers (MTP depth) and attention_dropout.
 absl::Status CheckSameArchitecture(const ModelConfig& source, const ModelConfig& target,
                                    const std::string& source_name);
 

@@ -18,8 +18,8 @@
 // TP/EP peers (same dp_rank) read identical rows.
 //
 // Resumption. The sampler is a pure function of (shard, T, seed, sample index): the only state a
-// checkpoint needs is the step (next sample = step * G). Resuming with a different G is allowed but
-// then continues from sample step*G_new, not from the number of samples actually consumed.
+// checkpoint needs is the number of samples consumed (step * G while G stays the same). Resuming with a
+// different G continues from the samples consumed (the trainer offsets SampleIndex by them).
 #pragma once
 
 #include <cstdint>

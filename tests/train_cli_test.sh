@@ -243,6 +243,24 @@ cmp "$WORK/tok/tokenizer.json" "$WORK/tokrun/checkpoints/step-00000004/tokenizer
 # --init_from the HF export: its tokenizer is carried along into the new run's checkpoints ...
 "${MPIRUN[@]}" "$TRAIN" "${TOK[@]}" --init_from="$WORK/tokrun/hf" --set "output_dir=$WORK/fromhf" \
   --set schedule.total_steps=2 > "$WORK/fromhf.log" 2>&1 || { cat "$WORK/fromhf.log"; fail "--init_from"; }
+# keep_last: 0 keeps every complete checkpoint (torchtitan's keep_latest_k = 0); 1 keeps the newest.
+for keep in 0 1; do
+  "${MPIRUN[@]}" "$TRAIN" "${COMMON[@]}" --set checkpoint.save_every=1 --set checkpoint.keep_last=$keep     --set schedule.total_steps=3 --set "output_dir=$WORK/keep$keep" > "$WORK/keep.log" 2>&1 ||
+    { cat "$WORK/keep.log"; fail "keep_last=$keep"; }
+done
+[ "$(ls -d "$WORK"/keep0/checkpoints/step-* | wc -l)" = 3 ] || fail "keep_last 0 did not keep every checkpoint"
+[ "$(ls -d "$WORK"/keep1/checkpoints/step-* | wc -l)" = 1 ] || fail "keep_last 1 kept more than the newest"
+[ -d "$WORK/keep1/checkpoints/step-00000003" ] || fail "keep_last 1 did not keep the newest"
+# A resume with another global batch size continues from the samples consumed (2 steps of 4), not from
+# step x 8; it says so, and the manifest then records 2 x 4 + 2 x 8 samples consumed.
+"${MPIRUN[@]}" "$TRAIN" "${COMMON[@]}" --set schedule.total_steps=2 --set "output_dir=$WORK/gbs" > "$WORK/gbs.log" 2>&1 ||
+  { cat "$WORK/gbs.log"; fail "global batch 4 run"; }
+grep -q "^next_sample_index: 8$" "$WORK/gbs/checkpoints/step-00000002/manifest" || fail "next_sample_index after 2 x 4"
+"${MPIRUN[@]}" "$TRAIN" "${COMMON[@]}" --set schedule.total_steps=4 --set batch.global_batch_size=8 \
+  --set "output_dir=$WORK/gbs" > "$WORK/gbs.log" 2>&1 || { cat "$WORK/gbs.log"; fail "resume with global batch 8"; }
+grep -qF "global batch size 4 -> 8: the data continue from sample 8 (the samples consumed)" "$WORK/gbs.log" ||
+  { cat "$WORK/gbs.log"; fail "no global batch note"; }
+grep -q "^next_sample_index: 24$" "$WORK/gbs/checkpoints/step-00000004/manifest" || fail "next_sample_index after 2 x 4 + 2 x 8"
 grep -qF "stored with $WORK/tokrun/hf" "$WORK/fromhf.log" || { cat "$WORK/fromhf.log"; fail "--init_from tokenizer"; }
 cmp "$WORK/tok/tokenizer.json" "$WORK/fromhf/checkpoints/step-00000002/tokenizer.json" || fail "--init_from: tokenizer.json"
 # ... and a data.tokenizer naming another tokenizer is refused.

@@ -110,7 +110,7 @@ Manifest NewManifest(const config::TrainConfig& cfg, const config::ParallelConfi
   m.set_format_version(kFormatVersion);
   m.set_step(state.step);
   m.set_tokens_seen(state.tokens_seen);
-  m.set_next_sample_index(state.step * cfg.batch().global_batch_size());
+  m.set_next_sample_index(state.next_sample);
   m.set_data_seed(cfg.data().seed());
   m.set_init_seed(cfg.seed());
   m.set_adam_step(state.step);
@@ -147,8 +147,10 @@ absl::Status PublishStepDir(const std::string& root, int64_t step, Manifest m, c
   return WriteFileAtomically(JoinPath(root, "latest"), StepDirName(step) + "\n");
 }
 
-// Removes step directories beyond the newest `keep_last` complete ones (never `current`).
+// Removes step directories beyond the newest `keep_last` complete ones (never `current`); keep_last 0
+// keeps them all (torchtitan's keep_latest_k = 0).
 void Prune(const std::string& root, const std::string& current, int64_t keep_last) {
+  if (keep_last <= 0) return;
   std::vector<std::pair<int64_t, fs::path>> complete;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
@@ -158,7 +160,7 @@ void Prune(const std::string& root, const std::string& current, int64_t keep_las
     if (fs::exists(entry.path() / kCompleteMarker)) complete.push_back({step, entry.path()});
   }
   std::sort(complete.begin(), complete.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (size_t i = static_cast<size_t>(std::max<int64_t>(keep_last, 1)); i < complete.size(); ++i) {
+  for (size_t i = static_cast<size_t>(keep_last); i < complete.size(); ++i) {
     if (complete[i].second.filename() == current) continue;
     fs::remove_all(complete[i].second, ec);
   }
@@ -596,7 +598,20 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
   RETURN_IF_ERROR(status);
   if (failed) return absl::DataLossError(absl::StrCat("loading ", step_dir, " failed on another rank"));
   ctx.optimizer->SyncWorkingWeights();
-  return ResumeState{m.step(), m.tokens_seen()};
+  // Checkpoints written before the sampler position was read back recorded step * G there too.
+  const int64_t next_sample = m.has_next_sample_index()
+                                  ? m.next_sample_index()
+                                  : m.step() * m.config().batch().global_batch_size();
+  if (next_sample < 0) {
+    return absl::DataLossError(absl::StrCat(step_dir, "/manifest: next_sample_index ", next_sample, " is negative"));
+  }
+  const int64_t was_batch = m.config().batch().global_batch_size(), now_batch = ctx.cfg->batch().global_batch_size();
+  if (was_batch != now_batch) {
+    if (!note->empty()) *note += "\n";
+    *note += absl::StrFormat("global batch size %d -> %d: the data continue from sample %d (the samples consumed)",
+                             was_batch, now_batch, next_sample);
+  }
+  return ResumeState{m.step(), m.tokens_seen(), next_sample};
 }
 
 }  // namespace moe::trainer

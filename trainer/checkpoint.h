@@ -53,6 +53,7 @@ struct TokenizerFiles {
 struct ResumeState {
   int64_t step = 0;         // optimizer steps completed
   int64_t tokens_seen = 0;
+  int64_t next_sample = 0;  // samples consumed: the sampler index the next step starts at
 };
 
 struct CheckpointContext {

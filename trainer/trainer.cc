@@ -409,6 +409,9 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   const int64_t val_batches = val_rounds * shape.dp;
   const int64_t num_micro = gb.num_micro_batches();
   const float loss_scale = 1.0f / static_cast<float>(num_micro * shape.dp);  // mean over the global batch
+  // Step s reads samples [base + (s-1) G, base + s G): base is 0 unless a resume changed G, so the data
+  // continue from the samples consumed (Megatron's consumed_train_samples) rather than from s * G.
+  const int64_t sample_base = state.next_sample - state.step * gb.global_batch;
   const auto run_start = Clock::now();
   StepBreakdown breakdown;  // where the step time goes (this rank)
   ops.EnableOpTimes(true);  // CUDA: events around each op (the CPU always times its matrix products)
@@ -420,7 +423,8 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
         net, optimizer, mesh->world(), ops, cfg, step, lr, num_micro, micro, seq, loss_scale,
         [&](int64_t m, int32_t* ids, int32_t* targets) {
           for (int64_t r = 0; r < micro; ++r) {
-            train_sampler.Fill(gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq], &targets[r * seq]);
+            train_sampler.Fill(sample_base + gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq],
+                               &targets[r * seq]);
           }
         });
     const OptimizerStepStats& opt = outcome.optimizer;
@@ -484,6 +488,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     }
     state.step = step;
     state.tokens_seen += gb.global_batch * seq;
+    state.next_sample += gb.global_batch;
     if (cfg.checkpoint().save_every() > 0 && step % cfg.checkpoint().save_every() == 0) RETURN_IF_ERROR(save());
     // A stop signal on any rank stops every rank after this step, with a checkpoint.
     int64_t stop = StopRequested() ? 1 : 0;
