@@ -95,6 +95,8 @@ absl::StatusOr<checkpoint::Manifest> ReadManifest(const std::string& step_dir, b
 
 // A stored file (a tokenizer file) against its manifest entry: present, size, CRC32C; errors name it.
 absl::Status VerifyStoredFile(const std::string& step_dir, const checkpoint::StoredFile& file);
+// A stored file's name must be a plain file name in the step directory (no '/', not "." or "..").
+bool IsPlainFileName(const std::string& name);
 
 // The manifest's tokenizer fingerprint ("byte" when absent: checkpoints written before it was recorded).
 std::string TokenizerFingerprint(const checkpoint::Manifest& m);
