@@ -264,6 +264,119 @@ absl::Status CheckShardFitsRun(const data::TokenShard& s, const config::ModelCon
   return absl::OkStatus();
 }
 
+// What the run reads: its tokenizer (trainer/stored_tokenizer.h: data.tokenizer, else the one stored with
+// the weights it starts from, else byte; its files go into every checkpoint and the HF export) and, with
+// open_shards, the train and validation shards (memory-mapped, read-only; DP rank r reads its slice),
+// checked against the model and the tokenizer before any work.
+struct RunInputs {
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  TokenizerFiles tokenizer_files;
+  std::optional<data::TokenShard> train, val;
+};
+
+absl::StatusOr<RunInputs> OpenRunInputs(const config::TrainConfig& cfg, const std::string& weights_dir,
+                                        bool resuming, bool open_shards, bool leader) {
+  RunInputs in;
+  ASSIGN_OR_RETURN(in.tokenizer,
+                   ResolveRunTokenizer(cfg, weights_dir, resuming ? WeightsRole::kResume : WeightsRole::kInitFrom));
+  ASSIGN_OR_RETURN(in.tokenizer_files, SnapshotTokenizerFiles(*in.tokenizer));
+  const bool adopted = !cfg.data().has_tokenizer() && !weights_dir.empty() &&
+                       in.tokenizer->fingerprint() != kByteFingerprint;
+  // How to name it to tools/prepare_data --tokenizer.
+  const std::string tokenizer_spec = cfg.data().has_tokenizer() ? cfg.data().tokenizer()
+                                     : adopted                  ? weights_dir
+                                                                : std::string(kByteFingerprint);
+  if (leader) {
+    std::printf("tokenizer: %s%s\n", DescribeTokenizer(*in.tokenizer).c_str(),
+                adopted ? absl::StrCat(", stored with ", weights_dir).c_str() : "");
+    std::fflush(stdout);
+  }
+  if (!open_shards) return in;
+  ASSIGN_OR_RETURN(in.train, data::TokenShard::Open(cfg.data().train_path()));
+  ASSIGN_OR_RETURN(in.val, data::TokenShard::Open(cfg.data().val_path()));
+  for (const data::TokenShard* shard : {&*in.train, &*in.val}) {
+    RETURN_IF_ERROR(CheckShardFitsRun(*shard, cfg.model(), *in.tokenizer, tokenizer_spec));
+  }
+  return in;
+}
+
+// After each step: the metric row (metrics.jsonl and TensorBoard, rank 0), the validation loss when it
+// is due, the log line and the progress bar. Every rank calls Report (validation is collective).
+class StepReporter {
+ public:
+  struct Context {
+    const config::TrainConfig* cfg = nullptr;
+    model::DeepseekV3Model* net = nullptr;
+    parallel::ProcessMesh* mesh = nullptr;
+    data::Sampler* val_sampler = nullptr;
+    int64_t val_batches = 0, micro = 0, seq = 0, tokens_per_step = 0;
+    double flops_per_token = 0, peak_flops = 0;
+    MetricsWriter* metrics = nullptr;      // rank 0 only
+    TensorBoardWriter* events = nullptr;   // rank 0 only
+    Clock::time_point run_start;
+  };
+  explicit StepReporter(Context c) : c_(c) {}
+
+  // dt: the step's wall time; matmul_seconds: its matrix-product share (StepBreakdown::Add).
+  absl::Status Report(int64_t step, double lr, const StepOutcome& outcome, double dt, double matmul_seconds) {
+    const config::TrainConfig& cfg = *c_.cfg;
+    model::DeepseekV3Model& net = *c_.net;
+    const int64_t total_steps = cfg.schedule().total_steps();
+    const OptimizerStepStats& opt = outcome.optimizer;
+    const LossSums& losses = outcome.losses;
+    const std::vector<double>& load = outcome.load;
+    const double tokens_per_s = static_cast<double>(c_.tokens_per_step) / dt;
+    const double mfu = tokens_per_s * c_.flops_per_token / c_.peak_flops;
+    const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
+    const double loss = losses.ce_loss();
+    const double mtp_loss = losses.weighted_mtp_loss(net.mtp_depth_weight());
+    if (!std::isfinite(loss) || !std::isfinite(mtp_loss)) {
+      return absl::InternalError(absl::StrCat("loss is ", loss, " (MTP loss ", mtp_loss, ") at step ", step, "; stopping"));
+    }
+
+    MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
+                     {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
+                     {"expert_load_max_mean", load_max}, {"step_time_s", dt},
+                     {"gemm_fraction", matmul_seconds / dt},
+                     {"activation_mb", static_cast<double>(net.SavedActivationBytes()) / 1e6}};
+    if (net.mtp_depths() > 0) {
+      row.push_back({"mtp_loss", mtp_loss});
+      for (int64_t k = 1; k <= net.mtp_depths(); ++k) row.push_back({absl::StrCat("mtp_loss_", k), losses.mtp_loss(k)});
+    }
+    if (cfg.model().aux_loss_alpha() > 0) row.push_back({"balance_loss", outcome.balance_loss});
+    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", outcome.dropped});
+    const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
+    std::string val_text;
+    if (eval_now) {
+      const LossSums val = ValidationLoss(net, *c_.mesh, *c_.val_sampler, c_.val_batches, c_.micro, c_.seq);
+      row.push_back({"val_loss", val.ce_loss()});
+      val_text = absl::StrFormat(" | val loss %.4f", val.ce_loss());
+      if (net.mtp_depths() > 0) {
+        const double val_mtp = val.weighted_mtp_loss(net.mtp_depth_weight());
+        row.push_back({"val_mtp_loss", val_mtp});
+        absl::StrAppendFormat(&val_text, " | val mtp loss %.4f", val_mtp);
+      }
+    }
+    if (c_.metrics == nullptr) return absl::OkStatus();  // not rank 0
+    RETURN_IF_ERROR(c_.metrics->Write(row));
+    RETURN_IF_ERROR(c_.events->WriteScalars(step, MetricRow(row.begin() + 1, row.end())));  // all but "step"
+    if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
+      std::printf("step %5lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
+                  "expert load max/mean %.2f | act %.0f MB | %.3fs%s\n",
+                  static_cast<long long>(step), loss,
+                  net.mtp_depths() > 0 ? absl::StrFormat(" | mtp loss %.4f", mtp_loss).c_str() : "", lr,
+                  opt.grad_norm, tokens_per_s, 100 * mfu, load_max,
+                  static_cast<double>(net.SavedActivationBytes()) / 1e6, dt, val_text.c_str());
+      std::fflush(stdout);
+    }
+    if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(c_.run_start, Clock::now()));
+    return absl::OkStatus();
+  }
+
+ private:
+  Context c_;
+};
+
 }  // namespace
 
 absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
@@ -278,39 +391,15 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
 
   ASSIGN_OR_RETURN(const std::string resume_dir, DecideResume(cfg, options, leader, *mesh));
 
-  // The run tokenizer (trainer/stored_tokenizer.h): data.tokenizer, else the one stored with the weights
-  // the run starts from, else byte. Its files go into every checkpoint and the HF export.
   // --init_from may name an HF directory, a step directory, a checkpoints root or a run directory.
   std::string init_from;  // empty when resuming: the run's own checkpoint wins
   if (!options.init_from.empty() && resume_dir.empty()) {
     ASSIGN_OR_RETURN(init_from, ResolveWeightsDir(options.init_from));
   }
   const std::string weights_dir = !resume_dir.empty() ? resume_dir : init_from;
-  ASSIGN_OR_RETURN(const std::unique_ptr<data::Tokenizer> tokenizer,
-                   ResolveRunTokenizer(cfg, weights_dir, resume_dir.empty() ? WeightsRole::kInitFrom : WeightsRole::kResume));
-  ASSIGN_OR_RETURN(const TokenizerFiles tokenizer_files, SnapshotTokenizerFiles(*tokenizer));
-  const bool adopted = !cfg.data().has_tokenizer() && !weights_dir.empty() &&
-                       tokenizer->fingerprint() != kByteFingerprint;
-  // How to name it to tools/prepare_data --tokenizer.
-  const std::string tokenizer_spec = cfg.data().has_tokenizer() ? cfg.data().tokenizer()
-                                     : adopted                  ? weights_dir
-                                                                : std::string(kByteFingerprint);
-  if (leader) {
-    std::printf("tokenizer: %s%s\n", DescribeTokenizer(*tokenizer).c_str(),
-                adopted ? absl::StrCat(", stored with ", weights_dir).c_str() : "");
-    std::fflush(stdout);
-  }
-
-  // Data, checked before any work: every rank opens the shards (memory-mapped, read-only); DP rank r
-  // reads its slice.
-  std::optional<data::TokenShard> train_shard, val_shard;
-  if (options.eval_tokens.empty()) {
-    ASSIGN_OR_RETURN(train_shard, data::TokenShard::Open(cfg.data().train_path()));
-    ASSIGN_OR_RETURN(val_shard, data::TokenShard::Open(cfg.data().val_path()));
-    for (const data::TokenShard* shard : {&*train_shard, &*val_shard}) {
-      RETURN_IF_ERROR(CheckShardFitsRun(*shard, mc, *tokenizer, tokenizer_spec));
-    }
-  }
+  ASSIGN_OR_RETURN(const RunInputs inputs, OpenRunInputs(cfg, weights_dir, !resume_dir.empty(),
+                                                         /*open_shards=*/options.eval_tokens.empty(), leader));
+  const TokenizerFiles& tokenizer_files = inputs.tokenizer_files;
 
   // Output directory and metrics (rank 0 writes).
   std::unique_ptr<MetricsWriter> metrics;
@@ -374,17 +463,17 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   if (!options.eval_tokens.empty()) return EvaluateTokenFile(net, *mesh, options, seq, leader);
 
   ASSIGN_OR_RETURN(data::Sampler train_sampler,
-                   data::Sampler::Create(&*train_shard, seq, cfg.data().seed()));
+                   data::Sampler::Create(&*inputs.train, seq, cfg.data().seed()));
   ASSIGN_OR_RETURN(data::Sampler val_sampler,
-                   data::Sampler::Create(&*val_shard, seq, cfg.data().seed(), data::SampleOrder::kSequential));
+                   data::Sampler::Create(&*inputs.val, seq, cfg.data().seed(), data::SampleOrder::kSequential));
   data::GlobalBatch gb{cfg.batch().global_batch_size(), shape.dp, micro};
   RETURN_IF_ERROR(gb.Validate());
   if (leader) {
     std::printf("data: train %lld tokens (%lld windows of %lld), val %lld tokens; %lld micro-batches of "
                 "%lld per rank per step\n",
-                static_cast<long long>(train_shard->num_tokens()),
+                static_cast<long long>(inputs.train->num_tokens()),
                 static_cast<long long>(train_sampler.samples_per_epoch()), static_cast<long long>(seq),
-                static_cast<long long>(val_shard->num_tokens()),
+                static_cast<long long>(inputs.val->num_tokens()),
                 static_cast<long long>(gb.num_micro_batches()), static_cast<long long>(micro));
     std::fflush(stdout);
   }
@@ -412,7 +501,8 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   // Step s reads samples [base + (s-1) G, base + s G): base is 0 unless a resume changed G, so the data
   // continue from the samples consumed (Megatron's consumed_train_samples) rather than from s * G.
   const int64_t sample_base = state.next_sample - state.step * gb.global_batch;
-  const auto run_start = Clock::now();
+  StepReporter reporter({&cfg, &net, mesh.get(), &val_sampler, val_batches, micro, seq, gb.global_batch * seq,
+                         flops_per_token, peak_flops, metrics.get(), events.get(), Clock::now()});
   StepBreakdown breakdown;  // where the step time goes (this rank)
   ops.EnableOpTimes(true);  // CUDA: events around each op (the CPU always times its matrix products)
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
@@ -435,57 +525,8 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
           last_saved > 0 ? absl::StrCat("; the last checkpoint is step ", last_saved) : std::string(),
           " (lower optimizer.lr, or check the data around this step)"));
     }
-    const LossSums& losses = outcome.losses;
-    const std::vector<double>& load = outcome.load;
     const double dt = Seconds(t0, Clock::now());
-    const double matmul_seconds = breakdown.Add(ops.OpTimes(), dt);
-    const double tokens_per_s = static_cast<double>(gb.global_batch * seq) / dt;
-    const double mfu = tokens_per_s * flops_per_token / peak_flops;
-    const double load_max = load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
-    const double loss = losses.ce_loss();
-    const double mtp_loss = losses.weighted_mtp_loss(net.mtp_depth_weight());
-    const double balance = outcome.balance_loss;
-    if (!std::isfinite(loss) || !std::isfinite(mtp_loss)) {
-      return absl::InternalError(absl::StrCat("loss is ", loss, " (MTP loss ", mtp_loss, ") at step ", step, "; stopping"));
-    }
-
-    MetricRow row = {{"step", static_cast<double>(step)}, {"loss", loss}, {"lr", lr},
-                     {"grad_norm", opt.grad_norm}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu},
-                     {"expert_load_max_mean", load_max}, {"step_time_s", dt},
-                     {"gemm_fraction", matmul_seconds / dt},
-                     {"activation_mb", static_cast<double>(net.SavedActivationBytes()) / 1e6}};
-    if (net.mtp_depths() > 0) {
-      row.push_back({"mtp_loss", mtp_loss});
-      for (int64_t k = 1; k <= net.mtp_depths(); ++k) row.push_back({absl::StrCat("mtp_loss_", k), losses.mtp_loss(k)});
-    }
-    if (mc.aux_loss_alpha() > 0) row.push_back({"balance_loss", balance});
-    if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", outcome.dropped});
-    const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
-    std::string val_text;
-    if (eval_now) {
-      const LossSums val = ValidationLoss(net, *mesh, val_sampler, val_batches, micro, seq);
-      row.push_back({"val_loss", val.ce_loss()});
-      val_text = absl::StrFormat(" | val loss %.4f", val.ce_loss());
-      if (net.mtp_depths() > 0) {
-        const double val_mtp = val.weighted_mtp_loss(net.mtp_depth_weight());
-        row.push_back({"val_mtp_loss", val_mtp});
-        absl::StrAppendFormat(&val_text, " | val mtp loss %.4f", val_mtp);
-      }
-    }
-    if (leader) {
-      RETURN_IF_ERROR(metrics->Write(row));
-      RETURN_IF_ERROR(events->WriteScalars(step, MetricRow(row.begin() + 1, row.end())));  // all but "step"
-      if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
-        std::printf("step %5lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
-                    "expert load max/mean %.2f | act %.0f MB | %.3fs%s\n",
-                    static_cast<long long>(step), loss,
-                    net.mtp_depths() > 0 ? absl::StrFormat(" | mtp loss %.4f", mtp_loss).c_str() : "", lr,
-                    opt.grad_norm, tokens_per_s, 100 * mfu, load_max,
-                    static_cast<double>(net.SavedActivationBytes()) / 1e6, dt, val_text.c_str());
-        std::fflush(stdout);
-      }
-      if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(run_start, Clock::now()));
-    }
+    RETURN_IF_ERROR(reporter.Report(step, lr, outcome, dt, breakdown.Add(ops.OpTimes(), dt)));
     state.step = step;
     state.tokens_seen += gb.global_batch * seq;
     state.next_sample += gb.global_batch;
