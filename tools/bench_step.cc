@@ -17,8 +17,10 @@
 // --check_against_cpu first runs one step of the same model on the CPU backend and on --device from
 // the same initial weights and batch (batch.micro_batch_size x --check_seq tokens), and compares the
 // loss (relative 1e-2), the gradient norm (5e-2) and the loss after the AdamW update (1e-2) in BF16
-// (the issue's "a GPU step matches the CPU step"), all three within 1e-5 in FP32. It exits 1 when a
-// comparison fails.
+// (the issue's "a GPU step matches the CPU step"), all three within 1e-5 in FP32. In FP32 it then judges
+// every parameter's gradient (relative L2 per tensor, 1e-4) and every updated weight (1e-3), routed
+// experts by their median (CompareTensors), naming the worst tensor; in BF16 it reports those figures.
+// --check_fp32_too adds the FP32 check to a BF16 config's. It exits 1 when a comparison fails.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,6 +36,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status.h"
@@ -54,6 +57,8 @@ ABSL_FLAG(int64_t, micro_batches, 0, "micro-batches per step (0: global_batch_si
 ABSL_FLAG(int, threads, 0, "CPU backend threads (0: all cores)");
 ABSL_FLAG(bool, check_against_cpu, false, "first compare one step on --device with the CPU backend");
 ABSL_FLAG(int64_t, check_seq, 256, "sequence length of the --check_against_cpu step");
+ABSL_FLAG(bool, check_fp32_too, false,
+          "with --check_against_cpu on a BF16 config, also check the same step in FP32 (where every tensor is judged)");
 ABSL_FLAG(std::string, hf_config_out, "", "also write the model as a Hugging Face config.json here");
 
 namespace moe {
@@ -113,6 +118,19 @@ class Trainer {
   }
   int64_t ActivationBytes() const { return net_.SavedActivationBytes(); }
 
+  // Every trainable tensor's gradient (after Step, before the next one) or working values, by name,
+  // copied to the host.
+  std::vector<std::pair<std::string, std::vector<float>>> Tensors(bool grads) {
+    ops_->Synchronize();
+    std::vector<std::pair<std::string, std::vector<float>>> out;
+    net_.params().ForEach([&](const model::Param& p) {
+      if (!p.trainable()) return;
+      const Buffer<float>& b = grads ? p.grad : p.working;
+      out.emplace_back(p.name, std::vector<float>(b.begin(), b.end()));
+    });
+    return out;
+  }
+
  private:
   const config::TrainConfig& cfg_;
   kernels::Backend* ops_;
@@ -136,14 +154,59 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> MakeBackend(const config::Trai
 
 struct StepResult {
   double loss = 0, grad_norm = 0, loss_after = 0;
+  std::vector<std::pair<std::string, std::vector<float>>> grads, weights;  // per tensor, after the step
 };
 StepResult OneStep(const config::TrainConfig& cfg, kernels::Backend* ops, const TokenBatch& b, int64_t seq) {
   Trainer t(cfg, ops, seq);
   StepResult r;
   const int64_t batch = cfg.batch().micro_batch_size();
   std::tie(r.loss, r.grad_norm) = t.Step({b}, batch, seq, 1);
+  r.grads = t.Tensors(/*grads=*/true);
+  r.weights = t.Tensors(/*grads=*/false);
   r.loss_after = t.Loss(b, batch, seq);
   return r;
+}
+
+// How far apart two runs' tensors are, by relative L2 distance ||x - y|| / ||y|| per tensor (absolute
+// when ||y|| is 0). Routed experts are judged by their median: in BF16 a router near-tie may send a
+// token to another expert on the other backend, which legitimately changes those few experts' whole
+// gradients, while a bug in the expert kernels would move most of them.
+struct TensorDistance {
+  std::string worst_name;           // over every tensor
+  double worst = 0;
+  double worst_dense = 0;           // over the tensors that are not routed experts
+  double expert_median = 0;         // over the routed experts' tensors (0 without MoE)
+  bool finite = true;               // x holds no NaN or infinity
+};
+TensorDistance CompareTensors(const std::vector<std::pair<std::string, std::vector<float>>>& got,
+                              const std::vector<std::pair<std::string, std::vector<float>>>& want) {
+  TensorDistance d;
+  std::vector<double> experts;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const std::vector<float>& x = got[i].second;
+    const std::vector<float>& y = want[i].second;
+    double diff = 0, norm = 0;
+    for (size_t j = 0; j < y.size(); ++j) {
+      if (!std::isfinite(x[j])) d.finite = false;
+      diff += (static_cast<double>(x[j]) - y[j]) * (static_cast<double>(x[j]) - y[j]);
+      norm += static_cast<double>(y[j]) * y[j];
+    }
+    const double rel = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+    if (d.worst_name.empty() || !(rel <= d.worst)) {  // NaN counts as worst
+      d.worst = rel;
+      d.worst_name = want[i].first;
+    }
+    if (absl::StrContains(want[i].first, ".mlp.experts.")) {
+      experts.push_back(rel);
+    } else if (!(rel <= d.worst_dense)) {
+      d.worst_dense = rel;
+    }
+  }
+  if (!experts.empty()) {
+    std::nth_element(experts.begin(), experts.begin() + experts.size() / 2, experts.end());
+    d.expert_median = experts[experts.size() / 2];
+  }
+  return d;
 }
 
 // One step on the CPU and on `device` from the same weights and batch; false if they disagree.
@@ -173,6 +236,22 @@ absl::StatusOr<bool> CheckAgainstCpu(const config::TrainConfig& cfg, kernels::De
   compare("loss", ref.loss, got.loss, fp32 ? 1e-5 : 1e-2);
   compare("grad_norm", ref.grad_norm, got.grad_norm, fp32 ? 1e-5 : 5e-2);
   compare("loss_after_adamw", ref.loss_after, got.loss_after, fp32 ? 1e-5 : 1e-2);
+  // Every tensor, not just the scalars: a wrong gradient in one small tensor hardly moves the norm.
+  // BF16 weights are BF16-rounded, so a tiny difference may move an element by one BF16 step (2^-8).
+  auto compare_tensors = [&](const char* what, const auto& have, const auto& want, double tol) {
+    const TensorDistance d = CompareTensors(have, want);
+    const bool pass = d.finite && d.worst_dense <= tol && d.expert_median <= tol;
+    if (fp32) ok = ok && pass;
+    std::printf("%s  step_vs_cpu %-22s rel L2: worst non-expert %.2e, routed experts' median %.2e (FP32 tol %.0e); "
+                "worst %s %.2e%s\n", !fp32 ? "INFO" : pass ? "PASS" : "FAIL", what, d.worst_dense,
+                d.expert_median, tol, d.worst_name.c_str(), d.worst, d.finite ? "" : "; non-finite values");
+  };
+  // FP32 is judged tensor by tensor. Adam's first update is about lr * sign(g), so elements with
+  // near-zero gradients move by up to lr on a tiny difference: the weight bound allows for a few. BF16 is
+  // reported only: its rounding moves router near-ties and Adam's signs, so single tensors legitimately
+  // differ by several percent (tiny under emulation: non-expert gradients up to 8e-2).
+  compare_tensors("every gradient", got.grads, ref.grads, 1e-4);
+  compare_tensors("every updated weight", got.weights, ref.weights, 1e-3);
   std::fflush(stdout);
   return ok;
 }
@@ -212,6 +291,12 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   if (absl::GetFlag(FLAGS_check_against_cpu)) {
     ASSIGN_OR_RETURN(const bool ok, CheckAgainstCpu(cfg, device));
     if (!ok) rc = 1;
+    if (absl::GetFlag(FLAGS_check_fp32_too) && cfg.precision() != config::FP32) {
+      config::TrainConfig fp32 = cfg;
+      fp32.set_precision(config::FP32);
+      ASSIGN_OR_RETURN(const bool fp32_ok, CheckAgainstCpu(fp32, device));
+      if (!fp32_ok) rc = 1;
+    }
   }
 
   // The timed run.

@@ -96,9 +96,9 @@ KC_FLAGS=(--no_perf)
 phase kernel_check 90 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
 
 # 2. Our step: checked against the CPU, then timed.
-phase bench_step 240 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
+phase bench_step 300 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
   --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=5 \
-  --hf_config_out="$LOGDIR/hf_config.json" || status=1
+  --check_fp32_too --hf_config_out="$LOGDIR/hf_config.json" || status=1
 OURS=$(grep '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
 FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["flops_per_token"])' 2>/dev/null)
 
