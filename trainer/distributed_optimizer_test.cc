@@ -1,12 +1,14 @@
 // DistributedOptimizer on one process: a finite step updates the weights; a NaN or an infinity in a
 // gradient skips the update (masters, moments and working weights untouched) and names the first
-// tensor, in the model's order, whose gradient is not finite.
+// tensor, in the model's order, whose gradient is not finite; in BF16 the matrices' BF16 bits follow
+// their working weights through every update.
 #include "trainer/distributed_optimizer.h"
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "base/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "parallel/local_communicator.h"
@@ -75,6 +77,32 @@ TEST(DistributedOptimizer, NonFiniteGradientSkipsTheUpdateAndNamesTheTensor) {
     f.SetGrads(0.1f);
     EXPECT_TRUE(optimizer.Step(f.opt, 1e-2, 2).updated());
     EXPECT_NE(f.Working(), before);
+  }
+}
+
+// BF16: the working weights are BF16 values, and the matrices' BF16 bits (what the products read)
+// are those values' bits after every update; norm weights keep no bits.
+TEST(DistributedOptimizer, Bf16WorkingBitsFollowTheWorkingWeights) {
+  Fixture f;
+  f.params.RefreshWorking(true);
+  DistributedOptimizer optimizer(&f.params, {&f.world, &f.dp, &f.expert_dp}, &f.ops, true);
+  auto before = f.Working();
+  for (int64_t step = 1; step <= 2; ++step) {
+    f.SetGrads(0.1f * static_cast<float>(step));
+    ASSERT_TRUE(optimizer.Step(f.opt, 1e-2, step).updated());
+    EXPECT_NE(f.Working(), before);
+    before = f.Working();
+    f.params.ForEach([&](const model::Param& p) {
+      if (p.kind != model::ParamKind::kMatrix) {
+        EXPECT_EQ(p.working_bits(), nullptr) << p.name;
+        return;
+      }
+      ASSERT_NE(p.working_bits(), nullptr) << p.name;
+      for (int64_t i = 0; i < p.numel(); ++i) {
+        ASSERT_EQ(p.working[i], moe::RoundToBf16(p.working[i])) << p.name << " " << i;
+        ASSERT_EQ(p.working_bf16[i], moe::FloatToBf16Bits(p.working[i])) << p.name << " " << i;
+      }
+    });
   }
 }
 
