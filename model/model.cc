@@ -52,6 +52,13 @@ const float* GatherAndSave(const LayerContext& ctx, parallel::Communicator& tp, 
   return full;
 }
 
+// Where a TP block's input is kept (what GatherAndSave returned): `local` with one TP rank, the
+// gathered `full` otherwise.
+const SavedActivation& KeptBlockInput(parallel::Communicator& tp, const SavedActivation& local,
+                                      const SavedActivation& full) {
+  return tp.size() == 1 ? local : full;
+}
+
 // Where a TP block writes its [n, d] output: the partial-sum buffer, or the slice itself (one rank).
 float* BlockOutput(parallel::Communicator& tp, float* local, float* partial) {
   return tp.size() == 1 ? local : partial;
@@ -215,7 +222,7 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   const float* x1_full = GatherAndSave(ctx_, tp, x1, n_loc, d, frame, &L.x1_full);
   float* out = BlockOutput(tp, branch, partial);
   L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved,
-                  (tp.size() == 1 ? L.x1 : L.x1_full).bits());
+                  KeptBlockInput(tp, L.x1, L.x1_full).bits());
   ReduceScatterTokens(tp, out, n_loc, d, branch);
   ctx_.Store(branch, n_loc * d);
   ops.Add(branch, h, n_loc * d);
@@ -228,7 +235,7 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   ops.Fill(branch, n_loc * d, 0.0f);
   if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
     const float* x2_full = GatherAndSave(ctx_, tp, x2, n_loc, d, frame, &L.x2_full);
-    L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved, (tp.size() == 1 ? L.x2 : L.x2_full).bits());
+    L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved, KeptBlockInput(tp, L.x2, L.x2_full).bits());
     ReduceScatterTokens(tp, out, n_loc, d, branch);
     ctx_.Store(branch, n_loc * d);
   }
@@ -400,7 +407,7 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
     const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
     float* d_in = BlockOutput(tp, d_x, d_in_full);
     // The block input only feeds weight gradients: read as kept (BF16 bits in BF16 mode).
-    const SavedActivation& x2_full = tp.size() == 1 ? L.x2 : L.x2_full;
+    const SavedActivation& x2_full = KeptBlockInput(tp, L.x2, L.x2_full);
     L.mlp->Backward(ctx_, x2_full.fp32(), L.mlp_saved, d_out_full, d_in, false, x2_full.bits());
     ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
     ops.Add(d_x, d_branch_in, n_loc * d);
@@ -415,7 +422,7 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
   float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
   Scratch::Frame load(scratch_);
-  const SavedActivation& x1_full = tp.size() == 1 ? L.x1 : L.x1_full;
+  const SavedActivation& x1_full = KeptBlockInput(tp, L.x1, L.x1_full);
   L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full.fp32(), L.attn_saved, d_out_full, d_in,
                    x1_full.bits());
   ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
