@@ -26,7 +26,9 @@ enum class TopkMethod { kNoauxTc, kGreedy, kGroupLimitedGreedy };
 // One GEMM of a grouped launch: C[m,n] = alpha * op(A) op(B) + beta * C, leading dims in elements.
 // A is a_bf16 when that is set (2-byte BF16 bits, same layout and leading dim: a saved activation kept
 // as BF16), else a; likewise B. BF16 values are exact in FP32, so an operand given as bits is the same
-// number as its FP32 twin in either GEMM precision; in BF16 mode it just skips the rounding pass.
+// number as its FP32 twin in either GEMM precision; in BF16 mode it just skips the rounding pass. In BF16
+// mode an operand may also be given as the BF16 rounding of an FP32 tensor (the value the product
+// would round it to), converted once for several products.
 struct GemmProblem {
   int64_t m = 0, n = 0, k = 0;
   const float* a = nullptr;

@@ -133,7 +133,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
 
   Scratch::Frame frame(*ctx.scratch);
   float* d_o = frame.Floats(n * h * dv);
-  LinearBackward(ops, *o_proj_, s.o.fp32(), d_out, n, d_o, GradMode::kWrite, s.o.bits());
+  LinearBackward(ctx, *o_proj_, s.o.fp32(), d_out, n, d_o, GradMode::kWrite, s.o.bits());
   const float* o = s.o.Load(ctx, frame);
 
   float* dq = frame.Floats(n * h * dqk);
@@ -153,14 +153,14 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   ops.RopeBackward(KeyRopeView(rope, positions, dkr, n));
 
   float* dckv = frame.Floats(n * rkv);
-  LinearBackward(ops, *kv_b_proj_, s.ckv.fp32(), dkv, n, dckv, GradMode::kWrite, s.ckv.bits());
+  LinearBackward(ctx, *kv_b_proj_, s.ckv.fp32(), dkv, n, dckv, GradMode::kWrite, s.ckv.bits());
   float* dckv_in = frame.Floats(n * rkv);
   ops.RmsNormBackward(s.ckv_in.Load(ctx, frame), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n,
                       rkv, dckv_in, kv_a_layernorm_->grad.data());
   float* da = frame.Floats(n * (rkv + dr));
   ops.Copy2D(dckv_in, rkv, da, rkv + dr, n, rkv, false);
   ops.Copy2D(dkr, dr, da + rkv, rkv + dr, n, dr, false);
-  LinearBackward(ops, *kv_a_proj_, u, da, n, d_u, GradMode::kWrite, u_bf16);
+  LinearBackward(ctx, *kv_a_proj_, u, da, n, d_u, GradMode::kWrite, u_bf16);
 
   // Queries: undo RoPE on the rope part (dq is in rotated coordinates), then the projections.
   ops.RopeBackward(QueryRopeView(rope, positions, dq, n));
@@ -168,12 +168,12 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
     const int64_t rq = dims_.q_lora_rank;
     float* dcq = frame.Floats(n * rq);
     float* dqa = frame.Floats(n * rq);
-    LinearBackward(ops, *q_b_proj_, s.cq.fp32(), dq, n, dcq, GradMode::kWrite, s.cq.bits());
+    LinearBackward(ctx, *q_b_proj_, s.cq.fp32(), dq, n, dcq, GradMode::kWrite, s.cq.bits());
     ops.RmsNormBackward(s.qa.Load(ctx, frame), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq,
                         dqa, q_a_layernorm_->grad.data());
-    LinearBackward(ops, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate, u_bf16);
+    LinearBackward(ctx, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate, u_bf16);
   } else {
-    LinearBackward(ops, *q_proj_, u, dq, n, d_u, GradMode::kAccumulate, u_bf16);
+    LinearBackward(ctx, *q_proj_, u, dq, n, d_u, GradMode::kAccumulate, u_bf16);
   }
 }
 

@@ -51,6 +51,15 @@ struct LayerContext {
   void Store(float* x, int64_t n) const {
     if (bf16()) ops->RoundToBf16(x, n);
   }
+  // An FP32 tensor that feeds several BF16 products (a gradient: dX and dW both read dY), as BF16 bits in
+  // a buffer of `frame`, converted once instead of by every product (the same round-to-nearest-even
+  // values). Null in FP32 mode, where the products read the FP32 tensor.
+  const uint16_t* OperandBits(Scratch::Frame& frame, const float* x, int64_t n) const {
+    if (!bf16()) return nullptr;
+    uint16_t* bits = frame.Bits(n);
+    ops->PackBf16(x, n, bits);
+    return bits;
+  }
 };
 
 }  // namespace moe::model

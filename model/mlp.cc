@@ -40,10 +40,10 @@ void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s
   float* dm = frame.Floats(n * inter);
   float* da = frame.Floats(n * inter);
   float* dc = frame.Floats(n * inter);
-  LinearBackward(ops, *down_, s.m.fp32(), d_y, n, dm, GradMode::kWrite, s.m.bits());
+  LinearBackward(ctx, *down_, s.m.fp32(), d_y, n, dm, GradMode::kWrite, s.m.bits());
   ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, n * inter);
-  LinearBackward(ops, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite, u_bf16);
-  LinearBackward(ops, *up_, u, dc, n, d_u, GradMode::kAccumulate, u_bf16);
+  LinearBackward(ctx, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite, u_bf16);
+  LinearBackward(ctx, *up_, u, dc, n, d_u, GradMode::kAccumulate, u_bf16);
 }
 
 }  // namespace moe::model

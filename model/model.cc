@@ -214,7 +214,7 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   Scratch::Frame frame(scratch_);
   float* branch = frame.Floats(n_loc * d);
   float* partial = tp.size() > 1 ? frame.Floats(n * d) : nullptr;
-  L.h_in.SaveCopy(ctx_, frame, h, n_loc * d);
+  L.h_in.SaveCopy(ctx_, h, n_loc * d);
   L.rstd1.resize(n_loc);
   float* x1 = L.x1.Prepare(ctx_, frame, n_loc * d);
   ops.RmsNormForward(h, L.input_norm->working.data(), n_loc, d, eps, ctx_.bf16(), x1, L.rstd1.data());
@@ -227,7 +227,7 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   ctx_.Store(branch, n_loc * d);
   ops.Add(branch, h, n_loc * d);
   ctx_.Store(h, n_loc * d);
-  L.h_mid.SaveCopy(ctx_, frame, h, n_loc * d);
+  L.h_mid.SaveCopy(ctx_, h, n_loc * d);
   L.rstd2.resize(n_loc);
   float* x2 = L.x2.Prepare(ctx_, frame, n_loc * d);
   ops.RmsNormForward(h, L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), x2, L.rstd2.data());
@@ -364,7 +364,7 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   Scratch::Frame frame(scratch_);
   float* d_hf = backward ? frame.Floats(n_loc * d) : nullptr;
   // The head's gradient first: the MTP depths then reuse the logits buffer.
-  if (backward) LinearBackward(ops, *lm_head_, fp.hf.fp32(), logits, n_loc, d_hf, GradMode::kWrite, fp.hf.bits());
+  if (backward) LinearBackward(ctx_, *lm_head_, fp.hf.fp32(), logits, n_loc, d_hf, GradMode::kWrite, fp.hf.bits());
   if (!mtp_.empty()) MtpForward(ids, targets, backward, loss_scale, &stats);
   stats.balance_loss = fp.balance_loss;  // the MTP blocks' MoE included
   stats.dropped = fp.dropped;

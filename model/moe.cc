@@ -225,9 +225,12 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   const uint16_t* m_bf16 = s.m.bits();
   const float* x_grouped = s.x_grouped.fp32();
   const uint16_t* x_grouped_bf16 = s.x_grouped.bits();
+  // dy, da and dc each feed two products: in BF16 mode they are converted once.
+  const uint16_t* dy_bf16 = ctx.OperandBits(frame, dy, grouped_rows * d);
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     GemmProblem q{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie, dm + o * ie, ie};
+                    q.a_bf16 = dy_bf16 ? dy_bf16 + o * d : nullptr;
                     q.b_bf16 = expert_down_[j]->working_bits();
                     return q;
                   }),
@@ -235,29 +238,34 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo,  // d down_j += dy_jᵀ m_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     GemmProblem q{d, ie, r, dy + o * d, d, m ? m + o * ie : nullptr, ie, expert_down_[j]->grad.data(), ie};
+                    q.a_bf16 = dy_bf16 ? dy_bf16 + o * d : nullptr;
                     q.b_bf16 = m_bf16 ? m_bf16 + o * ie : nullptr;
                     return q;
                   }),
                   1, 1);
   ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, grouped_rows * ie);
-  auto input_grad = [&](const std::vector<Param*>& w, const float* g) {  // dx_j (+)= g_j w_j
-    return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
+  const uint16_t* da_bf16 = ctx.OperandBits(frame, da, grouped_rows * ie);
+  const uint16_t* dc_bf16 = ctx.OperandBits(frame, dc, grouped_rows * ie);
+  auto input_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // dx_j (+)= g_j w_j
+    return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
       GemmProblem q{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
+      q.a_bf16 = g_bf16 ? g_bf16 + o * ie : nullptr;
       q.b_bf16 = w[j]->working_bits();
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da), 1, 0);
-  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc), 1, 1);
-  auto weight_grad = [&](const std::vector<Param*>& w, const float* g) {  // d w_j += g_jᵀ x_j
-    return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
+  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da, da_bf16), 1, 0);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc, dc_bf16), 1, 1);
+  auto weight_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // d w_j += g_jᵀ x_j
+    return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
       GemmProblem q{ie, d, r, g + o * ie, ie, x_grouped ? x_grouped + o * d : nullptr, d, w[j]->grad.data(), d};
+      q.a_bf16 = g_bf16 ? g_bf16 + o * ie : nullptr;
       q.b_bf16 = x_grouped_bf16 ? x_grouped_bf16 + o * d : nullptr;
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da), 1, 1);
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc), 1, 1);
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da, da_bf16), 1, 1);
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc, dc_bf16), 1, 1);
 
   // Dispatch's backward is a Combine; then back to the tokens.
   float* dx_sorted = frame.Floats(rows * d);
@@ -277,7 +285,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   float* d_logits = frame.Floats(n * e_count);
   ops.RouterBackward(dims_.router, s.scores.data(), s.selected.data(), d_weights, d_scores_extra, n,
                      d_logits);
-  LinearBackward(ops, *gate_, u, d_logits, n, d_u, GradMode::kAccumulate);
+  LinearBackward(ctx, *gate_, u, d_logits, n, d_u, GradMode::kAccumulate);
 }
 
 }  // namespace moe::model

@@ -81,7 +81,7 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
         ops.CrossEntropy(logits, m.targets.data(), n_loc, vocab, ce_scale, backward ? logits : nullptr);
     if (backward) {
       m.d_hk.resize(n_loc * d);
-      LinearBackward(ops, *lm_head_, hk, logits, n_loc, m.d_hk.data(), GradMode::kWrite);
+      LinearBackward(ctx_, *lm_head_, hk, logits, n_loc, m.d_hk.data(), GradMode::kWrite);
     }
   }
 }
@@ -106,7 +106,7 @@ void DeepseekV3Model::MtpBackward(float loss_scale, float* d_hf) {
     ops.RmsNormBackward(m.z.Load(ctx_, load), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
                         m.head_norm->grad.data());
     LayerBackward(m.block, dz, loss_scale);  // dz: now the gradient of h'
-    LinearBackward(ops, *m.eh_proj, m.cat.fp32(), dz, n_loc, dcat, GradMode::kWrite, m.cat.bits());
+    LinearBackward(ctx_, *m.eh_proj, m.cat.fp32(), dz, n_loc, dcat, GradMode::kWrite, m.cat.bits());
     // The hidden half, through hnorm, into h^{k-1}.
     const float* h_prev = (k == 1 ? fp_.hf : mtp_[k - 2]->hk).Load(ctx_, load);
     ops.Copy2D(dcat + d, 2 * d, d_half, d, n_loc, d, false);

@@ -42,11 +42,19 @@ class SavedActivation {
     ctx.ops->RoundAndPackBf16(staged_, n_, bf16_.data());
   }
 
-  // Prepare + copy of n values of x + Save, for a tensor the forward already has elsewhere. In BF16 mode x
-  // must hold BF16 values (a stored activation): the forward goes on with x itself, not the rounded copy.
-  void SaveCopy(const LayerContext& ctx, Scratch::Frame& frame, const float* x, int64_t n) {
-    ctx.ops->Copy(x, Prepare(ctx, frame, n), n);
-    Save(ctx);
+  // Keeps a copy of n values of x, a tensor the forward already has elsewhere. In BF16 mode x must hold
+  // BF16 values (a stored activation), which are packed as they are.
+  void SaveCopy(const LayerContext& ctx, const float* x, int64_t n) {
+    n_ = n;
+    packed_ = ctx.bf16();
+    staged_ = nullptr;
+    if (!packed_) {
+      fp32_.resize(n);
+      ctx.ops->Copy(x, fp32_.data(), n);
+    } else {
+      bf16_.resize(n);
+      ctx.ops->PackBf16(x, n, bf16_.data());
+    }
   }
 
   // The kept values as FP32: the storage itself in FP32 mode, unpacked into a buffer of `frame` in BF16

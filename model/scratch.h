@@ -26,6 +26,8 @@ class Scratch {
     Frame(const Frame&) = delete;
     Frame& operator=(const Frame&) = delete;
     float* Floats(int64_t n) { return s_.Take(n); }
+    // n 2-byte values (BF16 bits), from the same stack.
+    uint16_t* Bits(int64_t n) { return reinterpret_cast<uint16_t*>(s_.Take((n + 1) / 2)); }
 
    private:
     Scratch& s_;
