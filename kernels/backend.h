@@ -78,7 +78,16 @@ struct RouterParams {
 
 struct AdamWParams {
   float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0;
+  float grad_scale = 1;  // the gradient is read as grad * grad_scale (gradient clipping, folded in)
   int64_t step = 1;  // 1-based, for bias correction
+};
+
+// Optional outputs of AdamW, written in the same pass as the update: the new weights' working copy
+// (rounded to BF16 when round_bf16) and its BF16 bits (only with round_bf16). Null: not written.
+struct AdamWWorking {
+  float* values = nullptr;
+  uint16_t* bits = nullptr;
+  bool round_bf16 = false;
 };
 
 // Time spent in one op (by name: "gemm", "grouped_gemm", "attention_fwd", ...) and the FLOPs it did
@@ -220,10 +229,10 @@ class Backend {
   virtual void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                               int64_t dim, float* dst) = 0;
 
-  // ---- AdamW on FP32 masters and moments (docs/model.md "Optimizer step"), in place; grad already
-  // clipped. ----
+  // ---- AdamW on FP32 masters and moments (docs/model.md "Optimizer step"), in place; the gradient
+  // scaled by p.grad_scale (clipping); the working copy written too where `working` says. ----
   virtual void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
-                     int64_t n) = 0;
+                     int64_t n, const AdamWWorking& working) = 0;
 };
 
 }  // namespace moe::kernels

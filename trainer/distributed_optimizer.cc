@@ -30,9 +30,11 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     const int64_t owned = g.owned();
     g.adam_m.resize(owned);
     g.adam_v.resize(owned);
-    if (ranks > 1) g.grad.resize(owned);  // one rank: the reduced gradient is the packed one
+    if (g.staged()) {
+      g.grad.resize(owned);
+      g.mine.resize(g.block());
+    }
     g.master.resize(owned);
-    g.mine.resize(g.block());
     ops_->Fill(g.adam_m.data(), owned, 0.0f);
     ops_->Fill(g.adam_v.data(), owned, 0.0f);
     // Masters of the owned elements, from the (identical) full masters; then free the full copies.
@@ -45,6 +47,7 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
   ops_->Synchronize();  // the copies above read the masters freed here
   for (Group& g : groups_) {
     for (const Segment& s : g.segments) s.param->master.reset();
+    if (!g.staged()) g.flat.reset();
   }
 }
 
@@ -54,12 +57,13 @@ int64_t DistributedOptimizer::owned_elements() const {
   return n;
 }
 
-void DistributedOptimizer::Pack(Group& g, bool grads) {
+void DistributedOptimizer::PackGrads(Group& g) {
   ops_->Fill(g.flat.data() + g.size, g.flat.size() - g.size, 0.0f);  // padding
-  for (const Segment& s : g.segments) {
-    const Buffer<float>& src = grads ? s.param->grad : s.param->working;
-    ops_->Copy(src.data(), &g.flat[s.begin], src.size());
-  }
+  for (const Segment& s : g.segments) ops_->Copy(s.param->grad.data(), &g.flat[s.begin], s.param->numel());
+}
+
+const float* DistributedOptimizer::OwnedGrad(Group& g, const Segment& s, int64_t o, int64_t begin) {
+  return g.staged() ? &g.grad[o] : s.param->grad.data() + (begin - s.begin);
 }
 
 void DistributedOptimizer::Unpack(Group& g) {
@@ -94,9 +98,9 @@ std::vector<DistributedOptimizer::OwnedPiece> DistributedOptimizer::OwnedPieces(
 }
 
 void DistributedOptimizer::GatherWorking(Group& g) {
-  if (g.comm->size() == 1) {
+  if (!g.staged()) {
     // One rank owns every element, and its owned state is laid out as the flat buffer: the working
-    // weights come straight from the masters, without the staging and gathering copies.
+    // weights come straight from the masters.
     for (const Segment& s : g.segments) {
       float* working = s.param->working.data();
       ops_->Copy(&g.master[s.begin], working, s.param->numel());
@@ -130,11 +134,15 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   double sum_sq = 0.0;
   for (Group& g : groups_) {
     if (g.size == 0) continue;
-    Pack(g, /*grads=*/true);
-    for (int64_t b = 0; b < g.num_buckets; ++b) {
-      g.comm->ReduceScatterSum(&g.flat[b * g.bucket], &g.Grad()[b * g.block()], g.block());
+    if (!g.staged()) {  // one rank: the gradients are reduced where they are
+      for (const Segment& s : g.segments) sum_sq += ops_->SumSquares(s.param->grad.data(), s.param->numel());
+      continue;
     }
-    sum_sq += ops_->SumSquares(g.Grad(), g.owned());
+    PackGrads(g);
+    for (int64_t b = 0; b < g.num_buckets; ++b) {
+      g.comm->ReduceScatterSum(&g.flat[b * g.bucket], &g.grad[b * g.block()], g.block());
+    }
+    sum_sq += ops_->SumSquares(g.grad.data(), g.owned());
   }
   // 2. Global norm (each element owned exactly once in the world) and clipping.
   world_->AllReduceSum(&sum_sq, 1);
@@ -154,19 +162,35 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   ap.beta2 = static_cast<float>(opt.beta2());
   ap.eps = static_cast<float>(opt.eps());
   ap.step = step;
-  // 3. AdamW on the owned elements: one call per run of consecutive owned pieces with the same weight
-  // decay (matrices decay, norms do not), so thousands of tensors take a handful of launches, then
-  // 4. all-gather the new working values.
+  ap.grad_scale = static_cast<float>(stats.clip_coef);  // clipping, folded into the update
+  const float decay = static_cast<float>(opt.weight_decay());
   for (Group& g : groups_) {
     if (g.size == 0) continue;
-    if (stats.clip_coef != 1.0) ops_->Scale(g.Grad(), g.owned(), static_cast<float>(stats.clip_coef));
+    if (!g.staged()) {
+      // 3'. One rank: AdamW per tensor, reading its gradient and writing its working weights (and
+      // their BF16 bits) in the same pass.
+      ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
+        model::Param& p = *s.param;
+        const int64_t local = begin - s.begin;
+        kernels::AdamWWorking working;
+        working.values = p.working.data() + local;
+        working.bits = bf16_ && !p.working_bf16.empty() ? p.working_bf16.data() + local : nullptr;
+        working.round_bf16 = bf16_;
+        ap.weight_decay = s.decay ? decay : 0.0f;
+        ops_->AdamW(ap, &g.master[o], p.grad.data() + local, &g.adam_m[o], &g.adam_v[o], end - begin, working);
+      });
+      continue;
+    }
+    // 3. AdamW on the owned elements: one call per run of consecutive owned pieces with the same weight
+    // decay (matrices decay, norms do not), so thousands of tensors take a handful of launches, then
+    // 4. all-gather the new working values.
     int64_t run_begin = 0, run_end = 0;  // owned-state range of the pending run
     bool run_decay = false;
     auto flush = [&]() {
       if (run_end == run_begin) return;
-      ap.weight_decay = run_decay ? static_cast<float>(opt.weight_decay()) : 0.0f;
-      ops_->AdamW(ap, &g.master[run_begin], &g.Grad()[run_begin], &g.adam_m[run_begin], &g.adam_v[run_begin],
-                  run_end - run_begin);
+      ap.weight_decay = run_decay ? decay : 0.0f;
+      ops_->AdamW(ap, &g.master[run_begin], &g.grad[run_begin], &g.adam_m[run_begin], &g.adam_v[run_begin],
+                  run_end - run_begin, {});
       run_begin = run_end;
     };
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
@@ -189,7 +213,7 @@ std::string DistributedOptimizer::FirstNonFinite() {
   double first = -static_cast<double>(order_.size());
   for (Group& g : groups_) {
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
-      if (std::isfinite(ops_->SumSquares(&g.Grad()[o], end - begin))) return;
+      if (std::isfinite(ops_->SumSquares(OwnedGrad(g, s, o, begin), end - begin))) return;
       const auto it = std::find(order_.begin(), order_.end(), s.param);
       first = std::max(first, -static_cast<double>(it - order_.begin()));
     });

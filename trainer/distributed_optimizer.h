@@ -14,6 +14,9 @@
 // is reduce-scattered: rank r of the group owns block r of every bucket, and keeps the FP32 master
 // weights and both Adam moments for the elements it owns only. After the update the owned elements'
 // working values (BF16-rounded in BF16 mode) are all-gathered back into every rank's parameters.
+// A one-rank group (no data parallelism for its parameters) skips the staging: AdamW reads each
+// parameter's gradient where the backward left it and writes the working weights straight from the
+// masters, and the group keeps no flat buffer.
 //
 // All of this state is Buffers in the backend's memory space, moved by ops (Copy, Fill) and the group
 // communicators, so the optimizer runs wherever the model does.
@@ -93,18 +96,23 @@ class DistributedOptimizer {
     int64_t size = 0;         // flat elements (sum of parameter sizes)
     int64_t bucket = 0;       // elements per bucket (a multiple of comm size)
     int64_t num_buckets = 0;
-    Buffer<float> flat;  // [num_buckets * bucket] grads, then working values
-    // Owned state, concatenated over buckets: block comm->rank() of each bucket.
+    // Several ranks only: [num_buckets * bucket] grads, then working values.
+    Buffer<float> flat;
+    // Owned state, concatenated over buckets: block comm->rank() of each bucket. With one rank it is
+    // laid out as the flat buffer would be (owned-state index = flat index).
     Buffer<float> master, adam_m, adam_v;
-    Buffer<float> grad;  // reduced gradients of the owned blocks (a one-rank group uses `flat`)
-    Buffer<float> mine;  // [block] this rank's working values on their way to the all-gather
+    Buffer<float> grad;  // several ranks: reduced gradients of the owned blocks
+    Buffer<float> mine;  // several ranks: [block] this rank's working values on their way to the all-gather
+    bool staged() const { return comm->size() > 1; }
     int64_t block() const { return bucket / comm->size(); }
     int64_t owned() const { return num_buckets * block(); }
-    float* Grad() { return comm->size() > 1 ? grad.data() : flat.data(); }
   };
 
-  void Pack(Group& g, bool grads);
+  void PackGrads(Group& g);
   void Unpack(Group& g);
+  // The reduced gradient of an owned piece (segment s, owned-state index o, flat index begin): in the
+  // group's reduced buffer, or for a one-rank group in the parameter's own gradient.
+  static const float* OwnedGrad(Group& g, const Segment& s, int64_t o, int64_t begin);
   void GatherWorking(Group& g);
   // Calls fn(segment, bucket, owned flat range [begin, end)) for each owned piece of each segment.
   template <typename Fn>

@@ -112,7 +112,7 @@ class CpuBackend final : public Backend {
                       int64_t dim, float* dst) override;
 
   void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
-             int64_t n) override;
+             int64_t n, const AdamWWorking& working) override;
 
  private:
   // Times the caller's scope into op_times_[name] while every op is timed.

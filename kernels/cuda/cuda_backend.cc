@@ -237,21 +237,24 @@ void CudaBackend::SwigluBackward(const float* a, const float* c, const float* dm
 }
 
 void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
-                        int64_t n) {
+                        int64_t n, const AdamWWorking& working) {
   OpTimer timer(this, "adamw");
   MOE_CUDA_REQUIRE(p.step >= 1, "AdamW step is 1-based");
+  MOE_CUDA_REQUIRE(working.bits == nullptr || (working.values != nullptr && working.round_bf16),
+                   "AdamW: working bits need the rounded working values");
   cuda::AdamWArgs args;
   args.lr = p.lr;
   args.beta1 = p.beta1;
   args.beta2 = p.beta2;
   args.eps = p.eps;
   args.weight_decay = p.weight_decay;
+  args.grad_scale = p.grad_scale;
   // The CPU twin's bias corrections, bit for bit (FP64 pow, rounded to FP32).
   args.bias_correction1 = static_cast<float>(
       1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(p.step)));
   args.bias_correction2 = static_cast<float>(
       1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(p.step)));
-  cuda::LaunchAdamW(args, param, grad, m, v, n, stream_);
+  cuda::LaunchAdamW(args, param, grad, m, v, n, working, stream_);
 }
 
 // ---- Rows. ----

@@ -138,7 +138,7 @@ class CudaBackend final : public Backend {
                       int64_t dim, float* dst) override;
 
   void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
-             int64_t n) override;
+             int64_t n, const AdamWWorking& working) override;
 
  private:
   // One cached cuBLASLt plan: descriptors and the heuristic's algorithm for one GEMM signature.

@@ -88,9 +88,11 @@ __global__ void SwigluBackwardKernel(const float* __restrict__ a, const float* _
 
 __global__ void AdamWKernel(float* __restrict__ param, const float* __restrict__ grad,
                             float* __restrict__ m, float* __restrict__ v, int64_t n, float lr,
-                            float b1, float b2, float eps, float wd, float bc1, float bc2) {
+                            float b1, float b2, float eps, float wd, float bc1, float bc2,
+                            float grad_scale, float* __restrict__ working,
+                            __nv_bfloat16* __restrict__ working_bits, bool round_bf16) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
-    const float g = grad[i];
+    const float g = grad[i] * grad_scale;
     const float mi = b1 * m[i] + (1.0f - b1) * g;
     const float vi = b2 * v[i] + (1.0f - b2) * g * g;
     m[i] = mi;
@@ -98,7 +100,13 @@ __global__ void AdamWKernel(float* __restrict__ param, const float* __restrict__
     const float mhat = mi / bc1;
     const float vhat = vi / bc2;
     const float p = param[i];
-    param[i] = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+    const float updated = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+    param[i] = updated;
+    if (working != nullptr) {
+      const __nv_bfloat16 b = __float2bfloat16_rn(updated);
+      working[i] = round_bf16 ? __bfloat162float(b) : updated;
+      if (working_bits != nullptr) working_bits[i] = b;
+    }
   }
 }
 
@@ -207,11 +215,13 @@ void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float
 }
 
 void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, float* v, int64_t n,
-                 cudaStream_t stream) {
+                 const AdamWWorking& working, cudaStream_t stream) {
   if (n <= 0) return;
   AdamWKernel<<<GridFor(n), kThreads, 0, stream>>>(param, grad, m, v, n, p.lr, p.beta1, p.beta2,
                                                    p.eps, p.weight_decay, p.bias_correction1,
-                                                   p.bias_correction2);
+                                                   p.bias_correction2, p.grad_scale, working.values,
+                                                   reinterpret_cast<__nv_bfloat16*>(working.bits),
+                                                   working.round_bf16);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

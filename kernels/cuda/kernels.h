@@ -37,9 +37,10 @@ void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float
 // AdamW with the bias corrections 1 - beta^step precomputed on the host (as the CPU twin does).
 struct AdamWArgs {
   float lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
+  float grad_scale;  // the gradient is read as grad * grad_scale
 };
 void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, float* v, int64_t n,
-                 cudaStream_t stream);
+                 const AdamWWorking& working, cudaStream_t stream);
 
 // Sum of squares in FP64: partials [SumSquaresPartials(n)] scratch, result in out[0] (device).
 inline constexpr int64_t kSumChunk = 16384;  // elements per partial: fixes the summation order

@@ -97,12 +97,26 @@ void Checks::Elementwise() {
     hp.eps = 1e-8f;
     hp.weight_decay = 0.1f;
     hp.step = 7;
-    Dev<float> gp(p), gg(g), gm(m), gv(v);
-    cpu_.AdamW(hp, p.data(), g.data(), m.data(), v.data(), n);
-    gpu_.AdamW(hp, gp.get(), gg.get(), gm.get(), gv.get(), n);
+    hp.grad_scale = 0.37f;  // clipping folded in
+    Dev<float> gp(p), gg(g), gm(m), gv(v), gw(n);
+    Dev<uint16_t> gbits(n);
+    std::vector<float> w(n);
+    std::vector<uint16_t> bits(n);
+    // The working copy in the same pass, BF16-rounded with its bits (a one-rank BF16 optimizer step).
+    kernels::AdamWWorking cw{w.data(), bits.data(), true}, dw{gw.get(), gbits.get(), true};
+    cpu_.AdamW(hp, p.data(), g.data(), m.data(), v.data(), n, cw);
+    gpu_.AdamW(hp, gp.get(), gg.get(), gm.get(), gv.get(), n, dw);
     report_.Check("adamw_param", gp.Download(), p, 1e-6);
     report_.Check("adamw_m", gm.Download(), m, 1e-6);
     report_.Check("adamw_v", gv.Download(), v, 1e-6);
+    report_.Check("adamw_working_bf16", gw.Download(), w, 1e-5);
+    std::vector<float> unpacked(n), gunpacked(n);
+    const std::vector<uint16_t> gb = gbits.Download();
+    for (int64_t i = 0; i < n; ++i) {
+      unpacked[i] = moe::Bf16BitsToFloat(bits[i]);
+      gunpacked[i] = moe::Bf16BitsToFloat(gb[i]);
+    }
+    report_.Check("adamw_working_bits", gunpacked, unpacked, 1e-5);
   }
 }
 

@@ -153,7 +153,7 @@ void Checks::Perf() {
     FillRandom(vv, n);
     kernels::AdamWParams hp;
     hp.lr = 1e-4f;
-    ms = TimeMs(st, 2, 10, [&] { gpu_.AdamW(hp, x.get(), dy.get(), m.get(), vv.get(), n); });
+    ms = TimeMs(st, 2, 10, [&] { gpu_.AdamW(hp, x.get(), dy.get(), m.get(), vv.get(), n, {}); });
     PerfLine("adamw 32M", ms, 0, 28.0 * n);
     ms = TimeMs(st, 2, 10, [&] { gpu_.Copy(x.get(), y.get(), n); });
     PerfLine("copy 32M (one row)", ms, 0, 8.0 * n);

@@ -425,15 +425,27 @@ int main() {
       std::printf("%s round_and_pack_bf16 bit for bit\n", same ? "PASS" : "FAIL");
       if (!same) ++failures;
     }
-    AdamWParams hp; hp.lr = 1e-3f; hp.weight_decay = 0.1f; hp.step = 3;
+    AdamWParams hp; hp.lr = 1e-3f; hp.weight_decay = 0.1f; hp.step = 3; hp.grad_scale = 0.37f;
     auto p = Normal(n), g = Normal(n), mm = Normal(n, 0.1f), vv = Normal(n, 0.1f);
     for (auto& x : vv) x = std::fabs(x);
     auto gp = p, gmm = mm, gvv = vv;
-    cpu.AdamW(hp, p.data(), g.data(), mm.data(), vv.data(), n);
+    std::vector<float> w(n), gw(n);
+    std::vector<uint16_t> wbits(n), gwbits(n);
+    cpu.AdamW(hp, p.data(), g.data(), mm.data(), vv.data(), n, AdamWWorking{w.data(), wbits.data(), true});
     kc::AdamWArgs args{hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
-                       float(1.0 - std::pow(double(hp.beta1), 3.0)), float(1.0 - std::pow(double(hp.beta2), 3.0))};
-    kc::LaunchAdamW(args, gp.data(), g.data(), gmm.data(), gvv.data(), n, st);
+                       float(1.0 - std::pow(double(hp.beta1), 3.0)), float(1.0 - std::pow(double(hp.beta2), 3.0)),
+                       hp.grad_scale};
+    kc::LaunchAdamW(args, gp.data(), g.data(), gmm.data(), gvv.data(), n, AdamWWorking{gw.data(), gwbits.data(), true}, st);
     Check("adamw_p", gp, p, 1e-7); Check("adamw_m", gmm, mm, 1e-7); Check("adamw_v", gvv, vv, 1e-7);
+    Check("adamw_working_bf16", gw, w, 1e-6);
+    long bits_diff = 0;  // where the two masters agree bit for bit, so must the working bits
+    for (int64_t i = 0; i < n; ++i) {
+      bits_diff += std::memcmp(&gp[i], &p[i], sizeof(float)) == 0 && wbits[i] != gwbits[i];
+    }
+    const bool same_bits = bits_diff == 0;
+    std::printf("%s adamw_working_bits (bit for bit where the masters are) diff=%ld\n", same_bits ? "PASS" : "FAIL",
+                bits_diff);
+    if (!same_bits) ++failures;
     // ScaleMatrix and PackBf16
     auto cmat = Normal(7 * 10), cref = cmat;
     kc::LaunchScaleMatrix(cmat.data(), 7, 9, 10, 0.5f, st);
