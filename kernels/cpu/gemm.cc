@@ -14,12 +14,14 @@
 // primitive may run on several threads at once.
 //
 // GroupedGemm (the routed experts: one problem per local expert, row counts set by the routing, so new
-// every step) runs on any-shape primitives (PrimitiveShape::kAny): building a shape-specialised one
-// costs ~1-2 ms, and a step would build hundreds (bench_wide: ~670 builds in its first 4 steps). Each
-// problem's C is cut into fixed tiles that run side by side, one OpenMP thread each (a primitive
-// executed inside an OpenMP parallel region runs single-threaded), largest first. Each tile of C is
-// written by exactly one call and the tiling depends on the shapes alone, so the result does not
-// depend on the thread count or the schedule.
+// every step): a shape-specialised primitive costs ~1-2 ms to build, and exact shapes would need
+// hundreds (bench_wide: ~670 builds in its first 4 steps). BF16 tiles with both operands as BF16 bits
+// (the model's case in BF16 mode) are padded or chunked onto a few fixed shapes (AMX where the CPU has
+// it; RunBf16TileOnFixedShapes), the rest run on any-shape primitives (PrimitiveShape::kAny). Each
+// problem's C is cut into tiles that run side by side, one OpenMP thread each (a primitive executed
+// inside an OpenMP parallel region runs single-threaded), largest first. Each tile of C is written by
+// exactly one call and the tiling depends on the shapes alone, so the result does not depend on the
+// thread count or the schedule.
 #include <omp.h>
 
 #include <algorithm>
@@ -342,6 +344,79 @@ GemmProblem Tile(Transpose ta, Transpose tb, const GemmProblem& p, int64_t i0, i
   return t;
 }
 
+// A BF16 tile whose operands are both BF16 bits, on fixed-shape primitives (AMX brgemm where the CPU has
+// it; ~1.2-1.5x oneDNN's any-shape BF16 gemm on these tiles, single-threaded) while keeping the number
+// of distinct shapes small, so the primitives are built once and then reused every step:
+//  - no transposed A (products over the feature dimension: forward, dX): M (a band of at most
+//    kTileRows routed rows) is padded to a multiple of 16 by staging A's rows, zero-filled, and C in
+//    per-thread buffers; K and N are fixed by the weights.
+//  - transposed A (weight gradients, a reduction over the expert's rows): K is that row count, cut
+//    into chunks of kChunk accumulated in order (beta, then 1), the last one padded to a multiple of
+//    32 by staging both operands' rows, zero-filled; M and N are fixed by the weights.
+// Zero rows add nothing, so padding changes no value; the chunking fixes the summation order by
+// the shape alone.
+void RunBf16TileOnFixedShapes(Transpose ta, Transpose tb, const GemmProblem& t, float alpha, float beta) {
+  constexpr int64_t kRowQuantum = 16, kChunk = 256, kChunkQuantum = 32;
+  auto run_fixed = [&](const GemmProblem& q, float b) {
+    cpu_internal::RunGemm(ta, tb, q, alpha, b, /*bf16=*/true, cpu_internal::PrimitiveShape::kFixed);
+  };
+  thread_local std::vector<uint16_t> a_stage, b_stage;
+  thread_local std::vector<float> c_stage;
+  // rows x cols of BF16 bits (leading dimension ld) into a dense zero-padded [padded_rows, padded_cols].
+  auto stage = [](const uint16_t* src, int64_t rows, int64_t cols, int64_t ld, int64_t padded_rows,
+                  int64_t padded_cols, std::vector<uint16_t>* dst) {
+    dst->assign(padded_rows * padded_cols, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(dst->data() + r * padded_cols, src + r * ld, cols * sizeof(uint16_t));
+    }
+    return dst->data();
+  };
+  if (ta == Transpose::kNo) {
+    const int64_t m_pad = (t.m + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
+    if (m_pad == t.m || t.k <= 0) return run_fixed(t, beta);
+    GemmProblem q = t;
+    q.m = m_pad;
+    q.a = nullptr;
+    q.a_bf16 = stage(t.a_bf16, t.m, t.k, t.lda, m_pad, t.k, &a_stage);
+    q.lda = t.k;
+    c_stage.resize(m_pad * t.n);
+    q.c = c_stage.data();
+    q.ldc = t.n;
+    run_fixed(q, 0.0f);
+    for (int64_t i = 0; i < t.m; ++i) {
+      float* c = t.c + i * t.ldc;
+      const float* r = c_stage.data() + i * t.n;
+      if (beta == 0.0f) {
+        std::memcpy(c, r, t.n * sizeof(float));
+      } else {
+        for (int64_t j = 0; j < t.n; ++j) c[j] = r[j] + beta * c[j];
+      }
+    }
+    return;
+  }
+  if (t.k <= 0) return run_fixed(t, beta);
+  const bool b_transposed = tb == Transpose::kYes;
+  for (int64_t k0 = 0; k0 < t.k; k0 += kChunk) {
+    const int64_t kc = std::min(kChunk, t.k - k0);
+    const int64_t k_pad = (kc + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
+    GemmProblem q = t;
+    q.k = kc;
+    q.a = nullptr;
+    q.a_bf16 = t.a_bf16 + k0 * t.lda;  // A stored [K, lda]
+    q.b = nullptr;
+    q.b_bf16 = b_transposed ? t.b_bf16 + k0 : t.b_bf16 + k0 * t.ldb;
+    if (k_pad != kc) {
+      q.k = k_pad;
+      q.a_bf16 = stage(q.a_bf16, kc, t.m, t.lda, k_pad, t.m, &a_stage);
+      q.lda = t.m;
+      q.b_bf16 = b_transposed ? stage(q.b_bf16, t.n, kc, t.ldb, t.n, k_pad, &b_stage)   // [N, K]
+                              : stage(q.b_bf16, kc, t.n, t.ldb, k_pad, t.n, &b_stage);  // [K, N]
+      q.ldb = b_transposed ? k_pad : t.n;
+    }
+    run_fixed(q, k0 == 0 ? beta : 1.0f);
+  }
+}
+
 }  // namespace
 
 void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
@@ -349,18 +424,18 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
   double flops = 0;
   for (const GemmProblem& p : problems) flops += GemmFlops(p);
   ScopedOpTime timer(&op_times_["grouped_gemm"], flops);
-  // Every problem's C cut into tiles of at most kTileRows x kTileCols, fixed by the shape alone (so
-  // the result does not depend on the thread count or the schedule); the tiles run side by side, one
+  // Every problem's C cut into tiles fixed by the shape alone (so the result does not depend on the
+  // thread count or the schedule): bands of kTileRows rows of C when A is not transposed (the routed
+  // rows), the whole problem when it is (a weight gradient: its rows and columns are the weight's).
+  // Tiles span whole rows so that every operand of a tile stays dense, which oneDNN's brgemm (the AMX
+  // path) needs (a strided tile falls back to its slower gemm). The tiles run side by side, one
   // OpenMP thread each, largest first (ties in problem order).
-  constexpr int64_t kTileRows = 128, kTileCols = 256;
+  constexpr int64_t kTileRows = 128;
   std::vector<GemmProblem> tiles;
   for (const GemmProblem& p : problems) {
     if (p.m <= 0 || p.n <= 0) continue;
-    for (int64_t i0 = 0; i0 < p.m; i0 += kTileRows) {
-      for (int64_t j0 = 0; j0 < p.n; j0 += kTileCols) {
-        tiles.push_back(Tile(ta, tb, p, i0, j0, std::min(kTileRows, p.m - i0), std::min(kTileCols, p.n - j0)));
-      }
-    }
+    const int64_t band = ta == Transpose::kYes ? p.m : kTileRows;
+    for (int64_t i0 = 0; i0 < p.m; i0 += band) tiles.push_back(Tile(ta, tb, p, i0, 0, std::min(band, p.m - i0), p.n));
   }
   std::stable_sort(tiles.begin(), tiles.end(),
                    [](const GemmProblem& x, const GemmProblem& y) { return Work(x) > Work(y); });
@@ -368,7 +443,12 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
   const int64_t num_tiles = static_cast<int64_t>(tiles.size());
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
   for (int64_t i = 0; i < num_tiles; ++i) {
-    cpu_internal::RunGemm(ta, tb, tiles[i], alpha, beta, bf16_matmul_, cpu_internal::PrimitiveShape::kAny);
+    const GemmProblem& t = tiles[i];
+    if (bf16_matmul_ && t.a_bf16 != nullptr && t.b_bf16 != nullptr) {
+      RunBf16TileOnFixedShapes(ta, tb, t, alpha, beta);
+    } else {
+      cpu_internal::RunGemm(ta, tb, t, alpha, beta, bf16_matmul_, cpu_internal::PrimitiveShape::kAny);
+    }
   }
 }
 

@@ -262,3 +262,58 @@ TEST(Gemm, Bf16BitOperandsEqualTheirFp32Values) {
 
 }  // namespace
 }  // namespace moe::kernels
+
+namespace moe::kernels {
+namespace {
+
+// Grouped BF16 products with both operands as BF16 bits run on fixed-shape primitives, the routed rows
+// padded (no transposed A) or the reduction over them chunked and padded (transposed A: weight
+// gradients). Every transpose pair, row counts off the padding quanta, on both sides of a tile and of a
+// chunk, alpha and beta: against the FP64 product of the rounded operands, C's padding untouched, and
+// the same bits at 1 and 2 threads.
+TEST(GroupedGemm, Bf16BitOperandsOnFixedShapesMatchReference) {
+  for (Transpose ta : {Transpose::kNo, Transpose::kYes}) {
+    for (Transpose tb : {Transpose::kNo, Transpose::kYes}) {
+      std::vector<float> by_threads[2];
+      for (int threads : {1, 2}) {
+        CpuBackend be(threads, /*bf16_matmul=*/true);
+        // (m, n, k): with ta the routed rows are k, else m.
+        const int64_t routed[] = {1, 15, 16, 77, 128, 129, 300, 0};
+        std::vector<Problem> ps;
+        std::vector<std::vector<uint16_t>> a_bits, b_bits;
+        for (size_t i = 0; i < std::size(routed); ++i) {
+          const int64_t r = routed[i];
+          ps.emplace_back(ta, tb, ta == Transpose::kYes ? 48 : r, 40, ta == Transpose::kYes ? r : 64, 91 + i);
+        }
+        std::vector<GemmProblem> views;
+        std::vector<std::vector<double>> want;
+        for (auto& p : ps) {
+          for (float& x : p.a) x = moe::RoundToBf16(x);
+          for (float& x : p.b) x = moe::RoundToBf16(x);
+          a_bits.emplace_back(p.a.size());
+          b_bits.emplace_back(p.b.size());
+          for (size_t j = 0; j < p.a.size(); ++j) a_bits.back()[j] = moe::FloatToBf16Bits(p.a[j]);
+          for (size_t j = 0; j < p.b.size(); ++j) b_bits.back()[j] = moe::FloatToBf16Bits(p.b[j]);
+          want.push_back(p.Reference(0.5f, 0.75f, /*bf16=*/true));
+          GemmProblem v = p.view;
+          v.a = nullptr;
+          v.b = nullptr;
+          v.a_bf16 = a_bits.back().data();
+          v.b_bf16 = b_bits.back().data();
+          views.push_back(v);
+        }
+        be.GroupedGemm(ta, tb, views, 0.5f, 0.75f);
+        for (size_t i = 0; i < ps.size(); ++i) {
+          SCOPED_TRACE(::testing::Message() << "ta " << (ta == Transpose::kYes) << " tb " << (tb == Transpose::kYes)
+                                            << " problem " << i << " threads " << threads);
+          ExpectNear(ps[i].c, want[i], 2e-4 * std::sqrt(static_cast<double>(std::max<int64_t>(ps[i].k, 1))));
+          by_threads[threads - 1].insert(by_threads[threads - 1].end(), ps[i].c.begin(), ps[i].c.end());
+        }
+      }
+      EXPECT_EQ(by_threads[0], by_threads[1]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moe::kernels
