@@ -4,6 +4,9 @@
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / (1-b1^t);  vhat = v / (1-b2^t)
 //   p = p - lr (mhat / (sqrt(vhat) + eps) + wd p)        (the old p in the decay term)
 // and, where asked, the working copy of the new p (BF16-rounded, with its bits) in the same pass.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "base/bf16.h"
@@ -18,13 +21,18 @@ namespace {
 // arrays never overlap: restrict spares the compiler alias checks it would otherwise give up on).
 enum class WorkingOut { kNone, kFp32, kBf16, kBf16AndBits };
 
+struct AdamWScalars {
+  float b1, b2, bc1, bc2, lr, eps, wd, gs;
+};
+
+// Elements [begin, end), on the calling thread.
 template <WorkingOut kOut>
-void AdamWLoop(int threads, int64_t n, float b1, float b2, float bc1, float bc2, float lr, float eps,
-               float wd, float gs, float* __restrict__ param, const float* __restrict__ grad,
-               float* __restrict__ m, float* __restrict__ v, float* __restrict__ out,
-               uint16_t* __restrict__ out_bits) {
-#pragma omp parallel for simd num_threads(threads) schedule(static) if (n >= cpu_internal::kMinParallelElements)
-  for (int64_t i = 0; i < n; ++i) {
+void AdamWRange(int64_t begin, int64_t end, const AdamWScalars& k, float* __restrict__ param,
+                const float* __restrict__ grad, float* __restrict__ m, float* __restrict__ v,
+                float* __restrict__ out, uint16_t* __restrict__ out_bits) {
+  const float b1 = k.b1, b2 = k.b2, bc1 = k.bc1, bc2 = k.bc2, lr = k.lr, eps = k.eps, wd = k.wd, gs = k.gs;
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) {
     const float g = grad[i] * gs;
     const float mi = b1 * m[i] + (1.0f - b1) * g;
     const float vi = b2 * v[i] + (1.0f - b2) * g * g;
@@ -51,17 +59,33 @@ void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, fl
   MOE_CPU_CHECK(p.step >= 1, "AdamW step is 1-based");
   MOE_CPU_CHECK(working.bits == nullptr || (working.values != nullptr && working.round_bf16),
                 "AdamW: working bits need the rounded working values");
-  const float b1 = p.beta1, b2 = p.beta2;
-  const float bc1 =
-      static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(p.step)));
-  const float bc2 =
-      static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(p.step)));
-  const auto loop = working.values == nullptr ? AdamWLoop<WorkingOut::kNone>
-                    : !working.round_bf16     ? AdamWLoop<WorkingOut::kFp32>
-                    : working.bits == nullptr ? AdamWLoop<WorkingOut::kBf16>
-                                              : AdamWLoop<WorkingOut::kBf16AndBits>;
-  loop(num_threads_, n, b1, b2, bc1, bc2, p.lr, p.eps, p.weight_decay, p.grad_scale, param, grad, m, v,
-       working.values, working.bits);
+  AdamWScalars k;
+  k.b1 = p.beta1;
+  k.b2 = p.beta2;
+  k.bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(p.step)));
+  k.bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(p.step)));
+  k.lr = p.lr;
+  k.eps = p.eps;
+  k.wd = p.weight_decay;
+  k.gs = p.grad_scale;
+  const auto range = working.values == nullptr ? AdamWRange<WorkingOut::kNone>
+                     : !working.round_bf16     ? AdamWRange<WorkingOut::kFp32>
+                     : working.bits == nullptr ? AdamWRange<WorkingOut::kBf16>
+                                               : AdamWRange<WorkingOut::kBf16AndBits>;
+  // A one-rank optimizer calls this once per tensor: small tensors skip the parallel region's cost.
+  if (n < cpu_internal::kMinParallelElements || num_threads_ == 1) {
+    range(0, n, k, param, grad, m, v, working.values, working.bits);
+    return;
+  }
+#pragma omp parallel num_threads(num_threads_)
+  {
+    // Contiguous chunks, a multiple of 16 elements each (one AVX-512 vector); the element-wise update
+    // does not depend on the split.
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t chunk = ((n + parts - 1) / parts + 15) / 16 * 16;
+    const int64_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
+    range(begin, end, k, param, grad, m, v, working.values, working.bits);
+  }
 }
 
 }  // namespace moe::kernels
