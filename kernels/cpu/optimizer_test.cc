@@ -48,16 +48,24 @@ TEST(AdamW, SecondStepByHand) {
   EXPECT_NEAR(param[0], 1.0 - 0.01 * mhat / (std::sqrt(vhat) + 1e-8), 1e-6);
 }
 
+// Smooth, deterministic parameters, gradients (times grad_amplitude) and moments of n elements.
+struct State {
+  std::vector<float> param, grad, m, v;
+  State(int64_t n, float grad_amplitude) : param(n), grad(n), m(n), v(n) {
+    for (int64_t i = 0; i < n; ++i) {
+      param[i] = std::sin(0.001f * i);
+      grad[i] = grad_amplitude * std::cos(0.003f * i);
+      m[i] = 0.01f * std::sin(0.007f * i);
+      v[i] = 0.001f + 0.0001f * std::cos(0.005f * i);
+    }
+  }
+};
+
 TEST(AdamW, LargeArrayMatchesScalarFormula) {
   CpuBackend be(2);
   const int64_t n = 100000;
-  std::vector<float> param(n), grad(n), m(n), v(n);
-  for (int64_t i = 0; i < n; ++i) {
-    param[i] = std::sin(0.001f * i);
-    grad[i] = std::cos(0.003f * i);
-    m[i] = 0.01f * std::sin(0.007f * i);
-    v[i] = 0.001f + 0.0001f * std::cos(0.005f * i);
-  }
+  State st(n, 1.0f);
+  auto& [param, grad, m, v] = st;
   auto p0 = param, m0 = m, v0 = v;
   AdamWParams p;
   p.lr = 1e-3f;
@@ -77,13 +85,8 @@ TEST(AdamW, LargeArrayMatchesScalarFormula) {
 TEST(AdamW, GradScaleEqualsScalingTheGradientFirst) {
   CpuBackend be(2);
   const int64_t n = 70001;
-  std::vector<float> param(n), grad(n), m(n), v(n);
-  for (int64_t i = 0; i < n; ++i) {
-    param[i] = std::sin(0.001f * i);
-    grad[i] = 3.0f * std::cos(0.003f * i);
-    m[i] = 0.01f * std::sin(0.007f * i);
-    v[i] = 0.001f + 0.0001f * std::cos(0.005f * i);
-  }
+  State st(n, 3.0f);
+  auto& [param, grad, m, v] = st;
   auto param2 = param, m2 = m, v2 = v, scaled = grad;
   AdamWParams p;
   p.lr = 1e-3f;
