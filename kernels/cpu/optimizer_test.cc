@@ -130,10 +130,14 @@ TEST(AdamW, WritesTheWorkingCopyInTheSamePass) {
     if (round) be.RoundAndPackBf16(want.data(), n, want_bits.data());
     for (int64_t i = 0; i < n; ++i) {
       ASSERT_EQ(working[i], want[i]) << i;
-      if (round) ASSERT_EQ(bits[i], want_bits[i]) << i;
+      if (round) {
+        ASSERT_EQ(bits[i], want_bits[i]) << i;
+      }
     }
     EXPECT_NE(master[1], param[1]);  // the master moved
-    if (round) EXPECT_NE(working[1], master[1]);  // and its working copy is rounded
+    if (round) {
+      EXPECT_NE(working[1], master[1]);  // and its working copy is rounded
+    }
   }
 }
 
