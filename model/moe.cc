@@ -22,6 +22,12 @@ std::vector<GemmProblem> PerExpert(const std::vector<int64_t>& offsets, Fn make)
   return problems;
 }
 
+// Row block `offset` of an operand that may be absent (null: no BF16 bits, or no FP32 copy).
+template <typename T>
+const T* At(const T* p, int64_t offset) {
+  return p != nullptr ? p + offset : nullptr;
+}
+
 // Balance-loss groups (docs/model.md "Sequence-wise balance loss"): sequences (seq_aux) or the whole
 // micro-batch.
 int64_t BalanceGroups(const TokenSlice& sl, bool seq_aux) { return seq_aux ? sl.batch : 1; }
@@ -86,7 +92,7 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   auto up_problems = [&](const std::vector<Param*>& w, float* out) {  // [R'_j, Ie] = x_j w_jᵀ
     return PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
       GemmProblem q{r, ie, d, x + o * d, d, w[j]->working.data(), d, out + o * ie, ie};
-      q.a_bf16 = x_bits ? x_bits + o * d : nullptr;
+      q.a_bf16 = At(x_bits, o * d);
       q.b_bf16 = w[j]->working_bits();
       return q;
     });
@@ -101,7 +107,7 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes,  // [R'_j, d] = m_j down_jᵀ
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     GemmProblem q{r, d, ie, m + o * ie, ie, expert_down_[j]->working.data(), ie, y_grouped + o * d, d};
-                    q.a_bf16 = m_bits ? m_bits + o * ie : nullptr;
+                    q.a_bf16 = At(m_bits, o * ie);
                     q.b_bf16 = expert_down_[j]->working_bits();
                     return q;
                   }),
@@ -230,16 +236,16 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     GemmProblem q{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie, dm + o * ie, ie};
-                    q.a_bf16 = dy_bf16 ? dy_bf16 + o * d : nullptr;
+                    q.a_bf16 = At(dy_bf16, o * d);
                     q.b_bf16 = expert_down_[j]->working_bits();
                     return q;
                   }),
                   1, 0);
   ops.GroupedGemm(Transpose::kYes, Transpose::kNo,  // d down_j += dy_jᵀ m_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    GemmProblem q{d, ie, r, dy + o * d, d, m ? m + o * ie : nullptr, ie, expert_down_[j]->grad.data(), ie};
-                    q.a_bf16 = dy_bf16 ? dy_bf16 + o * d : nullptr;
-                    q.b_bf16 = m_bf16 ? m_bf16 + o * ie : nullptr;
+                    GemmProblem q{d, ie, r, dy + o * d, d, At(m, o * ie), ie, expert_down_[j]->grad.data(), ie};
+                    q.a_bf16 = At(dy_bf16, o * d);
+                    q.b_bf16 = At(m_bf16, o * ie);
                     return q;
                   }),
                   1, 1);
@@ -249,7 +255,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   auto input_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // dx_j (+)= g_j w_j
     return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
       GemmProblem q{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
-      q.a_bf16 = g_bf16 ? g_bf16 + o * ie : nullptr;
+      q.a_bf16 = At(g_bf16, o * ie);
       q.b_bf16 = w[j]->working_bits();
       return q;
     });
@@ -258,9 +264,9 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc, dc_bf16), 1, 1);
   auto weight_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // d w_j += g_jᵀ x_j
     return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
-      GemmProblem q{ie, d, r, g + o * ie, ie, x_grouped ? x_grouped + o * d : nullptr, d, w[j]->grad.data(), d};
-      q.a_bf16 = g_bf16 ? g_bf16 + o * ie : nullptr;
-      q.b_bf16 = x_grouped_bf16 ? x_grouped_bf16 + o * d : nullptr;
+      GemmProblem q{ie, d, r, g + o * ie, ie, At(x_grouped, o * d), d, w[j]->grad.data(), d};
+      q.a_bf16 = At(g_bf16, o * ie);
+      q.b_bf16 = At(x_grouped_bf16, o * d);
       return q;
     });
   };

@@ -174,10 +174,10 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
         const int64_t local = begin - s.begin;
         kernels::AdamWWorking working;
         working.values = p.working.data() + local;
-        working.bits = bf16_ && !p.working_bf16.empty() ? p.working_bf16.data() + local : nullptr;
+        working.bits = p.working_bf16.empty() ? nullptr : p.working_bf16.data() + local;  // BF16 matrices
         working.round_bf16 = bf16_;
         ap.weight_decay = s.decay ? decay : 0.0f;
-        ops_->AdamW(ap, &g.master[o], p.grad.data() + local, &g.adam_m[o], &g.adam_v[o], end - begin, working);
+        ops_->AdamW(ap, &g.master[o], OwnedGrad(g, s, o, begin), &g.adam_m[o], &g.adam_v[o], end - begin, working);
       });
       continue;
     }

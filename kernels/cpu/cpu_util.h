@@ -95,6 +95,9 @@ inline double LaneSum(int64_t n, Term term) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+// x rounded up to a multiple of q (x >= 0, q > 0).
+inline constexpr int64_t RoundUp(int64_t x, int64_t q) { return (x + q - 1) / q * q; }
+
 // Width of the column blocks the scatter-adds are partitioned into (one block per task).
 inline int64_t ColumnBlock(int64_t dim, int threads) {
   const int64_t per_thread = (dim + threads - 1) / std::max(threads, 1);

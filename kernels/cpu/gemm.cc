@@ -375,7 +375,7 @@ void RunBf16TileOnFixedShapes(Transpose ta, Transpose tb, const GemmProblem& t, 
     return dst->data();
   };
   if (ta == Transpose::kNo) {
-    const int64_t m_pad = (t.m + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
+    const int64_t m_pad = cpu_internal::RoundUp(t.m, kRowQuantum);
     if (m_pad == t.m || t.k <= 0) return run_fixed(t, beta);
     GemmProblem q = t;
     q.m = m_pad;
@@ -401,7 +401,7 @@ void RunBf16TileOnFixedShapes(Transpose ta, Transpose tb, const GemmProblem& t, 
   const bool b_transposed = tb == Transpose::kYes;
   for (int64_t k0 = 0; k0 < t.k; k0 += kChunk) {
     const int64_t kc = std::min(kChunk, t.k - k0);
-    const int64_t k_pad = (kc + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
+    const int64_t k_pad = cpu_internal::RoundUp(kc, kChunkQuantum);
     GemmProblem q = t;
     q.k = kc;
     q.a = nullptr;

@@ -82,7 +82,7 @@ void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, fl
     // Contiguous chunks, a multiple of 16 elements each (one AVX-512 vector); the element-wise update
     // does not depend on the split.
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t chunk = ((n + parts - 1) / parts + 15) / 16 * 16;
+    const int64_t chunk = cpu_internal::RoundUp((n + parts - 1) / parts, 16);
     const int64_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
     range(begin, end, k, param, grad, m, v, working.values, working.bits);
   }
