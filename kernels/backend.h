@@ -82,8 +82,9 @@ struct AdamWParams {
   int64_t step = 1;  // 1-based, for bias correction
 };
 
-// Optional outputs of AdamW, written in the same pass as the update: the new weights' working copy
-// (rounded to BF16 when round_bf16) and its BF16 bits (only with round_bf16). Null: not written.
+// Optional outputs of AdamW, written in the same pass as the update: the new weights' working copy as
+// FP32 words (values: rounded to BF16 when round_bf16) and/or as BF16 bits (bits: only with round_bf16;
+// BF16 mode's matrices keep only these). Null: not written.
 struct AdamWWorking {
   float* values = nullptr;
   uint16_t* bits = nullptr;
@@ -158,9 +159,10 @@ class Backend {
   virtual void Scale(float* x, int64_t n, float s) = 0;             // x *= s
   virtual double SumSquares(const float* x, int64_t n) = 0;         // FP64 accumulation
 
-  // ---- Embedding: out[i,:] = table[ids[i],:]; backward scatter-adds into d_table (+=). ----
-  virtual void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
-                                float* out) = 0;
+  // ---- Embedding: out[i,:] = table[ids[i],:]; backward scatter-adds into d_table (+=). The table is
+  // table_bf16 when that is set (BF16 bits: BF16 mode's working copy), else table. ----
+  virtual void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, const uint16_t* table_bf16,
+                                int64_t dim, float* out) = 0;
   virtual void EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out, int64_t dim,
                                  float* d_table) = 0;
 

@@ -92,7 +92,6 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
   rope_ = BuildRopeTables(cfg, max_positions);
 
   embed_ = params_.Add("model.embed_tokens.weight", {vocab, d}, ParamKind::kMatrix);
-  embed_->lookup_only = true;  // the head is its own tensor (lm_head.weight): rows are looked up only
   MlaDims mla;
   mla.d = d;
   mla.heads = cfg.num_attention_heads();
@@ -322,7 +321,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
   fp.dropped = 0;
 
   fp.h.resize(n_loc * d);
-  ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), d, fp.h.data());
+  ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), embed_->working_bits(), d, fp.h.data());
   ctx_.Store(fp.h.data(), n_loc * d);  // a no-op with BF16 working weights; the blocks save their input as BF16
   for (auto& lp : layers_) {
     DecoderLayer& L = *lp;

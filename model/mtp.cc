@@ -49,7 +49,7 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
     Scratch::Frame step(scratch_);
     const float* h_prev = (k == 1 ? fp.hf : mtp_[k - 2]->hk).Load(ctx_, step);
     float* emb = m.emb.Prepare(ctx_, step, n_loc * d);
-    ops.EmbeddingForward(m.ids.data(), n_loc, embed_->working.data(), d, emb);
+    ops.EmbeddingForward(m.ids.data(), n_loc, embed_->working.data(), embed_->working_bits(), d, emb);
     m.emb.Save(ctx_);
     m.rstd_e.resize(n_loc);
     m.rstd_g.resize(n_loc);

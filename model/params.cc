@@ -61,8 +61,7 @@ Param* ParamStore::Add(const std::string& name, std::vector<int64_t> shape, Para
   p->sync = sync;
   p->shard = std::move(shard);
   const int64_t n = p->numel();
-  p->master.resize(n);
-  p->working.resize(n);
+  p->master.resize(n);  // the working copy is allocated by RefreshWorking, in the form the mode keeps
   if (p->trainable()) p->grad.resize(n);
   Param* raw = p.get();
   by_name_[name] = raw;
@@ -112,18 +111,22 @@ void ParamStore::RefreshWorking(bool bf16) {
   for (auto& p : params_) {
     // Buffers (the correction bias) stay FP32 in both modes (docs/model.md "Numerics").
     const bool round = bf16 && p->trainable();
-    const bool bits = round && p->kind == ParamKind::kMatrix && !p->lookup_only;
+    const bool bits = round && p->kind == ParamKind::kMatrix;
     const int64_t n = p->numel();
     if (bits) {
+      p->working.reset();
       p->working_bf16.resize(n);
+      for (int64_t i = 0; i < n; ++i) p->working_bf16[i] = FloatToBf16Bits(p->master[i]);
     } else {
       p->working_bf16.reset();
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      p->working[i] = round ? RoundToBf16(p->master[i]) : p->master[i];
-      if (bits) p->working_bf16[i] = FloatToBf16Bits(p->working[i]);
+      p->working.resize(n);
+      for (int64_t i = 0; i < n; ++i) p->working[i] = round ? RoundToBf16(p->master[i]) : p->master[i];
     }
   }
+}
+
+float Param::WorkingValue(int64_t i) const {
+  return working_bf16.empty() ? working[i] : Bf16BitsToFloat(working_bf16[i]);
 }
 
 int64_t Param::LocalIndex(int64_t g) const {

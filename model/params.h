@@ -4,7 +4,9 @@
 // Each trainable tensor has (base/buffer.h Buffers, in the backend's memory space):
 //   master  FP32, the full-precision copy: initialisation and weight loading write it; the ZeRO-1
 //           optimizer (trainer/distributed_optimizer) then keeps only its owned slice and frees this
-//   working what forward/backward read: BF16-rounded master in BF16 mode, equal to master in FP32 mode
+//   working what forward/backward read: equal to master in FP32 mode; in BF16 mode the BF16 rounding
+//           of master, kept as 2-byte BF16 bits (working_bf16) for the matrices and in FP32 words
+//           (`working`) for the norm weights, which the norm kernels read as FP32
 //   grad    FP32, accumulated over micro-batches (+=); contents undefined until ZeroGrads
 // The Adam moments live in the optimizer. Buffers (e_score_correction_bias) keep `working` equal to
 // `master` (both FP32, updated together by the model's bias update) and are never touched by the
@@ -52,21 +54,18 @@ struct Param {
   ParamSync sync = ParamSync::kReplicated;
   ShardSpec shard;
   Buffer<float> master;
-  Buffer<float> working;
+  Buffer<float> working;           // the FP32 working copy; empty where working_bf16 holds it
   Buffer<float> grad;
-  // BF16 mode: `working` again as 2-byte BF16 bits, the operand the matrix products read in place
-  // (kernels::GemmProblem::b_bf16) instead of converting the weight on every call. Allocated by
-  // ParamStore::RefreshWorking for the trainable matrices that products read; whoever writes `working`
-  // re-packs it (RefreshWorking, the optimizer's weight gathering: SyncWorkingBits). Empty otherwise.
+  // BF16 mode's working copy of the trainable matrices, as 2-byte BF16 bits: the products read it in
+  // place (kernels::GemmProblem::b_bf16), the embedding lookup too. Written by ParamStore::RefreshWorking
+  // and the optimizer (AdamW's working output, its weight gathering). Empty otherwise.
   Buffer<uint16_t> working_bf16;
-  bool lookup_only = false;  // read by row lookups only (an untied embedding): no BF16 bits
 
-  // working_bf16 when it is kept, else null (the products then read `working`).
+  // working_bf16 when it is kept, else null (the kernels then read `working`).
   const uint16_t* working_bits() const { return working_bf16.empty() ? nullptr : working_bf16.data(); }
-  // working_bf16 <- working (BF16 bits of values that are BF16 already), when it is kept.
-  void SyncWorkingBits(kernels::Backend& ops) {
-    if (!working_bf16.empty()) ops.PackBf16(working.data(), numel(), working_bf16.data());
-  }
+  // Element i of the working copy as FP32, from whichever form holds it (host reads, on a synchronised
+  // buffer).
+  float WorkingValue(int64_t i) const;
 
   int64_t numel() const;
   const std::vector<int64_t>& global_shape() const {
@@ -98,8 +97,9 @@ class ParamStore {
   // Seeded per global tensor name and element index, so any layout or shard starts from the same
   // values: element i of tensor `name` is a function of (seed, name, i) only.
   void Initialize(uint64_t seed, double init_std);
-  // working <- master (rounded to BF16 when bf16 is true), on the host; in BF16 mode also the BF16 bits
-  // of the matrices that products read (Param::working_bf16).
+  // The working copies from the masters, on the host: FP32 mode: working = master; BF16 mode: the BF16
+  // rounding of master, as bits (working_bf16, `working` freed) for the trainable matrices and in
+  // `working` for the rest (norm weights rounded, buffers as they are).
   void RefreshWorking(bool bf16);
   // Every gradient <- 0, as an op (this runs every step).
   void ZeroGrads(kernels::Backend& ops);

@@ -125,8 +125,9 @@ class Trainer {
     std::vector<std::pair<std::string, std::vector<float>>> out;
     net_.params().ForEach([&](const model::Param& p) {
       if (!p.trainable()) return;
-      const Buffer<float>& b = grads ? p.grad : p.working;
-      out.emplace_back(p.name, std::vector<float>(b.begin(), b.end()));
+      std::vector<float> values(p.numel());
+      for (int64_t i = 0; i < p.numel(); ++i) values[i] = grads ? p.grad[i] : p.WorkingValue(i);
+      out.emplace_back(p.name, std::move(values));
     });
     return out;
   }

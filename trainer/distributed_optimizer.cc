@@ -68,8 +68,12 @@ const float* DistributedOptimizer::OwnedGrad(Group& g, const Segment& s, int64_t
 
 void DistributedOptimizer::Unpack(Group& g) {
   for (const Segment& s : g.segments) {
-    ops_->Copy(&g.flat[s.begin], s.param->working.data(), s.param->numel());
-    s.param->SyncWorkingBits(*ops_);
+    model::Param& p = *s.param;
+    if (p.working_bf16.empty()) {
+      ops_->Copy(&g.flat[s.begin], p.working.data(), p.numel());
+    } else {
+      ops_->PackBf16(&g.flat[s.begin], p.numel(), p.working_bf16.data());  // BF16 values already: exact
+    }
   }
 }
 
@@ -102,14 +106,14 @@ void DistributedOptimizer::GatherWorking(Group& g) {
     // One rank owns every element, and its owned state is laid out as the flat buffer: the working
     // weights come straight from the masters.
     for (const Segment& s : g.segments) {
-      float* working = s.param->working.data();
-      ops_->Copy(&g.master[s.begin], working, s.param->numel());
-      if (!bf16_) continue;
-      if (s.param->working_bf16.empty()) {
-        ops_->RoundToBf16(working, s.param->numel());
-      } else {
-        ops_->RoundAndPackBf16(working, s.param->numel(), s.param->working_bf16.data());
+      model::Param& p = *s.param;
+      const float* master = &g.master[s.begin];
+      if (!p.working_bf16.empty()) {
+        ops_->PackBf16(master, p.numel(), p.working_bf16.data());  // the nearest-even BF16 of each master
+        continue;
       }
+      ops_->Copy(master, p.working.data(), p.numel());
+      if (bf16_) ops_->RoundToBf16(p.working.data(), p.numel());
     }
     return;
   }
@@ -172,9 +176,9 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
       ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
         model::Param& p = *s.param;
         const int64_t local = begin - s.begin;
-        kernels::AdamWWorking working;
-        working.values = p.working.data() + local;
-        working.bits = p.working_bf16.empty() ? nullptr : p.working_bf16.data() + local;  // BF16 matrices
+        kernels::AdamWWorking working;  // BF16 matrices: bits only; the rest: FP32 words
+        working.values = p.working.empty() ? nullptr : p.working.data() + local;
+        working.bits = p.working_bf16.empty() ? nullptr : p.working_bf16.data() + local;
         working.round_bf16 = bf16_;
         ap.weight_decay = s.decay ? decay : 0.0f;
         ops_->AdamW(ap, &g.master[o], OwnedGrad(g, s, o, begin), &g.adam_m[o], &g.adam_v[o], end - begin, working);

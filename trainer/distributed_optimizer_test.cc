@@ -38,7 +38,11 @@ struct Fixture {
   }
   std::vector<std::vector<float>> Working() {
     std::vector<std::vector<float>> w;
-    params.ForEach([&](const model::Param& p) { w.emplace_back(p.working.begin(), p.working.end()); });
+    params.ForEach([&](const model::Param& p) {
+      std::vector<float> values(p.numel());
+      for (int64_t i = 0; i < p.numel(); ++i) values[i] = p.WorkingValue(i);
+      w.push_back(std::move(values));
+    });
     return w;
   }
 };
@@ -80,9 +84,9 @@ TEST(DistributedOptimizer, NonFiniteGradientSkipsTheUpdateAndNamesTheTensor) {
   }
 }
 
-// BF16: the working weights are BF16 values, and the matrices' BF16 bits (what the products read)
-// are those values' bits after every update; norm weights keep no bits.
-TEST(DistributedOptimizer, Bf16WorkingBitsFollowTheWorkingWeights) {
+// BF16: the matrices' working copy is 2-byte BF16 bits only, the nearest-even rounding of the masters
+// after every update; norm weights keep FP32 words holding BF16 values, and no bits.
+TEST(DistributedOptimizer, Bf16WorkingCopiesFollowTheMasters) {
   Fixture f;
   f.params.RefreshWorking(true);
   DistributedOptimizer optimizer(&f.params, {&f.world, &f.dp, &f.expert_dp}, &f.ops, true);
@@ -92,17 +96,20 @@ TEST(DistributedOptimizer, Bf16WorkingBitsFollowTheWorkingWeights) {
     ASSERT_TRUE(optimizer.Step(f.opt, 1e-2, step).updated());
     EXPECT_NE(f.Working(), before);
     before = f.Working();
-    f.params.ForEach([&](const model::Param& p) {
-      if (p.kind != model::ParamKind::kMatrix) {
-        EXPECT_EQ(p.working_bits(), nullptr) << p.name;
-        return;
+    for (const DistributedOptimizer::OwnedPiece& piece : optimizer.OwnedPieces()) {  // one rank: every element
+      const model::Param& p = *piece.param;
+      const bool matrix = p.kind == model::ParamKind::kMatrix;
+      ASSERT_EQ(p.working_bits() != nullptr, matrix) << p.name;
+      ASSERT_EQ(p.working.empty(), matrix) << p.name;
+      for (int64_t i = 0; i < piece.size; ++i) {
+        const int64_t e = piece.local_begin + i;
+        if (matrix) {
+          ASSERT_EQ(p.working_bf16[e], moe::FloatToBf16Bits(piece.master[i])) << p.name << " " << e;
+        } else {
+          ASSERT_EQ(p.working[e], moe::RoundToBf16(piece.master[i])) << p.name << " " << e;
+        }
       }
-      ASSERT_NE(p.working_bits(), nullptr) << p.name;
-      for (int64_t i = 0; i < p.numel(); ++i) {
-        ASSERT_EQ(p.working[i], moe::RoundToBf16(p.working[i])) << p.name << " " << i;
-        ASSERT_EQ(p.working_bf16[i], moe::FloatToBf16Bits(p.working[i])) << p.name << " " << i;
-      }
-    });
+    }
   }
 }
 

@@ -18,7 +18,7 @@ int64_t Numel(const std::vector<int64_t>& shape) {
 
 // Writes p's local values into their place in the global buffer.
 void Place(const model::Param& p, std::vector<float>* global) {
-  for (int64_t i = 0; i < p.numel(); ++i) (*global)[p.GlobalIndex(i)] = p.working[i];
+  for (int64_t i = 0; i < p.numel(); ++i) (*global)[p.GlobalIndex(i)] = p.WorkingValue(i);
 }
 
 }  // namespace

@@ -69,8 +69,8 @@ class CpuBackend final : public Backend {
   void Scale(float* x, int64_t n, float s) override;
   double SumSquares(const float* x, int64_t n) override;
 
-  void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
-                        float* out) override;
+  void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, const uint16_t* table_bf16,
+                        int64_t dim, float* out) override;
   void EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out, int64_t dim,
                          float* d_table) override;
 

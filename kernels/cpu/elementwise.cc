@@ -91,10 +91,17 @@ void CpuBackend::ScatterAddRows(const float* src, const int32_t* idx, const floa
   cpu_internal::ScatterAddByColumns(num_threads_, src, idx, scale, n, dim, dst);
 }
 
-void CpuBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
-                                  float* out) {
+void CpuBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table, const uint16_t* table_bf16,
+                                  int64_t dim, float* out) {
   const auto op_timer = TimeOp("embedding_fwd");
-  GatherRows(table, ids, n, dim, out);
+  if (table_bf16 == nullptr) return GatherRows(table, ids, n, dim, out);
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n * dim >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* in = table_bf16 + static_cast<int64_t>(ids[i]) * dim;
+    float* row = out + i * dim;
+#pragma omp simd
+    for (int64_t c = 0; c < dim; ++c) row[c] = moe::Bf16BitsToFloat(in[c]);
+  }
 }
 
 void CpuBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out, int64_t dim,

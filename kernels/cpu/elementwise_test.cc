@@ -255,16 +255,23 @@ TEST(Embedding, ForwardBackward) {
   for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7) % 5);  // repeated ids
   auto table = RandomVector(vocab * dim, 8);
   std::vector<float> out(n * dim);
-  be.EmbeddingForward(ids.data(), n, table.data(), dim, out.data());
+  be.EmbeddingForward(ids.data(), n, table.data(), nullptr, dim, out.data());
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < dim; ++j) ASSERT_EQ(out[i * dim + j], table[ids[i] * dim + j]);
+  }
+  // A table of BF16 bits (BF16 mode's working copy) gives its values exactly.
+  std::vector<uint16_t> bits(vocab * dim);
+  for (int64_t i = 0; i < vocab * dim; ++i) bits[i] = moe::FloatToBf16Bits(table[i]);
+  be.EmbeddingForward(ids.data(), n, nullptr, bits.data(), dim, out.data());
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < dim; ++j) ASSERT_EQ(out[i * dim + j], moe::Bf16BitsToFloat(bits[ids[i] * dim + j]));
   }
   auto probe = RandomVector(n * dim, 9);
   std::vector<float> d_table(vocab * dim, 0.25f);  // accumulates on top of existing contents
   be.EmbeddingBackward(ids.data(), n, probe.data(), dim, d_table.data());
   for (float& g : d_table) g -= 0.25f;
   ExpectGradientMatches("d_table", table, d_table, [&] {
-    be.EmbeddingForward(ids.data(), n, table.data(), dim, out.data());
+    be.EmbeddingForward(ids.data(), n, table.data(), nullptr, dim, out.data());
     return ProbeLoss(out.data(), probe);
   });
 }

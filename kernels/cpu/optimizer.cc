@@ -3,7 +3,8 @@
 // scaling pass made, without its pass over the gradients), then
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / (1-b1^t);  vhat = v / (1-b2^t)
 //   p = p - lr (mhat / (sqrt(vhat) + eps) + wd p)        (the old p in the decay term)
-// and, where asked, the working copy of the new p (BF16-rounded, with its bits) in the same pass.
+// and, where asked, the working copy of the new p (FP32, or BF16-rounded as FP32 words and/or bits) in the
+// same pass.
 #include <omp.h>
 
 #include <algorithm>
@@ -19,7 +20,7 @@ namespace {
 
 // What the update loop also writes, fixed at compile time so that each variant's loop vectorises (the
 // arrays never overlap: restrict spares the compiler alias checks it would otherwise give up on).
-enum class WorkingOut { kNone, kFp32, kBf16, kBf16AndBits };
+enum class WorkingOut { kNone, kFp32, kBf16, kBits, kBf16AndBits };
 
 struct AdamWScalars {
   float b1, b2, bc1, bc2, lr, eps, wd, gs;
@@ -43,10 +44,10 @@ void AdamWRange(int64_t begin, int64_t end, const AdamWScalars& k, float* __rest
     const float updated = param[i] - lr * (mhat / (std::sqrt(vhat) + eps) + wd * param[i]);
     param[i] = updated;
     if constexpr (kOut == WorkingOut::kFp32) out[i] = updated;
-    if constexpr (kOut == WorkingOut::kBf16 || kOut == WorkingOut::kBf16AndBits) {
+    if constexpr (kOut == WorkingOut::kBf16 || kOut == WorkingOut::kBits || kOut == WorkingOut::kBf16AndBits) {
       const uint16_t b = moe::FloatToBf16Bits(updated);
-      out[i] = moe::Bf16BitsToFloat(b);
-      if constexpr (kOut == WorkingOut::kBf16AndBits) out_bits[i] = b;
+      if constexpr (kOut != WorkingOut::kBits) out[i] = moe::Bf16BitsToFloat(b);
+      if constexpr (kOut != WorkingOut::kBf16) out_bits[i] = b;
     }
   }
 }
@@ -57,8 +58,7 @@ void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, fl
                        int64_t n, const AdamWWorking& working) {
   const auto op_timer = TimeOp("adamw");
   MOE_CPU_CHECK(p.step >= 1, "AdamW step is 1-based");
-  MOE_CPU_CHECK(working.bits == nullptr || (working.values != nullptr && working.round_bf16),
-                "AdamW: working bits need the rounded working values");
+  MOE_CPU_CHECK(working.bits == nullptr || working.round_bf16, "AdamW: working bits need round_bf16");
   AdamWScalars k;
   k.b1 = p.beta1;
   k.b2 = p.beta2;
@@ -68,10 +68,11 @@ void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, fl
   k.eps = p.eps;
   k.wd = p.weight_decay;
   k.gs = p.grad_scale;
-  const auto range = working.values == nullptr ? AdamWRange<WorkingOut::kNone>
-                     : !working.round_bf16     ? AdamWRange<WorkingOut::kFp32>
-                     : working.bits == nullptr ? AdamWRange<WorkingOut::kBf16>
-                                               : AdamWRange<WorkingOut::kBf16AndBits>;
+  const auto range = working.bits != nullptr ? (working.values == nullptr ? AdamWRange<WorkingOut::kBits>
+                                                                          : AdamWRange<WorkingOut::kBf16AndBits>)
+                     : working.values == nullptr ? AdamWRange<WorkingOut::kNone>
+                     : working.round_bf16        ? AdamWRange<WorkingOut::kBf16>
+                                                 : AdamWRange<WorkingOut::kFp32>;
   // A one-rank optimizer calls this once per tensor: small tensors skip the parallel region's cost.
   if (n < cpu_internal::kMinParallelElements || num_threads_ == 1) {
     range(0, n, k, param, grad, m, v, working.values, working.bits);

@@ -240,8 +240,7 @@ void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, f
                         int64_t n, const AdamWWorking& working) {
   OpTimer timer(this, "adamw");
   MOE_CUDA_REQUIRE(p.step >= 1, "AdamW step is 1-based");
-  MOE_CUDA_REQUIRE(working.bits == nullptr || (working.values != nullptr && working.round_bf16),
-                   "AdamW: working bits need the rounded working values");
+  MOE_CUDA_REQUIRE(working.bits == nullptr || working.round_bf16, "AdamW: working bits need round_bf16");
   cuda::AdamWArgs args;
   args.lr = p.lr;
   args.beta1 = p.beta1;
@@ -274,10 +273,14 @@ void CudaBackend::ScatterAddRows(const float* src, const int32_t* idx, const flo
   cuda::LaunchScatterAddRows(src, idx, scale, n, dim, dst, ws, bytes, stream_);
 }
 
-void CudaBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
-                                   float* out) {
+void CudaBackend::EmbeddingForward(const int32_t* ids, int64_t n, const float* table,
+                                   const uint16_t* table_bf16, int64_t dim, float* out) {
   OpTimer timer(this, "embedding_fwd");
-  cuda::LaunchGatherRows(table, ids, n, dim, out, stream_);
+  if (table_bf16 != nullptr) {
+    cuda::LaunchGatherRowsBf16(table_bf16, ids, n, dim, out, stream_);
+  } else {
+    cuda::LaunchGatherRows(table, ids, n, dim, out, stream_);
+  }
 }
 
 void CudaBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d_out,

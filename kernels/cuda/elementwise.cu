@@ -102,11 +102,9 @@ __global__ void AdamWKernel(float* __restrict__ param, const float* __restrict__
     const float p = param[i];
     const float updated = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
     param[i] = updated;
-    if (working != nullptr) {
-      const __nv_bfloat16 b = __float2bfloat16_rn(updated);
-      working[i] = round_bf16 ? __bfloat162float(b) : updated;
-      if (working_bits != nullptr) working_bits[i] = b;
-    }
+    const __nv_bfloat16 b = __float2bfloat16_rn(updated);
+    if (working != nullptr) working[i] = round_bf16 ? __bfloat162float(b) : updated;
+    if (working_bits != nullptr) working_bits[i] = b;
   }
 }
 

@@ -64,6 +64,9 @@ void LaunchUnpackBf16(const uint16_t* bits, int64_t rows, int64_t cols, int64_t 
 // ---- rows.cu ----
 void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                       cudaStream_t stream);
+// The same from a table of BF16 bits, unpacked to FP32.
+void LaunchGatherRowsBf16(const uint16_t* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
+                          cudaStream_t stream);
 // One warp (short rows) or block (long rows) per row, FP64 with a fixed reduction tree.
 void LaunchRowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out,
                   cudaStream_t stream);

@@ -1,4 +1,5 @@
-// Row movement for embeddings and MoE dispatch: GatherRows (dst[i,:] = src[idx[i],:]) and the
+// Row movement for embeddings and MoE dispatch: GatherRows (dst[i,:] = src[idx[i],:], also from a BF16
+// table) and the
 // deterministic ScatterAddRows (dst[idx[i],:] += scale[i] * src[i,:]); per-row RowDot (FP64) and
 // ScaleRows (CPU twins in kernels/cpu/elementwise.cc and data_movement.cc).
 //
@@ -15,6 +16,7 @@
 // backends agree bit for bit. The number of destination rows is not
 // known (the interface does not pass it), which sorting does not need.
 #include <cub/cub.cuh>
+#include <cuda_bf16.h>
 
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels.h"
@@ -40,6 +42,16 @@ __global__ void GatherRowsKernel4(const float4* __restrict__ src, const int32_t*
     const float4* in = src + static_cast<int64_t>(idx[i]) * dim4;
     float4* out = dst + i * dim4;
     for (int64_t c = threadIdx.x; c < dim4; c += blockDim.x) out[c] = in[c];
+  }
+}
+
+// GatherRowsKernel from a table of BF16 bits, unpacked to FP32 (exact).
+__global__ void GatherRowsBf16Kernel(const __nv_bfloat16* __restrict__ src, const int32_t* __restrict__ idx,
+                                     int64_t n, int64_t dim, float* __restrict__ dst) {
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+    const __nv_bfloat16* in = src + static_cast<int64_t>(idx[i]) * dim;
+    float* out = dst + i * dim;
+    for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) out[c] = __bfloat162float(in[c]);
   }
 }
 
@@ -142,6 +154,14 @@ void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t d
   } else {
     GatherRowsKernel<<<RowGrid(n), kRowThreads, 0, stream>>>(src, idx, n, dim, dst);
   }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchGatherRowsBf16(const uint16_t* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
+                          cudaStream_t stream) {
+  if (n <= 0 || dim <= 0) return;
+  GatherRowsBf16Kernel<<<RowGrid(n), kRowThreads, 0, stream>>>(reinterpret_cast<const __nv_bfloat16*>(src), idx,
+                                                               n, dim, dst);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -31,8 +31,6 @@ struct IncrementalDecoder::Layer {
   const Param* kv_a_norm = nullptr;       // [rkv]
   const Param* kv_b_proj = nullptr;       // [H·(dn+dv), rkv]
   const Param* o_proj = nullptr;          // [d, H·dv]
-  std::vector<const float*> w_uk;         // [H] views into kv_b_proj, each [dn, rkv] (row stride rkv)
-  std::vector<const float*> w_uv;         // [H] views into kv_b_proj, each [dv, rkv]
   // The cache: positions 0 .. position()-1.
   std::vector<float> ckv;                 // [T, rkv] cKV_t after kv_a_layernorm
   std::vector<float> kr;                  // [T, dr]  kR_t after RoPE
@@ -73,8 +71,19 @@ absl::StatusOr<const Param*> Require(const model::ParamStore& params, const std:
     return absl::InvalidArgumentError(absl::StrCat("decoder: ", name, " has shape ", ShapeString(p->shape),
                                                    ", the config implies ", ShapeString(shape)));
   }
-  if (static_cast<int64_t>(p->working.size()) != p->numel()) {
+  if (static_cast<int64_t>(p->working.size() + p->working_bf16.size()) != p->numel()) {
     return absl::FailedPreconditionError(absl::StrCat("decoder: ", name, " has no working copy"));
+  }
+  return p;
+}
+
+// p with operand B = w's working copy from element `offset` on, in the form it is kept (FP32 words, or
+// BF16 bits in BF16 mode).
+GemmProblem WithWorkingB(GemmProblem p, const Param& w, int64_t offset = 0) {
+  if (w.working_bits() != nullptr) {
+    p.b_bf16 = w.working_bits() + offset;
+  } else {
+    p.b = w.working.data() + offset;
   }
   return p;
 }
@@ -172,12 +181,6 @@ absl::StatusOr<std::unique_ptr<IncrementalDecoder::Layer>> IncrementalDecoder::C
     ASSIGN_OR_RETURN(L->kv_a_norm, Require(params, att + "kv_a_layernorm.weight", {rkv}));
     ASSIGN_OR_RETURN(L->kv_b_proj, Require(params, att + "kv_b_proj.weight", {heads * (dn + dv), rkv}));
     ASSIGN_OR_RETURN(L->o_proj, Require(params, att + "o_proj.weight", {d, heads * dv}));
-    // The absorbed per-head blocks: contiguous row blocks of kv_b_proj, row stride rkv.
-    const float* kv_b = L->kv_b_proj->working.data();
-    for (int64_t h = 0; h < heads; ++h) {
-      L->w_uk.push_back(kv_b + h * (dn + dv) * rkv);
-      L->w_uv.push_back(kv_b + (h * (dn + dv) + dn) * rkv);
-    }
     const std::string mlp = pre + "mlp.";
     if (model::IsMoeLayer(cfg, l)) {
       const int64_t e_count = cfg.n_routed_experts(), ie = cfg.moe_intermediate_size();
@@ -218,7 +221,7 @@ void IncrementalDecoder::Store(float* x, int64_t n) const {
 
 void IncrementalDecoder::Linear(const Param& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  ops_->Gemm(Transpose::kNo, Transpose::kYes, {n, out, in, x, in, w.working.data(), in, y, out}, 1.0f, 0.0f);
+  ops_->Gemm(Transpose::kNo, Transpose::kYes, WithWorkingB({n, out, in, x, in, nullptr, in, y, out}, w), 1.0f, 0.0f);
 }
 
 void IncrementalDecoder::Reset() {
@@ -310,9 +313,11 @@ void IncrementalDecoder::Attention(Layer& L, int64_t position, const float* u, i
   for (int64_t i = 0; i < n; ++i) {
     const float* qi = q.data() + i * heads * dqk;
     const int64_t t_len = position + i + 1;
-    // Absorbed queries q̃_h = W_UK_hᵀ qN_h, i.e. the row qN_h [1, dn] times W_UK_h [dn, rkv].
+    // Absorbed queries q̃_h = W_UK_hᵀ qN_h, i.e. the row qN_h [1, dn] times W_UK_h [dn, rkv]. W_UK_h and
+    // W_UV_h are contiguous row blocks of kv_b_proj (row stride rkv): rows h(dn+dv) .. and h(dn+dv)+dn ..
     for (int64_t h = 0; h < heads; ++h) {
-      problems[h] = GemmProblem{1, rkv, dn, qi + h * dqk, dqk, L.w_uk[h], rkv, q_abs.data() + h * rkv, rkv};
+      problems[h] = WithWorkingB({1, rkv, dn, qi + h * dqk, dqk, nullptr, rkv, q_abs.data() + h * rkv, rkv},
+                                 *L.kv_b_proj, h * (dn + dv) * rkv);
     }
     ops_->GroupedGemm(Transpose::kNo, Transpose::kNo, problems, 1.0f, 0.0f);
     // Scores S [H, T] = scale·(Q̃ [H, rkv] CKVᵀ + QR [H, dr] KRᵀ), then a softmax per head (FP32).
@@ -338,7 +343,8 @@ void IncrementalDecoder::Attention(Layer& L, int64_t position, const float* u, i
                {heads, rkv, t_len, s.data(), t_len, L.ckv.data(), rkv, o_lat.data(), rkv}, 1.0f, 0.0f);
     float* oi = o.data() + i * heads * dv;
     for (int64_t h = 0; h < heads; ++h) {
-      problems[h] = GemmProblem{1, dv, rkv, o_lat.data() + h * rkv, rkv, L.w_uv[h], rkv, oi + h * dv, dv};
+      problems[h] = WithWorkingB({1, dv, rkv, o_lat.data() + h * rkv, rkv, nullptr, rkv, oi + h * dv, dv},
+                                 *L.kv_b_proj, (h * (dn + dv) + dn) * rkv);
     }
     ops_->GroupedGemm(Transpose::kNo, Transpose::kYes, problems, 1.0f, 0.0f);
   }
@@ -443,7 +449,7 @@ absl::StatusOr<DecodeOutput> IncrementalDecoder::Forward(const std::vector<int32
   RETURN_IF_ERROR(CheckTokens(tokens, position_));
   const int64_t n = static_cast<int64_t>(tokens.size()), d = cfg_.hidden_size();
   std::vector<float> h(n * d);
-  ops_->EmbeddingForward(tokens.data(), n, embed_->working.data(), d, h.data());
+  ops_->EmbeddingForward(tokens.data(), n, embed_->working.data(), embed_->working_bits(), d, h.data());
   for (auto& L : layers_) Block(*L, position_, h.data(), n);
   position_ += n;
   return Head(*final_norm_, h.data(), n);
@@ -469,7 +475,7 @@ absl::StatusOr<DecodeOutput> IncrementalDecoder::MtpForward(int64_t k, const std
   // h' = [RMSNorm(E[x_{t+k}]; enorm) ; RMSNorm(h^{k-1}; hnorm)] · eh_projᵀ, as the training forward.
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
   std::vector<float> emb(n * d), normed(n * d), cat(n * 2 * d), rstd(n), h(n * d);
-  ops_->EmbeddingForward(tokens.data(), n, embed_->working.data(), d, emb.data());
+  ops_->EmbeddingForward(tokens.data(), n, embed_->working.data(), embed_->working_bits(), d, emb.data());
   ops_->RmsNormForward(emb.data(), m.enorm->working.data(), n, d, eps, bf16_, normed.data(), rstd.data());
   ops_->Copy2D(normed.data(), d, cat.data(), 2 * d, n, d, false);
   ops_->RmsNormForward(h_prev.data(), m.hnorm->working.data(), n, d, eps, bf16_, normed.data(), rstd.data());

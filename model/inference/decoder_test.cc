@@ -238,6 +238,7 @@ TEST(IncrementalDecoder, RefusesAMissingTensor) {
   kernels::CpuBackend ops(1);
   const config::ModelConfig built = QProjConfig();
   DeepseekV3Model net(built, Numerics::kFp32, &ops, 4);
+  net.params().RefreshWorking(false);
   config::ModelConfig other = built;
   other.set_q_lora_rank(8);  // the parameters have q_proj, not q_a_proj
   auto dec = IncrementalDecoder::Create(other, net.params(), &ops, net.rope());

@@ -98,6 +98,7 @@ void Checks::Elementwise() {
     hp.weight_decay = 0.1f;
     hp.step = 7;
     hp.grad_scale = 0.37f;  // clipping folded in
+    const std::vector<float> p0 = p, m0 = m, v0 = v;  // the starting state, for the bits-only run
     Dev<float> gp(p), gg(g), gm(m), gv(v), gw(n);
     Dev<uint16_t> gbits(n);
     std::vector<float> w(n);
@@ -117,6 +118,14 @@ void Checks::Elementwise() {
       gunpacked[i] = moe::Bf16BitsToFloat(gb[i]);
     }
     report_.Check("adamw_working_bits", gunpacked, unpacked, 1e-5);
+    // Bits only (BF16 mode's matrices keep no FP32 working words), from the same starting state.
+    Dev<float> gp2(p0), gm2(m0), gv2(v0);
+    Dev<uint16_t> gbits2(n);
+    gpu_.AdamW(hp, gp2.get(), gg.get(), gm2.get(), gv2.get(), n, kernels::AdamWWorking{nullptr, gbits2.get(), true});
+    const std::vector<uint16_t> gb2 = gbits2.Download();
+    for (int64_t i = 0; i < n; ++i) gunpacked[i] = moe::Bf16BitsToFloat(gb2[i]);
+    report_.Check("adamw_bits_only", gunpacked, unpacked, 1e-5);
+    report_.Check("adamw_bits_only_param", gp2.Download(), p, 1e-6);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "base/bf16.h"
 #include "tests/gpu/kernel_check.h"
 
 namespace moe::gpucheck {
@@ -17,12 +18,21 @@ void Checks::Rows() {
     std::vector<int32_t> ids = rng_.Ints(n, 0, vocab - 1);
     for (int64_t i = 0; i < n; i += 5) ids[i] = 7;  // a frequent token: long scatter runs
     std::vector<float> out(n * dim);
-    cpu_.EmbeddingForward(ids.data(), n, table.data(), dim, out.data());
+    cpu_.EmbeddingForward(ids.data(), n, table.data(), nullptr, dim, out.data());
     Dev<float> gt(table), gout(n * dim);
     Dev<int32_t> gids(ids);
     gout.Poison();
-    gpu_.EmbeddingForward(gids.get(), n, gt.get(), dim, gout.get());
+    gpu_.EmbeddingForward(gids.get(), n, gt.get(), nullptr, dim, gout.get());
     report_.Check(Fmt("embedding_forward_d%lld", static_cast<long long>(dim)), gout.Download(),
+                  out, 0.0, "(must be bit-exact)");
+    // From a table of BF16 bits (BF16 mode's working copy).
+    std::vector<uint16_t> bits(vocab * dim);
+    for (int64_t i = 0; i < vocab * dim; ++i) bits[i] = moe::FloatToBf16Bits(table[i]);
+    Dev<uint16_t> gbits(bits);
+    cpu_.EmbeddingForward(ids.data(), n, nullptr, bits.data(), dim, out.data());
+    gout.Poison();
+    gpu_.EmbeddingForward(gids.get(), n, nullptr, gbits.get(), dim, gout.get());
+    report_.Check(Fmt("embedding_forward_bf16_d%lld", static_cast<long long>(dim)), gout.Download(),
                   out, 0.0, "(must be bit-exact)");
 
     std::vector<float> d_out = rng_.Normal(n * dim), d_table = rng_.Normal(vocab * dim);

@@ -81,6 +81,16 @@ void Rows(CpuBackend& cpu) {
       std::printf("%s gather dim=%ld\n", same ? "PASS" : "FAIL", (long)dim);
       fails += !same;
     }
+    {  // the embedding lookup from a table of BF16 bits
+      std::vector<uint16_t> bits(rows * dim);
+      for (int64_t i = 0; i < rows * dim; ++i) bits[i] = moe::FloatToBf16Bits(src[i]);
+      std::fill(gd.begin(), gd.end(), NAN);
+      cpu.EmbeddingForward(idx.data(), n, nullptr, bits.data(), dim, cd.data());
+      kc::LaunchGatherRowsBf16(bits.data(), idx.data(), n, dim, gd.data(), nullptr);
+      const bool same = std::memcmp(gd.data(), cd.data(), 4 * n * dim) == 0;
+      std::printf("%s gather_bf16 dim=%ld\n", same ? "PASS" : "FAIL", (long)dim);
+      fails += !same;
+    }
     for (bool sc : {true, false}) {
       auto a = acc, b = acc;
       cpu.ScatterAddRows(in.data(), idx.data(), sc ? scale.data() : nullptr, n, dim, a.data());
@@ -446,6 +456,17 @@ int main() {
     std::printf("%s adamw_working_bits (bit for bit where the masters are) diff=%ld\n", same_bits ? "PASS" : "FAIL",
                 bits_diff);
     if (!same_bits) ++failures;
+    {  // bits only (BF16 mode's matrices): the same master, moments and bits as with the FP32 words too
+      auto gp2 = gp, gmm2 = gmm, gvv2 = gvv, gp3 = gp, gmm3 = gmm, gvv3 = gvv;
+      std::vector<float> w3(n);
+      std::vector<uint16_t> bits2(n, 0xABCD), bits3(n);
+      kc::LaunchAdamW(args, gp2.data(), g.data(), gmm2.data(), gvv2.data(), n, AdamWWorking{nullptr, bits2.data(), true}, st);
+      kc::LaunchAdamW(args, gp3.data(), g.data(), gmm3.data(), gvv3.data(), n, AdamWWorking{w3.data(), bits3.data(), true}, st);
+      const bool same = std::memcmp(gp2.data(), gp3.data(), 4 * n) == 0 && std::memcmp(gmm2.data(), gmm3.data(), 4 * n) == 0 &&
+                        std::memcmp(gvv2.data(), gvv3.data(), 4 * n) == 0 && bits2 == bits3;
+      std::printf("%s adamw_bits_only (as with the FP32 words too, bit for bit)\n", same ? "PASS" : "FAIL");
+      if (!same) ++failures;
+    }
     // ScaleMatrix and PackBf16
     auto cmat = Normal(7 * 10), cref = cmat;
     kc::LaunchScaleMatrix(cmat.data(), 7, 9, 10, 0.5f, st);
