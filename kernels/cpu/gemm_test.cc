@@ -278,7 +278,7 @@ TEST(GroupedGemm, Bf16BitOperandsOnFixedShapesMatchReference) {
       for (int threads : {1, 2}) {
         CpuBackend be(threads, /*bf16_matmul=*/true);
         // (m, n, k): with ta the routed rows are k, else m.
-        const int64_t routed[] = {1, 15, 16, 77, 128, 129, 300, 0};
+        const int64_t routed[] = {1, 15, 16, 77, 128, 129, 256, 300, 530, 0};
         std::vector<Problem> ps;
         std::vector<std::vector<uint16_t>> a_bits, b_bits;
         for (size_t i = 0; i < std::size(routed); ++i) {
