@@ -140,6 +140,8 @@ class Backend {
   virtual void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
                       int64_t cols, bool accumulate) = 0;
   void Copy(const float* src, float* dst, int64_t n) { Copy2D(src, n, dst, n, 1, n, false); }
+  // dst = src: n BF16 values as bits (BF16 working weights on their way from a gather buffer).
+  virtual void CopyBf16(const uint16_t* src, uint16_t* dst, int64_t n) = 0;
   virtual void Fill(float* x, int64_t n, float value) = 0;
   // out[r] = Σ_j a[r,j]·b[r,j] over rows of [rows, dim] (FP64 accumulation, rounded to FP32).
   virtual void RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) = 0;

@@ -23,6 +23,8 @@ template <>
 inline const char* UnitName<int64_t>() { return "int64s"; }
 template <>
 inline const char* UnitName<int32_t>() { return "int32s"; }
+template <>
+inline const char* UnitName<uint16_t>() { return "BF16 values"; }
 
 class Communicator {
  public:
@@ -40,8 +42,10 @@ class Communicator {
 
   // in [size * n] -> out [n]: out = Σ_ranks in[rank * n : (rank+1) * n] (this rank's block).
   virtual void ReduceScatterSum(const float* in, float* out, int64_t n) = 0;
-  // in [n] -> out [size * n], block r from rank r.
+  // in [n] -> out [size * n], block r from rank r. The uint16_t form moves BF16 bits (tensor data:
+  // BF16 working weights), which are only moved, never reduced.
   virtual void AllGather(const float* in, float* out, int64_t n) = 0;
+  virtual void AllGather(const uint16_t* in, uint16_t* out, int64_t n) = 0;
   virtual void AllGather(const int64_t* in, int64_t* out, int64_t n) = 0;
 
   // Variable all-to-all: send_counts[r] elements (contiguous, in rank order) go to rank r;

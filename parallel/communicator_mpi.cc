@@ -41,6 +41,8 @@ template <>
 MPI_Datatype MpiType<int64_t>() { return MPI_INT64_T; }
 template <>
 MPI_Datatype MpiType<int32_t>() { return MPI_INT32_T; }
+template <>
+MPI_Datatype MpiType<uint16_t>() { return MPI_UINT16_T; }
 
 
 double NowSeconds() {
@@ -362,6 +364,7 @@ void MpiCommunicator::AllGatherImpl(const T* in, T* out, int64_t n) {
 }
 
 void MpiCommunicator::AllGather(const float* in, float* out, int64_t n) { AllGatherImpl(in, out, n); }
+void MpiCommunicator::AllGather(const uint16_t* in, uint16_t* out, int64_t n) { AllGatherImpl(in, out, n); }
 void MpiCommunicator::AllGather(const int64_t* in, int64_t* out, int64_t n) { AllGatherImpl(in, out, n); }
 
 template <typename T>

@@ -70,6 +70,7 @@ class MpiCommunicator final : public Communicator {
 
   void ReduceScatterSum(const float* in, float* out, int64_t n) override;
   void AllGather(const float* in, float* out, int64_t n) override;
+  void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override;
 
   void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,

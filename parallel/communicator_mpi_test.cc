@@ -175,16 +175,20 @@ TEST_F(MpiCommunicatorTest, AllGather) {
   const int64_t n = 6;
   std::vector<float> in(n), out(size_ * n, -1);
   std::vector<int64_t> in64(n), out64(size_ * n, -1);
+  std::vector<uint16_t> in16(n), out16(size_ * n, 0xFFFF);  // BF16 bits
   for (int64_t j = 0; j < n; ++j) {
     in[j] = static_cast<float>(rank_ * 1000 + j);
     in64[j] = (int64_t{1} << 35) * rank_ + j;
+    in16[j] = static_cast<uint16_t>(0x3F80 + rank_ * 64 + j);
   }
   comm_->AllGather(in.data(), out.data(), n);
   comm_->AllGather(in64.data(), out64.data(), n);
+  comm_->AllGather(in16.data(), out16.data(), n);
   for (int r = 0; r < size_; ++r) {
     for (int64_t j = 0; j < n; ++j) {
       EXPECT_EQ(out[r * n + j], static_cast<float>(r * 1000 + j));
       EXPECT_EQ(out64[r * n + j], (int64_t{1} << 35) * r + j);
+      EXPECT_EQ(out16[r * n + j], 0x3F80 + r * 64 + j);
     }
   }
 }

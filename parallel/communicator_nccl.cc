@@ -53,6 +53,8 @@ template <>
 ncclDataType_t NcclType<int64_t>() { return ncclInt64; }
 template <>
 ncclDataType_t NcclType<int32_t>() { return ncclInt32; }
+template <>
+ncclDataType_t NcclType<uint16_t>() { return ncclBfloat16; }  // BF16 bits, only ever moved
 
 
 std::string SetupError(const MpiCommunicator& b, int world_rank, const std::string& what) {
@@ -289,6 +291,9 @@ void NcclCommunicator::AllGatherImpl(const T* in, T* out, int64_t n) {
 }
 
 void NcclCommunicator::AllGather(const float* in, float* out, int64_t n) {
+  AllGatherImpl(in, out, n);
+}
+void NcclCommunicator::AllGather(const uint16_t* in, uint16_t* out, int64_t n) {
   AllGatherImpl(in, out, n);
 }
 void NcclCommunicator::AllGather(const int64_t* in, int64_t* out, int64_t n) {

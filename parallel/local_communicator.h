@@ -1,13 +1,14 @@
 // The one-rank group: every collective is a copy (or nothing). Used when a layout has tp = 1 or
 // ep = 1, and by single-process tools, so the model always talks to a Communicator.
 //
-// Float collectives move tensor data: given an op backend, they copy with Backend::Copy, so the
+// Float and BF16 collectives move tensor data: given an op backend, they copy with its ops, so the
 // buffers may live on a device (a one-GPU run); without one they copy on the host. Integer and double
 // collectives carry host-side counts and statistics and always copy on the host.
 #pragma once
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "kernels/backend.h"
 #include "parallel/communicator.h"
@@ -28,6 +29,7 @@ class LocalCommunicator final : public Communicator {
   void AllReduceMax(double*, int64_t) override {}
   void ReduceScatterSum(const float* in, float* out, int64_t n) override { CopyTensor(in, out, n); }
   void AllGather(const float* in, float* out, int64_t n) override { CopyTensor(in, out, n); }
+  void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override { CopyTensor(in, out, n); }
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override { Copy(in, out, n); }
   void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
                  const std::vector<int64_t>&) override {
@@ -47,12 +49,14 @@ class LocalCommunicator final : public Communicator {
   static void Copy(const T* in, T* out, int64_t n) {
     if (in != out) std::copy(in, in + n, out);
   }
-  void CopyTensor(const float* in, float* out, int64_t n) {
+  template <typename T>  // float or uint16_t (BF16 bits)
+  void CopyTensor(const T* in, T* out, int64_t n) {
     if (in == out) return;
-    if (ops_ != nullptr) {
+    if (ops_ == nullptr) return Copy(in, out, n);
+    if constexpr (std::is_same_v<T, float>) {
       ops_->Copy(in, out, n);
     } else {
-      Copy(in, out, n);
+      ops_->CopyBf16(in, out, n);
     }
   }
   std::string name_;

@@ -1,8 +1,9 @@
 // One process group seen through two communicators: its tensor collectives (float: activations,
 // gradients, weights; device memory in a GPU run) go over `tensors` (NCCL), and its host collectives
 // (double, int64, int32: loss sums, expert counts, routing counts, control flags) over `host` (the
-// mesh's MPI group). This is the convention of the whole code base: float collectives move tensor
-// data, the other types move host values (parallel/local_communicator.h says the same).
+// mesh's MPI group). This is the convention of the whole code base: float and BF16 (uint16_t)
+// collectives move tensor data, the other types move host values (parallel/local_communicator.h says
+// the same).
 //
 // Both must span the same ranks in the same order; rank, size and name are the host group's.
 #pragma once
@@ -32,6 +33,7 @@ class SplitCommunicator final : public Communicator {
     tensors_->ReduceScatterSum(in, out, n);
   }
   void AllGather(const float* in, float* out, int64_t n) override { tensors_->AllGather(in, out, n); }
+  void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override { tensors_->AllGather(in, out, n); }
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override { host_->AllGather(in, out, n); }
   void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
                  const std::vector<int64_t>& recv_counts) override {

@@ -22,6 +22,7 @@ class Recorder final : public Communicator {
   void AllReduceMax(double*, int64_t) override { log.push_back("AllReduceMax(double)"); }
   void ReduceScatterSum(const float*, float*, int64_t) override { log.push_back("ReduceScatterSum(float)"); }
   void AllGather(const float*, float*, int64_t) override { log.push_back("AllGather(float)"); }
+  void AllGather(const uint16_t*, uint16_t*, int64_t) override { log.push_back("AllGather(bf16)"); }
   void AllGather(const int64_t*, int64_t*, int64_t) override { log.push_back("AllGather(int64)"); }
   void AllToAllV(const float*, const std::vector<int64_t>&, float*, const std::vector<int64_t>&) override {
     log.push_back("AllToAllV(float)");
@@ -53,6 +54,8 @@ TEST(SplitCommunicator, FloatsGoToTheTensorGroupEverythingElseToTheHostGroup) {
   c.AllReduceSum(&f, 1);
   c.ReduceScatterSum(&f, &f, 1);
   c.AllGather(&f, &f, 1);
+  uint16_t b = 0;
+  c.AllGather(&b, &b, 1);
   c.AllToAllV(&f, counts, &f, counts);
   c.Broadcast(&f, 1, 0);
   c.AllReduceSum(&d, 1);
@@ -64,7 +67,7 @@ TEST(SplitCommunicator, FloatsGoToTheTensorGroupEverythingElseToTheHostGroup) {
   c.Broadcast(&i, 1, 0);
   c.Barrier();
   EXPECT_EQ(t->log, (std::vector<std::string>{"AllReduceSum(float)", "ReduceScatterSum(float)", "AllGather(float)",
-                                              "AllToAllV(float)", "Broadcast(float)"}));
+                                              "AllGather(bf16)", "AllToAllV(float)", "Broadcast(float)"}));
   EXPECT_EQ(host.log, (std::vector<std::string>{"AllReduceSum(double)", "AllReduceSum(int64)",
                                                 "AllReduceMax(double)", "AllGather(int64)", "AllToAllV(int32)",
                                                 "AllToAll(int64)", "Broadcast(int64)", "Barrier"}));

@@ -7,6 +7,8 @@
 //     and with raw MPI_Alltoallv on the same buffers in the same run; results are compared bit for bit.
 // (b) MpiCommunicator::AllReduceSum against raw MPI_Allreduce on `allreduce_mb` MiB of floats, and
 //     ReduceScatterSum against MPI_Reduce_scatter_block on the same amount.
+// (c) The ZeRO-1 weight all-gather of the same number of weights (allreduce_mb MiB of floats): as FP32
+//     words (FP32 runs) and as BF16 bits (BF16 runs), both through MpiCommunicator::AllGather.
 // Rounds alternate the two implementations; each figure is the best round, the time of a round being
 // the slowest rank's. GB/s = bytes that cross between ranks per second (all ranks together) for the
 // all-to-all; for the all-reduce, algbw = bytes / time and busbw = algbw * 2 (p - 1) / p (the
@@ -166,6 +168,19 @@ int main(int argc, char** argv) {
     best_rs_raw = std::min(best_rs_raw, TimePerCall(rs_raw, iters));
   }
 
+  // The weight all-gather: `block` weights per rank, as FP32 words and as BF16 bits.
+  std::vector<float> ag_in(block, 1.0f), ag_out(block * size);
+  std::vector<uint16_t> ag_in16(block, 0x3F80), ag_out16(block * size);
+  auto ag_fp32 = [&] { comm->AllGather(ag_in.data(), ag_out.data(), block); };
+  auto ag_bf16 = [&] { comm->AllGather(ag_in16.data(), ag_out16.data(), block); };
+  ag_fp32();
+  ag_bf16();
+  double best_ag_fp32 = 1e30, best_ag_bf16 = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    best_ag_fp32 = std::min(best_ag_fp32, TimePerCall(ag_fp32, iters));
+    best_ag_bf16 = std::min(best_ag_bf16, TimePerCall(ag_bf16, iters));
+  }
+
   if (rank == 0) {
     const double gb = 1e9;
     std::printf("bench_comm: %d ranks on %s, %d calls x best of %d rounds\n", size,
@@ -202,6 +217,10 @@ int main(int argc, char** argv) {
     std::printf("  MPI_Reduce_scatter_block          %8.3f ms  busbw %7.2f GB/s\n", best_rs_raw * 1e3,
                 rs_bus * rs_bytes / best_rs_raw / gb);
     std::printf("  ratio ours/raw (bandwidth)        %8.3f\n", best_rs_raw / best_rs_ours);
+    std::printf("weight all-gather  %lld weights (1/%d per rank)\n", static_cast<long long>(block * size), size);
+    std::printf("  as FP32 words (FP32 runs) %8.3f ms\n", best_ag_fp32 * 1e3);
+    std::printf("  as BF16 bits (BF16 runs)  %8.3f ms\n", best_ag_bf16 * 1e3);
+    std::printf("  ratio FP32/BF16 (time)    %8.3f\n", best_ag_fp32 / best_ag_bf16);
   }
   comm.reset();  // free the communicator before MPI_Finalize (in ~MpiWorld)
   return same && round_trip ? 0 : 1;

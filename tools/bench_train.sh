@@ -43,30 +43,53 @@ for r in dp2 dp2_ep2 tp2 dp4_ep4 dp2_tp2_ep4; do
 done
 
 # The CPU speed benchmark: bench_wide, one rank, against PyTorch eager FP32 in its best thread setting.
+# WIDE_ROUNDS rounds (default 3), each running every setting back to back, so each ratio compares runs
+# minutes apart; the medians over the rounds are the figures to quote (these machines drift by 1.5x).
 # --bind-to none: Open MPI would bind the single rank to one core.
 WIDE=configs/bench_wide.textproto
+ROUNDS=${WIDE_ROUNDS:-3}
 export MPI_FLAGS="--bind-to none"
-for precision in BF16 FP32; do
-  for threads in 1 2; do
-    RUN_CONFIG=$WIDE run "wide_${precision}_${threads}t" 1 --set precision=$precision --set num_threads=$threads \
-      --set batch.micro_batch_size=8
+have_torch=0
+/usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
+for round in $(seq "$ROUNDS"); do
+  echo "wide round $round of $ROUNDS"
+  for precision in BF16 FP32; do
+    for threads in 1 2; do
+      RUN_CONFIG=$WIDE run "wide_${precision}_${threads}t_r$round" 1 --set precision=$precision \
+        --set num_threads=$threads --set batch.micro_batch_size=8
+    done
   done
+  if [ "$have_torch" = 1 ]; then
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 tools/torch_baseline.py --config=$WIDE \
+      --threads=1,2 > "$OUT/torch_r$round.log"
+    grep TORCH_RESULT "$OUT/torch_r$round.log"
+  fi
 done
-python3 -c "print(f'wide BF16: 2 threads / 1 thread = {$(cat "$OUT/wide_BF16_2t/metrics.jsonl.tps") / $(cat "$OUT/wide_BF16_1t/metrics.jsonl.tps"):.2f}x')"
-if /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 tools/torch_baseline.py --config=$WIDE \
-    --threads=1,2 > "$OUT/torch.log"
-  grep TORCH_RESULT "$OUT/torch.log"
-  python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-torch = max(json.loads(l.split(" ", 1)[1])["tokens_per_s"] for l in open(f"{out}/torch.log") if l.startswith("TORCH_RESULT"))
-ours = {name: float(open(f"{out}/{name}/metrics.jsonl.tps").read())
-        for name in ("wide_BF16_1t", "wide_BF16_2t", "wide_FP32_1t", "wide_FP32_2t")}
-best = max(ours, key=ours.get)
-print(f"wide: PyTorch eager FP32 best {torch:.0f} tokens/s; ours best {best} {ours[best]:.0f} tokens/s = "
-      f"{ours[best] / torch:.2f}x PyTorch")
+[ "$have_torch" = 1 ] || echo "PyTorch baseline skipped: Debian's python3-torch is not installed (apt-get install python3-torch)"
+python3 - "$OUT" "$ROUNDS" "$have_torch" <<'PY'
+import json, statistics, sys
+out, rounds, have_torch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+def tps(name):
+    return float(open(f"{out}/{name}/metrics.jsonl.tps").read())
+def mfu(name):
+    rows = [json.loads(l) for l in open(f"{out}/{name}/metrics.jsonl")][5:]
+    return statistics.median(r["mfu"] for r in rows)
+scaling, vs_torch, mfus = [], [], []
+for r in range(1, rounds + 1):
+    ours = {f"{p}_{t}t": tps(f"wide_{p}_{t}t_r{r}") for p in ("BF16", "FP32") for t in (1, 2)}
+    scaling.append(ours["BF16_2t"] / ours["BF16_1t"])
+    mfus.append(mfu(f"wide_BF16_2t_r{r}"))
+    line = (f"wide round {r}: BF16 1t {ours['BF16_1t']:.0f}, 2t {ours['BF16_2t']:.0f} tokens/s "
+            f"({scaling[-1]:.2f}x); FP32 1t {ours['FP32_1t']:.0f}, 2t {ours['FP32_2t']:.0f}; "
+            f"BF16 2t MFU {100 * mfus[-1]:.1f}%")
+    if have_torch:
+        torch = max(json.loads(l.split(" ", 1)[1])["tokens_per_s"]
+                    for l in open(f"{out}/torch_r{r}.log") if l.startswith("TORCH_RESULT"))
+        best = max(ours, key=ours.get)
+        vs_torch.append(ours[best] / torch)
+        line += f"; PyTorch eager FP32 best {torch:.0f}, ours best ({best}) = {vs_torch[-1]:.2f}x"
+    print(line)
+print(f"wide, median of {rounds} rounds: BF16 2 threads / 1 thread = {statistics.median(scaling):.2f}x; "
+      f"BF16 2t MFU = {100 * statistics.median(mfus):.1f}%"
+      + (f"; ours / PyTorch eager = {statistics.median(vs_torch):.2f}x" if vs_torch else ""))
 PY
-else
-  echo "PyTorch baseline skipped: Debian's python3-torch is not installed (apt-get install python3-torch)"
-fi

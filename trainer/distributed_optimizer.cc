@@ -32,7 +32,12 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     g.adam_v.resize(owned);
     if (g.staged()) {
       g.grad.resize(owned);
-      g.mine.resize(g.block());
+      if (bf16_) {
+        g.mine_bits.resize(g.block());
+        g.flat_bits.resize(g.num_buckets * g.bucket);
+      } else {
+        g.mine.resize(g.block());
+      }
     }
     g.master.resize(owned);
     ops_->Fill(g.adam_m.data(), owned, 0.0f);
@@ -69,10 +74,12 @@ const float* DistributedOptimizer::OwnedGrad(Group& g, const Segment& s, int64_t
 void DistributedOptimizer::Unpack(Group& g) {
   for (const Segment& s : g.segments) {
     model::Param& p = *s.param;
-    if (p.working_bf16.empty()) {
+    if (!bf16_) {
       ops_->Copy(&g.flat[s.begin], p.working.data(), p.numel());
+    } else if (!p.working_bf16.empty()) {
+      ops_->CopyBf16(&g.flat_bits[s.begin], p.working_bf16.data(), p.numel());
     } else {
-      ops_->PackBf16(&g.flat[s.begin], p.numel(), p.working_bf16.data());  // BF16 values already: exact
+      ops_->UnpackBf16(&g.flat_bits[s.begin], p.numel(), p.working.data());  // norm weights: FP32 words
     }
   }
 }
@@ -119,9 +126,13 @@ void DistributedOptimizer::GatherWorking(Group& g) {
   }
   const int64_t block = g.block();
   for (int64_t b = 0; b < g.num_buckets; ++b) {
-    ops_->Copy(&g.master[b * block], g.mine.data(), block);
-    if (bf16_) ops_->RoundToBf16(g.mine.data(), block);
-    g.comm->AllGather(g.mine.data(), &g.flat[b * g.bucket], block);
+    if (bf16_) {
+      ops_->PackBf16(&g.master[b * block], block, g.mine_bits.data());  // the nearest-even BF16 of each
+      g.comm->AllGather(g.mine_bits.data(), &g.flat_bits[b * g.bucket], block);
+    } else {
+      ops_->Copy(&g.master[b * block], g.mine.data(), block);
+      g.comm->AllGather(g.mine.data(), &g.flat[b * g.bucket], block);
+    }
   }
   Unpack(g);
 }

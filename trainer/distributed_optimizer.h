@@ -13,7 +13,8 @@
 // `bucket_elements` (so a big model issues a few large collectives, not one per tensor). Each bucket
 // is reduce-scattered: rank r of the group owns block r of every bucket, and keeps the FP32 master
 // weights and both Adam moments for the elements it owns only. After the update the owned elements'
-// working values (BF16-rounded in BF16 mode) are all-gathered back into every rank's parameters.
+// working values are all-gathered back into every rank's parameters: FP32 words in FP32 mode, 2-byte
+// BF16 bits in BF16 mode.
 // A one-rank group (no data parallelism for its parameters) skips the staging: AdamW reads each
 // parameter's gradient where the backward left it and writes the working weights straight from the
 // masters, and the group keeps no flat buffer.
@@ -102,13 +103,18 @@ class DistributedOptimizer {
     // laid out as the flat buffer would be (owned-state index = flat index).
     Buffer<float> master, adam_m, adam_v;
     Buffer<float> grad;  // several ranks: reduced gradients of the owned blocks
-    Buffer<float> mine;  // several ranks: [block] this rank's working values on their way to the all-gather
+    // Several ranks: [block] this rank's working values on their way to the all-gather, and in BF16
+    // mode the gathered working values: FP32 mode gathers FP32 words into `flat`, BF16 mode BF16 bits
+    // into flat_bits (half the bytes on the wire, as Megatron's distributed optimizer gathers BF16).
+    Buffer<float> mine;
+    Buffer<uint16_t> mine_bits, flat_bits;
     bool staged() const { return comm->size() > 1; }
     int64_t block() const { return bucket / comm->size(); }
     int64_t owned() const { return num_buckets * block(); }
   };
 
   void PackGrads(Group& g);
+  // Every parameter's working copy from the gathered flat buffer (flat, or flat_bits in BF16 mode).
   void Unpack(Group& g);
   // The reduced gradient of an owned piece (segment s, owned-state index o, flat index begin): in the
   // group's reduced buffer, or for a one-rank group in the parameter's own gradient.

@@ -10,6 +10,12 @@ namespace moe::kernels {
 
 using cpu_internal::kMinParallelElements;
 
+void CpuBackend::CopyBf16(const uint16_t* src, uint16_t* dst, int64_t n) {
+  const auto op_timer = TimeOp("copy_bf16");
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 void CpuBackend::Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
                         int64_t cols, bool accumulate) {
   const auto op_timer = TimeOp("copy2d");

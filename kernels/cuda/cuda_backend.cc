@@ -166,6 +166,13 @@ CudaBackend::Result CudaBackend::FetchResult() {
 
 // ---- Data movement. ----
 
+void CudaBackend::CopyBf16(const uint16_t* src, uint16_t* dst, int64_t n) {
+  OpTimer timer(this, "copy_bf16");
+  if (n > 0) {
+    MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(uint16_t) * static_cast<size_t>(n), cudaMemcpyDefault, stream_));
+  }
+}
+
 void CudaBackend::Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
                          int64_t cols, bool accumulate) {
   OpTimer timer(this, "copy2d");

@@ -81,6 +81,7 @@ class CudaBackend final : public Backend {
   void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                    float alpha, float beta) override;
 
+  void CopyBf16(const uint16_t* src, uint16_t* dst, int64_t n) override;
   void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
               int64_t cols, bool accumulate) override;
   void Fill(float* x, int64_t n, float value) override;
