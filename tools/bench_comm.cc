@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -49,6 +50,17 @@ double TimePerCall(Fn&& fn, int iters) {
   double dt = MPI_Wtime() - t0;
   MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return dt / iters;
+}
+
+// Best-of-rounds seconds per call of two implementations, the rounds alternating between them.
+template <typename A, typename B>
+std::pair<double, double> BestOfAlternatingRounds(A&& a, B&& b, int rounds, int iters) {
+  double best_a = 1e30, best_b = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    best_a = std::min(best_a, TimePerCall(a, iters));
+    best_b = std::min(best_b, TimePerCall(b, iters));
+  }
+  return {best_a, best_b};
 }
 
 }  // namespace
@@ -107,11 +119,7 @@ int main(int argc, char** argv) {
   // Bytes crossing between ranks per call, over all ranks.
   int64_t cross = (send_total - send_counts[rank]) * static_cast<int64_t>(sizeof(float));
   MPI_Allreduce(MPI_IN_PLACE, &cross, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
-  double best_ours = 1e30, best_raw = 1e30;
-  for (int r = 0; r < rounds; ++r) {
-    best_ours = std::min(best_ours, TimePerCall(ours, iters));
-    best_raw = std::min(best_raw, TimePerCall(raw, iters));
-  }
+  const auto [best_ours, best_raw] = BestOfAlternatingRounds(ours, raw, rounds, iters);
 
   // The whole MoE exchange: TokenDispatcher Plan + Dispatch (+ regroup by local expert) + Combine,
   // against two raw MPI_Alltoallv calls moving the same bytes there and back.
@@ -131,11 +139,7 @@ int main(int argc, char** argv) {
   dispatch_combine();
   int round_trip = std::memcmp(back.data(), send.data(), sizeof(float) * send_total) == 0;
   MPI_Allreduce(MPI_IN_PLACE, &round_trip, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  double best_dc = 1e30, best_dc_raw = 1e30;
-  for (int r = 0; r < rounds; ++r) {
-    best_dc = std::min(best_dc, TimePerCall(dispatch_combine, iters));
-    best_dc_raw = std::min(best_dc_raw, TimePerCall(raw_there_and_back, iters));
-  }
+  const auto [best_dc, best_dc_raw] = BestOfAlternatingRounds(dispatch_combine, raw_there_and_back, rounds, iters);
 
   // All-reduce.
   const int64_t n = absl::GetFlag(FLAGS_allreduce_mb) * (1 << 20) / static_cast<int64_t>(sizeof(float));
@@ -146,11 +150,7 @@ int main(int argc, char** argv) {
   };
   ar_ours();
   ar_raw();
-  double best_ar_ours = 1e30, best_ar_raw = 1e30;
-  for (int r = 0; r < rounds; ++r) {
-    best_ar_ours = std::min(best_ar_ours, TimePerCall(ar_ours, iters));
-    best_ar_raw = std::min(best_ar_raw, TimePerCall(ar_raw, iters));
-  }
+  const auto [best_ar_ours, best_ar_raw] = BestOfAlternatingRounds(ar_ours, ar_raw, rounds, iters);
 
   // Reduce-scatter: each rank ends with its 1/size block of the sum (TP sequence parallelism).
   const int64_t block = n / size;
@@ -162,11 +162,7 @@ int main(int argc, char** argv) {
   };
   rs_ours();
   rs_raw();
-  double best_rs_ours = 1e30, best_rs_raw = 1e30;
-  for (int r = 0; r < rounds; ++r) {
-    best_rs_ours = std::min(best_rs_ours, TimePerCall(rs_ours, iters));
-    best_rs_raw = std::min(best_rs_raw, TimePerCall(rs_raw, iters));
-  }
+  const auto [best_rs_ours, best_rs_raw] = BestOfAlternatingRounds(rs_ours, rs_raw, rounds, iters);
 
   // The weight all-gather: `block` weights per rank, as FP32 words and as BF16 bits.
   std::vector<float> ag_in(block, 1.0f), ag_out(block * size);
@@ -175,11 +171,7 @@ int main(int argc, char** argv) {
   auto ag_bf16 = [&] { comm->AllGather(ag_in16.data(), ag_out16.data(), block); };
   ag_fp32();
   ag_bf16();
-  double best_ag_fp32 = 1e30, best_ag_bf16 = 1e30;
-  for (int r = 0; r < rounds; ++r) {
-    best_ag_fp32 = std::min(best_ag_fp32, TimePerCall(ag_fp32, iters));
-    best_ag_bf16 = std::min(best_ag_bf16, TimePerCall(ag_bf16, iters));
-  }
+  const auto [best_ag_fp32, best_ag_bf16] = BestOfAlternatingRounds(ag_fp32, ag_bf16, rounds, iters);
 
   if (rank == 0) {
     const double gb = 1e9;
