@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -87,17 +88,15 @@ TokenBatch RandomBatch(int64_t batch, int64_t seq, int64_t vocab, uint32_t seed)
 class Trainer {
  public:
   Trainer(const config::TrainConfig& cfg, kernels::Backend* ops, int64_t max_seq)
-      : cfg_(cfg),
-        ops_(ops),
-        bf16_(cfg.precision() == config::BF16),
-        world_("world", ops), dp_("dp", ops), expert_dp_("expert_dp", ops),
-        net_(cfg.model(), bf16_ ? model::Numerics::kBf16 : model::Numerics::kFp32, ops, max_seq) {
-    net_.set_activation_recompute(cfg.activation_recompute());
-    net_.params().Initialize(cfg.seed(), cfg.model().initializer_range());
-    net_.params().RefreshWorking(bf16_);
-    optimizer_ = std::make_unique<trainer::DistributedOptimizer>(&net_.params(),
-                                                                  trainer::SyncGroups{&world_, &dp_, &expert_dp_},
-                                                                  ops, bf16_);
+      : cfg_(cfg), ops_(ops), world_("world", ops), dp_("dp", ops), expert_dp_("expert_dp", ops) {
+    absl::StatusOr<trainer::TrainingModel> built =
+        trainer::CreateTrainingModel(cfg, *ops, max_seq, {}, {&world_, &dp_, &expert_dp_});
+    if (!built.ok()) {
+      std::fprintf(stderr, "bench_step: %s\n", std::string(built.status().message()).c_str());
+      std::exit(1);
+    }
+    net_ = std::move(built->net);
+    optimizer_ = std::move(built->optimizer);
   }
 
   // The trainer's own step (trainer/training_step.h) on these micro-batches at the config's peak
@@ -105,7 +104,7 @@ class Trainer {
   std::pair<double, double> Step(const std::vector<TokenBatch>& micro, int64_t batch, int64_t seq, int64_t step) {
     const int64_t n = static_cast<int64_t>(micro.size());
     const trainer::StepOutcome o = trainer::RunTrainingStep(
-        net_, *optimizer_, world_, *ops_, cfg_, step, cfg_.optimizer().lr(), n, batch, seq, 1.0f / static_cast<float>(n),
+        *net_, *optimizer_, world_, *ops_, cfg_, step, cfg_.optimizer().lr(), n, batch, seq, 1.0f / static_cast<float>(n),
         [&](int64_t m, int32_t* ids, int32_t* targets) {
           std::copy(micro[m].ids.begin(), micro[m].ids.end(), ids);
           std::copy(micro[m].targets.begin(), micro[m].targets.end(), targets);
@@ -113,17 +112,17 @@ class Trainer {
     return {o.losses.ce_loss(), o.optimizer.grad_norm};
   }
   double Loss(const TokenBatch& b, int64_t batch, int64_t seq) {
-    const model::LossStats s = net_.Step(b.ids.data(), b.targets.data(), batch, seq, false, 1.0f);
+    const model::LossStats s = net_->Step(b.ids.data(), b.targets.data(), batch, seq, false, 1.0f);
     return s.ce_loss();
   }
-  int64_t ActivationBytes() const { return net_.SavedActivationBytes(); }
+  int64_t ActivationBytes() const { return net_->SavedActivationBytes(); }
 
   // Every trainable tensor's gradient (after Step, before the next one) or working values, by name,
   // copied to the host.
   std::vector<std::pair<std::string, std::vector<float>>> Tensors(bool grads) {
     ops_->Synchronize();
     std::vector<std::pair<std::string, std::vector<float>>> out;
-    net_.params().ForEach([&](const model::Param& p) {
+    net_->params().ForEach([&](const model::Param& p) {
       if (!p.trainable()) return;
       std::vector<float> values(p.numel());
       for (int64_t i = 0; i < p.numel(); ++i) values[i] = grads ? p.grad[i] : p.WorkingValue(i);
@@ -135,9 +134,8 @@ class Trainer {
  private:
   const config::TrainConfig& cfg_;
   kernels::Backend* ops_;
-  bool bf16_;
   parallel::LocalCommunicator world_, dp_, expert_dp_;
-  model::DeepseekV3Model net_;
+  std::unique_ptr<model::DeepseekV3Model> net_;  // net_ before optimizer_: the optimizer refers to its params
   std::unique_ptr<trainer::DistributedOptimizer> optimizer_;
 };
 

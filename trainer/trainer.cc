@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -417,22 +418,25 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   kernels::Backend& ops = *rt->ops;
   const double peak_flops = rt->peak.flops;
   const bool bf16 = cfg.precision() == config::BF16;
-  model::DeepseekV3Model net(mc, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops, seq,
-                             {rt->groups->tp, rt->groups->ep, cfg.parallel().capacity_factor()});
-  net.set_activation_recompute(cfg.activation_recompute());
-  net.params().Initialize(cfg.seed(), mc.initializer_range());
-  net.params().RefreshWorking(bf16);
-  if (!init_from.empty() && resume_dir.empty()) {
-    std::vector<std::string> warnings;
-    RETURN_IF_ERROR(InitWeightsFrom(init_from, mc, bf16, &net.params(), &warnings));
-    if (leader) {
-      for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
-      std::printf("initialised weights from %s (fresh optimizer state)\n", init_from.c_str());
-    }
+  std::function<absl::Status(model::ParamStore&)> load_weights;
+  if (!init_from.empty()) {  // (empty when resuming)
+    load_weights = [&](model::ParamStore& params) {
+      std::vector<std::string> warnings;
+      RETURN_IF_ERROR(InitWeightsFrom(init_from, mc, bf16, &params, &warnings));
+      if (leader) {
+        for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
+        std::printf("initialised weights from %s (fresh optimizer state)\n", init_from.c_str());
+      }
+      return absl::OkStatus();
+    };
   } else if (!options.init_from.empty() && leader) {
     std::printf("--init_from ignored: resuming the run's own checkpoint %s\n", resume_dir.c_str());
   }
-  trainer::DistributedOptimizer optimizer(&net.params(), {rt->groups->world, rt->groups->dp, rt->groups->expert_dp}, &ops, bf16);
+  ASSIGN_OR_RETURN(TrainingModel built,
+                   CreateTrainingModel(cfg, ops, seq, {rt->groups->tp, rt->groups->ep, cfg.parallel().capacity_factor()},
+                                       {rt->groups->world, rt->groups->dp, rt->groups->expert_dp}, load_weights));
+  model::DeepseekV3Model& net = *built.net;
+  DistributedOptimizer& optimizer = *built.optimizer;
   const model::ParamCounts counts = model::CountParameters(mc);
   const double flops_per_token = model::TrainingFlopsPerToken(mc, seq, /*include_mtp=*/true);
   if (leader) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/status.h"
+
 namespace moe::trainer {
 namespace {
 
@@ -20,6 +22,21 @@ void ReduceExpertCounts(model::DeepseekV3Model& net, parallel::Communicator& wor
 }
 
 }  // namespace
+
+absl::StatusOr<TrainingModel> CreateTrainingModel(
+    const config::TrainConfig& cfg, kernels::Backend& ops, int64_t max_positions, const model::ModelParallel& parallel,
+    SyncGroups groups, const std::function<absl::Status(model::ParamStore&)>& load_weights) {
+  const bool bf16 = cfg.precision() == config::BF16;
+  TrainingModel m;
+  m.net = std::make_unique<model::DeepseekV3Model>(cfg.model(), bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32,
+                                                   &ops, max_positions, parallel);
+  m.net->set_activation_recompute(cfg.activation_recompute());
+  m.net->params().Initialize(cfg.seed(), cfg.model().initializer_range());
+  m.net->params().RefreshWorking(bf16);
+  if (load_weights) RETURN_IF_ERROR(load_weights(m.net->params()));
+  m.optimizer = std::make_unique<DistributedOptimizer>(&m.net->params(), groups, &ops, bf16);
+  return m;
+}
 
 void LossSums::Add(const model::LossStats& s) {
   sums_[0] += s.ce_loss_sum;

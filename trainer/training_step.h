@@ -1,19 +1,33 @@
-// One training step as `train` runs it, shared with tools/bench_step so the benchmark times exactly
-// the trainer's step: zero the gradients and expert counts, forward and backward every micro-batch of
+// The model and optimizer as `train` sets them up, and one training step as it runs it, both shared
+// with tools/bench_step so the benchmark times exactly the trainer's step. The step: zero the gradients and expert counts, forward and backward every micro-batch of
 // this rank, the optimizer (reduce-scatter, global-norm clip, AdamW, all-gather), then the losses and
 // expert counts summed over the world and the aux-loss-free bias update (docs/model.md "Optimizer step").
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "configs/config.pb.h"
 #include "model/model.h"
 #include "parallel/communicator.h"
 #include "trainer/distributed_optimizer.h"
 
 namespace moe::trainer {
+
+// The network for cfg (numerics from cfg.precision, activation recompute as configured, RoPE tables for
+// max_positions) with seeded initial weights and their working copies, and its ZeRO-1 optimizer over
+// `groups`, which takes the masters over. load_weights (optional: --init_from) replaces the seeded
+// weights first; it must leave the working copies refreshed.
+struct TrainingModel {
+  std::unique_ptr<model::DeepseekV3Model> net;
+  std::unique_ptr<DistributedOptimizer> optimizer;
+};
+absl::StatusOr<TrainingModel> CreateTrainingModel(
+    const config::TrainConfig& cfg, kernels::Backend& ops, int64_t max_positions, const model::ModelParallel& parallel,
+    SyncGroups groups, const std::function<absl::Status(model::ParamStore&)>& load_weights = nullptr);
 
 // The cross-entropy sums of micro-batches (main model and each MTP depth), summed over micro-batches
 // and then over ranks, as global means.
