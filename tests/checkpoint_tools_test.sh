@@ -248,6 +248,13 @@ train "$WORK/old" 6 >"$WORK/old.log" 2>&1 || { cat "$WORK/old.log"; fail "resume
 grep -q "resumed from .*step-00000004 at step 4" "$WORK/old.log" || { cat "$WORK/old.log"; fail "did not resume"; }
 grep -q "warning: .*step-00000004 was written before manifests carried a checksum" "$WORK/old.log" ||
   { cat "$WORK/old.log"; fail "no warning for a manifest without a checksum"; }
+# Without a checksum, recorded optimizer counters that disagree with the step are still refused.
+mkdir -p "$WORK/old2" && cp -r "$RUN/checkpoints" "$WORK/old2/"
+D2="$WORK/old2/checkpoints/step-00000004"
+echo complete > "$D2/COMPLETE"
+sed -i 's/^adam_step: 4$/adam_step: 3/' "$D2/manifest" && grep -q "^adam_step: 3$" "$D2/manifest" || fail "could not edit adam_step"
+if train "$WORK/old2" 6 >"$WORK/old2.log" 2>&1; then cat "$WORK/old2.log"; fail "resumed though adam_step disagrees with step"; fi
+grep -q "manifest: adam_step 3 differs from step 4" "$WORK/old2.log" || { cat "$WORK/old2.log"; fail "no adam_step message"; }
 
 # A BPE run on 2 ranks (rank 0 writes the tokenizer files).
 python3 "$MAKE_TOKENIZER" "$WORK/tok" && python3 "$MAKE_TOKENIZER" "$WORK/tok2" --variant=2 || fail "tokenizer"

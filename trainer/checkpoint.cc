@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -549,6 +550,16 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
                                   : m.step() * m.config().batch().global_batch_size();
   if (next_sample < 0) {
     return absl::DataLossError(absl::StrCat(step_dir, "/manifest: next_sample_index ", next_sample, " is negative"));
+  }
+  // AdamW's bias correction and the LR schedule resume from `step`; a manifest whose recorded counters
+  // say otherwise was not written by this trainer's save.
+  for (const auto& [what, recorded, value] :
+       {std::tuple<const char*, bool, int64_t>{"adam_step", m.has_adam_step(), m.adam_step()},
+        std::tuple<const char*, bool, int64_t>{"lr_schedule_step", m.has_lr_schedule_step(), m.lr_schedule_step()}}) {
+    if (recorded && value != m.step()) {
+      return absl::DataLossError(absl::StrCat(step_dir, "/manifest: ", what, " ", value, " differs from step ", m.step(),
+                                              " (the optimizer and schedule resume from step)"));
+    }
   }
   const int64_t was_batch = m.config().batch().global_batch_size(), now_batch = ctx.cfg->batch().global_batch_size();
   if (was_batch != now_batch) {
