@@ -12,6 +12,7 @@ CONFIG=${1:-configs/brown_small.textproto}
 STEPS=${2:-30}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
+bazel build //trainer:train //tools:cpu_peak
 run() {  # name ranks [--set ...]
   local name=$1 np=$2; shift 2
   mpirun --allow-run-as-root --oversubscribe ${MPI_FLAGS:-} -np "$np" bazel-bin/trainer/train --config="${RUN_CONFIG:-$CONFIG}" \
@@ -45,6 +46,9 @@ done
 # The CPU speed benchmark: bench_wide, one rank, against PyTorch eager FP32 in its best thread setting.
 # WIDE_ROUNDS rounds (default 3), each running every setting back to back, so each ratio compares runs
 # minutes apart; the medians over the rounds are the figures to quote (these machines drift by 1.5x).
+# Each round first measures the MFU denominator with tools/cpu_peak (oneDNN's matmul, best of three) at
+# 1 and 2 threads and records it for that round's runs (logging.peak_tflops), instead of each run timing
+# its own at start-up.
 # --bind-to none: Open MPI would bind the single rank to one core.
 WIDE=configs/bench_wide.textproto
 ROUNDS=${WIDE_ROUNDS:-3}
@@ -53,10 +57,15 @@ have_torch=0
 /usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
 for round in $(seq "$ROUNDS"); do
   echo "wide round $round of $ROUNDS"
+  for threads in 1 2; do
+    bazel-bin/tools/cpu_peak --threads=$threads | grep '^{' > "$OUT/peak_${threads}t_r$round.json"
+    cat "$OUT/peak_${threads}t_r$round.json"
+  done
   for precision in BF16 FP32; do
     for threads in 1 2; do
+      peak=$(python3 -c "import json; print(json.load(open('$OUT/peak_${threads}t_r$round.json'))['${precision,,}_gflops'] / 1e3)")
       RUN_CONFIG=$WIDE run "wide_${precision}_${threads}t_r$round" 1 --set precision=$precision \
-        --set num_threads=$threads --set batch.micro_batch_size=8
+        --set num_threads=$threads --set batch.micro_batch_size=8 --set logging.peak_tflops=$peak
     done
   done
   if [ "$have_torch" = 1 ]; then
