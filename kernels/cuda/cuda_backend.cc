@@ -91,11 +91,9 @@ void CudaBackend::Synchronize() { MOE_CUDA_CHECK(cudaStreamSynchronize(stream_))
 
 // ---- Op times. ----
 
-CudaBackend::OpTimer::OpTimer(CudaBackend* b, const char* name, double flops) : b_(b), index_(0) {
-  if (!b_->time_ops_) {
-    b_ = nullptr;
-    return;
-  }
+CudaBackend::OpTimer::OpTimer(CudaBackend* b, const char* name, double flops) : b_(b) {
+  if (++b_->open_timers_ > 1 || !b_->time_ops_) return;  // nested in a timed op, or not timing
+  recording_ = true;
   if (b_->timed_.size() >= 8192) b_->CollectOpTimes();  // bound the events in flight
   index_ = b_->timed_.size();
   b_->timed_.push_back({name, flops, b_->TakeEvent(), b_->TakeEvent()});
@@ -103,7 +101,8 @@ CudaBackend::OpTimer::OpTimer(CudaBackend* b, const char* name, double flops) : 
 }
 
 CudaBackend::OpTimer::~OpTimer() {
-  if (b_ != nullptr) MOE_CUDA_CHECK(cudaEventRecord(b_->timed_[index_].stop, b_->stream_));
+  if (recording_) MOE_CUDA_CHECK(cudaEventRecord(b_->timed_[index_].stop, b_->stream_));
+  --b_->open_timers_;
 }
 
 cudaEvent_t CudaBackend::TakeEvent() {

@@ -162,6 +162,9 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(const CudaBackendOptions& options);
   // Records a start event when constructed and a stop event when destroyed, on the stream, while op
   // times are on; the elapsed time is read (and the events recycled) at the next OpTimes().
+  // Times one op with events around it. Only the outermost open timer records: an op that calls
+  // another (EmbeddingBackward -> ScatterAddRows) counts the inner one's time as its own, and the
+  // collection of finished times never runs while an outer op's entry is still open.
   class OpTimer {
    public:
     OpTimer(CudaBackend* b, const char* name, double flops = 0);
@@ -169,7 +172,8 @@ class CudaBackend final : public Backend {
 
    private:
     CudaBackend* b_;
-    size_t index_;
+    size_t index_ = 0;
+    bool recording_ = false;
   };
   struct TimedOp {
     const char* name;
@@ -203,6 +207,7 @@ class CudaBackend final : public Backend {
   Result* result_host_ = nullptr;  // pinned
   std::unordered_map<GemmKey, std::unique_ptr<GemmPlan>, GemmKeyHash> plans_;
   bool time_ops_ = false;
+  int open_timers_ = 0;                   // OpTimers alive (nesting depth)
   std::vector<TimedOp> timed_;            // bracketed since the last collection
   std::vector<cudaEvent_t> free_events_;  // recycled
   std::map<std::string, OpTime> op_times_;
