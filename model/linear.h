@@ -16,9 +16,8 @@ enum class GradMode { kWrite, kAccumulate };
 inline void LinearForward(kernels::Backend& ops, const Param& w, const float* x, int64_t n, float* y,
                           const uint16_t* x_bf16 = nullptr) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  kernels::GemmProblem p{n, out, in, x, in, w.working.data(), in, y, out};
+  kernels::GemmProblem p = WithWorkingB({n, out, in, x, in, nullptr, in, y, out}, w);
   p.a_bf16 = x_bf16;
-  p.b_bf16 = w.working_bits();
   ops.Gemm(kernels::Transpose::kNo, kernels::Transpose::kYes, p, 1.0f, 0.0f);
 }
 
@@ -31,9 +30,8 @@ inline void LinearBackward(const LayerContext& ctx, Param& w, const float* x, co
   Scratch::Frame frame(*ctx.scratch);
   const uint16_t* dy_bf16 = dx != nullptr ? ctx.OperandBits(frame, dy, n * out) : nullptr;
   if (dx != nullptr) {
-    kernels::GemmProblem p{n, in, out, dy, out, w.working.data(), in, dx, in};
+    kernels::GemmProblem p = WithWorkingB({n, in, out, dy, out, nullptr, in, dx, in}, w);
     p.a_bf16 = dy_bf16;
-    p.b_bf16 = w.working_bits();
     ctx.ops->Gemm(kernels::Transpose::kNo, kernels::Transpose::kNo, p, 1.0f,
                   dx_mode == GradMode::kAccumulate ? 1.0f : 0.0f);
   }

@@ -91,9 +91,8 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   const uint16_t* x_bits = s->x_grouped.bits();
   auto up_problems = [&](const std::vector<Param*>& w, float* out) {  // [R'_j, Ie] = x_j w_jᵀ
     return PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-      GemmProblem q{r, ie, d, x + o * d, d, w[j]->working.data(), d, out + o * ie, ie};
+      GemmProblem q = WithWorkingB({r, ie, d, x + o * d, d, nullptr, d, out + o * ie, ie}, *w[j]);
       q.a_bf16 = At(x_bits, o * d);
-      q.b_bf16 = w[j]->working_bits();
       return q;
     });
   };
@@ -106,9 +105,9 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   const uint16_t* m_bits = s->m.bits();
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes,  // [R'_j, d] = m_j down_jᵀ
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    GemmProblem q{r, d, ie, m + o * ie, ie, expert_down_[j]->working.data(), ie, y_grouped + o * d, d};
+                    GemmProblem q =
+                        WithWorkingB({r, d, ie, m + o * ie, ie, nullptr, ie, y_grouped + o * d, d}, *expert_down_[j]);
                     q.a_bf16 = At(m_bits, o * ie);
-                    q.b_bf16 = expert_down_[j]->working_bits();
                     return q;
                   }),
                   1, 0);
@@ -235,9 +234,9 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   const uint16_t* dy_bf16 = ctx.OperandBits(frame, dy, grouped_rows * d);
   ops.GroupedGemm(Transpose::kNo, Transpose::kNo,  // dm_j = dy_j down_j
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
-                    GemmProblem q{r, ie, d, dy + o * d, d, expert_down_[j]->working.data(), ie, dm + o * ie, ie};
+                    GemmProblem q =
+                        WithWorkingB({r, ie, d, dy + o * d, d, nullptr, ie, dm + o * ie, ie}, *expert_down_[j]);
                     q.a_bf16 = At(dy_bf16, o * d);
-                    q.b_bf16 = expert_down_[j]->working_bits();
                     return q;
                   }),
                   1, 0);
@@ -254,9 +253,8 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   const uint16_t* dc_bf16 = ctx.OperandBits(frame, dc, grouped_rows * ie);
   auto input_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // dx_j (+)= g_j w_j
     return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
-      GemmProblem q{r, d, ie, g + o * ie, ie, w[j]->working.data(), d, dx + o * d, d};
+      GemmProblem q = WithWorkingB({r, d, ie, g + o * ie, ie, nullptr, d, dx + o * d, d}, *w[j]);
       q.a_bf16 = At(g_bf16, o * ie);
-      q.b_bf16 = w[j]->working_bits();
       return q;
     });
   };

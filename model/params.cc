@@ -125,6 +125,15 @@ void ParamStore::RefreshWorking(bool bf16) {
   }
 }
 
+kernels::GemmProblem WithWorkingB(kernels::GemmProblem p, const Param& w, int64_t offset) {
+  if (w.working_bits() != nullptr) {
+    p.b_bf16 = w.working_bits() + offset;
+  } else {
+    p.b = w.working.data() + offset;
+  }
+  return p;
+}
+
 float Param::WorkingValue(int64_t i) const {
   return working_bf16.empty() ? working[i] : Bf16BitsToFloat(working_bf16[i]);
 }

@@ -109,6 +109,10 @@ class ParamStore {
   absl::flat_hash_map<std::string, Param*> by_name_;
 };
 
+// p with operand B = w's working copy from element `offset` on, in the form it is kept (FP32 words, or
+// BF16 bits in BF16 mode): how every product reads a weight.
+kernels::GemmProblem WithWorkingB(kernels::GemmProblem p, const Param& w, int64_t offset = 0);
+
 // L2 norm of every trainable gradient held here (FP64 accumulation); one process's view.
 double LocalGradNorm(kernels::Backend& ops, const ParamStore& params);
 // L2 norm of one tensor's gradient.

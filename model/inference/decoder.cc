@@ -17,6 +17,7 @@ namespace moe::inference {
 using kernels::GemmProblem;
 using kernels::Transpose;
 using model::Param;
+using model::WithWorkingB;
 
 // One decoder block's weights (working copies, by reference) and its slice of the latent cache.
 struct IncrementalDecoder::Layer {
@@ -73,17 +74,6 @@ absl::StatusOr<const Param*> Require(const model::ParamStore& params, const std:
   }
   if (static_cast<int64_t>(p->working.size() + p->working_bf16.size()) != p->numel()) {
     return absl::FailedPreconditionError(absl::StrCat("decoder: ", name, " has no working copy"));
-  }
-  return p;
-}
-
-// p with operand B = w's working copy from element `offset` on, in the form it is kept (FP32 words, or
-// BF16 bits in BF16 mode).
-GemmProblem WithWorkingB(GemmProblem p, const Param& w, int64_t offset = 0) {
-  if (w.working_bits() != nullptr) {
-    p.b_bf16 = w.working_bits() + offset;
-  } else {
-    p.b = w.working.data() + offset;
   }
   return p;
 }
