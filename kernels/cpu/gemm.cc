@@ -365,14 +365,19 @@ void RunBf16TileOnFixedShapes(Transpose ta, Transpose tb, const GemmProblem& t, 
   };
   thread_local std::vector<uint16_t> a_stage, b_stage;
   thread_local std::vector<float> c_stage;
-  // rows x cols of BF16 bits (leading dimension ld) into a dense zero-padded [padded_rows, padded_cols].
+  // rows x cols of BF16 bits (leading dimension ld) into a dense zero-padded [padded_rows, padded_cols]:
+  // each row copied and its padding columns zeroed, then the padding rows zeroed (each byte written
+  // once).
   auto stage = [](const uint16_t* src, int64_t rows, int64_t cols, int64_t ld, int64_t padded_rows,
                   int64_t padded_cols, std::vector<uint16_t>* dst) {
-    dst->assign(padded_rows * padded_cols, 0);
+    if (static_cast<int64_t>(dst->size()) < padded_rows * padded_cols) dst->resize(padded_rows * padded_cols);
+    uint16_t* out = dst->data();
     for (int64_t r = 0; r < rows; ++r) {
-      std::memcpy(dst->data() + r * padded_cols, src + r * ld, cols * sizeof(uint16_t));
+      std::memcpy(out + r * padded_cols, src + r * ld, cols * sizeof(uint16_t));
+      std::fill(out + r * padded_cols + cols, out + (r + 1) * padded_cols, uint16_t{0});
     }
-    return dst->data();
+    std::fill(out + rows * padded_cols, out + padded_rows * padded_cols, uint16_t{0});
+    return out;
   };
   if (ta == Transpose::kNo) {
     const int64_t m_pad = cpu_internal::RoundUp(t.m, kRowQuantum);
