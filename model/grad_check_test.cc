@@ -51,7 +51,7 @@ void Randomize(ParamStore& store, uint32_t seed) {
   });
   store.RefreshWorking(false);
   kernels::CpuBackend ops(1);
-  store.ZeroGrads(ops);
+  store.ZeroGrads();
 }
 
 // Compares analytic grads of every trainable tensor (and of `input`, if given) against central

@@ -38,7 +38,7 @@ inline void LinearBackward(const LayerContext& ctx, Param& w, const float* x, co
   kernels::GemmProblem wgrad{out, in, n, dy, out, x, in, w.grad.data(), in};
   wgrad.a_bf16 = dy_bf16;
   wgrad.b_bf16 = x_bf16;
-  ctx.ops->Gemm(kernels::Transpose::kYes, kernels::Transpose::kNo, wgrad, 1.0f, 1.0f);
+  ctx.ops->Gemm(kernels::Transpose::kYes, kernels::Transpose::kNo, wgrad, 1.0f, w.TakeGradBeta());
 }
 
 }  // namespace moe::model

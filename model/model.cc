@@ -373,9 +373,10 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
   if (!mtp_.empty()) MtpBackward(loss_scale, d_hf);
   float* dh = frame.Floats(n_loc * d);  // gradient of the residual stream (this rank's slice)
   ops.RmsNormBackward(fp.h.data(), final_norm_->working.data(), fp.rstd_f.data(), d_hf, n_loc, d, dh,
-                      final_norm_->grad.data());
+                      final_norm_->GradForAccumulate(ops));
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) LayerBackward(**it, dh, loss_scale);
-  ops.EmbeddingBackward(fp.ids.data(), n_loc, dh, d, embed_->grad.data());
+  ops.EmbeddingBackward(fp.ids.data(), n_loc, dh, d, embed_->GradForAccumulate(ops));
+  params_.FinishGrads(ops);
   return stats;
 }
 
@@ -414,7 +415,7 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   {
     Scratch::Frame load(scratch_);
     ops.RmsNormBackward(L.h_mid.Load(ctx_, load), L.post_norm->working.data(), L.rstd2.data(), d_branch_in,
-                        n_loc, d, d_x, L.post_norm->grad.data());
+                        n_loc, d, d_x, L.post_norm->GradForAccumulate(ops));
   }
   ops.Add(d_x, dh, n_loc * d);
   // Attention half: h_mid = h_in + MLA(norm(h_in)).
@@ -426,7 +427,7 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
                    x1_full.bits());
   ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
   ops.RmsNormBackward(L.h_in.Load(ctx_, load), L.input_norm->working.data(), L.rstd1.data(), d_branch_in,
-                      n_loc, d, d_x, L.input_norm->grad.data());
+                      n_loc, d, d_x, L.input_norm->GradForAccumulate(ops));
   ops.Add(d_x, dh, n_loc * d);
   if (recompute_) L.ReleaseActivations();
 }

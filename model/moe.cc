@@ -247,7 +247,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                     q.b_bf16 = At(m_bf16, o * ie);
                     return q;
                   }),
-                  1, 1);
+                  1, TakeGradBeta(ops, expert_down_));
   ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, grouped_rows * ie);
   const uint16_t* da_bf16 = ctx.OperandBits(frame, da, grouped_rows * ie);
   const uint16_t* dc_bf16 = ctx.OperandBits(frame, dc, grouped_rows * ie);
@@ -268,8 +268,10 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da, da_bf16), 1, 1);
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc, dc_bf16), 1, 1);
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da, da_bf16), 1,
+                  TakeGradBeta(ops, expert_gate_));
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc, dc_bf16), 1,
+                  TakeGradBeta(ops, expert_up_));
 
   // Dispatch's backward is a Combine; then back to the tokens.
   float* dx_sorted = frame.Floats(rows * d);

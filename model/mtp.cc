@@ -104,19 +104,19 @@ void DeepseekV3Model::MtpBackward(float loss_scale, float* d_hf) {
     float* dz = d_emb;  // free until the embedding half below
     Scratch::Frame load(scratch_);
     ops.RmsNormBackward(m.z.Load(ctx_, load), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
-                        m.head_norm->grad.data());
+                        m.head_norm->GradForAccumulate(ops));
     LayerBackward(m.block, dz, loss_scale);  // dz: now the gradient of h'
     LinearBackward(ctx_, *m.eh_proj, m.cat.fp32(), dz, n_loc, dcat, GradMode::kWrite, m.cat.bits());
     // The hidden half, through hnorm, into h^{k-1}.
     const float* h_prev = (k == 1 ? fp_.hf : mtp_[k - 2]->hk).Load(ctx_, load);
     ops.Copy2D(dcat + d, 2 * d, d_half, d, n_loc, d, false);
     ops.RmsNormBackward(h_prev, m.hnorm->working.data(), m.rstd_g.data(), d_half, n_loc, d, d_prev,
-                        m.hnorm->grad.data());
+                        m.hnorm->GradForAccumulate(ops));
     // The embedding half, through enorm, into the shared embedding's rows.
     ops.Copy2D(dcat, 2 * d, d_half, d, n_loc, d, false);
     ops.RmsNormBackward(m.emb.Load(ctx_, load), m.enorm->working.data(), m.rstd_e.data(), d_half, n_loc, d, d_emb,
-                        m.enorm->grad.data());
-    ops.EmbeddingBackward(m.ids.data(), n_loc, d_emb, d, embed_->grad.data());
+                        m.enorm->GradForAccumulate(ops));
+    ops.EmbeddingBackward(m.ids.data(), n_loc, d_emb, d, embed_->GradForAccumulate(ops));
   }
   ops.Add(d_prev, d_hf, n_loc * d);  // depth 1's hnorm input is the main model's h^0
 }

@@ -1,5 +1,7 @@
 #include "model/params.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "base/bf16.h"
@@ -164,9 +166,32 @@ double LocalGradNorm(kernels::Backend& ops, const ParamStore& params) {
   return std::sqrt(sum);
 }
 
-void ParamStore::ZeroGrads(kernels::Backend& ops) {
+float* Param::GradForAccumulate(kernels::Backend& ops) {
+  if (grad_unwritten) ops.Fill(grad.data(), grad.size(), 0.0f);
+  grad_unwritten = false;
+  return grad.data();
+}
+
+float TakeGradBeta(kernels::Backend& ops, const std::vector<Param*>& params) {
+  const bool all_unwritten =
+      std::all_of(params.begin(), params.end(), [](const Param* p) { return p->grad_unwritten; });
+  for (Param* p : params) {
+    if (all_unwritten) {
+      p->grad_unwritten = false;
+    } else {
+      p->GradForAccumulate(ops);
+    }
+  }
+  return all_unwritten ? 0.0f : 1.0f;
+}
+
+void ParamStore::ZeroGrads() {
+  for (auto& p : params_) p->grad_unwritten = p->trainable();
+}
+
+void ParamStore::FinishGrads(kernels::Backend& ops) {
   for (auto& p : params_) {
-    if (p->trainable()) ops.Fill(p->grad.data(), p->grad.size(), 0.0f);
+    if (p->grad_unwritten) p->GradForAccumulate(ops);
   }
 }
 

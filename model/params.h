@@ -7,7 +7,9 @@
 //   working what forward/backward read: equal to master in FP32 mode; in BF16 mode the BF16 rounding
 //           of master, kept as 2-byte BF16 bits (working_bf16) for the matrices and in FP32 words
 //           (`working`) for the norm weights, which the norm kernels read as FP32
-//   grad    FP32, accumulated over micro-batches (+=); contents undefined until ZeroGrads
+//   grad    FP32, accumulated over micro-batches (+=). ZeroGrads zeroes it lazily: the first
+//           contribution writes (Param::TakeGradBeta, GradForAccumulate), and FinishGrads zeroes those
+//           that got none
 // The Adam moments live in the optimizer. Buffers (e_score_correction_bias) keep `working` equal to
 // `master` (both FP32, updated together by the model's bias update) and are never touched by the
 // optimizer or weight decay.
@@ -56,6 +58,10 @@ struct Param {
   Buffer<float> master;
   Buffer<float> working;           // the FP32 working copy; empty where working_bf16 holds it
   Buffer<float> grad;
+  // Set by ParamStore::ZeroGrads: the gradient is zero but its storage not yet (zeroing every gradient
+  // is a pass over all of them each step, and the weight-gradient products would then read the zeros
+  // back to add to them). Cleared by the first contribution.
+  bool grad_unwritten = false;
   // BF16 mode's working copy of the trainable matrices, as 2-byte BF16 bits: the products read it in
   // place (kernels::GemmProblem::b_bf16), the embedding lookup too. Written by ParamStore::RefreshWorking
   // and the optimizer (AdamW's working output, its weight gathering). Empty otherwise.
@@ -79,7 +85,23 @@ struct Param {
   void SetMasterFromGlobal(const std::vector<float>& global);
   bool trainable() const { return kind != ParamKind::kBuffer; }
   bool decays() const { return kind == ParamKind::kMatrix; }
+
+  // The beta of a product that produces the whole gradient (C = grad): 0 (write) for the first
+  // contribution since ZeroGrads, else 1 (add). Marks the gradient written.
+  float TakeGradBeta() {
+    const bool first = grad_unwritten;
+    grad_unwritten = false;
+    return first ? 0.0f : 1.0f;
+  }
+  // The gradient for a kernel that adds into it (norm weights, the embedding's rows): zeroed first
+  // when unwritten. Marks it written.
+  float* GradForAccumulate(kernels::Backend& ops);
 };
+
+// TakeGradBeta for one product per parameter in a single call (the routed experts' grouped weight
+// gradients), which takes one beta for all: 0 when every one is unwritten; otherwise the unwritten
+// ones are zeroed and it is 1.
+float TakeGradBeta(kernels::Backend& ops, const std::vector<Param*>& params);
 
 class ParamStore {
  public:
@@ -101,8 +123,12 @@ class ParamStore {
   // rounding of master, as bits (working_bf16, `working` freed) for the trainable matrices and in
   // `working` for the rest (norm weights rounded, buffers as they are).
   void RefreshWorking(bool bf16);
-  // Every gradient <- 0, as an op (this runs every step).
-  void ZeroGrads(kernels::Backend& ops);
+  // Every gradient <- 0 (each step, before the first micro-batch), lazily: marks them unwritten
+  // (Param::grad_unwritten); the backward's first contribution to each writes it.
+  void ZeroGrads();
+  // Zeroes the gradients nothing contributed to since ZeroGrads, so that every gradient holds its
+  // value; the model calls it at the end of each backward.
+  void FinishGrads(kernels::Backend& ops);
 
  private:
   std::vector<std::unique_ptr<Param>> params_;

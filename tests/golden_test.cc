@@ -55,7 +55,7 @@ void Load(const std::string& model_dir, model::Numerics numerics, Fixture* f) {
 }
 
 model::LossStats RunBatch(Fixture& f) {
-  f.net->params().ZeroGrads(f.ops);
+  f.net->params().ZeroGrads();
   f.net->ResetExpertCounts();
   return f.net->Step(f.batch.inputs.data(), f.batch.targets.data(), kBatch, kSeq, true, 1.0f);
 }

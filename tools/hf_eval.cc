@@ -76,7 +76,7 @@ absl::Status Run() {
 
   const double depth_weight = net.mtp_depth_weight();  // of the checkpoint's λ
   if (!include_mtp) net.set_mtp_loss_weight(0.0);     // the MTP losses are evaluated, not differentiated
-  net.params().ZeroGrads(ops);
+  net.params().ZeroGrads();
   const model::LossStats stats =
       net.Step(b.inputs.data(), b.targets.data(), batch, seq, /*backward=*/true, 1.0f);
   double mtp_loss = 0;

@@ -59,7 +59,7 @@ StepOutcome RunTrainingStep(model::DeepseekV3Model& net, DistributedOptimizer& o
                             float loss_scale, const FillMicroBatch& fill) {
   StepOutcome out;
   out.losses = LossSums(net.mtp_depths());
-  net.params().ZeroGrads(ops);
+  net.params().ZeroGrads();
   net.ResetExpertCounts();
   std::vector<int32_t> ids(micro_batch * seq), targets(micro_batch * seq);
   double sums[2] = {0, 0};  // balance loss (the same on TP ranks), dropped assignments
