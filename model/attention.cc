@@ -87,8 +87,7 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
 
   // Keys and values from the compressed latent.
   float* a = frame.Floats(n * (rkv + dr));
-  LinearForward(ops, *kv_a_proj_, u, n, a, u_bf16);
-  ctx.Store(a, n * (rkv + dr));
+  LinearForward(ops, *kv_a_proj_, u, n, a, u_bf16);  // stored: its parts are rounded below
   float* ckv_in = s->ckv_in.Prepare(ctx, frame, n * rkv);
   float* kr = frame.Floats(n * dr);
   ops.Copy2D(a, rkv + dr, ckv_in, rkv, n, rkv, false);
@@ -99,12 +98,12 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
   ops.RmsNormForward(ckv_in, kv_a_layernorm_->working.data(), n, rkv, kLatentNormEps, ctx.bf16(), ckv,
                      s->ckv_rstd.data());
   s->ckv.Save(ctx);
+  ctx.Store(kr, n * dr);
   ops.RopeForward(KeyRopeView(rope, positions, kr, n));
   ctx.Store(kr, n * dr);
 
   float* kv = frame.Floats(n * h * (dn + dv));
-  LinearForward(ops, *kv_b_proj_, ckv, n, kv, s->ckv.bits());
-  ctx.Store(kv, n * h * (dn + dv));
+  LinearForward(ops, *kv_b_proj_, ckv, n, kv, s->ckv.bits());  // stored: k and v round it when saved
   float* k = s->k.Prepare(ctx, frame, n * h * dqk);
   float* v = s->v.Prepare(ctx, frame, n * h * dv);
   // K = [kN ; RoPE(kr)] per head (the rope key is shared by the heads), V from kv's value columns.
