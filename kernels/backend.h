@@ -41,6 +41,20 @@ struct GemmProblem {
   const uint16_t* b_bf16 = nullptr;
 };
 
+// A read-only input of FP32 values, given as FP32 words or as BF16 bits: a saved activation kept as 2-byte
+// BF16 is read in place and widened as it is read (exact), instead of unpacked into FP32 by a pass of its
+// own. Converts implicitly from const float*; exactly one of the two is set.
+struct ValuesIn {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+  ValuesIn(const float* p) : f32(p) {}  // NOLINT: implicit on purpose
+  static ValuesIn Bits(const uint16_t* bits) {
+    ValuesIn v(nullptr);
+    v.bf16 = bits;
+    return v;
+  }
+};
+
 // RoPE over a strided set of vectors: token i, head h, pair j at
 // x[i*token_stride + h*head_stride + offset + 2j (+1)], rotated by the angle of positions[i]
 // (cos/sin tables are [max_pos, half_dim] with YaRN's attention factor already folded in).
@@ -144,7 +158,7 @@ class Backend {
   virtual void CopyBf16(const uint16_t* src, uint16_t* dst, int64_t n) = 0;
   virtual void Fill(float* x, int64_t n, float value) = 0;
   // out[r] = Σ_j a[r,j]·b[r,j] over rows of [rows, dim] (FP64 accumulation, rounded to FP32).
-  virtual void RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) = 0;
+  virtual void RowDot(const float* a, ValuesIn b, int64_t rows, int64_t dim, float* out) = 0;
   // x[r,:] *= s[r].
   virtual void ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) = 0;
 
@@ -174,7 +188,7 @@ class Backend {
   virtual void RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                               bool round_normalized, float* y, float* rstd) = 0;
   // dx = (written), dw += .
-  virtual void RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+  virtual void RmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                                int64_t rows, int64_t dim, float* dx, float* dw) = 0;
 
   // ---- RoPE, interleaved pairs (docs/model.md "RoPE on interleaved pairs"), in place. Backward is the
@@ -184,7 +198,7 @@ class Backend {
 
   // ---- SwiGLU: m = silu(a) * c over n elements; backward writes da, dc. ----
   virtual void SwigluForward(const float* a, const float* c, float* m, int64_t n) = 0;
-  virtual void SwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+  virtual void SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
                               int64_t n) = 0;
 
   // ---- Causal attention, blockwise with online softmax: O(T) memory per head. ----

@@ -154,7 +154,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
   float* dckv = frame.Floats(n * rkv);
   LinearBackward(ctx, *kv_b_proj_, s.ckv.fp32(), dkv, n, dckv, GradMode::kWrite, s.ckv.bits());
   float* dckv_in = frame.Floats(n * rkv);
-  ops.RmsNormBackward(s.ckv_in.Load(ctx, frame), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n,
+  ops.RmsNormBackward(s.ckv_in.values(), kv_a_layernorm_->working.data(), s.ckv_rstd.data(), dckv, n,
                       rkv, dckv_in, kv_a_layernorm_->GradForAccumulate(ops));
   float* da = frame.Floats(n * (rkv + dr));
   ops.Copy2D(dckv_in, rkv, da, rkv + dr, n, rkv, false);
@@ -168,7 +168,7 @@ void MlaAttention::Backward(const LayerContext& ctx, const RopeTables& rope,
     float* dcq = frame.Floats(n * rq);
     float* dqa = frame.Floats(n * rq);
     LinearBackward(ctx, *q_b_proj_, s.cq.fp32(), dq, n, dcq, GradMode::kWrite, s.cq.bits());
-    ops.RmsNormBackward(s.qa.Load(ctx, frame), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq,
+    ops.RmsNormBackward(s.qa.values(), q_a_layernorm_->working.data(), s.qa_rstd.data(), dcq, n, rq,
                         dqa, q_a_layernorm_->GradForAccumulate(ops));
     LinearBackward(ctx, *q_a_proj_, u, dqa, n, d_u, GradMode::kAccumulate, u_bf16);
   } else {

@@ -41,7 +41,7 @@ void SwiGluMlp::Backward(const LayerContext& ctx, const float* u, const Saved& s
   float* da = frame.Floats(n * inter);
   float* dc = frame.Floats(n * inter);
   LinearBackward(ctx, *down_, s.m.fp32(), d_y, n, dm, GradMode::kWrite, s.m.bits());
-  ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, n * inter);
+  ops.SwigluBackward(s.a.values(), s.c.values(), dm, da, dc, n * inter);
   LinearBackward(ctx, *gate_, u, da, n, d_u, accumulate_du ? GradMode::kAccumulate : GradMode::kWrite, u_bf16);
   LinearBackward(ctx, *up_, u, dc, n, d_u, GradMode::kAccumulate, u_bf16);
 }

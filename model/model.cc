@@ -414,7 +414,7 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   }
   {
     Scratch::Frame load(scratch_);
-    ops.RmsNormBackward(L.h_mid.Load(ctx_, load), L.post_norm->working.data(), L.rstd2.data(), d_branch_in,
+    ops.RmsNormBackward(L.h_mid.values(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in,
                         n_loc, d, d_x, L.post_norm->GradForAccumulate(ops));
   }
   ops.Add(d_x, dh, n_loc * d);
@@ -426,7 +426,7 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
   L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full.fp32(), L.attn_saved, d_out_full, d_in,
                    x1_full.bits());
   ReduceScatterTokens(tp, d_in, n_loc, d, d_branch_in);
-  ops.RmsNormBackward(L.h_in.Load(ctx_, load), L.input_norm->working.data(), L.rstd1.data(), d_branch_in,
+  ops.RmsNormBackward(L.h_in.values(), L.input_norm->working.data(), L.rstd1.data(), d_branch_in,
                       n_loc, d, d_x, L.input_norm->GradForAccumulate(ops));
   ops.Add(d_x, dh, n_loc * d);
   if (recompute_) L.ReleaseActivations();

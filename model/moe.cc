@@ -212,7 +212,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   float* row_dot = frame.Floats(rows);
   float* d_weights = frame.Floats(n * k);
   ops.GatherRows(d_out, s.plan.row_token.data(), rows, d, dy_sorted);
-  ops.RowDot(dy_sorted, s.y_sorted.Load(ctx, frame), rows, d, row_dot);
+  ops.RowDot(dy_sorted, s.y_sorted.values(), rows, d, row_dot);
   ops.Fill(d_weights, n * k, 0.0f);
   ops.ScatterAddRows(row_dot, s.plan.row_slot.data(), nullptr, rows, 1, d_weights);
   ops.ScaleRows(dy_sorted, s.row_weight.data(), rows, d);
@@ -248,7 +248,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                     return q;
                   }),
                   1, TakeGradBeta(ops, expert_down_));
-  ops.SwigluBackward(s.a.Load(ctx, frame), s.c.Load(ctx, frame), dm, da, dc, grouped_rows * ie);
+  ops.SwigluBackward(s.a.values(), s.c.values(), dm, da, dc, grouped_rows * ie);
   const uint16_t* da_bf16 = ctx.OperandBits(frame, da, grouped_rows * ie);
   const uint16_t* dc_bf16 = ctx.OperandBits(frame, dc, grouped_rows * ie);
   auto input_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // dx_j (+)= g_j w_j

@@ -103,7 +103,7 @@ void DeepseekV3Model::MtpBackward(float loss_scale, float* d_hf) {
     if (k < static_cast<int64_t>(mtp_.size())) ops.Add(d_prev, dh, n_loc * d);
     float* dz = d_emb;  // free until the embedding half below
     Scratch::Frame load(scratch_);
-    ops.RmsNormBackward(m.z.Load(ctx_, load), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
+    ops.RmsNormBackward(m.z.values(), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
                         m.head_norm->GradForAccumulate(ops));
     LayerBackward(m.block, dz, loss_scale);  // dz: now the gradient of h'
     LinearBackward(ctx_, *m.eh_proj, m.cat.fp32(), dz, n_loc, dcat, GradMode::kWrite, m.cat.bits());
@@ -114,7 +114,7 @@ void DeepseekV3Model::MtpBackward(float loss_scale, float* d_hf) {
                         m.hnorm->GradForAccumulate(ops));
     // The embedding half, through enorm, into the shared embedding's rows.
     ops.Copy2D(dcat, 2 * d, d_half, d, n_loc, d, false);
-    ops.RmsNormBackward(m.emb.Load(ctx_, load), m.enorm->working.data(), m.rstd_e.data(), d_half, n_loc, d, d_emb,
+    ops.RmsNormBackward(m.emb.values(), m.enorm->working.data(), m.rstd_e.data(), d_half, n_loc, d, d_emb,
                         m.enorm->GradForAccumulate(ops));
     ops.EmbeddingBackward(m.ids.data(), n_loc, d_emb, d, embed_->GradForAccumulate(ops));
   }

@@ -66,6 +66,12 @@ class SavedActivation {
     return x;
   }
 
+  // The kept values for a kernel that reads a kernels::ValuesIn (RMSNorm, SwiGLU and RowDot backward):
+  // the storage itself, FP32 or BF16 bits, without unpacking.
+  kernels::ValuesIn values() const {
+    return packed_ ? kernels::ValuesIn::Bits(bf16_.data()) : kernels::ValuesIn(fp32_.data());
+  }
+
   // The kept values as a GEMM operand, without unpacking (kernels::GemmProblem takes either): FP32
   // storage in FP32 mode, BF16 bits in BF16 mode. Exactly one of the two is non-null.
   const float* fp32() const { return packed_ ? nullptr : fp32_.data(); }

@@ -104,7 +104,7 @@ class Trainer {
   std::pair<double, double> Step(const std::vector<TokenBatch>& micro, int64_t batch, int64_t seq, int64_t step) {
     const int64_t n = static_cast<int64_t>(micro.size());
     const trainer::StepOutcome o = trainer::RunTrainingStep(
-        *net_, *optimizer_, world_, *ops_, cfg_, step, cfg_.optimizer().lr(), n, batch, seq, 1.0f / static_cast<float>(n),
+        *net_, *optimizer_, world_, cfg_, step, cfg_.optimizer().lr(), n, batch, seq, 1.0f / static_cast<float>(n),
         [&](int64_t m, int32_t* ids, int32_t* targets) {
           std::copy(micro[m].ids.begin(), micro[m].ids.end(), ids);
           std::copy(micro[m].targets.begin(), micro[m].targets.end(), targets);

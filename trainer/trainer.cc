@@ -514,7 +514,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
     ops.ResetOpTimes();
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
     const StepOutcome outcome = RunTrainingStep(
-        net, optimizer, mesh->world(), ops, cfg, step, lr, num_micro, micro, seq, loss_scale,
+        net, optimizer, mesh->world(), cfg, step, lr, num_micro, micro, seq, loss_scale,
         [&](int64_t m, int32_t* ids, int32_t* targets) {
           for (int64_t r = 0; r < micro; ++r) {
             train_sampler.Fill(sample_base + gb.SampleIndex(step - 1, mesh->dp_rank(), m, r), &ids[r * seq],

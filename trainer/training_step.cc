@@ -54,7 +54,7 @@ double LossSums::weighted_mtp_loss(double depth_weight) const {
 }
 
 StepOutcome RunTrainingStep(model::DeepseekV3Model& net, DistributedOptimizer& optimizer,
-                            parallel::Communicator& world, kernels::Backend& ops, const config::TrainConfig& cfg,
+                            parallel::Communicator& world, const config::TrainConfig& cfg,
                             int64_t step, double lr, int64_t num_micro, int64_t micro_batch, int64_t seq,
                             float loss_scale, const FillMicroBatch& fill) {
   StepOutcome out;

@@ -62,7 +62,7 @@ using FillMicroBatch = std::function<void(int64_t m, int32_t* ids, int32_t* targ
 // Collective over `world`. loss_scale weighs each micro-batch's mean (1 / (micro-batches · DP ranks)
 // for the mean over the global batch).
 StepOutcome RunTrainingStep(model::DeepseekV3Model& net, DistributedOptimizer& optimizer,
-                            parallel::Communicator& world, kernels::Backend& ops, const config::TrainConfig& cfg,
+                            parallel::Communicator& world, const config::TrainConfig& cfg,
                             int64_t step, double lr, int64_t num_micro, int64_t micro_batch, int64_t seq,
                             float loss_scale, const FillMicroBatch& fill);
 

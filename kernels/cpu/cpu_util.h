@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/bf16.h"
 #include "kernels/backend.h"
 
 namespace moe::kernels::cpu_internal {
@@ -29,6 +30,25 @@ enum class PrimitiveShape { kFixed, kAny };
 // BF16 (nearest even) first, and their products accumulated in FP32.
 void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16 = false,
              PrimitiveShape shape = PrimitiveShape::kFixed);
+
+// Element i of a ValuesIn, one reader per form: WithReader calls fn(reader) for x's form, so each loop
+// over it is compiled (and vectorised) once per form.
+struct ReadF32 {
+  const float* p;
+  float operator()(int64_t i) const { return p[i]; }
+};
+struct ReadBf16 {
+  const uint16_t* p;
+  float operator()(int64_t i) const { return moe::Bf16BitsToFloat(p[i]); }
+};
+template <typename Fn>
+void WithReader(ValuesIn x, Fn&& fn) {
+  if (x.bf16 != nullptr) {
+    fn(ReadBf16{x.bf16});
+  } else {
+    fn(ReadF32{x.f32});
+  }
+}
 
 // Aborts on a violated precondition (a bug in the caller, not a data error).
 #define MOE_CPU_CHECK(cond, msg)                                                             \

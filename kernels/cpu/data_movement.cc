@@ -52,17 +52,18 @@ void CpuBackend::Fill(float* x, int64_t n, float value) {
   for (int64_t i = 0; i < n; ++i) x[i] = value;
 }
 
-void CpuBackend::RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) {
+void CpuBackend::RowDot(const float* a, ValuesIn b, int64_t rows, int64_t dim, float* out) {
   const auto op_timer = TimeOp("row_dot");
+  cpu_internal::WithReader(b, [&](auto read_b) {
 #pragma omp parallel for num_threads(num_threads_) \
     schedule(static) if (rows * dim >= kMinParallelElements)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = a + r * dim;
-    const float* y = b + r * dim;
-    double acc = 0.0;
-    for (int64_t j = 0; j < dim; ++j) acc += static_cast<double>(x[j]) * y[j];
-    out[r] = static_cast<float>(acc);
-  }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* x = a + r * dim;
+      double acc = 0.0;
+      for (int64_t j = 0; j < dim; ++j) acc += static_cast<double>(x[j]) * read_b(r * dim + j);
+      out[r] = static_cast<float>(acc);
+    }
+  });
 }
 
 void CpuBackend::ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) {

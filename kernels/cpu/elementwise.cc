@@ -121,19 +121,23 @@ void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t
   }
 }
 
-void CpuBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da,
-                                float* dc, int64_t n) {
+void CpuBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
+                                int64_t n) {
   const auto op_timer = TimeOp("swiglu_bwd");
+  cpu_internal::WithReader(a, [&](auto read_a) {
+    cpu_internal::WithReader(c, [&](auto read_c) {
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
-  for (int64_t i = 0; i < n; ++i) {
-    const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-a[i]));
-    const float silu = a[i] * sig;
-    const float dsilu = sig * (1.0f + a[i] * (1.0f - sig));
-    const float g = dm[i];
-    const float ci = c[i];
-    da[i] = g * ci * dsilu;
-    dc[i] = g * silu;
-  }
+      for (int64_t i = 0; i < n; ++i) {
+        const float ai = read_a(i);
+        const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-ai));
+        const float silu = ai * sig;
+        const float dsilu = sig * (1.0f + ai * (1.0f - sig));
+        const float g = dm[i];
+        da[i] = g * read_c(i) * dsilu;
+        dc[i] = g * silu;
+      }
+    });
+  });
 }
 
 }  // namespace moe::kernels

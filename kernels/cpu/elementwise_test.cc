@@ -248,6 +248,35 @@ TEST(Swiglu, ForwardAndFiniteDifferences) {
   ExpectGradientMatches("dc", c, dc, loss);
 }
 
+// Inputs kept as BF16 bits (ValuesIn::Bits) give exactly what their FP32 twins give: SwiGLU's
+// backward (either input) and RowDot's second operand.
+TEST(Elementwise, Bf16BitsInputsReadLikeTheirFp32Values) {
+  CpuBackend be(2);
+  const int64_t n = 40000;  // over the parallel threshold
+  auto a = RandomVector(n, 21, -4.0f, 4.0f), c = RandomVector(n, 22), dm = RandomVector(n, 23);
+  std::vector<uint16_t> a16(n), c16(n);
+  for (int64_t i = 0; i < n; ++i) {
+    a16[i] = moe::FloatToBf16Bits(a[i]);
+    a[i] = moe::Bf16BitsToFloat(a16[i]);
+    c16[i] = moe::FloatToBf16Bits(c[i]);
+    c[i] = moe::Bf16BitsToFloat(c16[i]);
+  }
+  std::vector<float> da(n), dc(n), da2(n), dc2(n);
+  be.SwigluBackward(a.data(), c.data(), dm.data(), da.data(), dc.data(), n);
+  be.SwigluBackward(ValuesIn::Bits(a16.data()), ValuesIn::Bits(c16.data()), dm.data(), da2.data(), dc2.data(), n);
+  EXPECT_EQ(da, da2);
+  EXPECT_EQ(dc, dc2);
+  be.SwigluBackward(ValuesIn::Bits(a16.data()), c.data(), dm.data(), da2.data(), dc2.data(), n);
+  EXPECT_EQ(da, da2);
+  EXPECT_EQ(dc, dc2);
+
+  const int64_t rows = 80, dim = 500;
+  std::vector<float> out(rows), out2(rows);
+  be.RowDot(dm.data(), a.data(), rows, dim, out.data());
+  be.RowDot(dm.data(), ValuesIn::Bits(a16.data()), rows, dim, out2.data());
+  EXPECT_EQ(out, out2);
+}
+
 TEST(Embedding, ForwardBackward) {
   CpuBackend be(2);
   const int64_t vocab = 11, dim = 40, n = 23;

@@ -40,40 +40,41 @@ void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, in
 }
 
 // dx written, dw accumulated (+=).
-void CpuBackend::RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+void CpuBackend::RmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                                  int64_t rows, int64_t dim, float* dx, float* dw) {
   const auto op_timer = TimeOp("rmsnorm_bwd");
   const bool parallel = rows * dim >= kMinParallelElements;
+  cpu_internal::WithReader(x, [&](auto read_x) {
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* xr = x + i * dim;
-    const float* gr = dy + i * dim;
-    float* dxr = dx + i * dim;
-    const float r = rstd[i];
-    const double dot = cpu_internal::LaneSum(dim, [w, gr, xr](int64_t j) {  // sum_j w_j dy_j x_j
-      return static_cast<double>(w[j]) * gr[j] * xr[j];
-    });
-    const float coef =
-        static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
-    for (int64_t j = 0; j < dim; ++j) dxr[j] = r * (w[j] * gr[j]) - xr[j] * coef;
-  }
-
-  // dw: each task owns a block of columns and walks all rows in order.
-  const int64_t block = cpu_internal::ColumnBlock(dim, num_threads_);
-  const int64_t num_blocks = (dim + block - 1) / block;
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    const int64_t c0 = b * block;
-    const int64_t c1 = std::min(dim, c0 + block);
-    std::vector<float> acc(c1 - c0, 0.0f);
     for (int64_t i = 0; i < rows; ++i) {
-      const float r = rstd[i];
-      const float* xr = x + i * dim;
+      const int64_t x0 = i * dim;
       const float* gr = dy + i * dim;
-      for (int64_t j = c0; j < c1; ++j) acc[j - c0] += gr[j] * (xr[j] * r);
+      float* dxr = dx + i * dim;
+      const float r = rstd[i];
+      const double dot = cpu_internal::LaneSum(dim, [w, gr, read_x, x0](int64_t j) {  // sum_j w_j dy_j x_j
+        return static_cast<double>(w[j]) * gr[j] * read_x(x0 + j);
+      });
+      const float coef =
+          static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
+      for (int64_t j = 0; j < dim; ++j) dxr[j] = r * (w[j] * gr[j]) - read_x(x0 + j) * coef;
     }
-    for (int64_t j = c0; j < c1; ++j) dw[j] += acc[j - c0];
-  }
+
+    // dw: each task owns a block of columns and walks all rows in order.
+    const int64_t block = cpu_internal::ColumnBlock(dim, num_threads_);
+    const int64_t num_blocks = (dim + block - 1) / block;
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
+    for (int64_t b = 0; b < num_blocks; ++b) {
+      const int64_t c0 = b * block;
+      const int64_t c1 = std::min(dim, c0 + block);
+      std::vector<float> acc(c1 - c0, 0.0f);
+      for (int64_t i = 0; i < rows; ++i) {
+        const float r = rstd[i];
+        const float* gr = dy + i * dim;
+        for (int64_t j = c0; j < c1; ++j) acc[j - c0] += gr[j] * (read_x(i * dim + j) * r);
+      }
+      for (int64_t j = c0; j < c1; ++j) dw[j] += acc[j - c0];
+    }
+  });
 }
 
 }  // namespace moe::kernels

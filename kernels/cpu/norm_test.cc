@@ -55,6 +55,25 @@ TEST(RmsNorm, BackwardFiniteDifferences) {
   ExpectGradientMatches("dw", w, dw, loss);
 }
 
+// A saved activation kept as BF16 bits (ValuesIn::Bits) gives exactly what its FP32 twin gives.
+TEST(RmsNorm, BackwardReadsBf16BitsLikeTheirFp32Values) {
+  CpuBackend be(2);
+  const int64_t rows = 70, dim = 520;  // over the parallel threshold
+  auto x = RandomVector(rows * dim, 9, -2.0f, 2.0f), w = RandomVector(dim, 10), dy = RandomVector(rows * dim, 11);
+  std::vector<uint16_t> bits(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    bits[i] = moe::FloatToBf16Bits(x[i]);
+    x[i] = moe::Bf16BitsToFloat(bits[i]);
+  }
+  std::vector<float> y(rows * dim), rstd(rows), dx1(rows * dim), dx2(rows * dim), dw1(dim, 0.25f), dw2(dim, 0.25f);
+  be.RmsNormForward(x.data(), w.data(), rows, dim, 1e-6f, false, y.data(), rstd.data());
+  be.RmsNormBackward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, dx1.data(), dw1.data());
+  be.RmsNormBackward(ValuesIn::Bits(bits.data()), w.data(), rstd.data(), dy.data(), rows, dim, dx2.data(),
+                     dw2.data());
+  EXPECT_EQ(dx1, dx2);
+  EXPECT_EQ(dw1, dw2);
+}
+
 TEST(RmsNorm, DwIndependentOfThreadCount) {
   const int64_t rows = 300, dim = 256;
   auto x = RandomVector(rows * dim, 6), w = RandomVector(dim, 7), dy = RandomVector(rows * dim, 8);

@@ -183,7 +183,7 @@ void CudaBackend::Fill(float* x, int64_t n, float value) {
   cuda::LaunchFill(x, n, value, stream_);
 }
 
-void CudaBackend::RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) {
+void CudaBackend::RowDot(const float* a, ValuesIn b, int64_t rows, int64_t dim, float* out) {
   OpTimer timer(this, "row_dot");
   cuda::LaunchRowDot(a, b, rows, dim, out, stream_);
 }
@@ -236,8 +236,8 @@ void CudaBackend::SwigluForward(const float* a, const float* c, float* m, int64_
   cuda::LaunchSwigluForward(a, c, m, n, stream_);
 }
 
-void CudaBackend::SwigluBackward(const float* a, const float* c, const float* dm, float* da,
-                                 float* dc, int64_t n) {
+void CudaBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
+                                 int64_t n) {
   OpTimer timer(this, "swiglu_bwd");
   cuda::LaunchSwigluBackward(a, c, dm, da, dc, n, stream_);
 }
@@ -303,7 +303,7 @@ void CudaBackend::RmsNormForward(const float* x, const float* w, int64_t rows, i
   cuda::LaunchRmsNormForward(x, w, rows, dim, eps, round_normalized, y, rstd, stream_);
 }
 
-void CudaBackend::RmsNormBackward(const float* x, const float* w, const float* rstd,
+void CudaBackend::RmsNormBackward(ValuesIn x, const float* w, const float* rstd,
                                   const float* dy, int64_t rows, int64_t dim, float* dx,
                                   float* dw) {
   OpTimer timer(this, "rmsnorm_bwd");

@@ -85,7 +85,7 @@ class CudaBackend final : public Backend {
   void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
               int64_t cols, bool accumulate) override;
   void Fill(float* x, int64_t n, float value) override;
-  void RowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out) override;
+  void RowDot(const float* a, ValuesIn b, int64_t rows, int64_t dim, float* out) override;
   void ScaleRows(float* x, const float* s, int64_t rows, int64_t dim) override;
 
   void RoundToBf16(float* x, int64_t n) override;
@@ -103,14 +103,14 @@ class CudaBackend final : public Backend {
 
   void RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                       bool round_normalized, float* y, float* rstd) override;
-  void RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+  void RmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                        int64_t rows, int64_t dim, float* dx, float* dw) override;
 
   void RopeForward(const RopeView& v) override;
   void RopeBackward(const RopeView& v) override;
 
   void SwigluForward(const float* a, const float* c, float* m, int64_t n) override;
-  void SwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
+  void SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
                       int64_t n) override;
 
   void AttentionForward(const AttentionShape& s, const float* q, const float* k, const float* v,

@@ -3,9 +3,12 @@
 // every result is the same bits on every run (no atomics, no dependence on scheduling).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "kernels/backend.h"
 
 namespace moe::kernels::cuda {
 
@@ -27,6 +30,25 @@ __device__ __forceinline__ int64_t GlobalThread() {
 }
 __device__ __forceinline__ int64_t GlobalStride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// Element i of a ValuesIn on the device, one reader per form: kernels are templated on the reader and
+// launched through WithReader, so each form compiles to its own plain loads.
+struct ReadF32 {
+  const float* p;
+  __device__ __forceinline__ float operator()(int64_t i) const { return p[i]; }
+};
+struct ReadBf16 {
+  const __nv_bfloat16* p;
+  __device__ __forceinline__ float operator()(int64_t i) const { return __bfloat162float(p[i]); }
+};
+template <typename Fn>
+void WithReader(ValuesIn x, Fn&& fn) {
+  if (x.bf16 != nullptr) {
+    fn(ReadBf16{reinterpret_cast<const __nv_bfloat16*>(x.bf16)});
+  } else {
+    fn(ReadF32{x.f32});
+  }
 }
 
 inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -72,16 +72,16 @@ __global__ void SwigluForwardKernel(const float* __restrict__ a, const float* __
   }
 }
 
-__global__ void SwigluBackwardKernel(const float* __restrict__ a, const float* __restrict__ c,
-                                     const float* __restrict__ dm, float* __restrict__ da,
+template <typename ReadA, typename ReadC>
+__global__ void SwigluBackwardKernel(ReadA a, ReadC c, const float* __restrict__ dm, float* __restrict__ da,
                                      float* __restrict__ dc, int64_t n) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
-    const float ai = a[i];
+    const float ai = a(i);
     const float sig = Sigmoid(ai);
     const float silu = ai * sig;
     const float dsilu = sig * (1.0f + ai * (1.0f - sig));
     const float g = dm[i];
-    da[i] = g * c[i] * dsilu;
+    da[i] = g * c(i) * dsilu;
     dc[i] = g * silu;
   }
 }
@@ -205,10 +205,16 @@ void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cu
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
-                          int64_t n, cudaStream_t stream) {
+void LaunchSwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc, int64_t n,
+                          cudaStream_t stream) {
   if (n <= 0) return;
-  SwigluBackwardKernel<<<GridFor(n), kThreads, 0, stream>>>(a, c, dm, da, dc, n);
+  WithReader(a, [&](auto read_a) {
+    WithReader(c, [&](auto read_c) {
+      using ReadA = decltype(read_a);
+      using ReadC = decltype(read_c);
+      SwigluBackwardKernel<ReadA, ReadC><<<GridFor(n), kThreads, 0, stream>>>(read_a, read_c, dm, da, dc, n);
+    });
+  });
   MOE_CUDA_CHECK_LAUNCH();
 }
 

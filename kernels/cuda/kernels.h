@@ -31,8 +31,8 @@ void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream);
 void LaunchCopy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
                   int64_t cols, bool accumulate, cudaStream_t stream);
 void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cudaStream_t stream);
-void LaunchSwigluBackward(const float* a, const float* c, const float* dm, float* da, float* dc,
-                          int64_t n, cudaStream_t stream);
+void LaunchSwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc, int64_t n,
+                          cudaStream_t stream);
 
 // AdamW with the bias corrections 1 - beta^step precomputed on the host (as the CPU twin does).
 struct AdamWArgs {
@@ -68,8 +68,7 @@ void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t d
 void LaunchGatherRowsBf16(const uint16_t* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                           cudaStream_t stream);
 // One warp (short rows) or block (long rows) per row, FP64 with a fixed reduction tree.
-void LaunchRowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out,
-                  cudaStream_t stream);
+void LaunchRowDot(const float* a, ValuesIn b, int64_t rows, int64_t dim, float* out, cudaStream_t stream);
 void LaunchScaleRows(float* x, const float* s, int64_t rows, int64_t dim, cudaStream_t stream);
 // Deterministic scatter-add (sort by destination, then add in source order); needs
 // ScatterAddWorkspaceBytes(n) bytes of device workspace.
@@ -83,7 +82,7 @@ inline constexpr int64_t kDwChunk = 64;  // rows per dw partial: fixes the summa
 int64_t RmsNormDwChunks(int64_t rows);   // partial needs RmsNormDwChunks(rows) * dim floats
 void LaunchRmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                           bool round_normalized, float* y, float* rstd, cudaStream_t stream);
-void LaunchRmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+void LaunchRmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                            int64_t rows, int64_t dim, float* dx, float* dw, float* partial,
                            cudaStream_t stream);
 

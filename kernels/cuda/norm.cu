@@ -40,39 +40,39 @@ __global__ void RmsNormForwardKernel(const float* __restrict__ x, const float* _
   }
 }
 
-__global__ void RmsNormDxKernel(const float* __restrict__ x, const float* __restrict__ w,
-                                const float* __restrict__ rstd, const float* __restrict__ dy,
-                                int64_t rows, int64_t dim, float* __restrict__ dx) {
+template <typename ReadX>
+__global__ void RmsNormDxKernel(ReadX x, const float* __restrict__ w, const float* __restrict__ rstd,
+                                const float* __restrict__ dy, int64_t rows, int64_t dim, float* __restrict__ dx) {
   __shared__ double scratch[32];
   for (int64_t i = blockIdx.x; i < rows; i += gridDim.x) {
-    const float* xr = x + i * dim;
+    const int64_t x0 = i * dim;
     const float* gr = dy + i * dim;
     float* dxr = dx + i * dim;
     const float r = rstd[i];
     double dot = 0.0;
     for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-      dot += static_cast<double>(w[j]) * gr[j] * xr[j];
+      dot += static_cast<double>(w[j]) * gr[j] * x(x0 + j);
     }
     dot = BlockSum(dot, scratch);
     const float coef =
         static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
     for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-      dxr[j] = r * (w[j] * gr[j]) - xr[j] * coef;
+      dxr[j] = r * (w[j] * gr[j]) - x(x0 + j) * coef;
     }
   }
 }
 
 // grid (column blocks, row chunks): partial[chunk, j] = sum over the chunk's rows of dy * (x r).
-__global__ void RmsNormDwPartialKernel(const float* __restrict__ x, const float* __restrict__ rstd,
-                                       const float* __restrict__ dy, int64_t rows, int64_t dim,
-                                       float* __restrict__ partial) {
+template <typename ReadX>
+__global__ void RmsNormDwPartialKernel(ReadX x, const float* __restrict__ rstd, const float* __restrict__ dy,
+                                       int64_t rows, int64_t dim, float* __restrict__ partial) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= dim) return;
   const int64_t chunk = blockIdx.y;
   const int64_t r0 = chunk * kDwChunk;
   const int64_t r1 = r0 + kDwChunk < rows ? r0 + kDwChunk : rows;
   float acc = 0.0f;
-  for (int64_t i = r0; i < r1; ++i) acc += dy[i * dim + j] * (x[i * dim + j] * rstd[i]);
+  for (int64_t i = r0; i < r1; ++i) acc += dy[i * dim + j] * (x(i * dim + j) * rstd[i]);
   partial[chunk * dim + j] = acc;
 }
 
@@ -102,17 +102,20 @@ void LaunchRmsNormForward(const float* x, const float* w, int64_t rows, int64_t 
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-void LaunchRmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+void LaunchRmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                            int64_t rows, int64_t dim, float* dx, float* dw, float* partial,
                            cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return;
-  RmsNormDxKernel<<<RowBlocks(rows), kNormThreads, 0, stream>>>(x, w, rstd, dy, rows, dim, dx);
-  MOE_CUDA_CHECK_LAUNCH();
   const int64_t chunks = RmsNormDwChunks(rows);
   MOE_CUDA_REQUIRE(chunks <= 65535, "RmsNorm backward: too many row chunks for grid.y");
   const dim3 grid(static_cast<unsigned>(CeilDiv(dim, kColThreads)), static_cast<unsigned>(chunks));
-  RmsNormDwPartialKernel<<<grid, kColThreads, 0, stream>>>(x, rstd, dy, rows, dim, partial);
-  MOE_CUDA_CHECK_LAUNCH();
+  WithReader(x, [&](auto read_x) {
+    using ReadX = decltype(read_x);
+    RmsNormDxKernel<ReadX><<<RowBlocks(rows), kNormThreads, 0, stream>>>(read_x, w, rstd, dy, rows, dim, dx);
+    MOE_CUDA_CHECK_LAUNCH();
+    RmsNormDwPartialKernel<ReadX><<<grid, kColThreads, 0, stream>>>(read_x, rstd, dy, rows, dim, partial);
+    MOE_CUDA_CHECK_LAUNCH();
+  });
   RmsNormDwFinalKernel<<<static_cast<unsigned>(CeilDiv(dim, kColThreads)), kColThreads, 0,
                          stream>>>(partial, chunks, dim, dw);
   MOE_CUDA_CHECK_LAUNCH();

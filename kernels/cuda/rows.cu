@@ -57,29 +57,29 @@ __global__ void GatherRowsBf16Kernel(const __nv_bfloat16* __restrict__ src, cons
 
 constexpr int64_t kRowDotWarpMaxDim = 2048;
 
-__global__ void RowDotWarpKernel(const float* __restrict__ a, const float* __restrict__ b,
-                                 int64_t rows, int64_t dim, float* __restrict__ out) {
+template <typename ReadB>
+__global__ void RowDotWarpKernel(const float* __restrict__ a, ReadB b, int64_t rows, int64_t dim,
+                                 float* __restrict__ out) {
   const int lane = threadIdx.x & 31;
   const int64_t warps_per_block = blockDim.x >> 5;
   for (int64_t r = blockIdx.x * warps_per_block + (threadIdx.x >> 5); r < rows;
        r += gridDim.x * warps_per_block) {
     const float* x = a + r * dim;
-    const float* y = b + r * dim;
     double acc = 0.0;
-    for (int64_t j = lane; j < dim; j += 32) acc += static_cast<double>(x[j]) * y[j];
+    for (int64_t j = lane; j < dim; j += 32) acc += static_cast<double>(x[j]) * b(r * dim + j);
     acc = WarpSum(acc);
     if (lane == 0) out[r] = static_cast<float>(acc);
   }
 }
 
-__global__ void RowDotBlockKernel(const float* __restrict__ a, const float* __restrict__ b,
-                                  int64_t rows, int64_t dim, float* __restrict__ out) {
+template <typename ReadB>
+__global__ void RowDotBlockKernel(const float* __restrict__ a, ReadB b, int64_t rows, int64_t dim,
+                                  float* __restrict__ out) {
   __shared__ double scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* x = a + r * dim;
-    const float* y = b + r * dim;
     double acc = 0.0;
-    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) acc += static_cast<double>(x[j]) * y[j];
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) acc += static_cast<double>(x[j]) * b(r * dim + j);
     acc = BlockSum(acc, scratch);
     if (threadIdx.x == 0) out[r] = static_cast<float>(acc);
   }
@@ -165,14 +165,16 @@ void LaunchGatherRowsBf16(const uint16_t* src, const int32_t* idx, int64_t n, in
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-void LaunchRowDot(const float* a, const float* b, int64_t rows, int64_t dim, float* out,
-                  cudaStream_t stream) {
+void LaunchRowDot(const float* a, ValuesIn b, int64_t rows, int64_t dim, float* out, cudaStream_t stream) {
   if (rows <= 0) return;
-  if (dim <= kRowDotWarpMaxDim) {
-    RowDotWarpKernel<<<GridFor(rows, kThreads / 32), kThreads, 0, stream>>>(a, b, rows, dim, out);
-  } else {
-    RowDotBlockKernel<<<RowGrid(rows), kRowThreads, 0, stream>>>(a, b, rows, dim, out);
-  }
+  WithReader(b, [&](auto read_b) {
+    using ReadB = decltype(read_b);
+    if (dim <= kRowDotWarpMaxDim) {
+      RowDotWarpKernel<ReadB><<<GridFor(rows, kThreads / 32), kThreads, 0, stream>>>(a, read_b, rows, dim, out);
+    } else {
+      RowDotBlockKernel<ReadB><<<RowGrid(rows), kRowThreads, 0, stream>>>(a, read_b, rows, dim, out);
+    }
+  });
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace moe::gpucheck {
@@ -97,6 +98,16 @@ struct Diff {
   int64_t differing = 0;  // elements whose bits differ
   int64_t count = 0;
 };
+
+// x rounded to BF16 in place; returns its bits (how a saved activation is kept in BF16 mode).
+inline std::vector<uint16_t> RoundToBits(std::vector<float>* x) {
+  std::vector<uint16_t> bits(x->size());
+  for (size_t i = 0; i < x->size(); ++i) {
+    bits[i] = moe::FloatToBf16Bits((*x)[i]);
+    (*x)[i] = moe::Bf16BitsToFloat(bits[i]);
+  }
+  return bits;
+}
 
 inline Diff Compare(const std::vector<float>& got, const std::vector<float>& ref) {
   Diff d;

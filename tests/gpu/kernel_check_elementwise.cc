@@ -85,6 +85,16 @@ void Checks::Elementwise() {
     report_.Check("swiglu_forward", gm.Download(), m, 1e-6);
     report_.Check("swiglu_backward_da", gda.Download(), da, 1e-6);
     report_.Check("swiglu_backward_dc", gdc.Download(), dc, 1e-6);
+    // a and c kept as BF16 bits (saved activations), against the CPU on the same values.
+    std::vector<float> ab = a, cb = c;
+    Dev<uint16_t> ga16(RoundToBits(&ab)), gc16(RoundToBits(&cb));
+    cpu_.SwigluBackward(ab.data(), cb.data(), dm.data(), da.data(), dc.data(), n);
+    gda.Poison();
+    gdc.Poison();
+    gpu_.SwigluBackward(kernels::ValuesIn::Bits(ga16.get()), kernels::ValuesIn::Bits(gc16.get()), gdm.get(),
+                        gda.get(), gdc.get(), n);
+    report_.Check("swiglu_backward_da_bits", gda.Download(), da, 1e-6);
+    report_.Check("swiglu_backward_dc_bits", gdc.Download(), dc, 1e-6);
   }
   {
     const int64_t n = 1000003;
@@ -178,6 +188,13 @@ void Checks::DataMovement() {
     gpu_.RowDot(ga.get(), gb.get(), c.rows, c.dim, gout.get());
     report_.Check(Fmt("row_dot_%lldx%lld", static_cast<long long>(c.rows),
                       static_cast<long long>(c.dim)),
+                  gout.Download(), out, 1e-7, "(FP64 sums: expect ~0 bits differ)");
+    std::vector<float> bb = b;  // b kept as BF16 bits
+    Dev<uint16_t> gb16(RoundToBits(&bb));
+    cpu_.RowDot(a.data(), bb.data(), c.rows, c.dim, out.data());
+    gout.Poison();
+    gpu_.RowDot(ga.get(), kernels::ValuesIn::Bits(gb16.get()), c.rows, c.dim, gout.get());
+    report_.Check(Fmt("row_dot_bits_%lldx%lld", static_cast<long long>(c.rows), static_cast<long long>(c.dim)),
                   gout.Download(), out, 1e-7, "(FP64 sums: expect ~0 bits differ)");
 
     std::vector<float> x = rng_.Normal(c.rows * c.dim);

@@ -96,6 +96,18 @@ void Checks::RmsNorm() {
   gpu_.RmsNormBackward(gx.get(), gw.get(), gr.get(), gdy.get(), rows, dim, gdx.get(), gdw.get());
   report_.Check("rmsnorm_backward_dx", gdx.Download(), dx, 1e-5);
   report_.Check("rmsnorm_backward_dw", gdw.Download(), dw, 1e-5);
+
+  // x kept as BF16 bits (a saved activation in BF16 mode), against the CPU on the same values.
+  std::vector<float> xb = x;
+  Dev<uint16_t> gx16(RoundToBits(&xb));
+  cpu_.RmsNormForward(xb.data(), w.data(), rows, dim, eps, false, y.data(), rstd.data());
+  Dev<float> gr_b(rstd), gdx_b(rows * dim), gdw_b(dw);
+  gdx_b.Poison();
+  cpu_.RmsNormBackward(xb.data(), w.data(), rstd.data(), dy.data(), rows, dim, dx.data(), dw.data());
+  gpu_.RmsNormBackward(kernels::ValuesIn::Bits(gx16.get()), gw.get(), gr_b.get(), gdy.get(), rows, dim, gdx_b.get(),
+                       gdw_b.get());
+  report_.Check("rmsnorm_backward_dx_bits", gdx_b.Download(), dx, 1e-5);
+  report_.Check("rmsnorm_backward_dw_bits", gdw_b.Download(), dw, 1e-5);
 }
 
 // ---------------------------------------------------------------- RoPE

@@ -32,6 +32,16 @@ std::vector<float> Normal(size_t n, float sd = 1.0f) {
   return v;
 }
 std::vector<float> Nan(size_t n) { return std::vector<float>(n, NAN); }
+
+// x rounded to BF16 in place; returns its bits (a saved activation's 2-byte storage).
+std::vector<uint16_t> ToBits(std::vector<float>* x) {
+  std::vector<uint16_t> bits(x->size());
+  for (size_t i = 0; i < x->size(); ++i) {
+    bits[i] = moe::FloatToBf16Bits((*x)[i]);
+    (*x)[i] = moe::Bf16BitsToFloat(bits[i]);
+  }
+  return bits;
+}
 void Check(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref,
            double tol) {
   double num = 0, den = 0;
@@ -156,6 +166,12 @@ void DataMovement(CpuBackend& cpu) {
     cpu.RowDot(a.data(), b.data(), rows, dim, ref.data());
     kc::LaunchRowDot(a.data(), b.data(), rows, dim, got.data(), nullptr);
     Check("row_dot_d" + std::to_string(dim), got, ref, 1e-7);
+    auto bb = b;
+    const std::vector<uint16_t> b16 = ToBits(&bb);  // b as BF16 bits (a saved activation)
+    cpu.RowDot(a.data(), bb.data(), rows, dim, ref.data());
+    auto got_b = Nan(rows);
+    kc::LaunchRowDot(a.data(), moe::kernels::ValuesIn::Bits(b16.data()), rows, dim, got_b.data(), nullptr);
+    Check("row_dot_bits_d" + std::to_string(dim), got_b, ref, 1e-7);
     auto x = Normal(rows * dim), s = Normal(rows), gx = x;
     cpu.ScaleRows(x.data(), s.data(), rows, dim);
     kc::LaunchScaleRows(gx.data(), s.data(), rows, dim, nullptr);
@@ -364,6 +380,17 @@ int main() {
     kc::LaunchRmsNormBackward(x.data(), w.data(), r.data(), dy.data(), rows, dim, gdx.data(), dwg.data(), partial.data(), st);
     Check("rms_dx", gdx, dx, 1e-5);
     Check("rms_dw", dwg, dwc, 1e-5);
+    // x as BF16 bits (a saved activation), against the CPU on the same values as FP32 words.
+    auto xb = x;
+    const std::vector<uint16_t> x16 = ToBits(&xb);
+    cpu.RmsNormForward(xb.data(), w.data(), rows, dim, 1e-6f, false, y.data(), r.data());
+    auto dwc_b = Normal(dim), dwg_b = dwc_b;
+    cpu.RmsNormBackward(xb.data(), w.data(), r.data(), dy.data(), rows, dim, dx.data(), dwc_b.data());
+    auto gdx_b = Nan(rows * dim);
+    kc::LaunchRmsNormBackward(moe::kernels::ValuesIn::Bits(x16.data()), w.data(), r.data(), dy.data(), rows, dim,
+                              gdx_b.data(), dwg_b.data(), partial.data(), st);
+    Check("rms_dx_bits", gdx_b, dx, 1e-5);
+    Check("rms_dw_bits", dwg_b, dwc_b, 1e-5);
   }
   // ---- cross-entropy
   for (int64_t vocab : {1000, 50}) {
@@ -408,6 +435,16 @@ int main() {
     kc::LaunchSwigluForward(a.data(), c.data(), gm.data(), n, st);
     kc::LaunchSwigluBackward(a.data(), c.data(), dm.data(), gda.data(), gdc.data(), n, st);
     Check("swiglu_fwd", gm, m, 1e-6); Check("swiglu_da", gda, da, 1e-6); Check("swiglu_dc", gdc, dc, 1e-6);
+    {  // a and c as BF16 bits (saved activations), against the CPU on the same values as FP32 words
+      auto ab = a, cb = c;
+      const std::vector<uint16_t> a16 = ToBits(&ab), c16 = ToBits(&cb);
+      cpu.SwigluBackward(ab.data(), cb.data(), dm.data(), da.data(), dc.data(), n);
+      auto gda_b = Nan(n), gdc_b = Nan(n);
+      kc::LaunchSwigluBackward(moe::kernels::ValuesIn::Bits(a16.data()), moe::kernels::ValuesIn::Bits(c16.data()),
+                               dm.data(), gda_b.data(), gdc_b.data(), n, st);
+      Check("swiglu_da_bits", gda_b, da, 1e-6);
+      Check("swiglu_dc_bits", gdc_b, dc, 1e-6);
+    }
     std::vector<double> part(kc::SumSquaresPartials(70000)); double out = 0;
     auto big = Normal(70000);
     kc::LaunchSumSquares(big.data(), 70000, part.data(), &out, st);
