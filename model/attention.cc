@@ -98,7 +98,7 @@ void MlaAttention::Forward(const LayerContext& ctx, const RopeTables& rope, cons
   ops.RmsNormForward(ckv_in, kv_a_layernorm_->working.data(), n, rkv, kLatentNormEps, ctx.bf16(), ckv,
                      s->ckv_rstd.data());
   s->ckv.Save(ctx);
-  ctx.Store(kr, n * dr);
+  ctx.Store(kr, n * dr);  // as kv_a_proj's output, then again as RoPE's
   ops.RopeForward(KeyRopeView(rope, positions, kr, n));
   ctx.Store(kr, n * dr);
 

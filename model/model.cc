@@ -412,16 +412,12 @@ void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale
     ReduceScatterTokens(tp, d_in, n_loc, d, d_x);
     ops.Add(d_x, d_branch_in, n_loc * d);
   }
-  {
-    Scratch::Frame load(scratch_);
-    ops.RmsNormBackward(L.h_mid.values(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in,
-                        n_loc, d, d_x, L.post_norm->GradForAccumulate(ops));
-  }
+  ops.RmsNormBackward(L.h_mid.values(), L.post_norm->working.data(), L.rstd2.data(), d_branch_in, n_loc, d,
+                      d_x, L.post_norm->GradForAccumulate(ops));
   ops.Add(d_x, dh, n_loc * d);
   // Attention half: h_mid = h_in + MLA(norm(h_in)).
   const float* d_out_full = GatherTokens(tp, dh, n_loc, d, d_full);
   float* d_in = BlockOutput(tp, d_branch_in, d_in_full);
-  Scratch::Frame load(scratch_);
   const SavedActivation& x1_full = KeptBlockInput(tp, L.x1, L.x1_full);
   L.attn->Backward(ctx_, rope_, fp_.positions.data(), x1_full.fp32(), L.attn_saved, d_out_full, d_in,
                    x1_full.bits());

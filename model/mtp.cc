@@ -102,15 +102,14 @@ void DeepseekV3Model::MtpBackward(float loss_scale, float* d_hf) {
     ops.Copy(m.d_hk.data(), dh, n_loc * d);
     if (k < static_cast<int64_t>(mtp_.size())) ops.Add(d_prev, dh, n_loc * d);
     float* dz = d_emb;  // free until the embedding half below
-    Scratch::Frame load(scratch_);
     ops.RmsNormBackward(m.z.values(), m.head_norm->working.data(), m.rstd_h.data(), dh, n_loc, d, dz,
                         m.head_norm->GradForAccumulate(ops));
     LayerBackward(m.block, dz, loss_scale);  // dz: now the gradient of h'
     LinearBackward(ctx_, *m.eh_proj, m.cat.fp32(), dz, n_loc, dcat, GradMode::kWrite, m.cat.bits());
     // The hidden half, through hnorm, into h^{k-1}.
-    const float* h_prev = (k == 1 ? fp_.hf : mtp_[k - 2]->hk).Load(ctx_, load);
+    const SavedActivation& h_prev = k == 1 ? fp_.hf : mtp_[k - 2]->hk;
     ops.Copy2D(dcat + d, 2 * d, d_half, d, n_loc, d, false);
-    ops.RmsNormBackward(h_prev, m.hnorm->working.data(), m.rstd_g.data(), d_half, n_loc, d, d_prev,
+    ops.RmsNormBackward(h_prev.values(), m.hnorm->working.data(), m.rstd_g.data(), d_half, n_loc, d, d_prev,
                         m.hnorm->GradForAccumulate(ops));
     // The embedding half, through enorm, into the shared embedding's rows.
     ops.Copy2D(dcat, 2 * d, d_half, d, n_loc, d, false);
