@@ -226,7 +226,10 @@ class Backend {
   // micro-batch); s'[t] = s[t] / Σ_e s[t,e].
   // stats [2, groups, E] (FP64, written): [0][g][e] Σ_t s'[t,e] and [1][g][e] how many of the group's
   // tokens here have e in the plain top-K of s[t] (no bias, ties to the lower index); groups no token
-  // here belongs to get zeros.
+  // here belongs to get zeros. Σ_t runs in a fixed order that allows a parallel sum: each group's
+  // tokens in chunks of kBalanceChunk consecutive positions (aligned to the group's start), each chunk
+  // summed in token order, then the chunks in order.
+  static constexpr int64_t kBalanceChunk = 64;
   virtual void BalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
                             int64_t first_token, int64_t group_len, int64_t groups, double* stats) = 0;
   // d_scores [n, E] (written) of coef · Σ_t Σ_e f[g(t),e] s'[t,e] with f [groups, E] constant:

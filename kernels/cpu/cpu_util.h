@@ -1,6 +1,6 @@
 // Private helpers shared by the CPU backend's .cc files: a programmer-error check, the one GEMM entry
-// point (oneDNN, gemm.cc), OpenMP thread control, the size below which a loop is not worth an OpenMP fork, and the
-// deterministic column-partitioned scatter-add.
+// point (oneDNN, gemm.cc), the readers of a ValuesIn, OpenMP thread control, the size below which a loop
+// is not worth an OpenMP fork, and the deterministic column-partitioned scatter-add.
 #pragma once
 
 #include <omp.h>

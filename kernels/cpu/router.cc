@@ -171,15 +171,23 @@ void CpuBackend::BalanceStats(const float* scores, int64_t n, int64_t num_expert
   double* p_sum = stats;
   double* f_count = stats + groups * num_experts;
   std::fill(stats, stats + 2 * groups * num_experts, 0.0);
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t g = (first_token + t) / group_len;
+  std::vector<double> chunk(num_experts);
+  for (int64_t t = 0; t < n;) {
+    // The chunk holding token t: group g, positions up to the next multiple of kBalanceChunk.
+    const int64_t g = (first_token + t) / group_len, pos = first_token + t - g * group_len;
     MOE_CPU_CHECK(g < groups, "balance stats: token beyond the last group");
-    const float* st = scores + t * num_experts;
-    double sum = 0.0;
-    for (int64_t i = 0; i < num_experts; ++i) sum += st[i];
-    for (int64_t i = 0; i < num_experts; ++i) p_sum[g * num_experts + i] += st[i] / sum;
-    TopIndices(st, num_experts, top_k, taken, top.data());
-    for (int32_t i : top) f_count[g * num_experts + i] += 1.0;
+    const int64_t chunk_end = std::min(group_len, (pos / kBalanceChunk + 1) * kBalanceChunk);
+    const int64_t t_end = std::min(n, t + chunk_end - pos);
+    std::fill(chunk.begin(), chunk.end(), 0.0);
+    for (; t < t_end; ++t) {
+      const float* st = scores + t * num_experts;
+      double sum = 0.0;
+      for (int64_t i = 0; i < num_experts; ++i) sum += st[i];
+      for (int64_t i = 0; i < num_experts; ++i) chunk[i] += st[i] / sum;
+      TopIndices(st, num_experts, top_k, taken, top.data());
+      for (int32_t i : top) f_count[g * num_experts + i] += 1.0;
+    }
+    for (int64_t i = 0; i < num_experts; ++i) p_sum[g * num_experts + i] += chunk[i];
   }
 }
 

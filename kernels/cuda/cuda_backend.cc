@@ -359,7 +359,7 @@ void CudaBackend::BalanceStats(const float* scores, int64_t n, int64_t num_exper
                                int64_t top_k, int64_t first_token, int64_t group_len,
                                int64_t groups, double* stats) {
   OpTimer timer(this, "balance_stats");
-  const size_t bytes = cuda::BalanceStatsScratchBytes(n, num_experts);
+  const size_t bytes = cuda::BalanceStatsScratchBytes(n, num_experts, group_len, groups);
   void* ws = bytes > 0 ? Scratch(bytes) : nullptr;
   cuda::LaunchBalanceStats(scores, n, num_experts, top_k, first_token, group_len, groups, stats,
                            ws, bytes, stream_);

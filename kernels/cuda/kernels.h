@@ -98,9 +98,10 @@ void LaunchRouterBackward(const RouterParams& p, const float* scores, const int3
                           const float* d_weights, const float* d_scores_extra, int64_t n,
                           float* d_logits, cudaStream_t stream);
 // The sequence-wise balance loss (kernels/backend.h BalanceStats / BalanceLossGrad), in the CPU
-// twin's FP64 order. BalanceStats needs BalanceStatsScratchBytes(n, E) bytes of device scratch
-// (8-byte aligned; may be null when n == 0): s' [n, E] doubles, then top-K flags [n, E] bytes.
-size_t BalanceStatsScratchBytes(int64_t n, int64_t num_experts);
+// twin's FP64 order. BalanceStats needs BalanceStatsScratchBytes(n, E, group_len, groups) bytes of
+// device scratch (8-byte aligned; may be null when n == 0): s' [n, E] doubles, top-K flags [n, E] bytes,
+// then the per-chunk sums.
+size_t BalanceStatsScratchBytes(int64_t n, int64_t num_experts, int64_t group_len, int64_t groups);
 void LaunchBalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
                         int64_t first_token, int64_t group_len, int64_t groups, double* stats,
                         void* scratch, size_t scratch_bytes, cudaStream_t stream);

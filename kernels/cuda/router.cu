@@ -20,13 +20,17 @@
 //   rows   one warp per token: lane 0 sums s[t,:] in double in expert order; the lanes write
 //          s'[t,e] = s[t,e] / sum (double) and a 0/1 flag for e in the plain top-K of s[t] (warp
 //          arg-max rounds, ties to the lower index) into scratch [n, E] doubles + [n, E] bytes.
-//   stats  one thread per (group, expert): the slice's tokens of that group in ascending order,
-//          p += s', count += flag; a group with no token here gets zeros (stats is written).
+//   chunks one thread per (group, chunk of Backend::kBalanceChunk positions, expert): the slice's
+//          tokens of that chunk in ascending order, p += s', count += flag (zeros for a chunk with no
+//          token here).
+//   stats  one thread per (group, expert): its chunks' sums in chunk order, as the CPU adds them (a
+//          chunk with no token here adds +0, which changes nothing); a group with no token here gets
+//          zeros (stats is written).
 //   grad   one warp per token: lane 0 sums s and then dot = fma(coef f[g,e], s'[e], dot) in expert
 //          order (s'[e] divided by the lanes beforehand); the lanes write
 //          (fma(f[g,e], coef, -dot)) / sum rounded to FP32.
-// Every chain of FP64 adds runs on one thread in the CPU's order: the per-(group, expert) token
-// loop is therefore sequential over a group's tokens (its length bounds the stats kernel's time).
+// Every chain of FP64 adds runs on one thread in the CPU's order; the chunks keep each chain short (a
+// chunk's tokens, then a group's chunks) instead of one pass over a group's thousands of tokens.
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels.h"
 
@@ -264,15 +268,18 @@ __global__ void BalanceRowsKernel(const float* __restrict__ scores, int64_t n, i
   }
 }
 
-// BalanceStats, part 2: thread (g, e) adds its group's tokens of the slice in ascending order.
-__global__ void BalanceStatsKernel(const double* __restrict__ s_norm,
-                                   const unsigned char* __restrict__ top, int64_t n, int64_t E,
-                                   int64_t first_token, int64_t group_len, int64_t groups,
-                                   double* __restrict__ stats) {
-  const int64_t total = groups * E;
+// BalanceStats, part 2: thread (g, c, e) adds chunk c of group g over the slice's tokens, in order.
+// partial: [groups, chunks_per_group, E] sums of s', then the same of flags.
+__global__ void BalanceChunksKernel(const double* __restrict__ s_norm, const unsigned char* __restrict__ top,
+                                    int64_t n, int64_t E, int64_t first_token, int64_t group_len, int64_t groups,
+                                    int64_t chunks_per_group, double* __restrict__ partial) {
+  constexpr int64_t kChunk = Backend::kBalanceChunk;
+  const int64_t total = groups * chunks_per_group * E;
   for (int64_t idx = GlobalThread(); idx < total; idx += GlobalStride()) {
-    const int64_t g = idx / E, e = idx - g * E;
-    int64_t lo = g * group_len - first_token, hi = lo + group_len;  // the group's slice tokens
+    const int64_t e = idx % E, gc = idx / E;
+    const int64_t g = gc / chunks_per_group, c = gc - g * chunks_per_group;
+    const int64_t len = group_len - c * kChunk < kChunk ? group_len - c * kChunk : kChunk;
+    int64_t lo = g * group_len + c * kChunk - first_token, hi = lo + len;  // the chunk's slice tokens
     lo = lo < 0 ? 0 : (lo > n ? n : lo);
     hi = hi < 0 ? 0 : (hi > n ? n : hi);
     double p = 0.0;
@@ -282,8 +289,25 @@ __global__ void BalanceStatsKernel(const double* __restrict__ s_norm,
       p += s_norm[t * E + e];
       count += top[t * E + e];
     }
+    partial[idx] = p;
+    partial[total + idx] = static_cast<double>(count);
+  }
+}
+
+// BalanceStats, part 3: thread (g, e) adds its group's chunk sums in chunk order.
+__global__ void BalanceStatsKernel(const double* __restrict__ partial, int64_t E, int64_t groups,
+                                   int64_t chunks_per_group, double* __restrict__ stats) {
+  const int64_t total = groups * E, chunk_total = total * chunks_per_group;
+  for (int64_t idx = GlobalThread(); idx < total; idx += GlobalStride()) {
+    const int64_t g = idx / E, e = idx - g * E;
+    double p = 0.0, count = 0.0;
+    for (int64_t c = 0; c < chunks_per_group; ++c) {
+      const int64_t at = (g * chunks_per_group + c) * E + e;
+      p += partial[at];
+      count += partial[chunk_total + at];
+    }
     stats[idx] = p;
-    stats[total + idx] = static_cast<double>(count);
+    stats[total + idx] = count;
   }
 }
 
@@ -396,9 +420,19 @@ void LaunchRouterBackward(const RouterParams& p, const float* scores, const int3
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-size_t BalanceStatsScratchBytes(int64_t n, int64_t num_experts) {
-  if (n <= 0 || num_experts <= 0) return 0;
-  return static_cast<size_t>(n) * static_cast<size_t>(num_experts) * (sizeof(double) + 1);
+namespace {
+int64_t BalanceChunksPerGroup(int64_t group_len) { return CeilDiv(group_len, Backend::kBalanceChunk); }
+// s' [n, E] doubles, then top-K flags [n, E] bytes padded to 8, then the chunk sums [2, groups, chunks, E].
+size_t BalanceFlagsBytes(int64_t n, int64_t num_experts) {
+  return static_cast<size_t>(CeilDiv(n * num_experts, 8) * 8);
+}
+}  // namespace
+
+size_t BalanceStatsScratchBytes(int64_t n, int64_t num_experts, int64_t group_len, int64_t groups) {
+  if (n <= 0 || num_experts <= 0 || group_len <= 0 || groups <= 0) return 0;
+  const int64_t chunk_sums = 2 * groups * BalanceChunksPerGroup(group_len) * num_experts;
+  return static_cast<size_t>(n * num_experts) * sizeof(double) + BalanceFlagsBytes(n, num_experts) +
+         static_cast<size_t>(chunk_sums) * sizeof(double);
 }
 
 void LaunchBalanceStats(const float* scores, int64_t n, int64_t num_experts, int64_t top_k,
@@ -413,28 +447,34 @@ void LaunchBalanceStats(const float* scores, int64_t n, int64_t num_experts, int
   MOE_CUDA_REQUIRE(n == 0 || (first_token + n - 1) / group_len < groups,
                    "balance stats: token beyond the last group");
   if (groups == 0) return;
-  double* s_norm = static_cast<double*>(scratch);
-  unsigned char* top = nullptr;
-  if (n > 0) {
-    MOE_CUDA_REQUIRE(scratch != nullptr &&
-                         scratch_bytes >= BalanceStatsScratchBytes(n, num_experts),
-                     "balance stats: scratch too small");
-    top = reinterpret_cast<unsigned char*>(s_norm + n * num_experts);
-    const size_t per_warp = BalanceRowsSmemPerWarp(num_experts);
-    const size_t smem = kWarpsPerBlock * per_warp;
-    if (smem > 48 * 1024) {
-      MOE_CUDA_CHECK(cudaFuncSetAttribute(BalanceRowsKernel,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-    }
-    BalanceRowsKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
-        scores, n, static_cast<int>(num_experts), static_cast<int>(top_k), s_norm, top, per_warp);
-    MOE_CUDA_CHECK_LAUNCH();
+  if (n == 0) {  // no token here: every group's stats are zeros
+    MOE_CUDA_CHECK(cudaMemsetAsync(stats, 0, sizeof(double) * 2 * groups * num_experts, stream));
+    return;
   }
-  // Few threads, each a long sequential loop: small blocks spread them over the SMs.
+  MOE_CUDA_REQUIRE(scratch != nullptr &&
+                       scratch_bytes >= BalanceStatsScratchBytes(n, num_experts, group_len, groups),
+                   "balance stats: scratch too small");
+  double* s_norm = static_cast<double*>(scratch);
+  unsigned char* top = reinterpret_cast<unsigned char*>(s_norm + n * num_experts);
+  double* partial = reinterpret_cast<double*>(top + BalanceFlagsBytes(n, num_experts));
+  const int64_t chunks = BalanceChunksPerGroup(group_len);
+  const size_t per_warp = BalanceRowsSmemPerWarp(num_experts);
+  const size_t smem = kWarpsPerBlock * per_warp;
+  if (smem > 48 * 1024) {
+    MOE_CUDA_CHECK(cudaFuncSetAttribute(BalanceRowsKernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  }
+  BalanceRowsKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
+      scores, n, static_cast<int>(num_experts), static_cast<int>(top_k), s_norm, top, per_warp);
+  MOE_CUDA_CHECK_LAUNCH();
+  // Few threads, each a short sequential loop: small blocks spread them over the SMs.
   constexpr int kStatsThreads = 64;
+  BalanceChunksKernel<<<GridFor(groups * chunks * num_experts, kStatsThreads), kStatsThreads, 0, stream>>>(
+      s_norm, top, n, num_experts, first_token, group_len, groups, chunks, partial);
+  MOE_CUDA_CHECK_LAUNCH();
   BalanceStatsKernel<<<GridFor(groups * num_experts, kStatsThreads), kStatsThreads, 0, stream>>>(
-      s_norm, top, n, num_experts, first_token, group_len, groups, stats);
+      partial, num_experts, groups, chunks, stats);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

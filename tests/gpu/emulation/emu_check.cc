@@ -250,17 +250,21 @@ void UnifiedMemory() {
 // starting at token 5 of the micro-batch, in groups of 16 (a partial group at both ends, a 4th group
 // with no token here that must get zeros), outputs poisoned; continuous scores and scores on a
 // coarse grid (exact ties in the top-K must go to the lower index). Both are expected bit-identical.
+// The last case: 300 tokens from token 70 in groups of 200, so groups span several chunks of
+// Backend::kBalanceChunk positions, partial at both ends.
 void Balance(CpuBackend& cpu) {
-  struct B { int64_t E, K; bool ties; };
-  for (B c : {B{8, 2, false}, B{64, 6, false}, B{8, 2, true}, B{64, 6, true}, B{256, 8, false}}) {
-    const int64_t n = 37, first = 5, len = 16, groups = 4, E = c.E, K = c.K;
+  struct B { int64_t E, K; bool ties; int64_t n = 37, first = 5, len = 16; };
+  for (B c : {B{8, 2, false}, B{64, 6, false}, B{8, 2, true}, B{64, 6, true}, B{256, 8, false},
+              B{64, 6, false, 300, 70, 200}}) {
+    const int64_t n = c.n, first = c.first, len = c.len, groups = 4, E = c.E, K = c.K;
     std::uniform_real_distribution<float> u(0.01f, 1.0f);
     std::vector<float> s(n * E);
     for (auto& x : s) x = c.ties ? std::ceil(u(gen) * 4) / 4 : u(gen);
-    const std::string tag = "balance_E" + std::to_string(E) + "_K" + std::to_string(K) + (c.ties ? "_ties" : "");
+    const std::string tag = "balance_E" + std::to_string(E) + "_K" + std::to_string(K) + (c.ties ? "_ties" : "") +
+                            (len > moe::kernels::Backend::kBalanceChunk ? "_chunked" : "");
     std::vector<double> ref(2 * groups * E, NAN), got(2 * groups * E, NAN);
     cpu.BalanceStats(s.data(), n, E, K, first, len, groups, ref.data());
-    std::vector<double> scratch(kc::BalanceStatsScratchBytes(n, E) / sizeof(double) + 1);
+    std::vector<double> scratch(kc::BalanceStatsScratchBytes(n, E, len, groups) / sizeof(double) + 1);
     kc::LaunchBalanceStats(s.data(), n, E, K, first, len, groups, got.data(), scratch.data(),
                            scratch.size() * sizeof(double), nullptr);
     long diff = 0, zeros = 0;
