@@ -286,15 +286,16 @@ void DeepseekV3Model::RoutedExpertsBackward(DecoderLayer& L, const float* dh, fl
   kernels::Backend& ops = *ctx_.ops;
   const int64_t d = cfg_.hidden_size();
   Scratch::Frame frame(scratch_);
+  // The experts' input only feeds the router's weight gradient: read as kept (BF16 bits in BF16 mode).
   if (L.mtp_depth == 0) {
-    L.moe->Backward(ctx_, L.x2.Load(ctx_, frame), L.moe_saved, dh, loss_scale, d_x2);
+    L.moe->Backward(ctx_, L.x2.fp32(), L.moe_saved, dh, loss_scale, d_x2, L.x2.bits());
     return;
   }
   const int64_t rows = L.real_rows.size();
   float* dh_real = frame.Floats(rows * d);
   float* dx_real = frame.Floats(rows * d);
   ops.GatherRows(dh, L.real_rows.data(), rows, d, dh_real);
-  L.moe->Backward(ctx_, L.x2_real.Load(ctx_, frame), L.moe_saved, dh_real, loss_scale, dx_real);
+  L.moe->Backward(ctx_, L.x2_real.fp32(), L.moe_saved, dh_real, loss_scale, dx_real, L.x2_real.bits());
   ops.Fill(d_x2, fp_.n_loc * d, 0.0f);
   ops.ScatterAddRows(dx_real, L.real_rows.data(), nullptr, rows, d, d_x2);
 }

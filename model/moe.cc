@@ -198,7 +198,7 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
 }
 
 void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s, const float* d_out,
-                        float loss_scale, float* d_u) {
+                        float loss_scale, float* d_u, const uint16_t* u_bf16) {
   kernels::Backend& ops = *ctx.ops;
   const int64_t n = s.slice.num_tokens, d = dims_.d, ie = dims_.expert_inter;
   const int64_t e_count = dims_.router.num_experts, k = dims_.router.top_k;
@@ -291,7 +291,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   float* d_logits = frame.Floats(n * e_count);
   ops.RouterBackward(dims_.router, s.scores.data(), s.selected.data(), d_weights, d_scores_extra, n,
                      d_logits);
-  LinearBackward(ctx, *gate_, u, d_logits, n, d_u, GradMode::kAccumulate);
+  LinearBackward(ctx, *gate_, u, d_logits, n, d_u, GradMode::kAccumulate, u_bf16);
 }
 
 }  // namespace moe::model

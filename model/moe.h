@@ -91,9 +91,10 @@ class MoeLayer {
   // Assignments dropped by the capacity limit in the last Forward (0 when dropless).
   static int64_t Dropped(const Saved& saved) { return saved.plan.dropped; }
   // d_u [n, d] written. `loss_scale` multiplies the balance loss's own gradient (the same factor the
-  // caller applied to the main loss). `u` must be the input Forward saw.
+  // caller applied to the main loss). `u` must be the input Forward saw; it only feeds the router's
+  // weight gradient, so it may be given as BF16 bits alone (u_bf16 set, u null).
   void Backward(const LayerContext& ctx, const float* u, const Saved& saved, const float* d_out,
-                float loss_scale, float* d_u);
+                float loss_scale, float* d_u, const uint16_t* u_bf16 = nullptr);
 
   Param* correction_bias() { return bias_; }
 
