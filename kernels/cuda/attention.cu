@@ -395,12 +395,6 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
   }
 }
 
-template <typename Kernel>
-void SetSmem(Kernel kernel, size_t bytes) {
-  MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(bytes)));
-}
-
 Dims ToDims(const AttentionShape& a) {
   return {a.batch, a.seq, a.heads, a.qk_dim, a.v_dim, a.scale};
 }
@@ -415,7 +409,7 @@ template <int DQK, int DV>
 void Forward(const Dims& s, const float* q, const float* k, const float* v, float* out, float* lse,
              cudaStream_t stream) {
   const size_t bytes = Smem<DQK, DV>::kForward;
-  SetSmem(AttnForward<DQK, DV>, bytes);
+  AllowDynamicSmem(AttnForward<DQK, DV>, bytes);
   AttnForward<DQK, DV><<<TileGrid(s), kAttnThreads, bytes, stream>>>(s, q, k, v, out, lse);
   MOE_CUDA_CHECK_LAUNCH();
 }
@@ -425,12 +419,12 @@ void Backward(const Dims& s, const float* q, const float* k, const float* v, con
               const float* delta, const float* d_out, float* dq, float* dk, float* dv,
               cudaStream_t stream) {
   const size_t kv_bytes = Smem<DQK, DV>::kDkDv;
-  SetSmem(AttnDkDv<DQK, DV>, kv_bytes);
+  AllowDynamicSmem(AttnDkDv<DQK, DV>, kv_bytes);
   AttnDkDv<DQK, DV><<<TileGrid(s), kAttnThreads, kv_bytes, stream>>>(s, q, k, v, lse, delta, d_out,
                                                                      dk, dv);
   MOE_CUDA_CHECK_LAUNCH();
   const size_t q_bytes = Smem<DQK, DV>::kDq;
-  SetSmem(AttnDq<DQK, DV>, q_bytes);
+  AllowDynamicSmem(AttnDq<DQK, DV>, q_bytes);
   AttnDq<DQK, DV><<<TileGrid(s), kAttnThreads, q_bytes, stream>>>(s, q, k, v, lse, delta, d_out,
                                                                   dq);
   MOE_CUDA_CHECK_LAUNCH();

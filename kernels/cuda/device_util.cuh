@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "kernels/cuda/cuda_check.h"
 
 namespace moe::kernels::cuda {
 
@@ -49,6 +50,14 @@ void WithReader(ValuesIn x, Fn&& fn) {
   } else {
     fn(ReadF32{x.f32});
   }
+}
+
+// Lets `kernel` launch with `bytes` of dynamic shared memory: above the default 48 KiB a kernel must opt
+// in (cudaFuncAttributeMaxDynamicSharedMemorySize); below it there is nothing to set.
+template <typename Kernel>
+void AllowDynamicSmem(Kernel kernel, size_t bytes) {
+  if (bytes <= 48 * 1024) return;
+  MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -394,11 +394,7 @@ void LaunchRouterForward(const RouterParams& p, const float* logits, const float
   CheckRouter(p);
   if (n <= 0) return;
   const size_t smem = kWarpsPerBlock * RouterSmemPerWarp(p.num_experts);
-  if (smem > 48 * 1024) {
-    MOE_CUDA_CHECK(cudaFuncSetAttribute(RouterForwardKernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
-  }
+  AllowDynamicSmem(RouterForwardKernel, smem);
   RouterForwardKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
       p, logits, bias, n, scores, selected, weights, RouterSmemPerWarp(p.num_experts));
   MOE_CUDA_CHECK_LAUNCH();
@@ -410,11 +406,7 @@ void LaunchRouterBackward(const RouterParams& p, const float* scores, const int3
   CheckRouter(p);
   if (n <= 0) return;
   const size_t smem = kWarpsPerBlock * RouterSmemPerWarp(p.num_experts);
-  if (smem > 48 * 1024) {
-    MOE_CUDA_CHECK(cudaFuncSetAttribute(RouterBackwardKernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
-  }
+  AllowDynamicSmem(RouterBackwardKernel, smem);
   RouterBackwardKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
       p, scores, selected, d_weights, d_scores_extra, n, d_logits, RouterSmemPerWarp(p.num_experts));
   MOE_CUDA_CHECK_LAUNCH();
@@ -460,11 +452,7 @@ void LaunchBalanceStats(const float* scores, int64_t n, int64_t num_experts, int
   const int64_t chunks = BalanceChunksPerGroup(group_len);
   const size_t per_warp = BalanceRowsSmemPerWarp(num_experts);
   const size_t smem = kWarpsPerBlock * per_warp;
-  if (smem > 48 * 1024) {
-    MOE_CUDA_CHECK(cudaFuncSetAttribute(BalanceRowsKernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
-  }
+  AllowDynamicSmem(BalanceRowsKernel, smem);
   BalanceRowsKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
       scores, n, static_cast<int>(num_experts), static_cast<int>(top_k), s_norm, top, per_warp);
   MOE_CUDA_CHECK_LAUNCH();
@@ -487,11 +475,7 @@ void LaunchBalanceLossGrad(const float* scores, int64_t n, int64_t num_experts,
   if (n <= 0) return;
   const size_t per_warp = BalanceGradSmemPerWarp(num_experts);
   const size_t smem = kWarpsPerBlock * per_warp;
-  if (smem > 48 * 1024) {
-    MOE_CUDA_CHECK(cudaFuncSetAttribute(BalanceGradKernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
-  }
+  AllowDynamicSmem(BalanceGradKernel, smem);
   BalanceGradKernel<<<RouterBlocks(n), kWarpsPerBlock * 32, smem, stream>>>(
       scores, n, static_cast<int>(num_experts), first_token, group_len, f, coef, d_scores,
       per_warp);
