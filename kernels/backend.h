@@ -172,6 +172,8 @@ class Backend {
   // x[i] = the BF16 value of bits[i], exactly.
   virtual void UnpackBf16(const uint16_t* bits, int64_t n, float* x) = 0;
   virtual void Add(const float* a, float* y, int64_t n) = 0;        // y += a
+  // y = RoundToBf16(y + a): a residual add whose sum is stored as BF16 (one pass instead of two).
+  virtual void AddAndRoundToBf16(const float* a, float* y, int64_t n) = 0;
   virtual void Scale(float* x, int64_t n, float s) = 0;             // x *= s
   virtual double SumSquares(const float* x, int64_t n) = 0;         // FP64 accumulation
 

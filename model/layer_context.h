@@ -51,6 +51,14 @@ struct LayerContext {
   void Store(float* x, int64_t n) const {
     if (bf16()) ops->RoundToBf16(x, n);
   }
+  // y += a, then Store(y), in one pass (a residual add).
+  void AddStored(const float* a, float* y, int64_t n) const {
+    if (bf16()) {
+      ops->AddAndRoundToBf16(a, y, n);
+    } else {
+      ops->Add(a, y, n);
+    }
+  }
   // An FP32 tensor that feeds several BF16 products (a gradient: dX and dW both read dY), as BF16 bits in
   // a buffer of `frame`, converted once instead of by every product (the same round-to-nearest-even
   // values). Null in FP32 mode, where the products read the FP32 tensor.

@@ -69,6 +69,15 @@ void ReduceScatterTokens(parallel::Communicator& tp, const float* full_partial, 
   if (full_partial != local) tp.ReduceScatterSum(full_partial, local, n_local * d);
 }
 
+// A block's output partials summed into this rank's slice and stored. With one TP rank the block wrote
+// the slice itself, and its output is stored already (the blocks end with a Store).
+void ReduceScatterBlockOutput(const LayerContext& ctx, parallel::Communicator& tp, const float* full_partial,
+                              int64_t n_local, int64_t d, float* local) {
+  if (full_partial == local) return;
+  ReduceScatterTokens(tp, full_partial, n_local, d, local);
+  ctx.Store(local, n_local * d);
+}
+
 }  // namespace
 
 DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numerics,
@@ -222,30 +231,26 @@ void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
   float* out = BlockOutput(tp, branch, partial);
   L.attn->Forward(ctx_, rope_, fp.positions.data(), x1_full, batch, seq, out, &L.attn_saved,
                   KeptBlockInput(tp, L.x1, L.x1_full).bits());
-  ReduceScatterTokens(tp, out, n_loc, d, branch);
-  ctx_.Store(branch, n_loc * d);
-  ops.Add(branch, h, n_loc * d);
-  ctx_.Store(h, n_loc * d);
+  ReduceScatterBlockOutput(ctx_, tp, out, n_loc, d, branch);
+  ctx_.AddStored(branch, h, n_loc * d);
   L.h_mid.SaveCopy(ctx_, h, n_loc * d);
   L.rstd2.resize(n_loc);
   float* x2 = L.x2.Prepare(ctx_, frame, n_loc * d);
   ops.RmsNormForward(h, L.post_norm->working.data(), n_loc, d, eps, ctx_.bf16(), x2, L.rstd2.data());
   L.x2.Save(ctx_);
-  ops.Fill(branch, n_loc * d, 0.0f);
-  if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens
+  if (L.mlp) {  // dense FFN or shared expert: tensor-parallel over the gathered tokens (writes all of branch)
     const float* x2_full = GatherAndSave(ctx_, tp, x2, n_loc, d, frame, &L.x2_full);
     L.mlp->Forward(ctx_, x2_full, n, out, &L.mlp_saved, KeptBlockInput(tp, L.x2, L.x2_full).bits());
-    ReduceScatterTokens(tp, out, n_loc, d, branch);
-    ctx_.Store(branch, n_loc * d);
+    ReduceScatterBlockOutput(ctx_, tp, out, n_loc, d, branch);
+  } else {
+    ops.Fill(branch, n_loc * d, 0.0f);
   }
   if (L.moe) {  // routed experts on this rank's tokens
     float* routed = frame.Floats(n_loc * d);
     RoutedExpertsForward(L, x2, routed, counts);
-    ops.Add(routed, branch, n_loc * d);
-    ctx_.Store(branch, n_loc * d);
+    ctx_.AddStored(routed, branch, n_loc * d);
   }
-  ops.Add(branch, h, n_loc * d);
-  ctx_.Store(h, n_loc * d);
+  ctx_.AddStored(branch, h, n_loc * d);
 }
 
 // out [n_loc, d] = the routed experts' combined output for this rank's rows x2 [n_loc, d]. An MTP block
@@ -323,7 +328,8 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
 
   fp.h.resize(n_loc * d);
   ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), embed_->working_bits(), d, fp.h.data());
-  ctx_.Store(fp.h.data(), n_loc * d);  // a no-op with BF16 working weights; the blocks save their input as BF16
+  // The blocks save their input as BF16: rows of a table kept as BF16 bits are BF16 values already.
+  if (embed_->working_bits() == nullptr) ctx_.Store(fp.h.data(), n_loc * d);
   for (auto& lp : layers_) {
     DecoderLayer& L = *lp;
     LayerForward(L, fp.h.data(), L.moe ? expert_counts_[L.moe_slot].data() : nullptr);

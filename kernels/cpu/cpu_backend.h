@@ -67,6 +67,7 @@ class CpuBackend final : public Backend {
   void RoundAndPackBf16(float* x, int64_t n, uint16_t* bits) override;
   void UnpackBf16(const uint16_t* bits, int64_t n, float* x) override;
   void Add(const float* a, float* y, int64_t n) override;
+  void AddAndRoundToBf16(const float* a, float* y, int64_t n) override;
   void Scale(float* x, int64_t n, float s) override;
   double SumSquares(const float* x, int64_t n) override;
 

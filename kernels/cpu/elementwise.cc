@@ -47,6 +47,12 @@ void CpuBackend::Add(const float* a, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a[i];
 }
 
+void CpuBackend::AddAndRoundToBf16(const float* a, float* y, int64_t n) {
+  const auto op_timer = TimeOp("add_round_bf16");
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
+  for (int64_t i = 0; i < n; ++i) y[i] = moe::RoundToBf16(y[i] + a[i]);
+}
+
 void CpuBackend::Scale(float* x, int64_t n, float s) {
   const auto op_timer = TimeOp("scale");
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)

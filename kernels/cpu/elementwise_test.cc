@@ -133,6 +133,13 @@ TEST(Elementwise, AddScaleSumSquares) {
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(y[i], y0[i] + a[i]);
   be.Scale(y.data(), n, 0.5f);
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(y[i], (y0[i] + a[i]) * 0.5f);
+  // The residual add stored as BF16: the FP32 sum, rounded (nearest even), for any thread count.
+  for (int threads : {1, 2}) {
+    CpuBackend t(threads);
+    std::vector<float> r = y0;
+    t.AddAndRoundToBf16(a.data(), r.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(r[i], moe::RoundToBf16(y0[i] + a[i])) << i;
+  }
 
   double want = 0.0;
   for (float v : a) want += static_cast<double>(v) * v;

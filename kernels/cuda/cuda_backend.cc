@@ -218,6 +218,10 @@ void CudaBackend::Add(const float* a, float* y, int64_t n) {
   OpTimer timer(this, "add");
   cuda::LaunchAdd(a, y, n, stream_);
 }
+void CudaBackend::AddAndRoundToBf16(const float* a, float* y, int64_t n) {
+  OpTimer timer(this, "add_round_bf16");
+  cuda::LaunchAddAndRoundToBf16(a, y, n, stream_);
+}
 void CudaBackend::Scale(float* x, int64_t n, float s) {
   OpTimer timer(this, "scale");
   cuda::LaunchScale(x, n, s, stream_);

@@ -30,6 +30,12 @@ __global__ void AddKernel(const float* __restrict__ a, float* __restrict__ y, in
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) y[i] += a[i];
 }
 
+__global__ void AddAndRoundToBf16Kernel(const float* __restrict__ a, float* __restrict__ y, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
+    y[i] = __bfloat162float(__float2bfloat16_rn(y[i] + a[i]));
+  }
+}
+
 __global__ void ScaleKernel(float* x, int64_t n, float s) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) x[i] *= s;
 }
@@ -190,6 +196,12 @@ void LaunchRoundAndPackBf16(float* x, int64_t n, uint16_t* bits, cudaStream_t st
 void LaunchAdd(const float* a, float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
   AddKernel<<<GridFor(n), kThreads, 0, stream>>>(a, y, n);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchAddAndRoundToBf16(const float* a, float* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  AddAndRoundToBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(a, y, n);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

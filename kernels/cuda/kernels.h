@@ -24,6 +24,7 @@ void LaunchRoundToBf16(float* x, int64_t n, cudaStream_t stream);
 // x[i] <- BF16(x[i]) (nearest even) and bits[i] <- its BF16 bits.
 void LaunchRoundAndPackBf16(float* x, int64_t n, uint16_t* bits, cudaStream_t stream);
 void LaunchAdd(const float* a, float* y, int64_t n, cudaStream_t stream);
+void LaunchAddAndRoundToBf16(const float* a, float* y, int64_t n, cudaStream_t stream);
 void LaunchScale(float* x, int64_t n, float s, cudaStream_t stream);
 void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream);
 // Grid-stride over the flattened rows x cols space (64-bit indices); a contiguous copy (one row, or

@@ -53,6 +53,10 @@ void Checks::Elementwise() {
     Dev<float> da(a), dy(y);
     gpu_.Add(da.get(), dy.get(), n);
     report_.Check("add", dy.Download(), ref, 0.0, "(must be bit-exact)");
+    std::vector<float> ref_rounded = ref;
+    cpu_.AddAndRoundToBf16(a.data(), ref_rounded.data(), n);
+    gpu_.AddAndRoundToBf16(da.get(), dy.get(), n);
+    report_.Check("add_round_bf16", dy.Download(), ref_rounded, 0.0, "(must be bit-exact)");
     std::vector<float> s = a;
     cpu_.Scale(s.data(), n, -0.37f);
     gpu_.Scale(da.get(), n, -0.37f);

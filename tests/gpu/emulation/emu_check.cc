@@ -457,6 +457,11 @@ int main() {
     auto r = a, gr = a;
     cpu.RoundToBf16(r.data(), n); kc::LaunchRoundToBf16(gr.data(), n, st);
     Check("round", gr, r, 0);
+    {  // residual add stored as BF16: y = round(y + a), bit for bit
+      auto y = Normal(n), gy = y;
+      cpu.AddAndRoundToBf16(a.data(), y.data(), n); kc::LaunchAddAndRoundToBf16(a.data(), gy.data(), n, st);
+      Check("add_round_bf16", gy, y, 0);
+    }
     {  // pack (nearest even, as RoundToBf16) and unpack, bit for bit, NaN and infinities included
       auto x = a;
       x[0] = std::numeric_limits<float>::quiet_NaN(); x[1] = -std::numeric_limits<float>::infinity();
