@@ -86,7 +86,7 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   float* a = s->a.Prepare(ctx, frame, rows * ie);
   float* c = s->c.Prepare(ctx, frame, rows * ie);
   float* m = s->m.Prepare(ctx, frame, rows * ie);
-  float* y_grouped = frame.Floats(rows * d);
+  float* y_grouped = dispatcher_.MovesRows() ? frame.Floats(rows * d) : y_sorted;
   // Operands kept as BF16 bits (BF16 mode) are read in place: x (the saved x_grouped) here, m below.
   const uint16_t* x_bits = s->x_grouped.bits();
   auto up_problems = [&](const std::vector<Param*>& w, float* out) {  // [R'_j, Ie] = x_j w_jᵀ
@@ -111,8 +111,8 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
                     return q;
                   }),
                   1, 0);
-  ctx.Store(y_grouped, rows * d);
-  dispatcher_.Combine(ops, s->handle, y_grouped, d, y_sorted);
+  // No Store: y_sorted's Save rounds the same values (Combine only moves rows).
+  if (dispatcher_.MovesRows()) dispatcher_.Combine(ops, s->handle, y_grouped, d, y_sorted);
 }
 
 double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
@@ -178,10 +178,10 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
   s->handle = dispatcher_.Plan(rows_per_expert);
   const double balance = balance_loss ? BalanceLoss(ctx, s) : 0.0;  // host, while synced
 
-  float* x_sorted = frame.Floats(rows * d);
-  ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted);
   float* x_grouped = s->x_grouped.Prepare(ctx, frame, s->handle.rows_received * d);
-  dispatcher_.Dispatch(ops, s->handle, x_sorted, d, x_grouped);
+  float* x_sorted = dispatcher_.MovesRows() ? frame.Floats(rows * d) : x_grouped;
+  ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted);
+  if (dispatcher_.MovesRows()) dispatcher_.Dispatch(ops, s->handle, x_sorted, d, x_grouped);
   s->x_grouped.Save(ctx);
 
   float* y_sorted = s->y_sorted.Prepare(ctx, frame, s->handle.rows_sent * d);
@@ -217,14 +217,18 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.ScatterAddRows(row_dot, s.plan.row_slot.data(), nullptr, rows, 1, d_weights);
   ops.ScaleRows(dy_sorted, s.row_weight.data(), rows, d);
   // Combine's backward is a Dispatch.
-  float* dy = frame.Floats(grouped_rows * d);
-  dispatcher_.Dispatch(ops, s.handle, dy_sorted, d, dy);
+  float* dy = dy_sorted;
+  if (dispatcher_.MovesRows()) {
+    dy = frame.Floats(grouped_rows * d);
+    dispatcher_.Dispatch(ops, s.handle, dy_sorted, d, dy);
+  }
 
   // Experts backward, one grouped GEMM per product.
   float* dm = frame.Floats(grouped_rows * ie);
   float* da = frame.Floats(grouped_rows * ie);
   float* dc = frame.Floats(grouped_rows * ie);
-  float* dx = frame.Floats(grouped_rows * d);
+  float* dx_sorted = frame.Floats(rows * d);
+  float* dx = dispatcher_.MovesRows() ? frame.Floats(grouped_rows * d) : dx_sorted;
   // m and x_grouped only feed weight gradients: the GEMMs read them as kept (BF16 bits in BF16 mode).
   const float* m = s.m.fp32();
   const uint16_t* m_bf16 = s.m.bits();
@@ -274,8 +278,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                   TakeGradBeta(ops, expert_up_));
 
   // Dispatch's backward is a Combine; then back to the tokens.
-  float* dx_sorted = frame.Floats(rows * d);
-  dispatcher_.Combine(ops, s.handle, dx, d, dx_sorted);
+  if (dispatcher_.MovesRows()) dispatcher_.Combine(ops, s.handle, dx, d, dx_sorted);
   ops.Fill(d_u, n * d, 0.0f);
   ops.ScatterAddRows(dx_sorted, s.plan.row_token.data(), nullptr, rows, d, d_u);
 

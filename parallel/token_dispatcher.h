@@ -38,6 +38,10 @@ class TokenDispatcher {
   TokenDispatcher(Communicator* ep, int64_t num_experts);
 
   int64_t first_local_expert() const { return ep_->rank() * local_experts_; }
+  // Whether Dispatch and Combine move rows. With one EP rank the grouped order is the sorted order
+  // (both are expert order), so they are plain copies: a caller may keep one buffer for both and skip
+  // them.
+  bool MovesRows() const { return ep_->size() > 1; }
   int64_t local_experts() const { return local_experts_; }
 
   // rows_per_expert [E]: rows this rank sends to each global expert. Collective over the EP group.
