@@ -189,7 +189,9 @@ class Backend {
   // docs/model.md "RMSNorm").
   virtual void RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                               bool round_normalized, float* y, float* rstd) = 0;
-  // dx = (written), dw += .
+  // dx = (written), dw += . dw sums the rows in chunks of kRmsNormDwChunk, each chunk in row order,
+  // then the chunks in order: a fixed order that both backends parallelise.
+  static constexpr int64_t kRmsNormDwChunk = 64;
   virtual void RmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                                int64_t rows, int64_t dim, float* dx, float* dw) = 0;
 

@@ -107,9 +107,8 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
         std::fill_n(dv + vs.Row(t), dvd, 0.0f);
         const float* o = out + vs.Row(t);
         const float* g = d_out + vs.Row(t);
-        double acc = 0.0;
-        for (int64_t e = 0; e < dvd; ++e) acc += static_cast<double>(o[e]) * g[e];
-        delta[t] = static_cast<float>(acc);
+        delta[t] = static_cast<float>(
+            cpu_internal::LaneSum(dvd, [o, g](int64_t e) { return static_cast<double>(o[e]) * g[e]; }));
       }
 
       for (int64_t i0 = 0; i0 < T; i0 += kBand) {

@@ -2,8 +2,9 @@
 //   r = 1 / sqrt(mean(x^2) + eps)    y = w * (x r)    (x r rounded to BF16 when round_normalized)
 //   dw += sum_rows dy * x r          dx = r (w dy) - x r^3 (1/n) sum_j w_j dy_j x_j
 // The backward treats the BF16 rounding as the identity (straight-through). Row statistics
-// accumulate in FP64; dw is reduced per column over rows in order, so it is independent of the
-// thread count. Row sums are cpu_internal::LaneSum (fixed FP64 lanes, vectorised).
+// accumulate in FP64; dw sums the rows in fixed chunks of Backend::kRmsNormDwChunk (each in row
+// order, then the chunks in order, as the CUDA twin does), so it is independent of the thread count.
+// Row sums are cpu_internal::LaneSum (fixed FP64 lanes, vectorised).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -43,38 +44,43 @@ void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, in
 void CpuBackend::RmsNormBackward(ValuesIn x, const float* w, const float* rstd, const float* dy,
                                  int64_t rows, int64_t dim, float* dx, float* dw) {
   const auto op_timer = TimeOp("rmsnorm_bwd");
+  if (rows <= 0 || dim <= 0) return;
   const bool parallel = rows * dim >= kMinParallelElements;
+  // One pass over x and dy: each chunk of kRmsNormDwChunk rows writes its dx rows and sums its dw
+  // partial while the rows are in cache; the partials are then added per column in chunk order.
+  const int64_t chunks = (rows + kRmsNormDwChunk - 1) / kRmsNormDwChunk;
+  thread_local std::vector<float> partial;
+  partial.resize(chunks * dim);
+  float* part = partial.data();
   cpu_internal::WithReader(x, [&](auto read_x) {
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t x0 = i * dim;
-      const float* gr = dy + i * dim;
-      float* dxr = dx + i * dim;
-      const float r = rstd[i];
-      const double dot = cpu_internal::LaneSum(dim, [w, gr, read_x, x0](int64_t j) {  // sum_j w_j dy_j x_j
-        return static_cast<double>(w[j]) * gr[j] * read_x(x0 + j);
-      });
-      const float coef =
-          static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
-      for (int64_t j = 0; j < dim; ++j) dxr[j] = r * (w[j] * gr[j]) - read_x(x0 + j) * coef;
-    }
-
-    // dw: each task owns a block of columns and walks all rows in order.
-    const int64_t block = cpu_internal::ColumnBlock(dim, num_threads_);
-    const int64_t num_blocks = (dim + block - 1) / block;
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
-    for (int64_t b = 0; b < num_blocks; ++b) {
-      const int64_t c0 = b * block;
-      const int64_t c1 = std::min(dim, c0 + block);
-      std::vector<float> acc(c1 - c0, 0.0f);
-      for (int64_t i = 0; i < rows; ++i) {
-        const float r = rstd[i];
+    for (int64_t c = 0; c < chunks; ++c) {
+      float* acc = part + c * dim;
+      std::fill(acc, acc + dim, 0.0f);
+      for (int64_t i = c * kRmsNormDwChunk; i < std::min(rows, (c + 1) * kRmsNormDwChunk); ++i) {
+        const int64_t x0 = i * dim;
         const float* gr = dy + i * dim;
-        for (int64_t j = c0; j < c1; ++j) acc[j - c0] += gr[j] * (read_x(i * dim + j) * r);
+        float* dxr = dx + i * dim;
+        const float r = rstd[i];
+        const double dot = cpu_internal::LaneSum(dim, [w, gr, read_x, x0](int64_t j) {  // sum_j w_j dy_j x_j
+          return static_cast<double>(w[j]) * gr[j] * read_x(x0 + j);
+        });
+        const float coef =
+            static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
+        for (int64_t j = 0; j < dim; ++j) {
+          const float xj = read_x(x0 + j);
+          dxr[j] = r * (w[j] * gr[j]) - xj * coef;
+          acc[j] += gr[j] * (xj * r);
+        }
       }
-      for (int64_t j = c0; j < c1; ++j) dw[j] += acc[j - c0];
     }
   });
+#pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
+  for (int64_t j = 0; j < dim; ++j) {
+    float sum = 0.0f;
+    for (int64_t c = 0; c < chunks; ++c) sum += part[c * dim + j];
+    dw[j] += sum;
+  }
 }
 
 }  // namespace moe::kernels

@@ -79,7 +79,7 @@ void LaunchScatterAddRows(const float* src, const int32_t* idx, const float* sca
                           cudaStream_t stream);
 
 // ---- norm.cu ----
-inline constexpr int64_t kDwChunk = 64;  // rows per dw partial: fixes the summation order
+inline constexpr int64_t kDwChunk = Backend::kRmsNormDwChunk;  // rows per dw partial: fixes the summation order
 int64_t RmsNormDwChunks(int64_t rows);   // partial needs RmsNormDwChunks(rows) * dim floats
 void LaunchRmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                           bool round_normalized, float* y, float* rstd, cudaStream_t stream);

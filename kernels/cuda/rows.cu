@@ -5,7 +5,7 @@
 //
 // RowDot: one warp per row up to kRowDotWarpMaxDim columns, one block per row beyond; each thread
 // sums its strided share in FP64, then a fixed tree (WarpSum / BlockSum) combines them, so the
-// result is the same bits on every run. Rounded to FP32 it matches the CPU's index-order FP64 sum
+// result is the same bits on every run. Rounded to FP32 it matches the CPU's FP64 sum (8 lanes)
 // except in the rare case where the two FP64 sums round to different floats.
 //
 // Determinism without atomics: the pairs (idx[i], i) are sorted by idx with CUB's stable radix sort,
