@@ -41,6 +41,42 @@ HeadSlice Slice(const AttentionShape& s, int64_t b, int64_t h, int64_t dim) {
   return {(b * s.seq * s.heads + h) * dim, s.heads * dim};
 }
 
+// A band's scores sc [nq, nk] (query i0 + i sees keys 0 .. i0 + i) -> probabilities in place, the
+// masked keys zeroed, and each row's log-sum-exp in lse[i].
+MOE_CPU_SIMD_CLONES void SoftmaxBand(float* sc, int64_t nq, int64_t nk, int64_t i0, float* lse) {
+  for (int64_t i = 0; i < nq; ++i) {
+    float* row = sc + i * nk;
+    const int64_t nvis = i0 + i + 1;
+    float mx = row[0];
+    for (int64_t j = 1; j < nvis; ++j) mx = std::max(mx, row[j]);
+    for (int64_t j = 0; j < nvis; ++j) row[j] = cpu_internal::ExpF(row[j] - mx);  // vectorised
+    float sum = 0.0f;
+    for (int64_t j = 0; j < nvis; ++j) sum += row[j];
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < nvis; ++j) row[j] *= inv;
+    std::fill(row + nvis, row + nk, 0.0f);
+    lse[i] = mx + std::log(sum);
+  }
+}
+
+// A band's recomputed scores p and dP = dO v^T in ds, both [nq, nk] -> P = exp(p - lse) in p and
+// dS * scale = scale P (dP - Delta) in ds, masked keys zeroed.
+MOE_CPU_SIMD_CLONES void ScoreGradsBand(float* p, float* ds, int64_t nq, int64_t nk, int64_t i0, const float* lse,
+                                        const float* delta, float scale) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const int64_t nvis = i0 + i + 1;
+    const float l = lse[i], dl = delta[i];
+    float* pr = p + i * nk;
+    float* dr = ds + i * nk;
+    for (int64_t j = 0; j < nvis; ++j) {
+      pr[j] = cpu_internal::ExpF(pr[j] - l);
+      dr[j] = scale * pr[j] * (dr[j] - dl);
+    }
+    std::fill(pr + nvis, pr + nk, 0.0f);
+    std::fill(dr + nvis, dr + nk, 0.0f);
+  }
+}
+
 }  // namespace
 
 void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
@@ -65,19 +101,7 @@ void CpuBackend::AttentionForward(const AttentionShape& s, const float* q, const
       // sc = scale q k^T  [nq, nk]
       Sgemm(false, true, nq, nk, dqk, s.scale, q + qs.Row(i0), qs.stride, k + qs.Row(0), qs.stride,
             0.0f, sc.data(), nk);
-      for (int64_t i = 0; i < nq; ++i) {
-        float* row = sc.data() + i * nk;
-        const int64_t nvis = i0 + i + 1;
-        float mx = row[0];
-        for (int64_t j = 1; j < nvis; ++j) mx = std::max(mx, row[j]);
-        for (int64_t j = 0; j < nvis; ++j) row[j] = cpu_internal::ExpF(row[j] - mx);  // vectorised
-        float sum = 0.0f;
-        for (int64_t j = 0; j < nvis; ++j) sum += row[j];
-        const float inv = 1.0f / sum;
-        for (int64_t j = 0; j < nvis; ++j) row[j] *= inv;
-        std::fill(row + nvis, row + nk, 0.0f);
-        lse[bh * T + i0 + i] = mx + std::log(sum);
-      }
+      SoftmaxBand(sc.data(), nq, nk, i0, lse + bh * T + i0);
       // out = P v  [nq, dv]
       Sgemm(false, false, nq, dv, nk, 1.0f, sc.data(), nk, v + vs.Row(0), vs.stride, 0.0f,
             out + vs.Row(i0), vs.stride);
@@ -119,18 +143,7 @@ void CpuBackend::AttentionBackward(const AttentionShape& s, const float* q, cons
         // ds = dO v^T, then dS * scale = scale P (dP - Delta).
         Sgemm(false, true, nq, nk, dvd, 1.0f, d_out + vs.Row(i0), vs.stride, v + vs.Row(0), vs.stride,
               0.0f, ds.data(), nk);
-        for (int64_t i = 0; i < nq; ++i) {
-          const int64_t nvis = i0 + i + 1;
-          const float l = lse_h[i0 + i], dl = delta[i0 + i];
-          float* pr = p.data() + i * nk;
-          float* dr = ds.data() + i * nk;
-          for (int64_t j = 0; j < nvis; ++j) {
-            pr[j] = cpu_internal::ExpF(pr[j] - l);
-            dr[j] = s.scale * pr[j] * (dr[j] - dl);
-          }
-          std::fill(pr + nvis, pr + nk, 0.0f);
-          std::fill(dr + nvis, dr + nk, 0.0f);
-        }
+        ScoreGradsBand(p.data(), ds.data(), nq, nk, i0, lse_h + i0, delta.data() + i0, s.scale);
         // dq = dS K (the band's rows, written once);  dk += dS^T Q;  dv += P^T dO.
         Sgemm(false, false, nq, dqk, nk, 1.0f, ds.data(), nk, k + qs.Row(0), qs.stride, 0.0f,
               dq + qs.Row(i0), qs.stride);

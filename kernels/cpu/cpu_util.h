@@ -68,6 +68,31 @@ inline void UseOmpThreads(int n) {
 // Elementwise loops shorter than this run on one thread (an OpenMP fork costs a few microseconds).
 inline constexpr int64_t kMinParallelElements = 1 << 15;
 
+// Compute-bound element-wise loops (exp, division) are compiled twice, for x86-64-v4 (AVX-512: twice the
+// lanes) and for the baseline the build targets, and the loader picks the one this CPU runs (GCC function
+// multi-versioning, resolved once through an ifunc). Both clones run the same IEEE operations on every
+// element, so the results do not depend on which one runs. Put it on a function of its own: a loop
+// inside an OpenMP region is outlined into a function the clones do not cover.
+#define MOE_CPU_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+
+// fn(begin, end) over [0, n) in contiguous ranges, one per thread, each a multiple of 16 elements (one
+// AVX-512 vector); on the calling thread alone when n is small or threads == 1. For element-wise work,
+// whose results do not depend on the split.
+template <typename Fn>
+void ParallelRanges(int threads, int64_t n, Fn&& fn) {
+  if (n < kMinParallelElements || threads == 1) {
+    fn(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t chunk = (((n + parts - 1) / parts) + 15) / 16 * 16;
+    const int64_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
+    fn(begin, end);
+  }
+}
+
 inline float FloatFromBits(int32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));

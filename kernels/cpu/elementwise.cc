@@ -118,13 +118,37 @@ void CpuBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d
 
 // ---- SwiGLU: m = silu(a) * c, silu(a) = a * sigmoid(a) (docs/model.md "Backward: SwiGLU"). ----
 
-void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
-  const auto op_timer = TimeOp("swiglu_fwd");
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
-  for (int64_t i = 0; i < n; ++i) {
+namespace {
+
+MOE_CPU_SIMD_CLONES void SwigluForwardRange(const float* __restrict__ a, const float* __restrict__ c,
+                                            float* __restrict__ m, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
     const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-a[i]));
     m[i] = a[i] * sig * c[i];
   }
+}
+
+template <typename ReadA, typename ReadC>
+MOE_CPU_SIMD_CLONES void SwigluBackwardRange(ReadA read_a, ReadC read_c, const float* __restrict__ dm,
+                                             float* __restrict__ da, float* __restrict__ dc, int64_t begin,
+                                             int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float ai = read_a(i);
+    const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-ai));
+    const float silu = ai * sig;
+    const float dsilu = sig * (1.0f + ai * (1.0f - sig));
+    const float g = dm[i];
+    da[i] = g * read_c(i) * dsilu;
+    dc[i] = g * silu;
+  }
+}
+
+}  // namespace
+
+void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
+  const auto op_timer = TimeOp("swiglu_fwd");
+  cpu_internal::ParallelRanges(num_threads_, n,
+                               [&](int64_t begin, int64_t end) { SwigluForwardRange(a, c, m, begin, end); });
 }
 
 void CpuBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
@@ -132,16 +156,9 @@ void CpuBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* 
   const auto op_timer = TimeOp("swiglu_bwd");
   cpu_internal::WithReader(a, [&](auto read_a) {
     cpu_internal::WithReader(c, [&](auto read_c) {
-#pragma omp parallel for num_threads(num_threads_) schedule(static) if (n >= kMinParallelElements)
-      for (int64_t i = 0; i < n; ++i) {
-        const float ai = read_a(i);
-        const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-ai));
-        const float silu = ai * sig;
-        const float dsilu = sig * (1.0f + ai * (1.0f - sig));
-        const float g = dm[i];
-        da[i] = g * read_c(i) * dsilu;
-        dc[i] = g * silu;
-      }
+      cpu_internal::ParallelRanges(num_threads_, n, [&](int64_t begin, int64_t end) {
+        SwigluBackwardRange(read_a, read_c, dm, da, dc, begin, end);
+      });
     });
   });
 }

@@ -17,6 +17,49 @@ namespace moe::kernels {
 
 using cpu_internal::kMinParallelElements;
 
+namespace {
+
+// Row i of the forward.
+MOE_CPU_SIMD_CLONES void RmsNormForwardRow(const float* __restrict__ xr, const float* __restrict__ w, int64_t dim,
+                                           float eps, bool round_normalized, float* __restrict__ yr, float* rstd) {
+  const double ss = cpu_internal::LaneSum(dim, [xr](int64_t j) {
+    const double v = xr[j];
+    return v * v;
+  });
+  const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+  *rstd = r;
+  if (round_normalized) {
+    for (int64_t j = 0; j < dim; ++j) yr[j] = w[j] * moe::RoundToBf16(xr[j] * r);
+  } else {
+    for (int64_t j = 0; j < dim; ++j) yr[j] = w[j] * (xr[j] * r);
+  }
+}
+
+// Rows [r0, r1) of the backward: their dx rows, and their dw terms summed in row order into acc [dim].
+template <typename ReadX>
+MOE_CPU_SIMD_CLONES void RmsNormBackwardRows(ReadX read_x, const float* __restrict__ w, const float* rstd,
+                                             const float* __restrict__ dy, int64_t dim, float* __restrict__ dx,
+                                             float* __restrict__ acc, int64_t r0, int64_t r1) {
+  std::fill(acc, acc + dim, 0.0f);
+  for (int64_t i = r0; i < r1; ++i) {
+    const int64_t x0 = i * dim;
+    const float* gr = dy + i * dim;
+    float* dxr = dx + i * dim;
+    const float r = rstd[i];
+    const double dot = cpu_internal::LaneSum(dim, [w, gr, read_x, x0](int64_t j) {  // sum_j w_j dy_j x_j
+      return static_cast<double>(w[j]) * gr[j] * read_x(x0 + j);
+    });
+    const float coef = static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
+    for (int64_t j = 0; j < dim; ++j) {
+      const float xj = read_x(x0 + j);
+      dxr[j] = r * (w[j] * gr[j]) - xj * coef;
+      acc[j] += gr[j] * (xj * r);
+    }
+  }
+}
+
+}  // namespace
+
 // x, y [rows, dim]; w [dim]; rstd [rows].
 void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, int64_t dim,
                                 float eps, bool round_normalized, float* y, float* rstd) {
@@ -24,19 +67,7 @@ void CpuBackend::RmsNormForward(const float* x, const float* w, int64_t rows, in
 #pragma omp parallel for num_threads(num_threads_) \
     schedule(static) if (rows * dim >= kMinParallelElements)
   for (int64_t i = 0; i < rows; ++i) {
-    const float* xr = x + i * dim;
-    float* yr = y + i * dim;
-    const double ss = cpu_internal::LaneSum(dim, [xr](int64_t j) {
-      const double v = xr[j];
-      return v * v;
-    });
-    const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
-    rstd[i] = r;
-    if (round_normalized) {
-      for (int64_t j = 0; j < dim; ++j) yr[j] = w[j] * moe::RoundToBf16(xr[j] * r);
-    } else {
-      for (int64_t j = 0; j < dim; ++j) yr[j] = w[j] * (xr[j] * r);
-    }
+    RmsNormForwardRow(x + i * dim, w, dim, eps, round_normalized, y + i * dim, rstd + i);
   }
 }
 
@@ -55,24 +86,8 @@ void CpuBackend::RmsNormBackward(ValuesIn x, const float* w, const float* rstd, 
   cpu_internal::WithReader(x, [&](auto read_x) {
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)
     for (int64_t c = 0; c < chunks; ++c) {
-      float* acc = part + c * dim;
-      std::fill(acc, acc + dim, 0.0f);
-      for (int64_t i = c * kRmsNormDwChunk; i < std::min(rows, (c + 1) * kRmsNormDwChunk); ++i) {
-        const int64_t x0 = i * dim;
-        const float* gr = dy + i * dim;
-        float* dxr = dx + i * dim;
-        const float r = rstd[i];
-        const double dot = cpu_internal::LaneSum(dim, [w, gr, read_x, x0](int64_t j) {  // sum_j w_j dy_j x_j
-          return static_cast<double>(w[j]) * gr[j] * read_x(x0 + j);
-        });
-        const float coef =
-            static_cast<float>(static_cast<double>(r) * r * r * dot / static_cast<double>(dim));
-        for (int64_t j = 0; j < dim; ++j) {
-          const float xj = read_x(x0 + j);
-          dxr[j] = r * (w[j] * gr[j]) - xj * coef;
-          acc[j] += gr[j] * (xj * r);
-        }
-      }
+      RmsNormBackwardRows(read_x, w, rstd, dy, dim, dx, part + c * dim, c * kRmsNormDwChunk,
+                          std::min(rows, (c + 1) * kRmsNormDwChunk));
     }
   });
 #pragma omp parallel for num_threads(num_threads_) schedule(static) if (parallel)

@@ -74,19 +74,9 @@ void CpuBackend::AdamW(const AdamWParams& p, float* param, const float* grad, fl
                      : working.round_bf16        ? AdamWRange<WorkingOut::kBf16>
                                                  : AdamWRange<WorkingOut::kFp32>;
   // A one-rank optimizer calls this once per tensor: small tensors skip the parallel region's cost.
-  if (n < cpu_internal::kMinParallelElements || num_threads_ == 1) {
-    range(0, n, k, param, grad, m, v, working.values, working.bits);
-    return;
-  }
-#pragma omp parallel num_threads(num_threads_)
-  {
-    // Contiguous chunks, a multiple of 16 elements each (one AVX-512 vector); the element-wise update
-    // does not depend on the split.
-    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t chunk = cpu_internal::RoundUp((n + parts - 1) / parts, 16);
-    const int64_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
+  cpu_internal::ParallelRanges(num_threads_, n, [&](int64_t begin, int64_t end) {
     range(begin, end, k, param, grad, m, v, working.values, working.bits);
-  }
+  });
 }
 
 }  // namespace moe::kernels
