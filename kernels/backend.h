@@ -55,6 +55,23 @@ struct ValuesIn {
   }
 };
 
+// Where an op writes FP32 results: FP32 words, or BF16 bits (each value rounded to nearest even as it
+// is written) for a tensor whose FP32 words nobody reads, e.g. a saved activation or a gradient that
+// only feeds BF16 products; that saves the separate pass that would round and pack it. Converts
+// implicitly from float*; exactly one of the two is set.
+struct ValuesOut {
+  float* f32 = nullptr;
+  uint16_t* bf16 = nullptr;
+  ValuesOut(float* p) : f32(p) {}  // NOLINT: implicit on purpose
+  static ValuesOut Bits(uint16_t* bits) {
+    ValuesOut v(nullptr);
+    v.bf16 = bits;
+    return v;
+  }
+  // The written values, for the ops that read them next.
+  ValuesIn written() const { return bf16 != nullptr ? ValuesIn::Bits(bf16) : ValuesIn(f32); }
+};
+
 // RoPE over a strided set of vectors: token i, head h, pair j at
 // x[i*token_stride + h*head_stride + offset + 2j (+1)], rotated by the angle of positions[i]
 // (cos/sin tables are [max_pos, half_dim] with YaRN's attention factor already folded in).
@@ -201,8 +218,9 @@ class Backend {
   virtual void RopeBackward(const RopeView& v) = 0;
 
   // ---- SwiGLU: m = silu(a) * c over n elements; backward writes da, dc. ----
-  virtual void SwigluForward(const float* a, const float* c, float* m, int64_t n) = 0;
-  virtual void SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
+  virtual void SwigluForward(const float* a, const float* c, ValuesOut m, int64_t n) = 0;
+  // da and dc in the same form (both words or both bits).
+  virtual void SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, ValuesOut da, ValuesOut dc,
                               int64_t n) = 0;
 
   // ---- Causal attention, blockwise with online softmax: O(T) memory per head. ----

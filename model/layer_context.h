@@ -59,6 +59,12 @@ struct LayerContext {
       ops->Add(a, y, n);
     }
   }
+  // Where an op writes a tensor that only feeds BF16 products (a gradient such as SwiGLU's da): BF16 bits
+  // in BF16 mode, which the products then read in place, FP32 words otherwise; a buffer of `frame`.
+  kernels::ValuesOut OperandOut(Scratch::Frame& frame, int64_t n) const {
+    if (bf16()) return kernels::ValuesOut::Bits(frame.Bits(n));
+    return frame.Floats(n);
+  }
   // An FP32 tensor that feeds several BF16 products (a gradient: dX and dW both read dY), as BF16 bits in
   // a buffer of `frame`, converted once instead of by every product (the same round-to-nearest-even
   // values). Null in FP32 mode, where the products read the FP32 tensor.

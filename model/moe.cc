@@ -85,7 +85,6 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   Scratch::Frame frame(*ctx.scratch);
   float* a = s->a.Prepare(ctx, frame, rows * ie);
   float* c = s->c.Prepare(ctx, frame, rows * ie);
-  float* m = s->m.Prepare(ctx, frame, rows * ie);
   float* y_grouped = dispatcher_.MovesRows() ? frame.Floats(rows * d) : y_sorted;
   // Operands kept as BF16 bits (BF16 mode) are read in place: x (the saved x_grouped) here, m below.
   const uint16_t* x_bits = s->x_grouped.bits();
@@ -100,13 +99,13 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_up_, c), 1, 0);
   s->a.Save(ctx);
   s->c.Save(ctx);
-  ops.SwigluForward(a, c, m, rows * ie);
-  s->m.Save(ctx);
+  ops.SwigluForward(a, c, s->m.Output(ctx, rows * ie), rows * ie);  // m only feeds the down products
+  const float* m = s->m.fp32();
   const uint16_t* m_bits = s->m.bits();
   ops.GroupedGemm(Transpose::kNo, Transpose::kYes,  // [R'_j, d] = m_j down_jᵀ
                   PerExpert(off, [&](int64_t j, int64_t o, int64_t r) {
                     GemmProblem q =
-                        WithWorkingB({r, d, ie, m + o * ie, ie, nullptr, ie, y_grouped + o * d, d}, *expert_down_[j]);
+                        WithWorkingB({r, d, ie, At(m, o * ie), ie, nullptr, ie, y_grouped + o * d, d}, *expert_down_[j]);
                     q.a_bf16 = At(m_bits, o * ie);
                     return q;
                   }),
@@ -225,8 +224,8 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
 
   // Experts backward, one grouped GEMM per product.
   float* dm = frame.Floats(grouped_rows * ie);
-  float* da = frame.Floats(grouped_rows * ie);
-  float* dc = frame.Floats(grouped_rows * ie);
+  // da and dc only feed the gate and up products: BF16 bits in BF16 mode.
+  const kernels::ValuesOut da = ctx.OperandOut(frame, grouped_rows * ie), dc = ctx.OperandOut(frame, grouped_rows * ie);
   float* dx_sorted = frame.Floats(rows * d);
   float* dx = dispatcher_.MovesRows() ? frame.Floats(grouped_rows * d) : dx_sorted;
   // m and x_grouped only feed weight gradients: the GEMMs read them as kept (BF16 bits in BF16 mode).
@@ -253,28 +252,26 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                   }),
                   1, TakeGradBeta(ops, expert_down_));
   ops.SwigluBackward(s.a.values(), s.c.values(), dm, da, dc, grouped_rows * ie);
-  const uint16_t* da_bf16 = ctx.OperandBits(frame, da, grouped_rows * ie);
-  const uint16_t* dc_bf16 = ctx.OperandBits(frame, dc, grouped_rows * ie);
-  auto input_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // dx_j (+)= g_j w_j
-    return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
-      GemmProblem q = WithWorkingB({r, d, ie, g + o * ie, ie, nullptr, d, dx + o * d, d}, *w[j]);
-      q.a_bf16 = At(g_bf16, o * ie);
+  auto input_grad = [&](const std::vector<Param*>& w, kernels::ValuesOut g) {  // dx_j (+)= g_j w_j
+    return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
+      GemmProblem q = WithWorkingB({r, d, ie, At(g.f32, o * ie), ie, nullptr, d, dx + o * d, d}, *w[j]);
+      q.a_bf16 = At(g.bf16, o * ie);
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da, da_bf16), 1, 0);
-  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc, dc_bf16), 1, 1);
-  auto weight_grad = [&](const std::vector<Param*>& w, const float* g, const uint16_t* g_bf16) {  // d w_j += g_jᵀ x_j
-    return PerExpert(off, [&, g, g_bf16](int64_t j, int64_t o, int64_t r) {
-      GemmProblem q{ie, d, r, g + o * ie, ie, At(x_grouped, o * d), d, w[j]->grad.data(), d};
-      q.a_bf16 = At(g_bf16, o * ie);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_gate_, da), 1, 0);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kNo, input_grad(expert_up_, dc), 1, 1);
+  auto weight_grad = [&](const std::vector<Param*>& w, kernels::ValuesOut g) {  // d w_j += g_jᵀ x_j
+    return PerExpert(off, [&, g](int64_t j, int64_t o, int64_t r) {
+      GemmProblem q{ie, d, r, At(g.f32, o * ie), ie, At(x_grouped, o * d), d, w[j]->grad.data(), d};
+      q.a_bf16 = At(g.bf16, o * ie);
       q.b_bf16 = At(x_grouped_bf16, o * d);
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da, da_bf16), 1,
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da), 1,
                   TakeGradBeta(ops, expert_gate_));
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc, dc_bf16), 1,
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc), 1,
                   TakeGradBeta(ops, expert_up_));
 
   // Dispatch's backward is a Combine; then back to the tokens.

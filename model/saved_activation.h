@@ -34,6 +34,21 @@ class SavedActivation {
     return staged_;
   }
 
+  // Where an op that writes a kernels::ValuesOut puts the n values to keep, when the forward does not read
+  // them again as FP32 words: this tensor's FP32 storage in FP32 mode, its 2-byte storage in BF16 mode
+  // (the op rounds as it writes, so there is nothing to Save).
+  kernels::ValuesOut Output(const LayerContext& ctx, int64_t n) {
+    n_ = n;
+    packed_ = ctx.bf16();
+    staged_ = nullptr;
+    if (!packed_) {
+      fp32_.resize(n);
+      return fp32_.data();
+    }
+    bf16_.resize(n);
+    return kernels::ValuesOut::Bits(bf16_.data());
+  }
+
   // Keeps the values written at Prepare's pointer: rounds them to BF16 in place in BF16 mode and packs
   // them into this tensor's 2-byte storage.
   void Save(const LayerContext& ctx) {

@@ -50,6 +50,27 @@ void WithReader(ValuesIn x, Fn&& fn) {
   }
 }
 
+// Element i of a ValuesOut, one writer per form (WithWriter, as WithReader): BF16 bits are rounded to
+// nearest even as they are written. W::Of(y) binds a second output y of the same form.
+struct WriteF32 {
+  float* p;
+  void operator()(int64_t i, float v) const { p[i] = v; }
+  static WriteF32 Of(ValuesOut o) { return {o.f32}; }
+};
+struct WriteBf16 {
+  uint16_t* p;
+  void operator()(int64_t i, float v) const { p[i] = moe::FloatToBf16Bits(v); }
+  static WriteBf16 Of(ValuesOut o) { return {o.bf16}; }
+};
+template <typename Fn>
+void WithWriter(ValuesOut y, Fn&& fn) {
+  if (y.bf16 != nullptr) {
+    fn(WriteBf16{y.bf16});
+  } else {
+    fn(WriteF32{y.f32});
+  }
+}
+
 // Aborts on a violated precondition (a bug in the caller, not a data error).
 #define MOE_CPU_CHECK(cond, msg)                                                             \
   do {                                                                                       \

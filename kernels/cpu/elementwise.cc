@@ -141,44 +141,50 @@ void CpuBackend::EmbeddingBackward(const int32_t* ids, int64_t n, const float* d
 
 namespace {
 
-MOE_CPU_SIMD_CLONES void SwigluForwardRange(const float* __restrict__ a, const float* __restrict__ c,
-                                            float* __restrict__ m, int64_t begin, int64_t end) {
+template <typename WriteM>
+MOE_CPU_SIMD_CLONES void SwigluForwardRange(const float* __restrict__ a, const float* __restrict__ c, WriteM write_m,
+                                            int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-a[i]));
-    m[i] = a[i] * sig * c[i];
+    write_m(i, a[i] * sig * c[i]);
   }
 }
 
-template <typename ReadA, typename ReadC>
+template <typename ReadA, typename ReadC, typename Write>
 MOE_CPU_SIMD_CLONES void SwigluBackwardRange(ReadA read_a, ReadC read_c, const float* __restrict__ dm,
-                                             float* __restrict__ da, float* __restrict__ dc, int64_t begin,
-                                             int64_t end) {
+                                             Write write_da, Write write_dc, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     const float ai = read_a(i);
     const float sig = 1.0f / (1.0f + cpu_internal::ExpF(-ai));
     const float silu = ai * sig;
     const float dsilu = sig * (1.0f + ai * (1.0f - sig));
     const float g = dm[i];
-    da[i] = g * read_c(i) * dsilu;
-    dc[i] = g * silu;
+    write_da(i, g * read_c(i) * dsilu);
+    write_dc(i, g * silu);
   }
 }
 
 }  // namespace
 
-void CpuBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
+void CpuBackend::SwigluForward(const float* a, const float* c, ValuesOut m, int64_t n) {
   const auto op_timer = TimeOp("swiglu_fwd");
-  cpu_internal::ParallelRanges(num_threads_, n,
-                               [&](int64_t begin, int64_t end) { SwigluForwardRange(a, c, m, begin, end); });
+  cpu_internal::WithWriter(m, [&](auto write_m) {
+    cpu_internal::ParallelRanges(num_threads_, n,
+                                 [&](int64_t begin, int64_t end) { SwigluForwardRange(a, c, write_m, begin, end); });
+  });
 }
 
-void CpuBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
+void CpuBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, ValuesOut da, ValuesOut dc,
                                 int64_t n) {
   const auto op_timer = TimeOp("swiglu_bwd");
+  MOE_CPU_CHECK((da.bf16 == nullptr) == (dc.bf16 == nullptr), "SwigluBackward: da and dc in different forms");
   cpu_internal::WithReader(a, [&](auto read_a) {
     cpu_internal::WithReader(c, [&](auto read_c) {
-      cpu_internal::ParallelRanges(num_threads_, n, [&](int64_t begin, int64_t end) {
-        SwigluBackwardRange(read_a, read_c, dm, da, dc, begin, end);
+      cpu_internal::WithWriter(da, [&](auto write_da) {
+        const auto write_dc = decltype(write_da)::Of(dc);
+        cpu_internal::ParallelRanges(num_threads_, n, [&](int64_t begin, int64_t end) {
+          SwigluBackwardRange(read_a, read_c, dm, write_da, write_dc, begin, end);
+        });
       });
     });
   });

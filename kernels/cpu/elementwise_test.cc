@@ -276,6 +276,17 @@ TEST(Elementwise, Bf16BitsInputsReadLikeTheirFp32Values) {
   be.SwigluBackward(ValuesIn::Bits(a16.data()), c.data(), dm.data(), da2.data(), dc2.data(), n);
   EXPECT_EQ(da, da2);
   EXPECT_EQ(dc, dc2);
+  // Outputs written as BF16 bits: the FP32 results, rounded to nearest even.
+  std::vector<uint16_t> da16(n), dc16(n), m16(n);
+  std::vector<float> m(n);
+  be.SwigluBackward(a.data(), c.data(), dm.data(), ValuesOut::Bits(da16.data()), ValuesOut::Bits(dc16.data()), n);
+  be.SwigluForward(a.data(), c.data(), m.data(), n);
+  be.SwigluForward(a.data(), c.data(), ValuesOut::Bits(m16.data()), n);
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(da16[i], moe::FloatToBf16Bits(da[i])) << i;
+    ASSERT_EQ(dc16[i], moe::FloatToBf16Bits(dc[i])) << i;
+    ASSERT_EQ(m16[i], moe::FloatToBf16Bits(m[i])) << i;
+  }
 
   const int64_t rows = 80, dim = 500;
   std::vector<float> out(rows), out2(rows);

@@ -235,12 +235,12 @@ double CudaBackend::SumSquares(const float* x, int64_t n) {
   return FetchResult().value;
 }
 
-void CudaBackend::SwigluForward(const float* a, const float* c, float* m, int64_t n) {
+void CudaBackend::SwigluForward(const float* a, const float* c, ValuesOut m, int64_t n) {
   OpTimer timer(this, "swiglu_fwd");
   cuda::LaunchSwigluForward(a, c, m, n, stream_);
 }
 
-void CudaBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
+void CudaBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, ValuesOut da, ValuesOut dc,
                                  int64_t n) {
   OpTimer timer(this, "swiglu_bwd");
   cuda::LaunchSwigluBackward(a, c, dm, da, dc, n, stream_);

@@ -110,8 +110,8 @@ class CudaBackend final : public Backend {
   void RopeForward(const RopeView& v) override;
   void RopeBackward(const RopeView& v) override;
 
-  void SwigluForward(const float* a, const float* c, float* m, int64_t n) override;
-  void SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc,
+  void SwigluForward(const float* a, const float* c, ValuesOut m, int64_t n) override;
+  void SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, ValuesOut da, ValuesOut dc,
                       int64_t n) override;
 
   void AttentionForward(const AttentionShape& s, const float* q, const float* k, const float* v,

@@ -52,6 +52,27 @@ void WithReader(ValuesIn x, Fn&& fn) {
   }
 }
 
+// Element i of a ValuesOut, one writer per form (the CPU twins are kernels/cpu/cpu_util.h's): BF16 bits
+// are rounded to nearest even as they are written. W::Of(y) binds a second output of the same form.
+struct WriteF32 {
+  float* p;
+  __device__ __forceinline__ void operator()(int64_t i, float v) const { p[i] = v; }
+  static WriteF32 Of(ValuesOut o) { return {o.f32}; }
+};
+struct WriteBf16 {
+  __nv_bfloat16* p;
+  __device__ __forceinline__ void operator()(int64_t i, float v) const { p[i] = __float2bfloat16_rn(v); }
+  static WriteBf16 Of(ValuesOut o) { return {reinterpret_cast<__nv_bfloat16*>(o.bf16)}; }
+};
+template <typename Fn>
+void WithWriter(ValuesOut y, Fn&& fn) {
+  if (y.bf16 != nullptr) {
+    fn(WriteBf16{reinterpret_cast<__nv_bfloat16*>(y.bf16)});
+  } else {
+    fn(WriteF32{y.f32});
+  }
+}
+
 // Lets `kernel` launch with `bytes` of dynamic shared memory: above the default 48 KiB a kernel must opt
 // in (cudaFuncAttributeMaxDynamicSharedMemorySize); below it there is nothing to set.
 template <typename Kernel>

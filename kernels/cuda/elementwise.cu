@@ -70,25 +70,24 @@ __global__ void Copy2DKernel(const T* __restrict__ src, int64_t src_ld, T* __res
 
 __device__ __forceinline__ float Sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
 
-__global__ void SwigluForwardKernel(const float* __restrict__ a, const float* __restrict__ c,
-                                    float* __restrict__ m, int64_t n) {
+template <typename WriteM>
+__global__ void SwigluForwardKernel(const float* __restrict__ a, const float* __restrict__ c, WriteM m, int64_t n) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
     const float ai = a[i];
-    m[i] = ai * Sigmoid(ai) * c[i];
+    m(i, ai * Sigmoid(ai) * c[i]);
   }
 }
 
-template <typename ReadA, typename ReadC>
-__global__ void SwigluBackwardKernel(ReadA a, ReadC c, const float* __restrict__ dm, float* __restrict__ da,
-                                     float* __restrict__ dc, int64_t n) {
+template <typename ReadA, typename ReadC, typename Write>
+__global__ void SwigluBackwardKernel(ReadA a, ReadC c, const float* __restrict__ dm, Write da, Write dc, int64_t n) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
     const float ai = a(i);
     const float sig = Sigmoid(ai);
     const float silu = ai * sig;
     const float dsilu = sig * (1.0f + ai * (1.0f - sig));
     const float g = dm[i];
-    da[i] = g * c(i) * dsilu;
-    dc[i] = g * silu;
+    da(i, g * c(i) * dsilu);
+    dc(i, g * silu);
   }
 }
 
@@ -211,20 +210,28 @@ void LaunchScale(float* x, int64_t n, float s, cudaStream_t stream) {
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cudaStream_t stream) {
+void LaunchSwigluForward(const float* a, const float* c, ValuesOut m, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  SwigluForwardKernel<<<GridFor(n), kThreads, 0, stream>>>(a, c, m, n);
+  WithWriter(m, [&](auto write_m) {
+    using WriteM = decltype(write_m);
+    SwigluForwardKernel<WriteM><<<GridFor(n), kThreads, 0, stream>>>(a, c, write_m, n);
+  });
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-void LaunchSwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc, int64_t n,
+void LaunchSwigluBackward(ValuesIn a, ValuesIn c, const float* dm, ValuesOut da, ValuesOut dc, int64_t n,
                           cudaStream_t stream) {
   if (n <= 0) return;
+  MOE_CUDA_REQUIRE((da.bf16 == nullptr) == (dc.bf16 == nullptr), "SwigluBackward: da and dc in different forms");
   WithReader(a, [&](auto read_a) {
     WithReader(c, [&](auto read_c) {
-      using ReadA = decltype(read_a);
-      using ReadC = decltype(read_c);
-      SwigluBackwardKernel<ReadA, ReadC><<<GridFor(n), kThreads, 0, stream>>>(read_a, read_c, dm, da, dc, n);
+      WithWriter(da, [&](auto write_da) {
+        using ReadA = decltype(read_a);
+        using ReadC = decltype(read_c);
+        using Write = decltype(write_da);
+        const Write write_dc = Write::Of(dc);
+        SwigluBackwardKernel<ReadA, ReadC, Write><<<GridFor(n), kThreads, 0, stream>>>(read_a, read_c, dm, write_da, write_dc, n);
+      });
     });
   });
   MOE_CUDA_CHECK_LAUNCH();

@@ -31,8 +31,8 @@ void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream);
 // leading dims equal to cols) runs as one flat run, with 16-byte accesses when aligned.
 void LaunchCopy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
                   int64_t cols, bool accumulate, cudaStream_t stream);
-void LaunchSwigluForward(const float* a, const float* c, float* m, int64_t n, cudaStream_t stream);
-void LaunchSwigluBackward(ValuesIn a, ValuesIn c, const float* dm, float* da, float* dc, int64_t n,
+void LaunchSwigluForward(const float* a, const float* c, ValuesOut m, int64_t n, cudaStream_t stream);
+void LaunchSwigluBackward(ValuesIn a, ValuesIn c, const float* dm, ValuesOut da, ValuesOut dc, int64_t n,
                           cudaStream_t stream);
 
 // AdamW with the bias corrections 1 - beta^step precomputed on the host (as the CPU twin does).

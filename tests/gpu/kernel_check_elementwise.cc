@@ -89,6 +89,23 @@ void Checks::Elementwise() {
     report_.Check("swiglu_forward", gm.Download(), m, 1e-6);
     report_.Check("swiglu_backward_da", gda.Download(), da, 1e-6);
     report_.Check("swiglu_backward_dc", gdc.Download(), dc, 1e-6);
+    {  // outputs written as BF16 bits: the kernel's own FP32 results rounded to nearest even
+      std::vector<float> rm = gm.Download(), rda = gda.Download(), rdc = gdc.Download();
+      RoundToBits(&rm);
+      RoundToBits(&rda);
+      RoundToBits(&rdc);
+      Dev<uint16_t> m16(n), da16(n), dc16(n);
+      gpu_.SwigluForward(ga.get(), gc.get(), kernels::ValuesOut::Bits(m16.get()), n);
+      gpu_.SwigluBackward(ga.get(), gc.get(), gdm.get(), kernels::ValuesOut::Bits(da16.get()),
+                          kernels::ValuesOut::Bits(dc16.get()), n);
+      Dev<float> um(n), uda(n), udc(n);
+      gpu_.UnpackBf16(m16.get(), n, um.get());
+      gpu_.UnpackBf16(da16.get(), n, uda.get());
+      gpu_.UnpackBf16(dc16.get(), n, udc.get());
+      report_.Check("swiglu_forward_out_bits", um.Download(), rm, 0.0, "(must be bit-exact)");
+      report_.Check("swiglu_backward_da_out_bits", uda.Download(), rda, 0.0, "(must be bit-exact)");
+      report_.Check("swiglu_backward_dc_out_bits", udc.Download(), rdc, 0.0, "(must be bit-exact)");
+    }
     // a and c kept as BF16 bits (saved activations), against the CPU on the same values.
     std::vector<float> ab = a, cb = c;
     Dev<uint16_t> ga16(RoundToBits(&ab)), gc16(RoundToBits(&cb));

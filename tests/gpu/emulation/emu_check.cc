@@ -449,6 +449,17 @@ int main() {
       Check("swiglu_da_bits", gda_b, da, 1e-6);
       Check("swiglu_dc_bits", gdc_b, dc, 1e-6);
     }
+    {  // outputs written as BF16 bits: the kernel's own FP32 results rounded to nearest even, bit for bit
+      std::vector<uint16_t> m16(n, 0xABCD), da16(n, 0xABCD), dc16(n, 0xABCD);
+      kc::LaunchSwigluForward(a.data(), c.data(), moe::kernels::ValuesOut::Bits(m16.data()), n, st);
+      kc::LaunchSwigluBackward(a.data(), c.data(), dm.data(), moe::kernels::ValuesOut::Bits(da16.data()),
+                               moe::kernels::ValuesOut::Bits(dc16.data()), n, st);
+      auto rm = gm, rda = gda, rdc = gdc;
+      ToBits(&rm); ToBits(&rda); ToBits(&rdc);
+      std::vector<float> um(n), uda(n), udc(n);
+      cpu.UnpackBf16(m16.data(), n, um.data()); cpu.UnpackBf16(da16.data(), n, uda.data()); cpu.UnpackBf16(dc16.data(), n, udc.data());
+      Check("swiglu_fwd_out_bits", um, rm, 0); Check("swiglu_da_out_bits", uda, rda, 0); Check("swiglu_dc_out_bits", udc, rdc, 0);
+    }
     std::vector<double> part(kc::SumSquaresPartials(70000)); double out = 0;
     auto big = Normal(70000);
     kc::LaunchSumSquares(big.data(), 70000, part.data(), &out, st);
