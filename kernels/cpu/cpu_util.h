@@ -89,8 +89,8 @@ inline void UseOmpThreads(int n) {
 // Elementwise loops shorter than this run on one thread (an OpenMP fork costs a few microseconds).
 inline constexpr int64_t kMinParallelElements = 1 << 15;
 
-// Compute-bound element-wise loops (exp, division) are compiled twice, for x86-64-v4 (AVX-512: twice the
-// lanes) and for the baseline the build targets, and the loader picks the one this CPU runs (GCC function
+// Element-wise loops whose speed the vector width sets (exp, division, narrowing to BF16) are compiled
+// twice, for x86-64-v4 (AVX-512: twice the lanes) and for the baseline the build targets, and the loader picks the one this CPU runs (GCC function
 // multi-versioning, resolved once through an ifunc). Both clones run the same IEEE operations on every
 // element, so the results do not depend on which one runs. Put it on a function of its own: a loop
 // inside an OpenMP region is outlined into a function the clones do not cover.
