@@ -96,6 +96,9 @@ inline constexpr int64_t kMinParallelElements = 1 << 15;
 // inside an OpenMP region is outlined into a function the clones do not cover.
 #define MOE_CPU_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
 
+// x rounded up to a multiple of q (x >= 0, q > 0).
+inline constexpr int64_t RoundUp(int64_t x, int64_t q) { return (x + q - 1) / q * q; }
+
 // fn(begin, end) over [0, n) in contiguous ranges, one per thread, each a multiple of 16 elements (one
 // AVX-512 vector); on the calling thread alone when n is small or threads == 1. For element-wise work,
 // whose results do not depend on the split.
@@ -108,7 +111,7 @@ void ParallelRanges(int threads, int64_t n, Fn&& fn) {
 #pragma omp parallel num_threads(threads)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t chunk = (((n + parts - 1) / parts) + 15) / 16 * 16;
+    const int64_t chunk = RoundUp((n + parts - 1) / parts, 16);
     const int64_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
     fn(begin, end);
   }
@@ -160,9 +163,6 @@ inline double LaneSum(int64_t n, Term term) {
   for (int l = 0; j < n; ++j, ++l) lane[l] += term(j);
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
-
-// x rounded up to a multiple of q (x >= 0, q > 0).
-inline constexpr int64_t RoundUp(int64_t x, int64_t q) { return (x + q - 1) / q * q; }
 
 // Width of the column blocks the scatter-adds are partitioned into (one block per task).
 inline int64_t ColumnBlock(int64_t dim, int threads) {
