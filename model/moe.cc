@@ -111,7 +111,7 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
                   }),
                   1, 0);
   // No Store: y_sorted's Save rounds the same values (Combine only moves rows).
-  if (dispatcher_.MovesRows()) dispatcher_.Combine(ops, s->handle, y_grouped, d, y_sorted);
+  dispatcher_.Combine(ops, s->handle, y_grouped, d, y_sorted);
 }
 
 double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
@@ -180,7 +180,7 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
   float* x_grouped = s->x_grouped.Prepare(ctx, frame, s->handle.rows_received * d);
   float* x_sorted = dispatcher_.MovesRows() ? frame.Floats(rows * d) : x_grouped;
   ops.GatherRows(u, s->plan.row_token.data(), rows, d, x_sorted);
-  if (dispatcher_.MovesRows()) dispatcher_.Dispatch(ops, s->handle, x_sorted, d, x_grouped);
+  dispatcher_.Dispatch(ops, s->handle, x_sorted, d, x_grouped);
   s->x_grouped.Save(ctx);
 
   float* y_sorted = s->y_sorted.Prepare(ctx, frame, s->handle.rows_sent * d);
@@ -216,11 +216,8 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
   ops.ScatterAddRows(row_dot, s.plan.row_slot.data(), nullptr, rows, 1, d_weights);
   ops.ScaleRows(dy_sorted, s.row_weight.data(), rows, d);
   // Combine's backward is a Dispatch.
-  float* dy = dy_sorted;
-  if (dispatcher_.MovesRows()) {
-    dy = frame.Floats(grouped_rows * d);
-    dispatcher_.Dispatch(ops, s.handle, dy_sorted, d, dy);
-  }
+  float* dy = dispatcher_.MovesRows() ? frame.Floats(grouped_rows * d) : dy_sorted;
+  dispatcher_.Dispatch(ops, s.handle, dy_sorted, d, dy);
 
   // Experts backward, one grouped GEMM per product.
   float* dm = frame.Floats(grouped_rows * ie);
@@ -275,7 +272,7 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
                   TakeGradBeta(ops, expert_up_));
 
   // Dispatch's backward is a Combine; then back to the tokens.
-  if (dispatcher_.MovesRows()) dispatcher_.Combine(ops, s.handle, dx, d, dx_sorted);
+  dispatcher_.Combine(ops, s.handle, dx, d, dx_sorted);
   ops.Fill(d_u, n * d, 0.0f);
   ops.ScatterAddRows(dx_sorted, s.plan.row_token.data(), nullptr, rows, d, d_u);
 

@@ -63,8 +63,9 @@ float* TokenDispatcher::Scratch(int64_t n) const {
 
 void TokenDispatcher::Dispatch(kernels::Backend& ops, const DispatchHandle& h, const float* sorted,
                                int64_t dim, float* grouped) const {
+  if (!MovesRows() && sorted == grouped) return;  // the identity, in place
   const float* received = sorted;  // one EP rank: what it sends is what it receives
-  if (ep_->size() > 1) {
+  if (MovesRows()) {
     std::vector<int64_t> send(h.send_counts), recv(h.recv_counts);
     for (auto& c : send) c *= dim;
     for (auto& c : recv) c *= dim;
@@ -77,8 +78,8 @@ void TokenDispatcher::Dispatch(kernels::Backend& ops, const DispatchHandle& h, c
 
 void TokenDispatcher::Combine(kernels::Backend& ops, const DispatchHandle& h, const float* grouped,
                               int64_t dim, float* sorted) const {
-  if (ep_->size() == 1) {
-    ops.GatherRows(grouped, h.received_to_grouped.data(), h.rows_received, dim, sorted);
+  if (!MovesRows()) {
+    if (grouped != sorted) ops.GatherRows(grouped, h.received_to_grouped.data(), h.rows_received, dim, sorted);
     return;
   }
   float* received = Scratch(h.rows_received * dim);

@@ -39,8 +39,8 @@ class TokenDispatcher {
 
   int64_t first_local_expert() const { return ep_->rank() * local_experts_; }
   // Whether Dispatch and Combine move rows. With one EP rank the grouped order is the sorted order
-  // (both are expert order), so they are plain copies: a caller may keep one buffer for both and skip
-  // them.
+  // (both are expert order), so they are plain copies: a caller may pass one buffer as both source and
+  // destination, and they then do nothing.
   bool MovesRows() const { return ep_->size() > 1; }
   int64_t local_experts() const { return local_experts_; }
 
