@@ -57,9 +57,11 @@ template <>
 ncclDataType_t NcclType<uint16_t>() { return ncclBfloat16; }  // BF16 bits, only ever moved
 
 
-std::string SetupError(const MpiCommunicator& b, int world_rank, const std::string& what) {
-  return absl::StrFormat("moe: rank %d (world): NCCL setup of group '%s' (size %d, group rank %d): %s",
-                         world_rank, b.name(), b.size(), b.rank(), what);
+bool MpiRunning() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
 }
 
 }  // namespace
@@ -81,85 +83,109 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
   c->timeout_seconds_ = bootstrap.timeout_seconds();
   MPI_Comm_rank(MPI_COMM_WORLD, &c->world_rank_);
   const double deadline = c->Deadline();
-  auto error = [&](const std::string& what) {
-    return absl::UnavailableError(SetupError(bootstrap, c->world_rank_, what));
-  };
 
   // The unique id, from group rank 0 to everyone (bounded MPI_Ibcast).
   ncclUniqueId id;
   std::memset(&id, 0, sizeof id);
   if (c->rank_ == 0) {
     const ncclResult_t r = ncclGetUniqueId(&id);
-    if (r != ncclSuccess) return error(absl::StrCat("ncclGetUniqueId: ", ncclGetErrorString(r)));
+    if (r != ncclSuccess) return c->SetupError(absl::StrCat("ncclGetUniqueId: ", ncclGetErrorString(r)));
   }
   MPI_Request req;
   int err = MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, bootstrap.comm(), &req);
-  if (err != MPI_SUCCESS) return error("MPI_Ibcast of the NCCL unique id failed to start");
+  if (err != MPI_SUCCESS) return c->SetupError("MPI_Ibcast of the NCCL unique id failed to start");
   for (Backoff b;;) {
     int done = 0;
     err = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-    if (err != MPI_SUCCESS) return error("MPI_Ibcast of the NCCL unique id failed");
+    if (err != MPI_SUCCESS) return c->SetupError("MPI_Ibcast of the NCCL unique id failed");
     if (done) break;
     if (NowSeconds() > deadline) {
-      return error(absl::StrFormat(
+      return c->SetupError(absl::StrFormat(
           "the NCCL unique id did not arrive within %g s; a peer rank is dead or hung (group "
           "members: world ranks %s)",
           c->timeout_seconds_, absl::StrJoin(c->world_ranks_, ",")));
     }
     b.Pause();
   }
+  absl::Status joined = c->Join(id, stream, deadline);
+  if (!joined.ok()) return joined;
+  return c;
+}
 
+absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::CreateSingleProcess(
+    const std::string& name, double timeout_seconds, cudaStream_t stream) {
+  std::unique_ptr<NcclCommunicator> c(new NcclCommunicator());
+  c->name_ = name;
+  c->world_ranks_ = {0};
+  c->timeout_seconds_ = timeout_seconds;
+  ncclUniqueId id;
+  const ncclResult_t r = ncclGetUniqueId(&id);
+  if (r != ncclSuccess) return c->SetupError(absl::StrCat("ncclGetUniqueId: ", ncclGetErrorString(r)));
+  absl::Status joined = c->Join(id, stream, c->Deadline());
+  if (!joined.ok()) return joined;
+  return c;
+}
+
+absl::Status NcclCommunicator::SetupError(const std::string& what) const {
+  return absl::UnavailableError(
+      absl::StrFormat("moe: rank %d (world): NCCL setup of group '%s' (size %d, group rank %d): %s",
+                      world_rank_, name_, size_, rank_, what));
+}
+
+absl::Status NcclCommunicator::Join(const ncclUniqueId& id, cudaStream_t stream, double deadline) {
   cudaError_t cerr;
   if (stream != nullptr) {
-    c->stream_ = stream;
+    stream_ = stream;
   } else {
-    if ((cerr = cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking)) != cudaSuccess) {
-      return error(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(cerr)));
+    if ((cerr = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)) != cudaSuccess) {
+      return SetupError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(cerr)));
     }
-    c->owns_stream_ = true;
+    owns_stream_ = true;
   }
-  if ((cerr = cudaEventCreateWithFlags(&c->done_, cudaEventDisableTiming)) != cudaSuccess) {
-    return error(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
+  if ((cerr = cudaEventCreateWithFlags(&done_, cudaEventDisableTiming)) != cudaSuccess) {
+    return SetupError(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
   }
-  if ((cerr = cudaMalloc(reinterpret_cast<void**>(&c->barrier_buf_), sizeof(float))) !=
+  if ((cerr = cudaMalloc(reinterpret_cast<void**>(&barrier_buf_), sizeof(float))) !=
       cudaSuccess) {
-    return error(absl::StrCat("cudaMalloc: ", cudaGetErrorString(cerr)));
+    return SetupError(absl::StrCat("cudaMalloc: ", cudaGetErrorString(cerr)));
   }
-  if ((cerr = cudaMemset(c->barrier_buf_, 0, sizeof(float))) != cudaSuccess) {
-    return error(absl::StrCat("cudaMemset: ", cudaGetErrorString(cerr)));
+  if ((cerr = cudaMemset(barrier_buf_, 0, sizeof(float))) != cudaSuccess) {
+    return SetupError(absl::StrCat("cudaMemset: ", cudaGetErrorString(cerr)));
   }
 
   // Join a non-blocking communicator and wait (bounded) until it is ready.
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  config.commName = c->name_.c_str();
-  ncclResult_t r = ncclCommInitRankConfig(&c->comm_, c->size_, id, c->rank_, &config);
+  config.commName = name_.c_str();
+  ncclResult_t r = ncclCommInitRankConfig(&comm_, size_, id, rank_, &config);
   if (r != ncclSuccess && r != ncclInProgress) {
-    return error(absl::StrCat("ncclCommInitRankConfig: ", ncclGetErrorString(r)));
+    return SetupError(absl::StrCat("ncclCommInitRankConfig: ", ncclGetErrorString(r)));
   }
   for (Backoff b;;) {
     ncclResult_t state = ncclSuccess;
-    r = ncclCommGetAsyncError(c->comm_, &state);
-    if (r != ncclSuccess) return error(absl::StrCat("ncclCommGetAsyncError: ", ncclGetErrorString(r)));
+    r = ncclCommGetAsyncError(comm_, &state);
+    if (r != ncclSuccess) {
+      return SetupError(absl::StrCat("ncclCommGetAsyncError: ", ncclGetErrorString(r)));
+    }
     if (state == ncclSuccess) break;
     if (state != ncclInProgress) {
       const std::string why = absl::StrCat("ncclCommInitRankConfig: ", ncclGetErrorString(state),
-                                           " (", ncclGetLastError(c->comm_), ")");
-      ncclCommAbort(c->comm_);
-      c->comm_ = nullptr;
-      return error(why);
+                                           " (", ncclGetLastError(comm_), ")");
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+      return SetupError(why);
     }
     if (NowSeconds() > deadline) {
-      ncclCommAbort(c->comm_);
-      c->comm_ = nullptr;
-      return error(absl::StrFormat(
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+      return SetupError(absl::StrFormat(
           "the NCCL communicator was not ready within %g s; a peer rank is dead or hung (group "
           "members: world ranks %s)",
-          c->timeout_seconds_, absl::StrJoin(c->world_ranks_, ",")));
+          timeout_seconds_, absl::StrJoin(world_ranks_, ",")));
     }
     b.Pause();
   }
-  return c;
+  return absl::OkStatus();
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -200,7 +226,7 @@ void NcclCommunicator::Fail(const Op& op, const std::string& why) {
   std::fflush(stderr);
   if (comm_ != nullptr) ncclCommAbort(comm_);  // stops the hung kernel, so the process can exit
   comm_ = nullptr;
-  MPI_Abort(MPI_COMM_WORLD, 2);
+  if (MpiRunning()) MPI_Abort(MPI_COMM_WORLD, 2);
   std::_Exit(2);
 }
 

@@ -46,6 +46,11 @@ class NcclCommunicator final : public Communicator {
   // Errors (bootstrap timed out, NCCL or CUDA failed to start) name this rank and the group.
   static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Create(const MpiCommunicator& bootstrap,
                                                                   cudaStream_t stream = nullptr);
+  // A one-member group on the current device that needs no MPI (a one-GPU smoke test: every
+  // collective runs through NCCL's kernels, the sums and moves being identities). On a failed
+  // collective the process exits with status 2 (MPI_Abort when MPI is running).
+  static absl::StatusOr<std::unique_ptr<NcclCommunicator>> CreateSingleProcess(
+      const std::string& name, double timeout_seconds, cudaStream_t stream = nullptr);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -81,6 +86,10 @@ class NcclCommunicator final : public Communicator {
   struct Op;  // the collective in flight, for the timeout message
 
   NcclCommunicator() = default;
+  // Creates the stream, event and barrier buffer, then joins the NCCL communicator of `id` as
+  // rank_ of size_ and waits (until `deadline`) until it is ready.
+  absl::Status Join(const ncclUniqueId& id, cudaStream_t stream, double deadline);
+  absl::Status SetupError(const std::string& what) const;  // names this rank and the group
 
   template <typename T>
   void AllReduceImpl(T* x, int64_t n, ncclRedOp_t op, const char* what);

@@ -17,7 +17,8 @@
 // --check_against_cpu first runs one step of the same model on the CPU backend and on --device from
 // the same initial weights and batch (batch.micro_batch_size x --check_seq tokens), and compares the
 // loss (relative 1e-2), the gradient norm (5e-2) and the loss after the AdamW update (1e-2) in BF16
-// (the "a GPU step matches the CPU step"), all three within 1e-5 in FP32. In FP32 it then judges
+// (the "a GPU step matches the CPU step"); in FP32 the loss and norm within 1e-5 and the loss
+// after the update within 1e-4. In FP32 it then judges
 // every parameter's gradient (relative L2 per tensor, 1e-4) and every updated weight (1e-3), routed
 // experts by their median (CompareTensors), naming the worst tensor; in BF16 it reports those figures.
 // --check_fp32_too adds the FP32 check to a BF16 config's. It exits 1 when a comparison fails.
@@ -234,7 +235,11 @@ absl::StatusOr<bool> CheckAgainstCpu(const config::TrainConfig& cfg, kernels::De
   const bool fp32 = cfg.precision() == config::FP32;
   compare("loss", ref.loss, got.loss, fp32 ? 1e-5 : 1e-2);
   compare("grad_norm", ref.grad_norm, got.grad_norm, fp32 ? 1e-5 : 5e-2);
-  compare("loss_after_adamw", ref.loss_after, got.loss_after, fp32 ? 1e-5 : 1e-2);
+  // After AdamW, FP32 gets 1e-4: the first update moves each weight by ~lr * sign(g), so gradient
+  // elements near zero whose sign differs with the summation order move by 2 lr (an H200 run: grads
+  // within 5.5e-6 and weights within 1.5e-5 of the CPU, loss after the update 1.4e-5 apart). The
+  // per-tensor checks below judge the update itself.
+  compare("loss_after_adamw", ref.loss_after, got.loss_after, fp32 ? 1e-4 : 1e-2);
   // Every tensor, not just the scalars: a wrong gradient in one small tensor hardly moves the norm.
   // BF16 weights are BF16-rounded, so a tiny difference may move an element by one BF16 step (2^-8).
   auto compare_tensors = [&](const char* what, const auto& have, const auto& want, double tol) {

@@ -25,6 +25,8 @@
 #include <functional>
 #include <string>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/str_split.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "tests/gpu/check_util.h"
@@ -32,29 +34,37 @@
 
 namespace moe::gpucheck {
 
+namespace {
+
+// The groups in the order they run; the device check runs each in its own process (--only).
+struct GroupEntry {
+  const char* name;
+  void (Checks::*run)();
+};
+constexpr GroupEntry kGroups[] = {
+    {"elementwise", &Checks::Elementwise},   {"data_movement", &Checks::DataMovement},
+    {"unified_memory", &Checks::UnifiedMemory}, {"rows", &Checks::Rows},
+    {"rmsnorm", &Checks::RmsNorm},           {"rope", &Checks::Rope},
+    {"router", &Checks::Router},             {"cross_entropy", &Checks::CrossEntropy},
+    {"gemm", &Checks::Gemm},                 {"grouped_gemm", &Checks::GroupedGemm},
+    {"attention", &Checks::Attention},       {"perf", &Checks::Perf},
+};
+
+bool IsPerf(const GroupEntry& g) { return std::string(g.name) == "perf"; }
+
+}  // namespace
+
 int Checks::Run() {
-  Group("elementwise", [this] { Elementwise(); });
-  Group("data_movement", [this] { DataMovement(); });
-  Group("unified_memory", [this] { UnifiedMemory(); });
-  Group("rows", [this] { Rows(); });
-  Group("rmsnorm", [this] { RmsNorm(); });
-  Group("rope", [this] { Rope(); });
-  Group("router", [this] { Router(); });
-  Group("cross_entropy", [this] { CrossEntropy(); });
-  Group("gemm", [this] { Gemm(); });
-  Group("grouped_gemm", [this] { GroupedGemm(); });
-  Group("attention", [this] { Attention(); });
-  if (opt_.perf) Group("perf", [this] { Perf(); });
+  for (const GroupEntry& g : kGroups) {
+    if (IsPerf(g) && !opt_.perf) continue;
+    if (!opt_.only.empty() && !absl::c_linear_search(opt_.only, g.name)) continue;
+    std::printf("== %s\n", g.name);
+    std::fflush(stdout);
+    (this->*g.run)();
+  }
   std::printf("\n%d checks, %d failed (seed %llu)\n", report_.checks(), report_.failures(),
               static_cast<unsigned long long>(opt_.seed));
   return report_.failures() == 0 ? 0 : 1;
-}
-
-void Checks::Group(const char* name, const std::function<void()>& fn) {
-  if (!opt_.only.empty() && std::string(name).find(opt_.only) == std::string::npos) return;
-  std::printf("== %s\n", name);
-  std::fflush(stdout);
-  fn();
 }
 
 namespace {
@@ -69,9 +79,12 @@ Options Parse(int argc, char** argv) {
     } else if (a == "--no_perf") {
       o.perf = false;
     } else if (a.rfind("--only=", 0) == 0) {
-      o.only = a.substr(7);
+      o.only = absl::StrSplit(a.substr(7), ',', absl::SkipEmpty());
+    } else if (a == "--list_groups") {
+      o.list_groups = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--seed=N] [--no_perf] [--only=GROUP]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--seed=N] [--no_perf] [--only=GROUP[,GROUP...]] [--list_groups]\n",
+                   argv[0]);
       std::exit(2);
     }
   }
@@ -84,6 +97,18 @@ Options Parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace moe::gpucheck;
   const Options opt = Parse(argc, argv);
+  if (opt.list_groups) {
+    for (const GroupEntry& g : kGroups) {
+      if (!IsPerf(g) || opt.perf) std::printf("%s\n", g.name);
+    }
+    return 0;
+  }
+  for (const std::string& name : opt.only) {
+    if (!absl::c_any_of(kGroups, [&](const GroupEntry& g) { return name == g.name; })) {
+      std::fprintf(stderr, "kernel_check: no group named '%s' (--list_groups prints them)\n", name.c_str());
+      return 2;
+    }
+  }
   moe::kernels::CudaBackendOptions bo;
   auto gpu = moe::kernels::CudaBackend::Create(bo);
   if (!gpu.ok()) {

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +28,7 @@ using kernels::CpuBackend;
 using kernels::CudaBackend;
 using kernels::GemmMath;
 using kernels::GemmProblem;
+using kernels::GroupedGemmImpl;
 using kernels::RopeView;
 using kernels::RouterParams;
 using kernels::ScoringFunc;
@@ -38,7 +38,8 @@ using kernels::Transpose;
 struct Options {
   uint64_t seed = 0;
   bool perf = true;
-  std::string only;  // run only checks whose group name contains this
+  std::vector<std::string> only;  // run only these groups (all when empty)
+  bool list_groups = false;       // print the group names (perf included unless --no_perf) and exit
 };
 
 inline std::vector<float> RoundedBf16(std::vector<float> v) {
@@ -54,35 +55,35 @@ class Checks {
   // Runs the selected groups in order, prints the summary; returns the exit status (0: all passed).
   int Run();
 
- private:
-  void Group(const char* name, const std::function<void()>& fn);
-
-  // kernel_check_elementwise.cc
+  // The groups (kernel_check.cc lists them by name, in the order Run takes them).
   void Elementwise();
   void DataMovement();
-  void LongCopy();
   void UnifiedMemory();
-  // kernel_check_rows_norm.cc
   void Rows();
   void RmsNorm();
   void Rope();
-  // kernel_check_router_loss.cc
   void Router();
-  void Balance();
   void CrossEntropy();
-  // kernel_check_gemm_attention.cc
+  void Gemm();
+  void GroupedGemm();
+  void Attention();
+  void Perf();
+
+ private:
+  // kernel_check_elementwise.cc (also Elementwise, DataMovement, UnifiedMemory)
+  void LongCopy();
+  // kernel_check_rows_norm.cc: Rows, RmsNorm, Rope
+  // kernel_check_router_loss.cc (also Router, CrossEntropy)
+  void Balance();
+  // kernel_check_gemm_attention.cc (also Gemm, GroupedGemm, Attention)
   // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n].
   struct HostGemm {
     int64_t m, n, k, lda, ldb, ldc;
     std::vector<float> a, b, c;
   };
   HostGemm MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, bool bf16_values);
-  void Gemm();
-  void GroupedGemm();
-  void Attention();
-  // kernel_check_perf.cc
+  // kernel_check_perf.cc (also Perf)
   void PerfLine(const std::string& name, double ms, double flops, double bytes);
-  void Perf();
   void FillRandom(Dev<float>& d, int64_t n);
 
   Options opt_;

@@ -1,5 +1,9 @@
 // nccl_check: NcclCommunicator against MpiCommunicator, for multi-GPU machines with an MPI launcher:
 //   mpirun -np <gpus> nccl_check [--seed=N]
+// or, on one GPU without MPI (the device check's smoke test), a one-member NCCL group against
+// LocalCommunicator (sums and moves are identities, but each runs through NCCL's kernels and this
+// class's enqueue/poll/timeout path):
+//   nccl_check --single_process [--seed=N]
 // Each rank uses GPU (world rank % visible GPUs). For every collective of the Communicator interface
 // it draws random data, runs the MPI version on host buffers and the NCCL version on device copies,
 // and compares (sums to FP32/FP64 rounding, since NCCL's reduction order differs from the MPI
@@ -19,10 +23,17 @@
 
 #include "parallel/communicator_mpi.h"
 #include "parallel/communicator_nccl.h"
+#include "parallel/local_communicator.h"
 #include "parallel/mpi_world.h"
 
 namespace moe::parallel {
 namespace {
+
+bool MpiRunning() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  return initialized != 0;
+}
 
 #define CHECK_CUDA(call)                                                              \
   do {                                                                                \
@@ -30,7 +41,8 @@ namespace {
     if (e != cudaSuccess) {                                                           \
       std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
                    cudaGetErrorString(e));                                            \
-      MPI_Abort(MPI_COMM_WORLD, 3);                                                   \
+      if (MpiRunning()) MPI_Abort(MPI_COMM_WORLD, 3);                                 \
+      std::exit(3);                                                                   \
     }                                                                                 \
   } while (0)
 
@@ -64,16 +76,19 @@ double MaxRelDiff(const std::vector<T>& got, const std::vector<T>& ref) {
 
 class Runner {
  public:
-  Runner(MpiCommunicator& mpi, NcclCommunicator& nccl, uint64_t seed)
-      : mpi_(mpi), nccl_(nccl), gen_(seed * 1000003 + static_cast<uint64_t>(mpi.rank())) {}
+  // `reference`: MpiCommunicator over host buffers, or LocalCommunicator for --single_process.
+  Runner(Communicator& reference, NcclCommunicator& nccl, uint64_t seed)
+      : reference_(reference),
+        nccl_(nccl),
+        gen_(seed * 1000003 + static_cast<uint64_t>(reference.rank())) {}
 
   int Run() {
-    const int p = mpi_.size();
+    const int p = reference_.size();
     const int64_t n = 1000003;
     {
       std::vector<float> x = Floats(n), ref = x;
       float* d = ToDevice(x);
-      mpi_.AllReduceSum(ref.data(), n);
+      reference_.AllReduceSum(ref.data(), n);
       nccl_.AllReduceSum(d, n);
       Report("AllReduceSum(float)", MaxRelDiff(ToHost(d, n), ref), 1e-5);
       cudaFree(d);
@@ -81,12 +96,12 @@ class Runner {
     {
       std::vector<double> x = Doubles(n), ref = x;
       double* d = ToDevice(x);
-      mpi_.AllReduceSum(ref.data(), n);
+      reference_.AllReduceSum(ref.data(), n);
       nccl_.AllReduceSum(d, n);
       Report("AllReduceSum(double)", MaxRelDiff(ToHost(d, n), ref), 1e-12);
       std::vector<double> m = Doubles(n), mref = m;
       double* dm = ToDevice(m);
-      mpi_.AllReduceMax(mref.data(), n);
+      reference_.AllReduceMax(mref.data(), n);
       nccl_.AllReduceMax(dm, n);
       Report("AllReduceMax(double)", MaxRelDiff(ToHost(dm, n), mref), 0.0);
       cudaFree(d);
@@ -95,7 +110,7 @@ class Runner {
     {
       std::vector<int64_t> x = Ints(n), ref = x;
       int64_t* d = ToDevice(x);
-      mpi_.AllReduceSum(ref.data(), n);
+      reference_.AllReduceSum(ref.data(), n);
       nccl_.AllReduceSum(d, n);
       Report("AllReduceSum(int64)", MaxRelDiff(ToHost(d, n), ref), 0.0);
       cudaFree(d);
@@ -104,7 +119,7 @@ class Runner {
       std::vector<float> in = Floats(p * n), ref(n);
       float* din = ToDevice(in);
       float* dout = ToDevice(std::vector<float>(n, NAN));
-      mpi_.ReduceScatterSum(in.data(), ref.data(), n);
+      reference_.ReduceScatterSum(in.data(), ref.data(), n);
       nccl_.ReduceScatterSum(din, dout, n);
       Report("ReduceScatterSum", MaxRelDiff(ToHost(dout, n), ref), 1e-5);
       cudaFree(din);
@@ -114,13 +129,13 @@ class Runner {
       std::vector<float> in = Floats(n), ref(p * n);
       float* din = ToDevice(in);
       float* dout = ToDevice(std::vector<float>(p * n, NAN));
-      mpi_.AllGather(in.data(), ref.data(), n);
+      reference_.AllGather(in.data(), ref.data(), n);
       nccl_.AllGather(din, dout, n);
       Report("AllGather(float)", MaxRelDiff(ToHost(dout, p * n), ref), 0.0);
       std::vector<int64_t> iin = Ints(n), iref(p * n);
       int64_t* diin = ToDevice(iin);
       int64_t* diout = ToDevice(std::vector<int64_t>(p * n, -1));
-      mpi_.AllGather(iin.data(), iref.data(), n);
+      reference_.AllGather(iin.data(), iref.data(), n);
       nccl_.AllGather(diin, diout, n);
       Report("AllGather(int64)", MaxRelDiff(ToHost(diout, p * n), iref), 0.0);
       cudaFree(din);
@@ -132,8 +147,8 @@ class Runner {
       // Per-peer counts (some zero), exchanged first so every rank knows what it receives.
       std::vector<int64_t> send_counts(p), recv_counts(p);
       std::uniform_int_distribution<int64_t> count(0, 5000);
-      for (int r = 0; r < p; ++r) send_counts[r] = (r + mpi_.rank()) % 3 == 0 ? 0 : count(gen_);
-      mpi_.AllToAll(send_counts.data(), recv_counts.data(), 1);
+      for (int r = 0; r < p; ++r) send_counts[r] = (r + reference_.rank()) % 3 == 1 ? 0 : count(gen_);
+      reference_.AllToAll(send_counts.data(), recv_counts.data(), 1);
       int64_t sent = 0, received = 0;
       for (int r = 0; r < p; ++r) {
         sent += send_counts[r];
@@ -142,20 +157,20 @@ class Runner {
       std::vector<float> send = Floats(sent), ref(received);
       float* dsend = ToDevice(send);
       float* drecv = ToDevice(std::vector<float>(received, NAN));
-      mpi_.AllToAllV(send.data(), send_counts, ref.data(), recv_counts);
+      reference_.AllToAllV(send.data(), send_counts, ref.data(), recv_counts);
       nccl_.AllToAllV(dsend, send_counts, drecv, recv_counts);
       Report("AllToAllV(float)", MaxRelDiff(ToHost(drecv, received), ref), 0.0);
       std::vector<int32_t> isend(sent), iref(received);
       for (auto& v : isend) v = static_cast<int32_t>(gen_() % 100000);
       int32_t* disend = ToDevice(isend);
       int32_t* direcv = ToDevice(std::vector<int32_t>(received, -1));
-      mpi_.AllToAllV(isend.data(), send_counts, iref.data(), recv_counts);
+      reference_.AllToAllV(isend.data(), send_counts, iref.data(), recv_counts);
       nccl_.AllToAllV(disend, send_counts, direcv, recv_counts);
       Report("AllToAllV(int32)", MaxRelDiff(ToHost(direcv, received), iref), 0.0);
       std::vector<int64_t> a = Ints(p * 7), aref(p * 7);
       int64_t* da = ToDevice(a);
       int64_t* daout = ToDevice(std::vector<int64_t>(p * 7, -1));
-      mpi_.AllToAll(a.data(), aref.data(), 7);
+      reference_.AllToAll(a.data(), aref.data(), 7);
       nccl_.AllToAll(da, daout, 7);
       Report("AllToAll(int64)", MaxRelDiff(ToHost(daout, p * 7), aref), 0.0);
       for (void* q : {static_cast<void*>(dsend), static_cast<void*>(drecv),
@@ -168,12 +183,12 @@ class Runner {
       const int root = p - 1;
       std::vector<float> x = Floats(n), ref = x;
       float* d = ToDevice(x);
-      mpi_.Broadcast(ref.data(), n, root);
+      reference_.Broadcast(ref.data(), n, root);
       nccl_.Broadcast(d, n, root);
       Report("Broadcast(float)", MaxRelDiff(ToHost(d, n), ref), 0.0);
       std::vector<int64_t> y = Ints(n), yref = y;
       int64_t* dy = ToDevice(y);
-      mpi_.Broadcast(yref.data(), n, root);
+      reference_.Broadcast(yref.data(), n, root);
       nccl_.Broadcast(dy, n, root);
       Report("Broadcast(int64)", MaxRelDiff(ToHost(dy, n), yref), 0.0);
       cudaFree(d);
@@ -205,19 +220,21 @@ class Runner {
 
   // A collective passes if it passes on every rank.
   void Report(const char* name, double diff, double tol) {
-    int ok = diff <= tol ? 1 : 0, all = 0;
-    double worst = 0;
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&diff, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    int ok = diff <= tol ? 1 : 0, all = ok;
+    double worst = diff;
+    if (MpiRunning()) {
+      MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+      MPI_Allreduce(&diff, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    }
     if (!all) ++failures_;
-    if (mpi_.rank() == 0) {
+    if (reference_.rank() == 0) {
       std::printf("%s  %-24s max_rel_diff=%.2e (tol %.0e) over %d ranks\n", all ? "PASS" : "FAIL",
-                  name, worst, tol, mpi_.size());
+                  name, worst, tol, reference_.size());
       std::fflush(stdout);
     }
   }
 
-  MpiCommunicator& mpi_;
+  Communicator& reference_;
   NcclCommunicator& nccl_;
   std::mt19937_64 gen_;
   int failures_ = 0;
@@ -229,9 +246,33 @@ class Runner {
 int main(int argc, char** argv) {
   using namespace moe::parallel;
   uint64_t seed = 1;
+  bool single_process = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--seed=", 0) == 0) seed = std::strtoull(a.c_str() + 7, nullptr, 10);
+    if (a.rfind("--seed=", 0) == 0) {
+      seed = std::strtoull(a.c_str() + 7, nullptr, 10);
+    } else if (a == "--single_process") {
+      single_process = true;
+    }
+  }
+  if (single_process) {
+    int gpus = 0;
+    if (cudaGetDeviceCount(&gpus) != cudaSuccess || gpus == 0) {
+      std::fprintf(stderr, "nccl_check: no CUDA device\n");
+      return 2;
+    }
+    CHECK_CUDA(cudaSetDevice(0));
+    auto nccl = NcclCommunicator::CreateSingleProcess("single_process", /*timeout_seconds=*/60);
+    if (!nccl.ok()) {
+      std::fprintf(stderr, "%s\n", nccl.status().ToString().c_str());
+      return 2;
+    }
+    int version = 0;
+    ncclGetVersion(&version);
+    std::printf("nccl_check: one process, one GPU, NCCL %d\n", version);
+    LocalCommunicator local;
+    Runner runner(local, **nccl, seed);
+    return runner.Run() == 0 ? 0 : 1;
   }
   auto world = MpiWorld::Init(&argc, &argv);
   if (!world.ok()) {

@@ -4,20 +4,28 @@
 #
 #   tests/gpu/run_device_check.sh [BIN_DIR]        # default tests/gpu/bin
 #
-# Phases, each under its own time limit (90 + 240 + 100 (+ 60 on a retry) s: 8 minutes at most):
-#   1. kernel_check --no_perf: every CUDA op against its CPU twin on fresh random inputs (poisoned
-#      outputs); KERNEL_PERF=1 also times the ops at small_1b shapes.
-#   2. bench_step on configs/small_1b.textproto (MTP off), device CUDA: one BF16 training step on the
-#      GPU against the same step on the CPU (loss 1e-2, grad norm 5e-2, loss after AdamW 1e-2), then
-#      timed steps of one micro-batch (8 x 4096 tokens) + AdamW: tokens/s, TFLOP/s, MFU against 989
-#      TFLOP/s, op breakdown (attention and expert GEMM TFLOP/s, three largest sinks).
-#   3. tests/gpu/hf_train_step.py: a Hugging Face transformers DeepseekV3 training step of the same
+# Phases, each under its own time limit (about 5 minutes in all when everything passes):
+#   1. kernel_check --no_perf, one process per kernel group (a sticky CUDA error in one group cannot
+#      hide the others), with CUDA_LAUNCH_BLOCKING=1: every CUDA op against its CPU twin on fresh
+#      random inputs (poisoned outputs).
+#   2. nccl_check --single_process: the NCCL communicator on a one-member group (no MPI launcher).
+#   3. bench_step on configs/small_1b.textproto (MTP off), device CUDA, only once phases 1-2 passed
+#      (STEP_ALWAYS=1 runs it regardless): one BF16 training step on the GPU against the same step on
+#      the CPU (loss 1e-2, grad norm 5e-2, loss after AdamW 1e-2; FP32 too), then timed steps of one
+#      micro-batch (8 x 4096 tokens) + AdamW: tokens/s, TFLOP/s, MFU against 989 TFLOP/s, op
+#      breakdown (attention and expert GEMM TFLOP/s, three largest sinks). KERNEL_PERF=1 then also
+#      times the ops at small_1b shapes (kernel_check's perf group).
+#   4. tests/gpu/hf_train_step.py: a Hugging Face transformers DeepseekV3 training step of the same
 #      config and batch (the config.json bench_step wrote), BF16 autocast over FP32 weights + AdamW;
 #      on out-of-memory it retries with half the batch.
-#   4. The comparison: our tokens/s over transformers', in this one run.
+#   5. compute-sanitizer memcheck over the attention, grouped_gemm and router groups, when the machine
+#      has compute-sanitizer (SANITIZER=0 skips it); last, so a slow memcheck cannot crowd out the rest.
+#   6. The comparison (our tokens/s over transformers', in this one run) and a VERDICT line against
+#      the targets: MFU >= 45% and attention forward >= 450 TFLOP/s (causal half counted).
 # The CUDA libraries come from the Python environment's nvidia-* packages (the ones PyTorch uses),
-# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set. Exit status: 0 all
-# checks passed, 1 a check failed or a phase timed out, 2 a binary or library is missing.
+# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set (six files at
+# most). Exit status: 0 all checks passed, 1 a check failed or a phase timed out, 2 a binary or
+# library is missing. Meeting the speed targets is reported, not part of the status.
 set -uo pipefail
 
 BIN=${1:-tests/gpu/bin}
@@ -28,7 +36,7 @@ SEQ=${SEQ:-4096}
 LOGDIR=${OUT:-$(mktemp -d)}
 mkdir -p "$LOGDIR"
 
-for b in kernel_check bench_step; do
+for b in kernel_check nccl_check bench_step; do
   if [ ! -x "$BIN/$b" ]; then
     echo "run_device_check: $BIN/$b not found (run tests/gpu/pack_device_check.sh on a build machine)" >&2
     exit 2
@@ -73,36 +81,57 @@ echo "== run_device_check: $(date -u +%FT%TZ) on $(hostname)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | sed 's/^/   /'
 echo "   LD_LIBRARY_PATH for the binaries: $BIN_LD"
 missing=0
-for b in kernel_check bench_step; do
+for b in kernel_check nccl_check bench_step; do
   if LD_LIBRARY_PATH=$BIN_LD ldd "$BIN/$b" | grep "not found"; then missing=1; fi
 done
 [ "$missing" = 0 ] || { echo "run_device_check: missing shared libraries (above)" >&2; exit 2; }
 
 status=0
-phase() {  # name seconds command...: runs one phase under a time limit, logging to $LOGDIR/name.log
-  local name=$1 limit=$2
+phase() {  # log seconds command...: runs one phase under a time limit, appending to $LOGDIR/log.log
+  local log=$1 limit=$2
   shift 2
-  echo "== $name (limit ${limit}s): $*"
+  echo "== (limit ${limit}s) $*" | sed 's|LD_LIBRARY_PATH=[^ ]* ||' | tee -a "$LOGDIR/$log.log"
   local start=$SECONDS
-  timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee "$LOGDIR/$name.log"
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOGDIR/$log.log"
   local rc=${PIPESTATUS[0]}
-  echo "== $name: rc $rc after $((SECONDS - start)) s"
+  echo "== rc $rc after $((SECONDS - start)) s" | tee -a "$LOGDIR/$log.log"
   return "$rc"
 }
+RUN_BIN=(env LD_LIBRARY_PATH="$BIN_LD")  # how our binaries run (phase cannot time a shell function)
+SEED=${SEED:-$(date +%s)}
 
-# 1. Kernels.
-KC_FLAGS=(--no_perf)
-[ "${KERNEL_PERF:-0}" = 1 ] && KC_FLAGS=()
-phase kernel_check 90 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/kernel_check" "${KC_FLAGS[@]}" || status=1
+# 1. Kernels, one process per group.
+kernel_failed=()
+for g in $("${RUN_BIN[@]}" "$BIN/kernel_check" --list_groups --no_perf); do
+  phase kernels 45 "${RUN_BIN[@]}" CUDA_LAUNCH_BLOCKING=1 "$BIN/kernel_check" --no_perf --seed="$SEED" \
+    --only="$g" || kernel_failed+=("$g")
+done
 
-# 2. Our step: checked against the CPU, then timed.
-phase bench_step 300 env LD_LIBRARY_PATH="$BIN_LD" "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
+# 2. NCCL on one GPU.
+nccl_failed=0
+phase kernels 45 "${RUN_BIN[@]}" "$BIN/nccl_check" --single_process --seed="$SEED" || nccl_failed=1
+
+echo "== kernels: ${#kernel_failed[@]} group(s) failed${kernel_failed:+ (${kernel_failed[*]})};" \
+  "nccl: $([ "$nccl_failed" = 0 ] && echo passed || echo FAILED)"
+checks_passed=1
+[ "${#kernel_failed[@]}" = 0 ] && [ "$nccl_failed" = 0 ] || checks_passed=0
+[ "$checks_passed" = 1 ] || status=1
+
+# 3. Our step: checked against the CPU, then timed.
+if [ "$checks_passed" = 1 ] || [ "${STEP_ALWAYS:-0}" = 1 ]; then
+phase bench_step 240 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --device=CUDA --check_against_cpu \
   --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=5 \
   --check_fp32_too --hf_config_out="$LOGDIR/hf_config.json" || status=1
-OURS=$(grep '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
+if [ "${KERNEL_PERF:-0}" = 1 ]; then
+  phase kernels 120 "${RUN_BIN[@]}" "$BIN/kernel_check" --seed="$SEED" --only=perf || status=1
+fi
+else
+  echo "== bench_step: not run, the checks above failed (STEP_ALWAYS=1 runs it anyway)"
+fi
+OURS=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
 FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["flops_per_token"])' 2>/dev/null)
 
-# 3. The transformers baseline on the same config and batch.
+# 4. The transformers baseline on the same config and batch.
 HF_ARGS=(--config_json "$LOGDIR/hf_config.json" --seq "$SEQ" --steps 5 --warmup 2)
 [ -n "$FLOPS" ] && HF_ARGS+=(--flops_per_token "$FLOPS")
 if [ -f "$LOGDIR/hf_config.json" ]; then
@@ -114,7 +143,22 @@ if [ -f "$LOGDIR/hf_config.json" ]; then
 fi
 THEIRS=$(grep '^HF_RESULT ' "$LOGDIR/hf_train_step.log" 2>/dev/null | tail -1 | sed 's/^HF_RESULT //')
 
-# 4. Side by side.
+# 5. Memory checker on the kernels with the most indexing.
+SANITIZER_BIN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+sanitizer_failed=()
+if [ "${SANITIZER:-1}" = 1 ] && [ -n "$SANITIZER_BIN" ]; then
+  for g in attention grouped_gemm router; do
+    phase sanitizer 45 "${RUN_BIN[@]}" "$SANITIZER_BIN" --tool memcheck --error-exitcode 9 \
+      "$BIN/kernel_check" --no_perf --seed="$SEED" --only="$g" || sanitizer_failed+=("$g")
+  done
+else
+  echo "== compute-sanitizer: not run (${SANITIZER_BIN:-not installed})"
+fi
+
+[ "${#sanitizer_failed[@]}" = 0 ] || status=1
+echo "== memcheck: ${#sanitizer_failed[@]} group(s) failed or unfinished${sanitizer_failed:+ (${sanitizer_failed[*]})}"
+
+# 6. Side by side, and the verdict against the targets.
 echo "== summary"
 OURS="$OURS" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
 import json, os
@@ -145,6 +189,13 @@ if theirs and "tokens_per_s" in theirs and not theirs.get("error"):
         print("   ratio (ours / transformers tokens/s): %.2f" % (ours["tokens_per_s"] / theirs["tokens_per_s"]))
 else:
     print("   transformers: no result (%s)" % ((theirs or {}).get("error") or "see hf_train_step.log"))
+if ours:
+    mfu = 100 * ours["mfu"]
+    att = (ours["ops"].get("attention_fwd") or {}).get("tflops", 0.0)
+    print("VERDICT MFU %.1f%% (target >= 45%%): %s; attention forward %.1f TFLOP/s (target >= 450): %s" % (
+        mfu, "met" if mfu >= 45 else "NOT met", att, "met" if att >= 450 else "NOT met"))
+else:
+    print("VERDICT no step measured: targets not assessed")
 PYEOF
 echo "== run_device_check: $([ "$status" = 0 ] && echo "all checks passed" || echo "FAILED") (logs in $LOGDIR)"
 exit "$status"
