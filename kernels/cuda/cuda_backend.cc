@@ -29,7 +29,7 @@ absl::Status CudaError(const char* what, int device, cudaError_t err) {
 using cuda_internal::RoundUp;
 
 CudaBackend::CudaBackend(const CudaBackendOptions& options)
-    : device_(options.device), gemm_math_(options.gemm_math) {}
+    : device_(options.device), gemm_math_(options.gemm_math), grouped_gemm_(options.grouped_gemm) {}
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
     const CudaBackendOptions& options) {

@@ -1,6 +1,7 @@
 // CudaBackend's matrix products: cuBLASLt with a plan cached per GEMM signature, BF16 operands packed (or
-// read in place when given as BF16 bits), the built-in grouped kernel for the routed experts and as the
-// fallback when cuBLASLt has no algorithm.
+// read in place when given as BF16 bits); the routed experts' grouped products as one cuBLASLt product per
+// expert or one launch of the built-in grouped kernel, which is also the fallback when cuBLASLt has no
+// algorithm.
 #include <functional>
 #include <vector>
 
@@ -196,6 +197,11 @@ GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p
 void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                               float alpha, float beta) {
   OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
+  if (grouped_gemm_ == GroupedGemmImpl::kCublasLt) {
+    // Gemm per problem, in order on the stream (its timer nests inside this one and records nothing).
+    for (const GemmProblem& p : problems) Gemm(ta, tb, p, alpha, beta);
+    return;
+  }
   const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
   // The grouped kernel reads FP32 operands: BF16 ones are unpacked (exactly) into the scratch buffer.
   size_t bytes = 0;

@@ -76,49 +76,54 @@ void Checks::GroupedGemm() {
   const int64_t ns[] = {96, 96, 96, 50, 96, 96, 0, 96, 33};
   const int64_t ks[] = {64, 64, 64, 128, 64, 0, 64, 65, 40};
   const int np = 9;
-  for (GemmMath math : {GemmMath::kFp32, GemmMath::kBf16}) {
-    gpu_.set_gemm_math(math);
-    const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";
-    for (int t = 0; t < 4; ++t) {
-      const bool ta = t & 1, tb = t & 2;
-      for (float beta : {0.0f, 1.0f}) {
-        std::vector<HostGemm> host;
-        std::vector<std::unique_ptr<Dev<float>>> dev;
-        std::vector<GemmProblem> cps, gps;
-        for (int i = 0; i < np; ++i) {
-          host.push_back(MakeGemm(ta, tb, ms[i], ns[i], ks[i], math == GemmMath::kBf16));
-        }
-        for (int i = 0; i < np; ++i) {
-          HostGemm& g = host[i];
-          dev.push_back(std::make_unique<Dev<float>>(g.a));
-          dev.push_back(std::make_unique<Dev<float>>(g.b));
-          dev.push_back(std::make_unique<Dev<float>>(g.c));
-          if (beta == 0.0f) dev.back()->Poison();
-          cps.push_back({g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc});
-          gps.push_back({g.m, g.n, g.k, dev[3 * i]->get(), g.lda, dev[3 * i + 1]->get(), g.ldb,
-                         dev[3 * i + 2]->get(), g.ldc});
-        }
-        const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
-        const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
-        cpu_.GroupedGemm(xa, xb, cps, 1.25f, beta);
-        gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
-        std::vector<float> got_all, ref_all;
-        for (int i = 0; i < np; ++i) {
-          const std::vector<float> got = dev[3 * i + 2]->Download();
-          for (int64_t r = 0; r < host[i].m; ++r) {
-            for (int64_t j = 0; j < host[i].n; ++j) {
-              got_all.push_back(got[r * host[i].ldc + j]);
-              ref_all.push_back(host[i].c[r * host[i].ldc + j]);
+  for (GroupedGemmImpl impl : {GroupedGemmImpl::kCublasLt, GroupedGemmImpl::kKernel}) {
+    gpu_.set_grouped_gemm_impl(impl);
+    const char* iname = impl == GroupedGemmImpl::kCublasLt ? "lt" : "kernel";
+    for (GemmMath math : {GemmMath::kFp32, GemmMath::kBf16}) {
+      gpu_.set_gemm_math(math);
+      const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        for (float beta : {0.0f, 1.0f}) {
+          std::vector<HostGemm> host;
+          std::vector<std::unique_ptr<Dev<float>>> dev;
+          std::vector<GemmProblem> cps, gps;
+          for (int i = 0; i < np; ++i) {
+            host.push_back(MakeGemm(ta, tb, ms[i], ns[i], ks[i], math == GemmMath::kBf16));
+          }
+          for (int i = 0; i < np; ++i) {
+            HostGemm& g = host[i];
+            dev.push_back(std::make_unique<Dev<float>>(g.a));
+            dev.push_back(std::make_unique<Dev<float>>(g.b));
+            dev.push_back(std::make_unique<Dev<float>>(g.c));
+            if (beta == 0.0f) dev.back()->Poison();
+            cps.push_back({g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc});
+            gps.push_back({g.m, g.n, g.k, dev[3 * i]->get(), g.lda, dev[3 * i + 1]->get(), g.ldb,
+                           dev[3 * i + 2]->get(), g.ldc});
+          }
+          const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
+          const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
+          cpu_.GroupedGemm(xa, xb, cps, 1.25f, beta);
+          gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
+          std::vector<float> got_all, ref_all;
+          for (int i = 0; i < np; ++i) {
+            const std::vector<float> got = dev[3 * i + 2]->Download();
+            for (int64_t r = 0; r < host[i].m; ++r) {
+              for (int64_t j = 0; j < host[i].n; ++j) {
+                got_all.push_back(got[r * host[i].ldc + j]);
+                ref_all.push_back(host[i].c[r * host[i].ldc + j]);
+              }
             }
           }
+          report_.Check(Fmt("grouped_gemm_%s_%s_%s%s_beta%g", iname, mname, ta ? "T" : "N",
+                            tb ? "T" : "N", beta),
+                        got_all, ref_all, 1e-5);
         }
-        report_.Check(Fmt("grouped_gemm_%s_%s%s_beta%g", mname, ta ? "T" : "N", tb ? "T" : "N",
-                          beta),
-                      got_all, ref_all, 1e-5);
       }
     }
   }
   gpu_.set_gemm_math(GemmMath::kFp32);
+  gpu_.set_grouped_gemm_impl(GroupedGemmImpl::kCublasLt);
 }
 
 // ---------------------------------------------------------------- attention

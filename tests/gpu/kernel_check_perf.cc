@@ -84,16 +84,17 @@ void Checks::Perf() {
       for (GemmMath math : {GemmMath::kBf16, GemmMath::kFp32}) {
         gpu_.set_gemm_math(math);
         const char* mname = math == GemmMath::kBf16 ? "bf16" : "fp32";
-        const double ms = TimeMs(st, 2, 10, [&] {
-          gpu_.GroupedGemm(Transpose::kNo, Transpose::kYes, probs, 1.0f, 0.0f);
-        });
-        PerfLine(Fmt("grouped_gemm_%s 64 experts %s", mname, name), ms, flops, 0);
-        const double ms_loop = TimeMs(st, 2, 10, [&] {
-          for (const GemmProblem& p : probs) gpu_.Gemm(Transpose::kNo, Transpose::kYes, p, 1.0f, 0.0f);
-        });
-        PerfLine(Fmt("  (cublasLt loop %s, reference) %s", mname, name), ms_loop, flops, 0);
+        for (GroupedGemmImpl impl : {GroupedGemmImpl::kCublasLt, GroupedGemmImpl::kKernel}) {
+          gpu_.set_grouped_gemm_impl(impl);
+          const double ms = TimeMs(st, 2, 10, [&] {
+            gpu_.GroupedGemm(Transpose::kNo, Transpose::kYes, probs, 1.0f, 0.0f);
+          });
+          const char* iname = impl == GroupedGemmImpl::kCublasLt ? "lt" : "kernel";
+          PerfLine(Fmt("grouped_gemm_%s_%s 64 experts %s", iname, mname, name), ms, flops, 0);
+        }
       }
     }
+    gpu_.set_grouped_gemm_impl(GroupedGemmImpl::kCublasLt);
     gpu_.set_gemm_math(GemmMath::kFp32);
   }
 
