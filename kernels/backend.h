@@ -193,6 +193,15 @@ class Backend {
   virtual void AddAndRoundToBf16(const float* a, float* y, int64_t n) = 0;
   virtual void Scale(float* x, int64_t n, float s) = 0;             // x *= s
   virtual double SumSquares(const float* x, int64_t n) = 0;         // FP64 accumulation
+  // out[i] = SumSquares(pieces[i]) bit for bit, in one round trip: on a GPU, SumSquares waits for its
+  // result, and a one-rank gradient norm reads thousands of parameter pieces.
+  struct Piece {
+    const float* data;
+    int64_t n;
+  };
+  virtual void SumSquaresEach(const std::vector<Piece>& pieces, double* out) {
+    for (size_t i = 0; i < pieces.size(); ++i) out[i] = SumSquares(pieces[i].data, pieces[i].n);
+  }
 
   // ---- Embedding: out[i,:] = table[ids[i],:]; backward scatter-adds into d_table (+=). The table is
   // table_bf16 when that is set (BF16 bits: BF16 mode's working copy), else table. ----

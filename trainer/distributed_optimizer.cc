@@ -150,7 +150,11 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   for (Group& g : groups_) {
     if (g.size == 0) continue;
     if (!g.staged()) {  // one rank: the gradients are reduced where they are
-      for (const Segment& s : g.segments) sum_sq += ops_->SumSquares(s.param->grad.data(), s.param->numel());
+      std::vector<kernels::Backend::Piece> pieces;
+      for (const Segment& s : g.segments) pieces.push_back({s.param->grad.data(), s.param->numel()});
+      std::vector<double> each(pieces.size());
+      ops_->SumSquaresEach(pieces, each.data());
+      for (double x : each) sum_sq += x;  // in segment order, as one call per piece summed
       continue;
     }
     PackGrads(g);

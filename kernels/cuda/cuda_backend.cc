@@ -4,6 +4,7 @@
 // See cuda_backend.h for the execution model and numerics.
 #include "kernels/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -233,6 +234,24 @@ double CudaBackend::SumSquares(const float* x, int64_t n) {
   double* scratch = static_cast<double*>(Scratch(sizeof(double) * static_cast<size_t>(partials)));
   cuda::LaunchSumSquares(x, n, scratch, &result_device_->value, stream_);
   return FetchResult().value;
+}
+
+void CudaBackend::SumSquaresEach(const std::vector<Piece>& pieces, double* out) {
+  OpTimer timer(this, "sum_squares");
+  if (pieces.empty()) return;
+  // SumSquares' kernels, each result into its own device slot; the pieces reuse one partials area in
+  // stream order. One copy back and one wait for all.
+  int64_t partials = 1;
+  for (const Piece& p : pieces) partials = std::max(partials, cuda::SumSquaresPartials(p.n));
+  const size_t sums_bytes = RoundUp(sizeof(double) * pieces.size(), 256);
+  char* ws = static_cast<char*>(Scratch(sums_bytes + sizeof(double) * static_cast<size_t>(partials)));
+  double* sums = reinterpret_cast<double*>(ws);
+  double* partial = reinterpret_cast<double*>(ws + sums_bytes);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    cuda::LaunchSumSquares(pieces[i].data, pieces[i].n, partial, sums + i, stream_);
+  }
+  MOE_CUDA_CHECK(cudaMemcpyAsync(out, sums, sizeof(double) * pieces.size(), cudaMemcpyDeviceToHost, stream_));
+  Synchronize();
 }
 
 void CudaBackend::SwigluForward(const float* a, const float* c, ValuesOut m, int64_t n) {

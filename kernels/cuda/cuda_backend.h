@@ -107,6 +107,7 @@ class CudaBackend final : public Backend {
   void AddAndRoundToBf16(const float* a, float* y, int64_t n) override;
   void Scale(float* x, int64_t n, float s) override;
   double SumSquares(const float* x, int64_t n) override;
+  void SumSquaresEach(const std::vector<Piece>& pieces, double* out) override;
 
   void EmbeddingForward(const int32_t* ids, int64_t n, const float* table, const uint16_t* table_bf16,
                         int64_t dim, float* out) override;

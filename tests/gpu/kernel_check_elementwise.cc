@@ -73,6 +73,21 @@ void Checks::Elementwise() {
                                                    rel, got, ref));
     const double zero = gpu_.SumSquares(d.get(), 0);
     report_.Line(zero == 0.0, "sum_squares_empty", Fmt("got=%g", zero));
+    // SumSquaresEach: each piece exactly what SumSquares gives it (pieces of several partial
+    // counts, an empty one, the last one the largest so the shared partials area is reused).
+    const int64_t offsets[] = {0, 5, 5, 4096, 300007, 0};
+    const int64_t sizes[] = {5, 0, 4091, 295911, 700000, n};
+    std::vector<Backend::Piece> pieces;
+    for (int i = 0; i < 6; ++i) pieces.push_back({d.get() + offsets[i], sizes[i]});
+    std::vector<double> each(pieces.size(), -1.0);
+    gpu_.SumSquaresEach(pieces, each.data());
+    int64_t differ = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      differ += each[i] != gpu_.SumSquares(pieces[i].data, pieces[i].n);
+    }
+    report_.Line(differ == 0, "sum_squares_each",
+                 Fmt("%lld of %zu pieces differ from SumSquares (must be bit-exact)",
+                     static_cast<long long>(differ), pieces.size()));
   }
   {
     const int64_t n = 1000001;
