@@ -175,6 +175,7 @@ struct TensorDistance {
   std::string worst_name;           // over every tensor
   double worst = 0;
   double worst_dense = 0;           // over the tensors that are not routed experts
+  std::string worst_dense_name;
   double expert_median = 0;         // over the routed experts' tensors (0 without MoE)
   bool finite = true;               // x holds no NaN or infinity
 };
@@ -198,8 +199,9 @@ TensorDistance CompareTensors(const std::vector<std::pair<std::string, std::vect
     }
     if (absl::StrContains(want[i].first, ".mlp.experts.")) {
       experts.push_back(rel);
-    } else if (!(rel <= d.worst_dense)) {
+    } else if (d.worst_dense_name.empty() || !(rel <= d.worst_dense)) {
       d.worst_dense = rel;
+      d.worst_dense_name = want[i].first;
     }
   }
   if (!experts.empty()) {
@@ -246,9 +248,10 @@ absl::StatusOr<bool> CheckAgainstCpu(const config::TrainConfig& cfg, kernels::De
     const TensorDistance d = CompareTensors(have, want);
     const bool pass = d.finite && d.worst_dense <= tol && d.expert_median <= tol;
     if (fp32) ok = ok && pass;
-    std::printf("%s  step_vs_cpu %-22s rel L2: worst non-expert %.2e, routed experts' median %.2e (FP32 tol %.0e); "
-                "worst %s %.2e%s\n", !fp32 ? "INFO" : pass ? "PASS" : "FAIL", what, d.worst_dense,
-                d.expert_median, tol, d.worst_name.c_str(), d.worst, d.finite ? "" : "; non-finite values");
+    std::printf("%s  step_vs_cpu %-22s rel L2: worst non-expert %.2e (%s), routed experts' median %.2e (FP32 tol "
+                "%.0e); worst %s %.2e%s\n", !fp32 ? "INFO" : pass ? "PASS" : "FAIL", what, d.worst_dense,
+                d.worst_dense_name.c_str(), d.expert_median, tol, d.worst_name.c_str(), d.worst,
+                d.finite ? "" : "; non-finite values");
   };
   // FP32 is judged tensor by tensor. Adam's first update is about lr * sign(g), so elements with
   // near-zero gradients move by up to lr on a tiny difference: the weight bound allows for a few. BF16 is
