@@ -18,8 +18,11 @@ PeakFlops DevicePeakFlops(Device device, double configured_tflops, bool bf16) {
   if (configured_tflops > 0) return {configured_tflops * 1e12, "logging.peak_tflops"};
   if (device == Device::kCuda) return {989e12, "H100/H200 BF16 dense peak per GPU"};
   if (bf16) {
+    const bool as_fp32 = EffectiveMatmulPrecision(MatmulPrecision::kBf16) == MatmulPrecision::kFp32;
     return {MeasureMatmulPeak(MatmulPrecision::kBf16),
-            "CPU BF16 matmul peak (oneDNN 1024x512x1536) measured at start-up; tools/cpu_peak records it"};
+            as_fp32 ? "CPU FP32 matmul peak (oneDNN 1024x512x1536: BF16 products run as FP32 on this CPU, which "
+                      "oneDNN has no BF16 matmul for) measured at start-up; tools/cpu_peak records it"
+                    : "CPU BF16 matmul peak (oneDNN 1024x512x1536) measured at start-up; tools/cpu_peak records it"};
   }
   return {MeasureMatmulPeak(MatmulPrecision::kFp32),
           "CPU FP32 matmul peak (oneDNN 1024x512x1536) measured at start-up; tools/cpu_peak records it"};

@@ -37,7 +37,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
 // One device's MFU denominator (FLOP/s) and where it came from: `configured_tflops` when > 0 (the
 // config's logging.peak_tflops, e.g. what tools/cpu_peak measured); else on CUDA 989 TFLOP/s
 // (H100/H200 SXM BF16 dense), on the CPU oneDNN's matmul peak at the run's precision (BF16 inputs for
-// `bf16` runs) measured now, on the calling thread's OpenMP thread count.
+// `bf16` runs, FP32 on CPUs without a oneDNN BF16 matmul, where their products run as FP32) measured
+// now, on the calling thread's OpenMP thread count.
 struct PeakFlops {
   double flops = 0;
   std::string source;

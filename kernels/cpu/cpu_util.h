@@ -1,6 +1,7 @@
 // Private helpers shared by the CPU backend's .cc files: a programmer-error check, the one GEMM entry
-// point (oneDNN, gemm.cc), the readers of a ValuesIn, OpenMP thread control, the size below which a loop
-// is not worth an OpenMP fork, and the deterministic column-partitioned scatter-add.
+// point (oneDNN, gemm.cc) and whether it multiplies in BF16 on this CPU, the readers of a ValuesIn,
+// OpenMP thread control, the size below which a loop is not worth an OpenMP fork, and the deterministic
+// column-partitioned scatter-add.
 #pragma once
 
 #include <omp.h>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "base/bf16.h"
 #include "kernels/backend.h"
@@ -30,6 +32,16 @@ enum class PrimitiveShape { kFixed, kAny };
 // BF16 (nearest even) first, and their products accumulated in FP32.
 void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta, bool bf16 = false,
              PrimitiveShape shape = PrimitiveShape::kFixed);
+
+// Whether oneDNN has a BF16 matmul on this CPU, decided once per process by building one (gemm.cc).
+// oneDNN 2.6 has none below AVX-512 (AMD Zen 2/3, older Intel): there RunGemm's BF16 products run on
+// the FP32 path with the operands rounded to BF16 (exact products, FP32 accumulation: the same numbers
+// up to summation order), and MeasureMatmulPeak times the FP32 matmul for BF16.
+bool Bf16MatmulSupported();
+
+// Tests: forces Bf16MatmulSupported()'s answer (nullopt: this CPU's again), not while products run. Forced
+// true where oneDNN has no BF16 matmul, the first BF16 product aborts.
+void SetBf16MatmulSupportedForTesting(std::optional<bool> supported);
 
 // Element i of a ValuesIn, one reader per form: WithReader calls fn(reader) for x's form, so each loop
 // over it is compiled (and vectorised) once per form.

@@ -5,13 +5,18 @@
 // buffers first, as the CUDA backend's cuBLASLt path does: BF16 products run at twice the FP32 rate
 // (more with AMX). In BF16 mode the weights and the stored activations already hold BF16 values, so the
 // forward's products are those of FP32 up to summation order; the backward's activation gradients are
-// rounded (PyTorch autocast and Megatron do the same).
+// rounded (PyTorch autocast and Megatron do the same). Where oneDNN has no BF16 matmul (below
+// AVX-512: AMD Zen 2/3, older Intel; Bf16MatmulSupported), BF16-mode products run on the FP32 path with
+// the operands rounded to BF16 values in FP32 words instead: a BF16 x BF16 product is exact in FP32, so
+// the results are the same up to summation order, at the FP32 rate.
 //
 // A primitive is built once per (shape, transposes, leading dims, alpha, beta, thread count) and
 // kept in a mutex-guarded cache: transposes and leading dims are the strides of the memory
 // descriptors, alpha is an output scale and beta a sum post-op (absent when beta == 0, so C is only
 // written, never read). Scratchpads are user-managed (one buffer per calling thread), so one
-// primitive may run on several threads at once.
+// primitive may run on several threads at once. Below AVX-512 oneDNN's FP32 matmul is gemm:jit, whose
+// results depend on the thread count; there FP32 runs' products go through sgemm on tiles of C fixed by
+// the shape, one thread each (SgemmInFixedTiles), so that FP32 results do not, as on AVX-512.
 //
 // GroupedGemm (the routed experts: one problem per local expert, row counts set by the routing, so new
 // every step): a shape-specialised primitive costs ~1-2 ms to build, and exact shapes would need
@@ -25,6 +30,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -133,6 +140,38 @@ std::shared_ptr<const GemmPrimitive> Get(const GemmKey& key, float alpha, float 
   return cache.emplace(key, std::move(g)).first->second;
 }
 
+// Whether oneDNN builds the two kinds of BF16 primitive RunGemm asks for: a fixed-shape one and an
+// any-shape one with an output scale and a sum post-op. oneDNN 2.6 has no BF16 matmul below
+// avx512_core, where creating one throws.
+bool ProbeBf16Matmul() {
+  try {
+    Build(GemmKey{false, true, true, 32, 32, 32, 32, 32, 32, Bits(1.0f), Bits(0.0f), 1}, 1.0f, 0.0f);
+    Build(GemmKey{true, false, true, -1, -1, -1, -1, -1, -1, Bits(0.5f), Bits(1.0f), 1}, 0.5f, 1.0f);
+    return true;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
+// A test's answer for Bf16MatmulSupported: -1 none, else 0 or 1.
+std::atomic<int> bf16_matmul_forced{-1};
+
+// Whether oneDNN's FP32 matmul primitive here is its brgemm (AVX-512 and up), whose results do not depend
+// on the thread count. Below AVX-512 it is gemm:jit, whose do: it picks its kernels and may split the
+// reduction after each thread's share (gemm_test's Gemm.Fp32SameResultForAnyThreadCount).
+bool Fp32MatmulThreadInvariant() {
+  static const bool brgemm = [] {
+    try {
+      const Descs d = MakeDescs(false, true, false, 256, 256, 256, 256, 256, 256);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(d.a, d.b, d.c), Engine());
+      return std::strncmp(pd.impl_info_str(), "brg", 3) == 0;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return brgemm;
+}
+
 double Work(const GemmProblem& p) {
   if (p.m <= 0 || p.n <= 0) return 0.0;
   return static_cast<double>(p.m) * static_cast<double>(p.n) *
@@ -194,6 +233,53 @@ Operand PrepareOperand(const float* f32, const uint16_t* bits, int64_t rows, int
   return {float_buffer->data(), cols};
 }
 
+// op(A) rows [i0, i0 + rows) times op(B) columns [j0, j0 + cols): one tile of p's C.
+GemmProblem Tile(Transpose ta, Transpose tb, const GemmProblem& p, int64_t i0, int64_t j0, int64_t rows,
+                 int64_t cols) {
+  const int64_t a_off = ta == Transpose::kYes ? i0 : i0 * p.lda;
+  const int64_t b_off = tb == Transpose::kYes ? j0 * p.ldb : j0;
+  GemmProblem t = p;
+  t.m = rows;
+  t.n = cols;
+  if (t.a != nullptr) t.a += a_off;
+  if (t.a_bf16 != nullptr) t.a_bf16 += a_off;
+  if (t.b != nullptr) t.b += b_off;
+  if (t.b_bf16 != nullptr) t.b_bf16 += b_off;
+  t.c += i0 * p.ldc + j0;
+  return t;
+}
+
+// C = alpha op(A) op(B) + beta C with FP32 operands (q.a, q.b) on oneDNN's sgemm, on the calling thread's
+// OpenMP thread count (one inside a parallel region).
+void Sgemm(Transpose ta, Transpose tb, const GemmProblem& q, float alpha, float beta) {
+  const dnnl::status st = dnnl::sgemm(ta == Transpose::kYes ? 'T' : 'N', tb == Transpose::kYes ? 'T' : 'N', q.m, q.n,
+                                      q.k, alpha, q.a, q.lda, q.b, q.ldb, beta, q.c, q.ldc);
+  MOE_CPU_CHECK(st == dnnl::status::success, "oneDNN sgemm failed");
+}
+
+// Sgemm as tiles of C fixed by q's shape, each on one thread, `threads` side by side: every tile is
+// computed the same way for any thread count.
+void SgemmInFixedTiles(Transpose ta, Transpose tb, const GemmProblem& q, float alpha, float beta, int threads) {
+  constexpr int64_t kTileRows = 128, kTileCols = 256;  // the fastest of 128-512 rows x 256-all columns
+  const int64_t col_tiles = (q.n + kTileCols - 1) / kTileCols;
+  const int64_t tiles = (q.m + kTileRows - 1) / kTileRows * col_tiles;
+  const auto run = [&](int64_t t) {
+    const int64_t i0 = t / col_tiles * kTileRows, j0 = t % col_tiles * kTileCols;
+    Sgemm(ta, tb, Tile(ta, tb, q, i0, j0, std::min(kTileRows, q.m - i0), std::min(kTileCols, q.n - j0)), alpha,
+          beta);
+  };
+  if (threads == 1 || tiles == 1) {
+    // Outside a parallel region oneDNN would share the tile out among the calling thread's OpenMP count.
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int64_t t = 0; t < tiles; ++t) run(t);
+    omp_set_num_threads(saved);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t t = 0; t < tiles; ++t) run(t);
+}
+
 [[noreturn]] void FailMatmul(const GemmProblem& p, const dnnl::error& e) {
   std::fprintf(stderr, "oneDNN matmul %lldx%lldx%lld failed: %s\n", static_cast<long long>(p.m),
                static_cast<long long>(p.n), static_cast<long long>(p.k), e.what());
@@ -203,6 +289,17 @@ Operand PrepareOperand(const float* f32, const uint16_t* bits, int64_t rows, int
 }  // namespace
 
 namespace cpu_internal {
+
+bool Bf16MatmulSupported() {
+  const int forced = bf16_matmul_forced.load(std::memory_order_relaxed);
+  if (forced >= 0) return forced == 1;
+  static const bool supported = ProbeBf16Matmul();
+  return supported;
+}
+
+void SetBf16MatmulSupportedForTesting(std::optional<bool> supported) {
+  bf16_matmul_forced.store(supported.has_value() ? int{*supported} : -1, std::memory_order_relaxed);
+}
 
 // C[m,n] = alpha * op(A) op(B) + beta * C on the calling thread's OpenMP thread count (1 inside a
 // parallel region). Empty problems are handled here (no primitive): m or n == 0 does nothing,
@@ -230,30 +327,34 @@ void RunGemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, floa
   constexpr double kPrimitiveMinWork = double{1 << 15};  // m * n * k
   const bool at = ta == Transpose::kYes, bt = tb == Transpose::kYes;
   const bool small = static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) < kPrimitiveMinWork;
-  // Operands in their stored orientation: for BF16 products, BF16 bits for the matmul primitive or
-  // BF16 values in FP32 words for sgemm (the same numbers), converted into per-thread buffers unless the
-  // caller passed BF16 bits the primitive can read in place.
+  // Operands in their stored orientation: for BF16 products, BF16 bits for the BF16 matmul primitive or
+  // BF16 values in FP32 words for sgemm and for CPUs without that primitive (the same numbers),
+  // converted into per-thread buffers unless the caller passed BF16 bits the primitive can read in place.
   thread_local std::vector<float> a_float, b_float;
   thread_local std::vector<uint16_t> a16, b16;
   const int64_t a_rows = at ? p.k : p.m, a_cols = at ? p.m : p.k;
   const int64_t b_rows = bt ? p.n : p.k, b_cols = bt ? p.k : p.n;
-  const bool want_bits = bf16 && !small;
+  const bool want_bits = bf16 && !small && Bf16MatmulSupported();
   const Operand a_op = PrepareOperand(p.a, p.a_bf16, a_rows, a_cols, p.lda, want_bits, bf16, &a16, &a_float);
   const Operand b_op = PrepareOperand(p.b, p.b_bf16, b_rows, b_cols, p.ldb, want_bits, bf16, &b16, &b_float);
   const void* a = a_op.data;
   const void* b = b_op.data;
   const int64_t lda = a_op.ld, ldb = b_op.ld;
+  // The operands as FP32 words, for the sgemm paths below (which want_bits never takes).
+  const GemmProblem prepared{p.m, p.n, p.k, static_cast<const float*>(a), lda, static_cast<const float*>(b), ldb,
+                             p.c, p.ldc};
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  // Where oneDNN's FP32 matmul gives results that depend on the thread count (gemm:jit, below AVX-512),
+  // FP32 runs' products go through fixed tiles, so that they do not, as with brgemm. That costs ~13% of
+  // bench_wide's FP32 GEMM time on 2 AVX2 cores, so BF16 products (thread-count dependent on AVX-512
+  // too) keep oneDNN's own threading.
+  if (!bf16 && shape == PrimitiveShape::kFixed && !Fp32MatmulThreadInvariant()) {
+    return SgemmInFixedTiles(ta, tb, prepared, alpha, beta, threads);
+  }
   // FP32 products of any shape (attention's bands, FP32 expert tiles) go through sgemm too: the same
   // jit kernels as an any-shape matmul primitive, without its per-call memory objects, which cost
   // ~15% of attention's time on its small products.
-  if (small || (!want_bits && shape == PrimitiveShape::kAny)) {
-    const dnnl::status st = dnnl::sgemm(at ? 'T' : 'N', bt ? 'T' : 'N', p.m, p.n, p.k, alpha,
-                                        static_cast<const float*>(a), lda, static_cast<const float*>(b), ldb,
-                                        beta, p.c, p.ldc);
-    MOE_CPU_CHECK(st == dnnl::status::success, "oneDNN sgemm failed");
-    return;
-  }
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (small || (!want_bits && shape == PrimitiveShape::kAny)) return Sgemm(ta, tb, prepared, alpha, beta);
   thread_local dnnl::stream stream(Engine());
   if (shape == PrimitiveShape::kAny) {
     thread_local std::vector<char> any_scratch;
@@ -330,22 +431,6 @@ void CpuBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float al
 }
 
 namespace {
-
-// op(A) rows [i0, i0 + rows) times op(B) columns [j0, j0 + cols): one tile of p's C.
-GemmProblem Tile(Transpose ta, Transpose tb, const GemmProblem& p, int64_t i0, int64_t j0, int64_t rows,
-                 int64_t cols) {
-  const int64_t a_off = ta == Transpose::kYes ? i0 : i0 * p.lda;
-  const int64_t b_off = tb == Transpose::kYes ? j0 * p.ldb : j0;
-  GemmProblem t = p;
-  t.m = rows;
-  t.n = cols;
-  if (t.a != nullptr) t.a += a_off;
-  if (t.a_bf16 != nullptr) t.a_bf16 += a_off;
-  if (t.b != nullptr) t.b += b_off;
-  if (t.b_bf16 != nullptr) t.b_bf16 += b_off;
-  t.c += i0 * p.ldc + j0;
-  return t;
-}
 
 // A BF16 tile whose operands are both BF16 bits, on fixed-shape primitives (AMX brgemm where the CPU has
 // it; ~1.2-1.5x oneDNN's any-shape BF16 gemm on these tiles, single-threaded) while keeping the number
@@ -436,11 +521,13 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
   // thread count or the schedule): bands of routed rows of C when A is not transposed, the whole
   // problem when it is (a weight gradient: its rows and columns are the weight's). BF16 bands are twice
   // as tall as FP32 ones: bench_wide's expert products took ~5-10% less time with 256 rows than with 128
-  // on AMX (and more with 512, fewer tiles to share), while FP32 sgemm tiles were ~8% slower at 256.
+  // on AMX (and more with 512, fewer tiles to share), while FP32 sgemm tiles were ~8% slower at 256. On
+  // CPUs without a oneDNN BF16 matmul, BF16 tiles run as FP32 ones do (sgemm, on the rounded operands).
   // Tiles span whole rows so that every operand of a tile stays dense, which oneDNN's brgemm (the AMX
   // path) needs (a strided tile falls back to its slower gemm). The tiles run side by side, one
   // OpenMP thread each, largest first (ties in problem order).
-  const int64_t tile_rows = bf16_matmul_ ? 256 : 128;
+  const bool bf16_primitive = bf16_matmul_ && cpu_internal::Bf16MatmulSupported();
+  const int64_t tile_rows = bf16_primitive ? 256 : 128;
   std::vector<GemmProblem> tiles;
   for (const GemmProblem& p : problems) {
     if (p.m <= 0 || p.n <= 0) continue;
@@ -454,7 +541,7 @@ void CpuBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmP
 #pragma omp parallel for num_threads(num_threads_) schedule(dynamic, 1)
   for (int64_t i = 0; i < num_tiles; ++i) {
     const GemmProblem& t = tiles[i];
-    if (bf16_matmul_ && t.a_bf16 != nullptr && t.b_bf16 != nullptr) {
+    if (bf16_primitive && t.a_bf16 != nullptr && t.b_bf16 != nullptr) {
       RunBf16TileOnFixedShapes(ta, tb, t, alpha, beta);
     } else {
       cpu_internal::RunGemm(ta, tb, t, alpha, beta, bf16_matmul_, cpu_internal::PrimitiveShape::kAny);

@@ -1,13 +1,16 @@
 // Gemm and GroupedGemm against a naive FP64 loop: every transpose combination, leading dimensions
 // wider than the rows, alpha/beta, empty problems (k == 0 zero-fills with beta == 0); with BF16
-// operands, against the FP64 product of the operands rounded to BF16.
+// operands, against the FP64 product of the operands rounded to BF16, also with oneDNN's BF16 matmul
+// forced off (the FP32 path on rounded operands, as on AVX2-only CPUs).
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "base/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_util.h"
 #include "kernels/cpu/test_util.h"
 
 namespace moe::kernels {
@@ -168,6 +171,26 @@ TEST(GroupedGemm, SameResultForAnyThreadCount) {
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_EQ(p1[i].c, p2[i].c) << "problem " << i;
 }
 
+// FP32 products give the same bits at 1 and 2 threads (below AVX-512 through fixed tiles: oneDNN's
+// gemm:jit alone differs on these shapes), from one tile (m <= 128, n <= 256) to several. Short k only:
+// with a long k and a small C, oneDNN's AVX-512 brgemm may split k among threads, which no product of
+// the model does (its long-k products, the weight gradients, have large C).
+TEST(Gemm, Fp32SameResultForAnyThreadCount) {
+  CpuBackend one(1), two(2);
+  const int64_t shapes[][3] = {{128, 32, 64}, {384, 257, 64}, {300, 520, 96}};  // m, n, k
+  for (const auto& s : shapes) {
+    for (Transpose ta : kBoth) {
+      for (Transpose tb : kBoth) {
+        Problem p1(ta, tb, s[0], s[1], s[2], 31), p2(ta, tb, s[0], s[1], s[2], 31);
+        one.Gemm(ta, tb, p1.view, 1.0f, 0.5f);
+        two.Gemm(ta, tb, p2.view, 1.0f, 0.5f);
+        EXPECT_EQ(p1.c, p2.c) << s[0] << "x" << s[1] << "x" << s[2] << " ta " << (ta == Transpose::kYes) << " tb "
+                              << (tb == Transpose::kYes);
+      }
+    }
+  }
+}
+
 // BF16 operands (BF16 mode): every transpose and padded leading dimensions, on the primitive path
 // (m·n·k >= 2^15) and the small-product path (sgemm on the rounded values); either way the products
 // are those of the rounded operands, accumulated in FP32.
@@ -311,6 +334,74 @@ TEST(GroupedGemm, Bf16BitOperandsOnFixedShapesMatchReference) {
         }
       }
       EXPECT_EQ(by_threads[0], by_threads[1]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moe::kernels
+
+namespace moe::kernels {
+namespace {
+
+// Bf16MatmulSupported() forced false for a scope: BF16-mode products as on CPUs where oneDNN has no BF16
+// matmul (AVX2 only), whatever this one has.
+class NoBf16Matmul {
+ public:
+  NoBf16Matmul() { cpu_internal::SetBf16MatmulSupportedForTesting(false); }
+  ~NoBf16Matmul() { cpu_internal::SetBf16MatmulSupportedForTesting(std::nullopt); }
+};
+
+// Without a oneDNN BF16 matmul, BF16-mode products run on the FP32 path with the operands rounded to BF16:
+// on sgemm (small), the fixed-shape FP32 primitive (Gemm) and grouped tiles (several per problem), every
+// transpose, operands as FP32 words or as BF16 bits (both, as the model's expert products pass them), they
+// give the product of the rounded operands within FP32 summation error (a BF16 x BF16 product is exact in
+// FP32), visibly apart from the unrounded one, and bits give the same bits as their FP32 values.
+TEST(Gemm, Bf16WithoutBf16MatmulRunsFp32OnRoundedOperands) {
+  NoBf16Matmul forced;
+  CpuBackend be(2, /*bf16_matmul=*/true);
+  uint32_t seed = 700;
+  for (int64_t size : {8, 40, 300}) {  // 8: sgemm; 40: a primitive; 300: several grouped tiles
+    for (Transpose ta : kBoth) {
+      for (Transpose tb : kBoth) {
+        Problem p(ta, tb, size, size + 5, size + 3, seed += 10);
+        const auto rounded = p.Reference(0.75f, 0.5f, /*bf16=*/true);
+        const auto exact = p.Reference(0.75f, 0.5f, /*bf16=*/false);
+        const double tol = 2e-5 * std::sqrt(static_cast<double>(p.k));
+        std::vector<uint16_t> a_bits(p.a.size()), b_bits(p.b.size());
+        for (size_t i = 0; i < a_bits.size(); ++i) a_bits[i] = moe::FloatToBf16Bits(p.a[i]);
+        for (size_t i = 0; i < b_bits.size(); ++i) b_bits[i] = moe::FloatToBf16Bits(p.b[i]);
+        GemmProblem bits = p.view;
+        bits.a = nullptr;
+        bits.b = nullptr;
+        bits.a_bf16 = a_bits.data();
+        bits.b_bf16 = b_bits.data();
+        const std::vector<float> c0 = p.c;
+        for (bool grouped : {false, true}) {
+          for (bool as_bits : {false, true}) {
+            SCOPED_TRACE(::testing::Message() << "size " << size << " ta " << (ta == Transpose::kYes) << " tb "
+                                              << (tb == Transpose::kYes) << " grouped " << grouped << " bits "
+                                              << as_bits);
+            std::vector<float> c = c0;
+            GemmProblem v = as_bits ? bits : p.view;
+            v.c = c.data();
+            if (grouped) {
+              be.GroupedGemm(ta, tb, {v}, 0.75f, 0.5f);
+            } else {
+              be.Gemm(ta, tb, v, 0.75f, 0.5f);
+            }
+            ExpectNear(c, rounded, tol);
+            double worst = 0;  // the rounding is visible against the FP32 operands' product
+            for (size_t i = 0; i < exact.size(); ++i) worst = std::max(worst, std::fabs(c[i] - exact[i]));
+            EXPECT_GT(worst, 1e-3);
+            if (as_bits) {
+              ASSERT_EQ(c, p.c);  // the FP32 operands' run just before
+            } else {
+              p.c = c;
+            }
+          }
+        }
+      }
     }
   }
 }

@@ -1,4 +1,5 @@
-// MeasureMatmulPeak: times oneDNN matmuls (the CPU backend's matrix product) in FP32 or BF16.
+// MeasureMatmulPeak: times oneDNN matmuls (the CPU backend's matrix product) in FP32 or BF16, the latter
+// where this CPU has a BF16 matmul (cpu_internal::Bf16MatmulSupported, as the backend decides).
 #include "kernels/cpu/peak_flops.h"
 
 #include <algorithm>
@@ -7,16 +8,27 @@
 #include <cstdlib>
 #include <vector>
 
+#include "kernels/cpu/cpu_util.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace moe::kernels {
+
+MatmulPrecision EffectiveMatmulPrecision(MatmulPrecision requested) {
+  return requested == MatmulPrecision::kBf16 && !cpu_internal::Bf16MatmulSupported() ? MatmulPrecision::kFp32
+                                                                                      : requested;
+}
 
 double MeasureMatmulPeak(MatmulPrecision precision, int64_t m, int64_t k, int64_t n, int trials,
                          double min_seconds) {
   if (m <= 0 || k <= 0 || n <= 0 || trials <= 0) return 0.0;
   using dnnl::memory;
+  const MatmulPrecision timed = EffectiveMatmulPrecision(precision);
+  if (timed != precision) {
+    std::fprintf(stderr, "MeasureMatmulPeak: no oneDNN BF16 matmul on this CPU; BF16 products run as FP32 "
+                         "here (BF16-rounded operands), so the BF16 peak is the FP32 matmul's\n");
+  }
   const memory::data_type in_type =
-      precision == MatmulPrecision::kBf16 ? memory::data_type::bf16 : memory::data_type::f32;
+      timed == MatmulPrecision::kBf16 ? memory::data_type::bf16 : memory::data_type::f32;
   try {
     dnnl::engine engine(dnnl::engine::kind::cpu, 0);
     dnnl::stream stream(engine);
