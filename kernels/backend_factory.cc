@@ -14,6 +14,14 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(Device device,
   return std::unique_ptr<Backend>(new CpuBackend(options.num_threads, options.bf16_matmul));
 }
 
+DeviceMemory DeviceMemoryStats(Device device) {
+  return device == Device::kCuda ? CudaDeviceMemory() : DeviceMemory{};
+}
+
+void ResetDeviceMemoryPeak(Device device) {
+  if (device == Device::kCuda) ResetCudaDeviceMemoryPeak();
+}
+
 PeakFlops DevicePeakFlops(Device device, double configured_tflops, bool bf16) {
   if (configured_tflops > 0) return {configured_tflops * 1e12, "logging.peak_tflops"};
   if (device == Device::kCuda) return {989e12, "H100/H200 BF16 dense peak per GPU"};

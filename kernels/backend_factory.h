@@ -45,4 +45,14 @@ struct PeakFlops {
 };
 PeakFlops DevicePeakFlops(Device device, double configured_tflops, bool bf16);
 
+// The device memory the backend's tensors take, for metrics: on CUDA the unified-memory cache's
+// blocks (kernels/cuda/unified_memory.h); on the CPU nothing is tracked. `peak_bytes` is the
+// high-water mark since the last ResetDeviceMemoryPeak (e.g. at the start of a step).
+struct DeviceMemory {
+  bool tracked = false;
+  double in_use_bytes = 0, peak_bytes = 0, reserved_bytes = 0;
+};
+DeviceMemory DeviceMemoryStats(Device device);
+void ResetDeviceMemoryPeak(Device device);
+
 }  // namespace moe::kernels

@@ -1,4 +1,4 @@
-// Private to backend_factory: the one function whose definition Bazel swaps with --config=cuda.
+// Private to backend_factory: the functions whose definitions Bazel swaps with --config=cuda.
 #pragma once
 
 #include <memory>
@@ -10,5 +10,7 @@
 namespace moe::kernels {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options);
+DeviceMemory CudaDeviceMemory();  // untracked without the CUDA backend
+void ResetCudaDeviceMemoryPeak();
 
 }  // namespace moe::kernels

@@ -21,4 +21,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   return std::unique_ptr<Backend>(std::move(*backend));
 }
 
+DeviceMemory CudaDeviceMemory() {
+  const UnifiedMemoryStats s = CudaUnifiedMemoryStats();
+  return {true, static_cast<double>(s.bytes_in_use), static_cast<double>(s.peak_bytes_in_use),
+          static_cast<double>(s.bytes_reserved)};
+}
+
+void ResetCudaDeviceMemoryPeak() { ResetCudaUnifiedMemoryPeak(); }
+
 }  // namespace moe::kernels

@@ -333,13 +333,16 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
 
   std::vector<double> times;
   double first_loss = 0, last_loss = 0;
+  double device_peak_bytes = 0;  // the largest step's device-memory high-water mark (CUDA)
   ops->EnableOpTimes(true);
   for (int64_t s = 1; s <= warmup + steps; ++s) {
     if (s == warmup + 1) ops->ResetOpTimes();
+    kernels::ResetDeviceMemoryPeak(device);
     const auto t0 = Clock::now();
     const auto [loss, grad_norm] = trainer.Step(batches, batch, seq, s);
     ops->Synchronize();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    device_peak_bytes = std::max(device_peak_bytes, kernels::DeviceMemoryStats(device).peak_bytes);
     if (s == 1) first_loss = loss;
     last_loss = loss;
     if (s > warmup) times.push_back(dt);
@@ -358,6 +361,10 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
   const double mfu = tflops / peak_tflops;
   std::printf("== median step %.4f s (mean %.4f s): %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of %.1f TFLOP/s\n",
               median, mean, tokens_per_s, tflops, 100 * mfu, peak_tflops);
+  if (kernels::DeviceMemoryStats(device).tracked) {
+    std::printf("   device memory: step peak %.0f MB (saved activations %.0f MB)\n", device_peak_bytes / 1e6,
+                static_cast<double>(trainer.ActivationBytes()) / 1e6);
+  }
 
   // Op breakdown per timed step.
   const double n = static_cast<double>(times.size());
@@ -389,11 +396,11 @@ absl::StatusOr<int> Run(const std::vector<std::string>& overrides) {
               "\"micro_batch\": %d, \"seq\": %d, \"tokens_per_step\": %d, \"step_time_s_median\": %.6f, "
               "\"step_time_s_mean\": %.6f, \"tokens_per_s\": %.1f, \"tflops\": %.3f, \"mfu\": %.4f, "
               "\"peak_tflops\": %.1f, \"flops_per_token\": %.6g, \"loss_first\": %.5f, \"loss_last\": %.5f, "
-              "\"activation_mb\": %.1f, \"ops\": {%s}}\n",
+              "\"activation_mb\": %.1f, \"device_peak_mb\": %.1f, \"ops\": {%s}}\n",
               cfg.name(), device == kernels::Device::kCuda ? "CUDA" : "CPU",
               config::Precision_Name(cfg.precision()), micro, batch, seq, tokens_per_step, median, mean, tokens_per_s,
               tflops, mfu, peak_tflops, flops_per_token, first_loss, last_loss,
-              static_cast<double>(trainer.ActivationBytes()) / 1e6, ops_json);
+              static_cast<double>(trainer.ActivationBytes()) / 1e6, device_peak_bytes / 1e6, ops_json);
   return rc;
 }
 

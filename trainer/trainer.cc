@@ -136,6 +136,7 @@ struct Runtime {
   std::unique_ptr<kernels::Backend> ops;
   std::unique_ptr<parallel::TensorGroups> groups;
   kernels::PeakFlops peak;  // the world's: the ranks' peaks summed
+  kernels::Device device = kernels::Device::kCpu;
   std::string description;
 
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const config::TrainConfig& cfg,
@@ -167,6 +168,7 @@ struct Runtime {
                         "; mpirun --bind-to none, or --map-by slot:PE=N, lets a rank use ", host_share, ")");
       }
     }
+    rt->device = device;
     ASSIGN_OR_RETURN(rt->ops, kernels::CreateBackend(device, o));
     if (device == kernels::Device::kCuda) {
       ASSIGN_OR_RETURN(rt->groups, parallel::CreateDeviceGroups(mesh, *rt->ops));
@@ -312,6 +314,7 @@ class StepReporter {
     data::Sampler* val_sampler = nullptr;
     int64_t val_batches = 0, micro = 0, seq = 0, tokens_per_step = 0;
     double flops_per_token = 0, peak_flops = 0;
+    kernels::Device device = kernels::Device::kCpu;  // whose memory device_peak_mb reports
     MetricsWriter* metrics = nullptr;      // rank 0 only
     TensorBoardWriter* events = nullptr;   // rank 0 only
     Clock::time_point run_start;
@@ -346,6 +349,13 @@ class StepReporter {
     }
     if (cfg.model().aux_loss_alpha() > 0) row.push_back({"balance_loss", outcome.balance_loss});
     if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", outcome.dropped});
+    // The step's device-memory high-water mark, the largest over the ranks (CUDA only).
+    const kernels::DeviceMemory memory = kernels::DeviceMemoryStats(c_.device);
+    double device_peak_mb = memory.peak_bytes / 1e6;
+    if (memory.tracked) {
+      c_.mesh->world().AllReduceMax(&device_peak_mb, 1);
+      row.push_back({"device_peak_mb", device_peak_mb});
+    }
     const bool eval_now = (cfg.eval().every() > 0 && step % cfg.eval().every() == 0) || step == total_steps;
     std::string val_text;
     if (eval_now) {
@@ -363,11 +373,13 @@ class StepReporter {
     RETURN_IF_ERROR(c_.events->WriteScalars(step, MetricRow(row.begin() + 1, row.end())));  // all but "step"
     if (step % std::max<int64_t>(1, cfg.logging().every()) == 0 || eval_now) {
       std::printf("step %5lld | loss %.4f%s | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
-                  "expert load max/mean %.2f | act %.0f MB | %.3fs%s\n",
+                  "expert load max/mean %.2f | act %.0f MB%s | %.3fs%s\n",
                   static_cast<long long>(step), loss,
                   net.mtp_depths() > 0 ? absl::StrFormat(" | mtp loss %.4f", mtp_loss).c_str() : "", lr,
                   opt.grad_norm, tokens_per_s, 100 * mfu, load_max,
-                  static_cast<double>(net.SavedActivationBytes()) / 1e6, dt, val_text.c_str());
+                  static_cast<double>(net.SavedActivationBytes()) / 1e6,
+                  memory.tracked ? absl::StrFormat(" | device peak %.0f MB", device_peak_mb).c_str() : "", dt,
+                  val_text.c_str());
       std::fflush(stdout);
     }
     if (cfg.logging().progress_bar()) ProgressBar(step, total_steps, Seconds(c_.run_start, Clock::now()));
@@ -506,12 +518,13 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   // continue from the samples consumed (Megatron's consumed_train_samples) rather than from s * G.
   const int64_t sample_base = state.next_sample - state.step * gb.global_batch;
   StepReporter reporter({&cfg, &net, mesh.get(), &val_sampler, val_batches, micro, seq, gb.global_batch * seq,
-                         flops_per_token, peak_flops, metrics.get(), events.get(), Clock::now()});
+                         flops_per_token, peak_flops, rt->device, metrics.get(), events.get(), Clock::now()});
   StepBreakdown breakdown;  // where the step time goes (this rank)
   ops.EnableOpTimes(true);  // CUDA: events around each op (the CPU always times its matrix products)
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
     ops.ResetOpTimes();
+    kernels::ResetDeviceMemoryPeak(rt->device);
     const double lr = LearningRate(cfg.optimizer(), cfg.schedule(), step);
     const StepOutcome outcome = RunTrainingStep(
         net, optimizer, mesh->world(), cfg, step, lr, num_micro, micro, seq, loss_scale,

@@ -110,4 +110,10 @@ UnifiedMemoryStats CudaUnifiedMemoryStats() {
   return cache.stats;
 }
 
+void ResetCudaUnifiedMemoryPeak() {
+  Cache& cache = TheCache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  cache.stats.peak_bytes_in_use = cache.stats.bytes_in_use;
+}
+
 }  // namespace moe::kernels

@@ -34,5 +34,7 @@ struct UnifiedMemoryStats {
   int64_t cuda_allocations = 0;  // cudaMallocManaged calls that succeeded (cache misses)
 };
 UnifiedMemoryStats CudaUnifiedMemoryStats();
+// Starts a new high-water mark: peak_bytes_in_use = bytes_in_use (a step's peak, say).
+void ResetCudaUnifiedMemoryPeak();
 
 }  // namespace moe::kernels

@@ -176,6 +176,9 @@ if ours:
         op = ours["ops"].get(name)
         if op:
             print("     %-14s %8.2f ms/step  %7.1f TFLOP/s" % (name, op["ms_per_step"], op["tflops"]))
+    if ours.get("device_peak_mb"):
+        print("     device memory: step peak %.1f GB, saved activations %.1f GB" % (
+            ours["device_peak_mb"] / 1e3, ours["activation_mb"] / 1e3))
     sinks = sorted(ours["ops"].items(), key=lambda kv: -kv[1]["ms_per_step"])[:3]
     print("     largest sinks: " + ", ".join("%s %.1f ms" % (k, v["ms_per_step"]) for k, v in sinks))
 else:
