@@ -4,6 +4,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -44,18 +46,32 @@ struct Cache {
     cudaGetLastError();
   }
 
-  // `bytes` of managed memory from CUDA, or nullptr (after one retry with the cache released).
+  // `bytes` of managed memory from CUDA within the cap, or nullptr (after one retry with the cache
+  // released, and a message on stderr).
   void* CudaAllocate(size_t bytes) {
+    const size_t capacity = CudaUnifiedMemoryCapacity();
+    bool over_cap = false;
     for (int attempt = 0; attempt < 2; ++attempt) {
       void* p = nullptr;
-      if (cudaMallocManaged(&p, bytes, cudaMemAttachGlobal) == cudaSuccess) {
-        ++stats.cuda_allocations;
-        stats.bytes_reserved += bytes;
-        return p;
+      over_cap = stats.bytes_reserved + bytes > capacity;
+      if (!over_cap) {
+        if (cudaMallocManaged(&p, bytes, cudaMemAttachGlobal) == cudaSuccess) {
+          ++stats.cuda_allocations;
+          stats.bytes_reserved += bytes;
+          return p;
+        }
+        cudaGetLastError();  // so the next launch check does not report this failure
       }
-      cudaGetLastError();  // so the next launch check does not report this failure
       if (attempt == 0) ReleaseLargeBlocks();
     }
+    std::fprintf(stderr,
+                 "moe: CUDA memory: cannot allocate %.1f MB (%s): tensors hold %.1f MB, %.1f MB more is cached, "
+                 "of the %.1f MB this device allows (its memory less a margin for the CUDA context, cuBLASLt, "
+                 "scratch and NCCL). A smaller batch.micro_batch_size or batch.seq_len, "
+                 "activation_recompute: true, or more GPUs (parallel.tp / parallel.ep) would fit.\n",
+                 bytes / 1e6, over_cap ? "past that cap" : "cudaMallocManaged failed", stats.bytes_in_use / 1e6,
+                 stats.bytes_cached / 1e6, capacity / 1e6);
+    std::fflush(stderr);
     return nullptr;
   }
 
@@ -102,6 +118,16 @@ void Deallocate(void* p, size_t bytes) { TheCache().Deallocate(p, bytes); }
 const MemorySpace& CudaUnifiedMemorySpace() {
   static const MemorySpace space{"cuda_unified", &Allocate, &Deallocate, false};
   return space;
+}
+
+size_t CudaUnifiedMemoryCapacity() {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return SIZE_MAX;  // no answer: no cap (cudaMallocManaged still fails when memory runs out)
+  }
+  const size_t margin = std::max(size_t{2} << 30, total_bytes / 32);
+  return total_bytes > margin ? total_bytes - margin : 0;
 }
 
 UnifiedMemoryStats CudaUnifiedMemoryStats() {

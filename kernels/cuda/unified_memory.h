@@ -9,6 +9,12 @@
 // cached block (after synchronising the device) and tries once more. Blocks up to 1 MiB are carved
 // from 2 MiB managed slabs, so small tensors do not each cost a CUDA allocation. Thread-safe.
 //
+// A cap: managed memory may be oversubscribed, but past the device's memory it pages between host
+// and device, which is slow and can leave the GPU hung. So the cache reserves at most the device's
+// memory less a margin (CudaUnifiedMemoryCapacity) for the context and the plain cudaMallocs (cuBLASLt
+// workspace, scratch, NCCL). An allocation past it (after releasing the cache) prints what was asked,
+// what is held and the cap on stderr, and fails: the Buffer throws std::bad_alloc.
+//
 // A freed block may be handed out again at once. Kernels on the backend's one stream run in order,
 // so reuse by later ops is safe; but host code must not write into a NEW Buffer while an op that
 // used memory freed before it was allocated may still be running: Synchronize first.
@@ -34,6 +40,8 @@ struct UnifiedMemoryStats {
   int64_t cuda_allocations = 0;  // cudaMallocManaged calls that succeeded (cache misses)
 };
 UnifiedMemoryStats CudaUnifiedMemoryStats();
+// The bytes the cache may reserve on the current device: its memory less max(2 GiB, 1/32 of it).
+size_t CudaUnifiedMemoryCapacity();
 // Starts a new high-water mark: peak_bytes_in_use = bytes_in_use (a step's peak, say).
 void ResetCudaUnifiedMemoryPeak();
 

@@ -241,6 +241,29 @@ void UnifiedMemory() {
     expect(threw, "allocation beyond capacity throws bad_alloc");
     g_emu_managed_limit = SIZE_MAX;
   }
+  {
+    // The cap: CUDA would oversubscribe (no managed limit), but past the device's memory less the
+    // margin (2 GiB here) an allocation fails, after releasing the cache.
+    // Size classes no earlier check used: 10, 12 and 256 MiB.
+    const size_t kMargin = size_t{2} << 30;
+    moe::Buffer<float> cached(5 * MiB / 2);  // 10 MiB, then freed into the cache
+    cached.reset();
+    const UnifiedMemoryStats s1 = stats();
+    g_emu_device_total = s1.bytes_reserved + kMargin + 4 * MiB;  // 4 MiB left under the cap
+    expect(CudaUnifiedMemoryCapacity() == s1.bytes_reserved + 4 * MiB, "capacity = total - margin");
+    moe::Buffer<float> mid(3 * MiB);  // 12 MiB: over the cap until the cached 10 MiB goes back
+    const UnifiedMemoryStats s2 = stats();
+    expect(mid.data() != nullptr, "fits after the cache is released");
+    expect(s2.bytes_reserved <= CudaUnifiedMemoryCapacity(), "reserved within the cap");
+    bool threw = false;
+    try {
+      moe::Buffer<float> too_big(64 * MiB);  // 256 MiB more: past the cap, though CUDA would give it
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    expect(threw, "allocation past the cap throws bad_alloc");
+    g_emu_device_total = size_t{80} << 30;
+  }
   moe::SetMemorySpace(moe::HostMemorySpace());
   std::printf("%s unified_memory_cache\n", fails ? "FAIL" : "PASS");
   failures += fails;

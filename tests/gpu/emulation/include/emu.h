@@ -103,6 +103,13 @@ inline cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned = cudaMemA
   g_emu_managed_bytes += bytes;
   return cudaSuccess;
 }
+// The emulated device's memory, as cudaMemGetInfo reports it (free: less the managed bytes held).
+inline size_t g_emu_device_total = size_t{80} << 30;
+inline cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *total_bytes = g_emu_device_total;
+  *free_bytes = g_emu_device_total > g_emu_managed_bytes ? g_emu_device_total - g_emu_managed_bytes : 0;
+  return cudaSuccess;
+}
 inline cudaError_t cudaFree(void* p) {
   EmuDrain();  // cudaFree waits for the device
   auto it = g_emu_managed_sizes.find(p);
