@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "parallel/mpi_world.h"
 
 namespace moe::parallel {
 namespace {
@@ -55,14 +56,6 @@ template <>
 ncclDataType_t NcclType<int32_t>() { return ncclInt32; }
 template <>
 ncclDataType_t NcclType<uint16_t>() { return ncclBfloat16; }  // BF16 bits, only ever moved
-
-
-bool MpiRunning() {
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  return initialized && !finalized;
-}
 
 }  // namespace
 

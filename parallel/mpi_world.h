@@ -8,6 +8,10 @@
 
 namespace moe::parallel {
 
+// Whether MPI is initialised and not yet finalised in this process: code that may run without MPI
+// (a one-GPU NCCL group, say) ends the job with MPI_Abort only then.
+bool MpiRunning();
+
 class MpiWorld {
  public:
   // Initialises MPI (a plain `train` run without mpirun is a singleton world of size 1).

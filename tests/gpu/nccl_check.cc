@@ -29,12 +29,6 @@
 namespace moe::parallel {
 namespace {
 
-bool MpiRunning() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  return initialized != 0;
-}
-
 #define CHECK_CUDA(call)                                                              \
   do {                                                                                \
     const cudaError_t e = (call);                                                     \
