@@ -24,6 +24,7 @@ struct BackendOptions {
   int num_threads = 0;       // CPU: OpenMP/OpenBLAS threads (0 = every core)
   int cuda_device = 0;       // CUDA: device ordinal
   bool bf16_matmul = false;  // GEMMs on BF16 operands with FP32 accumulation (BF16 mode)
+  bool cudnn_attention = true;  // CUDA, BF16 mode: cuDNN's fused attention (false: the built-in kernel)
 };
 
 // True when this binary holds the CUDA backend (built with --config=cuda).

@@ -15,6 +15,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   CudaBackendOptions cuda_options;
   cuda_options.device = options.cuda_device;
   cuda_options.gemm_math = options.bf16_matmul ? GemmMath::kBf16 : GemmMath::kFp32;
+  cuda_options.attention = options.cudnn_attention ? AttentionImpl::kCudnn : AttentionImpl::kKernel;
   auto backend = CudaBackend::Create(cuda_options);
   if (!backend.ok()) return backend.status();
   moe::SetMemorySpace(CudaUnifiedMemorySpace());

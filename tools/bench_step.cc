@@ -149,6 +149,7 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> MakeBackend(const config::Trai
   kernels::BackendOptions o;
   o.num_threads = absl::GetFlag(FLAGS_threads);
   o.bf16_matmul = cfg.precision() == config::BF16;
+  o.cudnn_attention = cfg.cuda().attention() == config::CudaConfig::CUDNN;
   return kernels::CreateBackend(device, o);
 }
 

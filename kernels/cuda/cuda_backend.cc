@@ -30,7 +30,10 @@ absl::Status CudaError(const char* what, int device, cudaError_t err) {
 using cuda_internal::RoundUp;
 
 CudaBackend::CudaBackend(const CudaBackendOptions& options)
-    : device_(options.device), gemm_math_(options.gemm_math), grouped_gemm_(options.grouped_gemm) {}
+    : device_(options.device),
+      gemm_math_(options.gemm_math),
+      grouped_gemm_(options.grouped_gemm),
+      attention_(options.attention) {}
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
     const CudaBackendOptions& options) {
@@ -80,6 +83,7 @@ CudaBackend::~CudaBackend() {
   for (const TimedOp& t : timed_) free_events_.insert(free_events_.end(), {t.start, t.stop});
   for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
   plans_.clear();
+  cudnn_attention_.reset();
   if (scratch_ != nullptr) cudaFree(scratch_);
   if (result_host_ != nullptr) cudaFreeHost(result_host_);
   if (result_device_ != nullptr) cudaFree(result_device_);
@@ -347,10 +351,99 @@ void CudaBackend::RopeBackward(const RopeView& v) {
 
 // ---- Attention. ----
 
+// cuDNN runs the attention of BF16 runs (both operands of every product are BF16 there anyway);
+// FP32 runs, shapes cuDNN cannot take and AttentionImpl::kKernel use the built-in FP32 kernel.
+// The BF16 copies of the operands and cuDNN's workspace share the scratch buffer.
+bool CudaBackend::UseCudnnAttention(const AttentionShape& s, bool backward, size_t* workspace) {
+  if (attention_ != AttentionImpl::kCudnn || gemm_math_ != GemmMath::kBf16) return false;
+  if (!cudnn_attention_) cudnn_attention_ = std::make_unique<CudnnAttention>(stream_);
+  auto bytes = backward ? cudnn_attention_->BackwardWorkspaceBytes(s)
+                        : cudnn_attention_->ForwardWorkspaceBytes(s);
+  if (!bytes.ok()) {
+    WarnAttentionFallback(bytes.status());
+    return false;
+  }
+  *workspace = *bytes;
+  return true;
+}
+
+void CudaBackend::WarnAttentionFallback(const absl::Status& why) {
+  const std::string message(why.message());
+  if (attention_warnings_.insert(message).second) {
+    std::fprintf(stderr, "%s; using the built-in attention kernel\n", message.c_str());
+  }
+}
+
+absl::Status CudaBackend::CudnnAttentionStatus(const AttentionShape& s) {
+  size_t unused = 0;
+  if (attention_ != AttentionImpl::kCudnn || gemm_math_ != GemmMath::kBf16) {
+    return absl::FailedPreconditionError("cuDNN attention runs only with AttentionImpl::kCudnn and BF16 GEMMs");
+  }
+  if (!UseCudnnAttention(s, false, &unused)) return cudnn_attention_->ForwardWorkspaceBytes(s).status();
+  if (!UseCudnnAttention(s, true, &unused)) return cudnn_attention_->BackwardWorkspaceBytes(s).status();
+  return absl::OkStatus();
+}
+
+std::string CudaBackend::CudnnAttentionEngines(const AttentionShape& s) const {
+  if (!cudnn_attention_) return "";
+  return absl::StrCat("forward ", cudnn_attention_->EngineName(s, false), ", backward ",
+                      cudnn_attention_->EngineName(s, true));
+}
+
+namespace {
+// Carves consecutive 256-byte-aligned pieces out of one scratch buffer.
+class ScratchCarver {
+ public:
+  explicit ScratchCarver(char* base) : at_(base) {}
+  template <typename T>
+  T* Take(size_t count) {
+    T* p = reinterpret_cast<T*>(at_);
+    at_ += RoundUp(count * sizeof(T), 256);
+    return p;
+  }
+  static size_t Bytes(std::initializer_list<size_t> sizes) {
+    size_t total = 0;
+    for (size_t s : sizes) total += RoundUp(s, 256);
+    return total;
+  }
+
+ private:
+  char* at_;
+};
+
+}  // namespace
+
 void CudaBackend::AttentionForward(const AttentionShape& s, const float* q, const float* k,
                                    const float* v, float* out, float* lse) {
   OpTimer timer(this, "attention_fwd", AttentionForwardFlops(s));
-  cuda::LaunchAttentionForward(s, q, k, v, out, lse, stream_);
+  size_t workspace = 0;
+  if (!UseCudnnAttention(s, false, &workspace)) {
+    cuda::LaunchAttentionForward(s, q, k, v, out, lse, stream_);
+    return;
+  }
+  const size_t nqk = static_cast<size_t>(s.batch * s.seq * s.heads * s.qk_dim);
+  const size_t nv = static_cast<size_t>(s.batch * s.seq * s.heads * s.v_dim);
+  ScratchCarver c(static_cast<char*>(
+      Scratch(ScratchCarver::Bytes({2 * nqk, 2 * nqk, 2 * nv, 2 * nv, workspace}))));
+  CudnnAttentionForwardArgs a;
+  uint16_t *q16 = c.Take<uint16_t>(nqk), *k16 = c.Take<uint16_t>(nqk), *v16 = c.Take<uint16_t>(nv);
+  a.q = q16;
+  a.k = k16;
+  a.v = v16;
+  a.o = c.Take<uint16_t>(nv);
+  a.lse = lse;
+  a.workspace = c.Take<char>(workspace);
+  const int64_t iqk = static_cast<int64_t>(nqk), iv = static_cast<int64_t>(nv);
+  cuda::LaunchPackBf16(q, 1, iqk, iqk, q16, iqk, stream_);
+  cuda::LaunchPackBf16(k, 1, iqk, iqk, k16, iqk, stream_);
+  cuda::LaunchPackBf16(v, 1, iv, iv, v16, iv, stream_);
+  const absl::Status st = cudnn_attention_->Forward(s, a);
+  if (!st.ok()) {  // refused from now on; this call runs the kernel
+    WarnAttentionFallback(st);
+    cuda::LaunchAttentionForward(s, q, k, v, out, lse, stream_);
+    return;
+  }
+  cuda::LaunchUnpackBf16(a.o, 1, iv, iv, out, iv, stream_);
 }
 
 void CudaBackend::AttentionBackward(const AttentionShape& s, const float* q, const float* k,
@@ -359,8 +452,45 @@ void CudaBackend::AttentionBackward(const AttentionShape& s, const float* q, con
   OpTimer timer(this, "attention_bwd", AttentionBackwardFlops(s));
   const int64_t rows = s.batch * s.heads * s.seq;
   if (rows <= 0) return;
-  float* delta = static_cast<float*>(Scratch(sizeof(float) * static_cast<size_t>(rows)));
-  cuda::LaunchAttentionBackward(s, q, k, v, out, lse, d_out, delta, dq, dk, dv, stream_);
+  size_t workspace = 0;
+  if (!UseCudnnAttention(s, true, &workspace)) {
+    float* delta = static_cast<float*>(Scratch(sizeof(float) * static_cast<size_t>(rows)));
+    cuda::LaunchAttentionBackward(s, q, k, v, out, lse, d_out, delta, dq, dk, dv, stream_);
+    return;
+  }
+  const size_t nqk = static_cast<size_t>(s.batch * s.seq * s.heads * s.qk_dim);
+  const size_t nv = static_cast<size_t>(s.batch * s.seq * s.heads * s.v_dim);
+  ScratchCarver c(static_cast<char*>(Scratch(ScratchCarver::Bytes(
+      {2 * nqk, 2 * nqk, 2 * nv, 2 * nv, 2 * nv, 2 * nqk, 2 * nqk, 2 * nv, workspace}))));
+  uint16_t *q16 = c.Take<uint16_t>(nqk), *k16 = c.Take<uint16_t>(nqk), *v16 = c.Take<uint16_t>(nv),
+           *o16 = c.Take<uint16_t>(nv), *do16 = c.Take<uint16_t>(nv);
+  CudnnAttentionBackwardArgs a;
+  a.q = q16;
+  a.k = k16;
+  a.v = v16;
+  a.o = o16;
+  a.d_o = do16;
+  a.lse = lse;
+  a.dq = c.Take<uint16_t>(nqk);
+  a.dk = c.Take<uint16_t>(nqk);
+  a.dv = c.Take<uint16_t>(nv);
+  a.workspace = c.Take<char>(workspace);
+  const int64_t iqk = static_cast<int64_t>(nqk), iv = static_cast<int64_t>(nv);
+  cuda::LaunchPackBf16(q, 1, iqk, iqk, q16, iqk, stream_);
+  cuda::LaunchPackBf16(k, 1, iqk, iqk, k16, iqk, stream_);
+  cuda::LaunchPackBf16(v, 1, iv, iv, v16, iv, stream_);
+  cuda::LaunchPackBf16(out, 1, iv, iv, o16, iv, stream_);
+  cuda::LaunchPackBf16(d_out, 1, iv, iv, do16, iv, stream_);
+  const absl::Status st = cudnn_attention_->Backward(s, a);
+  if (!st.ok()) {  // refused from now on; this call runs the kernel, its row scratch in the workspace
+    WarnAttentionFallback(st);  // (which starts with cuDNN's FP32 row sums, one float per row)
+    cuda::LaunchAttentionBackward(s, q, k, v, out, lse, d_out, static_cast<float*>(a.workspace), dq, dk,
+                                  dv, stream_);
+    return;
+  }
+  cuda::LaunchUnpackBf16(a.dq, 1, iqk, iqk, dq, iqk, stream_);
+  cuda::LaunchUnpackBf16(a.dk, 1, iqk, iqk, dk, iqk, stream_);
+  cuda::LaunchUnpackBf16(a.dv, 1, iv, iv, dv, iv, stream_);
 }
 
 // ---- Router, loss. ----

@@ -34,6 +34,15 @@
 //   GroupedGemmImpl::kKernel    one launch of the built-in kernel for up to 256 problems
 //                               (kernels/cuda/grouped_gemm.cu; WMMA tiles in the BF16 mode), also
 //                               Gemm's fallback when cuBLASLt has no algorithm for a signature.
+// Attention has two implementations:
+//   AttentionImpl::kCudnn   the default: in the BF16 mode, cuDNN's fused flash attention
+//                           (kernels/cuda/cudnn_attention.h) on BF16 copies of q, k, v (and o, d_o),
+//                           with FP32 softmax statistics; its BF16 outputs are widened to FP32. On
+//                           an H200 the built-in kernel ran small_1b's attention at ~13 TFLOP/s,
+//                           69% of the step. The FP32 mode, and shapes cuDNN refuses (said once on
+//                           stderr), use the built-in kernel.
+//   AttentionImpl::kKernel  the built-in FP32 flash-attention kernel (kernels/cuda/attention.cu)
+//                           always: the reference the device check compares cuDNN with.
 #pragma once
 
 #include <cublasLt.h>
@@ -43,12 +52,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/kernels.h"
 
 namespace moe::kernels {
@@ -56,12 +67,15 @@ namespace moe::kernels {
 using cuda::GemmMath;
 
 enum class GroupedGemmImpl { kCublasLt, kKernel };  // see above
+// Attention (see "Attention" above).
+enum class AttentionImpl { kCudnn, kKernel };
 
 struct CudaBackendOptions {
   int device = 0;                           // CUDA device ordinal
   cudaStream_t stream = nullptr;            // null: the backend creates and owns a stream
   GemmMath gemm_math = GemmMath::kFp32;     // Gemm and GroupedGemm arithmetic (see above)
   GroupedGemmImpl grouped_gemm = GroupedGemmImpl::kCublasLt;
+  AttentionImpl attention = AttentionImpl::kCudnn;
   size_t cublaslt_workspace_bytes = 32u << 20;  // cuBLASLt's split-K / stream-K workspace
 };
 
@@ -80,6 +94,13 @@ class CudaBackend final : public Backend {
   void set_gemm_math(GemmMath math) { gemm_math_ = math; }
   GroupedGemmImpl grouped_gemm_impl() const { return grouped_gemm_; }
   void set_grouped_gemm_impl(GroupedGemmImpl impl) { grouped_gemm_ = impl; }
+  AttentionImpl attention_impl() const { return attention_; }
+  void set_attention_impl(AttentionImpl impl) { attention_ = impl; }
+  // Whether cuDNN runs this shape's attention (forward and backward) in the current settings, and if
+  // not why; builds the plans (the device check asks before it compares).
+  absl::Status CudnnAttentionStatus(const AttentionShape& s);
+  // The engines cuDNN picked for the shape ("" before its first cuDNN call): for logs.
+  std::string CudnnAttentionEngines(const AttentionShape& s) const;
   // Op times (kernels/backend.h): every op bracketed by two stream events while enabled.
   void EnableOpTimes(bool on) override { time_ops_ = on; }
   std::map<std::string, OpTime> OpTimes() override;
@@ -206,12 +227,19 @@ class CudaBackend final : public Backend {
   // Copies the device Result to the host and waits for the stream.
   Result FetchResult();
   GemmPlan& Plan(const GemmKey& key);
+  // True when cuDNN runs this call (workspace: the bytes it needs); false, with a one-time message
+  // for a shape cuDNN cannot run, when the built-in kernel does.
+  bool UseCudnnAttention(const AttentionShape& s, bool backward, size_t* workspace);
+  void WarnAttentionFallback(const absl::Status& why);  // once per message, on stderr
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   bool owns_stream_ = false;
   GemmMath gemm_math_ = GemmMath::kFp32;
   GroupedGemmImpl grouped_gemm_ = GroupedGemmImpl::kCublasLt;
+  AttentionImpl attention_ = AttentionImpl::kCudnn;
+  std::unique_ptr<CudnnAttention> cudnn_attention_;  // created at the first cuDNN attention call
+  std::set<std::string> attention_warnings_;           // shapes cuDNN refused, reported once
   cublasLtHandle_t lt_ = nullptr;
   void* lt_workspace_ = nullptr;
   size_t lt_workspace_bytes_ = 0;

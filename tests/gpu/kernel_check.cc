@@ -120,11 +120,12 @@ int main(int argc, char** argv) {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  std::printf("device: %s, %d SMs, %.1f GiB, cc %d.%d; driver %d, runtime %d, cuBLASLt %zu; "
-              "seed %llu\n",
+  std::printf("device: %s, %d SMs, %.1f GiB, cc %d.%d; driver %d, runtime %d, cuBLASLt %zu, "
+              "cuDNN %s; seed %llu\n",
               prop.name, prop.multiProcessorCount,
               static_cast<double>(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor, driver,
-              runtime, cublasLtGetVersion(), static_cast<unsigned long long>(opt.seed));
+              runtime, cublasLtGetVersion(), moe::kernels::CudnnAttention::LibraryVersion().c_str(),
+              static_cast<unsigned long long>(opt.seed));
   moe::kernels::CpuBackend cpu;
   Checks checks(opt, cpu, **gpu);
   return checks.Run();

@@ -116,17 +116,29 @@ void Checks::Perf() {
     FillRandom(v, nv);
     FillRandom(dout, nv);
     const double pairs = static_cast<double>(s.batch) * s.heads * s.seq * (s.seq + 1) / 2.0;
-    const double fwd_ms = TimeMs(st, 1, 5, [&] {
-      gpu_.AttentionForward(s, q.get(), k.get(), v.get(), out.get(), lse.get());
-    });
-    PerfLine("attention_forward B8 T4096 H16 qk96 v64", fwd_ms,
-             2.0 * pairs * (s.qk_dim + s.v_dim), 0);
-    const double bwd_ms = TimeMs(st, 1, 5, [&] {
-      gpu_.AttentionBackward(s, q.get(), k.get(), v.get(), out.get(), lse.get(), dout.get(),
-                             dq.get(), dk.get(), dv.get());
-    });
-    PerfLine("attention_backward (useful flops)", bwd_ms,
-             2.0 * pairs * (3.0 * s.qk_dim + 2.0 * s.v_dim), 0);
+    // The built-in FP32 kernel, then cuDNN (BF16 mode; its times include packing the operands to
+    // BF16 and widening the results, as in a training step).
+    for (const bool cudnn : {false, true}) {
+      gpu_.set_gemm_math(cudnn ? GemmMath::kBf16 : GemmMath::kFp32);
+      if (cudnn && !gpu_.CudnnAttentionStatus(s).ok()) {
+        std::printf("PERF  attention cudnn: %s\n", std::string(gpu_.CudnnAttentionStatus(s).message()).c_str());
+        break;
+      }
+      const char* impl = cudnn ? "cudnn" : "kernel";
+      const double fwd_ms = TimeMs(st, 1, 5, [&] {
+        gpu_.AttentionForward(s, q.get(), k.get(), v.get(), out.get(), lse.get());
+      });
+      PerfLine(Fmt("attention_forward %s B8 T4096 H16 qk96 v64", impl), fwd_ms,
+               2.0 * pairs * (s.qk_dim + s.v_dim), 0);
+      const double bwd_ms = TimeMs(st, 1, 5, [&] {
+        gpu_.AttentionBackward(s, q.get(), k.get(), v.get(), out.get(), lse.get(), dout.get(),
+                               dq.get(), dk.get(), dv.get());
+      });
+      PerfLine(Fmt("attention_backward %s (useful flops)", impl), bwd_ms,
+               2.0 * pairs * (3.0 * s.qk_dim + 2.0 * s.v_dim), 0);
+      if (cudnn) std::printf("PERF  attention cudnn %s\n", gpu_.CudnnAttentionEngines(s).c_str());
+    }
+    gpu_.set_gemm_math(GemmMath::kFp32);
   }
 
   // Memory-bound ops at small_1b sizes (bytes = each input read once, each output written once).

@@ -58,7 +58,7 @@ try:
     roots = list(getattr(nvidia, "__path__", []))
 except Exception:
     roots = []
-wanted = ("libcublasLt.so", "libcublas.so", "libcudart.so", "libcudnn.so", "libnccl.so")
+wanted = ("libcublasLt.so", "libcublas.so", "libcudart.so", "libcudnn.so", "libnccl.so", "libnvrtc.so")
 for root in roots:
     for path, subdirs, files in os.walk(root):
         if path[len(root):].count(os.sep) > 3:

@@ -97,6 +97,7 @@ compile() {  # source object
 for k in $KERNELS; do compile "$WORK/src/$k.cc" "$WORK/obj/$k.o"; done
 compile "$ROOT/kernels/cuda/cuda_backend.cc" "$WORK/obj/cuda_backend.o"
 compile "$ROOT/kernels/cuda/cuda_gemm.cc" "$WORK/obj/cuda_gemm.o"
+compile "$EMU/cudnn_attention_unavailable.cc" "$WORK/obj/cudnn_attention_unavailable.o"  # no cuDNN here
 compile "$ROOT/kernels/cuda/unified_memory.cc" "$WORK/obj/unified_memory.o"
 compile "$ROOT/kernels/cuda_factory_on.cc" "$WORK/obj/cuda_factory_on.o"
 compile "$EMU/model_emu_init.cc" "$WORK/obj/model_emu_init.o"
