@@ -285,6 +285,24 @@ class Backend {
   // scaled by p.grad_scale (clipping); the working copy written too where `working` says. ----
   virtual void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
                      int64_t n, const AdamWWorking& working) = 0;
+  // AdamW on many pieces with p's settings, each with its own weight decay and working outputs: what
+  // AdamW does to each piece in turn (the default), in fewer launches where a backend can.
+  struct AdamWPiece {
+    float* param;
+    const float* grad;
+    float* m;
+    float* v;
+    int64_t n;
+    float weight_decay;
+    AdamWWorking working;
+  };
+  virtual void AdamWEach(const AdamWParams& p, const std::vector<AdamWPiece>& pieces) {
+    for (const AdamWPiece& x : pieces) {
+      AdamWParams q = p;
+      q.weight_decay = x.weight_decay;
+      AdamW(q, x.param, x.grad, x.m, x.v, x.n, x.working);
+    }
+  }
 };
 
 }  // namespace moe::kernels

@@ -186,8 +186,9 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
   for (Group& g : groups_) {
     if (g.size == 0) continue;
     if (!g.staged()) {
-      // 3'. One rank: AdamW per tensor, reading its gradient and writing its working weights (and
-      // their BF16 bits) in the same pass.
+      // 3'. One rank: AdamW per tensor (all of them in one call), reading its gradient and writing its
+      // working weights (and their BF16 bits) in the same pass.
+      std::vector<kernels::Backend::AdamWPiece> pieces;
       ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
         model::Param& p = *s.param;
         const int64_t local = begin - s.begin;
@@ -195,9 +196,10 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
         working.values = p.working.empty() ? nullptr : p.working.data() + local;
         working.bits = p.working_bf16.empty() ? nullptr : p.working_bf16.data() + local;
         working.round_bf16 = bf16_;
-        ap.weight_decay = s.decay ? decay : 0.0f;
-        ops_->AdamW(ap, &g.master[o], OwnedGrad(g, s, o, begin), &g.adam_m[o], &g.adam_v[o], end - begin, working);
+        pieces.push_back({&g.master[o], OwnedGrad(g, s, o, begin), &g.adam_m[o], &g.adam_v[o], end - begin,
+                          s.decay ? decay : 0.0f, working});
       });
+      ops_->AdamWEach(ap, pieces);
       continue;
     }
     // 3. AdamW on the owned elements: one call per run of consecutive owned pieces with the same weight

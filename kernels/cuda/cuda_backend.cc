@@ -33,6 +33,7 @@ CudaBackend::CudaBackend(const CudaBackendOptions& options)
     : device_(options.device),
       gemm_math_(options.gemm_math),
       grouped_gemm_(options.grouped_gemm),
+      grouped_gemm_streams_(options.grouped_gemm_streams),
       attention_(options.attention) {}
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
@@ -84,6 +85,13 @@ CudaBackend::~CudaBackend() {
   for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
   plans_.clear();
   cudnn_attention_.reset();
+  for (size_t l = 0; l < lanes_.size(); ++l) {
+    cudaStreamSynchronize(lanes_[l].stream);
+    cudaStreamDestroy(lanes_[l].stream);
+    if (lanes_[l].lt_workspace != nullptr) cudaFree(lanes_[l].lt_workspace);
+    cudaEventDestroy(join_events_[l]);
+  }
+  if (fork_event_ != nullptr) cudaEventDestroy(fork_event_);
   if (scratch_ != nullptr) cudaFree(scratch_);
   if (result_host_ != nullptr) cudaFreeHost(result_host_);
   if (result_device_ != nullptr) cudaFree(result_device_);
@@ -243,19 +251,26 @@ double CudaBackend::SumSquares(const float* x, int64_t n) {
 void CudaBackend::SumSquaresEach(const std::vector<Piece>& pieces, double* out) {
   OpTimer timer(this, "sum_squares");
   if (pieces.empty()) return;
-  // SumSquares' kernels, each result into its own device slot; the pieces reuse one partials area in
-  // stream order. One copy back and one wait for all.
-  int64_t partials = 1;
-  for (const Piece& p : pieces) partials = std::max(partials, cuda::SumSquaresPartials(p.n));
-  const size_t sums_bytes = RoundUp(sizeof(double) * pieces.size(), 256);
-  char* ws = static_cast<char*>(Scratch(sums_bytes + sizeof(double) * static_cast<size_t>(partials)));
-  double* sums = reinterpret_cast<double*>(ws);
-  double* partial = reinterpret_cast<double*>(ws + sums_bytes);
+  // Two launches for all pieces (each piece's chunks, then each piece's total), the same bits as
+  // SumSquares per piece; one copy back and one wait.
+  std::vector<cuda::SumSquaresPiece> table(pieces.size());
+  int64_t partials = 0;
   for (size_t i = 0; i < pieces.size(); ++i) {
-    cuda::LaunchSumSquares(pieces[i].data, pieces[i].n, partial, sums + i, stream_);
+    table[i] = {pieces[i].data, pieces[i].n, partials};
+    partials += cuda::SumSquaresPartials(pieces[i].n);
   }
+  const size_t sums_bytes = RoundUp(sizeof(double) * pieces.size(), 256);
+  const size_t table_bytes = RoundUp(sizeof(cuda::SumSquaresPiece) * pieces.size(), 256);
+  char* ws = static_cast<char*>(
+      Scratch(sums_bytes + table_bytes + sizeof(double) * static_cast<size_t>(std::max<int64_t>(partials, 1))));
+  double* sums = reinterpret_cast<double*>(ws);
+  auto* device_table = reinterpret_cast<cuda::SumSquaresPiece*>(ws + sums_bytes);
+  double* partial = reinterpret_cast<double*>(ws + sums_bytes + table_bytes);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(device_table, table.data(), sizeof(cuda::SumSquaresPiece) * table.size(),
+                                 cudaMemcpyHostToDevice, stream_));
+  cuda::LaunchSumSquaresEach(device_table, static_cast<int64_t>(table.size()), partials, partial, sums, stream_);
   MOE_CUDA_CHECK(cudaMemcpyAsync(out, sums, sizeof(double) * pieces.size(), cudaMemcpyDeviceToHost, stream_));
-  Synchronize();
+  Synchronize();  // also keeps `table` alive until its copy has run
 }
 
 void CudaBackend::SwigluForward(const float* a, const float* c, ValuesOut m, int64_t n) {
@@ -269,11 +284,10 @@ void CudaBackend::SwigluBackward(ValuesIn a, ValuesIn c, const float* dm, Values
   cuda::LaunchSwigluBackward(a, c, dm, da, dc, n, stream_);
 }
 
-void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
-                        int64_t n, const AdamWWorking& working) {
-  OpTimer timer(this, "adamw");
+namespace {
+// The kernels' AdamW settings: the CPU twin's bias corrections, bit for bit (FP64 pow, rounded to FP32).
+cuda::AdamWArgs AdamWArgsOf(const AdamWParams& p) {
   MOE_CUDA_REQUIRE(p.step >= 1, "AdamW step is 1-based");
-  MOE_CUDA_REQUIRE(working.bits == nullptr || working.round_bf16, "AdamW: working bits need round_bf16");
   cuda::AdamWArgs args;
   args.lr = p.lr;
   args.beta1 = p.beta1;
@@ -281,12 +295,39 @@ void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, f
   args.eps = p.eps;
   args.weight_decay = p.weight_decay;
   args.grad_scale = p.grad_scale;
-  // The CPU twin's bias corrections, bit for bit (FP64 pow, rounded to FP32).
   args.bias_correction1 = static_cast<float>(
       1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(p.step)));
   args.bias_correction2 = static_cast<float>(
       1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(p.step)));
-  cuda::LaunchAdamW(args, param, grad, m, v, n, working, stream_);
+  return args;
+}
+}  // namespace
+
+void CudaBackend::AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
+                        int64_t n, const AdamWWorking& working) {
+  OpTimer timer(this, "adamw");
+  MOE_CUDA_REQUIRE(working.bits == nullptr || working.round_bf16, "AdamW: working bits need round_bf16");
+  cuda::LaunchAdamW(AdamWArgsOf(p), param, grad, m, v, n, working, stream_);
+}
+
+void CudaBackend::AdamWEach(const AdamWParams& p, const std::vector<AdamWPiece>& pieces) {
+  OpTimer timer(this, "adamw");
+  if (pieces.empty()) return;
+  std::vector<cuda::AdamWPieceArgs> table(pieces.size());
+  int64_t chunks = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const AdamWPiece& x = pieces[i];
+    MOE_CUDA_REQUIRE(x.working.bits == nullptr || x.working.round_bf16, "AdamW: working bits need round_bf16");
+    table[i] = {x.param, x.grad, x.m, x.v, x.working.values, x.working.bits, x.n, x.weight_decay,
+                x.working.round_bf16, chunks};
+    chunks += cuda::AdamWChunks(x.n);
+  }
+  // The table goes to the device through the scratch buffer (a pageable copy: cudaMemcpyAsync has
+  // staged it by the time it returns, so `table` may go).
+  auto* device_table = static_cast<cuda::AdamWPieceArgs*>(Scratch(sizeof(cuda::AdamWPieceArgs) * table.size()));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(device_table, table.data(), sizeof(cuda::AdamWPieceArgs) * table.size(),
+                                 cudaMemcpyHostToDevice, stream_));
+  cuda::LaunchAdamWEach(AdamWArgsOf(p), device_table, static_cast<int64_t>(table.size()), chunks, stream_);
 }
 
 // ---- Rows. ----

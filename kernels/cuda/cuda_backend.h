@@ -27,8 +27,9 @@
 // cuBLASLt plans (descriptors + the heuristic's algorithm) are cached per GEMM signature; should
 // cuBLASLt offer no algorithm for one, Gemm says so once on stderr and runs the built-in kernel.
 // GroupedGemm (the routed experts' products) has two implementations, in the same two modes:
-//   GroupedGemmImpl::kCublasLt  one cuBLASLt product per problem (Gemm's path), enqueued back to
-//                               back: the default. On an H200 at small_1b the built-in kernel ran
+//   GroupedGemmImpl::kCublasLt  one cuBLASLt product per problem (Gemm's path), spread round-robin
+//                               over grouped_gemm_streams side streams forked from and joined back
+//                               into the backend's stream (the same bits as in order): the default. On an H200 at small_1b the built-in kernel ran
 //                               the expert products at ~16 TFLOP/s (887 ms of a 2.74 s step), while
 //                               Gemm's cuBLASLt products ran at ~550 TFLOP/s in the same step.
 //   GroupedGemmImpl::kKernel    one launch of the built-in kernel for up to 256 problems
@@ -75,6 +76,7 @@ struct CudaBackendOptions {
   cudaStream_t stream = nullptr;            // null: the backend creates and owns a stream
   GemmMath gemm_math = GemmMath::kFp32;     // Gemm and GroupedGemm arithmetic (see above)
   GroupedGemmImpl grouped_gemm = GroupedGemmImpl::kCublasLt;
+  int grouped_gemm_streams = 4;  // kCublasLt: streams the per-problem products spread over (1: in order)
   AttentionImpl attention = AttentionImpl::kCudnn;
   size_t cublaslt_workspace_bytes = 32u << 20;  // cuBLASLt's split-K / stream-K workspace
 };
@@ -94,6 +96,8 @@ class CudaBackend final : public Backend {
   void set_gemm_math(GemmMath math) { gemm_math_ = math; }
   GroupedGemmImpl grouped_gemm_impl() const { return grouped_gemm_; }
   void set_grouped_gemm_impl(GroupedGemmImpl impl) { grouped_gemm_ = impl; }
+  int grouped_gemm_streams() const { return grouped_gemm_streams_; }
+  void set_grouped_gemm_streams(int streams) { grouped_gemm_streams_ = streams; }
   AttentionImpl attention_impl() const { return attention_; }
   void set_attention_impl(AttentionImpl impl) { attention_ = impl; }
   // Whether cuDNN runs this shape's attention (forward and backward) in the current settings, and if
@@ -174,6 +178,8 @@ class CudaBackend final : public Backend {
 
   void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
              int64_t n, const AdamWWorking& working) override;
+  // One launch for all pieces (the same bits as AdamW per piece).
+  void AdamWEach(const AdamWParams& p, const std::vector<AdamWPiece>& pieces) override;
 
  private:
   // One cached cuBLASLt plan: descriptors and the heuristic's algorithm for one GEMM signature.
@@ -223,7 +229,21 @@ class CudaBackend final : public Backend {
   // GEMM operands given as BF16 bits, unpacked to dense FP32 for the paths that read FP32 (FP32 products,
   // the grouped kernel): the scratch bytes p needs, and p with its BF16 operands unpacked at ws.
   static size_t Fp32OperandBytes(const GemmProblem& p);
-  GemmProblem WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws);
+  GemmProblem WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws, cudaStream_t stream);
+  // Where a GEMM runs: a stream and the cuBLASLt workspace only that stream uses.
+  struct Lane {
+    cudaStream_t stream = nullptr;
+    void* lt_workspace = nullptr;
+  };
+  struct Bf16Packing;
+  // The scratch bytes RunGemm needs for p (packed BF16 operands, or unpacked FP32 ones).
+  size_t GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) const;
+  // One product on `lane`, packing or unpacking operands into ws (GemmScratchBytes of it).
+  void RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane, char* ws);
+  // GroupedImpl::kCublasLt: the problems' products spread over grouped_gemm_streams lanes.
+  void GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha,
+                          float beta);
+  void EnsureLanes(size_t count);  // creates side streams (with workspaces and join events) up to count
   // Copies the device Result to the host and waits for the stream.
   Result FetchResult();
   GemmPlan& Plan(const GemmKey& key);
@@ -237,6 +257,10 @@ class CudaBackend final : public Backend {
   bool owns_stream_ = false;
   GemmMath gemm_math_ = GemmMath::kFp32;
   GroupedGemmImpl grouped_gemm_ = GroupedGemmImpl::kCublasLt;
+  int grouped_gemm_streams_ = 4;
+  std::vector<Lane> lanes_;               // side streams of the grouped GEMM (EnsureLanes)
+  std::vector<cudaEvent_t> join_events_;  // one per lane
+  cudaEvent_t fork_event_ = nullptr;
   AttentionImpl attention_ = AttentionImpl::kCudnn;
   std::unique_ptr<CudnnAttention> cudnn_attention_;  // created at the first cuDNN attention call
   std::set<std::string> attention_warnings_;           // shapes cuDNN refused, reported once

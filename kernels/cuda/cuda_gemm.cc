@@ -110,62 +110,85 @@ CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
 
 void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) {
   OpTimer timer(this, "gemm", GemmFlops(p));
+  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
+  const Lane main{stream_, lt_workspace_};
+  RunGemm(ta_yes, tb_yes, p, alpha, beta, main,
+          static_cast<char*>(Scratch(GemmScratchBytes(ta_yes, tb_yes, p))));
+}
+
+// The BF16 mode's packed operands: row-major stored shapes of A and B with leading dims rounded up to
+// 8 elements (16 bytes, what the tensor-core kernels want); operands given as BF16 are read in place
+// and take no space.
+struct CudaBackend::Bf16Packing {
+  int64_t a_rows, a_cols, a_ld, b_rows, b_cols, b_ld;
+  size_t a_bytes, b_bytes;
+  Bf16Packing(bool ta, bool tb, const GemmProblem& p)
+      : a_rows(ta ? p.k : p.m),
+        a_cols(ta ? p.m : p.k),
+        a_ld(static_cast<int64_t>(RoundUp(static_cast<size_t>(a_cols), 8))),
+        b_rows(tb ? p.n : p.k),
+        b_cols(tb ? p.k : p.n),
+        b_ld(static_cast<int64_t>(RoundUp(static_cast<size_t>(b_cols), 8))),
+        a_bytes(p.a_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(a_rows * a_ld), 256)),
+        b_bytes(p.b_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(b_rows * b_ld), 256)) {}
+};
+
+size_t CudaBackend::GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) const {
+  const size_t unpacked = Fp32OperandBytes(p);  // FP32 products, and the built-in kernel's fallback
+  if (gemm_math_ != GemmMath::kBf16) return unpacked;
+  const Bf16Packing pack(ta, tb, p);
+  return std::max(unpacked, pack.a_bytes + pack.b_bytes);
+}
+
+void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane,
+                          char* ws) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {  // as the CPU twin: C = beta C (zeros when beta == 0)
-    cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream_);
+    cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, lane.stream);
     return;
   }
-  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
   if (gemm_math_ == GemmMath::kFp32 && (p.a_bf16 != nullptr || p.b_bf16 != nullptr)) {
     // FP32 products read FP32 operands: BF16 ones are unpacked (exactly) first.
-    const GemmProblem q = WithFp32Operands(ta_yes, tb_yes, p, static_cast<char*>(Scratch(Fp32OperandBytes(p))));
-    Gemm(ta, tb, q, alpha, beta);
+    RunGemm(ta, tb, WithFp32Operands(ta, tb, p, ws, lane.stream), alpha, beta, lane, nullptr);
     return;
   }
   const void* a = p.a;
   const void* b = p.b;
   int64_t lda = p.lda, ldb = p.ldb;
   if (gemm_math_ == GemmMath::kBf16) {
-    // Row-major stored shapes of A and B, packed to BF16 with leading dims rounded up to 8
-    // elements (16 bytes, what the tensor-core kernels want); operands given as BF16 are read in place.
-    const int64_t a_rows = ta_yes ? p.k : p.m, a_cols = ta_yes ? p.m : p.k;
-    const int64_t b_rows = tb_yes ? p.n : p.k, b_cols = tb_yes ? p.k : p.n;
-    const int64_t a_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(a_cols), 8));
-    const int64_t b_ld = static_cast<int64_t>(RoundUp(static_cast<size_t>(b_cols), 8));
-    const size_t a_bytes = p.a_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(a_rows * a_ld), 256);
-    const size_t b_bytes = p.b_bf16 ? 0 : RoundUp(sizeof(uint16_t) * static_cast<size_t>(b_rows * b_ld), 256);
-    char* ws = static_cast<char*>(Scratch(a_bytes + b_bytes));
+    const Bf16Packing pack(ta, tb, p);
     if (p.a_bf16 != nullptr) {
       a = p.a_bf16;
     } else {
-      cuda::LaunchPackBf16(p.a, a_rows, a_cols, p.lda, ws, a_ld, stream_);
+      cuda::LaunchPackBf16(p.a, pack.a_rows, pack.a_cols, p.lda, ws, pack.a_ld, lane.stream);
       a = ws;
-      lda = a_ld;
+      lda = pack.a_ld;
     }
     if (p.b_bf16 != nullptr) {
       b = p.b_bf16;
     } else {
-      cuda::LaunchPackBf16(p.b, b_rows, b_cols, p.ldb, ws + a_bytes, b_ld, stream_);
-      b = ws + a_bytes;
-      ldb = b_ld;
+      cuda::LaunchPackBf16(p.b, pack.b_rows, pack.b_cols, p.ldb, ws + pack.a_bytes, pack.b_ld, lane.stream);
+      b = ws + pack.a_bytes;
+      ldb = pack.b_ld;
     }
   }
-  GemmKey key{ta_yes ? 1 : 0, tb_yes ? 1 : 0, static_cast<int>(gemm_math_),
+  GemmKey key{ta ? 1 : 0, tb ? 1 : 0, static_cast<int>(gemm_math_),
               p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
   GemmPlan& plan = Plan(key);
   if (plan.usable) {
     const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a,
                                              plan.a_layout, &beta, p.c, plan.c_layout, p.c,
-                                             plan.c_layout, &plan.algo, lt_workspace_,
-                                             lt_workspace_bytes_, stream_);
+                                             plan.c_layout, &plan.algo, lane.lt_workspace,
+                                             lt_workspace_bytes_, lane.stream);
     if (st == CUBLAS_STATUS_SUCCESS) return;
     std::fprintf(stderr, "CUDA backend: cublasLtMatmul failed (%s); using the built-in GEMM kernel\n",
                  cublasLtGetStatusString(st));
     plan.usable = false;
   }
-  // The grouped kernel with one problem: any shape, same arithmetic mode, on FP32 operands.
-  const GemmProblem q = WithFp32Operands(ta_yes, tb_yes, p, static_cast<char*>(Scratch(Fp32OperandBytes(p))));
-  cuda::LaunchGroupedGemm(ta_yes, tb_yes, &q, 1, alpha, beta, gemm_math_, stream_);
+  // The grouped kernel with one problem: any shape, same arithmetic mode, on FP32 operands (unpacked
+  // over the packed copies, which cuBLASLt did not get to read).
+  const GemmProblem q = WithFp32Operands(ta, tb, p, ws, lane.stream);
+  cuda::LaunchGroupedGemm(ta, tb, &q, 1, alpha, beta, gemm_math_, lane.stream);
 }
 
 namespace {
@@ -177,12 +200,13 @@ size_t CudaBackend::Fp32OperandBytes(const GemmProblem& p) {
   return (p.a_bf16 != nullptr ? Fp32Bytes(p.m * p.k) : 0) + (p.b_bf16 != nullptr ? Fp32Bytes(p.k * p.n) : 0);
 }
 
-GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws) {
+GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws,
+                                          cudaStream_t stream) {
   GemmProblem q = p;
   // Stored [rows, cols] operand `bits` (leading dim ld) unpacked densely at ws; returns its leading dim.
   auto unpack = [&](const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld, const float** out) {
     float* dense = reinterpret_cast<float*>(ws);
-    cuda::LaunchUnpackBf16(bits, rows, cols, ld, dense, cols, stream_);
+    cuda::LaunchUnpackBf16(bits, rows, cols, ld, dense, cols, stream);
     ws += Fp32Bytes(rows * cols);
     *out = dense;
     return cols;
@@ -197,12 +221,11 @@ GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p
 void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
                               float alpha, float beta) {
   OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
+  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
   if (grouped_gemm_ == GroupedGemmImpl::kCublasLt) {
-    // Gemm per problem, in order on the stream (its timer nests inside this one and records nothing).
-    for (const GemmProblem& p : problems) Gemm(ta, tb, p, alpha, beta);
+    GroupedGemmOnLanes(ta_yes, tb_yes, problems, alpha, beta);
     return;
   }
-  const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
   // The grouped kernel reads FP32 operands: BF16 ones are unpacked (exactly) into the scratch buffer.
   size_t bytes = 0;
   for (const GemmProblem& p : problems) bytes += Fp32OperandBytes(p);
@@ -214,11 +237,63 @@ void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<Gemm
   char* ws = static_cast<char*>(Scratch(bytes));
   std::vector<GemmProblem> fp32(problems.size());
   for (size_t i = 0; i < problems.size(); ++i) {
-    fp32[i] = WithFp32Operands(ta_yes, tb_yes, problems[i], ws);
+    fp32[i] = WithFp32Operands(ta_yes, tb_yes, problems[i], ws, stream_);
     ws += Fp32OperandBytes(problems[i]);
   }
   cuda::LaunchGroupedGemm(ta_yes, tb_yes, fp32.data(), static_cast<int64_t>(fp32.size()), alpha, beta, gemm_math_,
                           stream_);
+}
+
+// One cuBLASLt product per problem, spread round-robin over the lanes: side streams forked from
+// the backend's stream by an event and joined back into it, each with its own cuBLASLt workspace and
+// its own piece of the scratch buffer for packing. An expert's product alone fills few of the SMs
+// (at small_1b, 3072 x 512 x 1024 is ~100 output tiles), so products on different lanes overlap. The
+// problems write disjoint outputs (the grouped-GEMM contract), and each product runs the same plan
+// whatever its lane, so the results are the same bits as on one stream.
+void CudaBackend::GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha,
+                                     float beta) {
+  const size_t lanes = std::min(problems.size(), static_cast<size_t>(std::max(1, grouped_gemm_streams_)));
+  if (lanes <= 1) {
+    const Lane main{stream_, lt_workspace_};
+    for (const GemmProblem& p : problems) {
+      RunGemm(ta, tb, p, alpha, beta, main, static_cast<char*>(Scratch(GemmScratchBytes(ta, tb, p))));
+    }
+    return;
+  }
+  EnsureLanes(lanes);
+  std::vector<size_t> lane_bytes(lanes, 0), lane_offset(lanes, 0);
+  for (size_t i = 0; i < problems.size(); ++i) {
+    lane_bytes[i % lanes] = std::max(lane_bytes[i % lanes], GemmScratchBytes(ta, tb, problems[i]));
+  }
+  size_t total = 0;
+  for (size_t l = 0; l < lanes; ++l) {
+    lane_offset[l] = total;
+    total += RoundUp(lane_bytes[l], 256);
+  }
+  char* ws = static_cast<char*>(Scratch(total));  // before the fork: growing it synchronises stream_
+  MOE_CUDA_CHECK(cudaEventRecord(fork_event_, stream_));
+  for (size_t l = 0; l < lanes; ++l) MOE_CUDA_CHECK(cudaStreamWaitEvent(lanes_[l].stream, fork_event_, 0));
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const size_t l = i % lanes;
+    RunGemm(ta, tb, problems[i], alpha, beta, lanes_[l], ws + lane_offset[l]);
+  }
+  for (size_t l = 0; l < lanes; ++l) {
+    MOE_CUDA_CHECK(cudaEventRecord(join_events_[l], lanes_[l].stream));
+    MOE_CUDA_CHECK(cudaStreamWaitEvent(stream_, join_events_[l], 0));
+  }
+}
+
+void CudaBackend::EnsureLanes(size_t count) {
+  if (fork_event_ == nullptr) MOE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event_, cudaEventDisableTiming));
+  while (lanes_.size() < count) {
+    Lane lane;
+    MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking));
+    if (lt_workspace_bytes_ > 0) MOE_CUDA_CHECK(cudaMalloc(&lane.lt_workspace, lt_workspace_bytes_));
+    cudaEvent_t join = nullptr;
+    MOE_CUDA_CHECK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+    lanes_.push_back(lane);
+    join_events_.push_back(join);
+  }
 }
 
 }  // namespace moe::kernels

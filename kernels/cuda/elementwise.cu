@@ -91,50 +91,118 @@ __global__ void SwigluBackwardKernel(ReadA a, ReadC c, const float* __restrict__
   }
 }
 
+// One element's AdamW update (the CPU twin's arithmetic, in its order).
+__device__ __forceinline__ void AdamWElement(int64_t i, float* __restrict__ param, const float* __restrict__ grad,
+                                             float* __restrict__ m, float* __restrict__ v, float lr, float b1,
+                                             float b2, float eps, float wd, float bc1, float bc2, float grad_scale,
+                                             float* __restrict__ working, __nv_bfloat16* __restrict__ working_bits,
+                                             bool round_bf16) {
+  const float g = grad[i] * grad_scale;
+  const float mi = b1 * m[i] + (1.0f - b1) * g;
+  const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  const float mhat = mi / bc1;
+  const float vhat = vi / bc2;
+  const float p = param[i];
+  const float updated = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+  param[i] = updated;
+  const __nv_bfloat16 b = __float2bfloat16_rn(updated);
+  if (working != nullptr) working[i] = round_bf16 ? __bfloat162float(b) : updated;
+  if (working_bits != nullptr) working_bits[i] = b;
+}
+
 __global__ void AdamWKernel(float* __restrict__ param, const float* __restrict__ grad,
                             float* __restrict__ m, float* __restrict__ v, int64_t n, float lr,
                             float b1, float b2, float eps, float wd, float bc1, float bc2,
                             float grad_scale, float* __restrict__ working,
                             __nv_bfloat16* __restrict__ working_bits, bool round_bf16) {
   for (int64_t i = GlobalThread(); i < n; i += GlobalStride()) {
-    const float g = grad[i] * grad_scale;
-    const float mi = b1 * m[i] + (1.0f - b1) * g;
-    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float mhat = mi / bc1;
-    const float vhat = vi / bc2;
-    const float p = param[i];
-    const float updated = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
-    param[i] = updated;
-    const __nv_bfloat16 b = __float2bfloat16_rn(updated);
-    if (working != nullptr) working[i] = round_bf16 ? __bfloat162float(b) : updated;
-    if (working_bits != nullptr) working_bits[i] = b;
+    AdamWElement(i, param, grad, m, v, lr, b1, b2, eps, wd, bc1, bc2, grad_scale, working, working_bits,
+                 round_bf16);
   }
 }
 
-// One block per chunk of kSumChunk elements: partial[chunk] = sum of squares in FP64.
-__global__ void SumSquaresPartialKernel(const float* __restrict__ x, int64_t n,
-                                        double* __restrict__ partial) {
-  __shared__ double scratch[32];
-  const int64_t begin = static_cast<int64_t>(blockIdx.x) * kSumChunk;
+// Every piece's chunks in one grid: block b is chunk b - first_chunk of the last piece starting at
+// or before b (an empty piece starts where the next one does).
+__global__ void AdamWEachKernel(const AdamWPieceArgs* __restrict__ table, int64_t count, float lr, float b1,
+                                float b2, float eps, float bc1, float bc2, float grad_scale) {
+  const int64_t b = blockIdx.x;
+  int64_t lo = 0, hi = count;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (table[mid].first_chunk <= b) lo = mid + 1; else hi = mid;
+  }
+  const AdamWPieceArgs x = table[lo - 1];
+  const int64_t begin = (b - x.first_chunk) * kAdamWChunk;
+  const int64_t end = begin + kAdamWChunk < x.n ? begin + kAdamWChunk : x.n;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    AdamWElement(i, x.param, x.grad, x.m, x.v, lr, b1, b2, eps, x.weight_decay, bc1, bc2, grad_scale, x.working,
+                 reinterpret_cast<__nv_bfloat16*>(x.working_bits), x.round_bf16);
+  }
+}
+
+// The FP64 sum of squares of chunk `chunk` (kSumChunk elements) of x[0..n), by one block: the fixed
+// order every sum of squares uses (strided per thread, then BlockSum).
+__device__ double ChunkSumSquares(const float* __restrict__ x, int64_t n, int64_t chunk, double* scratch) {
+  const int64_t begin = chunk * kSumChunk;
   const int64_t end = begin + kSumChunk < n ? begin + kSumChunk : n;
   double acc = 0.0;
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const double v = x[i];
     acc += v * v;
   }
-  acc = BlockSum(acc, scratch);
+  return BlockSum(acc, scratch);
+}
+
+// The sum of in[0..n) by one block in a fixed order (per-thread strided sums, then a tree).
+__device__ double BlockSumDoubles(const double* __restrict__ in, int64_t n, double* scratch) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += in[i];
+  return BlockSum(acc, scratch);
+}
+
+// One block per chunk of kSumChunk elements: partial[chunk] = sum of squares in FP64.
+__global__ void SumSquaresPartialKernel(const float* __restrict__ x, int64_t n,
+                                        double* __restrict__ partial) {
+  __shared__ double scratch[32];
+  const double acc = ChunkSumSquares(x, n, blockIdx.x, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
-// One block: out[0] = sum of in[0..n) in a fixed order (per-thread strided sums, then a tree).
+// One block: out[0] = sum of in[0..n) in a fixed order.
 __global__ void SumDoublesKernel(const double* __restrict__ in, int64_t n, double* __restrict__ out) {
   __shared__ double scratch[32];
-  double acc = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += in[i];
-  acc = BlockSum(acc, scratch);
+  const double acc = BlockSumDoubles(in, n, scratch);
   if (threadIdx.x == 0) out[0] = acc;
+}
+
+// Every piece's chunks in one grid: block b is chunk b - first_partial of the piece whose partials
+// hold b (the last piece starting at or before b: an empty piece starts where the next one does).
+__global__ void SumSquaresEachPartialKernel(const SumSquaresPiece* __restrict__ table, int64_t count,
+                                            double* __restrict__ partial) {
+  __shared__ double scratch[32];
+  const int64_t b = blockIdx.x;
+  int64_t lo = 0, hi = count;  // upper bound of b among first_partial
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (table[mid].first_partial <= b) lo = mid + 1; else hi = mid;
+  }
+  const SumSquaresPiece piece = table[lo - 1];
+  const double acc = ChunkSumSquares(piece.data, piece.n, b - piece.first_partial, scratch);
+  if (threadIdx.x == 0) partial[b] = acc;
+}
+
+// Block i: out[i] = the sum of piece i's partials, as SumDoublesKernel sums them.
+__global__ void SumSquaresEachTotalKernel(const SumSquaresPiece* __restrict__ table, int64_t count,
+                                          int64_t total_partials, const double* __restrict__ partial,
+                                          double* __restrict__ out) {
+  __shared__ double scratch[32];
+  const int64_t i = blockIdx.x;
+  const int64_t first = table[i].first_partial;
+  const int64_t end = i + 1 < count ? table[i + 1].first_partial : total_partials;
+  const double acc = BlockSumDoubles(partial + first, end - first, scratch);
+  if (threadIdx.x == 0) out[i] = acc;
 }
 
 // C[rows, cols] (leading dimension ld) = beta == 0 ? 0 : beta * C.
@@ -248,6 +316,16 @@ void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, 
   MOE_CUDA_CHECK_LAUNCH();
 }
 
+int64_t AdamWChunks(int64_t n) { return n <= 0 ? 0 : CeilDiv(n, kAdamWChunk); }
+
+void LaunchAdamWEach(const AdamWArgs& p, const AdamWPieceArgs* table, int64_t count, int64_t total_chunks,
+                     cudaStream_t stream) {
+  if (count <= 0 || total_chunks <= 0) return;
+  MOE_CUDA_REQUIRE(total_chunks <= 0x7fffffff, "AdamWEach: too many chunks for one grid");
+  AdamWEachKernel<<<static_cast<unsigned>(total_chunks), kThreads, 0, stream>>>(table, count, p.lr, p.beta1, p.beta2, p.eps, p.bias_correction1, p.bias_correction2, p.grad_scale);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
 void LaunchFill(float* x, int64_t n, float value, cudaStream_t stream) {
   if (n <= 0) return;
   FillKernel<<<GridFor(n), kThreads, 0, stream>>>(x, n, value);
@@ -288,6 +366,19 @@ void LaunchSumSquares(const float* x, int64_t n, double* partials, double* out,
     MOE_CUDA_CHECK_LAUNCH();
   }
   LaunchSumDoubles(partials, num, out, stream);
+}
+
+void LaunchSumSquaresEach(const SumSquaresPiece* table, int64_t count, int64_t total_partials,
+                          double* partials, double* out, cudaStream_t stream) {
+  if (count <= 0) return;
+  if (total_partials > 0) {
+    MOE_CUDA_REQUIRE(total_partials <= 0x7fffffff, "SumSquaresEach: too many chunks for one grid");
+    SumSquaresEachPartialKernel<<<static_cast<unsigned>(total_partials), kThreads, 0, stream>>>(table, count, partials);
+    MOE_CUDA_CHECK_LAUNCH();
+  }
+  MOE_CUDA_REQUIRE(count <= 0x7fffffff, "SumSquaresEach: too many pieces for one grid");
+  SumSquaresEachTotalKernel<<<static_cast<unsigned>(count), 1024, 0, stream>>>(table, count, total_partials, partials, out);
+  MOE_CUDA_CHECK_LAUNCH();
 }
 
 void LaunchSumDoubles(const double* in, int64_t n, double* out, cudaStream_t stream) {

@@ -42,12 +42,41 @@ struct AdamWArgs {
 };
 void LaunchAdamW(const AdamWArgs& p, float* param, const float* grad, float* m, float* v, int64_t n,
                  const AdamWWorking& working, cudaStream_t stream);
+// AdamW on many pieces in one launch, each element exactly as LaunchAdamW updates it. table [count]
+// (device memory): each piece's tensors, n, weight decay (p.weight_decay is not read) and
+// first_chunk, the running total of AdamWChunks over the pieces before it.
+inline constexpr int64_t kAdamWChunk = 8192;  // elements per block
+int64_t AdamWChunks(int64_t n);
+struct AdamWPieceArgs {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  float* working;
+  uint16_t* working_bits;
+  int64_t n;
+  float weight_decay;
+  bool round_bf16;
+  int64_t first_chunk;
+};
+void LaunchAdamWEach(const AdamWArgs& p, const AdamWPieceArgs* table, int64_t count, int64_t total_chunks,
+                     cudaStream_t stream);
 
 // Sum of squares in FP64: partials [SumSquaresPartials(n)] scratch, result in out[0] (device).
 inline constexpr int64_t kSumChunk = 16384;  // elements per partial: fixes the summation order
 int64_t SumSquaresPartials(int64_t n);
 void LaunchSumSquares(const float* x, int64_t n, double* partials, double* out,
                       cudaStream_t stream);
+// Many sums of squares in two launches, out[i] the same bits as LaunchSumSquares gives for piece i.
+// table [count] (device memory): each piece's data, n and first_partial, the running total of
+// SumSquaresPartials over the pieces before it; partials [total_partials] scratch.
+struct SumSquaresPiece {
+  const float* data;
+  int64_t n;
+  int64_t first_partial;
+};
+void LaunchSumSquaresEach(const SumSquaresPiece* table, int64_t count, int64_t total_partials,
+                          double* partials, double* out, cudaStream_t stream);
 // out[0] = sum of in[0..n) (FP64, one block, fixed order; n == 0 gives 0).
 void LaunchSumDoubles(const double* in, int64_t n, double* out, cudaStream_t stream);
 

@@ -82,8 +82,8 @@ class Checks {
     std::vector<float> a, b, c;
   };
   HostGemm MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, bool bf16_values);
-  // cuDNN attention for one shape (the BF16 mode); a shape cuDNN refuses fails.
-  void CudnnAttention(const AttentionShape& s, const std::string& tag);
+  // One attention shape against the CPU: the built-in kernel, or cuDNN (a shape it refuses fails).
+  void AttentionCase(const AttentionShape& s, const std::string& tag, bool cudnn);
   // kernel_check_perf.cc (also Perf)
   void PerfLine(const std::string& name, double ms, double flops, double bytes);
   void FillRandom(Dev<float>& d, int64_t n);

@@ -164,6 +164,41 @@ void Checks::Elementwise() {
       gunpacked[i] = moe::Bf16BitsToFloat(gb[i]);
     }
     report_.Check("adamw_working_bits", gunpacked, unpacked, 1e-5);
+    {
+      // AdamWEach: every piece in one launch, the same bits as AdamW per piece (each its own decay;
+      // one piece bits only; empty pieces first, in the middle and last).
+      const int64_t offsets[] = {0, 0, 5, 5, 20000, 20001, n - 1};
+      const int64_t sizes[] = {0, 5, 0, 19995, 1, n - 20002, 0};
+      Dev<float> ep(p0), em(m0), ev(v0), ew(n), op(p0), om(m0), ov(v0), ow(n);
+      Dev<uint16_t> ebits(n), obits(n);
+      ew.Poison();
+      ow.Poison();
+      std::vector<Backend::AdamWPiece> pieces;
+      for (int i = 0; i < 7; ++i) {
+        const int64_t o = offsets[i];
+        const float decay = i % 2 ? 0.1f : 0.0f;
+        const bool words = i != 3;
+        pieces.push_back({ep.get() + o, gg.get() + o, em.get() + o, ev.get() + o, sizes[i], decay,
+                          kernels::AdamWWorking{words ? ew.get() + o : nullptr, ebits.get() + o, true}});
+        kernels::AdamWParams one = hp;
+        one.weight_decay = decay;
+        gpu_.AdamW(one, op.get() + o, gg.get() + o, om.get() + o, ov.get() + o, sizes[i],
+                   kernels::AdamWWorking{words ? ow.get() + o : nullptr, obits.get() + o, true});
+      }
+      gpu_.AdamWEach(hp, pieces);
+      std::vector<float> each = ep.Download(), apart = op.Download();
+      for (Dev<float>* d : {&em, &ev, &ew}) {
+        const std::vector<float> x = d->Download();
+        each.insert(each.end(), x.begin(), x.end());
+      }
+      for (Dev<float>* d : {&om, &ov, &ow}) {
+        const std::vector<float> x = d->Download();
+        apart.insert(apart.end(), x.begin(), x.end());
+      }
+      const bool bits_same = ebits.Download() == obits.Download();
+      report_.CheckBits("adamw_each", each, apart);
+      report_.Line(bits_same, "adamw_each_bits", bits_same ? "the same BF16 bits" : "BF16 bits differ");
+    }
     // Bits only (BF16 mode's matrices keep no FP32 working words), from the same starting state.
     Dev<float> gp2(p0), gm2(m0), gv2(v0);
     Dev<uint16_t> gbits2(n);

@@ -118,6 +118,24 @@ void Checks::GroupedGemm() {
           report_.Check(Fmt("grouped_gemm_%s_%s_%s%s_beta%g", iname, mname, ta ? "T" : "N",
                             tb ? "T" : "N", beta),
                         got_all, ref_all, 1e-5);
+          if (impl == GroupedGemmImpl::kCublasLt && beta == 0.0f) {
+            // The products spread over side streams give the same bits as in order on one stream.
+            const int lanes = gpu_.grouped_gemm_streams();
+            gpu_.set_grouped_gemm_streams(1);
+            for (int i = 0; i < np; ++i) dev[3 * i + 2]->Poison();
+            gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
+            gpu_.set_grouped_gemm_streams(lanes);
+            std::vector<float> serial;
+            for (int i = 0; i < np; ++i) {
+              const std::vector<float> got = dev[3 * i + 2]->Download();
+              for (int64_t r = 0; r < host[i].m; ++r) {
+                for (int64_t j = 0; j < host[i].n; ++j) serial.push_back(got[r * host[i].ldc + j]);
+              }
+            }
+            report_.CheckBits(Fmt("grouped_gemm_lt_%s_%s%s_%d_streams_vs_1", mname, ta ? "T" : "N",
+                                  tb ? "T" : "N", lanes),
+                              got_all, serial);
+          }
         }
       }
     }
@@ -142,90 +160,73 @@ void Checks::Attention() {
     s.qk_dim = c.dqk;
     s.v_dim = c.dv;
     s.scale = 1.0f / std::sqrt(static_cast<float>(c.dqk));
-    const int64_t nqk = c.b * c.t * c.h * c.dqk, nv = c.b * c.t * c.h * c.dv;
-    const int64_t nl = c.b * c.h * c.t;
-    std::vector<float> q = rng_.Normal(nqk), k = rng_.Normal(nqk), v = rng_.Normal(nv);
-    std::vector<float> out(nv), lse(nl);
-    cpu_.AttentionForward(s, q.data(), k.data(), v.data(), out.data(), lse.data());
-    Dev<float> gq(q), gk(k), gv(v), gout(nv), glse(nl);
-    gout.Poison();
-    glse.Poison();
-    gpu_.AttentionForward(s, gq.get(), gk.get(), gv.get(), gout.get(), glse.get());
-    const std::string tag = Fmt("attention_%s", c.name);
-    report_.Check(tag + "_out", gout.Download(), out, 1e-5);
-    report_.Check(tag + "_lse", glse.Download(), lse, 1e-5);
-
-    std::vector<float> d_out = rng_.Normal(nv), dq(nqk), dk(nqk), dv(nv);
-    cpu_.AttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(),
-                           d_out.data(), dq.data(), dk.data(), dv.data());
-    Dev<float> gout_ref(out), glse_ref(lse), gdo(d_out), gdq(nqk), gdk(nqk), gdv(nv);
-    gdq.Poison();
-    gdk.Poison();
-    gdv.Poison();
-    gpu_.AttentionBackward(s, gq.get(), gk.get(), gv.get(), gout_ref.get(), glse_ref.get(),
-                           gdo.get(), gdq.get(), gdk.get(), gdv.get());
-    report_.Check(tag + "_dq", gdq.Download(), dq, 1e-4);
-    report_.Check(tag + "_dk", gdk.Download(), dk, 1e-4);
-    report_.Check(tag + "_dv", gdv.Download(), dv, 1e-4);
-    CudnnAttention(s, tag);
+    AttentionCase(s, Fmt("attention_%s", c.name), /*cudnn=*/false);
+    AttentionCase(s, Fmt("attention_%s_cudnn", c.name), /*cudnn=*/true);
   }
 }
 
-// cuDNN's fused attention (the BF16 mode's default) against the CPU on the same BF16 operands:
-// q, k, v (and o, d_o for the backward) rounded to BF16 first, so the differences left are cuDNN's
-// own roundings (the probabilities and outputs in BF16, ~2^-9 relative each; an H200 with cuDNN
-// 9.19 measured ~2e-3 relative L2 on every output but lse, 1e-7 there). Then repeatability: a
-// second forward and backward must give the same bits (the deterministic backward).
-void Checks::CudnnAttention(const AttentionShape& s, const std::string& tag) {
-  gpu_.set_gemm_math(GemmMath::kBf16);
-  gpu_.set_attention_impl(kernels::AttentionImpl::kCudnn);
-  const absl::Status status = gpu_.CudnnAttentionStatus(s);
-  if (!status.ok()) {
-    report_.Line(false, tag + "_cudnn_available", std::string(status.message()));
-    gpu_.set_gemm_math(GemmMath::kFp32);
-    return;
+// One shape against the CPU: the built-in FP32 kernel (FP32 mode), or cuDNN's fused attention (BF16
+// mode), whose operands q, k, v (and o, d_o for the backward) are rounded to BF16 first, on both
+// sides, so the differences left are cuDNN's own roundings (the probabilities and outputs in BF16,
+// ~2^-9 relative each; an H200 with cuDNN 9.19 measured ~2e-3 relative L2 on every output but lse,
+// 1e-7 there). cuDNN must also repeat itself bit for bit (its deterministic backward).
+void Checks::AttentionCase(const AttentionShape& s, const std::string& tag, bool cudnn) {
+  gpu_.set_gemm_math(cudnn ? GemmMath::kBf16 : GemmMath::kFp32);
+  gpu_.set_attention_impl(cudnn ? kernels::AttentionImpl::kCudnn : kernels::AttentionImpl::kKernel);
+  if (cudnn) {
+    const absl::Status status = gpu_.CudnnAttentionStatus(s);
+    report_.Line(status.ok(), tag + "_available",
+                 status.ok() ? gpu_.CudnnAttentionEngines(s) : std::string(status.message()));
+    if (!status.ok()) return;
   }
-  report_.Line(true, tag + "_cudnn_available", gpu_.CudnnAttentionEngines(s));
+  const double tol_out = cudnn ? 5e-3 : 1e-5, tol_lse = cudnn ? 1e-4 : 1e-5, tol_grad = cudnn ? 1e-2 : 1e-4;
+  const std::string what = cudnn ? "(BF16 operands)" : "";
+  auto operand = [&](int64_t n) { return cudnn ? RoundedBf16(rng_.Normal(n)) : rng_.Normal(n); };
   const int64_t nqk = s.batch * s.seq * s.heads * s.qk_dim, nv = s.batch * s.seq * s.heads * s.v_dim;
   const int64_t nl = s.batch * s.heads * s.seq;
-  std::vector<float> q = RoundedBf16(rng_.Normal(nqk)), k = RoundedBf16(rng_.Normal(nqk)),
-                     v = RoundedBf16(rng_.Normal(nv));
+  std::vector<float> q = operand(nqk), k = operand(nqk), v = operand(nv);
   std::vector<float> out(nv), lse(nl);
   cpu_.AttentionForward(s, q.data(), k.data(), v.data(), out.data(), lse.data());
   Dev<float> gq(q), gk(k), gv(v), gout(nv), glse(nl);
   gout.Poison();
   glse.Poison();
   gpu_.AttentionForward(s, gq.get(), gk.get(), gv.get(), gout.get(), glse.get());
-  const std::vector<float> got_out = gout.Download(), got_lse = glse.Download();
-  report_.Check(tag + "_cudnn_out", got_out, out, 5e-3, "(BF16 operands)");
-  report_.Check(tag + "_cudnn_lse", got_lse, lse, 1e-4, "(BF16 operands)");
-  gpu_.AttentionForward(s, gq.get(), gk.get(), gv.get(), gout.get(), glse.get());
-  report_.CheckBits(tag + "_cudnn_fwd_repeat", gout.Download(), got_out);
+  const std::vector<float> got_out = gout.Download();
+  report_.Check(tag + "_out", got_out, out, tol_out, what);
+  report_.Check(tag + "_lse", glse.Download(), lse, tol_lse, what);
+  if (cudnn) {
+    gpu_.AttentionForward(s, gq.get(), gk.get(), gv.get(), gout.get(), glse.get());
+    report_.CheckBits(tag + "_fwd_repeat", gout.Download(), got_out);
+    out = RoundedBf16(out);
+  }
 
-  out = RoundedBf16(out);
-  const std::vector<float> d_out = RoundedBf16(rng_.Normal(nv));
+  const std::vector<float> d_out = operand(nv);
   std::vector<float> dq(nqk), dk(nqk), dv(nv);
   cpu_.AttentionBackward(s, q.data(), k.data(), v.data(), out.data(), lse.data(), d_out.data(),
                          dq.data(), dk.data(), dv.data());
   Dev<float> gout_ref(out), glse_ref(lse), gdo(d_out), gdq(nqk), gdk(nqk), gdv(nv);
-  gdq.Poison();
-  gdk.Poison();
-  gdv.Poison();
-  gpu_.AttentionBackward(s, gq.get(), gk.get(), gv.get(), gout_ref.get(), glse_ref.get(), gdo.get(),
-                         gdq.get(), gdk.get(), gdv.get());
-  const std::vector<float> got_dq = gdq.Download(), got_dk = gdk.Download(), got_dv = gdv.Download();
-  report_.Check(tag + "_cudnn_dq", got_dq, dq, 1e-2, "(BF16 operands)");
-  report_.Check(tag + "_cudnn_dk", got_dk, dk, 1e-2, "(BF16 operands)");
-  report_.Check(tag + "_cudnn_dv", got_dv, dv, 1e-2, "(BF16 operands)");
-  gpu_.AttentionBackward(s, gq.get(), gk.get(), gv.get(), gout_ref.get(), glse_ref.get(), gdo.get(),
-                         gdq.get(), gdk.get(), gdv.get());
-  std::vector<float> again = gdq.Download(), all_first = got_dq;
-  for (const auto* part : {&got_dk, &got_dv}) all_first.insert(all_first.end(), part->begin(), part->end());
-  for (const std::vector<float>& part : {gdk.Download(), gdv.Download()}) {
-    again.insert(again.end(), part.begin(), part.end());
-  }
-  report_.CheckBits(tag + "_cudnn_bwd_repeat", again, all_first);
+  auto backward = [&] {
+    gdq.Poison();
+    gdk.Poison();
+    gdv.Poison();
+    gpu_.AttentionBackward(s, gq.get(), gk.get(), gv.get(), gout_ref.get(), glse_ref.get(), gdo.get(),
+                           gdq.get(), gdk.get(), gdv.get());
+    std::vector<float> all = gdq.Download();
+    for (const std::vector<float>& part : {gdk.Download(), gdv.Download()}) {
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    return all;  // dq, dk, dv
+  };
+  const std::vector<float> grads = backward();
+  auto part = [&](int64_t begin, int64_t n) {
+    return std::vector<float>(grads.begin() + begin, grads.begin() + begin + n);
+  };
+  report_.Check(tag + "_dq", part(0, nqk), dq, tol_grad, what);
+  report_.Check(tag + "_dk", part(nqk, nqk), dk, tol_grad, what);
+  report_.Check(tag + "_dv", part(2 * nqk, nv), dv, tol_grad, what);
+  if (cudnn) report_.CheckBits(tag + "_bwd_repeat", backward(), grads);
   gpu_.set_gemm_math(GemmMath::kFp32);
+  gpu_.set_attention_impl(kernels::AttentionImpl::kCudnn);
 }
 
 }  // namespace moe::gpucheck

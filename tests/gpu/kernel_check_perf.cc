@@ -84,14 +84,19 @@ void Checks::Perf() {
       for (GemmMath math : {GemmMath::kBf16, GemmMath::kFp32}) {
         gpu_.set_gemm_math(math);
         const char* mname = math == GemmMath::kBf16 ? "bf16" : "fp32";
-        for (GroupedGemmImpl impl : {GroupedGemmImpl::kCublasLt, GroupedGemmImpl::kKernel}) {
+        // cuBLASLt per expert on 1, 2, 4 and 8 streams, then the built-in kernel.
+        const int default_streams = gpu_.grouped_gemm_streams();
+        for (int variant : {1, 2, 4, 8, 0}) {
+          const GroupedGemmImpl impl = variant > 0 ? GroupedGemmImpl::kCublasLt : GroupedGemmImpl::kKernel;
           gpu_.set_grouped_gemm_impl(impl);
+          if (variant > 0) gpu_.set_grouped_gemm_streams(variant);
           const double ms = TimeMs(st, 2, 10, [&] {
             gpu_.GroupedGemm(Transpose::kNo, Transpose::kYes, probs, 1.0f, 0.0f);
           });
-          const char* iname = impl == GroupedGemmImpl::kCublasLt ? "lt" : "kernel";
-          PerfLine(Fmt("grouped_gemm_%s_%s 64 experts %s", iname, mname, name), ms, flops, 0);
+          const std::string iname = variant > 0 ? Fmt("lt%d", variant) : std::string("kernel");
+          PerfLine(Fmt("grouped_gemm_%s_%s 64 experts %s", iname.c_str(), mname, name), ms, flops, 0);
         }
+        gpu_.set_grouped_gemm_streams(default_streams);
       }
     }
     gpu_.set_grouped_gemm_impl(GroupedGemmImpl::kCublasLt);

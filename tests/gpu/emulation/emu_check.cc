@@ -488,6 +488,29 @@ int main() {
     kc::LaunchSumSquares(big.data(), 70000, part.data(), &out, st);
     const double ref = cpu.SumSquares(big.data(), 70000);
     std::printf("%s sumsq got=%.17g ref=%.17g\n", std::fabs(out - ref) <= 1e-12 * ref ? "PASS" : "FAIL", out, ref);
+    {  // every piece in two launches: the same bits as one LaunchSumSquares per piece (empty pieces
+       // first, in the middle and last; pieces of one and of several chunks)
+      const int64_t offsets[] = {0, 0, 3, 3, 20000, 20000, 69999};
+      const int64_t sizes[] = {0, 3, 0, 19997, 50000, 0, 1};
+      std::vector<kc::SumSquaresPiece> table;
+      int64_t total = 0;
+      for (int i = 0; i < 7; ++i) {
+        table.push_back({big.data() + offsets[i], sizes[i], total});
+        total += kc::SumSquaresPartials(sizes[i]);
+      }
+      std::vector<double> parts(total), each(7, -1.0);
+      kc::LaunchSumSquaresEach(table.data(), 7, total, parts.data(), each.data(), st);
+      int differ = 0;
+      for (int i = 0; i < 7; ++i) {
+        double one = -1.0;
+        std::vector<double> p1(std::max<int64_t>(kc::SumSquaresPartials(sizes[i]), 1));
+        kc::LaunchSumSquares(big.data() + offsets[i], sizes[i], p1.data(), &one, st);
+        differ += std::memcmp(&one, &each[i], sizeof(double)) != 0;
+      }
+      std::printf("%s sumsq_each %d of 7 pieces differ from one launch per piece (bit-exact)\n",
+                  differ == 0 ? "PASS" : "FAIL", differ);
+      if (differ != 0) ++failures;
+    }
     auto r = a, gr = a;
     cpu.RoundToBf16(r.data(), n); kc::LaunchRoundToBf16(gr.data(), n, st);
     Check("round", gr, r, 0);
@@ -545,6 +568,39 @@ int main() {
       const bool same = std::memcmp(gp2.data(), gp3.data(), 4 * n) == 0 && std::memcmp(gmm2.data(), gmm3.data(), 4 * n) == 0 &&
                         std::memcmp(gvv2.data(), gvv3.data(), 4 * n) == 0 && bits2 == bits3;
       std::printf("%s adamw_bits_only (as with the FP32 words too, bit for bit)\n", same ? "PASS" : "FAIL");
+      if (!same) ++failures;
+    }
+    {  // every piece in one launch: the same bits as LaunchAdamW per piece (its own decay and outputs;
+       // empty pieces first, in the middle and last; pieces of one and of several chunks)
+      const int64_t m = 20011;
+      const int64_t offsets[] = {0, 0, 5, 5, 20000, 20001, m - 1};
+      const int64_t sizes[] = {0, 5, 0, 19995, 1, m - 20002, 0};
+      const auto g2 = Normal(m), p2 = Normal(m), m2 = Normal(m, 0.1f);
+      auto v2 = Normal(m, 0.1f);
+      for (auto& x : v2) x = std::fabs(x);
+      auto ep = p2, emm = m2, evv = v2, op = p2, omm = m2, ovv = v2;
+      std::vector<float> ew(m, -1.0f), ow(m, -1.0f);
+      std::vector<uint16_t> ebits(m, 0xABCD), obits(m, 0xABCD);
+      std::vector<kc::AdamWPieceArgs> table;
+      int64_t chunks = 0;
+      for (int i = 0; i < 7; ++i) {
+        const int64_t o = offsets[i];
+        const float decay = i % 2 ? 0.1f : 0.0f;
+        const bool words = i != 3;  // piece 3: bits only, as a BF16 matrix
+        table.push_back({ep.data() + o, g2.data() + o, emm.data() + o, evv.data() + o, words ? ew.data() + o : nullptr,
+                         ebits.data() + o, sizes[i], decay, true, chunks});
+        chunks += kc::AdamWChunks(sizes[i]);
+        kc::AdamWArgs one = args;
+        one.weight_decay = decay;
+        kc::LaunchAdamW(one, op.data() + o, g2.data() + o, omm.data() + o, ovv.data() + o, sizes[i],
+                        AdamWWorking{words ? ow.data() + o : nullptr, obits.data() + o, true}, st);
+      }
+      kc::LaunchAdamWEach(args, table.data(), 7, chunks, st);
+      const bool same = std::memcmp(ep.data(), op.data(), 4 * m) == 0 && std::memcmp(emm.data(), omm.data(), 4 * m) == 0 &&
+                        std::memcmp(evv.data(), ovv.data(), 4 * m) == 0 && std::memcmp(ew.data(), ow.data(), 4 * m) == 0 &&
+                        ebits == obits;
+      std::printf("%s adamw_each (one launch of %ld chunks, as LaunchAdamW per piece, bit for bit)\n",
+                  same ? "PASS" : "FAIL", static_cast<long>(chunks));
       if (!same) ++failures;
     }
     // ScaleMatrix and PackBf16

@@ -171,8 +171,16 @@ inline cudaError_t cudaFreeHost(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                                    cudaStream_t = nullptr) {
+  if (kind == cudaMemcpyHostToDevice) {
+    // A copy from pageable host memory is staged before the call returns (the caller may free or
+    // reuse its buffer at once); the device side still lands in stream order.
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
+                                                      static_cast<const char*>(src) + bytes);
+    EmuEnqueue([=] { std::memcpy(dst, staged->data(), bytes); });
+    return cudaSuccess;
+  }
   EmuEnqueue([=] { std::memcpy(dst, src, bytes); });
   return cudaSuccess;
 }
@@ -199,6 +207,10 @@ inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st{};
   return cudaSuccess;
 }
+constexpr unsigned cudaEventDisableTiming = 2;
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
+// Every stream is the one queue, so a wait on another stream's event is already in order.
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
