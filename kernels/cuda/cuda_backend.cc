@@ -76,6 +76,11 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
       cudaSuccess) {
     return CudaError("cudaMallocHost (result)", options.device, err);
   }
+  size_t free_bytes = 0, total_bytes = 0;
+  if ((err = cudaMemGetInfo(&free_bytes, &total_bytes)) != cudaSuccess) {
+    return CudaError("cudaMemGetInfo", options.device, err);
+  }
+  b->cudnn_workspace_limit_ = total_bytes / 8;
   return b;
 }
 
@@ -404,6 +409,16 @@ bool CudaBackend::UseCudnnAttention(const AttentionShape& s, bool backward, size
     WarnAttentionFallback(bytes.status());
     return false;
   }
+  // The deterministic backward's workspace grows with B * H * T^2 (cuDNN keeps dP there): at long
+  // context it could take most of the device, so past the limit the built-in kernel (O(T) memory)
+  // runs the shape instead.
+  if (*bytes > cudnn_workspace_limit_) {
+    WarnAttentionFallback(absl::ResourceExhaustedError(absl::StrCat(
+        "cuDNN attention ", backward ? "backward" : "forward", " for B", s.batch, " T", s.seq, " H", s.heads,
+        " qk", s.qk_dim, " v", s.v_dim, " needs ", *bytes >> 20, " MiB of workspace, over the limit of ",
+        cudnn_workspace_limit_ >> 20, " MiB (1/8 of the device's memory)")));
+    return false;
+  }
   *workspace = *bytes;
   return true;
 }
@@ -427,8 +442,11 @@ absl::Status CudaBackend::CudnnAttentionStatus(const AttentionShape& s) {
 
 std::string CudaBackend::CudnnAttentionEngines(const AttentionShape& s) const {
   if (!cudnn_attention_) return "";
-  return absl::StrCat("forward ", cudnn_attention_->EngineName(s, false), ", backward ",
-                      cudnn_attention_->EngineName(s, true));
+  auto mib = [](const absl::StatusOr<size_t>& bytes) { return bytes.ok() ? *bytes >> 20 : 0; };
+  return absl::StrCat("forward ", cudnn_attention_->EngineName(s, false), " (workspace ",
+                      mib(cudnn_attention_->ForwardWorkspaceBytes(s)), " MiB), backward ",
+                      cudnn_attention_->EngineName(s, true), " (workspace ",
+                      mib(cudnn_attention_->BackwardWorkspaceBytes(s)), " MiB)");
 }
 
 namespace {

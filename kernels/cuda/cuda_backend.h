@@ -40,8 +40,10 @@
 //                           (kernels/cuda/cudnn_attention.h) on BF16 copies of q, k, v (and o, d_o),
 //                           with FP32 softmax statistics; its BF16 outputs are widened to FP32. On
 //                           an H200 the built-in kernel ran small_1b's attention at ~13 TFLOP/s,
-//                           69% of the step. The FP32 mode, and shapes cuDNN refuses (said once on
-//                           stderr), use the built-in kernel.
+//                           69% of the step. The FP32 mode, shapes cuDNN refuses, and shapes whose
+//                           cuDNN workspace would pass 1/8 of the device's memory (the deterministic
+//                           backward keeps B*H*T^2 BF16 values there: long context) use the built-in
+//                           kernel, said once on stderr.
 //   AttentionImpl::kKernel  the built-in FP32 flash-attention kernel (kernels/cuda/attention.cu)
 //                           always: the reference the device check compares cuDNN with.
 #pragma once
@@ -264,6 +266,7 @@ class CudaBackend final : public Backend {
   AttentionImpl attention_ = AttentionImpl::kCudnn;
   std::unique_ptr<CudnnAttention> cudnn_attention_;  // created at the first cuDNN attention call
   std::set<std::string> attention_warnings_;           // shapes cuDNN refused, reported once
+  size_t cudnn_workspace_limit_ = 0;                   // 1/8 of the device's memory (Create)
   cublasLtHandle_t lt_ = nullptr;
   void* lt_workspace_ = nullptr;
   size_t lt_workspace_bytes_ = 0;
