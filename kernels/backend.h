@@ -129,6 +129,12 @@ struct OpTime {
   int64_t calls = 0;
   double flops = 0;
 };
+// Entries named "... (host)" are host time spent inside ops (building a cuBLASLt plan, say), not
+// device time: they overlap the other entries and are not added to them.
+inline bool IsHostOpTime(const std::string& name) {
+  static const std::string kSuffix = " (host)";
+  return name.size() >= kSuffix.size() && name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+}
 
 // FLOPs by the model-FLOPs convention (2 per multiply-add; causal attention does the T(T+1)/2 score
 // entries it needs; its backward counts twice the forward, as in Megatron's and PaLM's MFU).

@@ -107,7 +107,9 @@ class CudaBackend final : public Backend {
   absl::Status CudnnAttentionStatus(const AttentionShape& s);
   // The engines cuDNN picked for the shape ("" before its first cuDNN call): for logs.
   std::string CudnnAttentionEngines(const AttentionShape& s) const;
-  // Op times (kernels/backend.h): every op bracketed by two stream events while enabled.
+  // Op times (kernels/backend.h): every op bracketed by two stream events while enabled, and the host
+  // time spent building cuBLASLt plans (a new GEMM signature each) as kGemmPlanOpName.
+  static constexpr const char* kGemmPlanOpName = "cublaslt_plan (host)";
   void EnableOpTimes(bool on) override { time_ops_ = on; }
   std::map<std::string, OpTime> OpTimes() override;
   void ResetOpTimes() override;

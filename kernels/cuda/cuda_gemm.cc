@@ -2,6 +2,8 @@
 // read in place when given as BF16 bits); the routed experts' grouped products as one cuBLASLt product per
 // expert or one launch of the built-in grouped kernel, which is also the fallback when cuBLASLt has no
 // algorithm.
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <vector>
 
@@ -45,6 +47,19 @@ double GroupedFlops(const std::vector<GemmProblem>& problems) {
 CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
+  // A new signature costs host time (descriptors and a heuristic query) while the GPU may wait: timed,
+  // with op times on, as the host entry kGemmPlanOpName.
+  const auto start = std::chrono::steady_clock::now();
+  struct Record {
+    CudaBackend* b;
+    std::chrono::steady_clock::time_point start;
+    ~Record() {
+      if (!b->time_ops_) return;
+      OpTime& t = b->op_times_[kGemmPlanOpName];
+      t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      t.calls += 1;
+    }
+  } record{this, start};
   auto plan = std::make_unique<GemmPlan>();
   const cudaDataType_t operand_type = key.math == static_cast<int>(GemmMath::kBf16)
                                           ? CUDA_R_16BF
