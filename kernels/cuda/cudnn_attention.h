@@ -14,9 +14,9 @@
 // The backward graph is cuDNN's deterministic form (dQ written by its own product, no atomic
 // accumulation), so a step is bit for bit repeatable: exact resume depends on it.
 //
-// Plans (graph, heuristic engine, execution plan) are built once per shape and cached; building one
-// can take a second (cuDNN may compile the kernel). A shape cuDNN cannot run (head dims that are
-// not multiples of 8, say) reports why, once, and the caller falls back to its own kernel.
+// Plans (graph, heuristic engine, execution plan) are built once per shape and cached: building one is
+// host work (cuDNN may compile a kernel for it). A shape cuDNN cannot run reports why, the same way
+// every time, and the caller runs its own kernel instead.
 #pragma once
 
 #include <cuda_runtime_api.h>
