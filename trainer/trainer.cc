@@ -203,7 +203,7 @@ class StepBreakdown {
     return step_matmul;
   }
   void Print() const {
-    if (total_ <= 0) return;
+    if (total_ <= 0 || gemm_ + grouped_ + attention_ <= 0) return;  // nothing timed (op_breakdown off)
     const double t = total_;
     std::printf("step time on rank 0: %.1f s; dense GEMM %.1f%%, grouped expert GEMM %.1f%%, attention "
                 "%.1f%%, everything else %.1f%%\n",
@@ -522,7 +522,9 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   StepReporter reporter({&cfg, &net, mesh.get(), &val_sampler, val_batches, micro, seq, gb.global_batch * seq,
                          flops_per_token, peak_flops, rt->device, metrics.get(), events.get(), Clock::now()});
   StepBreakdown breakdown;  // where the step time goes (this rank)
-  ops.EnableOpTimes(true);  // CUDA: events around each op (the CPU always times its matrix products)
+  // CUDA: events around each op, unless logging.op_breakdown is off (the CPU always times its matrix
+  // products).
+  ops.EnableOpTimes(cfg.logging().op_breakdown());
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
     const auto t0 = Clock::now();
     ops.ResetOpTimes();
