@@ -254,6 +254,9 @@ class CudaBackend final : public Backend {
   // True when cuDNN runs this call (workspace: the bytes it needs); false, with a one-time message
   // for a shape cuDNN cannot run, when the built-in kernel does.
   bool UseCudnnAttention(const AttentionShape& s, bool backward, size_t* workspace);
+  // The workspace cuDNN needs for the shape, or why it does not run it (the settings, cuDNN's
+  // refusal, or the workspace limit).
+  absl::StatusOr<size_t> CudnnAttentionWorkspace(const AttentionShape& s, bool backward);
   void WarnAttentionFallback(const absl::Status& why);  // once per message, on stderr
 
   int device_ = 0;

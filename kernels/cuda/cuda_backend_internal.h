@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
@@ -31,6 +32,28 @@ inline int AlignmentOf(const void* p) {
 inline size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
 inline cublasOperation_t Op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+// Carves consecutive 256-byte-aligned pieces out of one scratch buffer of Bytes(their sizes).
+class ScratchCarver {
+ public:
+  explicit ScratchCarver(void* base) : at_(static_cast<char*>(base)) {}
+  template <typename T>
+  T* Take(size_t count) {
+    T* p = reinterpret_cast<T*>(at_);
+    at_ += RoundUp(count * sizeof(T), 256);
+    return p;
+  }
+  template <typename Sizes>
+  static size_t Bytes(const Sizes& sizes) {
+    size_t total = 0;
+    for (size_t s : sizes) total += RoundUp(s, 256);
+    return total;
+  }
+  static size_t Bytes(std::initializer_list<size_t> sizes) { return Bytes<std::initializer_list<size_t>>(sizes); }
+
+ private:
+  char* at_;
+};
 
 }  // namespace cuda_internal
 

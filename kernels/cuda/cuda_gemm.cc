@@ -15,6 +15,7 @@ namespace moe::kernels {
 using cuda_internal::AlignmentOf;
 using cuda_internal::Op;
 using cuda_internal::RoundUp;
+using cuda_internal::ScratchCarver;
 
 bool CudaBackend::GemmKey::operator==(const GemmKey& o) const {
   return ta == o.ta && tb == o.tb && math == o.math && m == o.m && n == o.n && k == o.k &&
@@ -276,21 +277,19 @@ void CudaBackend::GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmPro
     return;
   }
   EnsureLanes(lanes);
-  std::vector<size_t> lane_bytes(lanes, 0), lane_offset(lanes, 0);
+  std::vector<size_t> lane_bytes(lanes, 0);
   for (size_t i = 0; i < problems.size(); ++i) {
     lane_bytes[i % lanes] = std::max(lane_bytes[i % lanes], GemmScratchBytes(ta, tb, problems[i]));
   }
-  size_t total = 0;
-  for (size_t l = 0; l < lanes; ++l) {
-    lane_offset[l] = total;
-    total += RoundUp(lane_bytes[l], 256);
-  }
-  char* ws = static_cast<char*>(Scratch(total));  // before the fork: growing it synchronises stream_
+  // Before the fork: growing the scratch buffer synchronises stream_.
+  ScratchCarver carver(Scratch(ScratchCarver::Bytes(lane_bytes)));
+  std::vector<char*> lane_ws(lanes);
+  for (size_t l = 0; l < lanes; ++l) lane_ws[l] = carver.Take<char>(lane_bytes[l]);
   MOE_CUDA_CHECK(cudaEventRecord(fork_event_, stream_));
   for (size_t l = 0; l < lanes; ++l) MOE_CUDA_CHECK(cudaStreamWaitEvent(lanes_[l].stream, fork_event_, 0));
   for (size_t i = 0; i < problems.size(); ++i) {
     const size_t l = i % lanes;
-    RunGemm(ta, tb, problems[i], alpha, beta, lanes_[l], ws + lane_offset[l]);
+    RunGemm(ta, tb, problems[i], alpha, beta, lanes_[l], lane_ws[l]);
   }
   for (size_t l = 0; l < lanes; ++l) {
     MOE_CUDA_CHECK(cudaEventRecord(join_events_[l], lanes_[l].stream));

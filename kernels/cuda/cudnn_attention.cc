@@ -509,9 +509,7 @@ absl::StatusOr<CudnnAttention::Plan*> CudnnAttention::GetPlan(const AttentionSha
     if (backward) plan->extra = AlignUp(static_cast<int64_t>(sizeof(float)) * s.batch * s.heads * s.seq);
   }
   if (!st.ok()) {
-    st = absl::Status(st.code(), absl::StrCat("cuDNN attention ", backward ? "backward" : "forward",
-                                              " for B", s.batch, " T", s.seq, " H", s.heads, " qk",
-                                              s.qk_dim, " v", s.v_dim, ": ", st.message()));
+    st = absl::Status(st.code(), absl::StrCat(Describe(s, backward), ": ", st.message()));
     failures_.emplace(key, st);
     return st;
   }
@@ -580,9 +578,7 @@ absl::Status CudnnAttention::Backward(const AttentionShape& s, const CudnnAttent
 absl::Status CudnnAttention::Refuse(const AttentionShape& s, bool backward, absl::Status st) {
   if (st.ok()) return st;
   const Key key = KeyOf(s, backward);
-  st = absl::Status(st.code(), absl::StrCat("cuDNN attention ", backward ? "backward" : "forward", " for B",
-                                            s.batch, " T", s.seq, " H", s.heads, " qk", s.qk_dim, " v",
-                                            s.v_dim, " failed to execute: ", st.message()));
+  st = absl::Status(st.code(), absl::StrCat(Describe(s, backward), " failed to execute: ", st.message()));
   plans_.erase(key);
   failures_.emplace(key, st);
   return st;

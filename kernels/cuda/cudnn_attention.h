@@ -30,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 
 namespace moe::kernels {
@@ -68,6 +69,11 @@ class CudnnAttention {
   // Builds and finalises every tensor and operation descriptor of the shape's graph, which needs no
   // device (cuDNN checks each descriptor's attributes as it is finalised): the number of operations.
   static absl::StatusOr<int> BuildOperations(const AttentionShape& s, bool backward);
+  // "cuDNN attention forward for B.. T.. H.. qk.. v..": how messages name a call.
+  static std::string Describe(const AttentionShape& s, bool backward) {
+    return absl::StrCat("cuDNN attention ", backward ? "backward" : "forward", " for B", s.batch, " T", s.seq,
+                        " H", s.heads, " qk", s.qk_dim, " v", s.v_dim);
+  }
   // The cuDNN library loaded at run time, e.g. "9.19.0".
   static std::string LibraryVersion();
   // The engine cuDNN's heuristics picked for the shape's plan ("" when none was built): for logs.

@@ -13,19 +13,12 @@
 namespace moe::kernels {
 namespace {
 
-AttentionShape Shape(int64_t b, int64_t t, int64_t h, int64_t dqk, int64_t dv) {
-  AttentionShape s;
-  s.batch = b;
-  s.seq = t;
-  s.heads = h;
-  s.qk_dim = dqk;
-  s.v_dim = dv;
-  s.scale = 0.125f;
-  return s;
-}
+// {batch, seq, heads, qk_dim, v_dim, scale}.
+constexpr float kScale = 0.125f;
 
 TEST(CudnnAttentionTest, EveryDescriptorFinalises) {
-  for (const AttentionShape& s : {Shape(8, 4096, 16, 96, 64), Shape(1, 300, 2, 192, 128), Shape(2, 5, 1, 64, 64)}) {
+  for (const AttentionShape& s : {AttentionShape{8, 4096, 16, 96, 64, kScale}, AttentionShape{1, 300, 2, 192, 128, kScale},
+                                 AttentionShape{2, 5, 1, 64, 64, kScale}}) {
     auto fwd = CudnnAttention::BuildOperations(s, /*backward=*/false);
     ASSERT_TRUE(fwd.ok()) << fwd.status();
     // matmul, scale, 2 indices, compare, select, max, sub, exp, sum, log, add, div, matmul.
@@ -41,13 +34,13 @@ TEST(CudnnAttentionTest, NoDeviceIsAClearError) {
   int count = 0;
   if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) GTEST_SKIP() << "a GPU is present";
   CudnnAttention attention(nullptr);
-  auto bytes = attention.ForwardWorkspaceBytes(Shape(1, 128, 2, 96, 64));
+  auto bytes = attention.ForwardWorkspaceBytes(AttentionShape{1, 128, 2, 96, 64, kScale});
   ASSERT_FALSE(bytes.ok());
   const std::string message(bytes.status().message());
   EXPECT_NE(message.find("cuDNN attention forward for B1 T128 H2 qk96 v64"), std::string::npos) << message;
   EXPECT_NE(message.find("cudnnCreate"), std::string::npos) << message;
   // The same answer again, from the cache of refused shapes.
-  EXPECT_EQ(attention.ForwardWorkspaceBytes(Shape(1, 128, 2, 96, 64)).status(), bytes.status());
+  EXPECT_EQ(attention.ForwardWorkspaceBytes(AttentionShape{1, 128, 2, 96, 64, kScale}).status(), bytes.status());
 }
 
 }  // namespace

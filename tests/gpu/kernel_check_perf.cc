@@ -125,8 +125,8 @@ void Checks::Perf() {
     // BF16 and widening the results, as in a training step).
     for (const bool cudnn : {false, true}) {
       gpu_.set_gemm_math(cudnn ? GemmMath::kBf16 : GemmMath::kFp32);
-      if (cudnn && !gpu_.CudnnAttentionStatus(s).ok()) {
-        std::printf("PERF  attention cudnn: %s\n", std::string(gpu_.CudnnAttentionStatus(s).message()).c_str());
+      if (const absl::Status status = gpu_.CudnnAttentionStatus(s); cudnn && !status.ok()) {
+        std::printf("PERF  attention cudnn: %s\n", std::string(status.message()).c_str());
         break;
       }
       const char* impl = cudnn ? "cudnn" : "kernel";

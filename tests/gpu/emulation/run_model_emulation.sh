@@ -17,7 +17,7 @@
 #      order, plus the system libraries) is reused with ONE object removed: cuda_factory_off.pic.o,
 #      the stub that says "built without CUDA".
 #   3. g++ compiles against the shim (as run_emulation.sh does, same flags): every kernels/cuda/*.cu
-#      (launches rewritten to EmuLaunch), kernels/cuda/cuda_backend.cc, cuda_gemm.cc, unified_memory.cc,
+#      (launches rewritten to EmuLaunch), kernels/cuda/cuda_backend.cc, cuda_gemm.cc, cuda_attention.cc, unified_memory.cc,
 #      kernels/cuda_factory_on.cc (the real factory: CudaBackend + unified memory as the Buffer space)
 #      and model_emu_init.cc (the shim's modes from the environment, totals at exit, and a wrapper of
 #      CudaUnifiedMemorySpace() that NaN-poisons every Buffer it hands out, linked with --wrap).
@@ -97,6 +97,7 @@ compile() {  # source object
 for k in $KERNELS; do compile "$WORK/src/$k.cc" "$WORK/obj/$k.o"; done
 compile "$ROOT/kernels/cuda/cuda_backend.cc" "$WORK/obj/cuda_backend.o"
 compile "$ROOT/kernels/cuda/cuda_gemm.cc" "$WORK/obj/cuda_gemm.o"
+compile "$ROOT/kernels/cuda/cuda_attention.cc" "$WORK/obj/cuda_attention.o"
 compile "$EMU/cudnn_attention_unavailable.cc" "$WORK/obj/cudnn_attention_unavailable.o"  # no cuDNN here
 compile "$ROOT/kernels/cuda/unified_memory.cc" "$WORK/obj/unified_memory.o"
 compile "$ROOT/kernels/cuda_factory_on.cc" "$WORK/obj/cuda_factory_on.o"
