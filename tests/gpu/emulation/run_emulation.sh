@@ -23,7 +23,8 @@ done
 $EMU_CXX -c "$ROOT/kernels/cuda/unified_memory.cc" -o "$WORK/unified_memory.o" &
 objs+=("$WORK/unified_memory.o")
 $EMU_CXX -c "$EMU/emu_check.cc" -o "$WORK/emu_check.o" &
+$EMU_CXX -c "$EMU/emu_check_elementwise.cc" -o "$WORK/emu_check_elementwise.o" &
 wait
-g++ -fopenmp -pthread "$WORK/emu_check.o" "${objs[@]}" -ldnnl -o "$WORK/emu_check"
+g++ -fopenmp -pthread "$WORK/emu_check.o" "$WORK/emu_check_elementwise.o" "${objs[@]}" -ldnnl -o "$WORK/emu_check"
 echo "== $WORK/emu_check"
 "$WORK/emu_check"
