@@ -309,6 +309,8 @@ const RuleCase kRules[] = {
      {"batch.micro_batch_size * batch.seq_len (1 * 31) is not divisible by parallel.tp (4)"}},
     {"CollectiveTimeout", [](TrainConfig* c) { c->mutable_parallel()->set_collective_timeout_s(0); },
      {"parallel.collective_timeout_s (0)"}},
+    {"GradBucket", [](TrainConfig* c) { c->mutable_parallel()->set_grad_bucket_elements(0); },
+     {"parallel.grad_bucket_elements (0) must be >= 1"}},
     {"PrecisionUnspecified", [](TrainConfig* c) { c->set_precision(PRECISION_UNSPECIFIED); },
      {"precision must be BF16 or FP32"}},
     {"DeviceUnspecified", [](TrainConfig* c) { c->set_device(DEVICE_UNSPECIFIED); },

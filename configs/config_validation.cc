@@ -269,6 +269,9 @@ void ValidateParallel(const TrainConfig& cfg, Problems* out) {
   if (!(par.capacity_factor() >= 0)) {
     out->Add("parallel.capacity_factor (%g) must be >= 0 (0: dropless)", par.capacity_factor());
   }
+  if (par.grad_bucket_elements() < 1) {
+    out->Add("parallel.grad_bucket_elements (%d) must be >= 1", par.grad_bucket_elements());
+  }
   if (!sizes_ok) return;
   const int64_t world = par.dp() * par.tp();
   if (world % par.ep() != 0) {

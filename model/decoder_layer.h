@@ -22,6 +22,7 @@ struct DecoderLayer {
   std::unique_ptr<SwiGluMlp> mlp;     // dense layers: the FFN; MoE layers: the shared expert (or null)
   std::unique_ptr<MoeLayer> moe;      // MoE layers: the routed experts
   int64_t moe_slot = -1;              // index into the model's expert counts
+  int64_t first_param = 0, end_param = 0;  // its parameters in the ParamStore: [first, end)
   // MTP depth k (0: a main layer). An MTP block runs on the whole T positions of each sequence so that
   // sequence parallelism slices it like the main layers, but only the first T - k positions are real:
   // the rest feed nothing (causal attention; their loss targets are ignored), and the router sees only

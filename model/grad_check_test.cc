@@ -391,5 +391,41 @@ TEST(ActivationRecompute, BitIdenticalLossAndGradientsWithLessSavedMemory) {
   EXPECT_LT(saved_bytes[1] * 3, saved_bytes[0]);
 }
 
+// The backward's GradsReadyHook (the optimizer's overlap): every parameter is reported exactly once,
+// the blocks from the last to the first, and a reported gradient no longer changes in that backward
+// (here the second of two accumulated micro-batches, MTP and MoE included).
+TEST(GradsReadyHook, ReportsEveryParameterOnceWithItsFinalGradient) {
+  config::ModelConfig mc = SmallModel(3);
+  mc.set_num_nextn_predict_layers(1);
+  mc.set_aux_loss_alpha(0.1);
+  kernels::CpuBackend ops(2);
+  DeepseekV3Model net(mc, Numerics::kFp32, &ops, 8);
+  Randomize(net.params(), 43);
+  const std::vector<int32_t> ids = Ids(2 * 6, 5, 1), targets = Ids(2 * 6, 3, 2);
+  net.params().ZeroGrads();
+  net.Step(ids.data(), targets.data(), 2, 6, true, 1.0f);
+  std::vector<Param*> params;
+  net.params().ForEach([&](Param& p) { params.push_back(&p); });
+  std::vector<int> reported(params.size(), 0);
+  std::vector<int64_t> firsts;
+  std::vector<std::vector<float>> at_report(params.size());
+  net.set_grads_ready_hook([&](int64_t first, int64_t end) {
+    firsts.push_back(first);
+    for (int64_t i = first; i < end; ++i) {
+      ++reported[i];
+      at_report[i].assign(params[i]->grad.begin(), params[i]->grad.end());
+    }
+  });
+  net.Step(Ids(2 * 6, 7, 4).data(), targets.data(), 2, 6, true, 1.0f);
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(reported[i], 1) << params[i]->name;
+    EXPECT_EQ(at_report[i], std::vector<float>(params[i]->grad.begin(), params[i]->grad.end())) << params[i]->name;
+  }
+  ASSERT_GE(firsts.size(), 3u);
+  EXPECT_EQ(params[firsts[0]]->name, "lm_head.weight");
+  for (size_t k = 2; k < firsts.size(); ++k) EXPECT_LT(firsts[k], firsts[k - 1]) << "report " << k;
+  EXPECT_EQ(firsts.back(), 0);  // the embedding, last
+}
+
 }  // namespace
 }  // namespace moe::model

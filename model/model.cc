@@ -115,6 +115,7 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
   // Decoder block `l` (HF layer index; MTP blocks continue after the main ones).
   auto build_layer = [&](int64_t l, int64_t mtp_depth, DecoderLayer* layer) {
     const std::string prefix = absl::StrCat("model.layers.", l, ".");
+    layer->first_param = params_.size();
     layer->mtp_depth = mtp_depth;
     layer->input_norm = params_.Add(prefix + "input_layernorm.weight", {d}, ParamKind::kNorm);
     layer->attn = std::make_unique<MlaAttention>(params_, prefix + "self_attn.", mla);
@@ -139,12 +140,15 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
     } else {
       layer->mlp = std::make_unique<SwiGluMlp>(params_, prefix + "mlp.", d, cfg.intermediate_size(), tp);
     }
+    layer->end_param = params_.size();
   };
   for (int64_t l = 0; l < cfg.num_hidden_layers(); ++l) {
     layers_.push_back(std::make_unique<DecoderLayer>());
     build_layer(l, 0, layers_.back().get());
   }
+  final_norm_index_ = params_.size();
   final_norm_ = params_.Add("model.norm.weight", {d}, ParamKind::kNorm);
+  lm_head_index_ = params_.size();
   lm_head_ = params_.Add("lm_head.weight", {vocab, d}, ParamKind::kMatrix);
   // MTP modules after the main model, so its tensors keep their order with or without them.
   for (int64_t k = 1; k <= cfg.num_nextn_predict_layers(); ++k) {
@@ -378,13 +382,24 @@ LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int6
 
   // ---- Backward (activation gradients written, parameter gradients accumulated) ----
   if (!mtp_.empty()) MtpBackward(loss_scale, d_hf);
+  GradsDone(lm_head_index_, params_.size());  // the MTP modules are registered after lm_head
   float* dh = frame.Floats(n_loc * d);  // gradient of the residual stream (this rank's slice)
   ops.RmsNormBackward(fp.h.data(), final_norm_->working.data(), fp.rstd_f.data(), d_hf, n_loc, d, dh,
                       final_norm_->GradForAccumulate(ops));
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) LayerBackward(**it, dh, loss_scale);
+  GradsDone(final_norm_index_, final_norm_index_ + 1);
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    LayerBackward(**it, dh, loss_scale);
+    GradsDone((*it)->first_param, (*it)->end_param);
+  }
   ops.EmbeddingBackward(fp.ids.data(), n_loc, dh, d, embed_->GradForAccumulate(ops));
-  params_.FinishGrads(ops);
+  GradsDone(0, 1);  // the embedding, registered first
+  params_.FinishGrads(ops);  // a no-op while the ranges above cover every parameter
   return stats;
+}
+
+void DeepseekV3Model::GradsDone(int64_t first, int64_t end) {
+  params_.FinishGrads(*ctx_.ops, first, end);
+  if (grads_ready_) grads_ready_(first, end);
 }
 
 void DeepseekV3Model::LayerBackward(DecoderLayer& L, float* dh, float loss_scale) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,13 @@ class DeepseekV3Model {
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
 
+  // Called during the backward when the gradients of parameters [first, end) (ParamStore order) are
+  // final for this Step, in a fixed order: lm_head with the MTP modules' tensors, the final norm, each
+  // decoder block from the last to the first, the embedding. Unwritten ones are zeroed before. The
+  // trainer sets it for a step's last micro-batch (trainer/distributed_optimizer.h "Overlap").
+  using GradsReadyHook = std::function<void(int64_t first, int64_t end)>;
+  void set_grads_ready_hook(GradsReadyHook hook) { grads_ready_ = std::move(hook); }
+
   // Per-layer activation recomputation: the forward keeps only each block's input, the backward
   // recomputes the block before differentiating it (about one extra forward of compute for the memory
   // of L block inputs). Results are bit-identical either way.
@@ -139,7 +147,11 @@ class DeepseekV3Model {
   // depths); the backward adds the gradient reaching h^0 into d_hf.
   void MtpForward(const int32_t* ids, const int32_t* targets, bool backward, float loss_scale, LossStats* stats);
   void MtpBackward(float loss_scale, float* d_hf);
+  // ParamStore::FinishGrads on [first, end), then the hook.
+  void GradsDone(int64_t first, int64_t end);
   bool recompute_ = false;
+  GradsReadyHook grads_ready_;
+  int64_t final_norm_index_ = 0, lm_head_index_ = 0;  // their ParamStore indices
   ForwardPass fp_;
   Scratch scratch_;
 

@@ -189,9 +189,11 @@ void ParamStore::ZeroGrads() {
   for (auto& p : params_) p->grad_unwritten = p->trainable();
 }
 
-void ParamStore::FinishGrads(kernels::Backend& ops) {
-  for (auto& p : params_) {
-    if (p->grad_unwritten) p->GradForAccumulate(ops);
+void ParamStore::FinishGrads(kernels::Backend& ops) { FinishGrads(ops, 0, size()); }
+
+void ParamStore::FinishGrads(kernels::Backend& ops, int64_t first, int64_t end) {
+  for (int64_t i = first; i < end; ++i) {
+    if (params_[i]->grad_unwritten) params_[i]->GradForAccumulate(ops);
   }
 }
 

@@ -127,8 +127,10 @@ class ParamStore {
   // (Param::grad_unwritten); the backward's first contribution to each writes it.
   void ZeroGrads();
   // Zeroes the gradients nothing contributed to since ZeroGrads, so that every gradient holds its
-  // value; the model calls it at the end of each backward.
+  // value; the model calls it at the end of each backward. The ranged form: parameters [first, end),
+  // in ForEach order.
   void FinishGrads(kernels::Backend& ops);
+  void FinishGrads(kernels::Backend& ops, int64_t first, int64_t end);
 
  private:
   std::vector<std::unique_ptr<Param>> params_;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,19 @@ inline const char* UnitName<int32_t>() { return "int32s"; }
 template <>
 inline const char* UnitName<uint16_t>() { return "BF16 values"; }
 
+// A collective started without waiting (Communicator::StartReduceScatterSum). Its buffers belong to it
+// until Finish returns; destroying it unfinished finishes it first. It must not outlive its group.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // Lets the collective advance without blocking (MPI moves data only inside its calls, so a rank
+  // that computes between the start and the finish should call this now and then); true once the
+  // data has arrived.
+  virtual bool Test() = 0;
+  // Waits for the collective (bounded by the group's timeout, as every call) and writes its result.
+  virtual void Finish() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -42,6 +56,11 @@ class Communicator {
 
   // in [size * n] -> out [n]: out = Σ_ranks in[rank * n : (rank+1) * n] (this rank's block).
   virtual void ReduceScatterSum(const float* in, float* out, int64_t n) = 0;
+  // ReduceScatterSum, started now and finished by the returned handle's Finish, which leaves in `out`
+  // the same bits ReduceScatterSum would; the caller leaves `in` and `out` alone until then. A group
+  // matches its collectives in the order they are started, so every member starts them in the same
+  // order (blocking calls in between included). This default runs the collective at once.
+  virtual std::unique_ptr<PendingCollective> StartReduceScatterSum(const float* in, float* out, int64_t n);
   // in [n] -> out [size * n], block r from rank r. The uint16_t form moves BF16 bits (tensor data:
   // BF16 working weights), which are only moved, never reduced.
   virtual void AllGather(const float* in, float* out, int64_t n) = 0;
@@ -61,5 +80,20 @@ class Communicator {
   virtual void Broadcast(int64_t* x, int64_t n, int root) = 0;
   virtual void Barrier() = 0;
 };
+
+namespace internal {
+// A collective that completed when it was started.
+class FinishedCollective final : public PendingCollective {
+ public:
+  bool Test() override { return true; }
+  void Finish() override {}
+};
+}  // namespace internal
+
+inline std::unique_ptr<PendingCollective> Communicator::StartReduceScatterSum(const float* in, float* out,
+                                                                              int64_t n) {
+  ReduceScatterSum(in, out, n);
+  return std::make_unique<internal::FinishedCollective>();
+}
 
 }  // namespace moe::parallel

@@ -20,6 +20,10 @@
 // reduce-scatter was 10-17x faster than Open MPI's MPI_Reduce_scatter_block, and the two-phase
 // all-reduce within ~20% of MPI_Iallreduce either way; see tools/bench_comm.)
 //
+// StartReduceScatterSum posts the same all-to-all(s) and leaves the rank-order sum to Finish, so a
+// started reduce-scatter gives ReduceScatterSum's bits; its receive buffer is its own (taken from and
+// returned to a pool that the next step's buckets reuse), so blocking collectives may run meanwhile.
+//
 // Large counts: MPI counts are int. Every path works on pieces of at most INT_MAX elements per MPI
 // call (the rank-order sums on pieces of 2^24 elements, which also bounds their scratch buffer).
 // AllToAllV describes each side with a contiguous datatype of g elements, g = gcd of that side's
@@ -69,6 +73,8 @@ class MpiCommunicator final : public Communicator {
   void AllReduceMax(double* x, int64_t n) override;
 
   void ReduceScatterSum(const float* in, float* out, int64_t n) override;
+  // Started at once (every chunk's all-to-all posted); the rank-order sums run in Finish.
+  std::unique_ptr<PendingCollective> StartReduceScatterSum(const float* in, float* out, int64_t n) override;
   void AllGather(const float* in, float* out, int64_t n) override;
   void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override;
@@ -93,6 +99,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   struct Op;  // the collective being waited for, for the timeout message
+  class PendingReduceScatter;
 
   template <typename T>
   void AllReduceImpl(T* x, int64_t n, MPI_Op op, const char* what);
@@ -107,6 +114,10 @@ class MpiCommunicator final : public Communicator {
                      const std::vector<int64_t>& recv_counts);
   template <typename T>
   void BroadcastImpl(T* x, int64_t n, int root);
+  // Receive buffers of reduce-scatters, kept for the next ones (a step's buckets reuse the last
+  // step's): a buffer of n floats, and its return once its collective has finished.
+  std::vector<float> TakeBuffer(int64_t n);
+  void ReturnBuffer(std::vector<float> buffer);
 
   // Polls `req` until it completes or the deadline passes (then reports and aborts).
   void Wait(MPI_Request* req, const Op& op, double deadline) const;
@@ -121,7 +132,8 @@ class MpiCommunicator final : public Communicator {
   double timeout_seconds_;
   int rank_ = 0, size_ = 1, world_rank_ = 0;
   std::vector<int> world_ranks_;
-  std::vector<double> scratch_;  // received block copies of the rank-order sums
+  std::vector<double> scratch_;  // received block copies of the rank-order all-reduces
+  std::vector<std::vector<float>> spare_buffers_;  // of finished reduce-scatters
 };
 
 }  // namespace moe::parallel

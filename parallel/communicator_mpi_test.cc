@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -155,6 +156,39 @@ TEST_F(MpiCommunicatorTest, ReduceScatterSumIsTheRankOrderSum) {
     std::vector<float> out(n);
     comm_->ReduceScatterSum(in.data(), out.data(), n);
     ASSERT_EQ(std::memcmp(out.data(), want.data(), sizeof(float) * n), 0) << "max_count=" << max_count;
+  }
+}
+
+// Started reduce-scatters give ReduceScatterSum's bits with several in flight at once, other
+// collectives on the same group in between, and the finishes in another order than the starts.
+TEST_F(MpiCommunicatorTest, StartedReduceScattersGiveTheBlockingResult) {
+  for (int64_t max_count : {int64_t{0}, int64_t{7}}) {  // 7: several chunks per collective
+    MpiCommunicator::SetMaxCountForTesting(max_count);
+    const std::vector<int64_t> sizes = {1001, 3, 0, 4096};
+    std::vector<std::vector<float>> in, want, out;
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      in.push_back(RandomInput<float>(rank_ + 10 * static_cast<int>(k), size_ * sizes[k]));
+      want.emplace_back(sizes[k]);
+      comm_->ReduceScatterSum(in[k].data(), want[k].data(), sizes[k]);
+      out.emplace_back(sizes[k], -1.0f);
+    }
+    std::vector<std::unique_ptr<PendingCollective>> pending;
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      pending.push_back(comm_->StartReduceScatterSum(in[k].data(), out[k].data(), sizes[k]));
+      std::vector<float> x(300000, 1.0f);  // a blocking two-phase all-reduce while they are in flight
+      comm_->AllReduceSum(x.data(), static_cast<int64_t>(x.size()));
+      ASSERT_EQ(x[12345], static_cast<float>(size_));
+      for (auto& p : pending) p->Test();
+    }
+    for (size_t k = sizes.size(); k-- > 0;) {
+      pending[k]->Finish();
+      pending[k]->Finish();  // a second Finish does nothing
+      EXPECT_TRUE(pending[k]->Test());
+      ASSERT_EQ(out[k], want[k]) << "collective " << k << " max_count=" << max_count;
+    }
+    std::vector<float> dropped(size_ * 5, 1.0f), result(5);  // destroyed unfinished: finishes first
+    comm_->StartReduceScatterSum(dropped.data(), result.data(), 5).reset();
+    EXPECT_EQ(result, std::vector<float>(5, static_cast<float>(size_)));
   }
 }
 

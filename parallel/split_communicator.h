@@ -32,6 +32,9 @@ class SplitCommunicator final : public Communicator {
   void ReduceScatterSum(const float* in, float* out, int64_t n) override {
     tensors_->ReduceScatterSum(in, out, n);
   }
+  std::unique_ptr<PendingCollective> StartReduceScatterSum(const float* in, float* out, int64_t n) override {
+    return tensors_->StartReduceScatterSum(in, out, n);
+  }
   void AllGather(const float* in, float* out, int64_t n) override { tensors_->AllGather(in, out, n); }
   void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override { tensors_->AllGather(in, out, n); }
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override { host_->AllGather(in, out, n); }

@@ -6,7 +6,8 @@
 #   BF16: loss within 1e-2 relative at every step
 # Layouts: 1 rank; DP=2; TP=2; EP=2 x DP=2; DP=2 x TP=2 with EP=4 (also with activation
 # recomputation); EP=4 x DP=4. Then with two multi-token-prediction depths and the balance loss on, where
-# every reported loss (main, MTP per depth and weighted, validation) must agree.
+# every reported loss (main, MTP per depth and weighted, validation) must agree. Last, overlapping the
+# gradient reduce-scatter with the backward must not change a bit.
 set -euo pipefail
 TRAIN="$1"; PREPARE="$2"; CONFIG="$3"; COMPARE="$4"; CORPUS="$5"; RUN_MPI="$6"
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/equivalence"
@@ -77,4 +78,15 @@ done
 run mtp_ref_bf16 1 BF16 3e-3 "${MTP[@]}"
 run mtp_dp2tp2ep4_bf16 4 BF16 3e-3 "${MTP[@]}" --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4
 echo "MTP BF16 dp2tp2ep4:"; python3 "$COMPARE" "$WORK/mtp_ref_bf16" "$WORK/mtp_dp2tp2ep4_bf16" --loss_rtol=1e-2
+
+# Overlapping the gradient reduce-scatter with the backward (parallel.overlap_grad_reduce) gives the
+# same bits. DP2 x TP2 x EP2 stages all three sync groups (world 4, DP 2, expert DP 2); 1000-element
+# buckets give each group several, started while the last of two micro-batches runs its backward.
+OVERLAP=("${MTP[@]}" --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=2 --set parallel.grad_bucket_elements=1000)
+run mtp_dp2tp2ep2_bf16 4 BF16 3e-3 "${OVERLAP[@]}"
+run mtp_dp2tp2ep2_overlap_bf16 4 BF16 3e-3 "${OVERLAP[@]}" --set parallel.overlap_grad_reduce=true
+echo "MTP BF16 dp2tp2ep2:"; python3 "$COMPARE" "$WORK/mtp_ref_bf16" "$WORK/mtp_dp2tp2ep2_bf16" --loss_rtol=1e-2
+echo "MTP BF16 dp2tp2ep2, overlap vs none:"
+python3 "$COMPARE" "$WORK/mtp_dp2tp2ep2_bf16" "$WORK/mtp_dp2tp2ep2_overlap_bf16" --loss_rtol=0 --param_rtol=0
+cmp "$WORK/mtp_dp2tp2ep2_bf16/hf/model.safetensors" "$WORK/mtp_dp2tp2ep2_overlap_bf16/hf/model.safetensors"
 echo PASS

@@ -13,11 +13,16 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
   groups_[1].comm = groups.dp;
   groups_[2].comm = groups.expert_dp;
   params->ForEach([&](model::Param& p) {
-    if (!p.trainable()) return;
+    if (!p.trainable()) {
+      segment_of_.push_back({-1, -1});
+      return;
+    }
     order_.push_back(&p);
-    Group& g = groups_[p.sync == model::ParamSync::kReplicated        ? 0
-                       : p.sync == model::ParamSync::kTensorParallel ? 1
-                                                                     : 2];
+    const int group = p.sync == model::ParamSync::kReplicated        ? 0
+                      : p.sync == model::ParamSync::kTensorParallel ? 1
+                                                                    : 2;
+    Group& g = groups_[group];
+    segment_of_.push_back({group, static_cast<int>(g.segments.size())});
     g.segments.push_back({&p, g.size, p.decays()});
     g.size += p.numel();
   });
@@ -31,6 +36,8 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     g.adam_m.resize(owned);
     g.adam_v.resize(owned);
     if (g.staged()) {
+      g.in_flight.resize(g.num_buckets);
+      ResetReadiness(g);
       g.grad.resize(owned);
       if (bf16_) {
         g.mine_bits.resize(g.block());
@@ -62,9 +69,39 @@ int64_t DistributedOptimizer::owned_elements() const {
   return n;
 }
 
-void DistributedOptimizer::PackGrads(Group& g) {
-  ops_->Fill(g.flat.data() + g.size, g.flat.size() - g.size, 0.0f);  // padding
-  for (const Segment& s : g.segments) ops_->Copy(s.param->grad.data(), &g.flat[s.begin], s.param->numel());
+void DistributedOptimizer::StartBucket(Group& g, int64_t b) {
+  const int64_t lo = b * g.bucket, hi = lo + g.bucket;
+  for (const Segment& s : g.segments) {  // the pieces of the segments overlapping [lo, hi)
+    const int64_t begin = std::max(lo, s.begin), end = std::min(hi, s.begin + s.param->numel());
+    if (begin < end) ops_->Copy(s.param->grad.data() + (begin - s.begin), &g.flat[begin], end - begin);
+  }
+  if (hi > g.size) ops_->Fill(&g.flat[std::max(lo, g.size)], hi - std::max(lo, g.size), 0.0f);  // padding
+  g.in_flight[b] = g.comm->StartReduceScatterSum(&g.flat[lo], &g.grad[b * g.block()], g.block());
+}
+
+void DistributedOptimizer::ResetReadiness(Group& g) {
+  g.unready.resize(g.num_buckets);
+  for (int64_t b = 0; b < g.num_buckets; ++b) g.unready[b] = std::min(g.bucket, g.size - b * g.bucket);
+}
+
+void DistributedOptimizer::GradsReady(int64_t first, int64_t end) {
+  for (int64_t i = first; i < end; ++i) {
+    const auto [group, segment] = segment_of_.at(i);
+    if (group < 0 || !groups_[group].staged()) continue;
+    Group& g = groups_[group];
+    const Segment& s = g.segments[segment];
+    const int64_t s_end = s.begin + s.param->numel();
+    for (int64_t b = s.begin / g.bucket; b * g.bucket < s_end; ++b) {
+      const int64_t lo = b * g.bucket;
+      g.unready[b] -= std::min(lo + g.bucket, s_end) - std::max(lo, s.begin);
+      if (g.unready[b] == 0 && !g.in_flight[b]) StartBucket(g, b);
+    }
+  }
+  for (Group& g : groups_) {  // let the started ones move (MPI advances only inside its calls)
+    for (auto& pending : g.in_flight) {
+      if (pending) pending->Test();
+    }
+  }
 }
 
 const float* DistributedOptimizer::OwnedGrad(Group& g, const Segment& s, int64_t o, int64_t begin) {
@@ -157,10 +194,12 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
       for (double x : each) sum_sq += x;  // in segment order, as one call per piece summed
       continue;
     }
-    PackGrads(g);
     for (int64_t b = 0; b < g.num_buckets; ++b) {
-      g.comm->ReduceScatterSum(&g.flat[b * g.bucket], &g.grad[b * g.block()], g.block());
+      if (!g.in_flight[b]) StartBucket(g, b);
+      g.in_flight[b]->Finish();
+      g.in_flight[b].reset();
     }
+    ResetReadiness(g);
     sum_sq += ops_->SumSquares(g.grad.data(), g.owned());
   }
   // 2. Global norm (each element owned exactly once in the world) and clipping.

@@ -22,12 +22,20 @@
 // All of this state is Buffers in the backend's memory space, moved by ops (Copy, Fill) and the group
 // communicators, so the optimizer runs wherever the model does.
 //
+// Overlap (parallel.overlap_grad_reduce, Megatron's overlap_grad_reduce): during the last micro-batch's
+// backward the model reports each block's parameters as their gradients become final (GradsReady); a
+// bucket whose every gradient is final is packed and its reduce-scatter started at once, so it runs
+// while the backward goes on, and Step finishes it. The same collective on the same packed values:
+// the results are bit for bit those without overlap.
+//
 // The global gradient norm counts each element once: owned blocks are disjoint within a group and
 // the groups hold disjoint parameters, so Σ owned g² all-reduced over the world is the exact norm.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/buffer.h"
@@ -63,7 +71,15 @@ class DistributedOptimizer {
   // Reduces the gradients, clips by the global norm, applies AdamW (docs/model.md) with learning rate
   // `lr` at 1-based step `step`, and refreshes every rank's working weights; unless the norm is not
   // finite (see OptimizerStepStats). Collective over the world either way.
+  // Buckets whose reduce-scatter GradsReady started are finished here; the others are started and
+  // finished in bucket order.
   OptimizerStepStats Step(const config::OptimizerConfig& opt, double lr, int64_t step);
+
+  // The gradients of the parameters [first, end) (ParamStore order, non-trainable ones included)
+  // will not change again before Step: starts the reduce-scatter of each bucket this completes. Each
+  // parameter at most once per step; every member of a group reports the same ranges in the same
+  // order (the model's backward does), so they start the same collectives in the same order.
+  void GradsReady(int64_t first, int64_t end);
 
   // Elements whose master and moments this rank keeps (≈ 1/group size of each group).
   int64_t owned_elements() const;
@@ -108,12 +124,19 @@ class DistributedOptimizer {
     // into flat_bits (half the bytes on the wire, as Megatron's distributed optimizer gathers BF16).
     Buffer<float> mine;
     Buffer<uint16_t> mine_bits, flat_bits;
+    // Several ranks, per bucket: gradient elements not yet final in this step (GradsReady), and the
+    // bucket's reduce-scatter once started.
+    std::vector<int64_t> unready;
+    std::vector<std::unique_ptr<parallel::PendingCollective>> in_flight;
     bool staged() const { return comm->size() > 1; }
     int64_t block() const { return bucket / comm->size(); }
     int64_t owned() const { return num_buckets * block(); }
   };
 
-  void PackGrads(Group& g);
+  // Packs bucket b's gradients (and the padding) into the flat buffer and starts its reduce-scatter.
+  void StartBucket(Group& g, int64_t b);
+  // Every bucket's gradients final again from the next step's GradsReady on.
+  static void ResetReadiness(Group& g);
   // Every parameter's working copy from the gathered flat buffer (flat, or flat_bits in BF16 mode).
   void Unpack(Group& g);
   // The reduced gradient of an owned piece (segment s, owned-state index o, flat index begin): in the
@@ -132,6 +155,8 @@ class DistributedOptimizer {
   parallel::Communicator* world_;
   std::vector<Group> groups_;
   std::vector<const model::Param*> order_;  // trainable parameters in the model's order
+  // By ParamStore index: the parameter's {group, segment}, or {-1, -1} for a non-trainable one.
+  std::vector<std::pair<int, int>> segment_of_;
 };
 
 }  // namespace moe::trainer

@@ -5,6 +5,8 @@
 // (and not a multiple of the world size) put tensors across bucket and owner boundaries.
 #include <mpi.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -51,14 +53,17 @@ void CheckAgainstOneProcess(bool bf16) {
   opt.set_grad_clip(0.5);  // clips: the norm is reduced over the world
   opt.set_weight_decay(0.1);
 
-  model::ParamStore staged_params, local_params;
-  AddParams(&staged_params);
-  AddParams(&local_params);
-  staged_params.RefreshWorking(bf16);
-  local_params.RefreshWorking(bf16);
+  model::ParamStore staged_params, local_params, overlap_params;
+  for (model::ParamStore* p : {&staged_params, &local_params, &overlap_params}) {
+    AddParams(p);
+    p->RefreshWorking(bf16);
+  }
   // The world is every group here: replicated and expert tensors alike are summed over all ranks.
   DistributedOptimizer staged(&staged_params, {world.get(), world.get(), world.get()}, &ops, bf16,
                               /*bucket_elements=*/17);
+  // Overlap: buckets started from GradsReady as a backward would report the tensors (last first).
+  DistributedOptimizer overlap(&overlap_params, {world.get(), world.get(), world.get()}, &ops, bf16,
+                               /*bucket_elements=*/17);
   parallel::LocalCommunicator lw("world"), ldp("dp"), lep("expert_dp");
   DistributedOptimizer local(&local_params, {&lw, &ldp, &lep}, &ops, bf16);
 
@@ -67,6 +72,22 @@ void CheckAgainstOneProcess(bool bf16) {
       if (!p.trainable()) return;
       for (int64_t i = 0; i < p.numel(); ++i) p.grad[i] = Grad(p, i, step, world->rank());
     });
+    // Each tensor's gradient is written just before it is reported, as a backward does (a bucket
+    // started early would pack the NaN left before); step 1 leaves the first tensor unreported (Step
+    // starts what is left), step 2 reports them all at once.
+    std::vector<model::Param*> in_order;
+    overlap_params.ForEach([&](model::Param& p) {
+      in_order.push_back(&p);
+      if (p.trainable()) std::fill(p.grad.begin(), p.grad.end(), std::nanf(""));
+    });
+    for (int64_t k = static_cast<int64_t>(in_order.size()) - 1; k >= 0; --k) {
+      model::Param& p = *in_order[k];
+      if (p.trainable()) {
+        for (int64_t i = 0; i < p.numel(); ++i) p.grad[i] = Grad(p, i, step, world->rank());
+      }
+      if (step != 2 && (step != 1 || k > 0)) overlap.GradsReady(k, k + 1);
+    }
+    if (step == 2) overlap.GradsReady(0, overlap_params.size());
     local_params.ForEach([&](model::Param& p) {
       if (!p.trainable()) return;
       for (int64_t i = 0; i < p.numel(); ++i) {
@@ -77,11 +98,14 @@ void CheckAgainstOneProcess(bool bf16) {
     });
     const OptimizerStepStats a = staged.Step(opt, 1e-2, step);
     const OptimizerStepStats b = local.Step(opt, 1e-2, step);
-    ASSERT_TRUE(a.updated() && b.updated());
+    const OptimizerStepStats c = overlap.Step(opt, 1e-2, step);
+    ASSERT_TRUE(a.updated() && b.updated() && c.updated());
+    EXPECT_EQ(a.grad_norm, c.grad_norm);
     EXPECT_NEAR(a.grad_norm, b.grad_norm, 1e-12 * b.grad_norm);
     EXPECT_LT(a.clip_coef, 1.0);  // the check covers clipping
     ops.Synchronize();
     ASSERT_EQ(Working(staged_params), Working(local_params)) << "step " << step << (bf16 ? " BF16" : " FP32");
+    ASSERT_EQ(Working(overlap_params), Working(staged_params)) << "overlap, step " << step;
   }
   staged_params.ForEach([&](const model::Param& p) {  // BF16: matrices hold bits only
     EXPECT_EQ(p.working_bits() != nullptr, bf16 && p.kind == model::ParamKind::kMatrix) << p.name;

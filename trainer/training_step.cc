@@ -34,7 +34,8 @@ absl::StatusOr<TrainingModel> CreateTrainingModel(
   m.net->params().Initialize(cfg.seed(), cfg.model().initializer_range());
   m.net->params().RefreshWorking(bf16);
   if (load_weights) RETURN_IF_ERROR(load_weights(m.net->params()));
-  m.optimizer = std::make_unique<DistributedOptimizer>(&m.net->params(), groups, &ops, bf16);
+  m.optimizer = std::make_unique<DistributedOptimizer>(&m.net->params(), groups, &ops, bf16,
+                                                       cfg.parallel().grad_bucket_elements());
   return m;
 }
 
@@ -65,7 +66,12 @@ StepOutcome RunTrainingStep(model::DeepseekV3Model& net, DistributedOptimizer& o
   double sums[2] = {0, 0};  // balance loss (the same on TP ranks), dropped assignments
   for (int64_t m = 0; m < num_micro; ++m) {
     fill(m, ids.data(), targets.data());
+    // The last backward finishes the gradients: the optimizer may start reducing them as they come.
+    if (m == num_micro - 1 && cfg.parallel().overlap_grad_reduce()) {
+      net.set_grads_ready_hook([&](int64_t first, int64_t end) { optimizer.GradsReady(first, end); });
+    }
     const model::LossStats s = net.Step(ids.data(), targets.data(), micro_batch, seq, true, loss_scale);
+    net.set_grads_ready_hook(nullptr);
     out.losses.Add(s);
     sums[0] += s.balance_loss / static_cast<double>(num_micro);
     sums[1] += static_cast<double>(s.dropped);
