@@ -25,21 +25,26 @@ rows = [json.loads(l) for l in open(sys.argv[1])][5:]  # skip warm-up
 tps = statistics.median(r["tokens_per_s"] for r in rows)
 mfu = statistics.median(r["mfu"] for r in rows)
 gemm = statistics.median(r["gemm_fraction"] for r in rows)
+sync = f"  grad sync {1e3 * statistics.median(r['grad_sync_s'] for r in rows):6.1f} ms/step" if "grad_sync_s" in rows[0] else ""
 log = open(sys.argv[1].replace("/metrics.jsonl", ".log")).read()  # $OUT/NAME.log
 peak = re.search(r"MFU denominator ([0-9.]+) GFLOP/s", log).group(1)
 print(f"{sys.argv[2]:<16} ranks={sys.argv[3]}  tokens/s={tps:9.0f}  MFU={100*mfu:5.1f}%  "
-      f"GEMM share of step={100*gemm:4.1f}%  MFU denominator (all ranks)={peak} GFLOP/s")
+      f"GEMM share of step={100*gemm:4.1f}%  MFU denominator (all ranks)={peak} GFLOP/s{sync}")
 open(sys.argv[1] + ".tps", "w").write(str(tps))
 PY
 }
 run 1rank 1 --set parallel.dp=1 --set parallel.ep=1
 run dp2 2 --set parallel.dp=2 --set parallel.ep=1
+# The gradient reduce-scatter overlapped with the backward, against the same buckets without.
+BUCKETS="--set parallel.grad_bucket_elements=262144"
+run dp2_buckets 2 --set parallel.dp=2 --set parallel.ep=1 $BUCKETS
+run dp2_overlap 2 --set parallel.dp=2 --set parallel.ep=1 $BUCKETS --set parallel.overlap_grad_reduce=true
 run dp2_ep2 2 --set parallel.dp=2 --set parallel.ep=2
 run tp2 2 --set parallel.dp=1 --set parallel.tp=2 --set parallel.ep=1
 run dp4_ep4 4 --set parallel.dp=4 --set parallel.ep=4
 run dp2_tp2_ep4 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4
 base=$(cat "$OUT/1rank/metrics.jsonl.tps")
-for r in dp2 dp2_ep2 tp2 dp4_ep4 dp2_tp2_ep4; do
+for r in dp2 dp2_buckets dp2_overlap dp2_ep2 tp2 dp4_ep4 dp2_tp2_ep4; do
   python3 -c "print(f'{\"$r\":<16} / 1 rank = {$(cat "$OUT/$r/metrics.jsonl.tps") / $base:.2f}x')"
 done
 

@@ -1,6 +1,7 @@
 #include "trainer/distributed_optimizer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 namespace moe::trainer {
@@ -183,7 +184,7 @@ void DistributedOptimizer::SyncWorkingWeights() {
 OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt, double lr,
                                               int64_t step) {
   // 1. Reduce-scatter the gradients, bucket by bucket.
-  double sum_sq = 0.0;
+  double sum_sq = 0.0, grad_sync_s = 0.0;
   for (Group& g : groups_) {
     if (g.size == 0) continue;
     if (!g.staged()) {  // one rank: the gradients are reduced where they are
@@ -194,18 +195,21 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
       for (double x : each) sum_sq += x;  // in segment order, as one call per piece summed
       continue;
     }
+    const auto start = std::chrono::steady_clock::now();
     for (int64_t b = 0; b < g.num_buckets; ++b) {
       if (!g.in_flight[b]) StartBucket(g, b);
       g.in_flight[b]->Finish();
       g.in_flight[b].reset();
     }
     ResetReadiness(g);
+    grad_sync_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     sum_sq += ops_->SumSquares(g.grad.data(), g.owned());
   }
   // 2. Global norm (each element owned exactly once in the world) and clipping.
   world_->AllReduceSum(&sum_sq, 1);
   OptimizerStepStats stats;
   stats.grad_norm = std::sqrt(sum_sq);
+  stats.grad_sync_s = grad_sync_s;
   if (!std::isfinite(stats.grad_norm)) {  // nothing may reach the weights or the moments
     stats.first_nonfinite = FirstNonFinite();
     return stats;
@@ -241,27 +245,19 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
       ops_->AdamWEach(ap, pieces);
       continue;
     }
-    // 3. AdamW on the owned elements: one call per run of consecutive owned pieces with the same weight
-    // decay (matrices decay, norms do not), so thousands of tensors take a handful of launches, then
+    // 3. AdamW on the owned elements, one piece per run of consecutive owned pieces with the same
+    // weight decay (matrices decay, norms do not), all in one call (one launch on CUDA), then
     // 4. all-gather the new working values.
-    int64_t run_begin = 0, run_end = 0;  // owned-state range of the pending run
-    bool run_decay = false;
-    auto flush = [&]() {
-      if (run_end == run_begin) return;
-      ap.weight_decay = run_decay ? decay : 0.0f;
-      ops_->AdamW(ap, &g.master[run_begin], &g.grad[run_begin], &g.adam_m[run_begin], &g.adam_v[run_begin],
-                  run_end - run_begin, {});
-      run_begin = run_end;
-    };
+    std::vector<kernels::Backend::AdamWPiece> runs;
     ForEachOwnedRange(g, [&](const Segment& s, int64_t o, int64_t begin, int64_t end) {
-      if (o != run_end || s.decay != run_decay) {
-        flush();
-        run_begin = run_end = o;
-        run_decay = s.decay;
+      const float wd = s.decay ? decay : 0.0f;
+      if (!runs.empty() && runs.back().param + runs.back().n == &g.master[o] && runs.back().weight_decay == wd) {
+        runs.back().n += end - begin;
+        return;
       }
-      run_end = o + (end - begin);
+      runs.push_back({&g.master[o], &g.grad[o], &g.adam_m[o], &g.adam_v[o], end - begin, wd, {}});
     });
-    flush();
+    ops_->AdamWEach(ap, runs);
     GatherWorking(g);
   }
   return stats;

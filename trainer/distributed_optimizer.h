@@ -55,6 +55,9 @@ struct SyncGroups {
 struct OptimizerStepStats {
   double grad_norm = 0;  // global L2 norm of the reduced gradient, before clipping
   double clip_coef = 1;  // factor applied to the gradients (1: no clipping)
+  // Wall time Step spent packing and reduce-scattering gradients (what overlap with the backward did
+  // not hide); 0 without data parallelism.
+  double grad_sync_s = 0;
   // A non-finite grad_norm skips the update (no master, moment or working weight changes) and names
   // the first tensor, in the model's order, whose reduced gradient holds a NaN or an infinity.
   std::string first_nonfinite;

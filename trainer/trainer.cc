@@ -351,6 +351,7 @@ class StepReporter {
     }
     if (cfg.model().aux_loss_alpha() > 0) row.push_back({"balance_loss", outcome.balance_loss});
     if (cfg.parallel().capacity_factor() > 0) row.push_back({"dropped_tokens", outcome.dropped});
+    if (c_.mesh->world().size() > 1) row.push_back({"grad_sync_s", opt.grad_sync_s});
     // The step's device-memory high-water mark, the largest over the ranks (CUDA only).
     const kernels::DeviceMemory memory = kernels::DeviceMemoryStats(c_.device);
     double device_peak_mb = memory.peak_bytes / 1e6;

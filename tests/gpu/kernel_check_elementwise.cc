@@ -166,7 +166,8 @@ void Checks::Elementwise() {
     report_.Check("adamw_working_bits", gunpacked, unpacked, 1e-5);
     {
       // AdamWEach: every piece in one launch, the same bits as AdamW per piece (each its own decay;
-      // one piece bits only; empty pieces first, in the middle and last).
+      // one piece bits only, one with no working output as the ZeRO optimizer's owned runs; empty
+      // pieces first, in the middle and last).
       const int64_t offsets[] = {0, 0, 5, 5, 20000, 20001, n - 1};
       const int64_t sizes[] = {0, 5, 0, 19995, 1, n - 20002, 0};
       Dev<float> ep(p0), em(m0), ev(v0), ew(n), op(p0), om(m0), ov(v0), ow(n);
@@ -177,13 +178,14 @@ void Checks::Elementwise() {
       for (int i = 0; i < 7; ++i) {
         const int64_t o = offsets[i];
         const float decay = i % 2 ? 0.1f : 0.0f;
-        const bool words = i != 3;
-        pieces.push_back({ep.get() + o, gg.get() + o, em.get() + o, ev.get() + o, sizes[i], decay,
-                          kernels::AdamWWorking{words ? ew.get() + o : nullptr, ebits.get() + o, true}});
+        const bool words = i != 3, none = i == 5;
+        auto working = [&](Dev<float>& w, Dev<uint16_t>& bits) {
+          return none ? kernels::AdamWWorking{} : kernels::AdamWWorking{words ? w.get() + o : nullptr, bits.get() + o, true};
+        };
+        pieces.push_back({ep.get() + o, gg.get() + o, em.get() + o, ev.get() + o, sizes[i], decay, working(ew, ebits)});
         kernels::AdamWParams one = hp;
         one.weight_decay = decay;
-        gpu_.AdamW(one, op.get() + o, gg.get() + o, om.get() + o, ov.get() + o, sizes[i],
-                   kernels::AdamWWorking{words ? ow.get() + o : nullptr, obits.get() + o, true});
+        gpu_.AdamW(one, op.get() + o, gg.get() + o, om.get() + o, ov.get() + o, sizes[i], working(ow, obits));
       }
       gpu_.AdamWEach(hp, pieces);
       std::vector<float> each = ep.Download(), apart = op.Download();
