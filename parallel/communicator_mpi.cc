@@ -293,78 +293,92 @@ void MpiCommunicator::AllReduceSum(int64_t* x, int64_t n) { AllReduceImpl(x, n, 
 void MpiCommunicator::AllReduceMax(double* x, int64_t n) { AllReduceImpl(x, n, MPI_MAX, "AllReduceMax"); }
 
 // All-to-all-v of the blocks, then the received copies summed in rank order (deterministic by
-// construction; Open MPI's own reduce-scatter was also ~14x slower here on 4 ranks x 16 MB). Every
-// chunk's all-to-all is started at once; Finish waits for each and sums its copies.
+// construction; Open MPI's own reduce-scatter was also ~14x slower here on 4 ranks x 16 MB). A block
+// longer than one piece goes in chunks, one in flight at a time (bounded buffers). Only the start and
+// Finish post chunks: they run at the same point of every rank's program, so every rank posts its
+// collectives on the group in the same order (a chunk posted from Test, whose timing differs between
+// ranks, could cross another collective: MPI_ERR_TRUNCATE, seen). Test only sums the last chunk.
 class MpiCommunicator::PendingReduceScatter final : public PendingCollective {
  public:
   PendingReduceScatter(MpiCommunicator* comm, const float* in, float* out, int64_t n)
       : comm_(comm), in_(in), out_(out), n_(n), op_{"ReduceScatterSum", "floats", n} {
-    const int p = comm->size_, rank = comm->rank_;
+    const int p = comm->size_;
     if (p == 1) {
       if (n > 0) std::memmove(out, in, sizeof(float) * n);
       return;
     }
-    // Chunk j covers elements [off, off + c) of every rank's block; p * c <= PieceElements() <= INT_MAX.
-    const int64_t chunk = std::max<int64_t>(1, PieceElements() / p);
-    for (int64_t off = 0; off < n; off += chunk) chunks_.push_back({off, std::min(chunk, n - off)});
-    if (chunks_.empty()) return;
-    copies_ = comm->TakeBuffer(p * n);  // [chunk][p][c]: rank r's copy of my block's chunk
-    if (chunks_.size() > 1) stage_ = comm->TakeBuffer(p * n);  // [chunk][p][c]: what each rank gets
-    std::vector<int> counts(p), displs(p);
-    for (Chunk& k : chunks_) {
-      const float* send = in;
-      float* stage = stage_.data() + p * k.off;
-      if (!stage_.empty()) {
-        for (int r = 0; r < p; ++r) {
-          if (r != rank) std::memcpy(stage + r * k.c, in + r * n + k.off, sizeof(float) * k.c);
-        }
-        send = stage;
-      }
-      for (int r = 0; r < p; ++r) {  // this rank's own block is read from `in`, not sent to itself
-        counts[r] = r == rank ? 0 : static_cast<int>(k.c);
-        displs[r] = static_cast<int>(r * k.c);
-      }
-      comm->CheckStart(MPI_Ialltoallv(send, counts.data(), displs.data(), MPI_FLOAT, copies_.data() + p * k.off,
-                                      counts.data(), displs.data(), MPI_FLOAT, comm->comm_, &k.req),
-                       op_);
-    }
+    if (n == 0) return;
+    // Chunk [off, off + c) of every rank's block; p * c <= PieceElements() <= INT_MAX.
+    chunk_ = std::max<int64_t>(1, PieceElements() / p);
+    copies_ = comm->TakeBuffer(p * std::min(chunk_, n));  // [p][c]: rank r's copy of my block's chunk
+    if (chunk_ < n) stage_ = comm->TakeBuffer(p * chunk_);  // [p][c]: the chunk of every block
+    Post(0);
   }
   ~PendingReduceScatter() override { Finish(); }
 
   bool Test() override {
-    for (Chunk& k : chunks_) {
-      int done = 0;
-      const int err = MPI_Test(&k.req, &done, MPI_STATUS_IGNORE);  // a finished request reads as done
-      if (err != MPI_SUCCESS) comm_->Fail(op_, "failed: " + MpiErrorString(err));
-      if (!done) return false;
-    }
+    if (!active_) return true;
+    int done = 0;
+    const int err = MPI_Test(&req_, &done, MPI_STATUS_IGNORE);  // a completed request reads as done again
+    if (err != MPI_SUCCESS) comm_->Fail(op_, "failed: " + MpiErrorString(err));
+    if (!done || off_ + c_ < n_) return false;  // more chunks: Finish posts them
+    SumAndPostNext();
     return true;
   }
 
   void Finish() override {
-    if (chunks_.empty()) return;
-    const int p = comm_->size_, rank = comm_->rank_;
     const double deadline = comm_->Deadline();  // from the finish: the start may precede long compute
-    for (Chunk& k : chunks_) {
-      comm_->Wait(&k.req, op_, deadline);
-      SumInRankOrder(copies_.data() + p * k.off, k.c, p, rank, in_ + rank * n_ + k.off, k.c, out_ + k.off);
+    while (active_) {
+      comm_->Wait(&req_, op_, deadline);
+      SumAndPostNext();
     }
-    chunks_.clear();
+  }
+
+ private:
+  // Starts the all-to-all of chunk [off, off + c).
+  void Post(int64_t off) {
+    const int p = comm_->size_, rank = comm_->rank_;
+    off_ = off;
+    c_ = std::min(chunk_, n_ - off);
+    const float* send = in_;
+    if (!stage_.empty()) {
+      for (int r = 0; r < p; ++r) {
+        if (r != rank) std::memcpy(stage_.data() + r * c_, in_ + r * n_ + off, sizeof(float) * c_);
+      }
+      send = stage_.data();
+    }
+    std::vector<int> counts(p), displs(p);
+    for (int r = 0; r < p; ++r) {  // this rank's own block is read from `in`, not sent to itself
+      counts[r] = r == rank ? 0 : static_cast<int>(c_);
+      displs[r] = static_cast<int>(r * c_);
+    }
+    comm_->CheckStart(MPI_Ialltoallv(send, counts.data(), displs.data(), MPI_FLOAT, copies_.data(), counts.data(),
+                                     displs.data(), MPI_FLOAT, comm_->comm_, &req_),
+                      op_);
+    active_ = true;
+  }
+
+  // The chunk has arrived: its rank-order sum, then the next chunk, or the buffers back to the pool.
+  void SumAndPostNext() {
+    const int p = comm_->size_, rank = comm_->rank_;
+    SumInRankOrder(copies_.data(), c_, p, rank, in_ + rank * n_ + off_, c_, out_ + off_);
+    if (off_ + c_ < n_) {
+      Post(off_ + c_);
+      return;
+    }
+    active_ = false;
     comm_->ReturnBuffer(std::move(copies_));
     comm_->ReturnBuffer(std::move(stage_));
   }
 
- private:
-  struct Chunk {
-    int64_t off, c;
-    MPI_Request req = MPI_REQUEST_NULL;
-  };
   MpiCommunicator* comm_;
   const float* in_;
   float* out_;
   int64_t n_;
   Op op_;
-  std::vector<Chunk> chunks_;  // empty once finished
+  int64_t chunk_ = 0, off_ = 0, c_ = 0;  // chunk length; the posted chunk [off_, off_ + c_)
+  bool active_ = false;                  // a chunk is posted
+  MPI_Request req_ = MPI_REQUEST_NULL;
   std::vector<float> copies_, stage_;
 };
 

@@ -20,8 +20,8 @@
 // reduce-scatter was 10-17x faster than Open MPI's MPI_Reduce_scatter_block, and the two-phase
 // all-reduce within ~20% of MPI_Iallreduce either way; see tools/bench_comm.)
 //
-// StartReduceScatterSum posts the same all-to-all(s) and leaves the rank-order sum to Finish, so a
-// started reduce-scatter gives ReduceScatterSum's bits; its receive buffer is its own (taken from and
+// StartReduceScatterSum posts the same all-to-all and leaves the rank-order sum to Test or Finish, so a
+// started reduce-scatter gives ReduceScatterSum's bits; its buffers are its own (taken from and
 // returned to a pool that the next step's buckets reuse), so blocking collectives may run meanwhile.
 //
 // Large counts: MPI counts are int. Every path works on pieces of at most INT_MAX elements per MPI
@@ -73,7 +73,7 @@ class MpiCommunicator final : public Communicator {
   void AllReduceMax(double* x, int64_t n) override;
 
   void ReduceScatterSum(const float* in, float* out, int64_t n) override;
-  // Started at once (every chunk's all-to-all posted); the rank-order sums run in Finish.
+  // Started at once (the first chunk's all-to-all posted); sums and later chunks in Test and Finish.
   std::unique_ptr<PendingCollective> StartReduceScatterSum(const float* in, float* out, int64_t n) override;
   void AllGather(const float* in, float* out, int64_t n) override;
   void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
