@@ -427,5 +427,46 @@ TEST(GradsReadyHook, ReportsEveryParameterOnceWithItsFinalGradient) {
   EXPECT_EQ(firsts.back(), 0);  // the embedding, last
 }
 
+// The forward's weights_needed hook (the optimizer's overlapped weight gather): with every working
+// weight NaN until its range is reported, a step gives the loss and gradients of untouched weights,
+// so nothing is read before it is reported (MTP and MoE blocks included).
+TEST(WeightsNeededHook, EveryWeightIsReportedBeforeItIsRead) {
+  config::ModelConfig mc = SmallModel(3);
+  mc.set_num_nextn_predict_layers(1);
+  mc.set_aux_loss_alpha(0.1);
+  kernels::CpuBackend ops(2);
+  const std::vector<int32_t> ids = Ids(2 * 6, 5, 1), targets = Ids(2 * 6, 3, 2);
+  std::vector<std::vector<float>> grads[2];
+  LossStats stats[2];
+  for (int poisoned = 0; poisoned < 2; ++poisoned) {
+    DeepseekV3Model net(mc, Numerics::kFp32, &ops, 8);
+    Randomize(net.params(), 47);
+    std::vector<Param*> params;
+    net.params().ForEach([&](Param& p) { params.push_back(&p); });
+    std::vector<std::vector<float>> kept;
+    for (Param* p : params) kept.emplace_back(p->working.begin(), p->working.end());
+    std::vector<int> reported(params.size(), 0);
+    if (poisoned) {
+      for (Param* p : params) {
+        if (p->trainable()) std::fill(p->working.begin(), p->working.end(), std::nanf(""));
+      }
+      net.set_weights_needed_hook([&](int64_t first, int64_t end) {
+        for (int64_t i = first; i < end; ++i) {
+          ++reported[i];
+          std::copy(kept[i].begin(), kept[i].end(), params[i]->working.begin());
+        }
+      });
+    }
+    net.params().ZeroGrads();
+    stats[poisoned] = net.Step(ids.data(), targets.data(), 2, 6, true, 1.0f);
+    for (Param* p : params) grads[poisoned].emplace_back(p->grad.begin(), p->grad.end());
+    for (size_t i = 0; poisoned && i < params.size(); ++i) EXPECT_GE(reported[i], 1) << params[i]->name;
+  }
+  EXPECT_EQ(stats[0].ce_loss_sum, stats[1].ce_loss_sum);
+  EXPECT_EQ(stats[0].mtp_ce_sum, stats[1].mtp_ce_sum);
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(grads[0][i], grads[1][i]) << "tensor " << i;
+}
+
 }  // namespace
 }  // namespace moe::model

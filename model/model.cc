@@ -217,6 +217,7 @@ std::vector<double> DeepseekV3Model::ExpertLoadMaxOverMean() const {
 // backward needs in L. `counts` receives the expert assignments (null: a recomputation, which must not
 // count them, nor the balance loss, twice).
 void DeepseekV3Model::LayerForward(DecoderLayer& L, float* h, int64_t* counts) {
+  NeedWeights(L.first_param, L.end_param);
   kernels::Backend& ops = *ctx_.ops;
   parallel::Communicator& tp = *ctx_.tp;
   ForwardPass& fp = fp_;
@@ -331,6 +332,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
   fp.dropped = 0;
 
   fp.h.resize(n_loc * d);
+  NeedWeights(0, 1);  // the embedding, registered first
   ops.EmbeddingForward(fp.ids.data(), n_loc, embed_->working.data(), embed_->working_bits(), d, fp.h.data());
   // The blocks save their input as BF16: rows of a table kept as BF16 bits are BF16 values already.
   if (embed_->working_bits() == nullptr) ctx_.Store(fp.h.data(), n_loc * d);
@@ -340,6 +342,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
     if (recompute_) L.ReleaseActivations();  // keep only h_in; the backward recomputes the rest
   }
   Scratch::Frame frame(scratch_);
+  NeedWeights(final_norm_index_, lm_head_index_ + 1);
   float* hf = fp.hf.Prepare(ctx_, frame, n_loc * d);
   fp.rstd_f.resize(n_loc);
   ops.RmsNormForward(fp.h.data(), final_norm_->working.data(), n_loc, d, eps, ctx_.bf16(), hf,

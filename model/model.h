@@ -79,12 +79,15 @@ class DeepseekV3Model {
   LossStats Step(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                  bool backward, float loss_scale);
 
-  // Called during the backward when the gradients of parameters [first, end) (ParamStore order) are
-  // final for this Step, in a fixed order: lm_head with the MTP modules' tensors, the final norm, each
-  // decoder block from the last to the first, the embedding. Unwritten ones are zeroed before. The
-  // trainer sets it for a step's last micro-batch (trainer/distributed_optimizer.h "Overlap").
-  using GradsReadyHook = std::function<void(int64_t first, int64_t end)>;
-  void set_grads_ready_hook(GradsReadyHook hook) { grads_ready_ = std::move(hook); }
+  // Hooks on ranges of parameters [first, end) (ParamStore order), for the optimizer's overlap
+  // (trainer/distributed_optimizer.h "Overlap"). grads_ready: during the backward, once their gradients
+  // are final for this Step, in a fixed order: lm_head with the MTP modules' tensors, the final norm,
+  // each decoder block from the last to the first, the embedding; unwritten ones are zeroed before (the
+  // trainer sets it for a step's last micro-batch). weights_needed: in every forward, before their
+  // working values are read: the embedding, each block, the final norm with lm_head, the MTP modules.
+  using ParamRangeHook = std::function<void(int64_t first, int64_t end)>;
+  void set_grads_ready_hook(ParamRangeHook hook) { grads_ready_ = std::move(hook); }
+  void set_weights_needed_hook(ParamRangeHook hook) { weights_needed_ = std::move(hook); }
 
   // Per-layer activation recomputation: the forward keeps only each block's input, the backward
   // recomputes the block before differentiating it (about one extra forward of compute for the memory
@@ -150,7 +153,11 @@ class DeepseekV3Model {
   // ParamStore::FinishGrads on [first, end), then the hook.
   void GradsDone(int64_t first, int64_t end);
   bool recompute_ = false;
-  GradsReadyHook grads_ready_;
+  // The weights_needed hook, if set.
+  void NeedWeights(int64_t first, int64_t end) {
+    if (weights_needed_) weights_needed_(first, end);
+  }
+  ParamRangeHook grads_ready_, weights_needed_;
   int64_t final_norm_index_ = 0, lm_head_index_ = 0;  // their ParamStore indices
   ForwardPass fp_;
   Scratch scratch_;

@@ -12,6 +12,7 @@ double DeepseekV3Model::mtp_depth_weight() const {
 
 void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, bool backward, float loss_scale,
                                  LossStats* stats) {
+  NeedWeights(lm_head_index_ + 1, params_.size());  // the MTP modules, registered after lm_head
   kernels::Backend& ops = *ctx_.ops;
   ForwardPass& fp = fp_;
   const int64_t seq = fp.seq, n = fp.batch * seq, n_loc = fp.n_loc, offset = fp.offset;

@@ -66,6 +66,9 @@ class Communicator {
   virtual void AllGather(const float* in, float* out, int64_t n) = 0;
   virtual void AllGather(const uint16_t* in, uint16_t* out, int64_t n) = 0;
   virtual void AllGather(const int64_t* in, int64_t* out, int64_t n) = 0;
+  // AllGather started now and finished by the handle, as StartReduceScatterSum.
+  virtual std::unique_ptr<PendingCollective> StartAllGather(const float* in, float* out, int64_t n);
+  virtual std::unique_ptr<PendingCollective> StartAllGather(const uint16_t* in, uint16_t* out, int64_t n);
 
   // Variable all-to-all: send_counts[r] elements (contiguous, in rank order) go to rank r;
   // recv_counts[r] elements arrive from rank r, placed in rank order.
@@ -93,6 +96,17 @@ class FinishedCollective final : public PendingCollective {
 inline std::unique_ptr<PendingCollective> Communicator::StartReduceScatterSum(const float* in, float* out,
                                                                               int64_t n) {
   ReduceScatterSum(in, out, n);
+  return std::make_unique<internal::FinishedCollective>();
+}
+
+inline std::unique_ptr<PendingCollective> Communicator::StartAllGather(const float* in, float* out, int64_t n) {
+  AllGather(in, out, n);
+  return std::make_unique<internal::FinishedCollective>();
+}
+
+inline std::unique_ptr<PendingCollective> Communicator::StartAllGather(const uint16_t* in, uint16_t* out,
+                                                                       int64_t n) {
+  AllGather(in, out, n);
   return std::make_unique<internal::FinishedCollective>();
 }
 

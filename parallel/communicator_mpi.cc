@@ -292,29 +292,14 @@ void MpiCommunicator::AllReduceSum(double* x, int64_t n) { AllReduceImpl(x, n, M
 void MpiCommunicator::AllReduceSum(int64_t* x, int64_t n) { AllReduceImpl(x, n, MPI_SUM, "AllReduceSum"); }
 void MpiCommunicator::AllReduceMax(double* x, int64_t n) { AllReduceImpl(x, n, MPI_MAX, "AllReduceMax"); }
 
-// All-to-all-v of the blocks, then the received copies summed in rank order (deterministic by
-// construction; Open MPI's own reduce-scatter was also ~14x slower here on 4 ranks x 16 MB). A block
-// longer than one piece goes in chunks, one in flight at a time (bounded buffers). Only the start and
-// Finish post chunks: they run at the same point of every rank's program, so every rank posts its
-// collectives on the group in the same order (a chunk posted from Test, whose timing differs between
-// ranks, could cross another collective: MPI_ERR_TRUNCATE, seen). Test only sums the last chunk.
-class MpiCommunicator::PendingReduceScatter final : public PendingCollective {
+// A collective done in chunks of a fixed length, one in flight at a time (bounded buffers). Only the
+// start and Finish post chunks: they run at the same point of every rank's program, so every rank posts
+// its collectives on the group in the same order (a chunk posted from Test, whose timing differs
+// between ranks, could cross another collective: MPI_ERR_TRUNCATE, seen). Test completes only the
+// last chunk. Subclasses post a chunk and complete it once it has arrived.
+class MpiCommunicator::ChunkedCollective : public PendingCollective {
  public:
-  PendingReduceScatter(MpiCommunicator* comm, const float* in, float* out, int64_t n)
-      : comm_(comm), in_(in), out_(out), n_(n), op_{"ReduceScatterSum", "floats", n} {
-    const int p = comm->size_;
-    if (p == 1) {
-      if (n > 0) std::memmove(out, in, sizeof(float) * n);
-      return;
-    }
-    if (n == 0) return;
-    // Chunk [off, off + c) of every rank's block; p * c <= PieceElements() <= INT_MAX.
-    chunk_ = std::max<int64_t>(1, PieceElements() / p);
-    copies_ = comm->TakeBuffer(p * std::min(chunk_, n));  // [p][c]: rank r's copy of my block's chunk
-    if (chunk_ < n) stage_ = comm->TakeBuffer(p * chunk_);  // [p][c]: the chunk of every block
-    Post(0);
-  }
-  ~PendingReduceScatter() override { Finish(); }
+  ~ChunkedCollective() override = default;  // subclasses Finish in theirs, while their buffers live
 
   bool Test() override {
     if (!active_) return true;
@@ -322,7 +307,7 @@ class MpiCommunicator::PendingReduceScatter final : public PendingCollective {
     const int err = MPI_Test(&req_, &done, MPI_STATUS_IGNORE);  // a completed request reads as done again
     if (err != MPI_SUCCESS) comm_->Fail(op_, "failed: " + MpiErrorString(err));
     if (!done || off_ + c_ < n_) return false;  // more chunks: Finish posts them
-    SumAndPostNext();
+    CompleteAndPostNext();
     return true;
   }
 
@@ -330,56 +315,140 @@ class MpiCommunicator::PendingReduceScatter final : public PendingCollective {
     const double deadline = comm_->Deadline();  // from the finish: the start may precede long compute
     while (active_) {
       comm_->Wait(&req_, op_, deadline);
-      SumAndPostNext();
+      CompleteAndPostNext();
     }
   }
+
+ protected:
+  ChunkedCollective(MpiCommunicator* comm, const char* name, const char* unit, int64_t n, int64_t chunk)
+      : comm_(comm), op_{name, unit, n}, n_(n), chunk_(std::max<int64_t>(1, chunk)) {}
+  // Posts the first chunk (from the subclass's constructor, once its buffers exist).
+  void Begin() {
+    if (n_ > 0) Post(0);
+  }
+  // Starts the collective of elements [off, off + c) into *req; completes them once arrived.
+  virtual void PostChunk(int64_t off, int64_t c, MPI_Request* req) = 0;
+  virtual void CompleteChunk(int64_t off, int64_t c) = 0;
+  virtual void ReleaseBuffers() = 0;
+
+  MpiCommunicator* comm_;
+  Op op_;
+  int64_t n_, chunk_;
 
  private:
-  // Starts the all-to-all of chunk [off, off + c).
   void Post(int64_t off) {
-    const int p = comm_->size_, rank = comm_->rank_;
     off_ = off;
     c_ = std::min(chunk_, n_ - off);
-    const float* send = in_;
-    if (!stage_.empty()) {
-      for (int r = 0; r < p; ++r) {
-        if (r != rank) std::memcpy(stage_.data() + r * c_, in_ + r * n_ + off, sizeof(float) * c_);
-      }
-      send = stage_.data();
-    }
-    std::vector<int> counts(p), displs(p);
-    for (int r = 0; r < p; ++r) {  // this rank's own block is read from `in`, not sent to itself
-      counts[r] = r == rank ? 0 : static_cast<int>(c_);
-      displs[r] = static_cast<int>(r * c_);
-    }
-    comm_->CheckStart(MPI_Ialltoallv(send, counts.data(), displs.data(), MPI_FLOAT, copies_.data(), counts.data(),
-                                     displs.data(), MPI_FLOAT, comm_->comm_, &req_),
-                      op_);
+    PostChunk(off_, c_, &req_);
     active_ = true;
   }
-
-  // The chunk has arrived: its rank-order sum, then the next chunk, or the buffers back to the pool.
-  void SumAndPostNext() {
-    const int p = comm_->size_, rank = comm_->rank_;
-    SumInRankOrder(copies_.data(), c_, p, rank, in_ + rank * n_ + off_, c_, out_ + off_);
+  void CompleteAndPostNext() {
+    CompleteChunk(off_, c_);
     if (off_ + c_ < n_) {
       Post(off_ + c_);
       return;
     }
     active_ = false;
+    ReleaseBuffers();
+  }
+
+  int64_t off_ = 0, c_ = 0;  // the posted chunk [off_, off_ + c_)
+  bool active_ = false;      // a chunk is posted
+  MPI_Request req_ = MPI_REQUEST_NULL;
+};
+
+// All-to-all-v of the blocks, then the received copies summed in rank order (deterministic by
+// construction; Open MPI's own reduce-scatter was also ~14x slower here on 4 ranks x 16 MB). Chunk
+// [off, off + c) of every rank's block: p * c <= PieceElements() <= INT_MAX.
+class MpiCommunicator::PendingReduceScatter final : public ChunkedCollective {
+ public:
+  PendingReduceScatter(MpiCommunicator* comm, const float* in, float* out, int64_t n)
+      : ChunkedCollective(comm, "ReduceScatterSum", "floats", comm->size_ == 1 ? 0 : n,
+                          PieceElements() / comm->size_),
+        in_(in), out_(out), block_(n) {
+    const int p = comm->size_;
+    if (p == 1) {
+      if (n > 0) std::memmove(out, in, sizeof(float) * n);
+      return;
+    }
+    if (n == 0) return;
+    copies_ = comm->TakeBuffer(p * std::min(chunk_, n));  // [p][c]: rank r's copy of my block's chunk
+    if (chunk_ < n) stage_ = comm->TakeBuffer(p * chunk_);  // [p][c]: the chunk of every block
+    Begin();
+  }
+  ~PendingReduceScatter() override { Finish(); }
+
+ private:
+  void PostChunk(int64_t off, int64_t c, MPI_Request* req) override {
+    const int p = comm_->size_, rank = comm_->rank_;
+    const float* send = in_;
+    if (!stage_.empty()) {
+      for (int r = 0; r < p; ++r) {
+        if (r != rank) std::memcpy(stage_.data() + r * c, in_ + r * block_ + off, sizeof(float) * c);
+      }
+      send = stage_.data();
+    }
+    std::vector<int> counts(p), displs(p);
+    for (int r = 0; r < p; ++r) {  // this rank's own block is read from `in`, not sent to itself
+      counts[r] = r == rank ? 0 : static_cast<int>(c);
+      displs[r] = static_cast<int>(r * c);
+    }
+    comm_->CheckStart(MPI_Ialltoallv(send, counts.data(), displs.data(), MPI_FLOAT, copies_.data(), counts.data(),
+                                     displs.data(), MPI_FLOAT, comm_->comm_, req),
+                      op_);
+  }
+  void CompleteChunk(int64_t off, int64_t c) override {
+    const int rank = comm_->rank_;
+    SumInRankOrder(copies_.data(), c, comm_->size_, rank, in_ + rank * block_ + off, c, out_ + off);
+  }
+  void ReleaseBuffers() override {
     comm_->ReturnBuffer(std::move(copies_));
     comm_->ReturnBuffer(std::move(stage_));
   }
 
-  MpiCommunicator* comm_;
   const float* in_;
   float* out_;
-  int64_t n_;
-  Op op_;
-  int64_t chunk_ = 0, off_ = 0, c_ = 0;  // chunk length; the posted chunk [off_, off_ + c_)
-  bool active_ = false;                  // a chunk is posted
-  MPI_Request req_ = MPI_REQUEST_NULL;
+  int64_t block_;
   std::vector<float> copies_, stage_;
+};
+
+// One MPI_Iallgather when size * n fits an MPI count; otherwise chunks [off, off + c) of every rank's
+// block through a stage, scattered to their places as each arrives.
+template <typename T>
+class MpiCommunicator::PendingAllGather final : public ChunkedCollective {
+ public:
+  PendingAllGather(MpiCommunicator* comm, const T* in, T* out, int64_t n)
+      : ChunkedCollective(comm, "AllGather", UnitName<T>(), comm->size_ == 1 ? 0 : n,
+                          comm->size_ * n <= g_max_count ? n : g_max_count / comm->size_),
+        in_(in), out_(out), block_(n) {
+    if (comm->size_ == 1) {
+      if (n > 0) std::memmove(out, in, sizeof(T) * n);
+      return;
+    }
+    if (chunk_ < n) stage_.resize(static_cast<size_t>(comm->size_ * chunk_));
+    Begin();
+  }
+  ~PendingAllGather() override { Finish(); }
+
+ private:
+  void PostChunk(int64_t off, int64_t c, MPI_Request* req) override {
+    T* recv = stage_.empty() ? out_ : stage_.data();
+    comm_->CheckStart(MPI_Iallgather(in_ + off, static_cast<int>(c), MpiType<T>(), recv, static_cast<int>(c),
+                                     MpiType<T>(), comm_->comm_, req),
+                      op_);
+  }
+  void CompleteChunk(int64_t off, int64_t c) override {
+    if (stage_.empty()) return;
+    for (int r = 0; r < comm_->size_; ++r) {
+      std::memcpy(out_ + r * block_ + off, stage_.data() + r * c, sizeof(T) * c);
+    }
+  }
+  void ReleaseBuffers() override { std::vector<T>().swap(stage_); }
+
+  const T* in_;
+  T* out_;
+  int64_t block_;
+  std::vector<T> stage_;  // chunked only: [p][c]
 };
 
 std::unique_ptr<PendingCollective> MpiCommunicator::StartReduceScatterSum(const float* in, float* out,
@@ -407,34 +476,15 @@ void MpiCommunicator::ReturnBuffer(std::vector<float> buffer) {
 
 template <typename T>
 void MpiCommunicator::AllGatherImpl(const T* in, T* out, int64_t n) {
-  if (size_ == 1) {
-    if (n > 0) std::memmove(out, in, sizeof(T) * n);
-    return;
-  }
-  if (n == 0) return;
-  const Op op{"AllGather", UnitName<T>(), n};
-  const double deadline = Deadline();
-  if (size_ * n <= g_max_count) {
-    MPI_Request req;
-    CheckStart(MPI_Iallgather(in, static_cast<int>(n), MpiType<T>(), out, static_cast<int>(n),
-                              MpiType<T>(), comm_, &req),
-               op);
-    Wait(&req, op, deadline);
-    return;
-  }
-  // Chunk j gathers elements [off, off + c) of every rank's block into a stage, then scatters it.
-  const int64_t chunk = std::max<int64_t>(1, g_max_count / size_);
-  std::vector<T> stage(static_cast<size_t>(size_ * std::min(chunk, n)));
-  for (int64_t off = 0; off < n; off += chunk) {
-    const int c = static_cast<int>(std::min(chunk, n - off));
-    MPI_Request req;
-    CheckStart(MPI_Iallgather(in + off, c, MpiType<T>(), stage.data(), c, MpiType<T>(), comm_, &req),
-               op);
-    Wait(&req, op, deadline);
-    for (int r = 0; r < size_; ++r) {
-      std::memcpy(out + r * n + off, stage.data() + static_cast<int64_t>(r) * c, sizeof(T) * c);
-    }
-  }
+  PendingAllGather<T>(this, in, out, n).Finish();
+}
+
+std::unique_ptr<PendingCollective> MpiCommunicator::StartAllGather(const float* in, float* out, int64_t n) {
+  return std::make_unique<PendingAllGather<float>>(this, in, out, n);
+}
+
+std::unique_ptr<PendingCollective> MpiCommunicator::StartAllGather(const uint16_t* in, uint16_t* out, int64_t n) {
+  return std::make_unique<PendingAllGather<uint16_t>>(this, in, out, n);
 }
 
 void MpiCommunicator::AllGather(const float* in, float* out, int64_t n) { AllGatherImpl(in, out, n); }

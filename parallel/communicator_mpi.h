@@ -78,6 +78,9 @@ class MpiCommunicator final : public Communicator {
   void AllGather(const float* in, float* out, int64_t n) override;
   void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override;
+  // Started at once; as ReduceScatterSum, a gather of more than an MPI count goes in chunks.
+  std::unique_ptr<PendingCollective> StartAllGather(const float* in, float* out, int64_t n) override;
+  std::unique_ptr<PendingCollective> StartAllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
 
   void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
                  const std::vector<int64_t>& recv_counts) override;
@@ -99,7 +102,10 @@ class MpiCommunicator final : public Communicator {
 
  private:
   struct Op;  // the collective being waited for, for the timeout message
+  class ChunkedCollective;
   class PendingReduceScatter;
+  template <typename T>
+  class PendingAllGather;
 
   template <typename T>
   void AllReduceImpl(T* x, int64_t n, MPI_Op op, const char* what);

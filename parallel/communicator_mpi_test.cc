@@ -192,6 +192,42 @@ TEST_F(MpiCommunicatorTest, StartedReduceScattersGiveTheBlockingResult) {
   }
 }
 
+// Started all-gathers (BF16 bits and floats) give AllGather's result with started reduce-scatters and
+// a blocking collective in flight between them, finished in another order than started.
+TEST_F(MpiCommunicatorTest, StartedAllGathersGiveTheBlockingResult) {
+  for (int64_t max_count : {int64_t{0}, int64_t{7}}) {  // 7: several chunks per gather
+    MpiCommunicator::SetMaxCountForTesting(max_count);
+    const int64_t n = 1003;
+    std::vector<uint16_t> bits(n), bits_out(size_ * n), bits_want(size_ * n);
+    std::vector<float> words(n), words_out(size_ * n), words_want(size_ * n);
+    for (int64_t i = 0; i < n; ++i) {
+      bits[i] = static_cast<uint16_t>(rank_ * 7919 + i);
+      words[i] = static_cast<float>(rank_ * 100000 + i);
+    }
+    comm_->AllGather(bits.data(), bits_want.data(), n);
+    comm_->AllGather(words.data(), words_want.data(), n);
+    const std::vector<float> rs_in = RandomInput<float>(rank_, size_ * 50);
+    std::vector<float> rs_out(50), rs_want(50);
+    comm_->ReduceScatterSum(rs_in.data(), rs_want.data(), 50);
+
+    auto a = comm_->StartAllGather(bits.data(), bits_out.data(), n);
+    auto b = comm_->StartReduceScatterSum(rs_in.data(), rs_out.data(), 50);
+    double x = 1;
+    comm_->AllReduceSum(&x, 1);
+    auto c = comm_->StartAllGather(words.data(), words_out.data(), n);
+    a->Test();
+    c->Test();
+    c->Finish();
+    b->Finish();
+    a->Finish();
+    EXPECT_EQ(x, size_);
+    ASSERT_EQ(bits_out, bits_want) << "max_count=" << max_count;
+    ASSERT_EQ(words_out, words_want) << "max_count=" << max_count;
+    ASSERT_EQ(rs_out, rs_want) << "max_count=" << max_count;
+    for (int r = 0; r < size_; ++r) ASSERT_EQ(words_out[r * n + 5], static_cast<float>(r * 100000 + 5));
+  }
+}
+
 TEST_F(MpiCommunicatorTest, ReduceScatterSum) {
   const int64_t n = 10;
   std::vector<float> in(size_ * n), out(n, -1);

@@ -38,6 +38,12 @@ class SplitCommunicator final : public Communicator {
   void AllGather(const float* in, float* out, int64_t n) override { tensors_->AllGather(in, out, n); }
   void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override { tensors_->AllGather(in, out, n); }
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override { host_->AllGather(in, out, n); }
+  std::unique_ptr<PendingCollective> StartAllGather(const float* in, float* out, int64_t n) override {
+    return tensors_->StartAllGather(in, out, n);
+  }
+  std::unique_ptr<PendingCollective> StartAllGather(const uint16_t* in, uint16_t* out, int64_t n) override {
+    return tensors_->StartAllGather(in, out, n);
+  }
   void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
                  const std::vector<int64_t>& recv_counts) override {
     tensors_->AllToAllV(send, send_counts, recv, recv_counts);

@@ -79,12 +79,15 @@ run mtp_ref_bf16 1 BF16 3e-3 "${MTP[@]}"
 run mtp_dp2tp2ep4_bf16 4 BF16 3e-3 "${MTP[@]}" --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4
 echo "MTP BF16 dp2tp2ep4:"; python3 "$COMPARE" "$WORK/mtp_ref_bf16" "$WORK/mtp_dp2tp2ep4_bf16" --loss_rtol=1e-2
 
-# Overlapping the gradient reduce-scatter with the backward (parallel.overlap_grad_reduce) gives the
-# same bits. DP2 x TP2 x EP2 stages all three sync groups (world 4, DP 2, expert DP 2); 1000-element
-# buckets give each group several, started while the last of two micro-batches runs its backward.
+# Overlapping the gradient reduce-scatter with the backward (parallel.overlap_grad_reduce) and the
+# weight all-gather with the next forward (parallel.overlap_param_gather) gives the same bits. DP2 x TP2
+# x EP2 stages all three sync groups (world 4, DP 2, expert DP 2); 1000-element buckets give each group
+# several, started while the last of two micro-batches runs its backward and finished as the next
+# forward (a training step's, or validation's) reaches them; the export finishes the last step's.
 OVERLAP=("${MTP[@]}" --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=2 --set parallel.grad_bucket_elements=1000)
 run mtp_dp2tp2ep2_bf16 4 BF16 3e-3 "${OVERLAP[@]}"
-run mtp_dp2tp2ep2_overlap_bf16 4 BF16 3e-3 "${OVERLAP[@]}" --set parallel.overlap_grad_reduce=true
+run mtp_dp2tp2ep2_overlap_bf16 4 BF16 3e-3 "${OVERLAP[@]}" --set parallel.overlap_grad_reduce=true \
+  --set parallel.overlap_param_gather=true
 echo "MTP BF16 dp2tp2ep2:"; python3 "$COMPARE" "$WORK/mtp_ref_bf16" "$WORK/mtp_dp2tp2ep2_bf16" --loss_rtol=1e-2
 echo "MTP BF16 dp2tp2ep2, overlap vs none:"
 python3 "$COMPARE" "$WORK/mtp_dp2tp2ep2_bf16" "$WORK/mtp_dp2tp2ep2_overlap_bf16" --loss_rtol=0 --param_rtol=0

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The trainer under a hung rank: 4 ranks (dp=2 tp=2 ep=4, tiny config, 20000 steps so the job is still
-# running, parallel.collective_timeout_s=5; the gradient reduce-scatter overlapped with the backward in
-# small buckets, so reduce-scatters are in flight when it stops). Once a few steps are logged, rank 2 is stopped with
-# SIGSTOP. Its peers' next collective must time out, print a line naming their rank, the group and the
-# collective, and MPI_Abort, so mpirun exits non-zero within 40 s of the SIGSTOP. `timeout` bounds the
-# job so the test can never hang; the EXIT trap continues and kills whatever ranks are left.
+# running, parallel.collective_timeout_s=5; the gradient reduce-scatter overlapped with the backward and
+# the weight all-gather with the forward, in small buckets, so collectives are in flight when it
+# stops). Once a few steps are logged, rank 2 is stopped with SIGSTOP. Its peers' next collective
+# must time out, print a line naming their rank, the group and the collective, and MPI_Abort, so
+# mpirun exits non-zero within 40 s of the SIGSTOP. `timeout` bounds the job so the test can never
+# hang; the EXIT trap continues and kills whatever ranks are left.
 #   train_hang_test.sh TRAIN PREPARE_DATA CONFIG MAKE_TEXT_CORPUS [RUN_MPI]
 # RUN_MPI (parallel/testing/run_mpi.sh) starts the job; without it, mpirun is called here with the same
 # isolation (own session and shared-memory directories, so concurrent sandboxed jobs cannot collide).
@@ -71,7 +72,8 @@ launch 4 "$TRAIN" --config="$CONFIG" \
   --set model.vocab_size=257 --set "output_dir=$WORK/run" --set logging.progress_bar=false \
   --set schedule.total_steps=20000 --set batch.micro_batch_size=1 --set num_threads=1 \
   --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set parallel.collective_timeout_s=5 \
-  --set parallel.overlap_grad_reduce=true --set parallel.grad_bucket_elements=1000 \
+  --set parallel.overlap_grad_reduce=true --set parallel.overlap_param_gather=true \
+  --set parallel.grad_bucket_elements=1000 \
   >"$LOG" 2>&1 &
 job=$!   # the launcher: mpirun is below it, and the ranks are mpirun's children
 

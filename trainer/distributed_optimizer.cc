@@ -7,8 +7,9 @@
 namespace moe::trainer {
 
 DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups groups,
-                                           kernels::Backend* ops, bool bf16, int64_t bucket_elements)
-    : ops_(ops), bf16_(bf16), world_(groups.world) {
+                                           kernels::Backend* ops, bool bf16, int64_t bucket_elements,
+                                           bool overlap_param_gather)
+    : ops_(ops), bf16_(bf16), overlap_param_gather_(overlap_param_gather), world_(groups.world) {
   groups_.resize(3);
   groups_[0].comm = groups.world;
   groups_[1].comm = groups.dp;
@@ -38,13 +39,14 @@ DistributedOptimizer::DistributedOptimizer(model::ParamStore* params, SyncGroups
     g.adam_v.resize(owned);
     if (g.staged()) {
       g.in_flight.resize(g.num_buckets);
+      g.gathering.resize(g.num_buckets);
       ResetReadiness(g);
       g.grad.resize(owned);
       if (bf16_) {
-        g.mine_bits.resize(g.block());
+        g.mine_bits.resize(owned);
         g.flat_bits.resize(g.num_buckets * g.bucket);
       } else {
-        g.mine.resize(g.block());
+        g.mine.resize(owned);
       }
     }
     g.master.resize(owned);
@@ -86,6 +88,7 @@ void DistributedOptimizer::ResetReadiness(Group& g) {
 }
 
 void DistributedOptimizer::GradsReady(int64_t first, int64_t end) {
+  FinishWeightSync();  // FP32 mode gathers the working values into the buffer gradients are packed in
   for (int64_t i = first; i < end; ++i) {
     const auto [group, segment] = segment_of_.at(i);
     if (group < 0 || !groups_[group].staged()) continue;
@@ -98,26 +101,59 @@ void DistributedOptimizer::GradsReady(int64_t first, int64_t end) {
       if (g.unready[b] == 0 && !g.in_flight[b]) StartBucket(g, b);
     }
   }
-  for (Group& g : groups_) {  // let the started ones move (MPI advances only inside its calls)
-    for (auto& pending : g.in_flight) {
-      if (pending) pending->Test();
-    }
-  }
+  TestPending();
 }
 
 const float* DistributedOptimizer::OwnedGrad(Group& g, const Segment& s, int64_t o, int64_t begin) {
   return g.staged() ? &g.grad[o] : s.param->grad.data() + (begin - s.begin);
 }
 
-void DistributedOptimizer::Unpack(Group& g) {
-  for (const Segment& s : g.segments) {
+void DistributedOptimizer::FinishGather(Group& g, int64_t b) {
+  g.gathering[b]->Finish();
+  g.gathering[b].reset();
+  const int64_t lo = b * g.bucket, hi = lo + g.bucket;
+  for (const Segment& s : g.segments) {  // the pieces of the segments in [lo, hi), to their working copies
+    const int64_t begin = std::max(lo, s.begin), end = std::min(hi, s.begin + s.param->numel());
+    if (begin >= end) continue;
     model::Param& p = *s.param;
+    const int64_t local = begin - s.begin, n = end - begin;
     if (!bf16_) {
-      ops_->Copy(&g.flat[s.begin], p.working.data(), p.numel());
+      ops_->Copy(&g.flat[begin], p.working.data() + local, n);
     } else if (!p.working_bf16.empty()) {
-      ops_->CopyBf16(&g.flat_bits[s.begin], p.working_bf16.data(), p.numel());
+      ops_->CopyBf16(&g.flat_bits[begin], p.working_bf16.data() + local, n);
     } else {
-      ops_->UnpackBf16(&g.flat_bits[s.begin], p.numel(), p.working.data());  // norm weights: FP32 words
+      ops_->UnpackBf16(&g.flat_bits[begin], n, p.working.data() + local);  // norm weights: FP32 words
+    }
+  }
+}
+
+void DistributedOptimizer::FinishWeightSync() {
+  for (Group& g : groups_) {
+    for (int64_t b = 0; b < static_cast<int64_t>(g.gathering.size()); ++b) {
+      if (g.gathering[b]) FinishGather(g, b);
+    }
+  }
+}
+
+void DistributedOptimizer::WeightsNeeded(int64_t first, int64_t end) {
+  for (int64_t i = first; i < end; ++i) {
+    const auto [group, segment] = segment_of_.at(i);
+    if (group < 0 || !groups_[group].staged()) continue;
+    Group& g = groups_[group];
+    const Segment& s = g.segments[segment];
+    for (int64_t b = s.begin / g.bucket; b * g.bucket < s.begin + s.param->numel(); ++b) {
+      if (g.gathering[b]) FinishGather(g, b);
+    }
+  }
+  TestPending();
+}
+
+void DistributedOptimizer::TestPending() {  // lets the started ones move (MPI advances only inside its calls)
+  for (Group& g : groups_) {
+    for (auto* list : {&g.in_flight, &g.gathering}) {
+      for (auto& pending : *list) {
+        if (pending) pending->Test();
+      }
     }
   }
 }
@@ -146,7 +182,7 @@ std::vector<DistributedOptimizer::OwnedPiece> DistributedOptimizer::OwnedPieces(
   return pieces;
 }
 
-void DistributedOptimizer::GatherWorking(Group& g) {
+void DistributedOptimizer::GatherWorking(Group& g, bool wait) {
   if (!g.staged()) {
     // One rank owns every element, and its owned state is laid out as the flat buffer: the working
     // weights come straight from the masters.
@@ -164,25 +200,29 @@ void DistributedOptimizer::GatherWorking(Group& g) {
   }
   const int64_t block = g.block();
   for (int64_t b = 0; b < g.num_buckets; ++b) {
+    const int64_t o = b * block;
     if (bf16_) {
-      ops_->PackBf16(&g.master[b * block], block, g.mine_bits.data());  // the nearest-even BF16 of each
-      g.comm->AllGather(g.mine_bits.data(), &g.flat_bits[b * g.bucket], block);
+      ops_->PackBf16(&g.master[o], block, &g.mine_bits[o]);  // the nearest-even BF16 of each
+      g.gathering[b] = g.comm->StartAllGather(&g.mine_bits[o], &g.flat_bits[b * g.bucket], block);
     } else {
-      ops_->Copy(&g.master[b * block], g.mine.data(), block);
-      g.comm->AllGather(g.mine.data(), &g.flat[b * g.bucket], block);
+      ops_->Copy(&g.master[o], &g.mine[o], block);
+      g.gathering[b] = g.comm->StartAllGather(&g.mine[o], &g.flat[b * g.bucket], block);
     }
   }
-  Unpack(g);
+  if (!wait) return;
+  for (int64_t b = 0; b < g.num_buckets; ++b) FinishGather(g, b);
 }
 
 void DistributedOptimizer::SyncWorkingWeights() {
+  FinishWeightSync();
   for (Group& g : groups_) {
-    if (g.size > 0) GatherWorking(g);
+    if (g.size > 0) GatherWorking(g, /*wait=*/true);
   }
 }
 
 OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt, double lr,
                                               int64_t step) {
+  FinishWeightSync();  // the last step's gathers, where no forward finished them
   // 1. Reduce-scatter the gradients, bucket by bucket.
   double sum_sq = 0.0, grad_sync_s = 0.0;
   for (Group& g : groups_) {
@@ -258,7 +298,7 @@ OptimizerStepStats DistributedOptimizer::Step(const config::OptimizerConfig& opt
       runs.push_back({&g.master[o], &g.grad[o], &g.adam_m[o], &g.adam_v[o], end - begin, wd, {}});
     });
     ops_->AdamWEach(ap, runs);
-    GatherWorking(g);
+    GatherWorking(g, /*wait=*/!overlap_param_gather_);
   }
   return stats;
 }

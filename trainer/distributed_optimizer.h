@@ -26,7 +26,9 @@
 // backward the model reports each block's parameters as their gradients become final (GradsReady); a
 // bucket whose every gradient is final is packed and its reduce-scatter started at once, so it runs
 // while the backward goes on, and Step finishes it. The same collective on the same packed values:
-// the results are bit for bit those without overlap.
+// the results are bit for bit those without overlap. With overlap_param_gather, Step leaves its
+// all-gathers of the new working values in flight, and the next forward finishes each bucket before it
+// reads that bucket's weights (WeightsNeeded); again the same bits.
 //
 // The global gradient norm counts each element once: owned blocks are disjoint within a group and
 // the groups hold disjoint parameters, so Σ owned g² all-reduced over the world is the exact norm.
@@ -69,7 +71,7 @@ class DistributedOptimizer {
   // Takes the master values of every trainable parameter as the starting point (identical on all
   // replicas) and frees the full-size master and moment copies in `params`.
   DistributedOptimizer(model::ParamStore* params, SyncGroups groups, kernels::Backend* ops, bool bf16,
-                       int64_t bucket_elements = 1 << 24);
+                       int64_t bucket_elements = 1 << 24, bool overlap_param_gather = false);
 
   // Reduces the gradients, clips by the global norm, applies AdamW (docs/model.md) with learning rate
   // `lr` at 1-based step `step`, and refreshes every rank's working weights; unless the norm is not
@@ -100,9 +102,17 @@ class DistributedOptimizer {
   };
   std::vector<OwnedPiece> OwnedPieces();
 
-  // All-gathers the owned masters into every rank's working weights (BF16-rounded in BF16 mode):
-  // the end of every Step, and after a checkpoint load.
+  // All-gathers the owned masters into every rank's working weights (BF16-rounded in BF16 mode) and
+  // waits for them: after a checkpoint load. (Step gathers at its end, waiting unless
+  // overlap_param_gather.)
   void SyncWorkingWeights();
+
+  // overlap_param_gather: Step returns with its weight gathers in flight. The working values of the
+  // parameters [first, end) (ParamStore order) are about to be read: finishes the gathers that hold
+  // them (the model's forward reports each block first). FinishWeightSync finishes every one: call it
+  // before reading working weights outside a forward (an export). Both do nothing when none is left.
+  void WeightsNeeded(int64_t first, int64_t end);
+  void FinishWeightSync();
 
  private:
   struct Segment {  // one parameter's place in its group's flat buffer
@@ -122,7 +132,7 @@ class DistributedOptimizer {
     // laid out as the flat buffer would be (owned-state index = flat index).
     Buffer<float> master, adam_m, adam_v;
     Buffer<float> grad;  // several ranks: reduced gradients of the owned blocks
-    // Several ranks: [block] this rank's working values on their way to the all-gather, and in BF16
+    // Several ranks: [owned] this rank's working values on their way to the all-gathers, and in BF16
     // mode the gathered working values: FP32 mode gathers FP32 words into `flat`, BF16 mode BF16 bits
     // into flat_bits (half the bytes on the wire, as Megatron's distributed optimizer gathers BF16).
     Buffer<float> mine;
@@ -131,6 +141,8 @@ class DistributedOptimizer {
     // bucket's reduce-scatter once started.
     std::vector<int64_t> unready;
     std::vector<std::unique_ptr<parallel::PendingCollective>> in_flight;
+    // Several ranks, per bucket: its working-value gather while in flight.
+    std::vector<std::unique_ptr<parallel::PendingCollective>> gathering;
     bool staged() const { return comm->size() > 1; }
     int64_t block() const { return bucket / comm->size(); }
     int64_t owned() const { return num_buckets * block(); }
@@ -140,12 +152,16 @@ class DistributedOptimizer {
   void StartBucket(Group& g, int64_t b);
   // Every bucket's gradients final again from the next step's GradsReady on.
   static void ResetReadiness(Group& g);
-  // Every parameter's working copy from the gathered flat buffer (flat, or flat_bits in BF16 mode).
-  void Unpack(Group& g);
+  // Finishes bucket b's gather and copies its pieces into the parameters' working copies (from flat,
+  // or flat_bits in BF16 mode).
+  void FinishGather(Group& g, int64_t b);
+  // Test on every started collective.
+  void TestPending();
   // The reduced gradient of an owned piece (segment s, owned-state index o, flat index begin): in the
   // group's reduced buffer, or for a one-rank group in the parameter's own gradient.
   static const float* OwnedGrad(Group& g, const Segment& s, int64_t o, int64_t begin);
-  void GatherWorking(Group& g);
+  // Starts every bucket's gather of the owned working values; with `wait`, finishes them.
+  void GatherWorking(Group& g, bool wait);
   // Calls fn(segment, bucket, owned flat range [begin, end)) for each owned piece of each segment.
   template <typename Fn>
   void ForEachOwnedRange(Group& g, Fn fn);
@@ -155,6 +171,7 @@ class DistributedOptimizer {
 
   kernels::Backend* ops_;
   bool bf16_;
+  bool overlap_param_gather_;
   parallel::Communicator* world_;
   std::vector<Group> groups_;
   std::vector<const model::Param*> order_;  // trainable parameters in the model's order

@@ -61,9 +61,10 @@ void CheckAgainstOneProcess(bool bf16) {
   // The world is every group here: replicated and expert tensors alike are summed over all ranks.
   DistributedOptimizer staged(&staged_params, {world.get(), world.get(), world.get()}, &ops, bf16,
                               /*bucket_elements=*/17);
-  // Overlap: buckets started from GradsReady as a backward would report the tensors (last first).
+  // Overlap: buckets started from GradsReady as a backward would report the tensors (last first), and
+  // the weight gathers left in flight by Step, finished as a forward would ask for them.
   DistributedOptimizer overlap(&overlap_params, {world.get(), world.get(), world.get()}, &ops, bf16,
-                               /*bucket_elements=*/17);
+                               /*bucket_elements=*/17, /*overlap_param_gather=*/true);
   parallel::LocalCommunicator lw("world"), ldp("dp"), lep("expert_dp");
   DistributedOptimizer local(&local_params, {&lw, &ldp, &lep}, &ops, bf16);
 
@@ -105,6 +106,12 @@ void CheckAgainstOneProcess(bool bf16) {
     EXPECT_LT(a.clip_coef, 1.0);  // the check covers clipping
     ops.Synchronize();
     ASSERT_EQ(Working(staged_params), Working(local_params)) << "step " << step << (bf16 ? " BF16" : " FP32");
+    if (step == 1) {
+      overlap.WeightsNeeded(0, overlap_params.size());
+    } else {
+      if (step == 2) overlap.WeightsNeeded(0, 2);
+      overlap.FinishWeightSync();
+    }
     ASSERT_EQ(Working(overlap_params), Working(staged_params)) << "overlap, step " << step;
   }
   staged_params.ForEach([&](const model::Param& p) {  // BF16: matrices hold bits only

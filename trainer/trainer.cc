@@ -569,6 +569,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   if (leader) breakdown.Print();
   if (cfg.checkpoint().save_at_end() && last_saved != state.step) RETURN_IF_ERROR(save());
   if (!options.export_hf_dir.empty()) {
+    optimizer.FinishWeightSync();  // with overlap_param_gather the last step's gathers are in flight
     ops.Synchronize();  // the export reads the weights on the host
     RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir, tokenizer_files));
     if (leader) std::printf("final weights written to %s\n", options.export_hf_dir.c_str());

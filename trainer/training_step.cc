@@ -35,7 +35,12 @@ absl::StatusOr<TrainingModel> CreateTrainingModel(
   m.net->params().RefreshWorking(bf16);
   if (load_weights) RETURN_IF_ERROR(load_weights(m.net->params()));
   m.optimizer = std::make_unique<DistributedOptimizer>(&m.net->params(), groups, &ops, bf16,
-                                                       cfg.parallel().grad_bucket_elements());
+                                                       cfg.parallel().grad_bucket_elements(),
+                                                       cfg.parallel().overlap_param_gather());
+  if (cfg.parallel().overlap_param_gather()) {  // each forward finishes the gathers of what it reads
+    DistributedOptimizer* optimizer = m.optimizer.get();
+    m.net->set_weights_needed_hook([optimizer](int64_t first, int64_t end) { optimizer->WeightsNeeded(first, end); });
+  }
   return m;
 }
 
