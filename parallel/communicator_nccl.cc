@@ -247,10 +247,14 @@ void NcclCommunicator::Enqueued(ncclResult_t r, const Op& op, double deadline) {
 }
 
 void NcclCommunicator::Complete(const Op& op, double deadline) {
-  cudaError_t err = cudaEventRecord(done_, stream_);
+  const cudaError_t err = cudaEventRecord(done_, stream_);
   if (err != cudaSuccess) Fail(op, absl::StrCat("cudaEventRecord: ", cudaGetErrorString(err)));
+  WaitEvent(done_, op, deadline);
+}
+
+void NcclCommunicator::WaitEvent(cudaEvent_t event, const Op& op, double deadline) {
   for (Backoff b;;) {
-    err = cudaEventQuery(done_);
+    const cudaError_t err = cudaEventQuery(event);
     if (err == cudaSuccess) return;
     if (err != cudaErrorNotReady) Fail(op, absl::StrCat("CUDA error: ", cudaGetErrorString(err)));
     ncclResult_t state = ncclSuccess;
@@ -266,6 +270,33 @@ void NcclCommunicator::Complete(const Op& op, double deadline) {
     b.Pause();
   }
 }
+
+// A collective enqueued on the stream and not waited for: an event recorded behind it, polled by Test
+// and waited for (bounded, from the finish) by Finish.
+class NcclCommunicator::PendingEnqueued final : public PendingCollective {
+ public:
+  PendingEnqueued(NcclCommunicator* comm, const Op& op) : comm_(comm), op_(op) {
+    cudaError_t err = cudaEventCreateWithFlags(&event_, cudaEventDisableTiming);
+    if (err == cudaSuccess) err = cudaEventRecord(event_, comm->stream_);
+    if (err != cudaSuccess) comm->Fail(op, absl::StrCat("cudaEventRecord: ", cudaGetErrorString(err)));
+  }
+  ~PendingEnqueued() override {
+    Finish();
+    cudaEventDestroy(event_);
+  }
+  bool Test() override { return finished_ || cudaEventQuery(event_) == cudaSuccess; }
+  void Finish() override {
+    if (finished_) return;
+    comm_->WaitEvent(event_, op_, comm_->Deadline());
+    finished_ = true;
+  }
+
+ private:
+  NcclCommunicator* comm_;
+  Op op_;
+  cudaEvent_t event_ = nullptr;
+  bool finished_ = false;
+};
 
 template <typename T>
 void NcclCommunicator::AllReduceImpl(T* x, int64_t n, ncclRedOp_t red, const char* what) {
@@ -291,22 +322,39 @@ void NcclCommunicator::AllReduceMax(double* x, int64_t n) {
 }
 
 void NcclCommunicator::ReduceScatterSum(const float* in, float* out, int64_t n) {
-  if (n <= 0) return;
+  StartReduceScatterSum(in, out, n)->Finish();
+}
+
+std::unique_ptr<PendingCollective> NcclCommunicator::StartReduceScatterSum(const float* in, float* out,
+                                                                           int64_t n) {
   const Op op{"ReduceScatterSum", "floats", n};
-  const double deadline = Deadline();
-  Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_),
-           op, deadline);
-  Complete(op, deadline);
+  if (n > 0) {
+    Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), op,
+             Deadline());
+  }
+  return std::make_unique<PendingEnqueued>(this, op);
+}
+
+template <typename T>
+std::unique_ptr<PendingCollective> NcclCommunicator::StartAllGatherImpl(const T* in, T* out, int64_t n) {
+  const Op op{"AllGather", UnitName<T>(), n};
+  if (n > 0) {
+    Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op, Deadline());
+  }
+  return std::make_unique<PendingEnqueued>(this, op);
 }
 
 template <typename T>
 void NcclCommunicator::AllGatherImpl(const T* in, T* out, int64_t n) {
-  if (n <= 0) return;
-  const Op op{"AllGather", UnitName<T>(), n};
-  const double deadline = Deadline();
-  Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op,
-           deadline);
-  Complete(op, deadline);
+  StartAllGatherImpl(in, out, n)->Finish();
+}
+
+std::unique_ptr<PendingCollective> NcclCommunicator::StartAllGather(const float* in, float* out, int64_t n) {
+  return StartAllGatherImpl(in, out, n);
+}
+std::unique_ptr<PendingCollective> NcclCommunicator::StartAllGather(const uint16_t* in, uint16_t* out,
+                                                                    int64_t n) {
+  return StartAllGatherImpl(in, out, n);
 }
 
 void NcclCommunicator::AllGather(const float* in, float* out, int64_t n) {

@@ -15,7 +15,9 @@
 // the element count, calls ncclCommAbort (which frees the GPU from the hung kernel) and ends the job
 // with MPI_Abort(MPI_COMM_WORLD, 2), as MpiCommunicator does (no collective may hang). Each call therefore
 // returns with its result in place, like the MPI version; work on other streams that consumes it
-// needs no extra synchronisation.
+// needs no extra synchronisation. The started forms (StartReduceScatterSum, StartAllGather) return
+// after the enqueue; their Finish does the event wait, so work enqueued on the stream in between
+// runs after the collective and the host need not wait for it.
 //
 // Numerics: sums are NCCL's (ring or tree order chosen by NCCL from the group and message size): the
 // same bits every call for a fixed group, size and NCCL version, but not the MPI version's strict
@@ -71,6 +73,11 @@ class NcclCommunicator final : public Communicator {
   void AllGather(const float* in, float* out, int64_t n) override;
   void AllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
   void AllGather(const int64_t* in, int64_t* out, int64_t n) override;
+  // Enqueued now; the handle's Test polls an event behind the collective and Finish waits for it
+  // (bounded), so the host goes on enqueuing work meanwhile. The blocking forms are Start + Finish.
+  std::unique_ptr<PendingCollective> StartReduceScatterSum(const float* in, float* out, int64_t n) override;
+  std::unique_ptr<PendingCollective> StartAllGather(const float* in, float* out, int64_t n) override;
+  std::unique_ptr<PendingCollective> StartAllGather(const uint16_t* in, uint16_t* out, int64_t n) override;
 
   void AllToAllV(const float* send, const std::vector<int64_t>& send_counts, float* recv,
                  const std::vector<int64_t>& recv_counts) override;
@@ -84,6 +91,7 @@ class NcclCommunicator final : public Communicator {
 
  private:
   struct Op;  // the collective in flight, for the timeout message
+  class PendingEnqueued;
 
   NcclCommunicator() = default;
   // Creates the stream, event and barrier buffer, then joins the NCCL communicator of `id` as
@@ -96,6 +104,8 @@ class NcclCommunicator final : public Communicator {
   template <typename T>
   void AllGatherImpl(const T* in, T* out, int64_t n);
   template <typename T>
+  std::unique_ptr<PendingCollective> StartAllGatherImpl(const T* in, T* out, int64_t n);
+  template <typename T>
   void AllToAllVImpl(const T* send, const std::vector<int64_t>& send_counts, T* recv,
                      const std::vector<int64_t>& recv_counts, const char* what);
   template <typename T>
@@ -105,6 +115,8 @@ class NcclCommunicator final : public Communicator {
   void Enqueued(ncclResult_t r, const Op& op, double deadline);
   // Waits (bounded) until everything enqueued on the stream so far has completed.
   void Complete(const Op& op, double deadline);
+  // Polls `event` until it completes, NCCL reports a failure, or the deadline passes (then Fail).
+  void WaitEvent(cudaEvent_t event, const Op& op, double deadline);
   [[noreturn]] void Fail(const Op& op, const std::string& why);
   double Deadline() const;
 
