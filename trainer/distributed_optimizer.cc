@@ -72,12 +72,35 @@ int64_t DistributedOptimizer::owned_elements() const {
   return n;
 }
 
-void DistributedOptimizer::StartBucket(Group& g, int64_t b) {
+template <typename Fn>
+void DistributedOptimizer::ForEachPieceInBucket(Group& g, int64_t b, Fn fn) {
   const int64_t lo = b * g.bucket, hi = lo + g.bucket;
-  for (const Segment& s : g.segments) {  // the pieces of the segments overlapping [lo, hi)
+  for (const Segment& s : g.segments) {
     const int64_t begin = std::max(lo, s.begin), end = std::min(hi, s.begin + s.param->numel());
-    if (begin < end) ops_->Copy(s.param->grad.data() + (begin - s.begin), &g.flat[begin], end - begin);
+    if (begin < end) fn(s, begin, end);
   }
+}
+
+template <typename Fn>
+void DistributedOptimizer::ForEachStagedBucket(int64_t first, int64_t end, Fn fn) {
+  for (int64_t i = first; i < end; ++i) {
+    const auto [group, segment] = segment_of_.at(i);
+    if (group < 0 || !groups_[group].staged()) continue;
+    Group& g = groups_[group];
+    const Segment& s = g.segments[segment];
+    const int64_t s_end = s.begin + s.param->numel();
+    for (int64_t b = s.begin / g.bucket; b * g.bucket < s_end; ++b) {
+      const int64_t lo = b * g.bucket;
+      fn(g, b, std::min(lo + g.bucket, s_end) - std::max(lo, s.begin));
+    }
+  }
+}
+
+void DistributedOptimizer::StartBucket(Group& g, int64_t b) {
+  ForEachPieceInBucket(g, b, [&](const Segment& s, int64_t begin, int64_t end) {
+    ops_->Copy(s.param->grad.data() + (begin - s.begin), &g.flat[begin], end - begin);
+  });
+  const int64_t lo = b * g.bucket, hi = lo + g.bucket;
   if (hi > g.size) ops_->Fill(&g.flat[std::max(lo, g.size)], hi - std::max(lo, g.size), 0.0f);  // padding
   g.in_flight[b] = g.comm->StartReduceScatterSum(&g.flat[lo], &g.grad[b * g.block()], g.block());
 }
@@ -89,18 +112,10 @@ void DistributedOptimizer::ResetReadiness(Group& g) {
 
 void DistributedOptimizer::GradsReady(int64_t first, int64_t end) {
   FinishWeightSync();  // FP32 mode gathers the working values into the buffer gradients are packed in
-  for (int64_t i = first; i < end; ++i) {
-    const auto [group, segment] = segment_of_.at(i);
-    if (group < 0 || !groups_[group].staged()) continue;
-    Group& g = groups_[group];
-    const Segment& s = g.segments[segment];
-    const int64_t s_end = s.begin + s.param->numel();
-    for (int64_t b = s.begin / g.bucket; b * g.bucket < s_end; ++b) {
-      const int64_t lo = b * g.bucket;
-      g.unready[b] -= std::min(lo + g.bucket, s_end) - std::max(lo, s.begin);
-      if (g.unready[b] == 0 && !g.in_flight[b]) StartBucket(g, b);
-    }
-  }
+  ForEachStagedBucket(first, end, [&](Group& g, int64_t b, int64_t elements) {
+    g.unready[b] -= elements;
+    if (g.unready[b] == 0 && !g.in_flight[b]) StartBucket(g, b);
+  });
   TestPending();
 }
 
@@ -111,10 +126,7 @@ const float* DistributedOptimizer::OwnedGrad(Group& g, const Segment& s, int64_t
 void DistributedOptimizer::FinishGather(Group& g, int64_t b) {
   g.gathering[b]->Finish();
   g.gathering[b].reset();
-  const int64_t lo = b * g.bucket, hi = lo + g.bucket;
-  for (const Segment& s : g.segments) {  // the pieces of the segments in [lo, hi), to their working copies
-    const int64_t begin = std::max(lo, s.begin), end = std::min(hi, s.begin + s.param->numel());
-    if (begin >= end) continue;
+  ForEachPieceInBucket(g, b, [&](const Segment& s, int64_t begin, int64_t end) {
     model::Param& p = *s.param;
     const int64_t local = begin - s.begin, n = end - begin;
     if (!bf16_) {
@@ -124,7 +136,7 @@ void DistributedOptimizer::FinishGather(Group& g, int64_t b) {
     } else {
       ops_->UnpackBf16(&g.flat_bits[begin], n, p.working.data() + local);  // norm weights: FP32 words
     }
-  }
+  });
 }
 
 void DistributedOptimizer::FinishWeightSync() {
@@ -136,15 +148,9 @@ void DistributedOptimizer::FinishWeightSync() {
 }
 
 void DistributedOptimizer::WeightsNeeded(int64_t first, int64_t end) {
-  for (int64_t i = first; i < end; ++i) {
-    const auto [group, segment] = segment_of_.at(i);
-    if (group < 0 || !groups_[group].staged()) continue;
-    Group& g = groups_[group];
-    const Segment& s = g.segments[segment];
-    for (int64_t b = s.begin / g.bucket; b * g.bucket < s.begin + s.param->numel(); ++b) {
-      if (g.gathering[b]) FinishGather(g, b);
-    }
-  }
+  ForEachStagedBucket(first, end, [&](Group& g, int64_t b, int64_t) {
+    if (g.gathering[b]) FinishGather(g, b);
+  });
   TestPending();
 }
 

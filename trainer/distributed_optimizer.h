@@ -162,6 +162,13 @@ class DistributedOptimizer {
   static const float* OwnedGrad(Group& g, const Segment& s, int64_t o, int64_t begin);
   // Starts every bucket's gather of the owned working values; with `wait`, finishes them.
   void GatherWorking(Group& g, bool wait);
+  // Calls fn(segment, begin, end) for each segment's piece [begin, end) (flat indices) in bucket b.
+  template <typename Fn>
+  void ForEachPieceInBucket(Group& g, int64_t b, Fn fn);
+  // Calls fn(group, bucket, elements) for each bucket of a several-rank group that holds elements of
+  // parameters [first, end) (ParamStore order), per parameter.
+  template <typename Fn>
+  void ForEachStagedBucket(int64_t first, int64_t end, Fn fn);
   // Calls fn(segment, bucket, owned flat range [begin, end)) for each owned piece of each segment.
   template <typename Fn>
   void ForEachOwnedRange(Group& g, Fn fn);
