@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checkpoint contract (docs/checkpoints.md), tiny config, FP32 (BF16 too where stated):
 #  1. exact resume: 40 steps straight vs 20 + save + resume + 20, identical loss at every step and
-#     bit-identical final weights, for 1 rank and for DP=2 x EP=2, in FP32 and in BF16;
+#     bit-identical final weights, for 1 rank and for DP=2 x EP=2, in FP32 and in BF16 (DP=2 x EP=2 in
+#     BF16 with the gradient reduce-scatter and weight gather overlapped);
 #  2. resharding: the DP=2 x EP=2 step-20 checkpoint resumed at 1 rank and at EP=4 x DP=4 continues the
 #     loss curve within 1e-5 relative (weights within 1e-4); 1 and 2 again with two MTP modules (TP=2,
 #     resharded to DP=2 x TP=2 x EP=4);
@@ -50,10 +51,12 @@ cp -r "$WORK/resumed4" "$WORK/reshard1"; cp -r "$WORK/resumed4" "$WORK/reshard_e
 run resumed4 2 "${DP2EP2[@]}"
 python3 "$COMPARE" "$WORK/straight4" "$WORK/resumed4" --loss_rtol=0 --param_rtol=0
 same_bits straight4 resumed4
-# BF16 too (the products read the weights' BF16 bits, which the load must rebuild), 1 rank and DP=2 x EP=2.
+# BF16 too (the products read the weights' BF16 bits, which the load must rebuild), 1 rank and DP=2 x EP=2,
+# the latter with both ZeRO overlaps in 1000-element buckets (weight gathers in flight at the save).
 for layout in 1 2; do
   args=(--set precision=BF16)
-  [ "$layout" = 2 ] && args+=("${DP2EP2[@]}")
+  [ "$layout" = 2 ] && args+=("${DP2EP2[@]}" --set parallel.grad_bucket_elements=1000
+                               --set parallel.overlap_grad_reduce=true --set parallel.overlap_param_gather=true)
   run "straight_bf16_$layout" "$layout" "${args[@]}"
   run "resumed_bf16_$layout" "$layout" "${args[@]}" --exit_interval=20
   run "resumed_bf16_$layout" "$layout" "${args[@]}"
