@@ -150,13 +150,13 @@ class DeepseekV3Model {
   // depths); the backward adds the gradient reaching h^0 into d_hf.
   void MtpForward(const int32_t* ids, const int32_t* targets, bool backward, float loss_scale, LossStats* stats);
   void MtpBackward(float loss_scale, float* d_hf);
-  // ParamStore::FinishGrads on [first, end), then the hook.
+  // ParamStore::FinishGrads on [first, end), then the grads_ready hook.
   void GradsDone(int64_t first, int64_t end);
-  bool recompute_ = false;
   // The weights_needed hook, if set.
   void NeedWeights(int64_t first, int64_t end) {
     if (weights_needed_) weights_needed_(first, end);
   }
+  bool recompute_ = false;
   ParamRangeHook grads_ready_, weights_needed_;
   int64_t final_norm_index_ = 0, lm_head_index_ = 0;  // their ParamStore indices
   ForwardPass fp_;

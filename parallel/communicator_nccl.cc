@@ -327,20 +327,18 @@ void NcclCommunicator::ReduceScatterSum(const float* in, float* out, int64_t n) 
 
 std::unique_ptr<PendingCollective> NcclCommunicator::StartReduceScatterSum(const float* in, float* out,
                                                                            int64_t n) {
+  if (n <= 0) return std::make_unique<internal::FinishedCollective>();  // nothing to wait for on the stream
   const Op op{"ReduceScatterSum", "floats", n};
-  if (n > 0) {
-    Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), op,
-             Deadline());
-  }
+  Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), op,
+           Deadline());
   return std::make_unique<PendingEnqueued>(this, op);
 }
 
 template <typename T>
 std::unique_ptr<PendingCollective> NcclCommunicator::StartAllGatherImpl(const T* in, T* out, int64_t n) {
+  if (n <= 0) return std::make_unique<internal::FinishedCollective>();
   const Op op{"AllGather", UnitName<T>(), n};
-  if (n > 0) {
-    Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op, Deadline());
-  }
+  Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op, Deadline());
   return std::make_unique<PendingEnqueued>(this, op);
 }
 
