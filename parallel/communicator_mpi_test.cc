@@ -162,6 +162,8 @@ TEST_F(MpiCommunicatorTest, ReduceScatterSumIsTheRankOrderSum) {
 // Started reduce-scatters give ReduceScatterSum's bits with several in flight at once, other
 // collectives on the same group in between, and the finishes in another order than the starts.
 TEST_F(MpiCommunicatorTest, StartedReduceScattersGiveTheBlockingResult) {
+  // Every float all-reduce takes the two-phase path (all-to-all, then all-gather), whatever its size.
+  MpiCommunicator::SetTwoPhaseMinBytesForTesting(1);
   for (int64_t max_count : {int64_t{0}, int64_t{7}}) {  // 7: several chunks per collective
     MpiCommunicator::SetMaxCountForTesting(max_count);
     const std::vector<int64_t> sizes = {1001, 3, 0, 4096};
@@ -175,9 +177,12 @@ TEST_F(MpiCommunicatorTest, StartedReduceScattersGiveTheBlockingResult) {
     std::vector<std::unique_ptr<PendingCollective>> pending;
     for (size_t k = 0; k < sizes.size(); ++k) {
       pending.push_back(comm_->StartReduceScatterSum(in[k].data(), out[k].data(), sizes[k]));
-      std::vector<float> x(300000, 1.0f);  // a blocking two-phase all-reduce while they are in flight
+      // A blocking two-phase all-reduce while they are in flight (1000 floats: with 7-element MPI
+      // calls a large one is tens of thousands of collectives, which on 4 ranks sharing 2 cores can
+      // pass the 20 s timeout).
+      std::vector<float> x(1000, 1.0f);
       comm_->AllReduceSum(x.data(), static_cast<int64_t>(x.size()));
-      ASSERT_EQ(x[12345], static_cast<float>(size_));
+      ASSERT_EQ(x[123], static_cast<float>(size_));
       for (auto& p : pending) p->Test();
     }
     for (size_t k = sizes.size(); k-- > 0;) {
