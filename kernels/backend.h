@@ -274,6 +274,16 @@ class Backend {
   virtual void BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts, int64_t first_token,
                                int64_t group_len, const float* f, double coef, float* d_scores) = 0;
 
+  // ---- MoE dispatch order (Megatron's token permutation). The n·K assignments of selected [n, K]
+  // (slot i = token·K + k, experts in [0, E)) sorted by expert, stably (slot order within an expert);
+  // with capacity >= 0 each expert keeps only its first `capacity` assignments (GShard-style; -1:
+  // all). Writes counts [E] (each expert's assignments before the cut) and row_token / row_slot [R]
+  // (R = Σ_e min(counts[e], capacity); callers size them n·K and nothing past R is written): sorted row
+  // r is slot row_slot[r] of token row_token[r]. The host reads `counts` after Synchronize() (they size
+  // the exchange and the grouped GEMM); the rows stay where the ops run.
+  virtual void SortByExpert(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts, int64_t capacity,
+                            int32_t* counts, int32_t* row_token, int32_t* row_slot) = 0;
+
   // ---- Softmax cross-entropy over rows of logits [n, V]. Returns the SUM of per-row losses (FP64);
   // if d_logits is non-null writes (softmax - onehot) * grad_scale; d_logits may alias logits (the
   // model computes the gradient in place). Rows with target < 0 are ignored.

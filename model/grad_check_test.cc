@@ -260,19 +260,6 @@ TEST(GradCheck, MoeWithCapacityFactorDroppingTokens) {
   CheckMoe({kernels::ScoringFunc::kSigmoid, kernels::TopkMethod::kNoauxTc, true, 2, 2, 1, 0.0f, true, 0.5});
 }
 
-TEST(RoutingPlan, CapacityKeepsTheFirstTokensPerExpert) {
-  // 4 tokens, K = 2, 3 experts; expert 0 is chosen by every token.
-  const int32_t selected[] = {0, 1, 0, 2, 1, 0, 0, 2};
-  const RoutingPlan all = BuildRoutingPlan(selected, 4, 2, 3);
-  EXPECT_EQ(all.dropped, 0);
-  EXPECT_EQ(all.expert_offsets, (std::vector<int64_t>{0, 4, 6, 8}));
-  const RoutingPlan capped = BuildRoutingPlan(selected, 4, 2, 3, 2);
-  EXPECT_EQ(capped.dropped, 2);
-  EXPECT_EQ(capped.expert_offsets, (std::vector<int64_t>{0, 2, 4, 6}));
-  EXPECT_EQ(std::vector<int32_t>(capped.row_token.begin(), capped.row_token.begin() + 2),
-            (std::vector<int32_t>{0, 1}));  // tokens 2 and 3 lose expert 0
-}
-
 // A whole network small enough for finite differences: 1 dense + (layers - 1) MoE layers, q LoRA,
 // 4 routed experts (top-2) and a shared expert.
 config::ModelConfig SmallModel(int64_t layers) {

@@ -35,31 +35,6 @@ int64_t BalanceGroupLen(const TokenSlice& sl, bool seq_aux) { return seq_aux ? s
 
 }  // namespace
 
-RoutingPlan BuildRoutingPlan(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts,
-                             int64_t capacity) {
-  RoutingPlan plan;
-  std::vector<int64_t> count(num_experts, 0);
-  std::vector<char> keep(n * k);
-  for (int64_t i = 0; i < n * k; ++i) {  // token order: the first `capacity` per expert stay
-    keep[i] = capacity < 0 || count[selected[i]] < capacity;
-    if (keep[i]) ++count[selected[i]];
-  }
-  plan.expert_offsets.assign(num_experts + 1, 0);
-  for (int64_t e = 0; e < num_experts; ++e) plan.expert_offsets[e + 1] = plan.expert_offsets[e] + count[e];
-  const int64_t rows = plan.expert_offsets[num_experts];
-  plan.dropped = n * k - rows;
-  std::vector<int64_t> cursor(plan.expert_offsets.begin(), plan.expert_offsets.end() - 1);
-  plan.row_token.resize(rows);
-  plan.row_slot.resize(rows);
-  for (int64_t i = 0; i < n * k; ++i) {  // a stable counting sort: token order within each expert
-    if (!keep[i]) continue;
-    const int64_t r = cursor[selected[i]]++;
-    plan.row_token[r] = static_cast<int32_t>(i / k);
-    plan.row_slot[r] = static_cast<int32_t>(i);
-  }
-  return plan;
-}
-
 MoeLayer::MoeLayer(ParamStore& store, const std::string& prefix, const MoeDims& dims,
                    parallel::Communicator* ep)
     : dims_(dims), dispatcher_(ep, dims.router.num_experts) {
@@ -158,22 +133,29 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
                      groups, s->balance_stats.data());
   }
 
-  // The selection (and the balance statistics) come to the host: they size the exchange and the
-  // grouped GEMM.
-  ops.Synchronize();
-  for (int64_t i = 0; i < n * k; ++i) ++expert_counts[s->selected[i]];
-
   // Dispatch: sort rows by global expert, exchange counts, send rows to the experts' EP ranks.
   const int64_t capacity =
       dims_.capacity_factor > 0
           ? static_cast<int64_t>(std::ceil(dims_.capacity_factor * static_cast<double>(n * k) / e_count))
           : -1;
-  s->plan = BuildRoutingPlan(s->selected.data(), n, k, e_count, capacity);
-  const int64_t rows = s->plan.rows();
+  RoutingPlan& plan = s->plan;
+  plan.counts.resize(e_count);
+  plan.row_token.resize(n * k);
+  plan.row_slot.resize(n * k);
+  ops.SortByExpert(s->selected.data(), n, k, e_count, capacity, plan.counts.data(), plan.row_token.data(),
+                   plan.row_slot.data());
+  // The counts (and the balance statistics) come to the host: they size the exchange and the grouped
+  // GEMM.
+  ops.Synchronize();
   std::vector<int64_t> rows_per_expert(e_count);
+  plan.expert_offsets.assign(e_count + 1, 0);
   for (int64_t e = 0; e < e_count; ++e) {
-    rows_per_expert[e] = s->plan.expert_offsets[e + 1] - s->plan.expert_offsets[e];
+    expert_counts[e] += plan.counts[e];
+    rows_per_expert[e] = capacity < 0 ? plan.counts[e] : std::min<int64_t>(plan.counts[e], capacity);
+    plan.expert_offsets[e + 1] = plan.expert_offsets[e] + rows_per_expert[e];
   }
+  const int64_t rows = plan.rows();
+  plan.dropped = n * k - rows;
   s->handle = dispatcher_.Plan(rows_per_expert);
   const double balance = balance_loss ? BalanceLoss(ctx, s) : 0.0;  // host, while synced
 

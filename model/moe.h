@@ -39,15 +39,16 @@ struct MoeDims {
   double capacity_factor = 0.0;
 };
 
-// Rows sorted by expert: row r holds (token row_token[r], slot row_slot[r] = token·K + k). Built on the
-// host from the router's selection (the expert counts must reach the host anyway: they size the
-// all-to-all and the grouped GEMM, as in Megatron's all-to-all dispatcher).
+// Rows sorted by expert: row r holds (token row_token[r], slot row_slot[r] = token·K + k), built where the
+// ops run (Backend::SortByExpert). Only the per-expert counts come to the host: they size the all-to-all
+// and the grouped GEMM, as in Megatron's all-to-all dispatcher.
 struct RoutingPlan {
-  Buffer<int32_t> row_token;            // [R]
-  Buffer<int32_t> row_slot;             // [R]
-  std::vector<int64_t> expert_offsets;  // [E + 1]
+  Buffer<int32_t> counts;               // [E] assignments per expert, before the capacity cut
+  Buffer<int32_t> row_token;            // [R] (sized n·K: the first R are the plan)
+  Buffer<int32_t> row_slot;             // [R] (likewise)
+  std::vector<int64_t> expert_offsets;  // [E + 1] over the kept rows (host)
   int64_t dropped = 0;                  // (token, slot) assignments over capacity, not in the plan
-  int64_t rows() const { return row_token.size(); }
+  int64_t rows() const { return expert_offsets.empty() ? 0 : expert_offsets.back(); }
 };
 
 // Where this rank's tokens sit in the micro-batch (sequence parallelism): tokens
@@ -75,7 +76,7 @@ class MoeLayer {
     Buffer<float> balance_f;       // [groups, E] f_i of each group (balance loss only)
     int64_t Bytes() const {
       return BufferBytes(scores, selected, weights, row_weight, x_grouped, a, c, m, y_sorted, balance_stats,
-                         balance_f, plan.row_token, plan.row_slot);
+                         balance_f, plan.counts, plan.row_token, plan.row_slot);
     }
   };
 
@@ -112,10 +113,5 @@ class MoeLayer {
   // This EP rank's experts, local index j = global expert first_local_expert + j.
   std::vector<Param*> expert_gate_, expert_up_, expert_down_;  // [Ie, d], [Ie, d], [d, Ie]
 };
-
-// Builds the expert-sorted row order (stable in token order) from selected [n, K], keeping at most
-// `capacity` rows per expert (-1: no limit).
-RoutingPlan BuildRoutingPlan(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts,
-                             int64_t capacity = -1);
 
 }  // namespace moe::model

@@ -207,4 +207,28 @@ void CpuBackend::BalanceLossGrad(const float* scores, int64_t n, int64_t num_exp
   }
 }
 
+// A stable counting sort: one pass counts, one places each kept slot at its expert's cursor.
+void CpuBackend::SortByExpert(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts, int64_t capacity,
+                              int32_t* counts, int32_t* row_token, int32_t* row_slot) {
+  const auto op_timer = TimeOp("sort_by_expert");
+  std::fill(counts, counts + num_experts, 0);
+  for (int64_t i = 0; i < n * k; ++i) {
+    MOE_CPU_CHECK(selected[i] >= 0 && selected[i] < num_experts, "SortByExpert: expert index out of range");
+    ++counts[selected[i]];
+  }
+  std::vector<int64_t> cursor(num_experts), kept(num_experts, 0);
+  for (int64_t e = 0, row = 0; e < num_experts; ++e) {
+    cursor[e] = row;
+    row += capacity < 0 ? counts[e] : std::min<int64_t>(counts[e], capacity);
+  }
+  for (int64_t i = 0; i < n * k; ++i) {  // slot order: the first `capacity` per expert stay
+    const int32_t e = selected[i];
+    if (capacity >= 0 && kept[e] == capacity) continue;
+    ++kept[e];
+    const int64_t r = cursor[e]++;
+    row_token[r] = static_cast<int32_t>(i / k);
+    row_slot[r] = static_cast<int32_t>(i);
+  }
+}
+
 }  // namespace moe::kernels

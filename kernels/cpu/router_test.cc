@@ -1,7 +1,8 @@
 // Router: selection on hand-worked examples (bias changing the choice, group filtering excluding
 // the globally best expert, ties to the lower index for groups and experts, greedy,
 // group_limited_greedy, softmax scoring), weights, and the backward by finite differences on the
-// logits (selection fixed).
+// logits (selection fixed); the dispatch order (SortByExpert) with and without a capacity.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -193,6 +194,50 @@ TEST(Router, BackwardSoftmaxNormGroupLimited) {
 
 // Balance statistics on a hand-worked case: 3 tokens with 4 experts, top-2, the slice starting at
 // token 1 of groups of 2 tokens (token 0 of the slice closes group 0, tokens 1-2 form group 1).
+struct Sorted {
+  std::vector<int32_t> counts, row_token, row_slot;  // the rows: only those written
+};
+
+Sorted SortByExpert(const std::vector<int32_t>& selected, int64_t k, int64_t num_experts, int64_t capacity) {
+  CpuBackend be(1);
+  const int64_t n = static_cast<int64_t>(selected.size()) / k;
+  Sorted s{std::vector<int32_t>(num_experts, -7), std::vector<int32_t>(n * k, -1), std::vector<int32_t>(n * k, -1)};
+  be.SortByExpert(selected.data(), n, k, num_experts, capacity, s.counts.data(), s.row_token.data(),
+                  s.row_slot.data());
+  int64_t rows = 0;
+  for (int32_t c : s.counts) rows += capacity < 0 ? c : std::min<int64_t>(c, capacity);
+  EXPECT_TRUE(std::all_of(s.row_token.begin() + rows, s.row_token.end(), [](int32_t v) { return v == -1; }));
+  EXPECT_TRUE(std::all_of(s.row_slot.begin() + rows, s.row_slot.end(), [](int32_t v) { return v == -1; }));
+  s.row_token.resize(rows);
+  s.row_slot.resize(rows);
+  return s;
+}
+
+TEST(SortByExpert, ExpertOrderStableInSlotOrder) {
+  // 4 tokens, K = 2, 4 experts; expert 0 is chosen by every token, expert 3 by none.
+  const std::vector<int32_t> selected = {0, 1, 2, 0, 1, 0, 0, 2};
+  const Sorted all = SortByExpert(selected, 2, 4, -1);
+  EXPECT_EQ(all.counts, (std::vector<int32_t>{4, 2, 2, 0}));
+  EXPECT_EQ(all.row_slot, (std::vector<int32_t>{0, 3, 5, 6, 1, 4, 2, 7}));
+  EXPECT_EQ(all.row_token, (std::vector<int32_t>{0, 1, 2, 3, 0, 2, 1, 3}));
+}
+
+TEST(SortByExpert, CapacityKeepsTheFirstTokensPerExpert) {
+  const std::vector<int32_t> selected = {0, 1, 2, 0, 1, 0, 0, 2};
+  const Sorted capped = SortByExpert(selected, 2, 4, 2);
+  EXPECT_EQ(capped.counts, (std::vector<int32_t>{4, 2, 2, 0}));  // before the cut
+  EXPECT_EQ(capped.row_slot, (std::vector<int32_t>{0, 3, 1, 4, 2, 7}));  // tokens 2 and 3 lose expert 0
+  EXPECT_EQ(capped.row_token, (std::vector<int32_t>{0, 1, 0, 2, 1, 3}));
+  const Sorted none = SortByExpert(selected, 2, 4, 0);
+  EXPECT_EQ(none.counts, (std::vector<int32_t>{4, 2, 2, 0}));
+  EXPECT_TRUE(none.row_slot.empty());
+}
+
+TEST(SortByExpert, NoTokensGiveZeroCounts) {
+  const Sorted empty = SortByExpert({}, 2, 3, -1);
+  EXPECT_EQ(empty.counts, (std::vector<int32_t>{0, 0, 0}));
+}
+
 TEST(Balance, StatsByGroupWithTiesToTheLowerIndex) {
   const std::vector<float> s = {0.5f, 0.1f, 0.3f, 0.1f,   // top-2: 0, 2
                                 0.2f, 0.2f, 0.2f, 0.4f,   // top-2: 3, then 0 (tie 0/1/2 -> 0)

@@ -429,6 +429,14 @@ void CudaBackend::BalanceLossGrad(const float* scores, int64_t n, int64_t num_ex
                               stream_);
 }
 
+void CudaBackend::SortByExpert(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts,
+                               int64_t capacity, int32_t* counts, int32_t* row_token, int32_t* row_slot) {
+  OpTimer timer(this, "sort_by_expert");
+  const size_t bytes = cuda::SortByExpertWorkspaceBytes(n * k, num_experts);
+  cuda::LaunchSortByExpert(selected, n * k, k, num_experts, capacity, counts, row_token, row_slot, Scratch(bytes),
+                           bytes, stream_);
+}
+
 double CudaBackend::CrossEntropy(const float* logits, const int32_t* targets, int64_t n,
                                  int64_t vocab, float grad_scale, float* d_logits) {
   OpTimer timer(this, "cross_entropy");

@@ -172,6 +172,9 @@ class CudaBackend final : public Backend {
   void BalanceLossGrad(const float* scores, int64_t n, int64_t num_experts, int64_t first_token,
                        int64_t group_len, const float* f, double coef, float* d_scores) override;
 
+  void SortByExpert(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts, int64_t capacity,
+                    int32_t* counts, int32_t* row_token, int32_t* row_slot) override;
+
   double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
                       float grad_scale, float* d_logits) override;
 

@@ -106,6 +106,12 @@ size_t ScatterAddWorkspaceBytes(int64_t n);
 void LaunchScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                           int64_t dim, float* dst, void* workspace, size_t workspace_bytes,
                           cudaStream_t stream);
+// MoE dispatch order (kernels/backend.h SortByExpert) of `total` = n·K assignments; needs
+// SortByExpertWorkspaceBytes(total, E) bytes of device workspace.
+size_t SortByExpertWorkspaceBytes(int64_t total, int64_t num_experts);
+void LaunchSortByExpert(const int32_t* selected, int64_t total, int64_t k, int64_t num_experts, int64_t capacity,
+                        int32_t* counts, int32_t* row_token, int32_t* row_slot, void* workspace,
+                        size_t workspace_bytes, cudaStream_t stream);
 
 // ---- norm.cu ----
 inline constexpr int64_t kDwChunk = Backend::kRmsNormDwChunk;  // rows per dw partial: fixes the summation order

@@ -15,6 +15,11 @@
 // fused multiply-add as GCC compiles the CPU twin (-mfma contracts `out += s * in`), so the two
 // backends agree bit for bit. The number of destination rows is not
 // known (the interface does not pass it), which sorting does not need.
+//
+// SortByExpert (MoE dispatch order) sorts the same kind of pairs, (expert, slot), on only the bits an
+// expert index needs; each expert's run is then found by binary search in the sorted keys, the kept
+// runs laid out by one small scan, and every kept pair placed. No host work, and the only result the
+// host reads is the [E] counts.
 #include <cub/cub.cuh>
 #include <cuda_bf16.h>
 
@@ -117,19 +122,67 @@ __global__ void SegmentAddKernel(const float* __restrict__ src, const int32_t* _
   }
 }
 
+// One block: expert e's sorted run is [starts[e], starts[e] + counts[e]) (binary searches in the
+// sorted keys); kept_starts is the exclusive scan of the kept lengths min(count, capacity), in expert
+// order by one thread (E is at most a few hundred).
+__global__ void ExpertRunsKernel(const int32_t* __restrict__ keys, int64_t total, int64_t num_experts,
+                                 int64_t capacity, int32_t* __restrict__ counts, int32_t* __restrict__ starts,
+                                 int32_t* __restrict__ kept_starts) {
+  auto lower_bound = [&](int64_t e) {
+    int64_t lo = 0, hi = total;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (keys[mid] < e) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+  for (int64_t e = threadIdx.x; e < num_experts; e += blockDim.x) {
+    const int64_t first = lower_bound(e);
+    starts[e] = static_cast<int32_t>(first);
+    counts[e] = static_cast<int32_t>(lower_bound(e + 1) - first);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int64_t row = 0;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      kept_starts[e] = static_cast<int32_t>(row);
+      row += capacity < 0 || counts[e] < capacity ? counts[e] : capacity;
+    }
+  }
+}
+
+// Sorted position p holds slot order[p] of expert keys[p], the w-th of its run: kept when w < capacity,
+// as row kept_starts[e] + w.
+__global__ void PlaceKeptRowsKernel(const int32_t* __restrict__ keys, const int32_t* __restrict__ order,
+                                    int64_t total, int64_t k, int64_t capacity, const int32_t* __restrict__ starts,
+                                    const int32_t* __restrict__ kept_starts, int32_t* __restrict__ row_token,
+                                    int32_t* __restrict__ row_slot) {
+  for (int64_t p = GlobalThread(); p < total; p += GlobalStride()) {
+    const int32_t e = keys[p];
+    const int64_t w = p - starts[e];
+    if (capacity >= 0 && w >= capacity) continue;
+    const int64_t r = kept_starts[e] + w;
+    row_slot[r] = order[p];
+    row_token[r] = static_cast<int32_t>(order[p] / k);
+  }
+}
+
 unsigned RowGrid(int64_t n) {
   return static_cast<unsigned>(n < kMaxBlocks * 4 ? (n < 1 ? 1 : n) : kMaxBlocks * 4);
 }
 
-// Byte offsets of the scatter workspace: keys_out, order_in, order_out, then CUB's temp storage.
-struct ScatterLayout {
-  size_t keys_out = 0, order_in = 0, order_out = 0, cub = 0, cub_bytes = 0, total = 0;
+// Byte offsets of the workspace of a sort of n (key, position) pairs on key bits [0, end_bit): keys_out,
+// order_in, order_out, CUB's temp storage, then `extra_ints` more ints.
+struct SortLayout {
+  size_t keys_out = 0, order_in = 0, order_out = 0, cub = 0, cub_bytes = 0, extra = 0, total = 0;
+  int end_bit = 32;
 };
 
 size_t Align256(size_t b) { return (b + 255) / 256 * 256; }
 
-ScatterLayout Layout(int64_t n) {
-  ScatterLayout l;
+SortLayout Layout(int64_t n, int end_bit = 32, int64_t extra_ints = 0) {
+  SortLayout l;
+  l.end_bit = end_bit;
   const size_t ints = Align256(sizeof(int32_t) * static_cast<size_t>(n));
   l.keys_out = 0;
   l.order_in = ints;
@@ -138,9 +191,32 @@ ScatterLayout Layout(int64_t n) {
   cub::DeviceRadixSort::SortPairs(nullptr, l.cub_bytes, static_cast<const int32_t*>(nullptr),
                                   static_cast<int32_t*>(nullptr),
                                   static_cast<const int32_t*>(nullptr),
-                                  static_cast<int32_t*>(nullptr), static_cast<int>(n));
-  l.total = l.cub + Align256(l.cub_bytes);
+                                  static_cast<int32_t*>(nullptr), static_cast<int>(n), 0, end_bit);
+  l.extra = l.cub + Align256(l.cub_bytes);
+  l.total = l.extra + Align256(sizeof(int32_t) * static_cast<size_t>(extra_ints));
   return l;
+}
+
+// Sorts the pairs (keys[i], i) by key, stably, into the workspace's keys_out / order_out.
+void SortPositionsByKey(const int32_t* keys, int64_t n, const SortLayout& l, char* ws, cudaStream_t stream) {
+  int32_t* order_in = reinterpret_cast<int32_t*>(ws + l.order_in);
+  IotaKernel<<<GridFor(n), kThreads, 0, stream>>>(order_in, n);
+  MOE_CUDA_CHECK_LAUNCH();
+  size_t cub_bytes = l.cub_bytes;
+  MOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + l.cub, cub_bytes, keys, reinterpret_cast<int32_t*>(ws + l.keys_out),
+                                                 order_in, reinterpret_cast<int32_t*>(ws + l.order_out),
+                                                 static_cast<int>(n), 0, l.end_bit, stream));
+}
+
+// Bits an expert index in [0, E) needs (at least one).
+int ExpertKeyBits(int64_t num_experts) {
+  int bits = 1;
+  while (bits < 31 && (int64_t{1} << bits) < num_experts) ++bits;
+  return bits;
+}
+
+SortLayout ExpertSortLayout(int64_t total, int64_t num_experts) {
+  return Layout(total, ExpertKeyBits(num_experts), 2 * num_experts);  // + starts, kept_starts
 }
 
 }  // namespace
@@ -191,20 +267,34 @@ void LaunchScatterAddRows(const float* src, const int32_t* idx, const float* sca
                           cudaStream_t stream) {
   if (n <= 0 || dim <= 0) return;
   MOE_CUDA_REQUIRE(n <= 0x7fffffff, "ScatterAddRows: more than 2^31-1 rows");
-  const ScatterLayout l = Layout(n);
+  const SortLayout l = Layout(n);
   MOE_CUDA_REQUIRE(workspace_bytes >= l.total, "ScatterAddRows: workspace too small");
   char* ws = static_cast<char*>(workspace);
-  int32_t* keys_out = reinterpret_cast<int32_t*>(ws + l.keys_out);
-  int32_t* order_in = reinterpret_cast<int32_t*>(ws + l.order_in);
-  int32_t* order_out = reinterpret_cast<int32_t*>(ws + l.order_out);
-  IotaKernel<<<GridFor(n), kThreads, 0, stream>>>(order_in, n);
+  SortPositionsByKey(idx, n, l, ws, stream);
+  SegmentAddKernel<<<RowGrid(n), kRowThreads, 0, stream>>>(src, reinterpret_cast<const int32_t*>(ws + l.keys_out), reinterpret_cast<const int32_t*>(ws + l.order_out), scale, n, dim, dst);
   MOE_CUDA_CHECK_LAUNCH();
-  size_t cub_bytes = l.cub_bytes;
-  MOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + l.cub, cub_bytes, idx, keys_out, order_in,
-                                                 order_out, static_cast<int>(n), 0,
-                                                 static_cast<int>(sizeof(int32_t) * 8), stream));
-  SegmentAddKernel<<<RowGrid(n), kRowThreads, 0, stream>>>(src, keys_out, order_out, scale, n, dim,
-                                                           dst);
+}
+
+size_t SortByExpertWorkspaceBytes(int64_t total, int64_t num_experts) {
+  return ExpertSortLayout(total, num_experts).total;
+}
+
+void LaunchSortByExpert(const int32_t* selected, int64_t total, int64_t k, int64_t num_experts, int64_t capacity,
+                        int32_t* counts, int32_t* row_token, int32_t* row_slot, void* workspace,
+                        size_t workspace_bytes, cudaStream_t stream) {
+  if (num_experts <= 0) return;
+  MOE_CUDA_REQUIRE(total <= 0x7fffffff, "SortByExpert: more than 2^31-1 assignments");
+  const SortLayout l = ExpertSortLayout(total, num_experts);
+  MOE_CUDA_REQUIRE(workspace_bytes >= l.total, "SortByExpert: workspace too small");
+  char* ws = static_cast<char*>(workspace);
+  if (total > 0) SortPositionsByKey(selected, total, l, ws, stream);
+  const int32_t* keys = reinterpret_cast<const int32_t*>(ws + l.keys_out);
+  int32_t* starts = reinterpret_cast<int32_t*>(ws + l.extra);
+  int32_t* kept_starts = starts + num_experts;
+  ExpertRunsKernel<<<1, kThreads, 0, stream>>>(keys, total, num_experts, capacity, counts, starts, kept_starts);
+  MOE_CUDA_CHECK_LAUNCH();
+  if (total == 0) return;
+  PlaceKeptRowsKernel<<<GridFor(total), kThreads, 0, stream>>>(keys, reinterpret_cast<const int32_t*>(ws + l.order_out), total, k, capacity, starts, kept_starts, row_token, row_slot);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -75,6 +75,7 @@ class Checks {
   // kernel_check_rows_norm.cc: Rows, RmsNorm, Rope
   // kernel_check_router_loss.cc (also Router, CrossEntropy)
   void Balance();
+  void DispatchOrder();  // SortByExpert, part of the router group
   // kernel_check_gemm_attention.cc (also Gemm, GroupedGemm, Attention)
   // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n].
   struct HostGemm {

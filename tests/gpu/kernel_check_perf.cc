@@ -213,6 +213,12 @@ void Checks::Perf() {
       gpu_.RouterForward(p, logits.get(), bias.get(), n, scores.get(), sel.get(), weights.get());
     });
     PerfLine("router_forward 32768 tokens, 64 experts", ms, 0, 0);
+    // The dispatch order of the router's selection (what the host built before).
+    Dev<int32_t> counts(64), row_token(n * 6), row_slot(n * 6);
+    ms = TimeMs(st, 2, 10, [&] {
+      gpu_.SortByExpert(sel.get(), n, 6, 64, -1, counts.get(), row_token.get(), row_slot.get());
+    });
+    PerfLine("sort_by_expert 32768 tokens, top-6 of 64", ms, 0, 0);
     // Balance loss over the router's scores: 8 sequences of 4096, and the whole micro-batch as
     // one group (each (group, expert) sum is one sequential FP64 chain over the group's tokens).
     Dev<double> stats(2 * 8 * 64);

@@ -1,6 +1,7 @@
 // kernel_check groups "router" and "cross_entropy": router forward/backward over the small_1b and
 // V3 configurations and the greedy variants, the sequence-wise balance loss (BalanceStats,
-// BalanceLossGrad), and cross-entropy with and without gradients. See kernel_check.h.
+// BalanceLossGrad), the dispatch order (SortByExpert), and cross-entropy with and without gradients.
+// See kernel_check.h.
 
 #include <algorithm>
 #include <cmath>
@@ -121,6 +122,49 @@ void Checks::Router() {
     }
   }
   Balance();
+  DispatchOrder();
+}
+
+// SortByExpert: counts and rows identical to the CPU's (integers), and nothing written past the kept
+// rows. Selections skewed towards the first experts (so a capacity drops some), at small_1b and V3
+// shapes, an expert no token picks, and no tokens at all.
+void Checks::DispatchOrder() {
+  struct Case {
+    const char* name;
+    int64_t n, k, experts;
+    double capacity_factor;  // 0: dropless
+  };
+  const Case cases[] = {{"small_1b", 8192, 6, 64, 0.0},  {"small_1b_capacity", 8192, 6, 64, 1.0},
+                        {"v3", 4096, 8, 256, 0.0},         {"v3_capacity", 4096, 8, 256, 1.25},
+                        {"tiny", 5, 2, 8, 0.0},            {"no_tokens", 0, 6, 64, 0.0}};
+  for (const Case& c : cases) {
+    const int64_t total = c.n * c.k;
+    std::vector<int32_t> selected = rng_.Ints(total, 0, static_cast<int32_t>(c.experts - 2));  // the last: none
+    const std::vector<int32_t> hot = rng_.Ints(total, 0, 3);
+    for (int64_t i = 0; i < total; i += 3) selected[i] = hot[i];
+    const int64_t capacity = c.capacity_factor > 0 ? static_cast<int64_t>(std::ceil(c.capacity_factor * total / c.experts)) : -1;
+    std::vector<int32_t> counts(c.experts), row_token = Poisoned<int32_t>(total), row_slot = Poisoned<int32_t>(total);
+    cpu_.SortByExpert(selected.data(), c.n, c.k, c.experts, capacity, counts.data(), row_token.data(), row_slot.data());
+    Dev<int32_t> gsel(selected), gcounts(c.experts), gtoken(total), gslot(total);
+    gcounts.Poison();
+    gtoken.Poison();
+    gslot.Poison();
+    gpu_.SortByExpert(gsel.get(), c.n, c.k, c.experts, capacity, gcounts.get(), gtoken.get(), gslot.get());
+    const std::vector<int32_t> got_counts = gcounts.Download(), got_token = gtoken.Download(),
+                               got_slot = gslot.Download();
+    int64_t rows = 0;
+    for (int32_t n_e : counts) rows += capacity < 0 ? n_e : std::min<int64_t>(n_e, capacity);
+    auto differing = [](const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+      int64_t d = 0;
+      for (size_t i = 0; i < a.size(); ++i) d += a[i] != b[i];
+      return d;
+    };
+    // The CPU left the poison past the kept rows too, so a whole-buffer comparison covers both.
+    const int64_t bad = differing(got_counts, counts) + differing(got_token, row_token) + differing(got_slot, row_slot);
+    report_.Line(bad == 0, Fmt("sort_by_expert_%s", c.name),
+                 Fmt("rows %lld of %lld kept, %lld elements differ (counts, row_token, row_slot; poison past the rows)",
+                     static_cast<long long>(rows), static_cast<long long>(total), static_cast<long long>(bad)));
+  }
 }
 
 // Sequence-wise balance loss at the small_1b shape: a slice of 8192 router scores (64 experts,

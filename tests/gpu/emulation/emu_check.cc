@@ -390,6 +390,22 @@ int main() {
       }
     }
   }
+  // ---- dispatch order: counts and rows identical to the CPU's; nothing written past the kept rows
+  struct D { int64_t n, k, e, capacity; };
+  for (D c : {D{37, 6, 64, -1}, D{37, 6, 64, 3}, D{20, 8, 256, -1}, D{50, 2, 8, 9}, D{0, 2, 8, -1}}) {
+    const int64_t total = c.n * c.k;
+    std::vector<int32_t> sel(total);
+    std::uniform_int_distribution<int32_t> any(0, static_cast<int32_t>(c.e - 2)), hot(0, 2);
+    for (int64_t i = 0; i < total; ++i) sel[i] = i % 3 == 0 ? hot(gen) : any(gen);
+    std::vector<int32_t> counts(c.e), token(total, -1), slot(total, -1);
+    std::vector<int32_t> gcounts(c.e, -1), gtoken(total, -1), gslot(total, -1);
+    cpu.SortByExpert(sel.data(), c.n, c.k, c.e, c.capacity, counts.data(), token.data(), slot.data());
+    std::vector<char> ws(kc::SortByExpertWorkspaceBytes(total, c.e));
+    kc::LaunchSortByExpert(sel.data(), total, c.k, c.e, c.capacity, gcounts.data(), gtoken.data(), gslot.data(), ws.data(), ws.size(), st);
+    const bool same = gcounts == counts && gtoken == token && gslot == slot;
+    std::printf("%s sort_by_expert n=%ld k=%ld experts=%ld capacity=%ld identical=%d\n", same ? "PASS" : "FAIL", (long)c.n, (long)c.k, (long)c.e, (long)c.capacity, same);
+    failures += !same;
+  }
   // ---- rmsnorm
   {
     const int64_t rows = 130, dim = 300;
