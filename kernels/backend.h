@@ -296,6 +296,15 @@ class Backend {
                           float* dst) = 0;
   virtual void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                               int64_t dim, float* dst) = 0;
+  // A gather whose index is runs of consecutive source rows, given as the runs: block b fills the next
+  // `rows` rows of dst (dst is tiled by the blocks in order) from src rows [src_row, src_row + rows).
+  // The EP dispatcher's regrouping of received rows by local expert; the blocks come from the host,
+  // so no index array is written there.
+  struct RowBlock {
+    int64_t src_row;
+    int64_t rows;
+  };
+  virtual void GatherRowBlocks(const float* src, const std::vector<RowBlock>& blocks, int64_t dim, float* dst) = 0;
 
   // ---- AdamW on FP32 masters and moments (docs/model.md "Optimizer step"), in place; the gradient
   // scaled by p.grad_scale (clipping); the working copy written too where `working` says. ----

@@ -34,25 +34,33 @@ DispatchHandle TokenDispatcher::Plan(const std::vector<int64_t>& rows_per_expert
     h.rows_received += h.recv_counts[r];
   }
   // Received rows are ordered (source rank, local expert, row); group them by (local expert, source).
+  // Run (r, j), i = r·L + j, starts at received row recv_first[i] and lands at grouped row
+  // grouped_first[i].
+  std::vector<int64_t> recv_first(ep * local_experts_), grouped_first(ep * local_experts_);
+  for (int64_t row = 0, i = 0; i < ep * local_experts_; ++i) {
+    recv_first[i] = row;
+    row += received[i];
+  }
   h.local_expert_offsets.assign(local_experts_ + 1, 0);
-  for (int64_t j = 0; j < local_experts_; ++j) {
-    int64_t total = 0;
-    for (int r = 0; r < ep; ++r) total += received[r * local_experts_ + j];
-    h.local_expert_offsets[j + 1] = h.local_expert_offsets[j] + total;
-  }
-  h.grouped_to_received.resize(h.rows_received);
-  h.received_to_grouped.resize(h.rows_received);
-  std::vector<int64_t> cursor(h.local_expert_offsets.begin(), h.local_expert_offsets.end() - 1);
-  int64_t recv_row = 0;
-  for (int r = 0; r < ep; ++r) {
-    for (int64_t j = 0; j < local_experts_; ++j) {
-      for (int64_t k = 0; k < received[r * local_experts_ + j]; ++k) {
-        const int64_t g = cursor[j]++;
-        h.grouped_to_received[g] = static_cast<int32_t>(recv_row);
-        h.received_to_grouped[recv_row++] = static_cast<int32_t>(g);
-      }
+  for (int64_t j = 0, row = 0; j < local_experts_; ++j) {
+    for (int r = 0; r < ep; ++r) {
+      grouped_first[r * local_experts_ + j] = row;
+      row += received[r * local_experts_ + j];
     }
+    h.local_expert_offsets[j + 1] = row;
   }
+  auto append = [](std::vector<kernels::Backend::RowBlock>& blocks, int64_t src_row, int64_t rows) {
+    if (rows == 0) return;
+    if (!blocks.empty() && blocks.back().src_row + blocks.back().rows == src_row) {
+      blocks.back().rows += rows;  // continues the last run
+    } else {
+      blocks.push_back({src_row, rows});
+    }
+  };
+  for (int64_t j = 0; j < local_experts_; ++j) {  // in grouped order
+    for (int r = 0; r < ep; ++r) append(h.grouped_from_received, recv_first[r * local_experts_ + j], received[r * local_experts_ + j]);
+  }
+  for (int64_t i = 0; i < ep * local_experts_; ++i) append(h.received_from_grouped, grouped_first[i], received[i]);
   return h;
 }
 
@@ -73,17 +81,17 @@ void TokenDispatcher::Dispatch(kernels::Backend& ops, const DispatchHandle& h, c
     ep_->AllToAllV(sorted, send, buffer, recv);
     received = buffer;
   }
-  ops.GatherRows(received, h.grouped_to_received.data(), h.rows_received, dim, grouped);
+  ops.GatherRowBlocks(received, h.grouped_from_received, dim, grouped);
 }
 
 void TokenDispatcher::Combine(kernels::Backend& ops, const DispatchHandle& h, const float* grouped,
                               int64_t dim, float* sorted) const {
   if (!MovesRows()) {
-    if (grouped != sorted) ops.GatherRows(grouped, h.received_to_grouped.data(), h.rows_received, dim, sorted);
+    if (grouped != sorted) ops.GatherRowBlocks(grouped, h.received_from_grouped, dim, sorted);
     return;
   }
   float* received = Scratch(h.rows_received * dim);
-  ops.GatherRows(grouped, h.received_to_grouped.data(), h.rows_received, dim, received);
+  ops.GatherRowBlocks(grouped, h.received_from_grouped, dim, received);
   std::vector<int64_t> send(h.recv_counts), recv(h.send_counts);
   for (auto& c : send) c *= dim;
   for (auto& c : recv) c *= dim;

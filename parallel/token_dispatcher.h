@@ -8,8 +8,9 @@
 // grouped GEMM; Combine() is its exact inverse. Dispatch and Combine are each other's backward, and
 // both reuse the one DispatchHandle.
 //
-// The rows live wherever the op backend runs (base/buffer.h); the regrouping is a GatherRows op. Plan
-// writes the handle's index buffers on the host, so call it only after the backend is synchronised.
+// The rows live wherever the op backend runs (base/buffer.h); the regrouping is a GatherRowBlocks op:
+// the received rows come as one run per (source rank, local expert), so the regrouping is a list of
+// runs that Plan builds on the host from the exchanged counts, and no index array is written.
 // With one EP rank there is nothing to send and the exchange is skipped (the regroup alone remains).
 #pragma once
 
@@ -29,8 +30,10 @@ struct DispatchHandle {
   std::vector<int64_t> send_counts;           // [ep] rows to each EP rank
   std::vector<int64_t> recv_counts;           // [ep] rows from each EP rank
   std::vector<int64_t> local_expert_offsets;  // [local_experts + 1] over the grouped rows
-  Buffer<int32_t> grouped_to_received;        // [R'] grouped row j is received row grouped_to_received[j]
-  Buffer<int32_t> received_to_grouped;        // [R'] its inverse
+  // The grouped rows as runs of received rows (local expert major, source rank minor), and the
+  // received rows as runs of grouped rows (its inverse); adjacent runs merged.
+  std::vector<kernels::Backend::RowBlock> grouped_from_received;
+  std::vector<kernels::Backend::RowBlock> received_from_grouped;
 };
 
 class TokenDispatcher {

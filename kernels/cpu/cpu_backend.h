@@ -115,6 +115,7 @@ class CpuBackend final : public Backend {
                   float* dst) override;
   void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                       int64_t dim, float* dst) override;
+  void GatherRowBlocks(const float* src, const std::vector<RowBlock>& blocks, int64_t dim, float* dst) override;
 
   void AdamW(const AdamWParams& p, float* param, const float* grad, float* m, float* v,
              int64_t n, const AdamWWorking& working) override;

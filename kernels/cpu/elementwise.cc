@@ -112,6 +112,19 @@ void CpuBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int
   }
 }
 
+void CpuBackend::GatherRowBlocks(const float* src, const std::vector<RowBlock>& blocks, int64_t dim, float* dst) {
+  const auto op_timer = TimeOp("gather_row_blocks");
+  std::vector<int64_t> first(blocks.size() + 1, 0);  // block b fills dst rows [first[b], first[b + 1])
+  for (size_t b = 0; b < blocks.size(); ++b) first[b + 1] = first[b] + blocks[b].rows;
+  const int64_t rows = first.back();
+#pragma omp parallel for num_threads(num_threads_) \
+    schedule(static) if (rows * dim >= kMinParallelElements)
+  for (int64_t q = 0; q < rows; ++q) {  // by row, so one big block still spreads over the threads
+    const int64_t b = std::upper_bound(first.begin(), first.end(), q) - first.begin() - 1;
+    std::memcpy(dst + q * dim, src + (blocks[b].src_row + q - first[b]) * dim, sizeof(float) * dim);
+  }
+}
+
 void CpuBackend::ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,
                                 int64_t dim, float* dst) {
   const auto op_timer = TimeOp("scatter_add_rows");

@@ -341,6 +341,24 @@ TEST(Embedding, BackwardIsDeterministicAcrossThreadCounts) {
   EXPECT_EQ(g2, want);
 }
 
+TEST(Rows, GatherRowBlocksIsTheGatherOfItsRuns) {
+  CpuBackend be(2);
+  const int64_t rows = 12, dim = 5;
+  const auto src = RandomVector(rows * dim, 21);
+  // Runs out of order, one empty, one over the whole tail; dst is tiled by them in order.
+  const std::vector<Backend::RowBlock> blocks = {{7, 3}, {0, 2}, {4, 0}, {2, 5}, {11, 1}};
+  std::vector<int32_t> idx;
+  for (const auto& b : blocks) {
+    for (int64_t i = 0; i < b.rows; ++i) idx.push_back(static_cast<int32_t>(b.src_row + i));
+  }
+  const int64_t n = static_cast<int64_t>(idx.size());
+  std::vector<float> want(n * dim), got(n * dim + dim, -7.0f);
+  be.GatherRows(src.data(), idx.data(), n, dim, want.data());
+  be.GatherRowBlocks(src.data(), blocks, dim, got.data());
+  EXPECT_EQ(std::vector<float>(got.begin(), got.begin() + n * dim), want);
+  EXPECT_EQ(std::vector<float>(got.begin() + n * dim, got.end()), std::vector<float>(dim, -7.0f));  // untouched
+}
+
 TEST(Rows, GatherAndScatterAreAdjoint) {
   CpuBackend be(2);
   const int64_t rows = 9, dim = 33, n = 20;

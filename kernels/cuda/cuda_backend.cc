@@ -344,6 +344,22 @@ void CudaBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, in
   cuda::LaunchGatherRows(src, idx, n, dim, dst, stream_);
 }
 
+void CudaBackend::GatherRowBlocks(const float* src, const std::vector<RowBlock>& blocks, int64_t dim, float* dst) {
+  OpTimer timer(this, "gather_row_blocks");
+  const int64_t count = static_cast<int64_t>(blocks.size());
+  std::vector<int64_t> table(2 * count + 1, 0);  // first [count + 1], then src_row [count]
+  for (int64_t b = 0; b < count; ++b) {
+    table[b + 1] = table[b] + blocks[b].rows;
+    table[count + 1 + b] = blocks[b].src_row;
+  }
+  if (table[count] == 0 || dim <= 0) return;
+  // Staged by cudaMemcpyAsync before it returns (pageable), as AdamWEach's table.
+  auto* device_table = static_cast<int64_t*>(Scratch(sizeof(int64_t) * table.size()));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(device_table, table.data(), sizeof(int64_t) * table.size(), cudaMemcpyHostToDevice,
+                                 stream_));
+  cuda::LaunchGatherRowBlocks(src, device_table, count, table[count], dim, dst, stream_);
+}
+
 void CudaBackend::ScatterAddRows(const float* src, const int32_t* idx, const float* scale,
                                  int64_t n, int64_t dim, float* dst) {
   OpTimer timer(this, "scatter_add_rows");

@@ -94,6 +94,10 @@ void LaunchUnpackBf16(const uint16_t* bits, int64_t rows, int64_t cols, int64_t 
 // ---- rows.cu ----
 void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                       cudaStream_t stream);
+// GatherRows from runs of consecutive source rows: table = first [blocks + 1] (the first gathered row of
+// each block, first[blocks] = rows) then src_row [blocks], in device memory.
+void LaunchGatherRowBlocks(const float* src, const int64_t* table, int64_t blocks, int64_t rows, int64_t dim,
+                           float* dst, cudaStream_t stream);
 // The same from a table of BF16 bits, unpacked to FP32.
 void LaunchGatherRowsBf16(const uint16_t* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                           cudaStream_t stream);

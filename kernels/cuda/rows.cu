@@ -1,5 +1,5 @@
 // Row movement for embeddings and MoE dispatch: GatherRows (dst[i,:] = src[idx[i],:], also from a BF16
-// table) and the
+// table, or from runs of consecutive rows: GatherRowBlocks) and the
 // deterministic ScatterAddRows (dst[idx[i],:] += scale[i] * src[i,:]); per-row RowDot (FP64) and
 // ScaleRows (CPU twins in kernels/cpu/elementwise.cc and data_movement.cc).
 //
@@ -31,20 +31,41 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
-__global__ void GatherRowsKernel(const float* __restrict__ src, const int32_t* __restrict__ idx,
-                                 int64_t n, int64_t dim, float* __restrict__ dst) {
+// Where gathered row i comes from: an index array, or runs of consecutive source rows (row blocks:
+// table = first [blocks + 1] gathered row of each block, then src_row [blocks]).
+struct IndexedRows {
+  const int32_t* idx;
+  __device__ int64_t operator()(int64_t i) const { return idx[i]; }
+};
+struct BlockRows {
+  const int64_t* table;
+  int64_t blocks;
+  __device__ int64_t operator()(int64_t i) const {
+    int64_t lo = 0, hi = blocks - 1;  // the last block whose first row is <= i
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (table[mid] <= i) lo = mid; else hi = mid - 1;
+    }
+    return table[blocks + 1 + lo] + i - table[lo];
+  }
+};
+
+template <typename SourceRow>
+__global__ void GatherRowsKernel(const float* __restrict__ src, SourceRow row_of, int64_t n, int64_t dim,
+                                 float* __restrict__ dst) {
   for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
-    const float* in = src + static_cast<int64_t>(idx[i]) * dim;
+    const float* in = src + row_of(i) * dim;
     float* out = dst + i * dim;
     for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) out[c] = in[c];
   }
 }
 
 // Same with 16-byte accesses (dim % 4 == 0 and 16-byte aligned bases).
-__global__ void GatherRowsKernel4(const float4* __restrict__ src, const int32_t* __restrict__ idx,
-                                  int64_t n, int64_t dim4, float4* __restrict__ dst) {
+template <typename SourceRow>
+__global__ void GatherRowsKernel4(const float4* __restrict__ src, SourceRow row_of, int64_t n, int64_t dim4,
+                                  float4* __restrict__ dst) {
   for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
-    const float4* in = src + static_cast<int64_t>(idx[i]) * dim4;
+    const float4* in = src + row_of(i) * dim4;
     float4* out = dst + i * dim4;
     for (int64_t c = threadIdx.x; c < dim4; c += blockDim.x) out[c] = in[c];
   }
@@ -221,16 +242,26 @@ SortLayout ExpertSortLayout(int64_t total, int64_t num_experts) {
 
 }  // namespace
 
-void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
-                      cudaStream_t stream) {
+template <typename SourceRow>
+void LaunchGather(const float* src, SourceRow row_of, int64_t n, int64_t dim, float* dst, cudaStream_t stream) {
   if (n <= 0 || dim <= 0) return;
   if (dim % 4 == 0 && Aligned16(src) && Aligned16(dst)) {
-    GatherRowsKernel4<<<RowGrid(n), kRowThreads, 0, stream>>>(
-        reinterpret_cast<const float4*>(src), idx, n, dim / 4, reinterpret_cast<float4*>(dst));
+    GatherRowsKernel4<SourceRow><<<RowGrid(n), kRowThreads, 0, stream>>>(reinterpret_cast<const float4*>(src), row_of, n, dim / 4, reinterpret_cast<float4*>(dst));
   } else {
-    GatherRowsKernel<<<RowGrid(n), kRowThreads, 0, stream>>>(src, idx, n, dim, dst);
+    GatherRowsKernel<SourceRow><<<RowGrid(n), kRowThreads, 0, stream>>>(src, row_of, n, dim, dst);
   }
   MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchGatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
+                      cudaStream_t stream) {
+  LaunchGather(src, IndexedRows{idx}, n, dim, dst, stream);
+}
+
+void LaunchGatherRowBlocks(const float* src, const int64_t* table, int64_t blocks, int64_t rows, int64_t dim,
+                           float* dst, cudaStream_t stream) {
+  if (blocks <= 0) return;
+  LaunchGather(src, BlockRows{table, blocks}, rows, dim, dst, stream);
 }
 
 void LaunchGatherRowsBf16(const uint16_t* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,

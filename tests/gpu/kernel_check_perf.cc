@@ -242,7 +242,7 @@ void Checks::Perf() {
     for (int64_t i = 0; i < n * 6; ++i) token[i] = static_cast<int32_t>(i / 6);
     std::shuffle(token.begin(), token.end(), rng_.gen());
     Dev<int32_t> gtoken(token);
-    Dev<float> expert_out(n * 6 * hidden), combined(n * hidden);
+    Dev<float> expert_out(n * 6 * hidden), combined(n * hidden), combined_rows(n * 6 * hidden);
     FillRandom(expert_out, n * 6 * hidden);
     FillRandom(combined, n * hidden);
     ms = TimeMs(st, 2, 10, [&] {
@@ -255,6 +255,13 @@ void Checks::Perf() {
       gpu_.GatherRows(combined.get(), gtoken.get(), n * 6, hidden, expert_out.get());
     });
     PerfLine("gather_rows (dispatch) 32768 -> 196608 x 1024", ms, 0, 8.0 * n * 6 * hidden);
+    // The EP regroup of the same rows: 8 source ranks x 8 local experts, runs in transposed order.
+    std::vector<Backend::RowBlock> runs;
+    for (int64_t j = 0; j < 8; ++j) {
+      for (int64_t r = 0; r < 8; ++r) runs.push_back({(r * 8 + j) * (n * 6 / 64), n * 6 / 64});
+    }
+    ms = TimeMs(st, 2, 10, [&] { gpu_.GatherRowBlocks(expert_out.get(), runs, hidden, combined_rows.get()); });
+    PerfLine("gather_row_blocks (EP regroup) 196608 x 1024, 64 runs", ms, 0, 8.0 * n * 6 * hidden);
   }
   gpu_.Synchronize();
 }

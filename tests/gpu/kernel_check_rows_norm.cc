@@ -2,6 +2,7 @@
 // ScatterAddRows; RMSNorm forward and backward; RoPE on the MLA q heads and the shared k_pe,
 // forward and backward. See kernel_check.h.
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -10,7 +11,7 @@
 
 namespace moe::gpucheck {
 
-// ---------------------------------------------------------------- embedding, gather, scatter
+// ---------------------------------------------------------------- embedding, gather (by index and by runs), scatter
 void Checks::Rows() {
   for (int64_t dim : {256, 100}) {  // 16-byte path and the scalar path
     const int64_t vocab = 1000, n = 5000;
@@ -53,6 +54,27 @@ void Checks::Rows() {
     gdst.Poison();
     gpu_.GatherRows(gsrc.get(), gidx.get(), n, dim, gdst.get());
     report_.Check("gather_rows", gdst.Download(), dst, 0.0, "(must be bit-exact)");
+
+    // The EP regroup: runs of consecutive rows (out of order, empty ones, one long run), 16-byte and
+    // scalar paths; one extra destination row must keep its poison.
+    for (int64_t width : {dim, int64_t{37}}) {
+      std::vector<Backend::RowBlock> blocks;
+      for (int64_t start = 0, b = 0; start < rows; ++b) {
+        const int64_t len = b % 7 == 3 ? 0 : (b % 11 == 5 ? 700 : 1 + b % 40);
+        blocks.push_back({start, std::min(len, rows - start)});
+        start += blocks.back().rows;
+      }
+      std::shuffle(blocks.begin(), blocks.end(), rng_.gen());
+      int64_t total = 0;
+      for (const auto& b : blocks) total += b.rows;
+      std::vector<float> block_dst = Poisoned<float>((total + 1) * width);
+      cpu_.GatherRowBlocks(src.data(), blocks, width, block_dst.data());
+      Dev<float> gblock((total + 1) * width);
+      gblock.Poison();
+      gpu_.GatherRowBlocks(gsrc.get(), blocks, width, gblock.get());
+      report_.CheckBits(Fmt("gather_row_blocks_d%lld_%zu_runs", static_cast<long long>(width), blocks.size()),
+                        gblock.Download(), block_dst);
+    }
 
     // Combine-style scatter: n rows into `rows` destinations, with and without weights.
     std::vector<float> rows_in = rng_.Normal(n * dim), scale = rng_.Uniform(n, 0.0f, 2.0f);

@@ -105,6 +105,16 @@ void Rows(CpuBackend& cpu) {
       std::printf("%s gather_bf16 dim=%ld\n", same ? "PASS" : "FAIL", (long)dim);
       fails += !same;
     }
+    {  // runs of consecutive rows (out of order, one empty), into a destination one row longer
+      const std::vector<Backend::RowBlock> blocks = {{30, 10}, {0, 7}, {12, 0}, {7, 23}};
+      std::vector<int64_t> table = {0, 10, 17, 17, 40, 30, 0, 12, 7};  // first [5], then src_row [4]
+      auto want = Nan(41 * dim), got = Nan(41 * dim);
+      cpu.GatherRowBlocks(src.data(), blocks, dim, want.data());
+      kc::LaunchGatherRowBlocks(src.data(), table.data(), 4, 40, dim, got.data(), nullptr);
+      const bool same = std::memcmp(got.data(), want.data(), 4 * 41 * dim) == 0;
+      std::printf("%s gather_row_blocks dim=%ld\n", same ? "PASS" : "FAIL", (long)dim);
+      fails += !same;
+    }
     for (bool sc : {true, false}) {
       auto a = acc, b = acc;
       cpu.ScatterAddRows(in.data(), idx.data(), sc ? scale.data() : nullptr, n, dim, a.data());
