@@ -51,10 +51,12 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -108,8 +110,10 @@ class CudaBackend final : public Backend {
   // The engines cuDNN picked for the shape ("" before its first cuDNN call): for logs.
   std::string CudnnAttentionEngines(const AttentionShape& s) const;
   // Op times (kernels/backend.h): every op bracketed by two stream events while enabled, and the host
-  // time spent building cuBLASLt plans (a new GEMM signature each) as kGemmPlanOpName.
+  // time spent building cuBLASLt plans (a new GEMM signature each) as kGemmPlanOpName, of which the
+  // heuristic queries (one per dense signature, one per bucket of grouped ones) as kGemmHeuristicOpName.
   static constexpr const char* kGemmPlanOpName = "cublaslt_plan (host)";
+  static constexpr const char* kGemmHeuristicOpName = "cublaslt_heuristic (host)";
   void EnableOpTimes(bool on) override { time_ops_ = on; }
   std::map<std::string, OpTime> OpTimes() override;
   void ResetOpTimes() override;
@@ -228,6 +232,17 @@ class CudaBackend final : public Backend {
     double flops;
     cudaEvent_t start, stop;
   };
+  // Times host work, while op times are on, as the op `name` (nested timers each count their own).
+  class HostTimer {
+   public:
+    HostTimer(CudaBackend* b, const char* name);
+    ~HostTimer();
+
+   private:
+    CudaBackend* b_;
+    const char* name_;
+    std::chrono::steady_clock::time_point start_;
+  };
   cudaEvent_t TakeEvent();
   // Waits for the stream and folds the finished ops' times into op_times_.
   void CollectOpTimes();
@@ -246,15 +261,24 @@ class CudaBackend final : public Backend {
   struct Bf16Packing;
   // The scratch bytes RunGemm needs for p (packed BF16 operands, or unpacked FP32 ones).
   size_t GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) const;
-  // One product on `lane`, packing or unpacking operands into ws (GemmScratchBytes of it).
-  void RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane, char* ws);
+  // One product on `lane`, packing or unpacking operands into ws (GemmScratchBytes of it); varying_rows:
+  // a grouped product, whose row counts follow the routing (Plan).
+  void RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane, char* ws,
+               bool varying_rows);
   // GroupedImpl::kCublasLt: the problems' products spread over grouped_gemm_streams lanes.
   void GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha,
                           float beta);
   void EnsureLanes(size_t count);  // creates side streams (with workspaces and join events) up to count
   // Copies the device Result to the host and waits for the stream.
   Result FetchResult();
-  GemmPlan& Plan(const GemmKey& key);
+  // The cached plan of `key`; a new one takes the heuristic's algorithm, or with varying_rows the
+  // algorithm of its bucket's shape (BucketKey) where cuBLASLt accepts it for the exact shape.
+  GemmPlan& Plan(const GemmKey& key, bool varying_rows);
+  std::unique_ptr<GemmPlan> Describe(const GemmKey& key) const;  // descriptors, no algorithm yet
+  cublasStatus_t Heuristic(const GemmKey& key, const GemmPlan& plan, cublasLtMatmulAlgo_t* algo);
+  // key with m and k rounded up to their row buckets (key itself where the bucket's layouts would
+  // not fit the leading dimensions).
+  static GemmKey BucketKey(const GemmKey& key);
   // True when cuDNN runs this call (workspace: the bytes it needs); false, with a one-time message
   // for a shape cuDNN cannot run, when the built-in kernel does.
   bool UseCudnnAttention(const AttentionShape& s, bool backward, size_t* workspace);
@@ -284,6 +308,8 @@ class CudaBackend final : public Backend {
   Result* result_device_ = nullptr;
   Result* result_host_ = nullptr;  // pinned
   std::unordered_map<GemmKey, std::unique_ptr<GemmPlan>, GemmKeyHash> plans_;
+  // Per bucket of grouped products: the heuristic's algorithm for the bucket's shape (none: no algorithm).
+  std::unordered_map<GemmKey, std::optional<cublasLtMatmulAlgo_t>, GemmKeyHash> bucket_algos_;
   bool time_ops_ = false;
   int open_timers_ = 0;                   // OpTimers alive (nesting depth)
   std::vector<TimedOp> timed_;            // bracketed since the last collection

@@ -1,10 +1,12 @@
-// CudaBackend's matrix products: cuBLASLt with a plan cached per GEMM signature, BF16 operands packed (or
+// CudaBackend's matrix products: cuBLASLt with a plan cached per GEMM signature (the routed experts'
+// products take their algorithm from a bucket of similar row counts), BF16 operands packed (or
 // read in place when given as BF16 bits); the routed experts' grouped products as one cuBLASLt product per
 // expert or one launch of the built-in grouped kernel, which is also the fallback when cuBLASLt has no
 // algorithm.
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
@@ -43,24 +45,33 @@ double GroupedFlops(const std::vector<GemmProblem>& problems) {
   for (const GemmProblem& p : problems) f += GemmFlops(p);
   return f;
 }
+
+// The column-major views cuBLASLt gets of a row-major C = op(A) op(B), computed as Cᵀ = op(B)ᵀ op(A)ᵀ:
+// B first, [tb ? k : n] x [tb ? n : k]; A [ta ? m : k] x [ta ? k : m]; C n x m.
+struct ColumnMajorShapes {
+  template <typename Key>
+  explicit ColumnMajorShapes(const Key& key)
+      : b_rows(static_cast<uint64_t>(key.tb ? key.k : key.n)),
+        b_cols(static_cast<uint64_t>(key.tb ? key.n : key.k)),
+        a_rows(static_cast<uint64_t>(key.ta ? key.m : key.k)),
+        a_cols(static_cast<uint64_t>(key.ta ? key.k : key.m)),
+        c_rows(static_cast<uint64_t>(key.n)),
+        c_cols(static_cast<uint64_t>(key.m)) {}
+  uint64_t b_rows, b_cols, a_rows, a_cols, c_rows, c_cols;
+};
 }  // namespace
 
-CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
-  auto it = plans_.find(key);
-  if (it != plans_.end()) return *it->second;
-  // A new signature costs host time (descriptors and a heuristic query) while the GPU may wait: timed,
-  // with op times on, as the host entry kGemmPlanOpName.
-  const auto start = std::chrono::steady_clock::now();
-  struct Record {
-    CudaBackend* b;
-    std::chrono::steady_clock::time_point start;
-    ~Record() {
-      if (!b->time_ops_) return;
-      OpTime& t = b->op_times_[kGemmPlanOpName];
-      t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      t.calls += 1;
-    }
-  } record{this, start};
+CudaBackend::HostTimer::HostTimer(CudaBackend* b, const char* name)
+    : b_(b), name_(name), start_(std::chrono::steady_clock::now()) {}
+
+CudaBackend::HostTimer::~HostTimer() {
+  if (!b_->time_ops_) return;
+  OpTime& t = b_->op_times_[name_];
+  t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  t.calls += 1;
+}
+
+std::unique_ptr<CudaBackend::GemmPlan> CudaBackend::Describe(const GemmKey& key) const {
   auto plan = std::make_unique<GemmPlan>();
   const cudaDataType_t operand_type = key.math == static_cast<int>(GemmMath::kBf16)
                                           ? CUDA_R_16BF
@@ -71,19 +82,15 @@ CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
                                                   &op_first, sizeof(op_first)));
   MOE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                   &op_second, sizeof(op_second)));
-  // Column-major views: B is [tb ? k : n] x [tb ? n : k], A is [ta ? m : k] x [ta ? k : m].
-  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b_layout, operand_type,
-                                              static_cast<uint64_t>(key.tb ? key.k : key.n),
-                                              static_cast<uint64_t>(key.tb ? key.n : key.k),
-                                              key.ldb));
-  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a_layout, operand_type,
-                                              static_cast<uint64_t>(key.ta ? key.m : key.k),
-                                              static_cast<uint64_t>(key.ta ? key.k : key.m),
-                                              key.lda));
-  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c_layout, CUDA_R_32F,
-                                              static_cast<uint64_t>(key.n),
-                                              static_cast<uint64_t>(key.m), key.ldc));
+  const ColumnMajorShapes shapes(key);
+  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b_layout, operand_type, shapes.b_rows, shapes.b_cols, key.ldb));
+  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a_layout, operand_type, shapes.a_rows, shapes.a_cols, key.lda));
+  MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c_layout, CUDA_R_32F, shapes.c_rows, shapes.c_cols, key.ldc));
+  return plan;
+}
 
+cublasStatus_t CudaBackend::Heuristic(const GemmKey& key, const GemmPlan& plan, cublasLtMatmulAlgo_t* algo) {
+  HostTimer timer(this, kGemmHeuristicOpName);
   cublasLtMatmulPreference_t pref = nullptr;
   MOE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = lt_workspace_bytes_;
@@ -103,22 +110,81 @@ CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key) {
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(lt_, plan->desc, plan->b_layout, plan->a_layout,
-                                     plan->c_layout, plan->c_layout, pref, 1, &result, &found);
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_, plan.desc, plan.b_layout, plan.a_layout, plan.c_layout,
+                                                     plan.c_layout, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    // No cuBLASLt kernel for this signature: remember that, and Gemm uses the grouped kernel.
-    std::fprintf(stderr,
-                 "CUDA backend: no cuBLASLt algorithm for m=%lld n=%lld k=%lld lda=%lld ldb=%lld "
-                 "ldc=%lld ta=%d tb=%d math=%d (%s); using the built-in GEMM kernel\n",
-                 static_cast<long long>(key.m), static_cast<long long>(key.n),
-                 static_cast<long long>(key.k), static_cast<long long>(key.lda),
-                 static_cast<long long>(key.ldb), static_cast<long long>(key.ldc), key.ta, key.tb,
-                 key.math, cublasLtGetStatusString(st));
-    plan->usable = false;
+  if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  if (st == CUBLAS_STATUS_SUCCESS) *algo = result.algo;
+  return st;
+}
+
+namespace {
+// The bucket of a grouped product's row count (it follows the routing, so it changes every step): at
+// most 8 buckets per power of two, at least 16 apart; a bucket is named by its largest size.
+int64_t RowBucket(int64_t x) {
+  int64_t step = 16;
+  while (step * 16 <= x) step *= 2;
+  return (x + step - 1) / step * step;
+}
+}  // namespace
+
+CudaBackend::GemmKey CudaBackend::BucketKey(const GemmKey& key) {
+  GemmKey b = key;
+  b.m = RowBucket(key.m);
+  b.k = RowBucket(key.k);
+  const ColumnMajorShapes shapes(b);  // a bucket's layouts must still fit their leading dims
+  if (static_cast<int64_t>(shapes.a_rows) > b.lda || static_cast<int64_t>(shapes.b_rows) > b.ldb ||
+      static_cast<int64_t>(shapes.c_rows) > b.ldc) {
+    return key;
   }
-  plan->algo = result.algo;
+  return b;
+}
+
+CudaBackend::GemmPlan& CudaBackend::Plan(const GemmKey& key, bool varying_rows) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return *it->second;
+  // A new signature costs host time (descriptors, and a heuristic query or a check of the bucket's
+  // algorithm) while the GPU may wait: timed, with op times on, as the host entry kGemmPlanOpName.
+  HostTimer timer(this, kGemmPlanOpName);
+  std::unique_ptr<GemmPlan> plan = Describe(key);
+  bool planned = false;
+  if (varying_rows) {
+    // Grouped products: the heuristic runs once per bucket, on the bucket's largest shape, and each
+    // exact shape takes that algorithm if cuBLASLt confirms it runs the shape within the workspace.
+    // Which algorithm a shape gets never depends on the shapes seen before it (resumed runs compute
+    // the same bits).
+    const GemmKey bucket = BucketKey(key);
+    auto found = bucket_algos_.find(bucket);
+    if (found == bucket_algos_.end()) {
+      cublasLtMatmulAlgo_t algo{};
+      const cublasStatus_t st = Heuristic(bucket, bucket == key ? *plan : *Describe(bucket), &algo);
+      found = bucket_algos_.emplace(bucket, st == CUBLAS_STATUS_SUCCESS ? std::optional(algo) : std::nullopt).first;
+    }
+    if (found->second.has_value()) {
+      cublasLtMatmulHeuristicResult_t check{};
+      if (bucket == key ||
+          (cublasLtMatmulAlgoCheck(lt_, plan->desc, plan->b_layout, plan->a_layout, plan->c_layout, plan->c_layout,
+                                   &*found->second, &check) == CUBLAS_STATUS_SUCCESS &&
+           check.workspaceSize <= lt_workspace_bytes_)) {
+        plan->algo = *found->second;
+        planned = true;
+      }
+    }
+  }
+  if (!planned) {
+    const cublasStatus_t st = Heuristic(key, *plan, &plan->algo);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      // No cuBLASLt kernel for this signature: remember that, and Gemm uses the grouped kernel.
+      std::fprintf(stderr,
+                   "CUDA backend: no cuBLASLt algorithm for m=%lld n=%lld k=%lld lda=%lld ldb=%lld "
+                   "ldc=%lld ta=%d tb=%d math=%d (%s); using the built-in GEMM kernel\n",
+                   static_cast<long long>(key.m), static_cast<long long>(key.n),
+                   static_cast<long long>(key.k), static_cast<long long>(key.lda),
+                   static_cast<long long>(key.ldb), static_cast<long long>(key.ldc), key.ta, key.tb,
+                   key.math, cublasLtGetStatusString(st));
+      plan->usable = false;
+    }
+  }
   GemmPlan& ref = *plan;
   plans_.emplace(key, std::move(plan));
   return ref;
@@ -128,8 +194,8 @@ void CudaBackend::Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float a
   OpTimer timer(this, "gemm", GemmFlops(p));
   const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
   const Lane main{stream_, lt_workspace_};
-  RunGemm(ta_yes, tb_yes, p, alpha, beta, main,
-          static_cast<char*>(Scratch(GemmScratchBytes(ta_yes, tb_yes, p))));
+  RunGemm(ta_yes, tb_yes, p, alpha, beta, main, static_cast<char*>(Scratch(GemmScratchBytes(ta_yes, tb_yes, p))),
+          false);
 }
 
 // The BF16 mode's packed operands: row-major stored shapes of A and B with leading dims rounded up to
@@ -157,7 +223,7 @@ size_t CudaBackend::GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) con
 }
 
 void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane,
-                          char* ws) {
+                          char* ws, bool varying_rows) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {  // as the CPU twin: C = beta C (zeros when beta == 0)
     cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, lane.stream);
@@ -165,7 +231,7 @@ void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, f
   }
   if (gemm_math_ == GemmMath::kFp32 && (p.a_bf16 != nullptr || p.b_bf16 != nullptr)) {
     // FP32 products read FP32 operands: BF16 ones are unpacked (exactly) first.
-    RunGemm(ta, tb, WithFp32Operands(ta, tb, p, ws, lane.stream), alpha, beta, lane, nullptr);
+    RunGemm(ta, tb, WithFp32Operands(ta, tb, p, ws, lane.stream), alpha, beta, lane, nullptr, varying_rows);
     return;
   }
   const void* a = p.a;
@@ -190,7 +256,7 @@ void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, f
   }
   GemmKey key{ta ? 1 : 0, tb ? 1 : 0, static_cast<int>(gemm_math_),
               p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
-  GemmPlan& plan = Plan(key);
+  GemmPlan& plan = Plan(key, varying_rows);
   if (plan.usable) {
     const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a,
                                              plan.a_layout, &beta, p.c, plan.c_layout, p.c,
@@ -272,7 +338,7 @@ void CudaBackend::GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmPro
   if (lanes <= 1) {
     const Lane main{stream_, lt_workspace_};
     for (const GemmProblem& p : problems) {
-      RunGemm(ta, tb, p, alpha, beta, main, static_cast<char*>(Scratch(GemmScratchBytes(ta, tb, p))));
+      RunGemm(ta, tb, p, alpha, beta, main, static_cast<char*>(Scratch(GemmScratchBytes(ta, tb, p))), true);
     }
     return;
   }
@@ -289,7 +355,7 @@ void CudaBackend::GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmPro
   for (size_t l = 0; l < lanes; ++l) MOE_CUDA_CHECK(cudaStreamWaitEvent(lanes_[l].stream, fork_event_, 0));
   for (size_t i = 0; i < problems.size(); ++i) {
     const size_t l = i % lanes;
-    RunGemm(ta, tb, problems[i], alpha, beta, lanes_[l], lane_ws[l]);
+    RunGemm(ta, tb, problems[i], alpha, beta, lanes_[l], lane_ws[l], true);
   }
   for (size_t l = 0; l < lanes; ++l) {
     MOE_CUDA_CHECK(cudaEventRecord(join_events_[l], lanes_[l].stream));

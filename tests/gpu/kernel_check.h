@@ -26,6 +26,7 @@ using kernels::AttentionShape;
 using kernels::Backend;
 using kernels::CpuBackend;
 using kernels::CudaBackend;
+using kernels::CudaBackendOptions;
 using kernels::GemmMath;
 using kernels::GemmProblem;
 using kernels::GroupedGemmImpl;
@@ -75,7 +76,8 @@ class Checks {
   // kernel_check_rows_norm.cc: Rows, RmsNorm, Rope
   // kernel_check_router_loss.cc (also Router, CrossEntropy)
   void Balance();
-  void DispatchOrder();  // SortByExpert, part of the router group
+  void DispatchOrder();       // SortByExpert, part of the router group
+  void GroupedGemmBuckets();  // part of the grouped_gemm group
   // kernel_check_gemm_attention.cc (also Gemm, GroupedGemm, Attention)
   // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n].
   struct HostGemm {

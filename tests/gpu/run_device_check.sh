@@ -177,7 +177,8 @@ if ours:
         t = ours["tokens_per_s_without_op_timing"]
         print("     without per-op timing (interleaved steps): %.0f tokens/s, MFU %.1f%%" % (
             t, 100 * ours["mfu"] * t / ours["tokens_per_s"]))
-    for name in ("attention_fwd", "attention_bwd", "grouped_gemm", "gemm", "cublaslt_plan (host)"):
+    for name in ("attention_fwd", "attention_bwd", "grouped_gemm", "gemm", "cublaslt_plan (host)",
+                 "cublaslt_heuristic (host)"):
         op = ours["ops"].get(name)
         if op:
             print("     %-14s %8.2f ms/step  %7.1f TFLOP/s" % (name, op["ms_per_step"], op["tflops"]))

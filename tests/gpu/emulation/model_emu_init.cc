@@ -67,10 +67,13 @@ struct EmuModes {
     std::fflush(stdout);  // before the program's buffered output is flushed after us
     std::fprintf(stderr,
                  "EMU totals: %lld kernel launches, %lld blocks, %lld CUDA threads; cuBLASLt: %lld "
-                 "reference GEMMs, %lld calls the real library would reject; %lld warnings\n",
+                 "reference GEMMs, %lld heuristic queries, %lld algorithms checked for another shape, %lld "
+                 "calls the real library would reject; %lld warnings\n",
                  static_cast<long long>(g_emu_launches), static_cast<long long>(g_emu_blocks),
                  static_cast<long long>(g_emu_threads),
                  static_cast<long long>(g_emu_cublaslt_matmuls),
+                 static_cast<long long>(g_emu_cublaslt_heuristics),
+                 static_cast<long long>(g_emu_cublaslt_checks),
                  static_cast<long long>(g_emu_cublaslt_errors),
                  static_cast<long long>(g_emu_warnings));
   }

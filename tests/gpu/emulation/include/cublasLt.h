@@ -3,7 +3,8 @@
 //   off (default, EMU_CUBLASLT=none): cublasLtMatmulAlgoGetHeuristic finds no algorithm
 //       (CUBLAS_STATUS_NOT_SUPPORTED, count 0, as the real library answers then), so CudaBackend::Gemm
 //       takes its documented fallback: the built-in grouped GEMM kernel with one problem.
-//   on (EMU_CUBLASLT=ref): the heuristic offers one algorithm and cublasLtMatmul is a plain
+//   on (EMU_CUBLASLT=ref): the heuristic offers one algorithm (cublasLtMatmulAlgoCheck accepts it for
+//       any consistent shape) and cublasLtMatmul is a plain
 //       column-major reference GEMM on the stream (FP32 or BF16 operands, FP32 accumulation in k
 //       order), after checking what the real library would reject or mis-handle: descriptor types,
 //       the shapes of op(A), op(B), C and D agreeing, leading dims covering a column, attribute sizes,
@@ -76,6 +77,8 @@ typedef struct {
 inline bool g_emu_cublaslt_reference = false;
 inline int64_t g_emu_cublaslt_matmuls = 0;  // reference GEMMs run
 inline int64_t g_emu_cublaslt_errors = 0;   // calls the real library would reject or mis-handle
+inline int64_t g_emu_cublaslt_heuristics = 0;  // algorithm searches answered
+inline int64_t g_emu_cublaslt_checks = 0;      // algorithms confirmed for another shape (AlgoCheck)
 
 inline const char* cublasLtGetStatusString(cublasStatus_t st) {
   switch (st) {
@@ -195,6 +198,7 @@ inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   int64_t m, n, k;
   const cublasStatus_t st = EmuLtCheck(desc, a, b, c, d, &m, &n, &k);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
+  ++g_emu_cublaslt_heuristics;
   cublasLtMatmulHeuristicResult_t r{};
   for (int i = 0; i < 4; ++i) r.algo.data[i] = pref->align[i];
   r.algo.data[4] = pref->max_workspace;
@@ -203,6 +207,24 @@ inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   r.wavesCount = 1.0f;
   results[0] = r;
   *count = 1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// Whether `algo` (from a heuristic on another shape) runs this one: the descriptors must be consistent,
+// as for a heuristic query; the reference GEMM needs no workspace.
+inline cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                                              cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                                              cublasLtMatrixLayout_t d, const cublasLtMatmulAlgo_t* algo,
+                                              cublasLtMatmulHeuristicResult_t* result) {
+  if (!g_emu_cublaslt_reference || algo == nullptr) return EmuLtError("AlgoCheck without an algorithm");
+  int64_t m, n, k;
+  const cublasStatus_t st = EmuLtCheck(desc, a, b, c, d, &m, &n, &k);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
+  ++g_emu_cublaslt_checks;
+  *result = cublasLtMatmulHeuristicResult_t{};
+  result->algo = *algo;
+  result->workspaceSize = 0;
+  result->state = CUBLAS_STATUS_SUCCESS;
   return CUBLAS_STATUS_SUCCESS;
 }
 
