@@ -105,7 +105,7 @@ compile "$EMU/model_emu_init.cc" "$WORK/obj/model_emu_init.o"
 for p in "${pids[@]}"; do wait "$p"; done
 BIN=$WORK/bench_step_emu
 # --wrap: model_emu_init.cc poisons what the unified-memory space hands out (EMU_POISON).
-g++ -pthread -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$BIN" @"$WORK/link.params" \
+g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$BIN" @"$WORK/link.params" \
   "${objs[@]}"
 echo "== $BIN"
 

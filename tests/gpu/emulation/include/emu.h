@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <memory>
 #include <thread>
@@ -67,6 +68,31 @@ inline std::unordered_map<void*, size_t> g_emu_managed_sizes;
 // nothing wrote yields NaN instead of passing by luck on zero pages.
 inline bool g_emu_poison = false;
 
+// g_emu_device_only (EMU_DEVICE_ONLY, with EMU_ASYNC): cudaMalloc'd and managed memory behave as memory
+// from a device pool would: the host may not touch it. It is mapped inaccessible except while stream
+// work runs (EmuDrain, or a launch when not deferred) or the emulator itself fills it, so a host access
+// faults; model_emu_init.cc's handler reports where (once per call site), opens that page until the
+// next drain and lets the access finish. A survey of what a switch from unified memory to a device
+// pool must change, not a pass/fail check.
+inline bool g_emu_device_only = false;
+inline int g_emu_device_open = 0;  // nesting depth of EmuDeviceAccess scopes
+inline std::map<char*, size_t>& EmuDeviceRegions() {  // base -> bytes (whole pages)
+  static std::map<char*, size_t> regions;
+  return regions;
+}
+// While alive, device memory is accessible (the emulated device is working on it).
+struct EmuDeviceAccess {
+  EmuDeviceAccess() {
+    if (g_emu_device_only && g_emu_device_open++ == 0) Protect(PROT_READ | PROT_WRITE);
+  }
+  ~EmuDeviceAccess() {
+    if (g_emu_device_only && --g_emu_device_open == 0) Protect(PROT_NONE);
+  }
+  static void Protect(int prot) {
+    for (auto& [base, bytes] : EmuDeviceRegions()) mprotect(base, bytes, prot);
+  }
+};
+
 // ---- The stream (see run_model_emulation.sh). ----
 // Every stream is the device's one in-order queue. Synchronous unless g_emu_defer: a launch, an async
 // copy or set and an event record run at once (emu_check relies on it). With g_emu_defer (the
@@ -85,20 +111,33 @@ inline void EmuEnqueue(std::function<void()> work) {
   if (g_emu_defer) {
     EmuQueue().push_back(std::move(work));
   } else {
+    EmuDeviceAccess device;
     work();
   }
 }
 inline void EmuDrain() {
   std::vector<std::function<void()>> q;
   q.swap(EmuQueue());
+  if (q.empty()) return;
+  EmuDeviceAccess device;
   for (auto& w : q) w();
 }
 
 inline cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned = cudaMemAttachGlobal) {
   if (g_emu_managed_bytes + bytes > g_emu_managed_limit) return cudaErrorMemoryAllocation;
-  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  if (*p == nullptr) return cudaErrorMemoryAllocation;
-  if (g_emu_poison) std::memset(*p, 0xFF, bytes);
+  if (g_emu_device_only) {
+    const size_t mapped = (bytes + 4095) / 4096 * 4096;
+    void* m = mmap(nullptr, mapped > 0 ? mapped : 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return cudaErrorMemoryAllocation;
+    *p = m;
+    EmuDeviceRegions()[static_cast<char*>(m)] = mapped > 0 ? mapped : 4096;
+    if (g_emu_poison) std::memset(*p, 0xFF, bytes);
+    if (g_emu_device_open == 0) mprotect(m, mapped > 0 ? mapped : 4096, PROT_NONE);
+  } else {
+    *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+    if (*p == nullptr) return cudaErrorMemoryAllocation;
+    if (g_emu_poison) std::memset(*p, 0xFF, bytes);
+  }
   g_emu_managed_sizes[*p] = bytes;
   g_emu_managed_bytes += bytes;
   return cudaSuccess;
@@ -116,6 +155,12 @@ inline cudaError_t cudaFree(void* p) {
   if (it != g_emu_managed_sizes.end()) {
     g_emu_managed_bytes -= it->second;
     g_emu_managed_sizes.erase(it);
+  }
+  auto region = EmuDeviceRegions().find(static_cast<char*>(p));
+  if (region != EmuDeviceRegions().end()) {
+    munmap(region->first, region->second);
+    EmuDeviceRegions().erase(region);
+    return cudaSuccess;
   }
   std::free(p);
   return cudaSuccess;
