@@ -11,7 +11,8 @@
 //    the contents when it grows. Buffers move but do not copy: copying tensor data is an op
 //    (Backend::Copy), which runs where the data lives.
 //  - Host code may touch a buffer that an op wrote only after Backend::Synchronize() (ops may run
-//    asynchronously on a device stream).
+//    asynchronously on a device stream); Backend::CopyFromHost / CopyToHost move data in and out in
+//    op order without one (the training step's way).
 // Each Buffer remembers the space it was allocated from, so switching spaces is always safe.
 #pragma once
 

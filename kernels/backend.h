@@ -10,6 +10,7 @@
 // kernels/cuda. The config's `device` picks one at run time; the model only sees this interface.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -170,8 +171,14 @@ class Backend {
   // ---- Ordering and data movement. ----
   // Ops may run asynchronously (the CUDA backend enqueues them on its stream). Host code reads or
   // writes a buffer an op has touched only after Synchronize(), which waits for every op so far
-  // (a no-op on the CPU).
+  // (a no-op on the CPU), or through the two copies below, which need no Synchronize().
   virtual void Synchronize() {}
+  // dst (a buffer the ops use) = bytes from host memory src, in op order: ops before it still see the
+  // old contents, ops after it the new; src may be reused as soon as it returns.
+  virtual void CopyFromHost(const void* src, size_t bytes, void* dst) = 0;
+  // dst (host memory) = bytes of src (a buffer the ops use) once every op before it has run; waits
+  // for that (and nothing the host enqueues later).
+  virtual void CopyToHost(const void* src, size_t bytes, void* dst) = 0;
   // dst[r·dst_ld + c] = src[r·src_ld + c] (+= when accumulate) for r < rows, c < cols. The two
   // regions must not overlap. Splits and concatenations of heads and latents use it.
   virtual void Copy2D(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows,
@@ -279,7 +286,7 @@ class Backend {
   // with capacity >= 0 each expert keeps only its first `capacity` assignments (GShard-style; -1:
   // all). Writes counts [E] (each expert's assignments before the cut) and row_token / row_slot [R]
   // (R = Σ_e min(counts[e], capacity); callers size them n·K and nothing past R is written): sorted row
-  // r is slot row_slot[r] of token row_token[r]. The host reads `counts` after Synchronize() (they size
+  // r is slot row_slot[r] of token row_token[r]. The host copies `counts` out (CopyToHost: they size
   // the exchange and the grouped GEMM); the rows stay where the ops run.
   virtual void SortByExpert(const int32_t* selected, int64_t n, int64_t k, int64_t num_experts, int64_t capacity,
                             int32_t* counts, int32_t* row_token, int32_t* row_slot) = 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/backend.h"
 #include "model/params.h"
@@ -26,6 +27,20 @@ struct TpSlice {
     return s;
   }
 };
+
+// Whole-buffer copies between the host and the backend's memory, in op order (Backend::CopyFromHost /
+// CopyToHost): no Synchronize() needed around them.
+template <typename T>
+void UploadToBuffer(kernels::Backend& ops, const T* src, int64_t n, Buffer<T>* dst) {
+  dst->resize(n);
+  ops.CopyFromHost(src, sizeof(T) * static_cast<size_t>(n), dst->data());
+}
+template <typename T>
+std::vector<T> DownloadBuffer(kernels::Backend& ops, const Buffer<T>& src) {
+  std::vector<T> host(static_cast<size_t>(src.size()));
+  ops.CopyToHost(src.data(), sizeof(T) * host.size(), host.data());
+  return host;
+}
 
 // Bytes held by one buffer (Buffer or std::vector); SavedActivation has its own overload.
 template <typename V>

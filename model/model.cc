@@ -172,7 +172,7 @@ void DeepseekV3Model::ResetExpertCounts() {
 }
 
 void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
-  ctx_.ops->Synchronize();  // the host updates the biases in place
+  kernels::Backend& ops = *ctx_.ops;
   std::vector<DecoderLayer*> blocks;
   for (auto& l : layers_) blocks.push_back(l.get());
   for (auto& m : mtp_) blocks.push_back(&m->block);
@@ -184,12 +184,14 @@ void DeepseekV3Model::UpdateCorrectionBiases(double gamma) {
     for (int64_t v : c) mean += static_cast<double>(v);
     mean /= static_cast<double>(c.size());
     Param* b = layer.moe->correction_bias();
+    std::vector<float> bias = DownloadBuffer(ops, b->master);
     for (size_t e = 0; e < c.size(); ++e) {
       const double diff = mean - static_cast<double>(c[e]);
       const double sign = diff > 0 ? 1.0 : (diff < 0 ? -1.0 : 0.0);
-      b->master[e] = static_cast<float>(b->master[e] + gamma * sign);
-      b->working[e] = b->master[e];
+      bias[e] = static_cast<float>(bias[e] + gamma * sign);
     }
+    UploadToBuffer(ops, bias.data(), static_cast<int64_t>(bias.size()), &b->master);
+    UploadToBuffer(ops, bias.data(), static_cast<int64_t>(bias.size()), &b->working);
   }
 }
 
@@ -317,17 +319,18 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
   const int64_t n = batch * seq, d = cfg_.hidden_size(), vocab = cfg_.vocab_size();
   const int64_t n_loc = n / tp.size(), offset = tp.rank() * n_loc;  // this rank's token slice
   const float eps = static_cast<float>(cfg_.rms_norm_eps());
-  ops.Synchronize();  // the host writes the inputs below into buffers the last step's ops read
+  // The inputs go in by copies in op order: the last step's ops may still be reading the old ones.
   if (fp.batch != batch || fp.seq != seq) {
-    fp.positions.resize(n);
-    for (int64_t i = 0; i < n; ++i) fp.positions[i] = static_cast<int32_t>(i % seq);
+    std::vector<int32_t> positions(n);
+    for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i % seq);
+    UploadToBuffer(ops, positions.data(), n, &fp.positions);
   }
   fp.batch = batch;
   fp.seq = seq;
   fp.n_loc = n_loc;
   fp.offset = offset;
-  fp.ids.AssignFromHost(ids + offset, n_loc);
-  if (targets != nullptr) fp.targets.AssignFromHost(targets + offset, n_loc);
+  UploadToBuffer(ops, ids + offset, n_loc, &fp.ids);
+  if (targets != nullptr) UploadToBuffer(ops, targets + offset, n_loc, &fp.targets);
   fp.balance_loss = 0;
   fp.dropped = 0;
 
@@ -355,8 +358,7 @@ void DeepseekV3Model::RunForward(const int32_t* ids, const int32_t* targets, int
 
 std::vector<float> DeepseekV3Model::Logits(const int32_t* ids, int64_t batch, int64_t seq) {
   RunForward(ids, nullptr, batch, seq);
-  ctx_.ops->Synchronize();
-  return std::vector<float>(fp_.logits.begin(), fp_.logits.end());
+  return DownloadBuffer(*ctx_.ops, fp_.logits);
 }
 
 LossStats DeepseekV3Model::Step(const int32_t* ids, const int32_t* targets, int64_t batch,

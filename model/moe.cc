@@ -95,17 +95,18 @@ double MoeLayer::BalanceLoss(const LayerContext& ctx, Saved* s) const {
   const int64_t groups = BalanceGroups(sl, dims_.seq_aux), len = BalanceGroupLen(sl, dims_.seq_aux);
   // Per group: Σ_t s'_{t,i} and the plain top-K counts, summed over the TP ranks that hold the
   // group's tokens (sequence parallelism), so every rank sees the whole sequence's statistics.
-  std::vector<double> stats(s->balance_stats.begin(), s->balance_stats.end());  // [P sums | f counts]
+  std::vector<double> stats = DownloadBuffer(*ctx.ops, s->balance_stats);  // [P sums | f counts]
   ctx.tp->AllReduceSum(stats.data(), static_cast<int64_t>(stats.size()));
-  s->balance_f.resize(groups * e_count);
+  std::vector<float> balance_f(groups * e_count);
   double loss = 0.0;
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t i = 0; i < e_count; ++i) {
       const double f = stats[(groups + g) * e_count + i] * e_count / static_cast<double>(k * len);
-      s->balance_f[g * e_count + i] = static_cast<float>(f);
+      balance_f[g * e_count + i] = static_cast<float>(f);
       loss += f * stats[g * e_count + i] / len;
     }
   }
+  UploadToBuffer(*ctx.ops, balance_f.data(), groups * e_count, &s->balance_f);
   return dims_.aux_loss_alpha * loss / groups;
 }
 
@@ -144,20 +145,19 @@ double MoeLayer::Forward(const LayerContext& ctx, const float* u, const TokenSli
   plan.row_slot.resize(n * k);
   ops.SortByExpert(s->selected.data(), n, k, e_count, capacity, plan.counts.data(), plan.row_token.data(),
                    plan.row_slot.data());
-  // The counts (and the balance statistics) come to the host: they size the exchange and the grouped
-  // GEMM.
-  ops.Synchronize();
+  // The counts come to the host (the one wait of the layer): they size the exchange and the grouped GEMM.
+  const std::vector<int32_t> counts = DownloadBuffer(ops, plan.counts);
   std::vector<int64_t> rows_per_expert(e_count);
   plan.expert_offsets.assign(e_count + 1, 0);
   for (int64_t e = 0; e < e_count; ++e) {
-    expert_counts[e] += plan.counts[e];
-    rows_per_expert[e] = capacity < 0 ? plan.counts[e] : std::min<int64_t>(plan.counts[e], capacity);
+    expert_counts[e] += counts[e];
+    rows_per_expert[e] = capacity < 0 ? counts[e] : std::min<int64_t>(counts[e], capacity);
     plan.expert_offsets[e + 1] = plan.expert_offsets[e] + rows_per_expert[e];
   }
   const int64_t rows = plan.rows();
   plan.dropped = n * k - rows;
   s->handle = dispatcher_.Plan(rows_per_expert);
-  const double balance = balance_loss ? BalanceLoss(ctx, s) : 0.0;  // host, while synced
+  const double balance = balance_loss ? BalanceLoss(ctx, s) : 0.0;
 
   float* x_grouped = s->x_grouped.Prepare(ctx, frame, s->handle.rows_received * d);
   float* x_sorted = dispatcher_.MovesRows() ? frame.Floats(rows * d) : x_grouped;

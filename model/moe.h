@@ -103,7 +103,7 @@ class MoeLayer {
   // The local experts on x_grouped [R', d]; their outputs, combined back to this rank's sorted rows, into
   // y_sorted [R, d].
   void ExpertsForward(const LayerContext& ctx, const float* x_grouped, float* y_sorted, Saved* s) const;
-  // From the (synchronised) statistics of ops.BalanceStats, summed over TP; sets balance_f.
+  // From the statistics of ops.BalanceStats (copied to the host), summed over TP; sets balance_f.
   double BalanceLoss(const LayerContext& ctx, Saved* s) const;
 
   MoeDims dims_;

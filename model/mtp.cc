@@ -25,7 +25,6 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
   Scratch::Frame frame(scratch_);
   float* e_normed = frame.Floats(n_loc * d);
   float* g_normed = frame.Floats(n_loc * d);
-  ops.Synchronize();  // the host rewrites below buffers the last step's MTP ops read
   for (auto& mp : mtp_) {
     MtpModule& m = *mp;
     const int64_t k = m.depth;
@@ -42,9 +41,10 @@ void DeepseekV3Model::MtpForward(const int32_t* ids, const int32_t* targets, boo
       if (real) real_rows.push_back(static_cast<int32_t>(i));
       if (host_targets[i] >= 0) ++stats->mtp_tokens[k - 1];
     }
-    m.ids.AssignFromHost(host_ids.data(), n_loc);
-    m.targets.AssignFromHost(host_targets.data(), n_loc);
-    m.block.real_rows.AssignFromHost(real_rows.data(), static_cast<int64_t>(real_rows.size()));
+    // In op order: the last step's MTP ops may still be reading the old inputs.
+    UploadToBuffer(ops, host_ids.data(), n_loc, &m.ids);
+    UploadToBuffer(ops, host_targets.data(), n_loc, &m.targets);
+    UploadToBuffer(ops, real_rows.data(), static_cast<int64_t>(real_rows.size()), &m.block.real_rows);
 
     // h' = [RMSNorm(E[x_{t+k}]; enorm) ; RMSNorm(h^{k-1}; hnorm)] · eh_projᵀ
     Scratch::Frame step(scratch_);

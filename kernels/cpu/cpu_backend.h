@@ -111,6 +111,9 @@ class CpuBackend final : public Backend {
   double CrossEntropy(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
                       float grad_scale, float* d_logits) override;
 
+  void CopyFromHost(const void* src, size_t bytes, void* dst) override;
+  void CopyToHost(const void* src, size_t bytes, void* dst) override;
+
   void GatherRows(const float* src, const int32_t* idx, int64_t n, int64_t dim,
                   float* dst) override;
   void ScatterAddRows(const float* src, const int32_t* idx, const float* scale, int64_t n,

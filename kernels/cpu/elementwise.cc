@@ -112,6 +112,14 @@ void CpuBackend::GatherRows(const float* src, const int32_t* idx, int64_t n, int
   }
 }
 
+// Ops run on the calling thread: the data is there at once.
+void CpuBackend::CopyFromHost(const void* src, size_t bytes, void* dst) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::CopyToHost(const void* src, size_t bytes, void* dst) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
 void CpuBackend::GatherRowBlocks(const float* src, const std::vector<RowBlock>& blocks, int64_t dim, float* dst) {
   const auto op_timer = TimeOp("gather_row_blocks");
   std::vector<int64_t> first(blocks.size() + 1, 0);  // block b fills dst rows [first[b], first[b + 1])

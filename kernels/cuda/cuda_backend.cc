@@ -108,6 +108,21 @@ CudaBackend::~CudaBackend() {
 
 void CudaBackend::Synchronize() { MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+// Pageable host memory: the runtime stages src before cudaMemcpyAsync returns, and lands it in stream
+// order.
+void CudaBackend::CopyFromHost(const void* src, size_t bytes, void* dst) {
+  OpTimer timer(this, "copy_from_host");
+  if (bytes > 0) MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::CopyToHost(const void* src, size_t bytes, void* dst) {
+  {
+    OpTimer timer(this, "copy_to_host");
+    if (bytes > 0) MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  }
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
 // ---- Op times. ----
 
 CudaBackend::OpTimer::OpTimer(CudaBackend* b, const char* name, double flops) : b_(b) {

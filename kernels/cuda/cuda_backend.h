@@ -120,6 +120,8 @@ class CudaBackend final : public Backend {
 
   // Blocks until every op enqueued so far has finished (and reports a kernel fault, if any).
   void Synchronize() override;
+  void CopyFromHost(const void* src, size_t bytes, void* dst) override;
+  void CopyToHost(const void* src, size_t bytes, void* dst) override;
 
   void Gemm(Transpose ta, Transpose tb, const GemmProblem& p, float alpha, float beta) override;
   void GroupedGemm(Transpose ta, Transpose tb, const std::vector<GemmProblem>& problems,
