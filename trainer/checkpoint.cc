@@ -74,11 +74,18 @@ absl::StatusOr<M> ReadTextProto(const std::string& path) {
   return ParseTextProto<M>(text, path);
 }
 
-// Appends `n` floats to the rank's data file and describes them as a piece of `p`.
+// Appends `n` floats to the rank's data file and describes them as a piece of `p`. With `ops`, `values`
+// is backend memory, copied out first.
 absl::Status AppendPiece(AtomicFileWriter& w, const std::string& file, int rank, uint64_t* offset,
                          const model::Param& p, int64_t local_begin, const float* values, int64_t n,
-                         Piece* piece) {
+                         Piece* piece, kernels::Backend* ops = nullptr) {
   const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  std::vector<float> host;
+  if (ops != nullptr) {
+    host.resize(static_cast<size_t>(n));
+    ops->CopyToHost(values, bytes, host.data());
+    values = host.data();
+  }
   RETURN_IF_ERROR(w.Append(values, bytes));
   piece->set_rank(rank);
   piece->set_file(file);
@@ -171,10 +178,14 @@ bool SameSlice(const Piece& piece, const model::Param& p) {
   return true;
 }
 
-// Fills dest[0, n) with elements [local_begin, local_begin + n) of p's local shard from `pieces`.
+// Fills dest[0, n) (backend memory: written with one CopyFromHost) with elements [local_begin,
+// local_begin + n) of p's local shard from `pieces`; `host` receives them too.
 absl::Status FillFromPieces(const std::string& dir, const TensorEntry& entry,
                             const google::protobuf::RepeatedPtrField<Piece>& pieces, const model::Param& p,
-                            int64_t local_begin, int64_t n, float* dest) {
+                            int64_t local_begin, int64_t n, kernels::Backend& ops, float* dest_on_backend,
+                            std::vector<float>* host) {
+  host->assign(static_cast<size_t>(n), 0.0f);
+  float* dest = host->data();
   const std::vector<int64_t> global_shape(entry.global_shape().begin(), entry.global_shape().end());
   int64_t filled = 0;
   for (const Piece& piece : pieces) {
@@ -202,6 +213,7 @@ absl::Status FillFromPieces(const std::string& dir, const TensorEntry& entry,
     return absl::DataLossError(absl::StrCat("checkpoint ", dir, " covers ", filled, " of the ", n,
                                             " elements of ", entry.name(), " this rank needs"));
   }
+  ops.CopyFromHost(dest, sizeof(float) * static_cast<size_t>(n), dest_on_backend);
   return absl::OkStatus();
 }
 
@@ -299,15 +311,16 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const CheckpointContext& ctx, const Res
     ASSIGN_OR_RETURN(AtomicFileWriter w, AtomicFileWriter::Create(JoinPath(dir, file)));
     for (const auto& op : ctx.optimizer->OwnedPieces()) {
       TensorEntry* e = EntryFor(&part, &index, *op.param);
-      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.master, op.size, e->add_master()));
-      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.adam_m, op.size, e->add_adam_m()));
-      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.adam_v, op.size, e->add_adam_v()));
+      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.master, op.size, e->add_master(), ctx.ops));
+      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.adam_m, op.size, e->add_adam_m(), ctx.ops));
+      RETURN_IF_ERROR(AppendPiece(w, file, rank, &offset, *op.param, op.local_begin, op.adam_v, op.size, e->add_adam_v(), ctx.ops));
     }
     if (rank == 0) {  // buffers (the correction biases) are identical everywhere; rank 0 saves them
       absl::Status s;
       ctx.params->ForEach([&](const model::Param& p) {
         if (!s.ok() || p.trainable()) return;
-        s = AppendPiece(w, file, rank, &offset, p, 0, p.master.data(), p.numel(), EntryFor(&part, &index, p)->add_master());
+        s = AppendPiece(w, file, rank, &offset, p, 0, p.master.data(), p.numel(), EntryFor(&part, &index, p)->add_master(),
+                        ctx.ops);
       });
       RETURN_IF_ERROR(s);
     }
@@ -510,6 +523,8 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
   };
 
   absl::Status status;
+  kernels::Backend& ops = *ctx.ops;
+  std::vector<float> host;  // each piece's values, on their way to the backend
   for (const auto& op : ctx.optimizer->OwnedPieces()) {
     auto entry = find(op.param->name);
     if (!entry.ok()) {
@@ -517,9 +532,9 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
       break;
     }
     const TensorEntry& e = **entry;
-    status = FillFromPieces(step_dir, e, e.master(), *op.param, op.local_begin, op.size, op.master);
-    if (status.ok()) status = FillFromPieces(step_dir, e, e.adam_m(), *op.param, op.local_begin, op.size, op.adam_m);
-    if (status.ok()) status = FillFromPieces(step_dir, e, e.adam_v(), *op.param, op.local_begin, op.size, op.adam_v);
+    status = FillFromPieces(step_dir, e, e.master(), *op.param, op.local_begin, op.size, ops, op.master, &host);
+    if (status.ok()) status = FillFromPieces(step_dir, e, e.adam_m(), *op.param, op.local_begin, op.size, ops, op.adam_m, &host);
+    if (status.ok()) status = FillFromPieces(step_dir, e, e.adam_v(), *op.param, op.local_begin, op.size, ops, op.adam_v, &host);
     if (!status.ok()) break;
   }
   if (status.ok()) {
@@ -530,8 +545,9 @@ absl::StatusOr<ResumeState> LoadCheckpoint(const CheckpointContext& ctx, const s
         status = entry.status();
         return;
       }
-      status = FillFromPieces(step_dir, **entry, (*entry)->master(), p, 0, p.numel(), p.master.data());
-      std::copy(p.master.begin(), p.master.end(), p.working.begin());  // host: OwnedPieces synchronised
+      status = FillFromPieces(step_dir, **entry, (*entry)->master(), p, 0, p.numel(), ops, p.master.data(), &host);
+      // Buffers (the correction biases) have an FP32 working copy equal to the master.
+      if (status.ok()) ops.CopyFromHost(host.data(), sizeof(float) * host.size(), p.working.data());
     });
   }
   // A bad file on any rank fails the load everywhere (never a partial load). Say what it was before

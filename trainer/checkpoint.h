@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "configs/config.pb.h"
+#include "kernels/backend.h"
 #include "model/params.h"
 #include "trainer/distributed_optimizer.h"
 #include "parallel/mesh.h"
@@ -62,6 +63,9 @@ struct CheckpointContext {
   trainer::DistributedOptimizer* optimizer = nullptr;
   parallel::ProcessMesh* mesh = nullptr;
   const TokenizerFiles* tokenizer = nullptr;  // stored in every step directory; nullptr: byte
+  // The backend whose memory holds the tensors (required): saves and loads copy through it
+  // (CopyToHost / CopyFromHost), so file I/O never reads or writes device memory.
+  kernels::Backend* ops = nullptr;
 };
 
 struct SaveStats {

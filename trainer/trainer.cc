@@ -466,7 +466,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   }
 
   // Resume: the same command picks up <output_dir>/checkpoints/latest (or --resume_from).
-  const CheckpointContext ckpt{&cfg, &net.params(), &optimizer, mesh.get(), &tokenizer_files};
+  const CheckpointContext ckpt{&cfg, &net.params(), &optimizer, mesh.get(), &tokenizer_files, rt->ops.get()};
   ResumeState state;
   if (!resume_dir.empty()) {
     std::string note;

@@ -37,6 +37,8 @@
 #   FP32_TOL    FP32 runs must also agree to this relative error in all three numbers (default 1e-5;
 #               they agree to ~1e-7, while bench_step's own tolerances, 1e-2 and 5e-2, are sized for
 #               BF16 on a real GPU and let e.g. a missing __syncthreads in the attention pass)
+#   TARGET      the Bazel binary to emulate (default tools:bench_step); with another one (trainer:train,
+#               for survey_host_access.sh) the script only builds WORKDIR/<name>_emu and exits
 # The tiny model as configs/tiny.textproto has it (every feature on: q compression, YaRN, group-limited
 # biased routing, a shared expert, 1 dense + 2 MoE layers), micro-batch of 4 sequences.
 # Exit status 0 iff every run printed its PASS lines (three scalars, FP32 within FP32_TOL; in FP32 also
@@ -54,13 +56,14 @@ cd "$ROOT"
 # The objects are copied into $WORK at once, so a later Bazel command in this tree (which may delete
 # and rebuild them) cannot pull them from under the link; a copy that fails means such a command ran
 # in between, and the build is repeated.
-PARAMS=bazel-bin/tools/bench_step-2.params
+TARGET=${TARGET:-tools:bench_step}
+PARAMS=bazel-bin/${TARGET/://}-2.params
 copied=0
 for attempt in 1 2 3; do
-  bazel build //tools:bench_step 2>&1 | tail -n 1
-  [[ -f $PARAMS ]] || { echo "no $PARAMS: the link command line of //tools:bench_step" >&2; exit 2; }
+  bazel build "//$TARGET" 2>&1 | tail -n 1
+  [[ -f $PARAMS ]] || { echo "no $PARAMS: the link command line of //$TARGET" >&2; exit 2; }
   if grep -q 'cuda_factory_on\|kernels/cuda/' "$PARAMS"; then
-    echo "$PARAMS is from a --config=cuda build; run 'bazel build //tools:bench_step' without it" >&2
+    echo "$PARAMS is from a --config=cuda build; run 'bazel build //$TARGET' without it" >&2
     exit 2
   fi
   grep -q 'cuda_factory_off' "$PARAMS" || { echo "cuda_factory_off object not in $PARAMS" >&2; exit 2; }
@@ -103,11 +106,12 @@ compile "$ROOT/kernels/cuda/unified_memory.cc" "$WORK/obj/unified_memory.o"
 compile "$ROOT/kernels/cuda_factory_on.cc" "$WORK/obj/cuda_factory_on.o"
 compile "$EMU/model_emu_init.cc" "$WORK/obj/model_emu_init.o"
 for p in "${pids[@]}"; do wait "$p"; done
-BIN=$WORK/bench_step_emu
+BIN=$WORK/${TARGET##*:}_emu
 # --wrap: model_emu_init.cc poisons what the unified-memory space hands out (EMU_POISON).
 g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$BIN" @"$WORK/link.params" \
   "${objs[@]}"
 echo "== $BIN"
+[[ $TARGET == tools:bench_step ]] || exit 0
 
 # ---- 3. The runs. ----
 PRECISIONS=${PRECISIONS:-"FP32 BF16"}
