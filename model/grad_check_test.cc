@@ -38,7 +38,8 @@ double Dot(const std::vector<float>& a, const std::vector<float>& b) {
 
 // Randomises every parameter (norm weights around 1, biases small) so all paths matter.
 void Randomize(ParamStore& store, uint32_t seed) {
-  store.Initialize(seed, 0.2);
+  kernels::CpuBackend ops(1);
+  store.Initialize(seed, 0.2, ops);
   uint32_t k = seed;
   store.ForEach([&](Param& p) {
     if (p.kind == ParamKind::kNorm) {
@@ -49,8 +50,7 @@ void Randomize(ParamStore& store, uint32_t seed) {
       p.master.AssignFromHost(r.data(), p.numel());
     }
   });
-  store.RefreshWorking(false);
-  kernels::CpuBackend ops(1);
+  store.RefreshWorking(false, ops);
   store.ZeroGrads();
 }
 
@@ -137,7 +137,7 @@ void CheckAttention(int64_t q_lora_rank, bool yarn) {
     rs->set_mscale(0.8);
     rs->set_mscale_all_dim(1.0);
   }
-  const RopeTables rope = BuildRopeTables(mc, 16);
+  const RopeTables rope = BuildRopeTables(mc, 16, ops);
   ParamStore store;
   const MlaDims dims = SmallMla(q_lora_rank);
   MlaAttention attn(store, "attn.", dims);

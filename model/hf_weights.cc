@@ -47,7 +47,7 @@ int64_t MtpDepthOf(const config::ModelConfig& m, const std::string& name) {
   return layer >= m.num_hidden_layers() ? layer - m.num_hidden_layers() + 1 : 0;
 }
 
-absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params,
+absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params, kernels::Backend& ops,
                            std::vector<std::string>* warnings, bool keep_missing_mtp) {
   absl::Status status;
   int64_t unused = 0;
@@ -79,7 +79,7 @@ absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamSto
       status = values.status();
       return;
     }
-    p.SetMasterFromGlobal(*values);
+    p.SetMasterFromGlobal(*values, ops);
   });
   RETURN_IF_ERROR(status);
   // The MTP modules' copies of the shared tensors: checked, not loaded.
@@ -114,7 +114,7 @@ absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamSto
                                      " are not used by this model (e.g. multi-token-prediction "
                                      "layers of a model configured without them)"));
   }
-  params->RefreshWorking(bf16);
+  params->RefreshWorking(bf16, ops);
   return absl::OkStatus();
 }
 

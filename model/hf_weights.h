@@ -23,7 +23,8 @@ namespace moe::model {
 // With keep_missing_mtp, an MTP module the source does not have (a checkpoint trained without
 // multi-token prediction, or with fewer modules) keeps the values `params` hold (their seeded
 // initialisation), with a warning, instead of being an error.
-absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params,
+// `ops` is the backend whose memory holds the parameters (the working copies are refreshed by it).
+absl::Status LoadHfWeights(const hf::HfTensorSource& source, bool bf16, ParamStore* params, kernels::Backend& ops,
                            std::vector<std::string>* warnings, bool keep_missing_mtp = false);
 
 // Hugging Face checkpoints store, under each MTP module's layer (L + k - 1), copies of the tensors

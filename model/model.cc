@@ -98,7 +98,7 @@ DeepseekV3Model::DeepseekV3Model(const config::ModelConfig& cfg, Numerics numeri
   ctx_.ep = parallel.ep;
   const TpSlice tp{parallel.tp->rank(), parallel.tp->size()};
   const int64_t d = cfg.hidden_size(), vocab = cfg.vocab_size();
-  rope_ = BuildRopeTables(cfg, max_positions);
+  rope_ = BuildRopeTables(cfg, max_positions, *ops);
 
   embed_ = params_.Add("model.embed_tokens.weight", {vocab, d}, ParamKind::kMatrix);
   MlaDims mla;

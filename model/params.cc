@@ -89,27 +89,30 @@ void ParamStore::ForEach(const std::function<void(const Param&)>& fn) const {
   for (const auto& p : params_) fn(*p);
 }
 
-void ParamStore::Initialize(uint64_t seed, double init_std) {
+void ParamStore::Initialize(uint64_t seed, double init_std, kernels::Backend& ops) {
+  std::vector<float> values;
   for (auto& p : params_) {
     const int64_t n = p->numel();
+    values.resize(static_cast<size_t>(n));
     switch (p->kind) {
       case ParamKind::kMatrix:
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n; ++i) {
-          p->master[i] = static_cast<float>(init_std * SeededNormal(seed, p->name, p->GlobalIndex(i)));
+          values[i] = static_cast<float>(init_std * SeededNormal(seed, p->name, p->GlobalIndex(i)));
         }
         break;
       case ParamKind::kNorm:
-        std::fill(p->master.begin(), p->master.end(), 1.0f);
+        std::fill(values.begin(), values.end(), 1.0f);
         break;
       case ParamKind::kBuffer:
-        std::fill(p->master.begin(), p->master.end(), 0.0f);
+        std::fill(values.begin(), values.end(), 0.0f);
         break;
     }
+    ops.CopyFromHost(values.data(), sizeof(float) * values.size(), p->master.data());
   }
 }
 
-void ParamStore::RefreshWorking(bool bf16) {
+void ParamStore::RefreshWorking(bool bf16, kernels::Backend& ops) {
   for (auto& p : params_) {
     // Buffers (the correction bias) stay FP32 in both modes (docs/model.md "Numerics").
     const bool round = bf16 && p->trainable();
@@ -118,11 +121,12 @@ void ParamStore::RefreshWorking(bool bf16) {
     if (bits) {
       p->working.reset();
       p->working_bf16.resize(n);
-      for (int64_t i = 0; i < n; ++i) p->working_bf16[i] = FloatToBf16Bits(p->master[i]);
+      ops.PackBf16(p->master.data(), n, p->working_bf16.data());
     } else {
       p->working_bf16.reset();
       p->working.resize(n);
-      for (int64_t i = 0; i < n; ++i) p->working[i] = round ? RoundToBf16(p->master[i]) : p->master[i];
+      if (n > 0) ops.Copy(p->master.data(), p->working.data(), n);
+      if (round) ops.RoundToBf16(p->working.data(), n);
     }
   }
 }
@@ -134,6 +138,19 @@ kernels::GemmProblem WithWorkingB(kernels::GemmProblem p, const Param& w, int64_
     p.b = w.working.data() + offset;
   }
   return p;
+}
+
+std::vector<float> Param::WorkingValues(kernels::Backend& ops) const {
+  const int64_t n = numel();
+  std::vector<float> values(static_cast<size_t>(n));
+  if (working_bf16.empty()) {
+    ops.CopyToHost(working.data(), sizeof(float) * values.size(), values.data());
+    return values;
+  }
+  std::vector<uint16_t> bits(static_cast<size_t>(n));
+  ops.CopyToHost(working_bf16.data(), sizeof(uint16_t) * bits.size(), bits.data());
+  for (int64_t i = 0; i < n; ++i) values[i] = Bf16BitsToFloat(bits[i]);
+  return values;
 }
 
 float Param::WorkingValue(int64_t i) const {
@@ -150,8 +167,10 @@ int64_t Param::LocalIndex(int64_t g) const {
   return c >= shard.offset && c < shard.offset + shape[1] ? r * shape[1] + (c - shard.offset) : -1;
 }
 
-void Param::SetMasterFromGlobal(const std::vector<float>& global) {
-  for (int64_t i = 0; i < numel(); ++i) master[i] = global[GlobalIndex(i)];
+void Param::SetMasterFromGlobal(const std::vector<float>& global, kernels::Backend& ops) {
+  std::vector<float> local(static_cast<size_t>(numel()));
+  for (int64_t i = 0; i < numel(); ++i) local[i] = global[GlobalIndex(i)];
+  ops.CopyFromHost(local.data(), sizeof(float) * local.size(), master.data());
 }
 
 double GradNorm(kernels::Backend& ops, const Param& p) {

@@ -72,6 +72,8 @@ struct Param {
   // Element i of the working copy as FP32, from whichever form holds it (host reads, on a synchronised
   // buffer).
   float WorkingValue(int64_t i) const;
+  // The whole working copy as FP32 values on the host (BF16 bits widened), copied out through `ops`.
+  std::vector<float> WorkingValues(kernels::Backend& ops) const;
 
   int64_t numel() const;
   const std::vector<int64_t>& global_shape() const {
@@ -81,8 +83,9 @@ struct Param {
   int64_t GlobalIndex(int64_t i) const;
   // Local element holding global flat index g, or -1 if this shard does not hold it.
   int64_t LocalIndex(int64_t g) const;
-  // master <- this shard's slice of the whole global tensor `global` (global_shape() elements).
-  void SetMasterFromGlobal(const std::vector<float>& global);
+  // master <- this shard's slice of the whole global tensor `global` (global_shape() elements), copied
+  // in through `ops`.
+  void SetMasterFromGlobal(const std::vector<float>& global, kernels::Backend& ops);
   bool trainable() const { return kind != ParamKind::kBuffer; }
   bool decays() const { return kind == ParamKind::kMatrix; }
 
@@ -117,12 +120,13 @@ class ParamStore {
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 
   // Seeded per global tensor name and element index, so any layout or shard starts from the same
-  // values: element i of tensor `name` is a function of (seed, name, i) only.
-  void Initialize(uint64_t seed, double init_std);
-  // The working copies from the masters, on the host: FP32 mode: working = master; BF16 mode: the BF16
+  // values: element i of tensor `name` is a function of (seed, name, i) only. Drawn on the host and
+  // copied in through `ops` (the backend whose memory holds the tensors).
+  void Initialize(uint64_t seed, double init_std, kernels::Backend& ops);
+  // The working copies from the masters, by ops: FP32 mode: working = master; BF16 mode: the BF16
   // rounding of master, as bits (working_bf16, `working` freed) for the trainable matrices and in
   // `working` for the rest (norm weights rounded, buffers as they are).
-  void RefreshWorking(bool bf16);
+  void RefreshWorking(bool bf16, kernels::Backend& ops);
   // Every gradient <- 0 (each step, before the first micro-batch), lazily: marks them unwritten
   // (Param::grad_unwritten); the backward's first contribution to each writes it.
   void ZeroGrads();

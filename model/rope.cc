@@ -70,22 +70,26 @@ double SoftmaxScale(const config::ModelConfig& m) {
   return scale;
 }
 
-RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions) {
+RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions, kernels::Backend& ops) {
   RopeTables t;
   const std::vector<double> theta = RopeInverseFrequencies(m);
   const double a = RopeAttentionFactor(m);
   t.max_positions = max_positions;
   t.half_dim = static_cast<int64_t>(theta.size());
-  t.cos.resize(max_positions * t.half_dim);
-  t.sin.resize(max_positions * t.half_dim);
+  const int64_t n = max_positions * t.half_dim;
+  std::vector<float> cos(n), sin(n);
   for (int64_t p = 0; p < max_positions; ++p) {
     for (int64_t i = 0; i < t.half_dim; ++i) {
       // FP64 angle (docs/model.md "RoPE frequencies and angles").
       const double phi = static_cast<double>(p) * theta[i];
-      t.cos[p * t.half_dim + i] = static_cast<float>(a * std::cos(phi));
-      t.sin[p * t.half_dim + i] = static_cast<float>(a * std::sin(phi));
+      cos[p * t.half_dim + i] = static_cast<float>(a * std::cos(phi));
+      sin[p * t.half_dim + i] = static_cast<float>(a * std::sin(phi));
     }
   }
+  t.cos.resize(n);
+  t.sin.resize(n);
+  ops.CopyFromHost(cos.data(), sizeof(float) * cos.size(), t.cos.data());
+  ops.CopyFromHost(sin.data(), sizeof(float) * sin.size(), t.sin.data());
   return t;
 }
 

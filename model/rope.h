@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/buffer.h"
+#include "kernels/backend.h"
 #include "configs/config.pb.h"
 
 namespace moe::model {
@@ -35,6 +36,7 @@ struct RopeTables {
   Buffer<float> sin;  // [max_positions, half_dim], times the attention factor
 };
 
-RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions);
+// Computed on the host (FP64 angles) and copied in through `ops`, the backend whose memory holds them.
+RopeTables BuildRopeTables(const config::ModelConfig& m, int64_t max_positions, kernels::Backend& ops);
 
 }  // namespace moe::model

@@ -12,6 +12,7 @@
 
 #include "configs/config_loader.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
 
 namespace moe::model {
 namespace {
@@ -113,7 +114,8 @@ TEST(Rope, LinearScaling) {
   EXPECT_EQ(RopeAttentionFactor(m), 1.0);
   ExpectRel(0.20412414523193151, SoftmaxScale(m));
   // Tables: p = 3, pair 0 -> angle 0.75.
-  const RopeTables t = BuildRopeTables(m, 4);
+  kernels::CpuBackend ops(1);
+  const RopeTables t = BuildRopeTables(m, 4, ops);
   EXPECT_NEAR(t.cos[3 * 4 + 0], 0.7316888688738209, 1e-7);
   EXPECT_NEAR(t.sin[3 * 4 + 0], 0.6816387600233341, 1e-7);
 }
@@ -138,7 +140,8 @@ TEST(Rope, DeepSeekV3Yarn) {
   ExpectRel(0.13523377886088009, SoftmaxScale(m));  // table: 0.1352337789
 
   // cos/sin at p = 4095 (FP64 angles, then rounded to float).
-  const RopeTables t = BuildRopeTables(m, 4096);
+  kernels::CpuBackend ops(1);
+  const RopeTables t = BuildRopeTables(m, 4096, ops);
   ASSERT_EQ(t.half_dim, 32);
   const int64_t row = 4095 * 32;
   EXPECT_NEAR(t.cos[row + 0], -0.065975996558064895, 1e-7);  // table: -0.065975997
@@ -205,7 +208,8 @@ TEST(Rope, YarnAttentionFactorNotOne) {
   ExpectRampBounds(m, 0, 3);
   ExpectRel(1.036992729910394, RopeAttentionFactor(m));
   ExpectRel(0.17401743871138856, SoftmaxScale(m));
-  const RopeTables t = BuildRopeTables(m, 101);
+  kernels::CpuBackend ops(1);
+  const RopeTables t = BuildRopeTables(m, 101, ops);
   EXPECT_NEAR(t.cos[100 * 8 + 3], 0.72946290813546133, 1e-6);  // a * cos(100 θ'_3)
   EXPECT_NEAR(t.sin[100 * 8 + 3], 0.73704666578281663, 1e-6);
   EXPECT_NEAR(t.cos[0], 1.036992729910394, 1e-6);  // p = 0: the factor itself

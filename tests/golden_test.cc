@@ -47,7 +47,7 @@ void Load(const std::string& model_dir, model::Numerics numerics, Fixture* f) {
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   f->net = std::make_unique<model::DeepseekV3Model>(*cfg, numerics, &f->ops, kSeq);
   std::vector<std::string> warnings;
-  ASSERT_TRUE(model::LoadHfWeights(*source, numerics == model::Numerics::kBf16, &f->net->params(),
+  ASSERT_TRUE(model::LoadHfWeights(*source, numerics == model::Numerics::kBf16, &f->net->params(), f->ops,
                                    &warnings).ok());
   auto batch = data::ReadBatchFromTokenFile(std::string(kDir) + "tokens_b4_t32.bin", kBatch, kSeq);
   ASSERT_TRUE(batch.ok()) << batch.status();

@@ -123,12 +123,15 @@ class Trainer {
   // Every trainable tensor's gradient (after Step, before the next one) or working values, by name,
   // copied to the host.
   std::vector<std::pair<std::string, std::vector<float>>> Tensors(bool grads) {
-    ops_->Synchronize();
     std::vector<std::pair<std::string, std::vector<float>>> out;
     net_->params().ForEach([&](const model::Param& p) {
       if (!p.trainable()) return;
       std::vector<float> values(p.numel());
-      for (int64_t i = 0; i < p.numel(); ++i) values[i] = grads ? p.grad[i] : p.WorkingValue(i);
+      if (grads) {
+        ops_->CopyToHost(p.grad.data(), sizeof(float) * values.size(), values.data());
+      } else {
+        values = p.WorkingValues(*ops_);
+      }
       out.emplace_back(p.name, std::move(values));
     });
     return out;

@@ -230,7 +230,7 @@ absl::Status HfToNative(const std::string& from, const std::string& to,
   kernels::CpuBackend ops(1);
   model::DeepseekV3Model net(cfg.model(), model::Numerics::kFp32, &ops, /*max_positions=*/1);
   std::vector<std::string> warnings;
-  RETURN_IF_ERROR(model::LoadHfWeights(source, /*bf16=*/false, &net.params(), &warnings));
+  RETURN_IF_ERROR(model::LoadHfWeights(source, /*bf16=*/false, &net.params(), ops, &warnings));
   for (const std::string& w : warnings) Warn(w);
 
   ASSIGN_OR_RETURN(const trainer::SaveStats saved,

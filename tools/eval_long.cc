@@ -308,7 +308,7 @@ absl::Status Run() {
   kernels::CpuBackend ops(absl::GetFlag(FLAGS_threads));
   model::DeepseekV3Model net(cfg, model::Numerics::kFp32, &ops, seq);
   std::vector<std::string> warnings;
-  RETURN_IF_ERROR(trainer::InitWeightsFrom(dir, cfg, /*bf16=*/false, &net.params(), &warnings));
+  RETURN_IF_ERROR(trainer::InitWeightsFrom(dir, cfg, /*bf16=*/false, &net.params(), ops, &warnings));
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
 
   std::printf("eval_long: model %s\n", dir.c_str());

@@ -180,7 +180,7 @@ absl::Status Run() {
   kernels::CpuBackend ops(absl::GetFlag(FLAGS_threads));
   model::DeepseekV3Model net(cfg, numerics, &ops, length);
   std::vector<std::string> warnings;
-  RETURN_IF_ERROR(trainer::InitWeightsFrom(dir, cfg, bf16, &net.params(), &warnings));
+  RETURN_IF_ERROR(trainer::InitWeightsFrom(dir, cfg, bf16, &net.params(), ops, &warnings));
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   ASSIGN_OR_RETURN(std::unique_ptr<inference::IncrementalDecoder> decoder,
                    inference::IncrementalDecoder::Create(cfg, net.params(), &ops, net.rope(),

@@ -71,7 +71,7 @@ absl::Status Run() {
   model::DeepseekV3Model net(cfg, bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32, &ops,
                              std::max<int64_t>(seq, 1));
   std::vector<std::string> warnings;
-  RETURN_IF_ERROR(model::LoadHfWeights(source, bf16, &net.params(), &warnings));
+  RETURN_IF_ERROR(model::LoadHfWeights(source, bf16, &net.params(), ops, &warnings));
   for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
 
   const double depth_weight = net.mtp_depth_weight();  // of the checkpoint's λ

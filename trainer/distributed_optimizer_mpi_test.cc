@@ -27,7 +27,8 @@ void AddParams(model::ParamStore* params) {
   params->Add("b.weight", {9}, model::ParamKind::kNorm);
   params->Add("c.weight", {4, 6}, model::ParamKind::kMatrix);
   params->Add("d.weight", {3, 11}, model::ParamKind::kMatrix, model::ParamSync::kExpert);
-  params->Initialize(11, 0.5);
+  kernels::CpuBackend ops(1);
+  params->Initialize(11, 0.5, ops);
 }
 
 // Gradient of element i of `p` at `step` on `rank` (small integers over 64: exact sums in FP32).
@@ -56,7 +57,7 @@ void CheckAgainstOneProcess(bool bf16) {
   model::ParamStore staged_params, local_params, overlap_params;
   for (model::ParamStore* p : {&staged_params, &local_params, &overlap_params}) {
     AddParams(p);
-    p->RefreshWorking(bf16);
+    p->RefreshWorking(bf16, ops);
   }
   // The world is every group here: replicated and expert tensors alike are summed over all ranks.
   DistributedOptimizer staged(&staged_params, {world.get(), world.get(), world.get()}, &ops, bf16,

@@ -26,8 +26,8 @@ struct Fixture {
     params.Add("a.weight", {4, 3}, model::ParamKind::kMatrix);
     params.Add("b.weight", {5}, model::ParamKind::kNorm);
     params.Add("c.weight", {2, 2}, model::ParamKind::kMatrix, model::ParamSync::kExpert);
-    params.Initialize(7, 0.02);
-    params.RefreshWorking(false);
+    params.Initialize(7, 0.02, ops);
+    params.RefreshWorking(false, ops);
     opt.set_lr(1e-2);
     opt.set_grad_clip(1.0);
   }
@@ -88,7 +88,7 @@ TEST(DistributedOptimizer, NonFiniteGradientSkipsTheUpdateAndNamesTheTensor) {
 // after every update; norm weights keep FP32 words holding BF16 values, and no bits.
 TEST(DistributedOptimizer, Bf16WorkingCopiesFollowTheMasters) {
   Fixture f;
-  f.params.RefreshWorking(true);
+  f.params.RefreshWorking(true, f.ops);
   DistributedOptimizer optimizer(&f.params, {&f.world, &f.dp, &f.expert_dp}, &f.ops, true);
   auto before = f.Working();
   for (int64_t step = 1; step <= 2; ++step) {

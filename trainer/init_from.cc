@@ -33,7 +33,7 @@ absl::StatusOr<config::ModelConfig> WeightsModelConfig(const std::string& dir) {
 }
 
 absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& target, bool bf16,
-                             model::ParamStore* params, std::vector<std::string>* warnings) {
+                             model::ParamStore* params, kernels::Backend& ops, std::vector<std::string>* warnings) {
   if (FileExists(JoinPath(dir, kManifestFile))) {  // a native checkpoint step directory
     ASSIGN_OR_RETURN(const checkpoint::Manifest m, ReadManifest(dir));
     RETURN_IF_ERROR(config::CheckSameArchitecture(m.config().model(), target, dir));
@@ -43,7 +43,7 @@ absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& 
       if (p == nullptr) continue;  // another EP rank's expert
       auto values = ReadGlobalTensor(dir, entry, "master");
       if (!values.ok()) return values.status();
-      p->SetMasterFromGlobal(*values);
+      p->SetMasterFromGlobal(*values, ops);
     }
     // MTP modules the checkpoint was trained without keep their seeded initialisation.
     const int64_t source_mtp = m.config().model().num_nextn_predict_layers();
@@ -61,7 +61,7 @@ absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& 
       }
     });
     RETURN_IF_ERROR(status);
-    params->RefreshWorking(bf16);
+    params->RefreshWorking(bf16, ops);
     return absl::OkStatus();
   }
   if (FileExists(JoinPath(dir, hf::kConfigFile))) {  // a Hugging Face directory
@@ -70,7 +70,7 @@ absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& 
     ASSIGN_OR_RETURN(const config::ModelConfig hf_model,
                      config::ModelConfigFromHfJson(text, JoinPath(dir, hf::kConfigFile)));
     RETURN_IF_ERROR(config::CheckSameArchitecture(hf_model, target, dir));
-    return model::LoadHfWeights(source, bf16, params, warnings, /*keep_missing_mtp=*/true);
+    return model::LoadHfWeights(source, bf16, params, ops, warnings, /*keep_missing_mtp=*/true);
   }
   return absl::NotFoundError(absl::StrCat("--init_from=", dir, " is neither a native checkpoint step directory (",
                                           kManifestFile, ") nor a Hugging Face directory (", hf::kConfigFile, ")"));

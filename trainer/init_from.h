@@ -22,8 +22,8 @@ absl::StatusOr<std::string> ResolveWeightsDir(const std::string& dir);
 absl::StatusOr<config::ModelConfig> WeightsModelConfig(const std::string& dir);
 
 // Fills every parameter's master (this rank's slices) and working copy from `dir` (a directory
-// ResolveWeightsDir returned).
+// ResolveWeightsDir returned); `ops` is the backend whose memory holds them.
 absl::Status InitWeightsFrom(const std::string& dir, const config::ModelConfig& target, bool bf16,
-                             model::ParamStore* params, std::vector<std::string>* warnings);
+                             model::ParamStore* params, kernels::Backend& ops, std::vector<std::string>* warnings);
 
 }  // namespace moe::trainer

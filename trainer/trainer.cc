@@ -85,13 +85,13 @@ void ProgressBar(int64_t step, int64_t total, double elapsed_s) {
 }
 
 // Writes the final weights (F32) and the run tokenizer's files to `dir` as a Hugging Face directory.
-absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& net,
+absl::Status ExportHf(const config::TrainConfig& cfg, model::DeepseekV3Model& net, kernels::Backend& ops,
                       parallel::ProcessMesh& mesh, const std::string& dir, const TokenizerFiles& tokenizer) {
   std::vector<std::vector<float>> store;
   std::vector<hf::WriteTensor> tensors;
   const bool leader = mesh.world_rank() == 0;
   trainer::ForEachGlobalTensor(
-      net.params(), cfg.model(), {&mesh.world(), mesh.dp_rank(), mesh.expert_dp_rank()},
+      net.params(), cfg.model(), {&mesh.world(), mesh.dp_rank(), mesh.expert_dp_rank(), &ops},
       [&](const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& values) {
         if (!leader) return;
         store.push_back(values);
@@ -437,7 +437,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   if (!init_from.empty()) {  // (empty when resuming)
     load_weights = [&](model::ParamStore& params) {
       std::vector<std::string> warnings;
-      RETURN_IF_ERROR(InitWeightsFrom(init_from, mc, bf16, &params, &warnings));
+      RETURN_IF_ERROR(InitWeightsFrom(init_from, mc, bf16, &params, ops, &warnings));
       if (leader) {
         for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
         std::printf("initialised weights from %s (fresh optimizer state)\n", init_from.c_str());
@@ -570,8 +570,7 @@ absl::Status Train(const config::TrainConfig& cfg, const TrainOptions& options,
   if (cfg.checkpoint().save_at_end() && last_saved != state.step) RETURN_IF_ERROR(save());
   if (!options.export_hf_dir.empty()) {
     optimizer.FinishWeightSync();  // with overlap_param_gather the last step's gathers are in flight
-    ops.Synchronize();  // the export reads the weights on the host
-    RETURN_IF_ERROR(ExportHf(cfg, net, *mesh, options.export_hf_dir, tokenizer_files));
+    RETURN_IF_ERROR(ExportHf(cfg, net, ops, *mesh, options.export_hf_dir, tokenizer_files));
     if (leader) std::printf("final weights written to %s\n", options.export_hf_dir.c_str());
   }
   return absl::OkStatus();

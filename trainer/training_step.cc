@@ -31,8 +31,8 @@ absl::StatusOr<TrainingModel> CreateTrainingModel(
   m.net = std::make_unique<model::DeepseekV3Model>(cfg.model(), bf16 ? model::Numerics::kBf16 : model::Numerics::kFp32,
                                                    &ops, max_positions, parallel);
   m.net->set_activation_recompute(cfg.activation_recompute());
-  m.net->params().Initialize(cfg.seed(), cfg.model().initializer_range());
-  m.net->params().RefreshWorking(bf16);
+  m.net->params().Initialize(cfg.seed(), cfg.model().initializer_range(), ops);
+  m.net->params().RefreshWorking(bf16, ops);
   if (load_weights) RETURN_IF_ERROR(load_weights(m.net->params()));
   m.optimizer = std::make_unique<DistributedOptimizer>(&m.net->params(), groups, &ops, bf16,
                                                        cfg.parallel().grad_bucket_elements(),

@@ -17,8 +17,9 @@ int64_t Numel(const std::vector<int64_t>& shape) {
 }
 
 // Writes p's local values into their place in the global buffer.
-void Place(const model::Param& p, std::vector<float>* global) {
-  for (int64_t i = 0; i < p.numel(); ++i) (*global)[p.GlobalIndex(i)] = p.WorkingValue(i);
+void Place(const model::Param& p, kernels::Backend& ops, std::vector<float>* global) {
+  const std::vector<float> values = p.WorkingValues(ops);
+  for (int64_t i = 0; i < p.numel(); ++i) (*global)[p.GlobalIndex(i)] = values[i];
 }
 
 }  // namespace
@@ -31,7 +32,7 @@ void ForEachGlobalTensor(
   auto emit = [&](const std::string& name, const std::vector<int64_t>& shape, const model::Param* local,
                   bool holder) {
     std::vector<float> global(Numel(shape), 0.0f);
-    if (holder && local != nullptr) Place(*local, &global);
+    if (holder && local != nullptr) Place(*local, *place.ops, &global);
     place.world->AllReduceSum(global.data(), static_cast<int64_t>(global.size()));
     fn(name, shape, global);
   };

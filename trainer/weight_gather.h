@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "configs/config.pb.h"
+#include "kernels/backend.h"
 #include "model/params.h"
 #include "parallel/communicator.h"
 
@@ -20,6 +21,7 @@ struct GatherPlace {
   parallel::Communicator* world = nullptr;
   int dp_rank = 0;
   int expert_dp_rank = 0;
+  kernels::Backend* ops = nullptr;  // whose memory holds the parameters (their values are copied out)
 };
 
 // Calls fn(name, global_shape, values) on every rank for every tensor of the model (buffers too),

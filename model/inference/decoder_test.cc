@@ -82,7 +82,8 @@ void Randomize(model::ParamStore& params, uint64_t seed) {
       }
     }
   });
-  params.RefreshWorking(false);
+  kernels::CpuBackend ops(1);
+  params.RefreshWorking(false, ops);
 }
 
 // max |a - b| / max |b| over one position's logits.
@@ -148,7 +149,7 @@ TEST(IncrementalDecoder, Bf16IsCloseToTheBf16FullForward) {
   const config::ModelConfig mc = LoraYarnConfig();
   DeepseekV3Model net(mc, Numerics::kBf16, &ops, 12);
   Randomize(net.params(), 7);
-  net.params().RefreshWorking(true);
+  net.params().RefreshWorking(true, ops);
   // Not bit-equal (the absorbed form never rounds per-head K/V), but within BF16 rounding noise.
   const double worst = CompareWithFullForward(net, &ops, Tokens(12, mc.vocab_size()), Numerics::kBf16, 5e-2);
   std::printf("BF16: worst relative logit difference %.3g\n", worst);
@@ -172,7 +173,7 @@ void LoadGolden(const std::string& name, kernels::Backend* ops, Golden* g) {
   g->batch = *batch;
   g->net = std::make_unique<DeepseekV3Model>(*cfg, Numerics::kFp32, ops, 32);
   std::vector<std::string> warnings;
-  ASSERT_TRUE(model::LoadHfWeights(*source, false, &g->net->params(), &warnings).ok());
+  ASSERT_TRUE(model::LoadHfWeights(*source, false, &g->net->params(), *ops, &warnings).ok());
 }
 
 TEST(IncrementalDecoder, GoldenTinyModelFirst32Tokens) {
@@ -238,7 +239,7 @@ TEST(IncrementalDecoder, RefusesAMissingTensor) {
   kernels::CpuBackend ops(1);
   const config::ModelConfig built = QProjConfig();
   DeepseekV3Model net(built, Numerics::kFp32, &ops, 4);
-  net.params().RefreshWorking(false);
+  net.params().RefreshWorking(false, ops);
   config::ModelConfig other = built;
   other.set_q_lora_rank(8);  // the parameters have q_proj, not q_a_proj
   auto dec = IncrementalDecoder::Create(other, net.params(), &ops, net.rope());
@@ -326,7 +327,7 @@ TEST(SpeculativeDecoding, GreedyTextEqualsPlainGreedy) {
     kernels::CpuBackend ops(2);
     DeepseekV3Model net(mc, numerics, &ops, 40);
     Randomize(net.params(), 21);
-    net.params().RefreshWorking(numerics == Numerics::kBf16);
+    net.params().RefreshWorking(numerics == Numerics::kBf16, ops);
     for (const int32_t eos : {-1, 5}) {
       auto plain = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {40, numerics, true});
       auto spec = IncrementalDecoder::Create(mc, net.params(), &ops, net.rope(), {40, numerics, true});

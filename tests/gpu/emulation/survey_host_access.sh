@@ -3,8 +3,9 @@
 # emulation (include/emu.h, EMU_DEVICE_ONLY with EMU_ASYNC): device and managed allocations are
 # inaccessible except while the emulated stream works on them, and every host access is reported with
 # its call stack. Runs the trainer (built on the shim by run_model_emulation.sh with TARGET) on
-# configs/tiny_brown.textproto: 2 steps with validation and a checkpoint, then a resume for a third
-# step with --export_hf. Prints each distinct place once (the innermost named functions), with how
+# configs/tiny_brown.textproto with one MTP module: 2 steps with validation and a checkpoint, then a resume for a third
+# step with --export_hf, then one step from each with --init_from (the exported Hugging Face
+# directory, the native checkpoint). Prints each distinct place once (the innermost named functions), with how
 # many accesses it made. A survey of what a move from unified memory to a device pool must turn into
 # Backend::CopyFromHost / CopyToHost (tests/gpu/emulation/README.md "Survey"), not a pass/fail check;
 # exits non-zero only when a run fails.
@@ -18,17 +19,20 @@ TARGET=trainer:train "$EMU/run_model_emulation.sh" "$WORK"
 BIN=$WORK/train_emu
 OUT=$WORK/run
 rm -rf "$OUT"
-train() {  # log-name, flags...
-  local log=$WORK/$1.log
-  shift
+train() {  # log-name output-dir flags...
+  local log=$WORK/$1.log out=$2
+  shift 2
   EMU_ASYNC=1 EMU_DEVICE_ONLY=1 mpirun --allow-run-as-root -np 1 "$BIN" --config=configs/tiny_brown.textproto \
-    --set device=CUDA --set "output_dir=$OUT" --set logging.progress_bar=false --set eval.every=2 \
-    --set eval.batches=1 --set checkpoint.save_every=2 "$@" > "$log" 2>&1 || { tail -n 20 "$log"; exit 1; }
+    --set device=CUDA --set "output_dir=$out" --set logging.progress_bar=false --set eval.every=2 \
+    --set eval.batches=1 --set checkpoint.save_every=2 --set model.num_nextn_predict_layers=1 "$@" > "$log" 2>&1 || { tail -n 20 "$log"; exit 1; }
   grep -E '^EMU device-only' "$log"
 }
-train first --set schedule.total_steps=2
-train resumed --set schedule.total_steps=3 --export_hf="$WORK/hf"
-python3 - "$WORK/first.log" "$WORK/resumed.log" <<'PY'
+train first "$OUT" --set schedule.total_steps=2
+train resumed "$OUT" --set schedule.total_steps=3 --export_hf="$WORK/hf"
+rm -rf "$WORK/from_hf" "$WORK/from_native"
+train from_hf "$WORK/from_hf" --set schedule.total_steps=1 --init_from="$WORK/hf"
+train from_native "$WORK/from_native" --set schedule.total_steps=1 --init_from="$OUT/checkpoints/step-00000002"
+python3 - "$WORK"/{first,resumed,from_hf,from_native}.log <<'PY'
 import collections, re, subprocess, sys
 # The handler prints "EMU host access N ..." then the stack, innermost first (backtrace_symbols_fd).
 places = collections.OrderedDict()
@@ -49,7 +53,7 @@ for path in sys.argv[1:]:
                                text=True).stdout.split("\n")
         key = " <- ".join(re.sub(r"\(.*", "", n) for n in names if n) or "(no named frame: an OpenMP worker)"
         places[key] = places.get(key, 0) + 1
-print("host-access places (call stacks per place), first run then resume:")
+print("host-access places (call stacks per place) over the four runs:")
 for key, stacks in places.items():
     print(f"  {stacks:3d}  {key}")
 PY
