@@ -457,6 +457,11 @@ TEST(ApplyOverride, SetsScalarsEnumsAndNestedMessages) {
   EXPECT_TRUE(ApplyOverride(&cfg, "model.architectures=A, B").ok());
   ASSERT_EQ(cfg.model().architectures_size(), 2);
   EXPECT_EQ(cfg.model().architectures(1), "B");
+  EXPECT_EQ(cfg.cuda().memory(), config::CudaConfig::UNIFIED);  // the default
+  EXPECT_TRUE(ApplyOverride(&cfg, "cuda.memory=DEVICE").ok());
+  EXPECT_EQ(cfg.cuda().memory(), config::CudaConfig::DEVICE);
+  EXPECT_THAT(std::string(ApplyOverride(&cfg, "cuda.memory=DEVCE").message()),
+              AllOf(HasSubstr("'DEVCE'"), HasSubstr("UNIFIED"), HasSubstr("DEVICE")));
 }
 
 TEST(ApplyOverride, NullClearsFieldsAndMessages) {

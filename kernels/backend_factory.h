@@ -25,6 +25,7 @@ struct BackendOptions {
   int cuda_device = 0;       // CUDA: device ordinal
   bool bf16_matmul = false;  // GEMMs on BF16 operands with FP32 accumulation (BF16 mode)
   bool cudnn_attention = true;  // CUDA, BF16 mode: cuDNN's fused attention (false: the built-in kernel)
+  bool cuda_device_memory = false;  // CUDA: new tensors in device memory, not managed (unified_memory.h)
 };
 
 // True when this binary holds the CUDA backend (built with --config=cuda).

@@ -1,5 +1,6 @@
 // CreateCudaBackend in a binary built with --config=cuda: the real CudaBackend, after which new
-// Buffers live in CUDA unified memory (host and kernels reach the same tensors).
+// Buffers live in CUDA memory: unified (host and kernels reach the same tensors) or, with
+// options.cuda_device_memory, device memory only.
 #include <utility>
 
 #include "base/buffer.h"
@@ -18,6 +19,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   cuda_options.attention = options.cudnn_attention ? AttentionImpl::kCudnn : AttentionImpl::kKernel;
   auto backend = CudaBackend::Create(cuda_options);
   if (!backend.ok()) return backend.status();
+  SetCudaMemoryDeviceOnly(options.cuda_device_memory);
   moe::SetMemorySpace(CudaUnifiedMemorySpace());
   return std::unique_ptr<Backend>(std::move(*backend));
 }

@@ -41,6 +41,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/buffer.h"
 #include "base/status.h"
 #include "configs/config_loader.h"
 #include "kernels/backend_factory.h"
@@ -155,6 +156,7 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> MakeBackend(const config::Trai
   o.num_threads = absl::GetFlag(FLAGS_threads);
   o.bf16_matmul = cfg.precision() == config::BF16;
   o.cudnn_attention = cfg.cuda().attention() == config::CudaConfig::CUDNN;
+  o.cuda_device_memory = cfg.cuda().memory() == config::CudaConfig::DEVICE;
   return kernels::CreateBackend(device, o);
 }
 
@@ -223,7 +225,12 @@ absl::StatusOr<bool> CheckAgainstCpu(const config::TrainConfig& cfg, kernels::De
   const TokenBatch b = RandomBatch(cfg.batch().micro_batch_size(), seq, cfg.model().vocab_size(), 7);
   const auto t0 = Clock::now();
   ASSIGN_OR_RETURN(auto cpu, MakeBackend(cfg, kernels::Device::kCpu));
+  // The CPU reference in host memory, even after a CUDA backend made its memory the default (it may be
+  // device memory, cuda.memory: DEVICE).
+  const MemorySpace& space = CurrentMemorySpace();
+  SetMemorySpace(HostMemorySpace());
   const StepResult ref = OneStep(cfg, cpu.get(), b, seq);
+  SetMemorySpace(space);
   const double cpu_s = std::chrono::duration<double>(Clock::now() - t0).count();
   ASSIGN_OR_RETURN(auto dev, MakeBackend(cfg, device));
   const StepResult got = OneStep(cfg, dev.get(), b, seq);

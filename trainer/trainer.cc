@@ -150,9 +150,11 @@ struct Runtime {
       o.cuda_device = world.local_rank();
       o.bf16_matmul = cfg.precision() == config::BF16;
       o.cudnn_attention = cfg.cuda().attention() == config::CudaConfig::CUDNN;
+      o.cuda_device_memory = cfg.cuda().memory() == config::CudaConfig::DEVICE;
       rt->description = absl::StrCat("CUDA device ", o.cuda_device, " per rank (node-local rank), ",
                                       o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs",
                                       o.bf16_matmul && o.cudnn_attention ? ", cuDNN attention" : "",
+                                      o.cuda_device_memory ? ", device memory" : ", unified memory",
                                       world.size() > 1 ? ", NCCL groups" : "");
     } else {
       // The cores split between the ranks on this host, but no more than the CPUs this rank may run

@@ -29,6 +29,7 @@ struct Cache {
   std::mutex mu;
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // by size class
   UnifiedMemoryStats stats;
+  bool device_only = false;  // new allocations by cudaMalloc instead of cudaMallocManaged
 
   // Hands cached blocks of the large classes (each its own CUDA allocation) back to CUDA. Slab
   // pieces stay: their slab may be partly in use.
@@ -55,7 +56,8 @@ struct Cache {
       void* p = nullptr;
       over_cap = stats.bytes_reserved + bytes > capacity;
       if (!over_cap) {
-        if (cudaMallocManaged(&p, bytes, cudaMemAttachGlobal) == cudaSuccess) {
+        const cudaError_t err = device_only ? cudaMalloc(&p, bytes) : cudaMallocManaged(&p, bytes, cudaMemAttachGlobal);
+        if (err == cudaSuccess) {
           ++stats.cuda_allocations;
           stats.bytes_reserved += bytes;
           return p;
@@ -69,7 +71,8 @@ struct Cache {
                  "of the %.1f MB this device allows (its memory less a margin for the CUDA context, cuBLASLt, "
                  "scratch and NCCL). A smaller batch.micro_batch_size or batch.seq_len, "
                  "activation_recompute: true, or more GPUs (parallel.tp / parallel.ep) would fit.\n",
-                 bytes / 1e6, over_cap ? "past that cap" : "cudaMallocManaged failed", stats.bytes_in_use / 1e6,
+                 bytes / 1e6, over_cap ? "past that cap" : device_only ? "cudaMalloc failed" : "cudaMallocManaged failed",
+                 stats.bytes_in_use / 1e6,
                  stats.bytes_cached / 1e6, capacity / 1e6);
     std::fflush(stderr);
     return nullptr;
@@ -134,6 +137,12 @@ UnifiedMemoryStats CudaUnifiedMemoryStats() {
   Cache& cache = TheCache();
   std::lock_guard<std::mutex> lock(cache.mu);
   return cache.stats;
+}
+
+void SetCudaMemoryDeviceOnly(bool device_only) {
+  Cache& cache = TheCache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  cache.device_only = device_only;
 }
 
 void ResetCudaUnifiedMemoryPeak() {

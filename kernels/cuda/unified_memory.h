@@ -1,6 +1,8 @@
 // CUDA unified (managed) memory as the process's memory space (base/buffer.h), so one Buffer is
 // readable by the host (after Backend::Synchronize) and by the CUDA backend's kernels alike.
-// kernels:backend_factory switches the process to it when it creates a CUDA backend.
+// kernels:backend_factory switches the process to it when it creates a CUDA backend. With
+// SetCudaMemoryDeviceOnly (config cuda.memory: DEVICE) the same cache hands out device memory
+// instead, which the host must not touch: the trainer then moves data only with the backend's copies.
 //
 // Allocation is cudaMallocManaged behind a caching layer: the model allocates per-call temporaries,
 // and cudaFree synchronises the whole device, so freed blocks go to a free list (keyed by size
@@ -40,6 +42,10 @@ struct UnifiedMemoryStats {
   int64_t cuda_allocations = 0;  // cudaMallocManaged calls that succeeded (cache misses)
 };
 UnifiedMemoryStats CudaUnifiedMemoryStats();
+// Whether the cache's new CUDA allocations are device memory (cudaMalloc: no page migration, but the
+// host cannot touch it; the trainer moves data only with Backend::CopyFromHost / CopyToHost) or
+// managed memory (the default). Blocks already cached keep what they are.
+void SetCudaMemoryDeviceOnly(bool device_only);
 // The bytes the cache may reserve on the current device: its memory less max(2 GiB, 1/32 of it).
 size_t CudaUnifiedMemoryCapacity();
 // Starts a new high-water mark: peak_bytes_in_use = bytes_in_use (a step's peak, say).

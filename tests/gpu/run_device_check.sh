@@ -13,8 +13,9 @@
 #      (STEP_ALWAYS=1 runs it regardless): one BF16 training step on the GPU against the same step on
 #      the CPU (loss 1e-2, grad norm 5e-2, loss after AdamW 1e-2; FP32 too), then timed steps of one
 #      micro-batch (8 x 4096 tokens) + AdamW: tokens/s, TFLOP/s, MFU against 989 TFLOP/s, op
-#      breakdown (attention and expert GEMM TFLOP/s, three largest sinks). KERNEL_PERF=1 then also
-#      times the ops at small_1b shapes (kernel_check's perf group).
+#      breakdown (attention and expert GEMM TFLOP/s, three largest sinks). Then the same step with the
+#      tensors in device memory (cuda.memory: DEVICE), checked against the CPU and timed (3 steps).
+#      KERNEL_PERF=1 then also times the ops at small_1b shapes (kernel_check's perf group).
 #   4. tests/gpu/hf_train_step.py: a Hugging Face transformers DeepseekV3 training step of the same
 #      config and batch (the config.json bench_step wrote), BF16 autocast over FP32 weights + AdamW;
 #      on out-of-memory it retries with half the batch.
@@ -123,6 +124,11 @@ phase bench_step 240 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --devi
   --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=5 \
   --steps_without_op_times \
   --check_fp32_too --hf_config_out="$LOGDIR/hf_config.json" || status=1
+# The same step with the tensors in device memory (cuda.memory: DEVICE) instead of managed memory:
+# checked against the CPU again (the host must never touch them), then timed.
+phase bench_step_device_memory 150 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --device=CUDA \
+  --check_against_cpu --set cuda.memory=DEVICE --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" \
+  --micro_batches=1 --warmup=2 --steps=3 --steps_without_op_times || status=1
 if [ "${KERNEL_PERF:-0}" = 1 ]; then
   phase kernels 120 "${RUN_BIN[@]}" "$BIN/kernel_check" --seed="$SEED" --only=perf || status=1
 fi
@@ -130,6 +136,7 @@ else
   echo "== bench_step: not run, the checks above failed (STEP_ALWAYS=1 runs it anyway)"
 fi
 OURS=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
+OURS_DEVICE=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step_device_memory.log" | tail -1 | sed 's/^BENCH_RESULT //')
 FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["flops_per_token"])' 2>/dev/null)
 
 # 4. The transformers baseline on the same config and batch.
@@ -161,14 +168,14 @@ echo "== memcheck: ${#sanitizer_failed[@]} group(s) failed or unfinished${saniti
 
 # 6. Side by side, and the verdict against the targets.
 echo "== summary"
-OURS="$OURS" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
+OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
 import json, os
 def load(k):
     try:
         return json.loads(os.environ.get(k, ""))
     except ValueError:
         return None
-ours, theirs = load("OURS"), load("THEIRS")
+ours, theirs, ours_device = load("OURS"), load("THEIRS"), load("OURS_DEVICE")
 if ours:
     print("   ours:         %10.0f tokens/s  %6.1f TFLOP/s  MFU %5.1f%%  (%d x %d tokens, step %.3f s)" % (
         ours["tokens_per_s"], ours["tflops"], 100 * ours["mfu"], ours["micro_batch"], ours["seq"],
@@ -185,6 +192,9 @@ if ours:
     if ours.get("device_peak_mb"):
         print("     device memory: step peak %.1f GB, saved activations %.1f GB" % (
             ours["device_peak_mb"] / 1e3, ours["activation_mb"] / 1e3))
+    if ours_device:
+        print("     tensors in device memory (cuda.memory: DEVICE): %.0f tokens/s (%.0f without per-op timing)" % (
+            ours_device["tokens_per_s"], ours_device.get("tokens_per_s_without_op_timing") or 0))
     sinks = sorted(ours["ops"].items(), key=lambda kv: -kv[1]["ms_per_step"])[:3]
     print("     largest sinks: " + ", ".join("%s %.1f ms" % (k, v["ms_per_step"]) for k, v in sinks))
 else:
