@@ -12,6 +12,8 @@
 //   EMU_DEVICE_ONLY=1     (with EMU_ASYNC=1) device memory the host may not touch, as from a device pool
 //                         (emu.h g_emu_device_only): every host access to it is reported with its call
 //                         stack, once per site, and allowed to finish (a survey, not a failure)
+//   EMU_DEVICES=N         the number of devices the process sees (default 1; several ranks on one host
+//                         take device = node-local rank)
 #include <execinfo.h>
 #include <signal.h>
 #include <unistd.h>
@@ -98,6 +100,7 @@ struct EmuModes {
     g_emu_poison = Env("EMU_POISON", true);
     g_emu_reverse = Env("EMU_REVERSE", false);
     g_emu_device_only = Env("EMU_DEVICE_ONLY", false);
+    if (const char* n = std::getenv("EMU_DEVICES"); n != nullptr && std::atoi(n) > 0) g_emu_device_count = std::atoi(n);
     if (g_emu_device_only) {
       void* warm[1];
       backtrace(warm, 1);  // loads what backtrace needs now, not inside the handler

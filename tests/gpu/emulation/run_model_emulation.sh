@@ -39,6 +39,9 @@
 #               BF16 on a real GPU and let e.g. a missing __syncthreads in the attention pass)
 #   TARGET      the Bazel binary to emulate (default tools:bench_step); with another one (trainer:train,
 #               for survey_host_access.sh) the script only builds WORKDIR/<name>_emu and exits
+#   EMU_NCCL=1  also link the real parallel/communicator_nccl.cc and device_groups_nccl_on.cc on the
+#               shim's NCCL over MPI (include/nccl.h) instead of the "built without NCCL" stub, so
+#               multi-rank runs use NCCL groups (run_multirank_emulation.sh)
 # The tiny model as configs/tiny.textproto has it (every feature on: q compression, YaRN, group-limited
 # biased routing, a shared expert, 1 dense + 2 MoE layers), micro-batch of 4 sequences.
 # Exit status 0 iff every run printed its PASS lines (three scalars, FP32 within FP32_TOL; in FP32 also
@@ -70,7 +73,8 @@ for attempt in 1 2 3; do
   # Drop `-o <output>` and the no-CUDA stub; keep every other object and library, in order, with
   # the objects pointing at their copies.
   rm -rf "$WORK/bazel"
-  awk 'skip { skip = 0; next } $0 == "-o" { skip = 1; next } /cuda_factory_off/ { next } { print }' \
+  awk -v nccl="${EMU_NCCL:-0}" 'skip { skip = 0; next } $0 == "-o" { skip = 1; next } /cuda_factory_off/ { next }
+       nccl == "1" && /device_groups_nccl_off/ { next } { print }' \
     "$PARAMS" > "$WORK/link.params.bazel"
   ok=1
   : > "$WORK/link.params"
@@ -92,8 +96,8 @@ source "$EMU/emu_common.sh"
 translate_kernels "$WORK/src"
 objs=()
 pids=()
-compile() {  # source object
-  $EMU_CXX -c "$1" -o "$2" &
+compile() {  # source object [extra flags]
+  $EMU_CXX "${@:3}" -c "$1" -o "$2" &
   pids+=($!)
   objs+=("$2")
 }
@@ -105,6 +109,12 @@ compile "$EMU/cudnn_attention_unavailable.cc" "$WORK/obj/cudnn_attention_unavail
 compile "$ROOT/kernels/cuda/unified_memory.cc" "$WORK/obj/unified_memory.o"
 compile "$ROOT/kernels/cuda_factory_on.cc" "$WORK/obj/cuda_factory_on.o"
 compile "$EMU/model_emu_init.cc" "$WORK/obj/model_emu_init.o"
+if [[ ${EMU_NCCL:-0} == 1 ]]; then
+  grep -q 'device_groups_nccl_off' "$PARAMS" || { echo "device_groups_nccl_off object not in $PARAMS" >&2; exit 2; }
+  MPI_INCLUDE="-DOMPI_SKIP_MPICXX=1 -I/usr/lib/x86_64-linux-gnu/openmpi/include -I$ROOT/bazel-bin"
+  compile "$ROOT/parallel/communicator_nccl.cc" "$WORK/obj/communicator_nccl.o" $MPI_INCLUDE
+  compile "$ROOT/parallel/device_groups_nccl_on.cc" "$WORK/obj/device_groups_nccl_on.o" $MPI_INCLUDE
+fi
 for p in "${pids[@]}"; do wait "$p"; done
 BIN=$WORK/${TARGET##*:}_emu
 # --wrap: model_emu_init.cc poisons what the unified-memory space hands out (EMU_POISON).

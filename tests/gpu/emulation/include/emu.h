@@ -181,13 +181,21 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4
 };
+// The devices this process sees (EMU_DEVICES; several ranks on one host each take the node-local
+// rank's). They are all the same host memory and queue: only the numbering is emulated.
+inline int g_emu_device_count = 1;
+inline int g_emu_current_device = 0;
 inline cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
+  *n = g_emu_device_count;
   return cudaSuccess;
 }
-inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+inline cudaError_t cudaSetDevice(int d) {
+  if (d < 0 || d >= g_emu_device_count) return cudaErrorInvalidDevice;
+  g_emu_current_device = d;
+  return cudaSuccess;
+}
 inline cudaError_t cudaGetDevice(int* d) {
-  *d = 0;
+  *d = g_emu_current_device;
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
@@ -202,6 +210,11 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  EmuDrain();
+  return cudaSuccess;
+}
+constexpr cudaError_t cudaErrorNotReady = 600;
+inline cudaError_t cudaStreamQuery(cudaStream_t) {  // the host asks: the work runs now
   EmuDrain();
   return cudaSuccess;
 }
