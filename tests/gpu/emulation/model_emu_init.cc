@@ -40,7 +40,7 @@ extern "C" const moe::MemorySpace& __wrap__ZN3moe7kernels22CudaUnifiedMemorySpac
       "cuda_unified (emulated, poisoned)",
       [](size_t bytes) -> void* {
         void* p = real.allocate(bytes);
-        if (p != nullptr && g_emu_poison && EmuQueue().empty()) {
+        if (p != nullptr && g_emu_poison && EmuIdle()) {
           EmuDeviceAccess device;  // the emulator's own fill
           std::memset(p, 0xFF, bytes);
         }

@@ -238,7 +238,7 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
                                      cublasLtMatrixLayout_t bd, const void* beta, const void* C,
                                      cublasLtMatrixLayout_t cd, void* D, cublasLtMatrixLayout_t dd,
                                      const cublasLtMatmulAlgo_t* algo, void* workspace,
-                                     size_t workspace_bytes, cudaStream_t) {
+                                     size_t workspace_bytes, cudaStream_t stream) {
   if (!g_emu_cublaslt_reference || algo == nullptr) {
     return EmuLtError("cublasLtMatmul called without an algorithm from the heuristic");
   }
@@ -260,7 +260,7 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
   const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
   const EmuLtLayout al = *ad, bl = *bd, cl = *cd, dl = *dd;
   ++g_emu_cublaslt_matmuls;
-  EmuEnqueue([=] {
+  EmuEnqueue(stream, [=] {
     const float* cp = static_cast<const float*>(C);
     float* dp = static_cast<float*>(D);
     for (int64_t j = 0; j < n; ++j) {

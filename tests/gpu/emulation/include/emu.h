@@ -48,7 +48,7 @@ inline dim3 blockDim, gridDim;
 
 typedef int cudaError_t;
 constexpr cudaError_t cudaSuccess = 0;
-struct CUstream_st { int id; };
+struct CUstream_st;
 typedef CUstream_st* cudaStream_t;
 inline cudaError_t cudaGetLastError() { return 0; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emu"; }
@@ -93,34 +93,113 @@ struct EmuDeviceAccess {
   }
 };
 
-// ---- The stream (see run_model_emulation.sh). ----
-// Every stream is the device's one in-order queue. Synchronous unless g_emu_defer: a launch, an async
-// copy or set and an event record run at once (emu_check relies on it). With g_emu_defer (the
-// whole-model run's EMU_ASYNC=1), stream work is queued and runs only when the host waits for it
-// (cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize/Query, cudaMemcpy, cudaMemset,
-// cudaFree, cudaFreeHost): the laziest schedule a GPU may take, so host code that reads a buffer an
-// op writes, or writes one an op still reads, without synchronising first shows up.
+// ---- Streams and events (see run_model_emulation.sh). ----
+// Synchronous unless g_emu_defer: a launch, an async copy or set and an event record run at once
+// (emu_check relies on it). With g_emu_defer (the whole-model run's EMU_ASYNC=1), each stream keeps its
+// own queue of work, event records and event waits, and work runs only when the host waits for it,
+// and then only as much as that wait needs: cudaStreamSynchronize/Query runs that stream's queue,
+// cudaEventSynchronize/Query the queue holding the event's last record up to it, and an event wait at a
+// queue's head first runs the recording stream up to the record. Everything runs at
+// cudaDeviceSynchronize, cudaMemcpy, cudaMemset, cudaFree and cudaFreeHost, and work on the legacy null
+// stream runs at once after everything before it. This is the laziest schedule a GPU may take, so host
+// code that reads a buffer an op writes, or writes one an op still reads, without synchronising first
+// shows up, and so does work on one stream that uses another's results without an event between them
+// (it runs before the other stream's work has).
 inline bool g_emu_defer = false;
 inline bool g_emu_reverse = false;  // blocks last to first; fibers also threads last to first
 inline int64_t g_emu_launches = 0, g_emu_blocks = 0, g_emu_threads = 0;  // kernels run so far
-inline std::vector<std::function<void()>>& EmuQueue() {
-  static std::vector<std::function<void()>> q;
-  return q;
+// An event: how many times it was recorded, and how many of those records the device has reached.
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t;
+  int64_t recorded = 0, completed = 0;
+  cudaStream_t stream = nullptr;  // where its last record was enqueued
+};
+typedef CUevent_st* cudaEvent_t;
+struct EmuItem {
+  std::function<void()> work;        // or:
+  cudaEvent_t record = nullptr;      // the device reaches record number `generation` of this event
+  cudaEvent_t wait = nullptr;        // the queue waits until this event's record `generation`
+  cudaStream_t wait_on = nullptr;    // (enqueued on this stream)
+  int64_t generation = 0;
+};
+struct CUstream_st {
+  int id;
+  std::vector<EmuItem> queue;  // pending, in order
+  size_t head = 0;
+};
+inline std::vector<cudaStream_t>& EmuStreams() {  // the live streams, in creation order
+  static std::vector<cudaStream_t> streams;
+  return streams;
 }
-inline void EmuEnqueue(std::function<void()> work) {
-  if (g_emu_defer) {
-    EmuQueue().push_back(std::move(work));
-  } else {
-    EmuDeviceAccess device;
-    work();
+inline bool EmuIdle() {
+  for (cudaStream_t st : EmuStreams()) {
+    if (st->head < st->queue.size()) return false;
+  }
+  return true;
+}
+inline void EmuRunHead(cudaStream_t st);
+// Runs `st`'s queue until the event has reached record `generation`.
+inline void EmuRunToEvent(cudaStream_t st, cudaEvent_t e, int64_t generation) {
+  if (e->completed >= generation) return;
+  EmuDeviceAccess device;  // once for the run (each item's own scope is then nested: no mprotect)
+  while (e->completed < generation) {
+    if (st->head >= st->queue.size()) {
+      std::fprintf(stderr, "EMU error: an event wait that no enqueued record can satisfy\n");
+      std::abort();
+    }
+    EmuRunHead(st);
   }
 }
-inline void EmuDrain() {
-  std::vector<std::function<void()>> q;
-  q.swap(EmuQueue());
-  if (q.empty()) return;
+inline void EmuRunHead(cudaStream_t st) {
+  EmuItem item = std::move(st->queue[st->head]);
+  if (item.wait != nullptr) {  // wait before taking the item off: the other stream may need ours
+    EmuRunToEvent(item.wait_on, item.wait, item.generation);
+    ++st->head;
+  } else {
+    ++st->head;
+    if (item.record != nullptr) {
+      item.record->completed = std::max(item.record->completed, item.generation);
+      item.record->t = std::chrono::steady_clock::now();
+    } else {
+      EmuDeviceAccess device;
+      item.work();
+    }
+  }
+  if (st->head == st->queue.size()) {
+    st->queue.clear();
+    st->head = 0;
+  }
+}
+inline void EmuRunStream(cudaStream_t st) {
+  if (st == nullptr || st->head >= st->queue.size()) return;
   EmuDeviceAccess device;
-  for (auto& w : q) w();
+  while (st->head < st->queue.size()) EmuRunHead(st);
+}
+// Everything enqueued, stream by stream (newest stream first with g_emu_reverse).
+inline void EmuDrain() {
+  if (EmuIdle()) return;
+  EmuDeviceAccess device;
+  auto& streams = EmuStreams();
+  for (size_t i = 0; i < streams.size(); ++i) EmuRunStream(streams[g_emu_reverse ? streams.size() - 1 - i : i]);
+}
+inline void EmuEnqueueItem(cudaStream_t st, EmuItem item) {
+  if (!g_emu_defer || st == nullptr) {  // at once (the null stream: after everything before it)
+    EmuDrain();
+    if (item.record != nullptr) {
+      item.record->completed = std::max(item.record->completed, item.generation);
+      item.record->t = std::chrono::steady_clock::now();
+    } else if (item.work) {
+      EmuDeviceAccess device;
+      item.work();
+    }
+    return;
+  }
+  st->queue.push_back(std::move(item));
+}
+inline void EmuEnqueue(cudaStream_t st, std::function<void()> work) {
+  EmuItem item;
+  item.work = std::move(work);
+  EmuEnqueueItem(st, std::move(item));
 }
 
 inline cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned = cudaMemAttachGlobal) {
@@ -200,23 +279,29 @@ inline cudaError_t cudaGetDevice(int* d) {
 }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   static int next = 1;
-  *s = new CUstream_st{next++};
+  *s = new CUstream_st{next++, {}, 0};
+  EmuStreams().push_back(*s);
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  EmuDrain();
+  EmuRunStream(s);  // its pending work still completes
+  auto& streams = EmuStreams();
+  streams.erase(std::find(streams.begin(), streams.end(), s));
   delete s;
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
-  EmuDrain();
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (s == nullptr) {
+    EmuDrain();
+  } else {
+    EmuRunStream(s);
+  }
   return cudaSuccess;
 }
 constexpr cudaError_t cudaErrorNotReady = 600;
-inline cudaError_t cudaStreamQuery(cudaStream_t) {  // the host asks: the work runs now
-  EmuDrain();
-  return cudaSuccess;
+inline cudaError_t cudaStreamQuery(cudaStream_t s) {  // the host asks: the work runs now
+  return cudaStreamSynchronize(s);
 }
 // Device memory is host memory, as managed memory (so the poison and the byte count apply).
 inline cudaError_t cudaMalloc(void** p, size_t bytes) { return cudaMallocManaged(p, bytes); }
@@ -230,16 +315,16 @@ inline cudaError_t cudaFreeHost(void* p) {
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
-                                   cudaStream_t = nullptr) {
+                                   cudaStream_t stream = nullptr) {
   if (kind == cudaMemcpyHostToDevice) {
     // A copy from pageable host memory is staged before the call returns (the caller may free or
     // reuse its buffer at once); the device side still lands in stream order.
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
                                                       static_cast<const char*>(src) + bytes);
-    EmuEnqueue([=] { std::memcpy(dst, staged->data(), bytes); });
+    EmuEnqueue(stream, [=] { std::memcpy(dst, staged->data(), bytes); });
     return cudaSuccess;
   }
-  EmuEnqueue([=] { std::memcpy(dst, src, bytes); });
+  EmuEnqueue(stream, [=] { std::memcpy(dst, src, bytes); });
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
@@ -247,8 +332,8 @@ inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemc
   EmuDrain();
   return cudaSuccess;
 }
-inline cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t = nullptr) {
-  EmuEnqueue([=] { std::memset(p, value, bytes); });
+inline cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream = nullptr) {
+  EmuEnqueue(stream, [=] { std::memset(p, value, bytes); });
   return cudaSuccess;
 }
 inline cudaError_t cudaMemset(void* p, int value, size_t bytes) {
@@ -256,35 +341,40 @@ inline cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   EmuDrain();
   return cudaSuccess;
 }
-// An event holds the host time at which the stream reached it.
-struct CUevent_st {
-  std::chrono::steady_clock::time_point t;
-};
-typedef CUevent_st* cudaEvent_t;
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st{};
   return cudaSuccess;
 }
 constexpr unsigned cudaEventDisableTiming = 2;
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
-// Every stream is the one queue, so a wait on another stream's event is already in order.
-inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
+// The queue waits for the event's last record enqueued before this call (none: no wait), as CUDA's.
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned = 0) {
+  if (e->recorded == e->completed || !g_emu_defer) return cudaSuccess;
+  EmuItem item;
+  item.wait = e;
+  item.wait_on = e->stream;
+  item.generation = e->recorded;
+  EmuEnqueueItem(s, std::move(item));
+  return cudaSuccess;
+}
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  if (e->recorded != e->completed) EmuRunToEvent(e->stream, e, e->recorded);  // queued items point at it
   delete e;
   return cudaSuccess;
 }
-inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
-  EmuEnqueue([e] { e->t = std::chrono::steady_clock::now(); });
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream = nullptr) {
+  EmuItem item;
+  item.record = e;
+  item.generation = ++e->recorded;
+  e->stream = stream;
+  EmuEnqueueItem(stream, std::move(item));
   return cudaSuccess;
 }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) {
-  EmuDrain();
+inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (e->recorded != e->completed) EmuRunToEvent(e->stream, e, e->recorded);
   return cudaSuccess;
 }
-inline cudaError_t cudaEventQuery(cudaEvent_t) {
-  EmuDrain();
-  return cudaSuccess;
-}
+inline cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
   *ms = std::chrono::duration<float, std::milli>(stop->t - start->t).count();
   return cudaSuccess;
@@ -568,10 +658,10 @@ void EmuRunGrid(K kernel, dim3 grid, dim3 block, size_t smem, A... args) {
 // A launch on the stream: runs now, or when the host next waits (g_emu_defer; the arguments are
 // copied, as the launch copies kernel parameters).
 template <typename K, typename... A>
-void EmuLaunch(K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t, A... args) {
+void EmuLaunch(K kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A... args) {
   if (!g_emu_defer) {
     EmuRunGrid(kernel, grid, block, smem, args...);
     return;
   }
-  EmuEnqueue([=] { EmuRunGrid(kernel, grid, block, smem, args...); });
+  EmuEnqueue(stream, [=] { EmuRunGrid(kernel, grid, block, smem, args...); });
 }

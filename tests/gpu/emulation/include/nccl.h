@@ -57,6 +57,7 @@ struct EmuP2p {
   size_t bytes;
   int peer;
   ncclComm_t comm;
+  cudaStream_t stream;
 };
 inline std::vector<EmuP2p>& EmuP2pGroup() {
   static std::vector<EmuP2p> group;
@@ -147,9 +148,9 @@ inline ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclCommDestroy(comm
 
 // In place or not: recv = reduce over the members of send.
 inline ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
-                                  ncclComm_t comm, cudaStream_t) {
+                                  ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue([=] {
+  EmuEnqueue(stream, [=] {
     std::vector<char> staged(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
     if (comm->comm != MPI_COMM_NULL) {
       if (op != ncclSum && op != ncclMax) EmuNcclFail("reduction other than sum or max");
@@ -163,9 +164,9 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, nc
 }
 // recv [count] = the sum over members of their send block `rank` (send holds size * count).
 inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count, ncclDataType_t type,
-                                      ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
+                                      ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue([=] {
+  EmuEnqueue(stream, [=] {
     if (op != ncclSum) EmuNcclFail("reduce-scatter other than a sum");
     std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes * comm->size);
     std::vector<char> out(bytes);
@@ -182,9 +183,9 @@ inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count
 }
 // recv [size * count]: block r from member r.
 inline ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, ncclDataType_t type, ncclComm_t comm,
-                                  cudaStream_t) {
+                                  cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue([=] {
+  EmuEnqueue(stream, [=] {
     std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
     std::vector<char> out(bytes * comm->size);
     if (comm->comm != MPI_COMM_NULL) {
@@ -199,9 +200,9 @@ inline ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, nc
   return ncclSuccess;
 }
 inline ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root,
-                                  ncclComm_t comm, cudaStream_t) {
+                                  ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue([=] {
+  EmuEnqueue(stream, [=] {
     std::vector<char> staged(bytes);
     if (comm->rank == root) std::memcpy(staged.data(), send, bytes);
     if (comm->comm != MPI_COMM_NULL) {
@@ -224,7 +225,10 @@ inline ncclResult_t ncclGroupEnd() {
   std::vector<EmuP2p> group;
   group.swap(EmuP2pGroup());
   if (group.empty()) return ncclSuccess;
-  EmuEnqueue([group] {
+  for (const EmuP2p& p : group) {
+    if (p.stream != group[0].stream) EmuNcclFail("one group's sends and receives on different streams");
+  }
+  EmuEnqueue(group[0].stream, [group] {
     std::vector<std::vector<char>> staged(group.size());
     std::vector<MPI_Request> requests;
     for (size_t i = 0; i < group.size(); ++i) {
@@ -251,16 +255,16 @@ inline ncclResult_t ncclGroupEnd() {
   return ncclSuccess;
 }
 inline ncclResult_t EmuNcclP2p(bool send, const void* buf, size_t count, ncclDataType_t type, int peer,
-                               ncclComm_t comm) {
+                               ncclComm_t comm, cudaStream_t stream) {
   ncclGroupStart();
-  EmuP2pGroup().push_back({send, const_cast<void*>(buf), count * EmuNcclBytes(type), peer, comm});
+  EmuP2pGroup().push_back({send, const_cast<void*>(buf), count * EmuNcclBytes(type), peer, comm, stream});
   return ncclGroupEnd();
 }
 inline ncclResult_t ncclSend(const void* buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
-                             cudaStream_t) {
-  return EmuNcclP2p(true, buf, count, type, peer, comm);
+                             cudaStream_t stream) {
+  return EmuNcclP2p(true, buf, count, type, peer, comm, stream);
 }
 inline ncclResult_t ncclRecv(void* buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
-                             cudaStream_t) {
-  return EmuNcclP2p(false, buf, count, type, peer, comm);
+                             cudaStream_t stream) {
+  return EmuNcclP2p(false, buf, count, type, peer, comm, stream);
 }

@@ -9,9 +9,9 @@ namespace cub {
 struct DeviceRadixSort {
   static cudaError_t SortPairs(void* temp, size_t& bytes, const int32_t* kin, int32_t* kout,
                                const int32_t* vin, int32_t* vout, int n, int begin_bit = 0, int end_bit = 32,
-                               cudaStream_t = nullptr) {
+                               cudaStream_t stream = nullptr) {
     if (temp == nullptr) { bytes = 64; return 0; }
-    EmuEnqueue([=] {  // on the stream, like the real sort
+    EmuEnqueue(stream, [=] {  // on the stream, like the real sort
       std::vector<int> ord(n);
       std::iota(ord.begin(), ord.end(), 0);
       const uint64_t mask = (uint64_t{1} << (end_bit - begin_bit)) - 1;
