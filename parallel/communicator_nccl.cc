@@ -67,7 +67,7 @@ struct NcclCommunicator::Op {
 };
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
-    const MpiCommunicator& bootstrap, cudaStream_t stream) {
+    const MpiCommunicator& bootstrap, cudaStream_t compute) {
   std::unique_ptr<NcclCommunicator> c(new NcclCommunicator());
   c->name_ = bootstrap.name();
   c->rank_ = bootstrap.rank();
@@ -100,13 +100,13 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
     }
     b.Pause();
   }
-  absl::Status joined = c->Join(id, stream, deadline);
+  absl::Status joined = c->Join(id, compute, deadline);
   if (!joined.ok()) return joined;
   return c;
 }
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::CreateSingleProcess(
-    const std::string& name, double timeout_seconds, cudaStream_t stream) {
+    const std::string& name, double timeout_seconds, cudaStream_t compute) {
   std::unique_ptr<NcclCommunicator> c(new NcclCommunicator());
   c->name_ = name;
   c->world_ranks_ = {0};
@@ -114,7 +114,7 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::CreateSingle
   ncclUniqueId id;
   const ncclResult_t r = ncclGetUniqueId(&id);
   if (r != ncclSuccess) return c->SetupError(absl::StrCat("ncclGetUniqueId: ", ncclGetErrorString(r)));
-  absl::Status joined = c->Join(id, stream, c->Deadline());
+  absl::Status joined = c->Join(id, compute, c->Deadline());
   if (!joined.ok()) return joined;
   return c;
 }
@@ -125,18 +125,16 @@ absl::Status NcclCommunicator::SetupError(const std::string& what) const {
                       world_rank_, name_, size_, rank_, what));
 }
 
-absl::Status NcclCommunicator::Join(const ncclUniqueId& id, cudaStream_t stream, double deadline) {
+absl::Status NcclCommunicator::Join(const ncclUniqueId& id, cudaStream_t compute, double deadline) {
   cudaError_t cerr;
-  if (stream != nullptr) {
-    stream_ = stream;
-  } else {
-    if ((cerr = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)) != cudaSuccess) {
-      return SetupError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(cerr)));
-    }
-    owns_stream_ = true;
+  compute_ = compute;
+  if ((cerr = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)) != cudaSuccess) {
+    return SetupError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(cerr)));
   }
-  if ((cerr = cudaEventCreateWithFlags(&done_, cudaEventDisableTiming)) != cudaSuccess) {
-    return SetupError(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
+  for (cudaEvent_t* e : {&done_, &compute_ready_}) {
+    if ((cerr = cudaEventCreateWithFlags(e, cudaEventDisableTiming)) != cudaSuccess) {
+      return SetupError(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
+    }
   }
   if ((cerr = cudaMalloc(reinterpret_cast<void**>(&barrier_buf_), sizeof(float))) !=
       cudaSuccess) {
@@ -202,7 +200,8 @@ NcclCommunicator::~NcclCommunicator() {
   }
   if (barrier_buf_ != nullptr) cudaFree(barrier_buf_);
   if (done_ != nullptr) cudaEventDestroy(done_);
-  if (owns_stream_ && stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (compute_ready_ != nullptr) cudaEventDestroy(compute_ready_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
 double NcclCommunicator::Deadline() const { return NowSeconds() + timeout_seconds_; }
@@ -244,6 +243,13 @@ void NcclCommunicator::Enqueued(ncclResult_t r, const Op& op, double deadline) {
     }
     b.Pause();
   }
+}
+
+void NcclCommunicator::AfterCompute(const Op& op) {
+  if (compute_ == nullptr) return;
+  cudaError_t err = cudaEventRecord(compute_ready_, compute_);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(stream_, compute_ready_, 0);
+  if (err != cudaSuccess) Fail(op, absl::StrCat("ordering after the compute stream: ", cudaGetErrorString(err)));
 }
 
 void NcclCommunicator::Complete(const Op& op, double deadline) {
@@ -303,6 +309,7 @@ void NcclCommunicator::AllReduceImpl(T* x, int64_t n, ncclRedOp_t red, const cha
   if (size_ == 1 || n <= 0) return;
   const Op op{what, UnitName<T>(), n};
   const double deadline = Deadline();
+  AfterCompute(op);
   Enqueued(ncclAllReduce(x, x, static_cast<size_t>(n), NcclType<T>(), red, comm_, stream_), op,
            deadline);
   Complete(op, deadline);
@@ -329,6 +336,7 @@ std::unique_ptr<PendingCollective> NcclCommunicator::StartReduceScatterSum(const
                                                                            int64_t n) {
   if (n <= 0) return std::make_unique<internal::FinishedCollective>();  // nothing to wait for on the stream
   const Op op{"ReduceScatterSum", "floats", n};
+  AfterCompute(op);
   Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), op,
            Deadline());
   return std::make_unique<PendingEnqueued>(this, op);
@@ -338,6 +346,7 @@ template <typename T>
 std::unique_ptr<PendingCollective> NcclCommunicator::StartAllGatherImpl(const T* in, T* out, int64_t n) {
   if (n <= 0) return std::make_unique<internal::FinishedCollective>();
   const Op op{"AllGather", UnitName<T>(), n};
+  AfterCompute(op);
   Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op, Deadline());
   return std::make_unique<PendingEnqueued>(this, op);
 }
@@ -385,6 +394,7 @@ void NcclCommunicator::AllToAllVImpl(const T* send, const std::vector<int64_t>& 
   op.recv_count = received;
   if (sent == 0 && received == 0) return;
   const double deadline = Deadline();
+  AfterCompute(op);
   Enqueued(ncclGroupStart(), op, deadline);
   int64_t send_off = 0, recv_off = 0;
   for (int r = 0; r < size_; ++r) {
@@ -424,6 +434,7 @@ void NcclCommunicator::BroadcastImpl(T* x, int64_t n, int root) {
   if (size_ == 1 || n <= 0) return;
   const Op op{"Broadcast", UnitName<T>(), n};
   const double deadline = Deadline();
+  AfterCompute(op);
   Enqueued(ncclBroadcast(x, x, static_cast<size_t>(n), NcclType<T>(), root, comm_, stream_), op,
            deadline);
   Complete(op, deadline);
@@ -436,6 +447,7 @@ void NcclCommunicator::Barrier() {
   if (size_ == 1) return;
   const Op op{"Barrier", "floats", 1};
   const double deadline = Deadline();
+  AfterCompute(op);
   Enqueued(ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_), op,
            deadline);
   Complete(op, deadline);

@@ -7,7 +7,15 @@
 // MPI_Ibcast hands it to the others, and every member joins a NON-BLOCKING NCCL communicator
 // (config.blocking = 0), so no NCCL call can stall the host without the deadline being checked.
 //
-// Waits: each collective is enqueued on the communicator's stream; if NCCL answers ncclInProgress the
+// Streams: each communicator runs its collectives on a stream of its own (the communication stream),
+// so the GPU runs them beside the compute kernels instead of between them. Given the stream the
+// compute runs on (`compute`: the op backend's), each collective first waits, by an event, for the
+// work enqueued there before it: it reads its inputs after they are written. Work the host enqueues
+// there after a blocking collective returns, or after a started one's Finish, runs after the collective
+// (the host waited for it), so a started collective overlaps with exactly the compute enqueued between
+// its start and its finish, which must leave its buffers alone.
+//
+// Waits: each collective is enqueued on the communication stream; if NCCL answers ncclInProgress the
 // host polls ncclCommGetAsyncError until the enqueue completes, then records an event and polls
 // cudaEventQuery (and ncclCommGetAsyncError, which reports a failed peer or network) until the
 // collective has finished. Every one of these waits shares the group's deadline (the MPI group's
@@ -16,8 +24,7 @@
 // with MPI_Abort(MPI_COMM_WORLD, 2), as MpiCommunicator does (no collective may hang). Each call therefore
 // returns with its result in place, like the MPI version; work on other streams that consumes it
 // needs no extra synchronisation. The started forms (StartReduceScatterSum, StartAllGather) return
-// after the enqueue; their Finish does the event wait, so work enqueued on the stream in between
-// runs after the collective and the host need not wait for it.
+// after the enqueue; their Finish does the event wait, so the host goes on enqueuing compute meanwhile.
 //
 // Numerics: sums are NCCL's (ring or tree order chosen by NCCL from the group and message size): the
 // same bits every call for a fixed group, size and NCCL version, but not the MPI version's strict
@@ -43,16 +50,17 @@ namespace moe::parallel {
 
 class NcclCommunicator final : public Communicator {
  public:
-  // Collective over `bootstrap`'s group (every member must call it). `stream`: the stream the
-  // collectives run on (null: the communicator creates and owns one). The timeout is bootstrap's.
-  // Errors (bootstrap timed out, NCCL or CUDA failed to start) name this rank and the group.
+  // Collective over `bootstrap`'s group (every member must call it). `compute`: the stream whose
+  // earlier work each collective waits for (null: none; the caller's data is ready when it calls, e.g.
+  // written by a synchronous copy). The timeout is bootstrap's. Errors (bootstrap timed out, NCCL or
+  // CUDA failed to start) name this rank and the group.
   static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Create(const MpiCommunicator& bootstrap,
-                                                                  cudaStream_t stream = nullptr);
+                                                                  cudaStream_t compute = nullptr);
   // A one-member group on the current device that needs no MPI (a one-GPU smoke test: every
   // collective runs through NCCL's kernels, the sums and moves being identities). On a failed
   // collective the process exits with status 2 (MPI_Abort when MPI is running).
   static absl::StatusOr<std::unique_ptr<NcclCommunicator>> CreateSingleProcess(
-      const std::string& name, double timeout_seconds, cudaStream_t stream = nullptr);
+      const std::string& name, double timeout_seconds, cudaStream_t compute = nullptr);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -60,7 +68,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
-  cudaStream_t stream() const { return stream_; }
+  cudaStream_t stream() const { return stream_; }  // the communication stream
   ncclComm_t comm() const { return comm_; }
   double timeout_seconds() const { return timeout_seconds_; }
 
@@ -94,9 +102,11 @@ class NcclCommunicator final : public Communicator {
   class PendingEnqueued;
 
   NcclCommunicator() = default;
-  // Creates the stream, event and barrier buffer, then joins the NCCL communicator of `id` as
+  // Creates the stream, events and barrier buffer, then joins the NCCL communicator of `id` as
   // rank_ of size_ and waits (until `deadline`) until it is ready.
-  absl::Status Join(const ncclUniqueId& id, cudaStream_t stream, double deadline);
+  absl::Status Join(const ncclUniqueId& id, cudaStream_t compute, double deadline);
+  // Before each enqueue: the communication stream waits for the work enqueued on compute_ so far.
+  void AfterCompute(const Op& op);
   absl::Status SetupError(const std::string& what) const;  // names this rank and the group
 
   template <typename T>
@@ -121,8 +131,9 @@ class NcclCommunicator final : public Communicator {
   double Deadline() const;
 
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;
-  bool owns_stream_ = false;
+  cudaStream_t stream_ = nullptr;   // the communication stream (owned)
+  cudaStream_t compute_ = nullptr;  // the stream collectives are ordered after (not owned; may be null)
+  cudaEvent_t compute_ready_ = nullptr;  // recorded on compute_ before each collective
   cudaEvent_t done_ = nullptr;
   float* barrier_buf_ = nullptr;  // one device float for Barrier
   std::string name_;

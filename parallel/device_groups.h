@@ -1,8 +1,8 @@
 // The process groups the model and optimizer move tensors over (TensorGroups), for each device.
 // CPU: the mesh's MPI groups themselves (MeshTensorGroups). GPU (CreateDeviceGroups), for each of the
-// mesh's groups (world, dp, tp, ep, expert_dp): with more than one rank, a NcclCommunicator on the op
-// backend's stream (bootstrapped over that MPI group, so its collectives are ordered with the
-// backend's kernels) joined with the MPI group for host values (parallel/split_communicator.h); with
+// mesh's groups (world, dp, tp, ep, expert_dp): with more than one rank, a NcclCommunicator
+// (bootstrapped over that MPI group) on a communication stream of its own, each collective ordered after
+// the op backend's work enqueued before it, joined with the MPI group for host values (parallel/split_communicator.h); with
 // one rank, a LocalCommunicator that copies through the backend. Every rank must call
 // CreateDeviceGroups (the NCCL setup is collective).
 //
@@ -33,7 +33,7 @@ struct TensorGroups {
 std::unique_ptr<TensorGroups> MeshTensorGroups(ProcessMesh& mesh);
 absl::StatusOr<std::unique_ptr<TensorGroups>> CreateDeviceGroups(ProcessMesh& mesh, kernels::Backend& ops);
 
-// The tensor communicator of one multi-rank group (NCCL on the backend's stream); defined by
+// The tensor communicator of one multi-rank group (NCCL, ordered after the backend's stream); defined by
 // device_groups_nccl_on.cc or _off.cc depending on --config=cuda.
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclGroup(const MpiCommunicator& group,
                                                               kernels::Backend& ops);

@@ -1,4 +1,4 @@
-// Builds with --config=cuda: a NcclCommunicator on the CUDA backend's stream.
+// Builds with --config=cuda: a NcclCommunicator ordered after the CUDA backend's stream.
 #include "absl/status/status.h"
 #include "base/status.h"
 #include "kernels/cuda/cuda_backend.h"
