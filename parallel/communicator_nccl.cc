@@ -128,13 +128,12 @@ absl::Status NcclCommunicator::SetupError(const std::string& what) const {
 absl::Status NcclCommunicator::Join(const ncclUniqueId& id, cudaStream_t compute, double deadline) {
   cudaError_t cerr;
   compute_ = compute;
+  main_thread_ = std::this_thread::get_id();
   if ((cerr = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)) != cudaSuccess) {
     return SetupError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(cerr)));
   }
-  for (cudaEvent_t* e : {&done_, &compute_ready_}) {
-    if ((cerr = cudaEventCreateWithFlags(e, cudaEventDisableTiming)) != cudaSuccess) {
-      return SetupError(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
-    }
+  if ((cerr = cudaEventCreateWithFlags(&compute_ready_, cudaEventDisableTiming)) != cudaSuccess) {
+    return SetupError(absl::StrCat("cudaEventCreate: ", cudaGetErrorString(cerr)));
   }
   if ((cerr = cudaMalloc(reinterpret_cast<void**>(&barrier_buf_), sizeof(float))) !=
       cudaSuccess) {
@@ -187,6 +186,7 @@ NcclCommunicator::~NcclCommunicator() {
     for (Backoff b; cudaStreamQuery(stream_) == cudaErrorNotReady && NowSeconds() < deadline;) {
       b.Pause();
     }
+    StopWatchdog();  // before the communicator goes: it polls it
     ncclResult_t state = ncclCommFinalize(comm_);
     for (Backoff b; state == ncclInProgress && NowSeconds() < deadline;) {
       if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) break;
@@ -198,15 +198,34 @@ NcclCommunicator::~NcclCommunicator() {
       ncclCommAbort(comm_);
     }
   }
+  StopWatchdog();
   if (barrier_buf_ != nullptr) cudaFree(barrier_buf_);
-  if (done_ != nullptr) cudaEventDestroy(done_);
+  for (const Watched& w : watched_) cudaEventDestroy(w.event);
+  for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
   if (compute_ready_ != nullptr) cudaEventDestroy(compute_ready_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void NcclCommunicator::StopWatchdog() {
+  if (!watchdog_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    stop_watchdog_ = true;
+  }
+  watch_cv_.notify_all();
+  watchdog_.join();
 }
 
 double NcclCommunicator::Deadline() const { return NowSeconds() + timeout_seconds_; }
 
 void NcclCommunicator::Fail(const Op& op, const std::string& why) {
+  // One failure ends the process: should the watchdog and the main thread both find one, the second
+  // waits for the first to finish it.
+  static std::atomic<bool> failing{false};
+  if (failing.exchange(true)) {
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  const bool main_thread = std::this_thread::get_id() == main_thread_;
   const std::string what = op.recv_count >= 0 ? absl::StrFormat("send %d, recv %d %s", op.count,
                                                                 op.recv_count, op.unit)
                                               : absl::StrFormat("%d %s", op.count, op.unit);
@@ -217,8 +236,8 @@ void NcclCommunicator::Fail(const Op& op, const std::string& why) {
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
   if (comm_ != nullptr) ncclCommAbort(comm_);  // stops the hung kernel, so the process can exit
-  comm_ = nullptr;
-  if (MpiRunning()) MPI_Abort(MPI_COMM_WORLD, 2);
+  // MPI serves the main thread only (MPI_THREAD_FUNNELED); from the watchdog the exit status ends the job.
+  if (main_thread && MpiRunning()) MPI_Abort(MPI_COMM_WORLD, 2);
   std::_Exit(2);
 }
 
@@ -253,9 +272,79 @@ void NcclCommunicator::AfterCompute(const Op& op) {
 }
 
 void NcclCommunicator::Complete(const Op& op, double deadline) {
-  const cudaError_t err = cudaEventRecord(done_, stream_);
+  const cudaEvent_t done = Watch(op, deadline);
+  if (compute_ == nullptr) {
+    WaitEvent(done, op, deadline);
+    return;
+  }
+  const cudaError_t err = cudaStreamWaitEvent(compute_, done, 0);
+  if (err != cudaSuccess) Fail(op, absl::StrCat("ordering the compute stream after it: ", cudaGetErrorString(err)));
+}
+
+cudaEvent_t NcclCommunicator::Watch(const Op& op, double deadline) {
+  cudaEvent_t event = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    if (!free_events_.empty()) {
+      event = free_events_.back();
+      free_events_.pop_back();
+    }
+  }
+  cudaError_t err = event != nullptr ? cudaSuccess : cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  if (err == cudaSuccess) err = cudaEventRecord(event, stream_);
   if (err != cudaSuccess) Fail(op, absl::StrCat("cudaEventRecord: ", cudaGetErrorString(err)));
-  WaitEvent(done_, op, deadline);
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watched_.push_back({event, op.name, op.unit, op.count, op.recv_count, deadline});
+    if (!watchdog_.joinable()) {
+      int device = 0;
+      cudaGetDevice(&device);
+      watchdog_ = std::thread([this, device] { WatchdogLoop(device); });
+    }
+  }
+  watch_cv_.notify_one();
+  return event;
+}
+
+// The watchdog thread: the oldest collective in flight is polled until it completes (its event goes
+// back to the pool), fails, or passes its deadline (Fail: this process ends).
+void NcclCommunicator::WatchdogLoop(int device) {
+  cudaSetDevice(device);
+  for (;;) {
+    Watched w;
+    {
+      std::unique_lock<std::mutex> lock(watch_mu_);
+      watch_cv_.wait(lock, [&] { return stop_watchdog_ || !watched_.empty(); });
+      if (watched_.empty()) return;  // stopping, nothing in flight
+      w = watched_.front();
+    }
+    const Op op{w.name, w.unit, w.count, w.recv_count};
+    const cudaError_t err = cudaEventQuery(w.event);
+    if (err == cudaSuccess) {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      watched_.pop_front();
+      free_events_.push_back(w.event);
+      continue;
+    }
+    if (err != cudaErrorNotReady) Fail(op, absl::StrCat("CUDA error: ", cudaGetErrorString(err)));
+    const std::string why = Stalled(w.deadline);
+    if (!why.empty()) Fail(op, why);
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    // No hurry: the watchdog only bounds; a millisecond between polls costs the GPU nothing.
+    if (watch_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return stop_watchdog_; })) return;
+  }
+}
+
+std::string NcclCommunicator::Stalled(double deadline) {
+  ncclResult_t state = ncclSuccess;
+  ncclCommGetAsyncError(comm_, &state);
+  if (state != ncclSuccess && state != ncclInProgress) {
+    return absl::StrCat("failed: ", ncclGetErrorString(state), " (", ncclGetLastError(comm_), ")");
+  }
+  if (NowSeconds() > deadline) {
+    return absl::StrFormat("did not complete within %g s; a peer rank is dead or hung", timeout_seconds_);
+  }
+  return "";
 }
 
 void NcclCommunicator::WaitEvent(cudaEvent_t event, const Op& op, double deadline) {
@@ -263,28 +352,23 @@ void NcclCommunicator::WaitEvent(cudaEvent_t event, const Op& op, double deadlin
     const cudaError_t err = cudaEventQuery(event);
     if (err == cudaSuccess) return;
     if (err != cudaErrorNotReady) Fail(op, absl::StrCat("CUDA error: ", cudaGetErrorString(err)));
-    ncclResult_t state = ncclSuccess;
-    ncclCommGetAsyncError(comm_, &state);
-    if (state != ncclSuccess && state != ncclInProgress) {
-      Fail(op, absl::StrCat("failed: ", ncclGetErrorString(state), " (", ncclGetLastError(comm_),
-                            ")"));
-    }
-    if (NowSeconds() > deadline) {
-      Fail(op, absl::StrFormat("did not complete within %g s; a peer rank is dead or hung",
-                               timeout_seconds_));
-    }
+    const std::string why = Stalled(deadline);
+    if (!why.empty()) Fail(op, why);
     b.Pause();
   }
 }
 
-// A collective enqueued on the stream and not waited for: an event recorded behind it, polled by Test
-// and waited for (bounded, from the finish) by Finish.
+// A collective enqueued on the stream and not finished: an event of its own recorded behind it (the
+// watchdog's is pooled and may be reused once it completes), polled by Test. Finish completes it as a
+// blocking call would: the compute stream waits for it, or without one the host (bounded).
 class NcclCommunicator::PendingEnqueued final : public PendingCollective {
  public:
-  PendingEnqueued(NcclCommunicator* comm, const Op& op) : comm_(comm), op_(op) {
+  PendingEnqueued(NcclCommunicator* comm, const Op& op, double deadline)
+      : comm_(comm), op_(op), deadline_(deadline) {
     cudaError_t err = cudaEventCreateWithFlags(&event_, cudaEventDisableTiming);
     if (err == cudaSuccess) err = cudaEventRecord(event_, comm->stream_);
     if (err != cudaSuccess) comm->Fail(op, absl::StrCat("cudaEventRecord: ", cudaGetErrorString(err)));
+    comm->Watch(op, deadline);  // bounded from now, even if Finish comes late
   }
   ~PendingEnqueued() override {
     Finish();
@@ -293,13 +377,19 @@ class NcclCommunicator::PendingEnqueued final : public PendingCollective {
   bool Test() override { return finished_ || cudaEventQuery(event_) == cudaSuccess; }
   void Finish() override {
     if (finished_) return;
-    comm_->WaitEvent(event_, op_, comm_->Deadline());
+    if (comm_->compute_ == nullptr) {
+      comm_->WaitEvent(event_, op_, deadline_);
+    } else {
+      const cudaError_t err = cudaStreamWaitEvent(comm_->compute_, event_, 0);
+      if (err != cudaSuccess) comm_->Fail(op_, absl::StrCat("ordering the compute stream after it: ", cudaGetErrorString(err)));
+    }
     finished_ = true;
   }
 
  private:
   NcclCommunicator* comm_;
   Op op_;
+  double deadline_;
   cudaEvent_t event_ = nullptr;
   bool finished_ = false;
 };
@@ -336,19 +426,21 @@ std::unique_ptr<PendingCollective> NcclCommunicator::StartReduceScatterSum(const
                                                                            int64_t n) {
   if (n <= 0) return std::make_unique<internal::FinishedCollective>();  // nothing to wait for on the stream
   const Op op{"ReduceScatterSum", "floats", n};
+  const double deadline = Deadline();
   AfterCompute(op);
   Enqueued(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), op,
-           Deadline());
-  return std::make_unique<PendingEnqueued>(this, op);
+           deadline);
+  return std::make_unique<PendingEnqueued>(this, op, deadline);
 }
 
 template <typename T>
 std::unique_ptr<PendingCollective> NcclCommunicator::StartAllGatherImpl(const T* in, T* out, int64_t n) {
   if (n <= 0) return std::make_unique<internal::FinishedCollective>();
   const Op op{"AllGather", UnitName<T>(), n};
+  const double deadline = Deadline();
   AfterCompute(op);
-  Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op, Deadline());
-  return std::make_unique<PendingEnqueued>(this, op);
+  Enqueued(ncclAllGather(in, out, static_cast<size_t>(n), NcclType<T>(), comm_, stream_), op, deadline);
+  return std::make_unique<PendingEnqueued>(this, op, deadline);
 }
 
 template <typename T>

@@ -15,16 +15,21 @@
 // (the host waited for it), so a started collective overlaps with exactly the compute enqueued between
 // its start and its finish, which must leave its buffers alone.
 //
-// Waits: each collective is enqueued on the communication stream; if NCCL answers ncclInProgress the
-// host polls ncclCommGetAsyncError until the enqueue completes, then records an event and polls
-// cudaEventQuery (and ncclCommGetAsyncError, which reports a failed peer or network) until the
-// collective has finished. Every one of these waits shares the group's deadline (the MPI group's
-// timeout): when it passes, this rank prints one line naming itself, the group, the collective and
-// the element count, calls ncclCommAbort (which frees the GPU from the hung kernel) and ends the job
-// with MPI_Abort(MPI_COMM_WORLD, 2), as MpiCommunicator does (no collective may hang). Each call therefore
-// returns with its result in place, like the MPI version; work on other streams that consumes it
-// needs no extra synchronisation. The started forms (StartReduceScatterSum, StartAllGather) return
-// after the enqueue; their Finish does the event wait, so the host goes on enqueuing compute meanwhile.
+// Waits: the host waits only where it reads a result. Each collective is enqueued on the communication
+// stream (if NCCL answers ncclInProgress, the host polls ncclCommGetAsyncError until the enqueue
+// completes) and an event is recorded behind it. With a compute stream, the call then returns: the
+// compute stream waits for that event (a started collective's Finish makes it wait), so the kernels
+// enqueued after the call read the result, and the host reads it through the backend's copies, which
+// wait for the compute stream. A watchdog thread per communicator (as PyTorch's NCCL process groups
+// have) polls the events of the collectives in flight, in order, with cudaEventQuery and
+// ncclCommGetAsyncError (which reports a failed peer or network) against each one's deadline, its
+// enqueue time plus the group's timeout (the MPI group's). Without a compute stream the host itself
+// polls the same way until the collective is done, so each call returns with its result in place.
+// When a deadline passes or NCCL reports an error, this rank prints one line naming itself, the
+// group, the collective and the element count, calls ncclCommAbort (which frees the GPU from the hung
+// kernel) and ends: MPI_Abort(MPI_COMM_WORLD, 2) from the main thread, as MpiCommunicator does, or
+// exit status 2 from the watchdog (MPI is initialised for the main thread only; mpirun ends the job
+// when a rank exits non-zero). No collective may hang.
 //
 // Numerics: sums are NCCL's (ring or tree order chosen by NCCL from the group and message size): the
 // same bits every call for a fixed group, size and NCCL version, but not the MPI version's strict
@@ -37,9 +42,14 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -107,6 +117,13 @@ class NcclCommunicator final : public Communicator {
   absl::Status Join(const ncclUniqueId& id, cudaStream_t compute, double deadline);
   // Before each enqueue: the communication stream waits for the work enqueued on compute_ so far.
   void AfterCompute(const Op& op);
+  // After a blocking collective's enqueue: the compute stream waits for it and the watchdog bounds it;
+  // without a compute stream, the host waits for it (bounded by `deadline`).
+  void Complete(const Op& op, double deadline);
+  // Records a pooled event behind the collective just enqueued and hands it to the watchdog; returns it.
+  cudaEvent_t Watch(const Op& op, double deadline);
+  void WatchdogLoop(int device);
+  void StopWatchdog();  // lets it finish its current poll and joins it
   absl::Status SetupError(const std::string& what) const;  // names this rank and the group
 
   template <typename T>
@@ -123,10 +140,11 @@ class NcclCommunicator final : public Communicator {
 
   // Checks an enqueue call's result; on ncclInProgress polls until the enqueue completed.
   void Enqueued(ncclResult_t r, const Op& op, double deadline);
-  // Waits (bounded) until everything enqueued on the stream so far has completed.
-  void Complete(const Op& op, double deadline);
   // Polls `event` until it completes, NCCL reports a failure, or the deadline passes (then Fail).
   void WaitEvent(cudaEvent_t event, const Op& op, double deadline);
+  // The poll's verdict on a collective not yet complete: "" while it may go on, else why it failed.
+  std::string Stalled(double deadline);
+  // Prints the failure, aborts the NCCL communicator and ends the process (see "Waits").
   [[noreturn]] void Fail(const Op& op, const std::string& why);
   double Deadline() const;
 
@@ -134,7 +152,23 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;   // the communication stream (owned)
   cudaStream_t compute_ = nullptr;  // the stream collectives are ordered after (not owned; may be null)
   cudaEvent_t compute_ready_ = nullptr;  // recorded on compute_ before each collective
-  cudaEvent_t done_ = nullptr;
+
+  // The watchdog: the collectives in flight (in enqueue order), the events no collective holds.
+  struct Watched {
+    cudaEvent_t event;
+    const char* name;
+    const char* unit;
+    int64_t count, recv_count;
+    double deadline;
+  };
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::deque<Watched> watched_;
+  std::vector<cudaEvent_t> free_events_;
+  bool stop_watchdog_ = false;
+  std::thread watchdog_;
+  std::thread::id main_thread_;  // the thread that made the communicator (and calls MPI)
+
   float* barrier_buf_ = nullptr;  // one device float for Barrier
   std::string name_;
   int rank_ = 0, size_ = 1, world_rank_ = 0;

@@ -109,11 +109,14 @@ inline bool g_emu_defer = false;
 inline bool g_emu_reverse = false;  // blocks last to first; fibers also threads last to first
 inline int64_t g_emu_launches = 0, g_emu_blocks = 0, g_emu_threads = 0;  // kernels run so far
 // An event: how many times it was recorded, and how many of those records the device has reached.
+// The counts are atomic for cudaEventQuery from other threads (a watchdog), which only reads them: the
+// emulated device runs on the host thread, when that thread waits.
 struct CUevent_st {
   std::chrono::steady_clock::time_point t;
-  int64_t recorded = 0, completed = 0;
+  std::atomic<int64_t> recorded{0}, completed{0};
   cudaStream_t stream = nullptr;  // where its last record was enqueued
 };
+inline const std::thread::id g_emu_host_thread = std::this_thread::get_id();
 typedef CUevent_st* cudaEvent_t;
 struct EmuItem {
   std::function<void()> work;        // or:
@@ -158,7 +161,7 @@ inline void EmuRunHead(cudaStream_t st) {
   } else {
     ++st->head;
     if (item.record != nullptr) {
-      item.record->completed = std::max(item.record->completed, item.generation);
+      item.record->completed = std::max(item.record->completed.load(), item.generation);
       item.record->t = std::chrono::steady_clock::now();
     } else {
       EmuDeviceAccess device;
@@ -186,7 +189,7 @@ inline void EmuEnqueueItem(cudaStream_t st, EmuItem item) {
   if (!g_emu_defer || st == nullptr) {  // at once (the null stream: after everything before it)
     EmuDrain();
     if (item.record != nullptr) {
-      item.record->completed = std::max(item.record->completed, item.generation);
+      item.record->completed = std::max(item.record->completed.load(), item.generation);
       item.record->t = std::chrono::steady_clock::now();
     } else if (item.work) {
       EmuDeviceAccess device;
@@ -263,7 +266,7 @@ enum cudaMemcpyKind {
 // The devices this process sees (EMU_DEVICES; several ranks on one host each take the node-local
 // rank's). They are all the same host memory and queue: only the numbering is emulated.
 inline int g_emu_device_count = 1;
-inline int g_emu_current_device = 0;
+inline thread_local int g_emu_current_device = 0;
 inline cudaError_t cudaGetDeviceCount(int* n) {
   *n = g_emu_device_count;
   return cudaSuccess;
@@ -357,11 +360,8 @@ inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned =
   EmuEnqueueItem(s, std::move(item));
   return cudaSuccess;
 }
-inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  if (e->recorded != e->completed) EmuRunToEvent(e->stream, e, e->recorded);  // queued items point at it
-  delete e;
-  return cudaSuccess;
-}
+// Not freed: queued waits may still point at it (CUDA lets a destroyed event's pending work finish).
+inline cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream = nullptr) {
   EmuItem item;
   item.record = e;
@@ -374,7 +374,12 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   if (e->recorded != e->completed) EmuRunToEvent(e->stream, e, e->recorded);
   return cudaSuccess;
 }
-inline cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
+inline cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (std::this_thread::get_id() != g_emu_host_thread) {  // another thread only looks
+    return e->completed.load() >= e->recorded.load() ? cudaSuccess : cudaErrorNotReady;
+  }
+  return cudaEventSynchronize(e);
+}
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
   *ms = std::chrono::duration<float, std::milli>(stop->t - start->t).count();
   return cudaSuccess;

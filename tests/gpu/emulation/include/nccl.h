@@ -1,9 +1,7 @@
 // The NCCL calls of parallel/communicator_nccl.cc on the CPU, for multi-rank runs of the emulated CUDA
 // backend (run_multirank_emulation.sh): each NCCL communicator is an MPI communicator of the same
-// members, and each collective is stream work (emu.h: it runs in stream order, at once or when the
-// host next waits) that stages the device data through host vectors and calls the blocking MPI
-// collective. Every rank drains its stream at the same points of the same program, so the ranks meet
-// in each collective. It checks how the trainer drives NCCL (which buffers, counts, groups, order,
+// members, and each collective stages the device data through host vectors into the blocking MPI
+// collective at the call, then lands its result as stream work (EmuNcclCollective). It checks how the trainer drives NCCL (which buffers, counts, groups, order,
 // synchronisation), not NCCL itself: sums are MPI's, in MPI's order.
 //
 // Needs MPI initialised (the trainer does it); a one-member communicator (NcclCommunicator::
@@ -146,19 +144,39 @@ inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 }
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclCommDestroy(comm); }
 
+// A collective's data exchange runs at the call, in program order, so the ranks meet in it as they do
+// in host MPI calls whatever each one's stream does (a rank that waits for its stream earlier than
+// another, e.g. to grow a buffer, must not block in a collective while the other blocks in a host
+// call); first its stream runs up to the call, so the inputs it reads are those the stream would
+// read. The result lands in `recv` later, as stream work: work that reads it without waiting for
+// the stream reads what was there before.
+inline void EmuNcclCollective(cudaStream_t stream, void* recv, const std::function<std::vector<char>()>& exchange) {
+  if (stream == nullptr) {
+    EmuDrain();
+  } else {
+    EmuRunStream(stream);
+  }
+  std::shared_ptr<std::vector<char>> result;
+  {
+    EmuDeviceAccess device;  // the inputs are device memory
+    result = std::make_shared<std::vector<char>>(exchange());
+  }
+  EmuEnqueue(stream, [recv, result] { std::memcpy(recv, result->data(), result->size()); });
+}
+
 // In place or not: recv = reduce over the members of send.
 inline ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
                                   ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue(stream, [=] {
+  if (op != ncclSum && op != ncclMax) EmuNcclFail("reduction other than sum or max");
+  EmuNcclCollective(stream, recv, [=] {
     std::vector<char> staged(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
     if (comm->comm != MPI_COMM_NULL) {
-      if (op != ncclSum && op != ncclMax) EmuNcclFail("reduction other than sum or max");
       EmuMpiCheck(MPI_Allreduce(MPI_IN_PLACE, staged.data(), static_cast<int>(count), EmuNcclMpiType(type),
                                 op == ncclSum ? MPI_SUM : MPI_MAX, comm->comm),
                   "MPI_Allreduce");
     }
-    std::memcpy(recv, staged.data(), bytes);
+    return staged;
   });
   return ncclSuccess;
 }
@@ -166,8 +184,8 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, nc
 inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count, ncclDataType_t type,
                                       ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue(stream, [=] {
-    if (op != ncclSum) EmuNcclFail("reduce-scatter other than a sum");
+  if (op != ncclSum) EmuNcclFail("reduce-scatter other than a sum");
+  EmuNcclCollective(stream, recv, [=] {
     std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes * comm->size);
     std::vector<char> out(bytes);
     if (comm->comm != MPI_COMM_NULL) {
@@ -177,7 +195,7 @@ inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count
     } else {
       out = in;
     }
-    std::memcpy(recv, out.data(), bytes);
+    return out;
   });
   return ncclSuccess;
 }
@@ -185,7 +203,7 @@ inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count
 inline ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, ncclDataType_t type, ncclComm_t comm,
                                   cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue(stream, [=] {
+  EmuNcclCollective(stream, recv, [=] {
     std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
     std::vector<char> out(bytes * comm->size);
     if (comm->comm != MPI_COMM_NULL) {
@@ -195,20 +213,20 @@ inline ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, nc
     } else {
       out = in;
     }
-    std::memcpy(recv, out.data(), out.size());
+    return out;
   });
   return ncclSuccess;
 }
 inline ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root,
                                   ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuEnqueue(stream, [=] {
+  EmuNcclCollective(stream, recv, [=] {
     std::vector<char> staged(bytes);
     if (comm->rank == root) std::memcpy(staged.data(), send, bytes);
     if (comm->comm != MPI_COMM_NULL) {
       EmuMpiCheck(MPI_Bcast(staged.data(), static_cast<int>(bytes), MPI_BYTE, root, comm->comm), "MPI_Bcast");
     }
-    std::memcpy(recv, staged.data(), bytes);
+    return staged;
   });
   return ncclSuccess;
 }
@@ -217,41 +235,46 @@ inline ncclResult_t ncclGroupStart() {
   ++g_emu_nccl_group_depth;
   return ncclSuccess;
 }
-// The group's sends and receives, as one piece of stream work: every send's data staged, all posted,
-// all waited for.
+// The group's sends and receives together, as one collective (see EmuNcclCollective): every send's data
+// staged, all posted, all waited for at the call; each receive lands in stream order.
 inline ncclResult_t ncclGroupEnd() {
   if (g_emu_nccl_group_depth <= 0) EmuNcclFail("ncclGroupEnd without ncclGroupStart");
   if (--g_emu_nccl_group_depth > 0) return ncclSuccess;
   std::vector<EmuP2p> group;
   group.swap(EmuP2pGroup());
   if (group.empty()) return ncclSuccess;
+  const cudaStream_t stream = group[0].stream;
   for (const EmuP2p& p : group) {
-    if (p.stream != group[0].stream) EmuNcclFail("one group's sends and receives on different streams");
+    if (p.stream != stream) EmuNcclFail("one group's sends and receives on different streams");
+    if (p.comm->comm == MPI_COMM_NULL) EmuNcclFail("send or receive on a one-member communicator");
   }
-  EmuEnqueue(group[0].stream, [group] {
-    std::vector<std::vector<char>> staged(group.size());
+  EmuRunStream(stream);
+  std::vector<std::shared_ptr<std::vector<char>>> staged(group.size());
+  {
+    EmuDeviceAccess device;
     std::vector<MPI_Request> requests;
     for (size_t i = 0; i < group.size(); ++i) {
       const EmuP2p& p = group[i];
-      if (p.comm->comm == MPI_COMM_NULL) EmuNcclFail("send or receive on a one-member communicator");
-      staged[i].resize(p.bytes);
+      staged[i] = std::make_shared<std::vector<char>>(p.bytes);
       MPI_Request r;
       if (p.send) {
-        std::memcpy(staged[i].data(), p.buf, p.bytes);
-        EmuMpiCheck(MPI_Isend(staged[i].data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
+        std::memcpy(staged[i]->data(), p.buf, p.bytes);
+        EmuMpiCheck(MPI_Isend(staged[i]->data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
                     "MPI_Isend");
       } else {
-        EmuMpiCheck(MPI_Irecv(staged[i].data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
+        EmuMpiCheck(MPI_Irecv(staged[i]->data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
                     "MPI_Irecv");
       }
       requests.push_back(r);
     }
-    EmuMpiCheck(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE),
-                "MPI_Waitall");
-    for (size_t i = 0; i < group.size(); ++i) {
-      if (!group[i].send) std::memcpy(group[i].buf, staged[i].data(), group[i].bytes);
-    }
-  });
+    EmuMpiCheck(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (group[i].send) continue;
+    void* buf = group[i].buf;
+    auto data = staged[i];
+    EmuEnqueue(stream, [buf, data] { std::memcpy(buf, data->data(), data->size()); });
+  }
   return ncclSuccess;
 }
 inline ncclResult_t EmuNcclP2p(bool send, const void* buf, size_t count, ncclDataType_t type, int peer,
