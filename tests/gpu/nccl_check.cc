@@ -7,7 +7,8 @@
 // Each rank uses GPU (world rank % visible GPUs). For every collective of the Communicator interface
 // it draws random data, runs the MPI version on host buffers and the NCCL version on device copies,
 // and compares (sums to FP32/FP64 rounding, since NCCL's reduction order differs from the MPI
-// version's rank order; data movement exactly). Rank 0 prints one PASS/FAIL line per collective;
+// version's rank order; data movement exactly); then, as the trainer uses it, a communicator ordered
+// after a compute stream (RunOrdered). Rank 0 prints one PASS/FAIL line per collective;
 // exit status 0 iff all passed on every rank. Not run in CI (no GPU there); compiled and linked by
 // the CUDA build step.
 #include <cuda_runtime_api.h>
@@ -216,6 +217,71 @@ class Runner {
     return failures_;
   }
 
+  // The trainer's mode: `ordered` was created with a compute stream, so its collectives wait for the
+  // work enqueued there before them and the compute stream waits for them, with no host wait. Each
+  // input is written by the last of a long chain of copies on the compute stream, and each result read
+  // by a copy on it: a missing event in either direction reads NaN or stale values.
+  int RunOrdered(NcclCommunicator& ordered, cudaStream_t compute) {
+    const int p = reference_.size();
+    const int64_t n = 1 << 22;
+    const size_t slow_bytes = size_t{256} << 20;
+    char *slow_a = nullptr, *slow_b = nullptr;
+    CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&slow_a), slow_bytes));
+    CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&slow_b), slow_bytes));
+    float *host_in = nullptr, *host_out = nullptr;
+    CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_in), sizeof(float) * p * n));
+    CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_out), sizeof(float) * p * n));
+    float *d_in = nullptr, *d_out = nullptr;
+    CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&d_in), sizeof(float) * p * n));
+    CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&d_out), sizeof(float) * p * n));
+    auto reset = [&] {  // NaN everywhere, then a slow stretch of compute, then the input
+      CHECK_CUDA(cudaMemsetAsync(d_in, 0xFF, sizeof(float) * p * n, compute));
+      CHECK_CUDA(cudaMemsetAsync(d_out, 0xFF, sizeof(float) * p * n, compute));
+      for (int i = 0; i < 8; ++i) CHECK_CUDA(cudaMemcpyAsync(slow_b, slow_a, slow_bytes, cudaMemcpyDeviceToDevice, compute));
+    };
+    auto read = [&](const float* d, int64_t count) {
+      CHECK_CUDA(cudaMemcpyAsync(host_out, d, sizeof(float) * count, cudaMemcpyDeviceToHost, compute));
+      CHECK_CUDA(cudaStreamSynchronize(compute));
+      return std::vector<float>(host_out, host_out + count);
+    };
+    {
+      std::vector<float> x = Floats(n), ref = x;
+      std::copy(x.begin(), x.end(), host_in);
+      reference_.AllReduceSum(ref.data(), n);
+      reset();
+      CHECK_CUDA(cudaMemcpyAsync(d_in, host_in, sizeof(float) * n, cudaMemcpyHostToDevice, compute));
+      ordered.AllReduceSum(d_in, n);
+      Report("ordered AllReduceSum", MaxRelDiff(read(d_in, n), ref), 1e-5);
+    }
+    {
+      std::vector<float> in = Floats(p * n), ref(n);
+      std::copy(in.begin(), in.end(), host_in);
+      reference_.ReduceScatterSum(in.data(), ref.data(), n);
+      reset();
+      CHECK_CUDA(cudaMemcpyAsync(d_in, host_in, sizeof(float) * p * n, cudaMemcpyHostToDevice, compute));
+      auto started = ordered.StartReduceScatterSum(d_in, d_out, n);
+      for (int i = 0; i < 4; ++i) CHECK_CUDA(cudaMemcpyAsync(slow_b, slow_a, slow_bytes, cudaMemcpyDeviceToDevice, compute));
+      started->Finish();
+      Report("ordered started ReduceScatter", MaxRelDiff(read(d_out, n), ref), 1e-5);
+    }
+    {
+      std::vector<float> x = Floats(n), ref(p * n);
+      std::copy(x.begin(), x.end(), host_in);
+      reference_.AllGather(x.data(), ref.data(), n);
+      reset();
+      CHECK_CUDA(cudaMemcpyAsync(d_in, host_in, sizeof(float) * n, cudaMemcpyHostToDevice, compute));
+      ordered.AllGather(d_in, d_out, n);
+      Report("ordered AllGather", MaxRelDiff(read(d_out, p * n), ref), 0.0);
+    }
+    for (void* q : {static_cast<void*>(slow_a), static_cast<void*>(slow_b), static_cast<void*>(d_in),
+                    static_cast<void*>(d_out)}) {
+      cudaFree(q);
+    }
+    cudaFreeHost(host_in);
+    cudaFreeHost(host_out);
+    return failures_;
+  }
+
  private:
   std::vector<float> Floats(int64_t n) {
     std::normal_distribution<float> d;
@@ -289,7 +355,17 @@ int main(int argc, char** argv) {
     std::printf("nccl_check: one process, one GPU, NCCL %d\n", version);
     LocalCommunicator local;
     Runner runner(local, **nccl, seed);
-    return runner.Run() == 0 ? 0 : 1;
+    int failures = runner.Run();
+    cudaStream_t compute = nullptr;
+    CHECK_CUDA(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    auto ordered = NcclCommunicator::CreateSingleProcess("single_process_ordered", 60, compute);
+    if (!ordered.ok()) {
+      std::fprintf(stderr, "%s\n", ordered.status().ToString().c_str());
+      return 2;
+    }
+    failures = runner.RunOrdered(**ordered, compute);
+    ordered->reset();
+    return failures == 0 ? 0 : 1;
   }
   auto world = MpiWorld::Init(&argc, &argv);
   if (!world.ok()) {
@@ -309,7 +385,16 @@ int main(int argc, char** argv) {
     world->Abort(2);
   }
   Runner runner(*mpi, **nccl, seed);
-  const int failures = runner.Run();
+  int failures = runner.Run();
+  cudaStream_t compute = nullptr;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+  auto ordered = NcclCommunicator::Create(*mpi, compute);
+  if (!ordered.ok()) {
+    std::fprintf(stderr, "%s\n", ordered.status().ToString().c_str());
+    world->Abort(2);
+  }
+  failures = runner.RunOrdered(**ordered, compute);
+  ordered->reset();
   nccl->reset();
   mpi.reset();
   return failures == 0 ? 0 : 1;

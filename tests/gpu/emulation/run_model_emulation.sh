@@ -41,7 +41,8 @@
 #               for survey_host_access.sh) the script only builds WORKDIR/<name>_emu and exits
 #   EMU_NCCL=1  also link the real parallel/communicator_nccl.cc and device_groups_nccl_on.cc on the
 #               shim's NCCL over MPI (include/nccl.h) instead of the "built without NCCL" stub, so
-#               multi-rank runs use NCCL groups (run_multirank_emulation.sh)
+#               multi-rank runs use NCCL groups (run_multirank_emulation.sh); with TARGET=trainer:train
+#               it also links WORKDIR/nccl_check_emu (tests/gpu/nccl_check.cc)
 # The tiny model as configs/tiny.textproto has it (every feature on: q compression, YaRN, group-limited
 # biased routing, a shared expert, 1 dense + 2 MoE layers), micro-batch of 4 sequences.
 # Exit status 0 iff every run printed its PASS lines (three scalars, FP32 within FP32_TOL; in FP32 also
@@ -121,6 +122,15 @@ BIN=$WORK/${TARGET##*:}_emu
 g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$BIN" @"$WORK/link.params" \
   "${objs[@]}"
 echo "== $BIN"
+if [[ ${EMU_NCCL:-0} == 1 ]]; then
+  # tests/gpu/nccl_check on the same objects: the trainer's main left out (the libraries' objects are
+  # pulled in only where referenced).
+  $EMU_CXX $MPI_INCLUDE -c "$ROOT/tests/gpu/nccl_check.cc" -o "$WORK/obj/nccl_check.o"
+  grep -v '/train_main\.pic\.o$' "$WORK/link.params" > "$WORK/link_nccl_check.params"
+  g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$WORK/nccl_check_emu" \
+    "$WORK/obj/nccl_check.o" @"$WORK/link_nccl_check.params" "${objs[@]}"
+  echo "== $WORK/nccl_check_emu"
+fi
 [[ $TARGET == tools:bench_step ]] || exit 0
 
 # ---- 3. The runs. ----

@@ -6,7 +6,8 @@
 # same layout (tests/compare_runs.py). This is the only place the GPU path of DP (ZeRO reduce-scatter and
 # all-gather, started and overlapped), TP (sequence-parallel all-gather and reduce-scatter) and EP (the
 # token all-to-all) runs without GPUs: it checks which buffers, counts, groups and order the trainer
-# hands NCCL, and that results are in place when read; not NCCL itself, nor speed.
+# hands NCCL, and that results are in place when read; not NCCL itself, nor speed. First
+# tests/gpu/nccl_check runs on the same emulation (one process, then 3 ranks).
 #
 #   tests/gpu/emulation/run_multirank_emulation.sh [workdir]
 # The data: tests/make_text_corpus.py's generated text, byte-tokenized by tools/prepare_data.
@@ -57,6 +58,23 @@ mpi() {  # ranks binary log args...
 
 status=0
 failed=()
+# tests/gpu/nccl_check on the emulation: every collective against MPI on host buffers, then ordered
+# after a compute stream as the trainer uses them (one process, then 3 ranks; the stream lazy).
+for np in 1 3; do
+  log=$WORK/nccl_check_$np.log
+  if [[ $np -eq 1 ]]; then
+    EMU_ASYNC=1 timeout 300 "$WORK/nccl_check_emu" --single_process > "$log" 2>&1 || true
+  else
+    EMU_ASYNC=1 EMU_DEVICES=$np timeout 300 mpirun --allow-run-as-root --oversubscribe -np "$np" \
+      "$WORK/nccl_check_emu" > "$log" 2>&1 || true
+  fi
+  echo "nccl_check, $np rank(s): $(grep -c '^PASS' "$log") PASS, $(grep -c '^FAIL' "$log") FAIL"
+  if [[ $(grep -c '^PASS' "$log") -lt 19 ]] || grep -q '^FAIL\|^EMU \(warning\|error\)' "$log"; then
+    status=1
+    failed+=("nccl_check on $np rank(s)")
+    tail -n 20 "$log"
+  fi
+done
 IFS=';' read -r -a mode_list <<< "$MODES"
 for prec in $PRECISIONS; do
   tol=1e-5

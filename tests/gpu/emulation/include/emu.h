@@ -77,8 +77,8 @@ inline bool g_emu_poison = false;
 inline bool g_emu_device_only = false;
 inline int g_emu_device_open = 0;  // nesting depth of EmuDeviceAccess scopes
 inline std::map<char*, size_t>& EmuDeviceRegions() {  // base -> bytes (whole pages)
-  static std::map<char*, size_t> regions;
-  return regions;
+  static auto* regions = new std::map<char*, size_t>;  // never destroyed: the exit's drain reads it
+  return *regions;
 }
 // While alive, device memory is accessible (the emulated device is working on it).
 struct EmuDeviceAccess {
@@ -131,8 +131,8 @@ struct CUstream_st {
   size_t head = 0;
 };
 inline std::vector<cudaStream_t>& EmuStreams() {  // the live streams, in creation order
-  static std::vector<cudaStream_t> streams;
-  return streams;
+  static auto* streams = new std::vector<cudaStream_t>;  // never destroyed: the exit's drain reads it
+  return *streams;
 }
 inline bool EmuIdle() {
   for (cudaStream_t st : EmuStreams()) {

@@ -246,16 +246,23 @@ inline ncclResult_t ncclGroupEnd() {
   const cudaStream_t stream = group[0].stream;
   for (const EmuP2p& p : group) {
     if (p.stream != stream) EmuNcclFail("one group's sends and receives on different streams");
-    if (p.comm->comm == MPI_COMM_NULL) EmuNcclFail("send or receive on a one-member communicator");
   }
   EmuRunStream(stream);
   std::vector<std::shared_ptr<std::vector<char>>> staged(group.size());
   {
     EmuDeviceAccess device;
     std::vector<MPI_Request> requests;
+    size_t next_send = 0;  // one member: the k-th receive takes the k-th send
     for (size_t i = 0; i < group.size(); ++i) {
       const EmuP2p& p = group[i];
       staged[i] = std::make_shared<std::vector<char>>(p.bytes);
+      if (p.comm->comm == MPI_COMM_NULL) {
+        if (p.send) continue;
+        while (next_send < group.size() && !group[next_send].send) ++next_send;
+        if (next_send == group.size() || group[next_send].bytes != p.bytes) EmuNcclFail("unmatched receive");
+        std::memcpy(staged[i]->data(), group[next_send++].buf, p.bytes);
+        continue;
+      }
       MPI_Request r;
       if (p.send) {
         std::memcpy(staged[i]->data(), p.buf, p.bytes);
@@ -267,7 +274,10 @@ inline ncclResult_t ncclGroupEnd() {
       }
       requests.push_back(r);
     }
-    EmuMpiCheck(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    if (!requests.empty()) {
+      EmuMpiCheck(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE),
+                  "MPI_Waitall");
+    }
   }
   for (size_t i = 0; i < group.size(); ++i) {
     if (group[i].send) continue;
