@@ -462,6 +462,11 @@ TEST(ApplyOverride, SetsScalarsEnumsAndNestedMessages) {
   EXPECT_EQ(cfg.cuda().memory(), config::CudaConfig::DEVICE);
   EXPECT_THAT(std::string(ApplyOverride(&cfg, "cuda.memory=DEVCE").message()),
               AllOf(HasSubstr("'DEVCE'"), HasSubstr("UNIFIED"), HasSubstr("DEVICE")));
+  EXPECT_EQ(cfg.cuda().grouped_gemm(), config::CudaConfig::CUBLASLT_STREAMS);  // the default
+  EXPECT_TRUE(ApplyOverride(&cfg, "cuda.grouped_gemm=CUBLAS_GROUPED").ok());
+  EXPECT_EQ(cfg.cuda().grouped_gemm(), config::CudaConfig::CUBLAS_GROUPED);
+  EXPECT_THAT(std::string(ApplyOverride(&cfg, "cuda.grouped_gemm=GROUPED").message()),
+              AllOf(HasSubstr("'GROUPED'"), HasSubstr("CUBLAS_GROUPED"), HasSubstr("GROUPED_KERNEL")));
 }
 
 TEST(ApplyOverride, NullClearsFieldsAndMessages) {

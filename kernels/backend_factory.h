@@ -26,6 +26,9 @@ struct BackendOptions {
   bool bf16_matmul = false;  // GEMMs on BF16 operands with FP32 accumulation (BF16 mode)
   bool cudnn_attention = true;  // CUDA, BF16 mode: cuDNN's fused attention (false: the built-in kernel)
   bool cuda_device_memory = false;  // CUDA: new tensors in device memory, not managed (unified_memory.h)
+  // CUDA: the routed experts' products (kernels/cuda/cuda_backend.h GroupedGemmImpl).
+  enum class ExpertGemm { kCublasLtStreams, kCublasGrouped, kKernel };
+  ExpertGemm cuda_expert_gemm = ExpertGemm::kCublasLtStreams;
 };
 
 // True when this binary holds the CUDA backend (built with --config=cuda).

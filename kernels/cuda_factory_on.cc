@@ -17,6 +17,11 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   cuda_options.device = options.cuda_device;
   cuda_options.gemm_math = options.bf16_matmul ? GemmMath::kBf16 : GemmMath::kFp32;
   cuda_options.attention = options.cudnn_attention ? AttentionImpl::kCudnn : AttentionImpl::kKernel;
+  switch (options.cuda_expert_gemm) {
+    case BackendOptions::ExpertGemm::kCublasLtStreams: cuda_options.grouped_gemm = GroupedGemmImpl::kCublasLt; break;
+    case BackendOptions::ExpertGemm::kCublasGrouped: cuda_options.grouped_gemm = GroupedGemmImpl::kCublasGrouped; break;
+    case BackendOptions::ExpertGemm::kKernel: cuda_options.grouped_gemm = GroupedGemmImpl::kKernel; break;
+  }
   auto backend = CudaBackend::Create(cuda_options);
   if (!backend.ok()) return backend.status();
   SetCudaMemoryDeviceOnly(options.cuda_device_memory);

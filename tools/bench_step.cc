@@ -47,6 +47,7 @@
 #include "kernels/backend_factory.h"
 #include "model/model.h"
 #include "model/model_stats.h"
+#include "trainer/backend_options.h"
 #include "trainer/distributed_optimizer.h"
 #include "trainer/training_step.h"
 #include "parallel/local_communicator.h"
@@ -152,11 +153,8 @@ kernels::Device DeviceOf(config::Device d) {
 
 absl::StatusOr<std::unique_ptr<kernels::Backend>> MakeBackend(const config::TrainConfig& cfg,
                                                              kernels::Device device) {
-  kernels::BackendOptions o;
+  kernels::BackendOptions o = trainer::BackendOptionsFor(cfg);
   o.num_threads = absl::GetFlag(FLAGS_threads);
-  o.bf16_matmul = cfg.precision() == config::BF16;
-  o.cudnn_attention = cfg.cuda().attention() == config::CudaConfig::CUDNN;
-  o.cuda_device_memory = cfg.cuda().memory() == config::CudaConfig::DEVICE;
   return kernels::CreateBackend(device, o);
 }
 

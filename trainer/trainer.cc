@@ -26,6 +26,7 @@
 #include "model/hf_weights.h"
 #include "model/model.h"
 #include "model/model_stats.h"
+#include "trainer/backend_options.h"
 #include "trainer/distributed_optimizer.h"
 #include "parallel/device_groups.h"
 #include "parallel/mesh.h"
@@ -143,18 +144,20 @@ struct Runtime {
                                                          const parallel::MpiWorld& world,
                                                          parallel::ProcessMesh& mesh) {
     auto rt = std::make_unique<Runtime>();
-    kernels::BackendOptions o;
+    kernels::BackendOptions o = BackendOptionsFor(cfg);
     kernels::Device device = kernels::Device::kCpu;
     if (cfg.device() == config::CUDA) {  // one GPU per rank: the node-local rank's
       device = kernels::Device::kCuda;
       o.cuda_device = world.local_rank();
-      o.bf16_matmul = cfg.precision() == config::BF16;
-      o.cudnn_attention = cfg.cuda().attention() == config::CudaConfig::CUDNN;
-      o.cuda_device_memory = cfg.cuda().memory() == config::CudaConfig::DEVICE;
       rt->description = absl::StrCat("CUDA device ", o.cuda_device, " per rank (node-local rank), ",
                                       o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs",
                                       o.bf16_matmul && o.cudnn_attention ? ", cuDNN attention" : "",
                                       o.cuda_device_memory ? ", device memory" : ", unified memory",
+                                      o.cuda_expert_gemm == kernels::BackendOptions::ExpertGemm::kCublasGrouped
+                                          ? ", experts' GEMMs as one cuBLAS grouped call"
+                                      : o.cuda_expert_gemm == kernels::BackendOptions::ExpertGemm::kKernel
+                                          ? ", experts' GEMMs on the built-in grouped kernel"
+                                          : "",
                                       world.size() > 1 ? ", NCCL groups" : "");
     } else {
       // The cores split between the ranks on this host, but no more than the CPUs this rank may run
@@ -163,7 +166,6 @@ struct Runtime {
       const int host_share = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) / world.local_size());
       const int allowed = AllowedCpus();
       o.num_threads = cfg.num_threads() > 0 ? cfg.num_threads() : std::min(host_share, allowed);
-      o.bf16_matmul = cfg.precision() == config::BF16;
       rt->description = absl::StrCat("CPU, ", o.num_threads, " threads per rank, ",
                                      o.bf16_matmul ? "BF16 GEMMs" : "FP32 GEMMs");
       if (o.num_threads > allowed || host_share > allowed) {

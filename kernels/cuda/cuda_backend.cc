@@ -103,6 +103,7 @@ CudaBackend::~CudaBackend() {
   if (result_device_ != nullptr) cudaFree(result_device_);
   if (lt_workspace_ != nullptr) cudaFree(lt_workspace_);
   if (lt_ != nullptr) cublasLtDestroy(lt_);
+  if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (owns_stream_ && stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 

@@ -26,12 +26,17 @@
 //                    (tests/gpu/emulation/run_model_emulation.sh measures it).
 // cuBLASLt plans (descriptors + the heuristic's algorithm) are cached per GEMM signature; should
 // cuBLASLt offer no algorithm for one, Gemm says so once on stderr and runs the built-in kernel.
-// GroupedGemm (the routed experts' products) has two implementations, in the same two modes:
+// GroupedGemm (the routed experts' products) has three implementations, in the same two modes:
 //   GroupedGemmImpl::kCublasLt  one cuBLASLt product per problem (Gemm's path), spread round-robin
 //                               over grouped_gemm_streams side streams forked from and joined back
 //                               into the backend's stream (the same bits as in order): the default. On an H200 at small_1b the built-in kernel ran
 //                               the expert products at ~16 TFLOP/s (887 ms of a 2.74 s step), while
 //                               Gemm's cuBLASLt products ran at ~550 TFLOP/s in the same step.
+//   GroupedGemmImpl::kCublasGrouped  one cublasGemmGroupedBatchedEx call for all the problems (each a
+//                               group of one; the operand pointer table copied to the device in stream
+//                               order): one cuBLAS launch instead of one per expert. Not yet timed on a
+//                               GPU (tests/gpu/kernel_check times all three); should cuBLAS refuse the
+//                               call, it says so once and takes the kCublasLt path from then on.
 //   GroupedGemmImpl::kKernel    one launch of the built-in kernel for up to 256 problems
 //                               (kernels/cuda/grouped_gemm.cu; WMMA tiles in the BF16 mode), also
 //                               Gemm's fallback when cuBLASLt has no algorithm for a signature.
@@ -49,6 +54,7 @@
 #pragma once
 
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <chrono>
@@ -71,7 +77,7 @@ namespace moe::kernels {
 
 using cuda::GemmMath;
 
-enum class GroupedGemmImpl { kCublasLt, kKernel };  // see above
+enum class GroupedGemmImpl { kCublasLt, kCublasGrouped, kKernel };  // see above
 // Attention (see "Attention" above).
 enum class AttentionImpl { kCudnn, kKernel };
 
@@ -271,6 +277,9 @@ class CudaBackend final : public Backend {
   void GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha,
                           float beta);
   void EnsureLanes(size_t count);  // creates side streams (with workspaces and join events) up to count
+  // GroupedImpl::kCublasGrouped: the problems (k > 0) in one cuBLAS grouped call; false (said once)
+  // where cuBLAS refuses it.
+  bool GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha, float beta);
   // Copies the device Result to the host and waits for the stream.
   Result FetchResult();
   // The cached plan of `key`; a new one takes the heuristic's algorithm, or with varying_rows the
@@ -303,6 +312,8 @@ class CudaBackend final : public Backend {
   std::set<std::string> attention_warnings_;           // shapes cuDNN refused, reported once
   size_t cudnn_workspace_limit_ = 0;                   // 1/8 of the device's memory (Create)
   cublasLtHandle_t lt_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;  // for the grouped GEMM (created at its first call)
+  bool cublas_grouped_refused_ = false;
   void* lt_workspace_ = nullptr;
   size_t lt_workspace_bytes_ = 0;
   void* scratch_ = nullptr;

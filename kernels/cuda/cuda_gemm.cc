@@ -1,8 +1,8 @@
 // CudaBackend's matrix products: cuBLASLt with a plan cached per GEMM signature (the routed experts'
 // products take their algorithm from a bucket of similar row counts), BF16 operands packed (or
 // read in place when given as BF16 bits); the routed experts' grouped products as one cuBLASLt product per
-// expert or one launch of the built-in grouped kernel, which is also the fallback when cuBLASLt has no
-// algorithm.
+// expert, one cuBLAS grouped call, or one launch of the built-in grouped kernel, which is also the
+// fallback when cuBLASLt has no algorithm.
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -304,7 +304,21 @@ void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<Gemm
                               float alpha, float beta) {
   OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
   const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
-  if (grouped_gemm_ == GroupedGemmImpl::kCublasLt) {
+  if (grouped_gemm_ == GroupedGemmImpl::kCublasGrouped && !cublas_grouped_refused_) {
+    std::vector<GemmProblem> products;  // the problems with k > 0; the others are C = beta C
+    for (const GemmProblem& p : problems) {
+      if (p.m <= 0 || p.n <= 0) continue;
+      if (p.k <= 0) {
+        cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream_);
+      } else {
+        products.push_back(p);
+      }
+    }
+    if (products.empty() || GroupedGemmCublas(ta_yes, tb_yes, products, alpha, beta)) return;
+    GroupedGemmOnLanes(ta_yes, tb_yes, products, alpha, beta);
+    return;
+  }
+  if (grouped_gemm_ != GroupedGemmImpl::kKernel) {
     GroupedGemmOnLanes(ta_yes, tb_yes, problems, alpha, beta);
     return;
   }
@@ -361,6 +375,90 @@ void CudaBackend::GroupedGemmOnLanes(bool ta, bool tb, const std::vector<GemmPro
     MOE_CUDA_CHECK(cudaEventRecord(join_events_[l], lanes_[l].stream));
     MOE_CUDA_CHECK(cudaStreamWaitEvent(stream_, join_events_[l], 0));
   }
+}
+
+bool CudaBackend::GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha,
+                                    float beta) {
+  const size_t count = problems.size();
+  if (cublas_ == nullptr) {
+    cublasStatus_t st = cublasCreate(&cublas_);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(cublas_, stream_);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      std::fprintf(stderr, "CUDA backend: cuBLAS did not start (%s); the experts' products take one cuBLASLt "
+                   "product each\n", cublasGetStatusString(st));
+      cublas_grouped_refused_ = true;
+      return false;
+    }
+  }
+  // Scratch: the device pointer table [A | B | C], then each problem's packed (BF16 mode) or unpacked
+  // (FP32 mode) operands.
+  const bool bf16 = gemm_math_ == GemmMath::kBf16;
+  std::vector<size_t> sizes{3 * count * sizeof(void*)};
+  for (const GemmProblem& p : problems) {
+    const Bf16Packing pack(ta, tb, p);
+    sizes.push_back(bf16 ? pack.a_bytes + pack.b_bytes : Fp32OperandBytes(p));
+  }
+  ScratchCarver carver(Scratch(ScratchCarver::Bytes(sizes)));
+  const void** table = carver.Take<const void*>(3 * count);
+  // cuBLAS is column-major: row-major C = op(A) op(B) is Cᵀ = op(B)ᵀ op(A)ᵀ (B first, as in RunGemm).
+  std::vector<const void*> pointers(3 * count);
+  std::vector<cublasOperation_t> trans_first(count, Op(tb)), trans_second(count, Op(ta));
+  std::vector<int> m(count), n(count), k(count), ld_first(count), ld_second(count), ldc(count);
+  const std::vector<float> alphas(count, alpha), betas(count, beta);
+  const std::vector<int> group_size(count, 1);
+  for (size_t i = 0; i < count; ++i) {
+    const GemmProblem& p = problems[i];
+    char* ws = carver.Take<char>(sizes[i + 1]);
+    const void* a = p.a;
+    const void* b = p.b;
+    int64_t lda = p.lda, ldb = p.ldb;
+    if (bf16) {
+      const Bf16Packing pack(ta, tb, p);
+      if (p.a_bf16 != nullptr) {
+        a = p.a_bf16;
+      } else {
+        cuda::LaunchPackBf16(p.a, pack.a_rows, pack.a_cols, p.lda, ws, pack.a_ld, stream_);
+        a = ws;
+        lda = pack.a_ld;
+      }
+      if (p.b_bf16 != nullptr) {
+        b = p.b_bf16;
+      } else {
+        cuda::LaunchPackBf16(p.b, pack.b_rows, pack.b_cols, p.ldb, ws + pack.a_bytes, pack.b_ld, stream_);
+        b = ws + pack.a_bytes;
+        ldb = pack.b_ld;
+      }
+    } else {
+      const GemmProblem q = WithFp32Operands(ta, tb, p, ws, stream_);
+      a = q.a;
+      b = q.b;
+      lda = q.lda;
+      ldb = q.ldb;
+    }
+    pointers[i] = b;
+    pointers[count + i] = a;
+    pointers[2 * count + i] = p.c;
+    m[i] = static_cast<int>(p.n);
+    n[i] = static_cast<int>(p.m);
+    k[i] = static_cast<int>(p.k);
+    ld_first[i] = static_cast<int>(ldb);
+    ld_second[i] = static_cast<int>(lda);
+    ldc[i] = static_cast<int>(p.ldc);
+  }
+  CopyFromHost(pointers.data(), pointers.size() * sizeof(void*), table);
+  const cudaDataType_t operand_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasStatus_t st = cublasGemmGroupedBatchedEx(
+      cublas_, trans_first.data(), trans_second.data(), m.data(), n.data(), k.data(), alphas.data(), table,
+      operand_type, ld_first.data(), table + count, operand_type, ld_second.data(), betas.data(),
+      const_cast<void* const*>(table + 2 * count), CUDA_R_32F, ldc.data(), static_cast<int>(count),
+      group_size.data(), CUBLAS_COMPUTE_32F);
+  if (st == CUBLAS_STATUS_SUCCESS) return true;
+  std::fprintf(stderr,
+               "CUDA backend: cublasGemmGroupedBatchedEx refused the experts' products (%s, %s operands); "
+               "using one cuBLASLt product per expert from now on\n",
+               cublasGetStatusString(st), bf16 ? "BF16" : "FP32");
+  cublas_grouped_refused_ = true;
+  return false;
 }
 
 void CudaBackend::EnsureLanes(size_t count) {

@@ -76,9 +76,11 @@ void Checks::GroupedGemm() {
   const int64_t ns[] = {96, 96, 96, 50, 96, 96, 0, 96, 33};
   const int64_t ks[] = {64, 64, 64, 128, 64, 0, 64, 65, 40};
   const int np = 9;
-  for (GroupedGemmImpl impl : {GroupedGemmImpl::kCublasLt, GroupedGemmImpl::kKernel}) {
+  for (GroupedGemmImpl impl : {GroupedGemmImpl::kCublasLt, GroupedGemmImpl::kCublasGrouped, GroupedGemmImpl::kKernel}) {
     gpu_.set_grouped_gemm_impl(impl);
-    const char* iname = impl == GroupedGemmImpl::kCublasLt ? "lt" : "kernel";
+    const char* iname = impl == GroupedGemmImpl::kCublasLt        ? "lt"
+                        : impl == GroupedGemmImpl::kCublasGrouped ? "cublas_grouped"
+                                                                  : "kernel";
     for (GemmMath math : {GemmMath::kFp32, GemmMath::kBf16}) {
       gpu_.set_gemm_math(math);
       const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";

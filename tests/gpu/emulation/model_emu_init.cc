@@ -26,6 +26,7 @@
 
 #include "base/buffer.h"
 #include "cublasLt.h"
+#include "cublas_v2.h"
 #include "emu.h"
 
 // The link wraps kernels/cuda/unified_memory.cc's CudaUnifiedMemorySpace() (-Wl,--wrap; the factory
@@ -127,13 +128,14 @@ struct EmuModes {
     std::fprintf(stderr,
                  "EMU totals: %lld kernel launches, %lld blocks, %lld CUDA threads; cuBLASLt: %lld "
                  "reference GEMMs, %lld heuristic queries, %lld algorithms checked for another shape, %lld "
-                 "calls the real library would reject; %lld warnings\n",
+                 "calls the real library would reject; cuBLAS: %lld grouped calls; %lld warnings\n",
                  static_cast<long long>(g_emu_launches), static_cast<long long>(g_emu_blocks),
                  static_cast<long long>(g_emu_threads),
                  static_cast<long long>(g_emu_cublaslt_matmuls),
                  static_cast<long long>(g_emu_cublaslt_heuristics),
                  static_cast<long long>(g_emu_cublaslt_checks),
                  static_cast<long long>(g_emu_cublaslt_errors),
+                 static_cast<long long>(g_emu_cublas_grouped_calls),
                  static_cast<long long>(g_emu_warnings));
     if (g_emu_device_only) {
       std::fprintf(stderr, "EMU device-only memory: %lld host accesses from %d call sites\n",

@@ -30,7 +30,8 @@
 #               for bench_step ("-": none). Default: the plain mode (synchronous stream, cuBLASLt
 #               offering no algorithm, so every Gemm takes the built-in kernel), then the strict mode
 #               (stream work deferred until the host waits, cuBLASLt a checked reference GEMM, blocks
-#               and threads last to first, activation recomputation on).
+#               and threads last to first, activation recomputation on), then the experts' products
+#               as one cuBLAS grouped call (the reference cuBLAS, deferred stream work).
 #   SEQ         tokens per sequence of the checked step (default 80: two query tiles of the attention
 #               kernels, the second partial, and three key tiles; YaRN beyond its original 64)
 #   SETS        --set overrides (default: grad_clip low enough that the step clips)
@@ -135,7 +136,7 @@ fi
 
 # ---- 3. The runs. ----
 PRECISIONS=${PRECISIONS:-"FP32 BF16"}
-MODES=${MODES:-"-;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=activation_recompute=true"}
+MODES=${MODES:-"-;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=activation_recompute=true;EMU_ASYNC=1 EMU_CUBLASLT=ref --set=cuda.grouped_gemm=CUBLAS_GROUPED"}
 SEQ=${SEQ:-80}
 SETS=${SETS:-"optimizer.grad_clip=0.25"}
 FP32_TOL=${FP32_TOL:-1e-5}
