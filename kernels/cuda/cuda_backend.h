@@ -269,6 +269,14 @@ class CudaBackend final : public Backend {
   struct Bf16Packing;
   // The scratch bytes RunGemm needs for p (packed BF16 operands, or unpacked FP32 ones).
   size_t GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) const;
+  // The operands a product reads in the arithmetic mode: BF16 bits (given, or FP32 ones packed into ws)
+  // in the BF16 mode, FP32 (BF16 bits unpacked into ws) in the FP32 mode; ws holds GemmScratchBytes.
+  struct GemmOperands {
+    const void* a;
+    const void* b;
+    int64_t lda, ldb;
+  };
+  GemmOperands OperandsFor(bool ta, bool tb, const GemmProblem& p, char* ws, cudaStream_t stream);
   // One product on `lane`, packing or unpacking operands into ws (GemmScratchBytes of it); varying_rows:
   // a grouped product, whose row counts follow the routing (Plan).
   void RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane, char* ws,

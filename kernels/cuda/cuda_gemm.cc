@@ -222,6 +222,31 @@ size_t CudaBackend::GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) con
   return std::max(unpacked, pack.a_bytes + pack.b_bytes);
 }
 
+CudaBackend::GemmOperands CudaBackend::OperandsFor(bool ta, bool tb, const GemmProblem& p, char* ws,
+                                                   cudaStream_t stream) {
+  if (gemm_math_ == GemmMath::kFp32) {  // BF16 operands are unpacked (exactly) first
+    const GemmProblem q = WithFp32Operands(ta, tb, p, ws, stream);
+    return {q.a, q.b, q.lda, q.ldb};
+  }
+  GemmOperands o{p.a, p.b, p.lda, p.ldb};
+  const Bf16Packing pack(ta, tb, p);
+  if (p.a_bf16 != nullptr) {
+    o.a = p.a_bf16;
+  } else {
+    cuda::LaunchPackBf16(p.a, pack.a_rows, pack.a_cols, p.lda, ws, pack.a_ld, stream);
+    o.a = ws;
+    o.lda = pack.a_ld;
+  }
+  if (p.b_bf16 != nullptr) {
+    o.b = p.b_bf16;
+  } else {
+    cuda::LaunchPackBf16(p.b, pack.b_rows, pack.b_cols, p.ldb, ws + pack.a_bytes, pack.b_ld, stream);
+    o.b = ws + pack.a_bytes;
+    o.ldb = pack.b_ld;
+  }
+  return o;
+}
+
 void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane,
                           char* ws, bool varying_rows) {
   if (p.m <= 0 || p.n <= 0) return;
@@ -229,36 +254,12 @@ void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, f
     cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, lane.stream);
     return;
   }
-  if (gemm_math_ == GemmMath::kFp32 && (p.a_bf16 != nullptr || p.b_bf16 != nullptr)) {
-    // FP32 products read FP32 operands: BF16 ones are unpacked (exactly) first.
-    RunGemm(ta, tb, WithFp32Operands(ta, tb, p, ws, lane.stream), alpha, beta, lane, nullptr, varying_rows);
-    return;
-  }
-  const void* a = p.a;
-  const void* b = p.b;
-  int64_t lda = p.lda, ldb = p.ldb;
-  if (gemm_math_ == GemmMath::kBf16) {
-    const Bf16Packing pack(ta, tb, p);
-    if (p.a_bf16 != nullptr) {
-      a = p.a_bf16;
-    } else {
-      cuda::LaunchPackBf16(p.a, pack.a_rows, pack.a_cols, p.lda, ws, pack.a_ld, lane.stream);
-      a = ws;
-      lda = pack.a_ld;
-    }
-    if (p.b_bf16 != nullptr) {
-      b = p.b_bf16;
-    } else {
-      cuda::LaunchPackBf16(p.b, pack.b_rows, pack.b_cols, p.ldb, ws + pack.a_bytes, pack.b_ld, lane.stream);
-      b = ws + pack.a_bytes;
-      ldb = pack.b_ld;
-    }
-  }
+  const GemmOperands o = OperandsFor(ta, tb, p, ws, lane.stream);
   GemmKey key{ta ? 1 : 0, tb ? 1 : 0, static_cast<int>(gemm_math_),
-              p.m, p.n, p.k, lda, ldb, p.ldc, AlignmentOf(a), AlignmentOf(b), AlignmentOf(p.c)};
+              p.m, p.n, p.k, o.lda, o.ldb, p.ldc, AlignmentOf(o.a), AlignmentOf(o.b), AlignmentOf(p.c)};
   GemmPlan& plan = Plan(key, varying_rows);
   if (plan.usable) {
-    const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, b, plan.b_layout, a,
+    const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, o.b, plan.b_layout, o.a,
                                              plan.a_layout, &beta, p.c, plan.c_layout, p.c,
                                              plan.c_layout, &plan.algo, lane.lt_workspace,
                                              lt_workspace_bytes_, lane.stream);
@@ -394,10 +395,7 @@ bool CudaBackend::GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProb
   // (FP32 mode) operands.
   const bool bf16 = gemm_math_ == GemmMath::kBf16;
   std::vector<size_t> sizes{3 * count * sizeof(void*)};
-  for (const GemmProblem& p : problems) {
-    const Bf16Packing pack(ta, tb, p);
-    sizes.push_back(bf16 ? pack.a_bytes + pack.b_bytes : Fp32OperandBytes(p));
-  }
+  for (const GemmProblem& p : problems) sizes.push_back(GemmScratchBytes(ta, tb, p));
   ScratchCarver carver(Scratch(ScratchCarver::Bytes(sizes)));
   const void** table = carver.Take<const void*>(3 * count);
   // cuBLAS is column-major: row-major C = op(A) op(B) is Cᵀ = op(B)ᵀ op(A)ᵀ (B first, as in RunGemm).
@@ -408,41 +406,15 @@ bool CudaBackend::GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProb
   const std::vector<int> group_size(count, 1);
   for (size_t i = 0; i < count; ++i) {
     const GemmProblem& p = problems[i];
-    char* ws = carver.Take<char>(sizes[i + 1]);
-    const void* a = p.a;
-    const void* b = p.b;
-    int64_t lda = p.lda, ldb = p.ldb;
-    if (bf16) {
-      const Bf16Packing pack(ta, tb, p);
-      if (p.a_bf16 != nullptr) {
-        a = p.a_bf16;
-      } else {
-        cuda::LaunchPackBf16(p.a, pack.a_rows, pack.a_cols, p.lda, ws, pack.a_ld, stream_);
-        a = ws;
-        lda = pack.a_ld;
-      }
-      if (p.b_bf16 != nullptr) {
-        b = p.b_bf16;
-      } else {
-        cuda::LaunchPackBf16(p.b, pack.b_rows, pack.b_cols, p.ldb, ws + pack.a_bytes, pack.b_ld, stream_);
-        b = ws + pack.a_bytes;
-        ldb = pack.b_ld;
-      }
-    } else {
-      const GemmProblem q = WithFp32Operands(ta, tb, p, ws, stream_);
-      a = q.a;
-      b = q.b;
-      lda = q.lda;
-      ldb = q.ldb;
-    }
-    pointers[i] = b;
-    pointers[count + i] = a;
+    const GemmOperands o = OperandsFor(ta, tb, p, carver.Take<char>(sizes[i + 1]), stream_);
+    pointers[i] = o.b;
+    pointers[count + i] = o.a;
     pointers[2 * count + i] = p.c;
     m[i] = static_cast<int>(p.n);
     n[i] = static_cast<int>(p.m);
     k[i] = static_cast<int>(p.k);
-    ld_first[i] = static_cast<int>(ldb);
-    ld_second[i] = static_cast<int>(lda);
+    ld_first[i] = static_cast<int>(o.ldb);
+    ld_second[i] = static_cast<int>(o.lda);
     ldc[i] = static_cast<int>(p.ldc);
   }
   CopyFromHost(pointers.data(), pointers.size() * sizeof(void*), table);
