@@ -14,7 +14,9 @@
 #      the CPU (loss 1e-2, grad norm 5e-2, loss after AdamW 1e-2; FP32 too), then timed steps of one
 #      micro-batch (8 x 4096 tokens) + AdamW: tokens/s, TFLOP/s, MFU against 989 TFLOP/s, op
 #      breakdown (attention and expert GEMM TFLOP/s, three largest sinks). Then the same step with the
-#      tensors in device memory (cuda.memory: DEVICE), checked against the CPU and timed (3 steps).
+#      tensors in device memory (cuda.memory: DEVICE), and the same step with the experts' products as
+#      one cuBLAS grouped call (cuda.grouped_gemm: CUBLAS_GROUPED), each checked against the CPU and
+#      timed (3 steps).
 #      KERNEL_PERF=1 then also times the ops at small_1b shapes (kernel_check's perf group).
 #   4. tests/gpu/hf_train_step.py: a Hugging Face transformers DeepseekV3 training step of the same
 #      config and batch (the config.json bench_step wrote), BF16 autocast over FP32 weights + AdamW;
@@ -24,9 +26,11 @@
 #   6. The comparison (our tokens/s over transformers', in this one run) and a VERDICT line against
 #      the targets: MFU >= 45% and attention forward >= 450 TFLOP/s (causal half counted).
 # The CUDA libraries come from the Python environment's nvidia-* packages (the ones PyTorch uses),
-# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set (six files at
+# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set (seven files at
 # most). Exit status: 0 all checks passed, 1 a check failed or a phase timed out, 2 a binary or
 # library is missing. Meeting the speed targets is reported, not part of the status.
+# nccl_check's one-GPU run also covers the communicator as the trainer uses it: ordered after a compute
+# stream by events, with no host wait.
 set -uo pipefail
 
 BIN=${1:-tests/gpu/bin}
@@ -129,6 +133,11 @@ phase bench_step 240 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --devi
 phase bench_step_device_memory 150 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --device=CUDA \
   --check_against_cpu --set cuda.memory=DEVICE --set batch.micro_batch_size="$BATCH" --set batch.seq_len="$SEQ" \
   --micro_batches=1 --warmup=2 --steps=3 --steps_without_op_times || status=1
+# The same step with the experts' products as one cuBLAS grouped call (cuda.grouped_gemm:
+# CUBLAS_GROUPED): checked against the CPU, then timed beside the default (one cuBLASLt product per expert).
+phase bench_step_cublas_grouped 120 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --device=CUDA \
+  --check_against_cpu --set cuda.grouped_gemm=CUBLAS_GROUPED --set batch.micro_batch_size="$BATCH" \
+  --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=3 --steps_without_op_times || status=1
 if [ "${KERNEL_PERF:-0}" = 1 ]; then
   phase kernels 120 "${RUN_BIN[@]}" "$BIN/kernel_check" --seed="$SEED" --only=perf || status=1
 fi
@@ -137,6 +146,7 @@ else
 fi
 OURS=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
 OURS_DEVICE=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step_device_memory.log" | tail -1 | sed 's/^BENCH_RESULT //')
+OURS_GROUPED=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step_cublas_grouped.log" | tail -1 | sed 's/^BENCH_RESULT //')
 FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["flops_per_token"])' 2>/dev/null)
 
 # 4. The transformers baseline on the same config and batch.
@@ -168,7 +178,7 @@ echo "== memcheck: ${#sanitizer_failed[@]} group(s) failed or unfinished${saniti
 
 # 6. Side by side, and the verdict against the targets.
 echo "== summary"
-OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
+OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" OURS_GROUPED="$OURS_GROUPED" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
 import json, os
 def load(k):
     try:
@@ -176,6 +186,7 @@ def load(k):
     except ValueError:
         return None
 ours, theirs, ours_device = load("OURS"), load("THEIRS"), load("OURS_DEVICE")
+ours_grouped = load("OURS_GROUPED")
 if ours:
     print("   ours:         %10.0f tokens/s  %6.1f TFLOP/s  MFU %5.1f%%  (%d x %d tokens, step %.3f s)" % (
         ours["tokens_per_s"], ours["tflops"], 100 * ours["mfu"], ours["micro_batch"], ours["seq"],
@@ -195,6 +206,12 @@ if ours:
     if ours_device:
         print("     tensors in device memory (cuda.memory: DEVICE): %.0f tokens/s (%.0f without per-op timing)" % (
             ours_device["tokens_per_s"], ours_device.get("tokens_per_s_without_op_timing") or 0))
+    if ours_grouped:
+        g = ours_grouped["ops"].get("grouped_gemm")
+        print("     experts' GEMMs as one cuBLAS grouped call (cuda.grouped_gemm: CUBLAS_GROUPED): %.0f tokens/s "
+              "(%.0f without per-op timing)%s" % (
+            ours_grouped["tokens_per_s"], ours_grouped.get("tokens_per_s_without_op_timing") or 0,
+            ", grouped_gemm %.2f ms/step" % g["ms_per_step"] if g else ""))
     sinks = sorted(ours["ops"].items(), key=lambda kv: -kv[1]["ms_per_step"])[:3]
     print("     largest sinks: " + ", ".join("%s %.1f ms" % (k, v["ms_per_step"]) for k, v in sinks))
 else:
