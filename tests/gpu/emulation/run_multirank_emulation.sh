@@ -13,9 +13,11 @@
 # The data: tests/make_text_corpus.py's generated text, byte-tokenized by tools/prepare_data.
 # Environment:
 #   MODES       ';'-separated EMU_* settings and extra --set flags per pass (default: the synchronous
-#               stream; then deferred stream work, reversed blocks, the reference cuBLASLt and device
-#               memory the host may not touch, with cuda.memory DEVICE)
-#   ONLY        run only the layouts whose names are listed (default: all; see LAYOUTS below)
+#               stream; then deferred stream work, reversed blocks, the reference cuBLAS(Lt), device
+#               memory the host may not touch (cuda.memory DEVICE) and the experts' products as one
+#               cuBLAS grouped call)
+#   ONLY        run only the layouts whose names are listed (default: all; see LAYOUTS below; "resume"
+#               names the exact-resume check at the end)
 #   PRECISIONS  default "FP32 BF16"; FP32 must agree with the CPU to 1e-5 in every loss, BF16 to 2e-2
 #               (the CUDA backward rounds its GEMM operands to BF16, the CPU's does not)
 # Exit status 0 iff every run finished, agreed with its CPU run, and printed no EMU warning or error;
@@ -42,7 +44,7 @@ LAYOUTS=(
   "ep2 2 --set parallel.ep=2 --set parallel.dp=2"
   "dp2tp2ep4 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set model.num_nextn_predict_layers=1"
 )
-MODES=${MODES:-"-;EMU_ASYNC=1 EMU_REVERSE=1 EMU_CUBLASLT=ref EMU_DEVICE_ONLY=1 --set=cuda.memory=DEVICE"}
+MODES=${MODES:-"-;EMU_ASYNC=1 EMU_REVERSE=1 EMU_CUBLASLT=ref EMU_DEVICE_ONLY=1 --set=cuda.memory=DEVICE --set=cuda.grouped_gemm=CUBLAS_GROUPED"}
 PRECISIONS=${PRECISIONS:-"FP32 BF16"}
 common=(--config=configs/tiny_brown.textproto --set "data.train_path=$WORK/data/train"
         --set "data.val_path=$WORK/data/val" --set logging.progress_bar=false --set schedule.total_steps=3
@@ -115,6 +117,32 @@ for prec in $PRECISIONS; do
     done
   done
 done
+# Exact resume through NCCL groups and device memory: DP 2 x TP 2 x EP 4 in the strict mode, stopped
+# after a checkpoint at step 2 and resumed to step 3, against the same 3 steps without a stop: the same
+# losses and the same exported weights, bit for bit.
+if [[ " $PRECISIONS " == *" FP32 "* && ( -z ${ONLY:-} || " $ONLY " == *" resume "* ) ]]; then
+  read -r -a run_env <<< "EMU_ASYNC=1 EMU_REVERSE=1 EMU_CUBLASLT=ref EMU_DEVICE_ONLY=1"
+  resume=(--set device=CUDA --set precision=FP32 --set cuda.memory=DEVICE --set parallel.dp=2 --set parallel.tp=2
+          --set parallel.ep=4 --set model.num_nextn_predict_layers=1 --set checkpoint.save_every=2)
+  rm -rf "$WORK/resume_straight" "$WORK/resume_stopped"
+  start=$(date +%s)
+  rc=0
+  mpi 4 "$BIN" "$WORK/resume_straight.log" "${resume[@]}" --set "output_dir=$WORK/resume_straight" \
+    --export_hf="$WORK/resume_straight/hf" || rc=$?
+  mpi 4 "$BIN" "$WORK/resume_stopped_1.log" "${resume[@]}" --set "output_dir=$WORK/resume_stopped" \
+    --set schedule.total_steps=2 || rc=$?
+  mpi 4 "$BIN" "$WORK/resume_stopped_2.log" "${resume[@]}" --set "output_dir=$WORK/resume_stopped" \
+    --export_hf="$WORK/resume_stopped/hf" || rc=$?
+  grep -q 'resum' "$WORK/resume_stopped_2.log" || { echo "the second run did not resume"; rc=1; }
+  verdict=$(python3 tests/compare_runs.py "$WORK/resume_straight" "$WORK/resume_stopped" --loss_rtol=0 \
+            --param_rtol=0 2>&1 | tail -n 2 | tr '\n' ' ') || rc=1
+  echo "FP32 resume dp2tp2ep4 [strict, device memory]: $verdict($(( $(date +%s) - start )) s)"
+  if [[ $rc -ne 0 ]] || grep -q '^EMU \(cuBLASLt:\|warning\|error\)' "$WORK"/resume_*.log; then
+    status=1
+    failed+=("FP32 resume dp2tp2ep4")
+    tail -n 20 "$WORK/resume_stopped_2.log"
+  fi
+fi
 if [[ $status -eq 0 ]]; then
   echo "== every run agreed with the CPU"
 else
