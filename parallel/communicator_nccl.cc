@@ -542,7 +542,7 @@ void NcclCommunicator::Barrier() {
   AfterCompute(op);
   Enqueued(ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_), op,
            deadline);
-  Complete(op, deadline);
+  WaitEvent(Watch(op, deadline), op, deadline);  // a barrier of the hosts: always waited for here
 }
 
 }  // namespace moe::parallel
