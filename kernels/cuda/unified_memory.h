@@ -17,8 +17,9 @@
 // workspace, scratch, NCCL). An allocation past it (after releasing the cache) prints what was asked,
 // what is held and the cap on stderr, and fails: the Buffer throws std::bad_alloc.
 //
-// A freed block may be handed out again at once. Kernels on the backend's one stream run in order,
-// so reuse by later ops is safe; but host code must not write into a NEW Buffer while an op that
+// A freed block may be handed out again at once. Kernels on the backend's stream run in order, so
+// reuse by later ops is safe (the side streams of the grouped GEMM and the NCCL communication streams
+// are forked from and joined back into it by events, so their work is ordered with it too); but host code must not write into a NEW Buffer while an op that
 // used memory freed before it was allocated may still be running: Synchronize first.
 //
 // New memory is not poisoned (poison_on_host = false): touching it from the host would migrate
