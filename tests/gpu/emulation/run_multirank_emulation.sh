@@ -71,7 +71,7 @@ for np in 1 3; do
       "$WORK/nccl_check_emu" > "$log" 2>&1 || true
   fi
   echo "nccl_check, $np rank(s): $(grep -c '^PASS' "$log") PASS, $(grep -c '^FAIL' "$log") FAIL"
-  if [[ $(grep -c '^PASS' "$log") -lt 19 ]] || grep -q '^FAIL\|^EMU \(warning\|error\)' "$log"; then
+  if [[ $(grep -c '^PASS' "$log") -lt 20 ]] || grep -q '^FAIL\|^EMU \(warning\|error\)' "$log"; then
     status=1
     failed+=("nccl_check on $np rank(s)")
     tail -n 20 "$log"
