@@ -9,6 +9,9 @@
 #   train_hang_test.sh TRAIN PREPARE_DATA CONFIG MAKE_TEXT_CORPUS [RUN_MPI]
 # RUN_MPI (parallel/testing/run_mpi.sh) starts the job; without it, mpirun is called here with the same
 # isolation (own session and shared-memory directories, so concurrent sandboxed jobs cannot collide).
+# TRAIN_EXTRA_ARGS (words) go to the trainer, JOB_LIMIT_S (default 60) bounds the job, and with
+# EXPECT_NCCL=1 the timeout must be reported by an NCCL group's watchdog
+# (tests/gpu/emulation/run_multirank_emulation.sh runs this on the emulated CUDA backend).
 set -u
 TRAIN=$1; PREPARE=$2; CONFIG=$3; CORPUS=$4; RUN_MPI=${5:-}
 case "$RUN_MPI" in ""|/*) ;; *) RUN_MPI="$PWD/$RUN_MPI" ;; esac
@@ -61,7 +64,7 @@ launch() {  # NP PROGRAM ARGS...: 4 ranks on this machine, at most 60 s
     # self,vader without CMA single-copy (sandboxes may forbid process_vm_readv), as run_mpi.sh does.
     local np=$1
     shift
-    TMPDIR="$session" timeout -k 5 60 mpirun --allow-run-as-root --oversubscribe -np "$np" \
+    TMPDIR="$session" timeout -k 5 "${JOB_LIMIT_S:-60}" mpirun --allow-run-as-root --oversubscribe -np "$np" \
       --mca orte_tmpdir_base "$session" --mca btl self,vader \
       --mca btl_vader_single_copy_mechanism none --mca btl_vader_backing_directory "$session" "$@"
   fi
@@ -73,14 +76,14 @@ launch 4 "$TRAIN" --config="$CONFIG" \
   --set schedule.total_steps=20000 --set batch.micro_batch_size=1 --set num_threads=1 \
   --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set parallel.collective_timeout_s=5 \
   --set parallel.overlap_grad_reduce=true --set parallel.overlap_param_gather=true \
-  --set parallel.grad_bucket_elements=1000 \
+  --set parallel.grad_bucket_elements=1000 ${TRAIN_EXTRA_ARGS:-} \
   >"$LOG" 2>&1 &
 job=$!   # the launcher: mpirun is below it, and the ranks are mpirun's children
 
-# Waits (up to 60 s) for 3 logged steps, then finds the ranks among the job's processes: the trainer
+# Waits (up to JOB_LIMIT_S) for 3 logged steps, then finds the ranks among the job's processes: the trainer
 # processes, each with its OMPI_COMM_WORLD_RANK in its environment.
 victim=""
-for _ in $(seq 600); do
+for _ in $(seq $(( ${JOB_LIMIT_S:-60} * 10 ))); do
   kill -0 "$job" 2>/dev/null || { cat "$LOG"; fail "the job ended before it was stopped"; }
   if [ "$(grep -c '^step' "$LOG")" -ge 3 ]; then
     tree_pids=$(descendants "$job")
@@ -110,7 +113,11 @@ grep -v '^step' "$LOG" | grep -v '^\s*$' | tail -25
 [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "the job hung until timeout(1) killed it (rc $rc)"
 awk -v t="$took" -v l="$LIMIT_S" 'BEGIN { exit !(t <= l) }' ||
   fail "mpirun took $took s after SIGSTOP to exit (limit $LIMIT_S s)"
-grep -qE "moe: rank [013] \(world\): collective [A-Za-z]+ on group '[^']+' \(size [0-9]+, group rank [0-9]+.*\) did not complete within 5 s" "$LOG" ||
+grep -qE "moe: rank [013] \(world\): (NCCL )?collective [A-Za-z]+ on group '[^']+' \(size [0-9]+, group rank [0-9]+.*\) did not complete within 5 s" "$LOG" ||
   fail "no line names a surviving rank, its group and the collective that timed out"
 grep -q "did not complete within" "$LOG" || fail "output lacks 'did not complete within'"
+if [ "${EXPECT_NCCL:-0}" = 1 ]; then
+  grep -qE "\(world\): NCCL collective [A-Za-z]+ on group .* did not complete within" "$LOG" ||
+    fail "no NCCL group's watchdog reported the timeout"
+fi
 echo "PASS (others exited ${took} s after the SIGSTOP)"

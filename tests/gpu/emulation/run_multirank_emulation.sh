@@ -17,7 +17,7 @@
 #               memory the host may not touch (cuda.memory DEVICE) and the experts' products as one
 #               cuBLAS grouped call)
 #   ONLY        run only the layouts whose names are listed (default: all; see LAYOUTS below; "resume"
-#               names the exact-resume check at the end)
+#               and "hang" name the exact-resume and hung-rank checks at the end)
 #   PRECISIONS  default "FP32 BF16"; FP32 must agree with the CPU to 1e-5 in every loss, BF16 to 2e-2
 #               (the CUDA backward rounds its GEMM operands to BF16, the CPU's does not)
 # Exit status 0 iff every run finished, agreed with its CPU run, and printed no EMU warning or error;
@@ -141,6 +141,20 @@ if [[ " $PRECISIONS " == *" FP32 "* && ( -z ${ONLY:-} || " $ONLY " == *" resume 
     status=1
     failed+=("FP32 resume dp2tp2ep4")
     tail -n 20 "$WORK/resume_stopped_2.log"
+  fi
+fi
+# A hung rank through NCCL groups (tests/train_hang_test.sh on the emulated trainer, lazy streams): the
+# survivors' watchdogs must report the NCCL collective that timed out and end the job.
+if [[ -z ${ONLY:-} || " $ONLY " == *" hang "* ]]; then
+  bazel build //tools:prepare_data 2>&1 | tail -n 1
+  if EMU_ASYNC=1 EMU_DEVICES=4 JOB_LIMIT_S=120 EXPECT_NCCL=1 TRAIN_EXTRA_ARGS="--set device=CUDA" TEST_TMPDIR="$WORK" \
+      tests/train_hang_test.sh "$BIN" bazel-bin/tools/prepare_data configs/tiny.textproto tests/make_text_corpus.py \
+      > "$WORK/hang.log" 2>&1; then
+    echo "hung rank: $(grep -h '^PASS' "$WORK/hang.log"); $(grep -m1 'NCCL collective' "$WORK/hang.log" | cut -c1-120)"
+  else
+    status=1
+    failed+=("hung rank")
+    tail -n 20 "$WORK/hang.log"
   fi
 fi
 if [[ $status -eq 0 ]]; then

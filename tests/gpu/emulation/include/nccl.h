@@ -1,7 +1,8 @@
 // The NCCL calls of parallel/communicator_nccl.cc on the CPU, for multi-rank runs of the emulated CUDA
 // backend (run_multirank_emulation.sh): each NCCL communicator is an MPI communicator of the same
-// members, and each collective stages the device data through host vectors into the blocking MPI
-// collective at the call, then lands its result as stream work (EmuNcclCollective). It checks how the trainer drives NCCL (which buffers, counts, groups, order,
+// members, and each collective stages the device data through host vectors into a non-blocking MPI
+// collective started at the call, then waits for it and lands its result as stream work
+// (EmuNcclCollective). It checks how the trainer drives NCCL (which buffers, counts, groups, order,
 // synchronisation), not NCCL itself: sums are MPI's, in MPI's order.
 //
 // Needs MPI initialised (the trainer does it); a one-member communicator (NcclCommunicator::
@@ -144,24 +145,35 @@ inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 }
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclCommDestroy(comm); }
 
-// A collective's data exchange runs at the call, in program order, so the ranks meet in it as they do
-// in host MPI calls whatever each one's stream does (a rank that waits for its stream earlier than
-// another, e.g. to grow a buffer, must not block in a collective while the other blocks in a host
-// call); first its stream runs up to the call, so the inputs it reads are those the stream would
-// read. The result lands in `recv` later, as stream work: work that reads it without waiting for
-// the stream reads what was there before.
-inline void EmuNcclCollective(cudaStream_t stream, void* recv, const std::function<std::vector<char>()>& exchange) {
+// A collective's data exchange starts at the call, in program order, as a non-blocking MPI collective
+// (so the ranks start them in the same order whatever each one's stream does, and MPI moves the data
+// while any rank is inside any MPI call); first its stream runs up to the call, so the inputs it
+// stages are those the stream would read. The exchange is waited for, and its result lands in
+// `recv`, later, as stream work: work that reads the result without waiting for the stream reads what
+// was there before, and a peer that never joins leaves the stream stuck there, as a GPU's would be
+// (the communicator's watchdog then ends the process).
+struct EmuExchange {
+  std::shared_ptr<std::vector<char>> in, out;  // staged; alive until the exchange completes
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+inline void EmuNcclCollective(cudaStream_t stream, void* recv, const std::function<void(EmuExchange&)>& start) {
   if (stream == nullptr) {
     EmuDrain();
   } else {
     EmuRunStream(stream);
   }
-  std::shared_ptr<std::vector<char>> result;
+  auto x = std::make_shared<EmuExchange>();
   {
     EmuDeviceAccess device;  // the inputs are device memory
-    result = std::make_shared<std::vector<char>>(exchange());
+    start(*x);
   }
-  EmuEnqueue(stream, [recv, result] { std::memcpy(recv, result->data(), result->size()); });
+  EmuEnqueue(stream, [recv, x] {
+    if (x->request != MPI_REQUEST_NULL) EmuMpiCheck(MPI_Wait(&x->request, MPI_STATUS_IGNORE), "MPI_Wait");
+    std::memcpy(recv, x->out->data(), x->out->size());
+  });
+}
+inline std::shared_ptr<std::vector<char>> EmuStage(const void* p, size_t bytes) {
+  return std::make_shared<std::vector<char>>(static_cast<const char*>(p), static_cast<const char*>(p) + bytes);
 }
 
 // In place or not: recv = reduce over the members of send.
@@ -169,14 +181,12 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, nc
                                   ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
   if (op != ncclSum && op != ncclMax) EmuNcclFail("reduction other than sum or max");
-  EmuNcclCollective(stream, recv, [=] {
-    std::vector<char> staged(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
-    if (comm->comm != MPI_COMM_NULL) {
-      EmuMpiCheck(MPI_Allreduce(MPI_IN_PLACE, staged.data(), static_cast<int>(count), EmuNcclMpiType(type),
-                                op == ncclSum ? MPI_SUM : MPI_MAX, comm->comm),
-                  "MPI_Allreduce");
-    }
-    return staged;
+  EmuNcclCollective(stream, recv, [=](EmuExchange& x) {
+    x.out = EmuStage(send, bytes);
+    if (comm->comm == MPI_COMM_NULL) return;
+    EmuMpiCheck(MPI_Iallreduce(MPI_IN_PLACE, x.out->data(), static_cast<int>(count), EmuNcclMpiType(type),
+                               op == ncclSum ? MPI_SUM : MPI_MAX, comm->comm, &x.request),
+                "MPI_Iallreduce");
   });
   return ncclSuccess;
 }
@@ -185,17 +195,16 @@ inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count
                                       ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
   if (op != ncclSum) EmuNcclFail("reduce-scatter other than a sum");
-  EmuNcclCollective(stream, recv, [=] {
-    std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes * comm->size);
-    std::vector<char> out(bytes);
-    if (comm->comm != MPI_COMM_NULL) {
-      EmuMpiCheck(MPI_Reduce_scatter_block(in.data(), out.data(), static_cast<int>(count), EmuNcclMpiType(type),
-                                           MPI_SUM, comm->comm),
-                  "MPI_Reduce_scatter_block");
-    } else {
-      out = in;
+  EmuNcclCollective(stream, recv, [=](EmuExchange& x) {
+    x.in = EmuStage(send, bytes * comm->size);
+    if (comm->comm == MPI_COMM_NULL) {
+      x.out = x.in;
+      return;
     }
-    return out;
+    x.out = std::make_shared<std::vector<char>>(bytes);
+    EmuMpiCheck(MPI_Ireduce_scatter_block(x.in->data(), x.out->data(), static_cast<int>(count), EmuNcclMpiType(type),
+                                          MPI_SUM, comm->comm, &x.request),
+                "MPI_Ireduce_scatter_block");
   });
   return ncclSuccess;
 }
@@ -203,30 +212,28 @@ inline ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count
 inline ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, ncclDataType_t type, ncclComm_t comm,
                                   cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuNcclCollective(stream, recv, [=] {
-    std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
-    std::vector<char> out(bytes * comm->size);
-    if (comm->comm != MPI_COMM_NULL) {
-      EmuMpiCheck(MPI_Allgather(in.data(), static_cast<int>(bytes), MPI_BYTE, out.data(), static_cast<int>(bytes),
-                                MPI_BYTE, comm->comm),
-                  "MPI_Allgather");
-    } else {
-      out = in;
+  EmuNcclCollective(stream, recv, [=](EmuExchange& x) {
+    x.in = EmuStage(send, bytes);
+    if (comm->comm == MPI_COMM_NULL) {
+      x.out = x.in;
+      return;
     }
-    return out;
+    x.out = std::make_shared<std::vector<char>>(bytes * comm->size);
+    EmuMpiCheck(MPI_Iallgather(x.in->data(), static_cast<int>(bytes), MPI_BYTE, x.out->data(), static_cast<int>(bytes),
+                               MPI_BYTE, comm->comm, &x.request),
+                "MPI_Iallgather");
   });
   return ncclSuccess;
 }
 inline ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root,
                                   ncclComm_t comm, cudaStream_t stream) {
   const size_t bytes = count * EmuNcclBytes(type);
-  EmuNcclCollective(stream, recv, [=] {
-    std::vector<char> staged(bytes);
-    if (comm->rank == root) std::memcpy(staged.data(), send, bytes);
-    if (comm->comm != MPI_COMM_NULL) {
-      EmuMpiCheck(MPI_Bcast(staged.data(), static_cast<int>(bytes), MPI_BYTE, root, comm->comm), "MPI_Bcast");
-    }
-    return staged;
+  EmuNcclCollective(stream, recv, [=](EmuExchange& x) {
+    x.out = std::make_shared<std::vector<char>>(bytes);
+    if (comm->rank == root) std::memcpy(x.out->data(), send, bytes);
+    if (comm->comm == MPI_COMM_NULL) return;
+    EmuMpiCheck(MPI_Ibcast(x.out->data(), static_cast<int>(bytes), MPI_BYTE, root, comm->comm, &x.request),
+                "MPI_Ibcast");
   });
   return ncclSuccess;
 }
@@ -236,7 +243,7 @@ inline ncclResult_t ncclGroupStart() {
   return ncclSuccess;
 }
 // The group's sends and receives together, as one collective (see EmuNcclCollective): every send's data
-// staged, all posted, all waited for at the call; each receive lands in stream order.
+// staged and all posted at the call; all waited for, and each receive landed, in stream order.
 inline ncclResult_t ncclGroupEnd() {
   if (g_emu_nccl_group_depth <= 0) EmuNcclFail("ncclGroupEnd without ncclGroupStart");
   if (--g_emu_nccl_group_depth > 0) return ncclSuccess;
@@ -248,43 +255,48 @@ inline ncclResult_t ncclGroupEnd() {
     if (p.stream != stream) EmuNcclFail("one group's sends and receives on different streams");
   }
   EmuRunStream(stream);
-  std::vector<std::shared_ptr<std::vector<char>>> staged(group.size());
+  struct Posted {
+    std::vector<std::vector<char>> staged;
+    std::vector<MPI_Request> requests;
+  };
+  auto posted = std::make_shared<Posted>();
+  posted->staged.resize(group.size());
   {
     EmuDeviceAccess device;
-    std::vector<MPI_Request> requests;
     size_t next_send = 0;  // one member: the k-th receive takes the k-th send
     for (size_t i = 0; i < group.size(); ++i) {
       const EmuP2p& p = group[i];
-      staged[i] = std::make_shared<std::vector<char>>(p.bytes);
+      std::vector<char>& staged = posted->staged[i];
+      staged.resize(p.bytes);
       if (p.comm->comm == MPI_COMM_NULL) {
         if (p.send) continue;
         while (next_send < group.size() && !group[next_send].send) ++next_send;
         if (next_send == group.size() || group[next_send].bytes != p.bytes) EmuNcclFail("unmatched receive");
-        std::memcpy(staged[i]->data(), group[next_send++].buf, p.bytes);
+        std::memcpy(staged.data(), group[next_send++].buf, p.bytes);
         continue;
       }
       MPI_Request r;
       if (p.send) {
-        std::memcpy(staged[i]->data(), p.buf, p.bytes);
-        EmuMpiCheck(MPI_Isend(staged[i]->data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
+        std::memcpy(staged.data(), p.buf, p.bytes);
+        EmuMpiCheck(MPI_Isend(staged.data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
                     "MPI_Isend");
       } else {
-        EmuMpiCheck(MPI_Irecv(staged[i]->data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
+        EmuMpiCheck(MPI_Irecv(staged.data(), static_cast<int>(p.bytes), MPI_BYTE, p.peer, 0, p.comm->comm, &r),
                     "MPI_Irecv");
       }
-      requests.push_back(r);
+      posted->requests.push_back(r);
     }
-    if (!requests.empty()) {
-      EmuMpiCheck(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE),
+  }
+  EmuEnqueue(stream, [group, posted] {
+    if (!posted->requests.empty()) {
+      EmuMpiCheck(MPI_Waitall(static_cast<int>(posted->requests.size()), posted->requests.data(),
+                              MPI_STATUSES_IGNORE),
                   "MPI_Waitall");
     }
-  }
-  for (size_t i = 0; i < group.size(); ++i) {
-    if (group[i].send) continue;
-    void* buf = group[i].buf;
-    auto data = staged[i];
-    EmuEnqueue(stream, [buf, data] { std::memcpy(buf, data->data(), data->size()); });
-  }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (!group[i].send) std::memcpy(group[i].buf, posted->staged[i].data(), group[i].bytes);
+    }
+  });
   return ncclSuccess;
 }
 inline ncclResult_t EmuNcclP2p(bool send, const void* buf, size_t count, ncclDataType_t type, int peer,
