@@ -106,6 +106,8 @@ class CudaBackend final : public Backend {
   void set_gemm_math(GemmMath math) { gemm_math_ = math; }
   GroupedGemmImpl grouped_gemm_impl() const { return grouped_gemm_; }
   void set_grouped_gemm_impl(GroupedGemmImpl impl) { grouped_gemm_ = impl; }
+  // kCublasGrouped: cuBLAS refused the grouped call once, so the products take the kCublasLt path.
+  bool cublas_grouped_refused() const { return cublas_grouped_refused_; }
   int grouped_gemm_streams() const { return grouped_gemm_streams_; }
   void set_grouped_gemm_streams(int streams) { grouped_gemm_streams_ = streams; }
   AttentionImpl attention_impl() const { return attention_; }

@@ -144,6 +144,11 @@ void Checks::GroupedGemm() {
   }
   gpu_.set_gemm_math(GemmMath::kFp32);
   gpu_.set_grouped_gemm_impl(GroupedGemmImpl::kCublasLt);
+  // Whether the cublas_grouped checks above ran cuBLAS's grouped call or, refused, the per-expert path
+  // (not a failure of ours: the option then falls back; but its figures would mean the fallback's).
+  std::printf("INFO  grouped_gemm_cublas_grouped: %s\n",
+              gpu_.cublas_grouped_refused() ? "cuBLAS REFUSED the grouped call; the checks ran the per-expert fallback"
+                                            : "ran as one cublasGemmGroupedBatchedEx call per product");
   GroupedGemmBuckets();
 }
 

@@ -97,7 +97,9 @@ void Checks::Perf() {
             gpu_.GroupedGemm(Transpose::kNo, Transpose::kYes, probs, 1.0f, 0.0f);
           });
           const std::string iname = variant > 0   ? Fmt("lt%d", variant)
-                                    : variant < 0 ? std::string("cublas_grouped")
+                                    : variant < 0 ? std::string(gpu_.cublas_grouped_refused()
+                                                                    ? "cublas_grouped_REFUSED_ran_lt"
+                                                                    : "cublas_grouped")
                                                   : std::string("kernel");
           PerfLine(Fmt("grouped_gemm_%s_%s 64 experts %s", iname.c_str(), mname, name), ms, flops, 0);
         }
