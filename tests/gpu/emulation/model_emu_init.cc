@@ -10,7 +10,7 @@
 //   EMU_CUBLASLT=ref      cuBLASLt is a checked reference GEMM (default none: no algorithm, so
 //                         CudaBackend::Gemm falls back to the grouped kernel)
 //   EMU_DEVICE_ONLY=1     (with EMU_ASYNC=1) device memory the host may not touch, as from a device pool
-//                         (emu.h g_emu_device_only): every host access to it is reported with its call
+//                         (emu_runtime.h g_emu_device_only): every host access to it is reported with its call
 //                         stack, once per site, and allowed to finish (a survey, not a failure)
 //   EMU_DEVICES=N         the number of devices the process sees (default 1; several ranks on one host
 //                         take device = node-local rank)
