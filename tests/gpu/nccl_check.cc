@@ -162,29 +162,20 @@ class Runner {
       cudaFree(diout);
     }
     {
-      // Per-peer counts (some zero), exchanged first so every rank knows what it receives.
-      std::vector<int64_t> send_counts(p), recv_counts(p);
-      std::uniform_int_distribution<int64_t> count(0, 5000);
-      for (int r = 0; r < p; ++r) send_counts[r] = (r + reference_.rank()) % 3 == 1 ? 0 : count(gen_);
-      reference_.AllToAll(send_counts.data(), recv_counts.data(), 1);
-      int64_t sent = 0, received = 0;
-      for (int r = 0; r < p; ++r) {
-        sent += send_counts[r];
-        received += recv_counts[r];
-      }
-      std::vector<float> send = Floats(sent), ref(received);
+      const PeerCounts c = DrawPeerCounts(0, 5000);
+      std::vector<float> send = Floats(c.sent), ref(c.received);
       float* dsend = ToDevice(send);
-      float* drecv = ToDevice(std::vector<float>(received, NAN));
-      reference_.AllToAllV(send.data(), send_counts, ref.data(), recv_counts);
-      nccl_.AllToAllV(dsend, send_counts, drecv, recv_counts);
-      Report("AllToAllV(float)", MaxRelDiff(ToHost(drecv, received), ref), 0.0);
-      std::vector<int32_t> isend(sent), iref(received);
+      float* drecv = ToDevice(std::vector<float>(c.received, NAN));
+      reference_.AllToAllV(send.data(), c.send, ref.data(), c.recv);
+      nccl_.AllToAllV(dsend, c.send, drecv, c.recv);
+      Report("AllToAllV(float)", MaxRelDiff(ToHost(drecv, c.received), ref), 0.0);
+      std::vector<int32_t> isend(c.sent), iref(c.received);
       for (auto& v : isend) v = static_cast<int32_t>(gen_() % 100000);
       int32_t* disend = ToDevice(isend);
-      int32_t* direcv = ToDevice(std::vector<int32_t>(received, -1));
-      reference_.AllToAllV(isend.data(), send_counts, iref.data(), recv_counts);
-      nccl_.AllToAllV(disend, send_counts, direcv, recv_counts);
-      Report("AllToAllV(int32)", MaxRelDiff(ToHost(direcv, received), iref), 0.0);
+      int32_t* direcv = ToDevice(std::vector<int32_t>(c.received, -1));
+      reference_.AllToAllV(isend.data(), c.send, iref.data(), c.recv);
+      nccl_.AllToAllV(disend, c.send, direcv, c.recv);
+      Report("AllToAllV(int32)", MaxRelDiff(ToHost(direcv, c.received), iref), 0.0);
       std::vector<int64_t> a = Ints(p * 7), aref(p * 7);
       int64_t* da = ToDevice(a);
       int64_t* daout = ToDevice(std::vector<int64_t>(p * 7, -1));
@@ -273,23 +264,15 @@ class Runner {
       ordered.AllGather(d_in, d_out, n);
       Report("ordered AllGather", MaxRelDiff(read(d_out, p * n), ref), 0.0);
     }
-    {  // the expert dispatch's exchange: per-peer counts, some zero
-      std::vector<int64_t> send_counts(p), recv_counts(p);
-      std::uniform_int_distribution<int64_t> count(1, n / p);
-      for (int r = 0; r < p; ++r) send_counts[r] = (r + reference_.rank()) % 3 == 1 ? 0 : count(gen_);
-      reference_.AllToAll(send_counts.data(), recv_counts.data(), 1);
-      int64_t sent = 0, received = 0;
-      for (int r = 0; r < p; ++r) {
-        sent += send_counts[r];
-        received += recv_counts[r];
-      }
-      std::vector<float> send = Floats(sent), ref(received);
+    {  // the expert dispatch's exchange
+      const PeerCounts c = DrawPeerCounts(1, n / p);
+      std::vector<float> send = Floats(c.sent), ref(c.received);
       std::copy(send.begin(), send.end(), host_in);
-      reference_.AllToAllV(send.data(), send_counts, ref.data(), recv_counts);
+      reference_.AllToAllV(send.data(), c.send, ref.data(), c.recv);
       reset();
-      CHECK_CUDA(cudaMemcpyAsync(d_in, host_in, sizeof(float) * sent, cudaMemcpyHostToDevice, compute));
-      ordered.AllToAllV(d_in, send_counts, d_out, recv_counts);
-      Report("ordered AllToAllV", MaxRelDiff(read(d_out, received), ref), 0.0);
+      CHECK_CUDA(cudaMemcpyAsync(d_in, host_in, sizeof(float) * c.sent, cudaMemcpyHostToDevice, compute));
+      ordered.AllToAllV(d_in, c.send, d_out, c.recv);
+      Report("ordered AllToAllV", MaxRelDiff(read(d_out, c.received), ref), 0.0);
     }
     for (void* q : {static_cast<void*>(slow_a), static_cast<void*>(slow_b), static_cast<void*>(d_in),
                     static_cast<void*>(d_out)}) {
@@ -301,6 +284,25 @@ class Runner {
   }
 
  private:
+  // AllToAllV's per-peer counts, each drawn from [least, most] but every third pairing zero, exchanged
+  // so every rank knows what it receives.
+  struct PeerCounts {
+    std::vector<int64_t> send, recv;
+    int64_t sent = 0, received = 0;
+  };
+  PeerCounts DrawPeerCounts(int64_t least, int64_t most) {
+    const int p = reference_.size();
+    PeerCounts c{std::vector<int64_t>(p), std::vector<int64_t>(p)};
+    std::uniform_int_distribution<int64_t> count(least, most);
+    for (int r = 0; r < p; ++r) c.send[r] = (r + reference_.rank()) % 3 == 1 ? 0 : count(gen_);
+    reference_.AllToAll(c.send.data(), c.recv.data(), 1);
+    for (int r = 0; r < p; ++r) {
+      c.sent += c.send[r];
+      c.received += c.recv[r];
+    }
+    return c;
+  }
+
   std::vector<float> Floats(int64_t n) {
     std::normal_distribution<float> d;
     std::vector<float> v(n);
