@@ -271,8 +271,9 @@ void NcclCommunicator::AfterCompute(const Op& op) {
   if (err != cudaSuccess) Fail(op, absl::StrCat("ordering after the compute stream: ", cudaGetErrorString(err)));
 }
 
-void NcclCommunicator::Complete(const Op& op, double deadline) {
-  const cudaEvent_t done = Watch(op, deadline);
+void NcclCommunicator::Complete(const Op& op, double deadline) { OrderAfter(Watch(op, deadline), op, deadline); }
+
+void NcclCommunicator::OrderAfter(cudaEvent_t done, const Op& op, double deadline) {
   if (compute_ == nullptr) {
     WaitEvent(done, op, deadline);
     return;
@@ -377,12 +378,7 @@ class NcclCommunicator::PendingEnqueued final : public PendingCollective {
   bool Test() override { return finished_ || cudaEventQuery(event_) == cudaSuccess; }
   void Finish() override {
     if (finished_) return;
-    if (comm_->compute_ == nullptr) {
-      comm_->WaitEvent(event_, op_, deadline_);
-    } else {
-      const cudaError_t err = cudaStreamWaitEvent(comm_->compute_, event_, 0);
-      if (err != cudaSuccess) comm_->Fail(op_, absl::StrCat("ordering the compute stream after it: ", cudaGetErrorString(err)));
-    }
+    comm_->OrderAfter(event_, op_, deadline_);
     finished_ = true;
   }
 

@@ -120,6 +120,9 @@ class NcclCommunicator final : public Communicator {
   // After a blocking collective's enqueue: the compute stream waits for it and the watchdog bounds it;
   // without a compute stream, the host waits for it (bounded by `deadline`).
   void Complete(const Op& op, double deadline);
+  // What follows the collective behind `done` sees its result: the compute stream waits for the event,
+  // or without one the host (bounded by `deadline`).
+  void OrderAfter(cudaEvent_t done, const Op& op, double deadline);
   // Records a pooled event behind the collective just enqueued and hands it to the watchdog; returns it.
   cudaEvent_t Watch(const Op& op, double deadline);
   void WatchdogLoop(int device);
