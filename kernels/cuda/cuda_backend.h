@@ -34,9 +34,11 @@
 //                               Gemm's cuBLASLt products ran at ~550 TFLOP/s in the same step.
 //   GroupedGemmImpl::kCublasGrouped  one cublasGemmGroupedBatchedEx call for all the problems (each a
 //                               group of one; the operand pointer table copied to the device in stream
-//                               order): one cuBLAS launch instead of one per expert. Not yet timed on a
-//                               GPU (tests/gpu/kernel_check times all three); should cuBLAS refuse the
-//                               call, it says so once and takes the kCublasLt path from then on.
+//                               order): one cuBLAS launch instead of one per expert. cuBLAS takes BF16
+//                               operands there only with a BF16 C, so the BF16 mode passes FP32 words
+//                               holding the BF16 roundings, with TF32 math (the same products). Not yet
+//                               timed on a GPU (tests/gpu/kernel_check times all three); should cuBLAS
+//                               refuse the call, it says so once and takes the kCublasLt path from then on.
 //   GroupedGemmImpl::kKernel    one launch of the built-in kernel for up to 256 problems
 //                               (kernels/cuda/grouped_gemm.cu; WMMA tiles in the BF16 mode), also
 //                               Gemm's fallback when cuBLASLt has no algorithm for a signature.
@@ -259,10 +261,13 @@ class CudaBackend final : public Backend {
   // Scratch of at least `bytes` (device, 256-byte aligned, contents undefined). Valid until the
   // next call; growing it synchronises the stream once.
   void* Scratch(size_t bytes);
-  // GEMM operands given as BF16 bits, unpacked to dense FP32 for the paths that read FP32 (FP32 products,
-  // the grouped kernel): the scratch bytes p needs, and p with its BF16 operands unpacked at ws.
-  static size_t Fp32OperandBytes(const GemmProblem& p);
-  GemmProblem WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws, cudaStream_t stream);
+  // GEMM operands as dense FP32 for the paths that read FP32 (FP32 products, the grouped kernel, the cuBLAS
+  // grouped call): the scratch bytes p needs, and p with its BF16 operands unpacked at ws (exact); with
+  // round_to_bf16 (the cuBLAS grouped call's TF32 math in the BF16 mode) its FP32 operands are written there
+  // too, as their BF16 roundings.
+  static size_t Fp32OperandBytes(const GemmProblem& p, bool round_to_bf16 = false);
+  GemmProblem WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws, cudaStream_t stream,
+                               bool round_to_bf16 = false);
   // Where a GEMM runs: a stream and the cuBLASLt workspace only that stream uses.
   struct Lane {
     cudaStream_t stream = nullptr;

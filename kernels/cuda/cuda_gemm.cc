@@ -279,23 +279,30 @@ namespace {
 size_t Fp32Bytes(int64_t elements) { return RoundUp(sizeof(float) * static_cast<size_t>(elements), 256); }
 }  // namespace
 
-size_t CudaBackend::Fp32OperandBytes(const GemmProblem& p) {
-  return (p.a_bf16 != nullptr ? Fp32Bytes(p.m * p.k) : 0) + (p.b_bf16 != nullptr ? Fp32Bytes(p.k * p.n) : 0);
+size_t CudaBackend::Fp32OperandBytes(const GemmProblem& p, bool round_to_bf16) {
+  return (p.a_bf16 != nullptr || round_to_bf16 ? Fp32Bytes(p.m * p.k) : 0) +
+         (p.b_bf16 != nullptr || round_to_bf16 ? Fp32Bytes(p.k * p.n) : 0);
 }
 
-GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws,
-                                          cudaStream_t stream) {
+GemmProblem CudaBackend::WithFp32Operands(bool ta, bool tb, const GemmProblem& p, char* ws, cudaStream_t stream,
+                                          bool round_to_bf16) {
   GemmProblem q = p;
-  // Stored [rows, cols] operand `bits` (leading dim ld) unpacked densely at ws; returns its leading dim.
-  auto unpack = [&](const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld, const float** out) {
-    float* dense = reinterpret_cast<float*>(ws);
-    cuda::LaunchUnpackBf16(bits, rows, cols, ld, dense, cols, stream);
+  // Stored [rows, cols] operand (bits, or FP32 words to round; leading dim ld) written densely at ws as FP32;
+  // returns its leading dim.
+  auto dense = [&](const uint16_t* bits, const float* words, int64_t rows, int64_t cols, int64_t ld,
+                   const float** out) {
+    float* to = reinterpret_cast<float*>(ws);
+    if (bits != nullptr) {
+      cuda::LaunchUnpackBf16(bits, rows, cols, ld, to, cols, stream);
+    } else {
+      cuda::LaunchRoundToBf16Into(words, rows, cols, ld, to, cols, stream);
+    }
     ws += Fp32Bytes(rows * cols);
-    *out = dense;
+    *out = to;
     return cols;
   };
-  if (p.a_bf16 != nullptr) q.lda = unpack(p.a_bf16, ta ? p.k : p.m, ta ? p.m : p.k, p.lda, &q.a);
-  if (p.b_bf16 != nullptr) q.ldb = unpack(p.b_bf16, tb ? p.n : p.k, tb ? p.k : p.n, p.ldb, &q.b);
+  if (p.a_bf16 != nullptr || round_to_bf16) q.lda = dense(p.a_bf16, p.a, ta ? p.k : p.m, ta ? p.m : p.k, p.lda, &q.a);
+  if (p.b_bf16 != nullptr || round_to_bf16) q.ldb = dense(p.b_bf16, p.b, tb ? p.n : p.k, tb ? p.k : p.n, p.ldb, &q.b);
   q.a_bf16 = nullptr;
   q.b_bf16 = nullptr;
   return q;
@@ -391,11 +398,21 @@ bool CudaBackend::GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProb
       return false;
     }
   }
-  // Scratch: the device pointer table [A | B | C], then each problem's packed (BF16 mode) or unpacked
-  // (FP32 mode) operands.
-  const bool bf16 = gemm_math_ == GemmMath::kBf16;
+  // cuBLAS's grouped call takes BF16 A and B only with a BF16 C (its documented type table), and C here is
+  // FP32 (an FP32 output, or FP32 gradients that accumulate). So the BF16 mode gives it FP32 words holding
+  // the operands' BF16 roundings, with TF32 tensor-core math: a BF16 value is exact in TF32, so each
+  // product is the BF16 product, summed in FP32 as in every other path of the mode. The FP32 mode is
+  // FP32 throughout.
+  const bool tf32 = gemm_math_ == GemmMath::kBf16;
+  if (tf32) {
+    // TF32 math needs 16-byte aligned pointers (the operands are the scratch copies below, aligned).
+    for (const GemmProblem& p : problems) {
+      if (AlignmentOf(p.c) < 16) return false;  // this call only: the per-expert path runs it
+    }
+  }
+  // Scratch: the device pointer table [A | B | C], then each problem's dense FP32 operands.
   std::vector<size_t> sizes{3 * count * sizeof(void*)};
-  for (const GemmProblem& p : problems) sizes.push_back(GemmScratchBytes(ta, tb, p));
+  for (const GemmProblem& p : problems) sizes.push_back(Fp32OperandBytes(p, tf32));
   ScratchCarver carver(Scratch(ScratchCarver::Bytes(sizes)));
   const void** table = carver.Take<const void*>(3 * count);
   // cuBLAS is column-major: row-major C = op(A) op(B) is Cᵀ = op(B)ᵀ op(A)ᵀ (B first, as in RunGemm).
@@ -405,30 +422,28 @@ bool CudaBackend::GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProb
   const std::vector<float> alphas(count, alpha), betas(count, beta);
   const std::vector<int> group_size(count, 1);
   for (size_t i = 0; i < count; ++i) {
-    const GemmProblem& p = problems[i];
-    const GemmOperands o = OperandsFor(ta, tb, p, carver.Take<char>(sizes[i + 1]), stream_);
-    pointers[i] = o.b;
-    pointers[count + i] = o.a;
-    pointers[2 * count + i] = p.c;
-    m[i] = static_cast<int>(p.n);
-    n[i] = static_cast<int>(p.m);
-    k[i] = static_cast<int>(p.k);
-    ld_first[i] = static_cast<int>(o.ldb);
-    ld_second[i] = static_cast<int>(o.lda);
-    ldc[i] = static_cast<int>(p.ldc);
+    const GemmProblem q = WithFp32Operands(ta, tb, problems[i], carver.Take<char>(sizes[i + 1]), stream_, tf32);
+    pointers[i] = q.b;
+    pointers[count + i] = q.a;
+    pointers[2 * count + i] = q.c;
+    m[i] = static_cast<int>(q.n);
+    n[i] = static_cast<int>(q.m);
+    k[i] = static_cast<int>(q.k);
+    ld_first[i] = static_cast<int>(q.ldb);
+    ld_second[i] = static_cast<int>(q.lda);
+    ldc[i] = static_cast<int>(q.ldc);
   }
   CopyFromHost(pointers.data(), pointers.size() * sizeof(void*), table);
-  const cudaDataType_t operand_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasStatus_t st = cublasGemmGroupedBatchedEx(
       cublas_, trans_first.data(), trans_second.data(), m.data(), n.data(), k.data(), alphas.data(), table,
-      operand_type, ld_first.data(), table + count, operand_type, ld_second.data(), betas.data(),
+      CUDA_R_32F, ld_first.data(), table + count, CUDA_R_32F, ld_second.data(), betas.data(),
       const_cast<void* const*>(table + 2 * count), CUDA_R_32F, ldc.data(), static_cast<int>(count),
-      group_size.data(), CUBLAS_COMPUTE_32F);
+      group_size.data(), tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
   if (st == CUBLAS_STATUS_SUCCESS) return true;
   std::fprintf(stderr,
-               "CUDA backend: cublasGemmGroupedBatchedEx refused the experts' products (%s, %s operands); "
-               "using one cuBLASLt product per expert from now on\n",
-               cublasGetStatusString(st), bf16 ? "BF16" : "FP32");
+               "CUDA backend: cublasGemmGroupedBatchedEx refused the experts' products (%s, FP32 operands, %s "
+               "math); using one cuBLASLt product per expert from now on\n",
+               cublasGetStatusString(st), tf32 ? "TF32" : "FP32");
   cublas_grouped_refused_ = true;
   return false;
 }

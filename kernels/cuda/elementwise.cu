@@ -207,10 +207,8 @@ __global__ void SumSquaresEachTotalKernel(const SumSquaresPiece* __restrict__ ta
 
 // C[rows, cols] (leading dimension ld) = beta == 0 ? 0 : beta * C.
 __global__ void ScaleMatrixKernel(float* c, int64_t rows, int64_t cols, int64_t ld, float beta) {
-  const int64_t total = rows * cols;
-  for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
-    const int64_t r = e / cols, col = e % cols;
-    float* p = c + r * ld + col;
+  for (GridWalk2D w(rows, cols); w.valid(); w.next()) {
+    float* p = c + w.r * ld + w.c;
     *p = beta == 0.0f ? 0.0f : beta * *p;
   }
 }
@@ -218,19 +216,21 @@ __global__ void ScaleMatrixKernel(float* c, int64_t rows, int64_t cols, int64_t 
 // dst [rows, cols] BF16 (round to nearest even, leading dim dst_ld) from src [rows, cols] (ld).
 __global__ void PackBf16Kernel(const float* __restrict__ src, int64_t rows, int64_t cols,
                                int64_t ld, __nv_bfloat16* __restrict__ dst, int64_t dst_ld) {
-  const int64_t total = rows * cols;
-  for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
-    const int64_t r = e / cols, col = e % cols;
-    dst[r * dst_ld + col] = __float2bfloat16_rn(src[r * ld + col]);
+  for (GridWalk2D w(rows, cols); w.valid(); w.next()) dst[w.r * dst_ld + w.c] = __float2bfloat16_rn(src[w.r * ld + w.c]);
+}
+
+// dst [rows, cols] FP32 (dst_ld) = src [rows, cols] (ld) rounded to BF16 (nearest even), widened back.
+__global__ void RoundToBf16IntoKernel(const float* __restrict__ src, int64_t rows, int64_t cols, int64_t ld,
+                                      float* __restrict__ dst, int64_t dst_ld) {
+  for (GridWalk2D w(rows, cols); w.valid(); w.next()) {
+    dst[w.r * dst_ld + w.c] = __bfloat162float(__float2bfloat16_rn(src[w.r * ld + w.c]));
   }
 }
 
 __global__ void UnpackBf16Kernel(const uint16_t* __restrict__ bits, int64_t rows, int64_t cols, int64_t ld,
                                  float* __restrict__ dst, int64_t dst_ld) {
-  const int64_t total = rows * cols;
-  for (int64_t e = GlobalThread(); e < total; e += GlobalStride()) {
-    const int64_t r = e / cols, col = e % cols;
-    dst[r * dst_ld + col] = __int_as_float(static_cast<int>(static_cast<uint32_t>(bits[r * ld + col]) << 16));
+  for (GridWalk2D w(rows, cols); w.valid(); w.next()) {
+    dst[w.r * dst_ld + w.c] = __int_as_float(static_cast<int>(static_cast<uint32_t>(bits[w.r * ld + w.c]) << 16));
   }
 }
 
@@ -397,6 +397,13 @@ void LaunchUnpackBf16(const uint16_t* bits, int64_t rows, int64_t cols, int64_t 
                       cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
   UnpackBf16Kernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(bits, rows, cols, ld, dst, dst_ld);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRoundToBf16Into(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst, int64_t dst_ld,
+                           cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  RoundToBf16IntoKernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(src, rows, cols, ld, dst, dst_ld);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -87,6 +87,10 @@ void LaunchScaleMatrix(float* c, int64_t rows, int64_t cols, int64_t ld, float b
 // cols] with leading dim ld.
 void LaunchPackBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, void* dst,
                     int64_t dst_ld, cudaStream_t stream);
+// dst [rows, cols] FP32 (leading dim dst_ld) = each value of src [rows, cols] (leading dim ld) rounded to BF16
+// (nearest even) and widened back: the value a BF16 product reads, as an FP32 word.
+void LaunchRoundToBf16Into(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst, int64_t dst_ld,
+                           cudaStream_t stream);
 // dst [rows, cols] FP32 (leading dim dst_ld) = the BF16 values of bits [rows, cols] (leading dim ld), exactly.
 void LaunchUnpackBf16(const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld, float* dst, int64_t dst_ld,
                       cudaStream_t stream);
