@@ -14,8 +14,9 @@
 //
 // Tolerances (relative L2 against the CPU): ops that evaluate the same expressions in the same order
 // must match to ~1e-6 (elementwise, rows, RoPE, AdamW, router weights); reductions whose order
-// differs (norm statistics, softmax sums, GEMM, attention) get 1e-5 .. 1e-4; BF16 GEMM modes are fed
-// BF16-valued operands, so only the accumulation order differs from the CPU's FP32 GEMM.
+// differs (norm statistics, softmax sums, GEMM, attention) get 1e-5 .. 1e-4; BF16 GEMM modes get FP32
+// operands and are compared with the CPU's FP32 GEMM of their BF16 roundings (nearest even), so the
+// rounding is checked and only the accumulation order may differ.
 #include <cuda_runtime_api.h>
 
 #include <chrono>

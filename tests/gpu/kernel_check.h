@@ -79,12 +79,17 @@ class Checks {
   void DispatchOrder();       // SortByExpert, part of the router group
   void GroupedGemmBuckets();  // part of the grouped_gemm group
   // kernel_check_gemm_attention.cc (also Gemm, GroupedGemm, Attention)
-  // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n].
+  // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n]. a and b go to
+  // the device; a_ref and b_ref are what its arithmetic mode multiplies (their BF16 roundings in the BF16
+  // mode, which must round FP32 operands to nearest even), for the CPU's FP32 reference.
   struct HostGemm {
     int64_t m, n, k, lda, ldb, ldc;
-    std::vector<float> a, b, c;
+    std::vector<float> a, b, c, a_ref, b_ref;
+    GemmProblem Reference() { return {m, n, k, a_ref.data(), lda, b_ref.data(), ldb, c.data(), ldc}; }
+    // The m x n block of a [m, ldc] C (the padding columns are never written).
+    std::vector<float> Block(const std::vector<float>& c_full) const;
   };
-  HostGemm MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, bool bf16_values);
+  HostGemm MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, bool bf16_math);
   // One attention shape against the CPU: the built-in kernel, or cuDNN (a shape it refuses fails).
   void AttentionCase(const AttentionShape& s, const std::string& tag, bool cudnn);
   // kernel_check_perf.cc (also Perf)

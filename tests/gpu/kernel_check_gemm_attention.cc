@@ -14,7 +14,7 @@ namespace moe::gpucheck {
 // ---------------------------------------------------------------- GEMM
 // A random problem with padded leading dims (see HostGemm in kernel_check.h).
 Checks::HostGemm Checks::MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                                  bool bf16_values) {
+                                  bool bf16_math) {
   HostGemm g;
   g.m = m;
   g.n = n;
@@ -27,11 +27,15 @@ Checks::HostGemm Checks::MakeGemm(bool ta, bool tb, int64_t m, int64_t n, int64_
   g.a = rng_.Normal(std::max<int64_t>(a_rows, 1) * g.lda);
   g.b = rng_.Normal(std::max<int64_t>(b_rows, 1) * g.ldb);
   g.c = rng_.Normal(std::max<int64_t>(m, 1) * g.ldc);
-  if (bf16_values) {
-    g.a = RoundedBf16(g.a);
-    g.b = RoundedBf16(g.b);
-  }
+  g.a_ref = bf16_math ? RoundedBf16(g.a) : g.a;
+  g.b_ref = bf16_math ? RoundedBf16(g.b) : g.b;
   return g;
+}
+
+std::vector<float> Checks::HostGemm::Block(const std::vector<float>& c_full) const {
+  std::vector<float> block;
+  for (int64_t i = 0; i < m; ++i) block.insert(block.end(), c_full.begin() + i * ldc, c_full.begin() + i * ldc + n);
+  return block;
 }
 
 void Checks::Gemm() {
@@ -45,21 +49,12 @@ void Checks::Gemm() {
           HostGemm g = MakeGemm(ta, tb, 257, 129, k, math == GemmMath::kBf16);
           Dev<float> ga(g.a), gb(g.b), gc(g.c);
           if (beta == 0.0f) gc.Poison();  // beta == 0: C must not be read
-          GemmProblem cp{g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc};
           GemmProblem gp{g.m, g.n, g.k, ga.get(), g.lda, gb.get(), g.ldb, gc.get(), g.ldc};
           const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
           const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
-          cpu_.Gemm(xa, xb, cp, 0.75f, beta);
+          cpu_.Gemm(xa, xb, g.Reference(), 0.75f, beta);
           gpu_.Gemm(xa, xb, gp, 0.75f, beta);
-          std::vector<float> got = gc.Download();
-          // Compare the m x n block only (the padding columns are never touched).
-          std::vector<float> got_mn, ref_mn;
-          for (int64_t i = 0; i < g.m; ++i) {
-            for (int64_t j = 0; j < g.n; ++j) {
-              got_mn.push_back(got[i * g.ldc + j]);
-              ref_mn.push_back(g.c[i * g.ldc + j]);
-            }
-          }
+          const std::vector<float> got_mn = g.Block(gc.Download()), ref_mn = g.Block(g.c);
           report_.Check(Fmt("gemm_%s_%s%s_beta%g_k%lld", mname, ta ? "T" : "N", tb ? "T" : "N",
                             beta, static_cast<long long>(k)),
                         got_mn, ref_mn, 1e-5);
@@ -99,7 +94,7 @@ void Checks::GroupedGemm() {
             dev.push_back(std::make_unique<Dev<float>>(g.b));
             dev.push_back(std::make_unique<Dev<float>>(g.c));
             if (beta == 0.0f) dev.back()->Poison();
-            cps.push_back({g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc});
+            cps.push_back(g.Reference());
             gps.push_back({g.m, g.n, g.k, dev[3 * i]->get(), g.lda, dev[3 * i + 1]->get(), g.ldb,
                            dev[3 * i + 2]->get(), g.ldc});
           }
@@ -109,13 +104,9 @@ void Checks::GroupedGemm() {
           gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
           std::vector<float> got_all, ref_all;
           for (int i = 0; i < np; ++i) {
-            const std::vector<float> got = dev[3 * i + 2]->Download();
-            for (int64_t r = 0; r < host[i].m; ++r) {
-              for (int64_t j = 0; j < host[i].n; ++j) {
-                got_all.push_back(got[r * host[i].ldc + j]);
-                ref_all.push_back(host[i].c[r * host[i].ldc + j]);
-              }
-            }
+            const std::vector<float> got = host[i].Block(dev[3 * i + 2]->Download()), ref = host[i].Block(host[i].c);
+            got_all.insert(got_all.end(), got.begin(), got.end());
+            ref_all.insert(ref_all.end(), ref.begin(), ref.end());
           }
           report_.Check(Fmt("grouped_gemm_%s_%s_%s%s_beta%g", iname, mname, ta ? "T" : "N",
                             tb ? "T" : "N", beta),
@@ -129,10 +120,8 @@ void Checks::GroupedGemm() {
             gpu_.set_grouped_gemm_streams(lanes);
             std::vector<float> serial;
             for (int i = 0; i < np; ++i) {
-              const std::vector<float> got = dev[3 * i + 2]->Download();
-              for (int64_t r = 0; r < host[i].m; ++r) {
-                for (int64_t j = 0; j < host[i].n; ++j) serial.push_back(got[r * host[i].ldc + j]);
-              }
+              const std::vector<float> got = host[i].Block(dev[3 * i + 2]->Download());
+              serial.insert(serial.end(), got.begin(), got.end());
             }
             report_.CheckBits(Fmt("grouped_gemm_lt_%s_%s%s_%d_streams_vs_1", mname, ta ? "T" : "N",
                                   tb ? "T" : "N", lanes),
@@ -176,15 +165,15 @@ void Checks::GroupedGemmBuckets() {
       c.Poison();
       (*fresh)->GroupedGemm(Transpose::kNo, Transpose::kYes,
                             {{g.m, g.n, g.k, a.get(), g.lda, b.get(), g.ldb, c.get(), g.ldc}}, 1.0f, 0.0f);
-      got[i] = c.Download();
+      got[i] = g.Block(c.Download());
     }
     for (int i = 0; i < 2; ++i) outputs[order].insert(outputs[order].end(), got[i].begin(), got[i].end());
   }
-  std::vector<float> ref;  // the operands hold BF16 values: the CPU's FP32 product is the reference
+  std::vector<float> ref;  // the CPU's FP32 product of the BF16-rounded operands
   for (HostGemm& g : host) {
-    cpu_.Gemm(Transpose::kNo, Transpose::kYes, {g.m, g.n, g.k, g.a.data(), g.lda, g.b.data(), g.ldb, g.c.data(), g.ldc},
-              1.0f, 0.0f);
-    ref.insert(ref.end(), g.c.begin(), g.c.end());
+    cpu_.Gemm(Transpose::kNo, Transpose::kYes, g.Reference(), 1.0f, 0.0f);
+    const std::vector<float> block = g.Block(g.c);
+    ref.insert(ref.end(), block.begin(), block.end());
   }
   report_.Check("grouped_gemm_lt_bucket_vs_cpu", outputs[0], ref, 1e-5);
   report_.CheckBits("grouped_gemm_lt_bucket_either_order", outputs[1], outputs[0]);

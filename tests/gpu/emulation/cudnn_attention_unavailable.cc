@@ -26,5 +26,6 @@ absl::Status CudnnAttention::Backward(const AttentionShape& s, const CudnnAttent
   return GetPlan(s, true).status();
 }
 std::string CudnnAttention::EngineName(const AttentionShape&, bool) const { return ""; }
+std::string CudnnAttention::LibraryVersion() { return "none (CPU emulation)"; }
 
 }  // namespace moe::kernels

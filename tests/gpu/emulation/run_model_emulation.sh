@@ -22,10 +22,15 @@
 #      and model_emu_init.cc (the shim's modes from the environment, totals at exit, and a wrapper of
 #      CudaUnifiedMemorySpace() that NaN-poisons every Buffer it hands out, linked with --wrap).
 #   4. One g++ link of the two; then the runs below.
+#   5. tests/gpu/kernel_check's sources, compiled the same way and linked with the same objects less
+#      bench_step's main: the device check's own program runs its op groups that need neither cuDNN nor
+#      gigabytes (KERNEL_CHECK_GROUPS) against the CPU backend, before the model runs.
 #
 #   tests/gpu/emulation/run_model_emulation.sh [workdir]
 # Environment:
 #   PRECISIONS  default "FP32 BF16"
+#   KERNEL_CHECK_GROUPS  kernel_check --only groups (default: elementwise, rows, rmsnorm, rope,
+#               cross_entropy, router, gemm, grouped_gemm; "" skips it); SEED its seed (default 1)
 #   MODES       ';'-separated runs, each a list of EMU_* settings (model_emu_init.cc) and extra flags
 #               for bench_step ("-": none). Default: the plain mode (synchronous stream, cuBLASLt
 #               offering no algorithm, so every Gemm takes the built-in kernel), then the strict mode
@@ -46,7 +51,7 @@
 #               it also links WORKDIR/nccl_check_emu (tests/gpu/nccl_check.cc)
 # The tiny model as configs/tiny.textproto has it (every feature on: q compression, YaRN, group-limited
 # biased routing, a shared expert, 1 dense + 2 MoE layers), micro-batch of 4 sequences.
-# Exit status 0 iff every run printed its PASS lines (three scalars, FP32 within FP32_TOL; in FP32 also
+# Exit status 0 iff kernel_check passed (no cuBLAS call refused) and every run printed its PASS lines (three scalars, FP32 within FP32_TOL; in FP32 also
 # every gradient and every updated weight), no FAIL and no
 # EMU warning or error (a cuBLASLt call the real library would reject counts as one).
 # Time on 2 cores: ~1.5 min to build (less when Bazel's outputs are current), ~15-25 s per run.
@@ -134,6 +139,39 @@ if [[ ${EMU_NCCL:-0} == 1 ]]; then
 fi
 [[ $TARGET == tools:bench_step ]] || exit 0
 
+# ---- 3. tests/gpu/kernel_check on the same objects (bench_step's main left out): the CUDA backend's ops
+# against the CPU backend through the device check's own code, strict modes. It runs the groups that need
+# neither cuDNN nor gigabytes (data_movement's 2^25-element copies take minutes here).
+KC_OBJS=()
+kc_pids=()
+for f in kernel_check kernel_check_elementwise kernel_check_gemm_attention kernel_check_perf \
+         kernel_check_router_loss kernel_check_rows_norm; do
+  $EMU_CXX -c "$ROOT/tests/gpu/$f.cc" -o "$WORK/obj/kc_$f.o" &
+  kc_pids+=($!)
+  KC_OBJS+=("$WORK/obj/kc_$f.o")
+done
+for p in "${kc_pids[@]}"; do wait "$p"; done
+grep -v '/bench_step\.pic\.o$' "$WORK/link.params" > "$WORK/link_kernel_check.params"
+g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$WORK/kernel_check_emu" \
+  "${KC_OBJS[@]}" @"$WORK/link_kernel_check.params" "${objs[@]}"
+KERNEL_CHECK_GROUPS=${KERNEL_CHECK_GROUPS:-elementwise,rows,rmsnorm,rope,cross_entropy,router,gemm,grouped_gemm}
+status=0
+failed=()
+if [[ -n $KERNEL_CHECK_GROUPS ]]; then
+  echo "== kernel_check --only=$KERNEL_CHECK_GROUPS (EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1)"
+  log=$WORK/kernel_check.log
+  rc=0
+  EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 "$WORK/kernel_check_emu" --only="$KERNEL_CHECK_GROUPS" --no_perf \
+    --seed="${SEED:-1}" > "$log" 2>&1 || rc=$?
+  grep -E '^(FAIL|INFO)|checks, .* failed|^EMU (cuBLASLt|warning|error)' "$log" || true
+  # A refused cuBLAS grouped call falls back without failing a check, but it means the call is wrong.
+  if [[ $rc -ne 0 ]] || grep -q '^EMU \(cuBLASLt:\|warning\|error\)\|REFUSED' "$log"; then
+    status=1
+    failed+=("kernel_check")
+    tail -n 20 "$log"
+  fi
+fi
+
 # ---- 3. The runs. ----
 PRECISIONS=${PRECISIONS:-"FP32 BF16"}
 MODES=${MODES:-"-;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=activation_recompute=true;EMU_ASYNC=1 EMU_CUBLASLT=ref --set=cuda.grouped_gemm=CUBLAS_GROUPED"}
@@ -142,8 +180,6 @@ SETS=${SETS:-"optimizer.grad_clip=0.25"}
 FP32_TOL=${FP32_TOL:-1e-5}
 set_flags=(--set "batch.seq_len=$SEQ")  # the one timed step after the check: the same size
 for s in $SETS; do set_flags+=("--set" "$s"); done
-status=0
-failed=()
 IFS=';' read -r -a mode_list <<< "$MODES"
 for mode in "${mode_list[@]}"; do
   env_list=()
@@ -176,7 +212,14 @@ for mode in "${mode_list[@]}"; do
     # Three scalars in both precisions; FP32 also judges every gradient and every updated weight.
     want_passes=3
     [[ $prec == FP32 ]] && want_passes=5
-    if [[ $rc -ne 0 || $passes -ne $want_passes || -n $loose ]] ||
+    # A CUBLAS_GROUPED mode must have run cuBLAS's grouped call, not fallen back to the per-expert path.
+    grouped_missing=""
+    if [[ $mode == *CUBLAS_GROUPED* ]] &&
+        { grep -q 'refused the experts' "$log" || ! grep -q 'cuBLAS: [1-9][0-9]* grouped calls' "$log"; }; then
+      grouped_missing=1
+      echo "   the cuBLAS grouped call did not run (refused, or never called)"
+    fi
+    if [[ $rc -ne 0 || $passes -ne $want_passes || -n $loose || -n $grouped_missing ]] ||
         grep -q '^FAIL\|^EMU \(cuBLASLt:\|warning\|error\)' "$log"; then
       status=1
       failed+=("$prec, $mode")

@@ -80,6 +80,7 @@ inline int64_t g_emu_cublaslt_errors = 0;   // calls the real library would reje
 inline int64_t g_emu_cublaslt_heuristics = 0;  // algorithm searches answered
 inline int64_t g_emu_cublaslt_checks = 0;      // algorithms confirmed for another shape (AlgoCheck)
 
+inline size_t cublasLtGetVersion() { return 0; }
 inline const char* cublasLtGetStatusString(cublasStatus_t st) {
   switch (st) {
     case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";

@@ -250,6 +250,24 @@ inline cudaError_t cudaGetDevice(int* d) {
   *d = g_emu_current_device;
   return cudaSuccess;
 }
+// What tests/gpu/kernel_check prints about its device.
+struct cudaDeviceProp {
+  char name[256];
+  int multiProcessorCount, major, minor;
+  size_t totalGlobalMem;
+};
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+  *p = cudaDeviceProp{"CPU emulation", 1, 9, 0, g_emu_device_total};
+  return cudaSuccess;
+}
+inline cudaError_t cudaDriverGetVersion(int* v) {
+  *v = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaRuntimeGetVersion(int* v) {
+  *v = 0;
+  return cudaSuccess;
+}
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   static int next = 1;
   *s = new CUstream_st{next++, {}, 0};
