@@ -178,7 +178,10 @@ echo "== memcheck: ${#sanitizer_failed[@]} group(s) failed or unfinished${saniti
 
 # 6. Side by side, and the verdict against the targets.
 echo "== summary"
-OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" OURS_GROUPED="$OURS_GROUPED" THEIRS="$THEIRS" "$PY" - <<'PYEOF'
+# cuBLAS may refuse the grouped call (the run then goes on with one product per expert): say so beside its figure.
+GROUPED_REFUSED=$(grep -s -m1 'refused the experts' "$LOGDIR/bench_step_cublas_grouped.log")
+OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" OURS_GROUPED="$OURS_GROUPED" GROUPED_REFUSED="$GROUPED_REFUSED" \
+  THEIRS="$THEIRS" "$PY" - <<'PYEOF'
 import json, os
 def load(k):
     try:
@@ -212,6 +215,8 @@ if ours:
               "(%.0f without per-op timing)%s" % (
             ours_grouped["tokens_per_s"], ours_grouped.get("tokens_per_s_without_op_timing") or 0,
             ", grouped_gemm %.2f ms/step" % g["ms_per_step"] if g else ""))
+        if os.environ.get("GROUPED_REFUSED"):
+            print("       REFUSED, so that figure is the per-expert path's: " + os.environ["GROUPED_REFUSED"])
     sinks = sorted(ours["ops"].items(), key=lambda kv: -kv[1]["ms_per_step"])[:3]
     print("     largest sinks: " + ", ".join("%s %.1f ms" % (k, v["ms_per_step"]) for k, v in sinks))
 else:
