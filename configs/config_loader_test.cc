@@ -465,6 +465,8 @@ TEST(ApplyOverride, SetsScalarsEnumsAndNestedMessages) {
   EXPECT_EQ(cfg.cuda().grouped_gemm(), config::CudaConfig::CUBLASLT_STREAMS);  // the default
   EXPECT_TRUE(ApplyOverride(&cfg, "cuda.grouped_gemm=CUBLAS_GROUPED").ok());
   EXPECT_EQ(cfg.cuda().grouped_gemm(), config::CudaConfig::CUBLAS_GROUPED);
+  EXPECT_TRUE(ApplyOverride(&cfg, "cuda.grouped_gemm=CUBLASLT_PADDED").ok());
+  EXPECT_EQ(cfg.cuda().grouped_gemm(), config::CudaConfig::CUBLASLT_PADDED);
   EXPECT_THAT(std::string(ApplyOverride(&cfg, "cuda.grouped_gemm=GROUPED").message()),
               AllOf(HasSubstr("'GROUPED'"), HasSubstr("CUBLAS_GROUPED"), HasSubstr("GROUPED_KERNEL")));
 }

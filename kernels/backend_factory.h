@@ -27,7 +27,7 @@ struct BackendOptions {
   bool cudnn_attention = true;  // CUDA, BF16 mode: cuDNN's fused attention (false: the built-in kernel)
   bool cuda_device_memory = false;  // CUDA: new tensors in device memory, not managed (unified_memory.h)
   // CUDA: the routed experts' products (kernels/cuda/cuda_backend.h GroupedGemmImpl).
-  enum class ExpertGemm { kCublasLtStreams, kCublasGrouped, kKernel };
+  enum class ExpertGemm { kCublasLtStreams, kCublasGrouped, kCublasLtPadded, kKernel };
   ExpertGemm cuda_expert_gemm = ExpertGemm::kCublasLtStreams;
 };
 

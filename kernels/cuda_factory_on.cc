@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   switch (options.cuda_expert_gemm) {
     case BackendOptions::ExpertGemm::kCublasLtStreams: cuda_options.grouped_gemm = GroupedGemmImpl::kCublasLt; break;
     case BackendOptions::ExpertGemm::kCublasGrouped: cuda_options.grouped_gemm = GroupedGemmImpl::kCublasGrouped; break;
+    case BackendOptions::ExpertGemm::kCublasLtPadded: cuda_options.grouped_gemm = GroupedGemmImpl::kCublasLtPadded; break;
     case BackendOptions::ExpertGemm::kKernel: cuda_options.grouped_gemm = GroupedGemmImpl::kKernel; break;
   }
   auto backend = CudaBackend::Create(cuda_options);

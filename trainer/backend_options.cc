@@ -11,6 +11,7 @@ kernels::BackendOptions BackendOptionsFor(const config::TrainConfig& cfg) {
   switch (cfg.cuda().grouped_gemm()) {
     case config::CudaConfig::CUBLAS_GROUPED: o.cuda_expert_gemm = ExpertGemm::kCublasGrouped; break;
     case config::CudaConfig::GROUPED_KERNEL: o.cuda_expert_gemm = ExpertGemm::kKernel; break;
+    case config::CudaConfig::CUBLASLT_PADDED: o.cuda_expert_gemm = ExpertGemm::kCublasLtPadded; break;
     default: o.cuda_expert_gemm = ExpertGemm::kCublasLtStreams; break;
   }
   return o;

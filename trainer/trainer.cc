@@ -155,6 +155,8 @@ struct Runtime {
                                       o.cuda_device_memory ? ", device memory" : ", unified memory",
                                       o.cuda_expert_gemm == kernels::BackendOptions::ExpertGemm::kCublasGrouped
                                           ? ", experts' GEMMs as one cuBLAS grouped call"
+                                      : o.cuda_expert_gemm == kernels::BackendOptions::ExpertGemm::kCublasLtPadded
+                                          ? ", experts' GEMMs as one padded cuBLASLt batch"
                                       : o.cuda_expert_gemm == kernels::BackendOptions::ExpertGemm::kKernel
                                           ? ", experts' GEMMs on the built-in grouped kernel"
                                           : "",

@@ -39,6 +39,12 @@
 //                               holding the BF16 roundings, with TF32 math (the same products). Not yet
 //                               timed on a GPU (tests/gpu/kernel_check times all three); should cuBLAS
 //                               refuse the call, it says so once and takes the kCublasLt path from then on.
+//   GroupedGemmImpl::kCublasLtPadded  one strided-batched cuBLASLt product: each problem's operands
+//                               copied, zero-padded, to the batch's shape (the routed dimension rounded
+//                               up to its row bucket), the outputs copied back; BF16 operands stay BF16.
+//                               Costs the padding's work and three copies, saves a launch per expert.
+//                               Problems that differ in more than the routed dimension take kCublasLt.
+//                               Not yet timed on a GPU.
 //   GroupedGemmImpl::kKernel    one launch of the built-in kernel for up to 256 problems
 //                               (kernels/cuda/grouped_gemm.cu; WMMA tiles in the BF16 mode), also
 //                               Gemm's fallback when cuBLASLt has no algorithm for a signature.
@@ -79,7 +85,7 @@ namespace moe::kernels {
 
 using cuda::GemmMath;
 
-enum class GroupedGemmImpl { kCublasLt, kCublasGrouped, kKernel };  // see above
+enum class GroupedGemmImpl { kCublasLt, kCublasGrouped, kCublasLtPadded, kKernel };  // see above
 // Attention (see "Attention" above).
 enum class AttentionImpl { kCudnn, kKernel };
 
@@ -110,6 +116,8 @@ class CudaBackend final : public Backend {
   void set_grouped_gemm_impl(GroupedGemmImpl impl) { grouped_gemm_ = impl; }
   // kCublasGrouped: cuBLAS refused the grouped call once, so the products take the kCublasLt path.
   bool cublas_grouped_refused() const { return cublas_grouped_refused_; }
+  // kCublasLtPadded: how many grouped products ran as one padded batch (the others took kCublasLt).
+  int64_t padded_batches() const { return padded_batches_; }
   int grouped_gemm_streams() const { return grouped_gemm_streams_; }
   void set_grouped_gemm_streams(int streams) { grouped_gemm_streams_ = streams; }
   AttentionImpl attention_impl() const { return attention_; }
@@ -212,6 +220,7 @@ class CudaBackend final : public Backend {
     int ta, tb, math;
     int64_t m, n, k, lda, ldb, ldc;
     int align_a, align_b, align_c;
+    int64_t batch = 1;  // > 1: a strided batch of dense matrices, each one's stored size after the other
     bool operator==(const GemmKey& o) const;
   };
   struct GemmKeyHash {
@@ -295,6 +304,10 @@ class CudaBackend final : public Backend {
   // GroupedImpl::kCublasGrouped: the problems (k > 0) in one cuBLAS grouped call; false (said once)
   // where cuBLAS refuses it.
   bool GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha, float beta);
+  // GroupedImpl::kCublasLtPadded: the problems (k > 0) as one strided-batched cuBLASLt product on copies
+  // zero-padded to a common shape; false, with nothing enqueued, where they do not share the dimensions
+  // a batch needs (only the routed one may differ) or cuBLASLt has no algorithm.
+  bool GroupedGemmPadded(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha, float beta);
   // Copies the device Result to the host and waits for the stream.
   Result FetchResult();
   // The cached plan of `key`; a new one takes the heuristic's algorithm, or with varying_rows the
@@ -329,6 +342,7 @@ class CudaBackend final : public Backend {
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t cublas_ = nullptr;  // for the grouped GEMM (created at its first call)
   bool cublas_grouped_refused_ = false;
+  int64_t padded_batches_ = 0;
   void* lt_workspace_ = nullptr;
   size_t lt_workspace_bytes_ = 0;
   void* scratch_ = nullptr;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
@@ -22,7 +23,7 @@ using cuda_internal::ScratchCarver;
 bool CudaBackend::GemmKey::operator==(const GemmKey& o) const {
   return ta == o.ta && tb == o.tb && math == o.math && m == o.m && n == o.n && k == o.k &&
          lda == o.lda && ldb == o.ldb && ldc == o.ldc && align_a == o.align_a &&
-         align_b == o.align_b && align_c == o.align_c;
+         align_b == o.align_b && align_c == o.align_c && batch == o.batch;
 }
 
 size_t CudaBackend::GemmKeyHash::operator()(const GemmKey& k) const {
@@ -31,7 +32,7 @@ size_t CudaBackend::GemmKeyHash::operator()(const GemmKey& k) const {
     h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
   };
   for (int64_t v : {int64_t{k.ta}, int64_t{k.tb}, int64_t{k.math}, k.m, k.n, k.k, k.lda, k.ldb,
-                    k.ldc, int64_t{k.align_a}, int64_t{k.align_b}, int64_t{k.align_c}}) {
+                    k.ldc, int64_t{k.align_a}, int64_t{k.align_b}, int64_t{k.align_c}, k.batch}) {
     mix(v);
   }
   return h;
@@ -86,6 +87,18 @@ std::unique_ptr<CudaBackend::GemmPlan> CudaBackend::Describe(const GemmKey& key)
   MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b_layout, operand_type, shapes.b_rows, shapes.b_cols, key.ldb));
   MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a_layout, operand_type, shapes.a_rows, shapes.a_cols, key.lda));
   MOE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c_layout, CUDA_R_32F, shapes.c_rows, shapes.c_cols, key.ldc));
+  if (key.batch > 1) {  // each matrix's stored size after the previous one's
+    const int32_t count = static_cast<int32_t>(key.batch);
+    const std::pair<cublasLtMatrixLayout_t, int64_t> strided[] = {
+        {plan->b_layout, static_cast<int64_t>(shapes.b_cols) * key.ldb},
+        {plan->a_layout, static_cast<int64_t>(shapes.a_cols) * key.lda},
+        {plan->c_layout, static_cast<int64_t>(shapes.c_cols) * key.ldc}};
+    for (const auto& [layout, stride] : strided) {
+      MOE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      MOE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                        sizeof(stride)));
+    }
+  }
   return plan;
 }
 
@@ -312,8 +325,11 @@ void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<Gemm
                               float alpha, float beta) {
   OpTimer timer(this, "grouped_gemm", GroupedFlops(problems));
   const bool ta_yes = ta == Transpose::kYes, tb_yes = tb == Transpose::kYes;
-  if (grouped_gemm_ == GroupedGemmImpl::kCublasGrouped && !cublas_grouped_refused_) {
-    std::vector<GemmProblem> products;  // the problems with k > 0; the others are C = beta C
+  // The one-launch library forms take the problems with k > 0 (the others are C = beta C) and hand back
+  // those they cannot run to the per-expert path.
+  const bool cublas_grouped = grouped_gemm_ == GroupedGemmImpl::kCublasGrouped && !cublas_grouped_refused_;
+  if (cublas_grouped || grouped_gemm_ == GroupedGemmImpl::kCublasLtPadded) {
+    std::vector<GemmProblem> products;
     for (const GemmProblem& p : problems) {
       if (p.m <= 0 || p.n <= 0) continue;
       if (p.k <= 0) {
@@ -322,8 +338,10 @@ void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<Gemm
         products.push_back(p);
       }
     }
-    if (products.empty() || GroupedGemmCublas(ta_yes, tb_yes, products, alpha, beta)) return;
-    GroupedGemmOnLanes(ta_yes, tb_yes, products, alpha, beta);
+    if (products.empty()) return;
+    const bool ran = cublas_grouped ? GroupedGemmCublas(ta_yes, tb_yes, products, alpha, beta)
+                                    : GroupedGemmPadded(ta_yes, tb_yes, products, alpha, beta);
+    if (!ran) GroupedGemmOnLanes(ta_yes, tb_yes, products, alpha, beta);
     return;
   }
   if (grouped_gemm_ != GroupedGemmImpl::kKernel) {
@@ -446,6 +464,67 @@ bool CudaBackend::GroupedGemmCublas(bool ta, bool tb, const std::vector<GemmProb
                cublasGetStatusString(st), tf32 ? "TF32" : "FP32");
   cublas_grouped_refused_ = true;
   return false;
+}
+
+bool CudaBackend::GroupedGemmPadded(bool ta, bool tb, const std::vector<GemmProblem>& problems, float alpha,
+                                    float beta) {
+  // The routed dimension is each problem's rows (m: A's and C's rows) or, for a weight gradient (A
+  // transposed), the summed one (k). All else must agree, and the operands be given alike (BF16 bits or not).
+  const GemmProblem& first = problems.front();
+  int64_t routed = 0;
+  for (const GemmProblem& p : problems) {
+    if (p.n != first.n || (ta ? p.m != first.m : p.k != first.k) || (p.a_bf16 == nullptr) != (first.a_bf16 == nullptr) ||
+        (p.b_bf16 == nullptr) != (first.b_bf16 == nullptr)) {
+      return false;
+    }
+    routed = std::max(routed, ta ? p.k : p.m);
+  }
+  // Padded up to its row bucket, so the shapes (and plans) are few and chosen by the shape alone. Padding
+  // rows are zeros: for k they add nothing, for m their outputs are not copied back.
+  routed = RowBucket(routed);
+  const bool bf16 = gemm_math_ == GemmMath::kBf16;
+  const int64_t count = static_cast<int64_t>(problems.size());
+  const int64_t m = ta ? first.m : routed, n = first.n, k = ta ? routed : first.k;
+  const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+  GemmKey key{ta ? 1 : 0, tb ? 1 : 0, static_cast<int>(gemm_math_), m, n, k, a_cols, b_cols, n, 256, 256, 256, count};
+  GemmPlan& plan = Plan(key, false);
+  if (!plan.usable) return false;
+  // Scratch: the block tables [A | B | C], the padded A and B (BF16 in the BF16 mode) and the padded C.
+  const size_t operand_bytes = bf16 ? sizeof(uint16_t) : sizeof(float);
+  const std::vector<size_t> sizes{3 * count * sizeof(cuda::PaddedBlock), count * a_rows * a_cols * operand_bytes,
+                                  count * b_rows * b_cols * operand_bytes, count * m * n * sizeof(float)};
+  ScratchCarver carver(Scratch(ScratchCarver::Bytes(sizes)));
+  cuda::PaddedBlock* table = carver.Take<cuda::PaddedBlock>(3 * count);
+  char* a_pad = carver.Take<char>(sizes[1]);
+  char* b_pad = carver.Take<char>(sizes[2]);
+  float* c_pad = carver.Take<float>(count * m * n);
+  std::vector<cuda::PaddedBlock> blocks(3 * count);
+  for (int64_t i = 0; i < count; ++i) {
+    const GemmProblem& p = problems[i];
+    const void* a = p.a_bf16 != nullptr ? static_cast<const void*>(p.a_bf16) : p.a;
+    const void* b = p.b_bf16 != nullptr ? static_cast<const void*>(p.b_bf16) : p.b;
+    blocks[i] = {a, ta ? p.k : p.m, ta ? p.m : p.k, p.lda};
+    blocks[count + i] = {b, tb ? p.n : p.k, tb ? p.k : p.n, p.ldb};
+    blocks[2 * count + i] = {p.c, p.m, p.n, p.ldc};
+  }
+  CopyFromHost(blocks.data(), blocks.size() * sizeof(cuda::PaddedBlock), table);
+  cuda::LaunchPadBlocks(table, count, first.a_bf16 != nullptr, a_rows, a_cols, a_pad, bf16, stream_);
+  cuda::LaunchPadBlocks(table + count, count, first.b_bf16 != nullptr, b_rows, b_cols, b_pad, bf16, stream_);
+  // cuBLASLt is column-major: B first, as in RunGemm. The product writes the padded C (beta 0), and the
+  // copy back applies beta.
+  const float zero = 0.0f;
+  const cublasStatus_t st = cublasLtMatmul(lt_, plan.desc, &alpha, b_pad, plan.b_layout, a_pad, plan.a_layout, &zero,
+                                           c_pad, plan.c_layout, c_pad, plan.c_layout, &plan.algo, lt_workspace_,
+                                           lt_workspace_bytes_, stream_);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "CUDA backend: the experts' padded batch failed in cublasLtMatmul (%s); this product takes "
+                 "one cuBLASLt product per expert\n", cublasLtGetStatusString(st));
+    plan.usable = false;
+    return false;  // what was enqueued only filled scratch
+  }
+  cuda::LaunchUnpadBlocks(c_pad, table + 2 * count, count, m, n, beta, stream_);
+  ++padded_batches_;
+  return true;
 }
 
 void CudaBackend::EnsureLanes(size_t count) {

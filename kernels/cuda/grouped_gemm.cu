@@ -19,6 +19,8 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <algorithm>
+
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels.h"
 
@@ -245,6 +247,75 @@ void LaunchGroupedGemm(bool ta, bool tb, const GemmProblem* problems, int64_t co
     tiles += problem_tiles;
   }
   if (tab.count > 0) Launch(ta, tb, tab, static_cast<int32_t>(tiles), math, alpha, beta, stream);
+}
+
+// ---- Padded batches (CudaBackend's GroupedGemmImpl::kCublasLtPadded). ----
+namespace {
+
+__device__ __forceinline__ float LoadValue(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float LoadValue(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void StoreValue(float* p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void StoreValue(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+
+// Block blockIdx.y of the batch: dst[y][r, c] (dense rows x cols) = block y's value at (r, c) inside its
+// [rows_y, cols_y], zero outside.
+template <typename In, typename Out>
+__global__ void PadBlocksKernel(const PaddedBlock* __restrict__ blocks, int64_t rows, int64_t cols,
+                                Out* __restrict__ dst) {
+  const PaddedBlock b = blocks[blockIdx.y];
+  const In* src = static_cast<const In*>(b.data);
+  Out* out = dst + static_cast<int64_t>(blockIdx.y) * rows * cols;
+  for (GridWalk2D w(rows, cols); w.valid(); w.next()) {
+    const float v = w.r < b.rows && w.c < b.cols ? LoadValue(src, w.r * b.ld + w.c) : 0.0f;
+    StoreValue(out, w.r * cols + w.c, v);
+  }
+}
+
+// Block y's [rows_y, cols_y] (FP32 at data, leading dim ld) = padded[y]'s top-left corner + beta * itself
+// (beta == 0: not read).
+__global__ void UnpadBlocksKernel(const float* __restrict__ padded, const PaddedBlock* __restrict__ blocks,
+                                  int64_t rows, int64_t cols, float beta) {
+  const PaddedBlock b = blocks[blockIdx.y];
+  float* c = static_cast<float*>(const_cast<void*>(b.data));
+  const float* from = padded + static_cast<int64_t>(blockIdx.y) * rows * cols;
+  for (GridWalk2D w(b.rows, b.cols); w.valid(); w.next()) {
+    float& y = c[w.r * b.ld + w.c];
+    const float v = from[w.r * cols + w.c];
+    y = beta == 0.0f ? v : v + beta * y;
+  }
+}
+
+dim3 BatchGrid(int64_t per_block_elements, int64_t count) {
+  const unsigned per_block = GridFor(per_block_elements) / static_cast<unsigned>(std::max<int64_t>(count, 1));
+  const unsigned x = std::max<unsigned>(1, per_block);
+  return dim3(x, static_cast<unsigned>(count));
+}
+
+}  // namespace
+
+void LaunchPadBlocks(const PaddedBlock* blocks, int64_t count, bool src_bf16, int64_t rows, int64_t cols, void* dst,
+                     bool dst_bf16, cudaStream_t stream) {
+  if (count <= 0 || rows <= 0 || cols <= 0) return;
+  MOE_CUDA_REQUIRE(count <= 65535, "PadBlocks: more than 65535 blocks");
+  const dim3 grid = BatchGrid(rows * cols, count);
+  if (src_bf16 && dst_bf16) {
+    PadBlocksKernel<__nv_bfloat16, __nv_bfloat16><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<__nv_bfloat16*>(dst));
+  } else if (src_bf16) {
+    PadBlocksKernel<__nv_bfloat16, float><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<float*>(dst));
+  } else if (dst_bf16) {
+    PadBlocksKernel<float, __nv_bfloat16><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<__nv_bfloat16*>(dst));
+  } else {
+    PadBlocksKernel<float, float><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<float*>(dst));
+  }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchUnpadBlocks(const float* padded, const PaddedBlock* blocks, int64_t count, int64_t rows, int64_t cols,
+                       float beta, cudaStream_t stream) {
+  if (count <= 0 || rows <= 0 || cols <= 0) return;
+  MOE_CUDA_REQUIRE(count <= 65535, "UnpadBlocks: more than 65535 blocks");
+  UnpadBlocksKernel<<<BatchGrid(rows * cols, count), kThreads, 0, stream>>>(padded, blocks, rows, cols, beta);
+  MOE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace moe::kernels::cuda

@@ -175,4 +175,17 @@ inline constexpr int kMaxGroupedProblems = 256;  // problems per launch (kernel-
 void LaunchGroupedGemm(bool ta, bool tb, const GemmProblem* problems, int64_t count, float alpha,
                        float beta, GemmMath math, cudaStream_t stream);
 
+// A padded batch's block: a [rows, cols] matrix at data (BF16 bits or FP32 words), leading dim ld.
+struct PaddedBlock {
+  const void* data;
+  int64_t rows, cols, ld;
+};
+// dst = count dense [rows, cols] matrices (BF16 when dst_bf16, rounded to nearest even; else FP32), the
+// i-th holding block i (blocks: a device table) in its top-left corner and zeros elsewhere.
+void LaunchPadBlocks(const PaddedBlock* blocks, int64_t count, bool src_bf16, int64_t rows, int64_t cols, void* dst,
+                     bool dst_bf16, cudaStream_t stream);
+// Block i (FP32, written) = the top-left [rows_i, cols_i] of padded matrix i ([rows, cols] dense) + beta * block i.
+void LaunchUnpadBlocks(const float* padded, const PaddedBlock* blocks, int64_t count, int64_t rows, int64_t cols,
+                       float beta, cudaStream_t stream);
+
 }  // namespace moe::kernels::cuda

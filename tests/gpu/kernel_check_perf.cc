@@ -84,23 +84,25 @@ void Checks::Perf() {
       for (GemmMath math : {GemmMath::kBf16, GemmMath::kFp32}) {
         gpu_.set_gemm_math(math);
         const char* mname = math == GemmMath::kBf16 ? "bf16" : "fp32";
-        // cuBLASLt per expert on 1, 2, 4 and 8 streams, then cuBLAS's grouped call (-1), then the
-        // built-in kernel (0).
+        // cuBLASLt per expert on 1, 2, 4 and 8 streams, then cuBLAS's grouped call (-1), then one padded
+        // cuBLASLt batch (-2), then the built-in kernel (0).
         const int default_streams = gpu_.grouped_gemm_streams();
-        for (int variant : {1, 2, 4, 8, -1, 0}) {
-          const GroupedGemmImpl impl = variant > 0    ? GroupedGemmImpl::kCublasLt
-                                       : variant < 0 ? GroupedGemmImpl::kCublasGrouped
-                                                     : GroupedGemmImpl::kKernel;
+        for (int variant : {1, 2, 4, 8, -1, -2, 0}) {
+          const GroupedGemmImpl impl = variant > 0     ? GroupedGemmImpl::kCublasLt
+                                       : variant == -1 ? GroupedGemmImpl::kCublasGrouped
+                                       : variant == -2 ? GroupedGemmImpl::kCublasLtPadded
+                                                       : GroupedGemmImpl::kKernel;
           gpu_.set_grouped_gemm_impl(impl);
           if (variant > 0) gpu_.set_grouped_gemm_streams(variant);
           const double ms = TimeMs(st, 2, 10, [&] {
             gpu_.GroupedGemm(Transpose::kNo, Transpose::kYes, probs, 1.0f, 0.0f);
           });
-          const std::string iname = variant > 0   ? Fmt("lt%d", variant)
-                                    : variant < 0 ? std::string(gpu_.cublas_grouped_refused()
-                                                                    ? "cublas_grouped_REFUSED_ran_lt"
-                                                                    : "cublas_grouped")
-                                                  : std::string("kernel");
+          const std::string iname = variant > 0     ? Fmt("lt%d", variant)
+                                    : variant == -1 ? std::string(gpu_.cublas_grouped_refused()
+                                                                      ? "cublas_grouped_REFUSED_ran_lt"
+                                                                      : "cublas_grouped")
+                                    : variant == -2 ? "lt_padded"
+                                                    : std::string("kernel");
           PerfLine(Fmt("grouped_gemm_%s_%s 64 experts %s", iname.c_str(), mname, name), ms, flops, 0);
         }
         gpu_.set_grouped_gemm_streams(default_streams);

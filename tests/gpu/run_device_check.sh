@@ -16,7 +16,7 @@
 #      breakdown (attention and expert GEMM TFLOP/s, three largest sinks). Then the same step with the
 #      tensors in device memory (cuda.memory: DEVICE), and the same step with the experts' products as
 #      one cuBLAS grouped call (cuda.grouped_gemm: CUBLAS_GROUPED), each checked against the CPU and
-#      timed (3 steps).
+#      timed (3 steps); and the same step with them as one padded cuBLASLt batch (CUBLASLT_PADDED), timed.
 #      KERNEL_PERF=1 then also times the ops at small_1b shapes (kernel_check's perf group).
 #   4. tests/gpu/hf_train_step.py: a Hugging Face transformers DeepseekV3 training step of the same
 #      config and batch (the config.json bench_step wrote), BF16 autocast over FP32 weights + AdamW;
@@ -26,7 +26,7 @@
 #   6. The comparison (our tokens/s over transformers', in this one run) and a VERDICT line against
 #      the targets: MFU >= 45% and attention forward >= 450 TFLOP/s (causal half counted).
 # The CUDA libraries come from the Python environment's nvidia-* packages (the ones PyTorch uses),
-# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set (seven files at
+# else /usr/local/cuda; the rest from BIN_DIR/lib. Logs go to $OUT when it is set (eight files at
 # most). Exit status: 0 all checks passed, 1 a check failed or a phase timed out, 2 a binary or
 # library is missing. Meeting the speed targets is reported, not part of the status.
 # nccl_check's one-GPU run also covers the communicator as the trainer uses it: ordered after a compute
@@ -138,6 +138,11 @@ phase bench_step_device_memory 150 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$
 phase bench_step_cublas_grouped 120 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --device=CUDA \
   --check_against_cpu --set cuda.grouped_gemm=CUBLAS_GROUPED --set batch.micro_batch_size="$BATCH" \
   --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=3 --steps_without_op_times || status=1
+# And as one padded cuBLASLt batch (cuda.grouped_gemm: CUBLASLT_PADDED): timed only (3 steps), to keep the
+# run short; kernel_check's grouped_gemm group has checked that path against the CPU.
+phase bench_step_lt_padded 90 "${RUN_BIN[@]}" "$BIN/bench_step" --config="$CONFIG" --device=CUDA \
+  --set cuda.grouped_gemm=CUBLASLT_PADDED --set batch.micro_batch_size="$BATCH" \
+  --set batch.seq_len="$SEQ" --micro_batches=1 --warmup=2 --steps=3 --steps_without_op_times || status=1
 if [ "${KERNEL_PERF:-0}" = 1 ]; then
   phase kernels 120 "${RUN_BIN[@]}" "$BIN/kernel_check" --seed="$SEED" --only=perf || status=1
 fi
@@ -147,6 +152,7 @@ fi
 OURS=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step.log" | tail -1 | sed 's/^BENCH_RESULT //')
 OURS_DEVICE=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step_device_memory.log" | tail -1 | sed 's/^BENCH_RESULT //')
 OURS_GROUPED=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step_cublas_grouped.log" | tail -1 | sed 's/^BENCH_RESULT //')
+OURS_PADDED=$(grep -s '^BENCH_RESULT ' "$LOGDIR/bench_step_lt_padded.log" | tail -1 | sed 's/^BENCH_RESULT //')
 FLOPS=$(printf '%s' "$OURS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["flops_per_token"])' 2>/dev/null)
 
 # 4. The transformers baseline on the same config and batch.
@@ -180,7 +186,7 @@ echo "== memcheck: ${#sanitizer_failed[@]} group(s) failed or unfinished${saniti
 echo "== summary"
 # cuBLAS may refuse the grouped call (the run then goes on with one product per expert): say so beside its figure.
 GROUPED_REFUSED=$(grep -s -m1 'refused the experts' "$LOGDIR/bench_step_cublas_grouped.log")
-OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" OURS_GROUPED="$OURS_GROUPED" GROUPED_REFUSED="$GROUPED_REFUSED" \
+OURS="$OURS" OURS_DEVICE="$OURS_DEVICE" OURS_GROUPED="$OURS_GROUPED" GROUPED_REFUSED="$GROUPED_REFUSED" OURS_PADDED="$OURS_PADDED" \
   THEIRS="$THEIRS" "$PY" - <<'PYEOF'
 import json, os
 def load(k):
@@ -189,7 +195,7 @@ def load(k):
     except ValueError:
         return None
 ours, theirs, ours_device = load("OURS"), load("THEIRS"), load("OURS_DEVICE")
-ours_grouped = load("OURS_GROUPED")
+ours_grouped, ours_padded = load("OURS_GROUPED"), load("OURS_PADDED")
 if ours:
     print("   ours:         %10.0f tokens/s  %6.1f TFLOP/s  MFU %5.1f%%  (%d x %d tokens, step %.3f s)" % (
         ours["tokens_per_s"], ours["tflops"], 100 * ours["mfu"], ours["micro_batch"], ours["seq"],
@@ -209,13 +215,15 @@ if ours:
     if ours_device:
         print("     tensors in device memory (cuda.memory: DEVICE): %.0f tokens/s (%.0f without per-op timing)" % (
             ours_device["tokens_per_s"], ours_device.get("tokens_per_s_without_op_timing") or 0))
-    if ours_grouped:
-        g = ours_grouped["ops"].get("grouped_gemm")
-        print("     experts' GEMMs as one cuBLAS grouped call (cuda.grouped_gemm: CUBLAS_GROUPED): %.0f tokens/s "
-              "(%.0f without per-op timing)%s" % (
-            ours_grouped["tokens_per_s"], ours_grouped.get("tokens_per_s_without_op_timing") or 0,
+    for what, result in (("one cuBLAS grouped call (cuda.grouped_gemm: CUBLAS_GROUPED)", ours_grouped),
+                         ("one padded cuBLASLt batch (cuda.grouped_gemm: CUBLASLT_PADDED)", ours_padded)):
+        if not result:
+            continue
+        g = result["ops"].get("grouped_gemm")
+        print("     experts' GEMMs as %s: %.0f tokens/s (%.0f without per-op timing)%s" % (
+            what, result["tokens_per_s"], result.get("tokens_per_s_without_op_timing") or 0,
             ", grouped_gemm %.2f ms/step" % g["ms_per_step"] if g else ""))
-        if os.environ.get("GROUPED_REFUSED"):
+        if result is ours_grouped and os.environ.get("GROUPED_REFUSED"):
             print("       REFUSED, so that figure is the per-expert path's: " + os.environ["GROUPED_REFUSED"])
     sinks = sorted(ours["ops"].items(), key=lambda kv: -kv[1]["ms_per_step"])[:3]
     print("     largest sinks: " + ", ".join("%s %.1f ms" % (k, v["ms_per_step"]) for k, v in sinks))

@@ -127,11 +127,11 @@ struct EmuModes {
     std::fflush(stdout);  // before the program's buffered output is flushed after us
     std::fprintf(stderr,
                  "EMU totals: %lld kernel launches, %lld blocks, %lld CUDA threads; cuBLASLt: %lld "
-                 "reference GEMMs, %lld heuristic queries, %lld algorithms checked for another shape, %lld "
+                 "reference GEMMs (%lld strided batches), %lld heuristic queries, %lld algorithms checked for another shape, %lld "
                  "calls the real library would reject; cuBLAS: %lld grouped calls; %lld warnings\n",
                  static_cast<long long>(g_emu_launches), static_cast<long long>(g_emu_blocks),
                  static_cast<long long>(g_emu_threads),
-                 static_cast<long long>(g_emu_cublaslt_matmuls),
+                 static_cast<long long>(g_emu_cublaslt_matmuls), static_cast<long long>(g_emu_cublaslt_batched),
                  static_cast<long long>(g_emu_cublaslt_heuristics),
                  static_cast<long long>(g_emu_cublaslt_checks),
                  static_cast<long long>(g_emu_cublaslt_errors),

@@ -36,7 +36,8 @@
 #               offering no algorithm, so every Gemm takes the built-in kernel), then the strict mode
 #               (stream work deferred until the host waits, cuBLASLt a checked reference GEMM, blocks
 #               and threads last to first, activation recomputation on), then the experts' products
-#               as one cuBLAS grouped call (the reference cuBLAS, deferred stream work).
+#               as one cuBLAS grouped call (the reference cuBLAS, deferred stream work), then as one padded
+#               cuBLASLt batch (reference cuBLASLt, deferred, reversed).
 #   SEQ         tokens per sequence of the checked step (default 80: two query tiles of the attention
 #               kernels, the second partial, and three key tiles; YaRN beyond its original 64)
 #   SETS        --set overrides (default: grad_clip low enough that the step clips)
@@ -174,7 +175,7 @@ fi
 
 # ---- 3. The runs. ----
 PRECISIONS=${PRECISIONS:-"FP32 BF16"}
-MODES=${MODES:-"-;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=activation_recompute=true;EMU_ASYNC=1 EMU_CUBLASLT=ref --set=cuda.grouped_gemm=CUBLAS_GROUPED"}
+MODES=${MODES:-"-;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=activation_recompute=true;EMU_ASYNC=1 EMU_CUBLASLT=ref --set=cuda.grouped_gemm=CUBLAS_GROUPED;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=cuda.grouped_gemm=CUBLASLT_PADDED"}
 SEQ=${SEQ:-80}
 SETS=${SETS:-"optimizer.grad_clip=0.25"}
 FP32_TOL=${FP32_TOL:-1e-5}
@@ -218,6 +219,10 @@ for mode in "${mode_list[@]}"; do
         { grep -q 'refused the experts' "$log" || ! grep -q 'cuBLAS: [1-9][0-9]* grouped calls' "$log"; }; then
       grouped_missing=1
       echo "   the cuBLAS grouped call did not run (refused, or never called)"
+    fi
+    if [[ $mode == *CUBLASLT_PADDED* ]] && ! grep -q '([1-9][0-9]* strided batches)' "$log"; then
+      grouped_missing=1
+      echo "   no padded cuBLASLt batch ran"
     fi
     if [[ $rc -ne 0 || $passes -ne $want_passes || -n $loose || -n $grouped_missing ]] ||
         grep -q '^FAIL\|^EMU \(cuBLASLt:\|warning\|error\)' "$log"; then

@@ -37,6 +37,10 @@ typedef enum {
   CUBLASLT_MATMUL_DESC_TRANSB = 4
 } cublasLtMatmulDescAttributes_t;
 typedef enum {
+  CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5,
+  CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6
+} cublasLtMatrixLayoutAttribute_t;
+typedef enum {
   CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
   CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
   CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
@@ -56,6 +60,8 @@ struct EmuLtLayout {
   cudaDataType_t type;
   uint64_t rows, cols;
   int64_t ld;
+  int32_t batch = 1;  // CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT
+  int64_t stride = 0;  // CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, in elements
 };
 typedef EmuLtLayout* cublasLtMatrixLayout_t;
 struct EmuLtPref {
@@ -76,6 +82,7 @@ typedef struct {
 
 inline bool g_emu_cublaslt_reference = false;
 inline int64_t g_emu_cublaslt_matmuls = 0;  // reference GEMMs run
+inline int64_t g_emu_cublaslt_batched = 0;  // of which strided batches
 inline int64_t g_emu_cublaslt_errors = 0;   // calls the real library would reject or mis-handle
 inline int64_t g_emu_cublaslt_heuristics = 0;  // algorithm searches answered
 inline int64_t g_emu_cublaslt_checks = 0;      // algorithms confirmed for another shape (AlgoCheck)
@@ -133,6 +140,23 @@ inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cuda
   *l = new EmuLtLayout{type, rows, cols, ld};
   return CUBLAS_STATUS_SUCCESS;
 }
+// A strided batch: the count (int32_t) and the offset between matrices (int64_t elements), as the real
+// library takes them.
+inline cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr,
+                                                       const void* buf, size_t bytes) {
+  if (buf == nullptr) return EmuLtError("MatrixLayoutSetAttribute: null buffer");
+  if (attr == CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT) {
+    if (bytes != sizeof(int32_t)) return EmuLtError("LAYOUT_BATCH_COUNT size");
+    std::memcpy(&l->batch, buf, bytes);
+    return l->batch >= 1 ? CUBLAS_STATUS_SUCCESS : EmuLtError("LAYOUT_BATCH_COUNT < 1");
+  }
+  if (attr == CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET) {
+    if (bytes != sizeof(int64_t)) return EmuLtError("LAYOUT_STRIDED_BATCH_OFFSET size");
+    std::memcpy(&l->stride, buf, bytes);
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  return EmuLtError("MatrixLayoutSetAttribute: attribute not emulated");
+}
 inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
   delete l;
   return CUBLAS_STATUS_SUCCESS;
@@ -185,7 +209,10 @@ inline cublasStatus_t EmuLtCheck(const EmuLtDesc* d, const EmuLtLayout* a, const
   }
   for (const EmuLtLayout* l : {a, b, c, dd}) {
     if (l->ld < static_cast<int64_t>(l->rows) || l->ld < 1) return EmuLtError("ld < rows");
+    if (l->batch != a->batch) return EmuLtError("batch counts differ");
   }
+  // Batched outputs may not overlap (operands may, e.g. a stride of 0 broadcasts one matrix).
+  if (dd->batch > 1 && dd->stride < dd->ld * static_cast<int64_t>(dd->cols)) return EmuLtError("D's batch stride overlaps");
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -261,19 +288,23 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
   const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
   const EmuLtLayout al = *ad, bl = *bd, cl = *cd, dl = *dd;
   ++g_emu_cublaslt_matmuls;
+  if (al.batch > 1) ++g_emu_cublaslt_batched;
   EmuEnqueue(stream, [=] {
-    const float* cp = static_cast<const float*>(C);
-    float* dp = static_cast<float*>(D);
-    for (int64_t j = 0; j < n; ++j) {
-      for (int64_t i = 0; i < m; ++i) {
-        float acc = 0.0f;
-        for (int64_t l = 0; l < k; ++l) {
-          const float x = EmuLtLoad(A, al.type, ta ? l + i * al.ld : i + l * al.ld);
-          const float y = EmuLtLoad(B, bl.type, tb ? j + l * bl.ld : l + j * bl.ld);
-          acc += x * y;
+    for (int64_t batch = 0; batch < al.batch; ++batch) {
+      const float* cp = static_cast<const float*>(C) + batch * cl.stride;
+      float* dp = static_cast<float*>(D) + batch * dl.stride;
+      const int64_t a0 = batch * al.stride, b0 = batch * bl.stride;
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t i = 0; i < m; ++i) {
+          float acc = 0.0f;
+          for (int64_t l = 0; l < k; ++l) {
+            const float x = EmuLtLoad(A, al.type, a0 + (ta ? l + i * al.ld : i + l * al.ld));
+            const float y = EmuLtLoad(B, bl.type, b0 + (tb ? j + l * bl.ld : l + j * bl.ld));
+            acc += x * y;
+          }
+          // beta == 0: C is not read (it may hold anything, NaN included).
+          dp[i + j * dl.ld] = b_s == 0.0f ? a_s * acc : a_s * acc + b_s * cp[i + j * cl.ld];
         }
-        // beta == 0: C is not read (it may hold anything, NaN included).
-        dp[i + j * dl.ld] = b_s == 0.0f ? a_s * acc : a_s * acc + b_s * cp[i + j * cl.ld];
       }
     }
   });
