@@ -22,6 +22,14 @@ std::vector<GemmProblem> PerExpert(const std::vector<int64_t>& offsets, Fn make)
   return problems;
 }
 
+// The problems of a then b, for one grouped call: the gate and up products share their shapes (and, in
+// the forward and the weight gradients, an operand), so a backend with a one-launch grouped form runs
+// both in one launch. Each problem's result is the same as in a call of its own.
+std::vector<GemmProblem> Concat(std::vector<GemmProblem> a, const std::vector<GemmProblem>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 // Row block `offset` of an operand that may be absent (null: no BF16 bits, or no FP32 copy).
 template <typename T>
 const T* At(const T* p, int64_t offset) {
@@ -70,8 +78,8 @@ void MoeLayer::ExpertsForward(const LayerContext& ctx, const float* x, float* y_
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_gate_, a), 1, 0);
-  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, up_problems(expert_up_, c), 1, 0);
+  ops.GroupedGemm(Transpose::kNo, Transpose::kYes, Concat(up_problems(expert_gate_, a), up_problems(expert_up_, c)),
+                  1, 0);
   s->a.Save(ctx);
   s->c.Save(ctx);
   ops.SwigluForward(a, c, s->m.Output(ctx, rows * ie), rows * ie);  // m only feeds the down products
@@ -248,10 +256,11 @@ void MoeLayer::Backward(const LayerContext& ctx, const float* u, const Saved& s,
       return q;
     });
   };
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_gate_, da), 1,
-                  TakeGradBeta(ops, expert_gate_));
-  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, weight_grad(expert_up_, dc), 1,
-                  TakeGradBeta(ops, expert_up_));
+  std::vector<Param*> gate_up = expert_gate_;  // written together, so one beta serves both
+  gate_up.insert(gate_up.end(), expert_up_.begin(), expert_up_.end());
+  const float gate_up_beta = TakeGradBeta(ops, gate_up);
+  ops.GroupedGemm(Transpose::kYes, Transpose::kNo, Concat(weight_grad(expert_gate_, da), weight_grad(expert_up_, dc)),
+                  1, gate_up_beta);
 
   // Dispatch's backward is a Combine; then back to the tokens.
   dispatcher_.Combine(ops, s.handle, dx, d, dx_sorted);
