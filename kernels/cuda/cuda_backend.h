@@ -293,6 +293,9 @@ class CudaBackend final : public Backend {
     int64_t lda, ldb;
   };
   GemmOperands OperandsFor(bool ta, bool tb, const GemmProblem& p, char* ws, cudaStream_t stream);
+  // True when p has no product to compute: empty (m or n is 0), or k == 0, for which C = beta C is
+  // enqueued on `stream` here.
+  bool NoProduct(const GemmProblem& p, float beta, cudaStream_t stream);
   // One product on `lane`, packing or unpacking operands into ws (GemmScratchBytes of it); varying_rows:
   // a grouped product, whose row counts follow the routing (Plan).
   void RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane, char* ws,

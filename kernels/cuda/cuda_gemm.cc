@@ -235,6 +235,13 @@ size_t CudaBackend::GemmScratchBytes(bool ta, bool tb, const GemmProblem& p) con
   return std::max(unpacked, pack.a_bytes + pack.b_bytes);
 }
 
+bool CudaBackend::NoProduct(const GemmProblem& p, float beta, cudaStream_t stream) {
+  if (p.m <= 0 || p.n <= 0) return true;
+  if (p.k > 0) return false;
+  cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream);  // as the CPU twin: C = beta C (zeros when beta == 0)
+  return true;
+}
+
 CudaBackend::GemmOperands CudaBackend::OperandsFor(bool ta, bool tb, const GemmProblem& p, char* ws,
                                                    cudaStream_t stream) {
   if (gemm_math_ == GemmMath::kFp32) {  // BF16 operands are unpacked (exactly) first
@@ -262,11 +269,7 @@ CudaBackend::GemmOperands CudaBackend::OperandsFor(bool ta, bool tb, const GemmP
 
 void CudaBackend::RunGemm(bool ta, bool tb, const GemmProblem& p, float alpha, float beta, const Lane& lane,
                           char* ws, bool varying_rows) {
-  if (p.m <= 0 || p.n <= 0) return;
-  if (p.k <= 0) {  // as the CPU twin: C = beta C (zeros when beta == 0)
-    cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, lane.stream);
-    return;
-  }
+  if (NoProduct(p, beta, lane.stream)) return;
   const GemmOperands o = OperandsFor(ta, tb, p, ws, lane.stream);
   GemmKey key{ta ? 1 : 0, tb ? 1 : 0, static_cast<int>(gemm_math_),
               p.m, p.n, p.k, o.lda, o.ldb, p.ldc, AlignmentOf(o.a), AlignmentOf(o.b), AlignmentOf(p.c)};
@@ -331,12 +334,7 @@ void CudaBackend::GroupedGemm(Transpose ta, Transpose tb, const std::vector<Gemm
   if (cublas_grouped || grouped_gemm_ == GroupedGemmImpl::kCublasLtPadded) {
     std::vector<GemmProblem> products;
     for (const GemmProblem& p : problems) {
-      if (p.m <= 0 || p.n <= 0) continue;
-      if (p.k <= 0) {
-        cuda::LaunchScaleMatrix(p.c, p.m, p.n, p.ldc, beta, stream_);
-      } else {
-        products.push_back(p);
-      }
+      if (!NoProduct(p, beta, stream_)) products.push_back(p);
     }
     if (products.empty()) return;
     const bool ran = cublas_grouped ? GroupedGemmCublas(ta_yes, tb_yes, products, alpha, beta)

@@ -252,22 +252,16 @@ void LaunchGroupedGemm(bool ta, bool tb, const GemmProblem* problems, int64_t co
 // ---- Padded batches (CudaBackend's GroupedGemmImpl::kCublasLtPadded). ----
 namespace {
 
-__device__ __forceinline__ float LoadValue(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float LoadValue(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void StoreValue(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void StoreValue(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
-
 // Block blockIdx.y of the batch: dst[y][r, c] (dense rows x cols) = block y's value at (r, c) inside its
-// [rows_y, cols_y], zero outside.
-template <typename In, typename Out>
-__global__ void PadBlocksKernel(const PaddedBlock* __restrict__ blocks, int64_t rows, int64_t cols,
-                                Out* __restrict__ dst) {
+// [rows_y, cols_y], zero outside. Read and Write are device_util.cuh's readers and writers (FP32 words or
+// BF16 bits; a BF16 writer rounds to nearest even).
+template <typename Read, typename Write>
+__global__ void PadBlocksKernel(const PaddedBlock* __restrict__ blocks, int64_t rows, int64_t cols, Write dst) {
   const PaddedBlock b = blocks[blockIdx.y];
-  const In* src = static_cast<const In*>(b.data);
-  Out* out = dst + static_cast<int64_t>(blockIdx.y) * rows * cols;
+  const Read read{static_cast<decltype(Read::p)>(b.data)};
+  const Write write{dst.p + static_cast<int64_t>(blockIdx.y) * rows * cols};
   for (GridWalk2D w(rows, cols); w.valid(); w.next()) {
-    const float v = w.r < b.rows && w.c < b.cols ? LoadValue(src, w.r * b.ld + w.c) : 0.0f;
-    StoreValue(out, w.r * cols + w.c, v);
+    write(w.r * cols + w.c, w.r < b.rows && w.c < b.cols ? read(w.r * b.ld + w.c) : 0.0f);
   }
 }
 
@@ -298,14 +292,16 @@ void LaunchPadBlocks(const PaddedBlock* blocks, int64_t count, bool src_bf16, in
   if (count <= 0 || rows <= 0 || cols <= 0) return;
   MOE_CUDA_REQUIRE(count <= 65535, "PadBlocks: more than 65535 blocks");
   const dim3 grid = BatchGrid(rows * cols, count);
+  const WriteBf16 to_bf16{static_cast<__nv_bfloat16*>(dst)};
+  const WriteF32 to_f32{static_cast<float*>(dst)};
   if (src_bf16 && dst_bf16) {
-    PadBlocksKernel<__nv_bfloat16, __nv_bfloat16><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<__nv_bfloat16*>(dst));
+    PadBlocksKernel<ReadBf16, WriteBf16><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, to_bf16);
   } else if (src_bf16) {
-    PadBlocksKernel<__nv_bfloat16, float><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<float*>(dst));
+    PadBlocksKernel<ReadBf16, WriteF32><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, to_f32);
   } else if (dst_bf16) {
-    PadBlocksKernel<float, __nv_bfloat16><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<__nv_bfloat16*>(dst));
+    PadBlocksKernel<ReadF32, WriteBf16><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, to_bf16);
   } else {
-    PadBlocksKernel<float, float><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, static_cast<float*>(dst));
+    PadBlocksKernel<ReadF32, WriteF32><<<grid, kThreads, 0, stream>>>(blocks, rows, cols, to_f32);
   }
   MOE_CUDA_CHECK_LAUNCH();
 }

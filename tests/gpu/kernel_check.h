@@ -78,6 +78,9 @@ class Checks {
   void Balance();
   void DispatchOrder();       // SortByExpert, part of the router group
   void GroupedGemmBuckets();  // part of the grouped_gemm group
+  // One GroupedGemm call in `impl` and the backend's arithmetic mode, on the irregular or the
+  // expert-shaped set of problems, against the CPU (part of the grouped_gemm group).
+  void GroupedGemmCase(GroupedGemmImpl impl, bool experts, bool ta, bool tb, float beta);
   // kernel_check_gemm_attention.cc (also Gemm, GroupedGemm, Attention)
   // A random problem with padded leading dims; buffers sized for op(A) [m,k], op(B) [k,n]. a and b go to
   // the device; a_ref and b_ref are what its arithmetic mode multiplies (their BF16 roundings in the BF16

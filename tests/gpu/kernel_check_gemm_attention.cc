@@ -65,85 +65,28 @@ void Checks::Gemm() {
   gpu_.set_gemm_math(GemmMath::kFp32);
 }
 
+namespace {
+// GroupedGemm's irregular set: expert-like sizes, empty problems, one with k == 0 and one past 256 rows, n
+// and k differing too.
+constexpr int kGroupedProblems = 9;
+constexpr int64_t kGroupedM[kGroupedProblems] = {37, 0, 300, 64, 1, 129, 17, 65, 200};
+constexpr int64_t kGroupedN[kGroupedProblems] = {96, 96, 96, 50, 96, 96, 0, 96, 33};
+constexpr int64_t kGroupedK[kGroupedProblems] = {64, 64, 64, 128, 64, 0, 64, 65, 40};
+}  // namespace
+
 void Checks::GroupedGemm() {
-  // Two sets of 9 problems. Irregular: expert-like sizes, empty problems, one with k == 0 and one past 256
-  // rows, n and k differing too. Expert-shaped: only the routed dimension differs (the rows m, or for a
-  // transposed A, a weight gradient, the summed k), as the model's products have it, which is what the
-  // padded batch needs (it takes irregular sets to the per-expert path).
-  const int64_t ms[] = {37, 0, 300, 64, 1, 129, 17, 65, 200};
-  const int64_t ns[] = {96, 96, 96, 50, 96, 96, 0, 96, 33};
-  const int64_t ks[] = {64, 64, 64, 128, 64, 0, 64, 65, 40};
-  const int np = 9;
+  // Every implementation on two sets of problems: the irregular one, and an expert-shaped one where only
+  // the routed dimension differs (the rows m, or for a transposed A, a weight gradient, the summed k), as
+  // the model's products have it, which is what the padded batch needs (it takes irregular sets to the
+  // per-expert path).
   for (GroupedGemmImpl impl : {GroupedGemmImpl::kCublasLt, GroupedGemmImpl::kCublasGrouped,
                                GroupedGemmImpl::kCublasLtPadded, GroupedGemmImpl::kKernel}) {
     gpu_.set_grouped_gemm_impl(impl);
-    const char* iname = impl == GroupedGemmImpl::kCublasLt         ? "lt"
-                        : impl == GroupedGemmImpl::kCublasGrouped  ? "cublas_grouped"
-                        : impl == GroupedGemmImpl::kCublasLtPadded ? "lt_padded"
-                                                                   : "kernel";
     for (bool experts : {false, true}) {
       for (GemmMath math : {GemmMath::kFp32, GemmMath::kBf16}) {
         gpu_.set_gemm_math(math);
-        const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";
         for (int t = 0; t < 4; ++t) {
-          const bool ta = t & 1, tb = t & 2;
-          for (float beta : {0.0f, 1.0f}) {
-            std::vector<HostGemm> host;
-            std::vector<std::unique_ptr<Dev<float>>> dev;
-            std::vector<GemmProblem> cps, gps;
-            for (int i = 0; i < np; ++i) {
-              const int64_t m = experts ? (ta ? 48 : ms[i]) : ms[i], n = experts ? (ta ? 40 : 96) : ns[i],
-                            k = experts ? (ta ? ms[i] : 64) : ks[i];
-              host.push_back(MakeGemm(ta, tb, m, n, k, math == GemmMath::kBf16));
-            }
-            for (int i = 0; i < np; ++i) {
-              HostGemm& g = host[i];
-              dev.push_back(std::make_unique<Dev<float>>(g.a));
-              dev.push_back(std::make_unique<Dev<float>>(g.b));
-              dev.push_back(std::make_unique<Dev<float>>(g.c));
-              if (beta == 0.0f) dev.back()->Poison();
-              cps.push_back(g.Reference());
-              gps.push_back({g.m, g.n, g.k, dev[3 * i]->get(), g.lda, dev[3 * i + 1]->get(), g.ldb,
-                             dev[3 * i + 2]->get(), g.ldc});
-            }
-            const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
-            const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
-            cpu_.GroupedGemm(xa, xb, cps, 1.25f, beta);
-            const int64_t padded_before = gpu_.padded_batches();
-            gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
-            const char* set = experts ? "_experts" : "";
-            if (impl == GroupedGemmImpl::kCublasLtPadded && experts) {  // the batch must have run, not the fallback
-              report_.Line(gpu_.padded_batches() == padded_before + 1,
-                           Fmt("grouped_gemm_lt_padded_%s_%s%s_beta%g_ran_as_one_batch", mname, ta ? "T" : "N",
-                               tb ? "T" : "N", beta),
-                           "");
-            }
-            std::vector<float> got_all, ref_all;
-            for (int i = 0; i < np; ++i) {
-              const std::vector<float> got = host[i].Block(dev[3 * i + 2]->Download()), ref = host[i].Block(host[i].c);
-              got_all.insert(got_all.end(), got.begin(), got.end());
-              ref_all.insert(ref_all.end(), ref.begin(), ref.end());
-            }
-            report_.Check(Fmt("grouped_gemm_%s_%s_%s%s_beta%g%s", iname, mname, ta ? "T" : "N",
-                              tb ? "T" : "N", beta, set),
-                          got_all, ref_all, 1e-5);
-            if (impl == GroupedGemmImpl::kCublasLt && beta == 0.0f) {
-              // The products spread over side streams give the same bits as in order on one stream.
-              const int lanes = gpu_.grouped_gemm_streams();
-              gpu_.set_grouped_gemm_streams(1);
-              for (int i = 0; i < np; ++i) dev[3 * i + 2]->Poison();
-              gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
-              gpu_.set_grouped_gemm_streams(lanes);
-              std::vector<float> serial;
-              for (int i = 0; i < np; ++i) {
-                const std::vector<float> got = host[i].Block(dev[3 * i + 2]->Download());
-                serial.insert(serial.end(), got.begin(), got.end());
-              }
-              report_.CheckBits(Fmt("grouped_gemm_lt_%s_%s%s_%d_streams_vs_1%s", mname, ta ? "T" : "N",
-                                    tb ? "T" : "N", lanes, set),
-                                got_all, serial);
-            }
-          }
+          for (float beta : {0.0f, 1.0f}) GroupedGemmCase(impl, experts, t & 1, t & 2, beta);
         }
       }
     }
@@ -156,6 +99,76 @@ void Checks::GroupedGemm() {
               gpu_.cublas_grouped_refused() ? "cuBLAS REFUSED the grouped call; the checks ran the per-expert fallback"
                                             : "ran as one cublasGemmGroupedBatchedEx call per product");
   GroupedGemmBuckets();
+}
+
+// One grouped product of the set against the CPU, in the implementation and arithmetic mode set.
+void Checks::GroupedGemmCase(GroupedGemmImpl impl, bool experts, bool ta, bool tb, float beta) {
+  const char* iname = impl == GroupedGemmImpl::kCublasLt         ? "lt"
+                      : impl == GroupedGemmImpl::kCublasGrouped  ? "cublas_grouped"
+                      : impl == GroupedGemmImpl::kCublasLtPadded ? "lt_padded"
+                                                                 : "kernel";
+  const GemmMath math = gpu_.gemm_math();
+  const char* mname = math == GemmMath::kFp32 ? "fp32" : "bf16";
+  const int np = kGroupedProblems;
+  std::vector<HostGemm> host;
+  std::vector<std::unique_ptr<Dev<float>>> dev;
+  std::vector<GemmProblem> cps, gps;
+  for (int i = 0; i < np; ++i) {
+    int64_t m = kGroupedM[i], n = kGroupedN[i], k = kGroupedK[i];
+    if (experts) {  // only the routed dimension (m, or k for a weight gradient) takes the set's sizes
+      m = ta ? 48 : kGroupedM[i];
+      n = ta ? 40 : 96;
+      k = ta ? kGroupedM[i] : 64;
+    }
+    host.push_back(MakeGemm(ta, tb, m, n, k, math == GemmMath::kBf16));
+  }
+  for (int i = 0; i < np; ++i) {
+    HostGemm& g = host[i];
+    dev.push_back(std::make_unique<Dev<float>>(g.a));
+    dev.push_back(std::make_unique<Dev<float>>(g.b));
+    dev.push_back(std::make_unique<Dev<float>>(g.c));
+    if (beta == 0.0f) dev.back()->Poison();
+    cps.push_back(g.Reference());
+    gps.push_back({g.m, g.n, g.k, dev[3 * i]->get(), g.lda, dev[3 * i + 1]->get(), g.ldb,
+                   dev[3 * i + 2]->get(), g.ldc});
+  }
+  const Transpose xa = ta ? Transpose::kYes : Transpose::kNo;
+  const Transpose xb = tb ? Transpose::kYes : Transpose::kNo;
+  cpu_.GroupedGemm(xa, xb, cps, 1.25f, beta);
+  const int64_t padded_before = gpu_.padded_batches();
+  gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
+  const char* set = experts ? "_experts" : "";
+  if (impl == GroupedGemmImpl::kCublasLtPadded && experts) {  // the batch must have run, not the fallback
+    report_.Line(gpu_.padded_batches() == padded_before + 1,
+                 Fmt("grouped_gemm_lt_padded_%s_%s%s_beta%g_ran_as_one_batch", mname, ta ? "T" : "N",
+                     tb ? "T" : "N", beta),
+                 "");
+  }
+  std::vector<float> got_all, ref_all;
+  for (int i = 0; i < np; ++i) {
+    const std::vector<float> got = host[i].Block(dev[3 * i + 2]->Download()), ref = host[i].Block(host[i].c);
+    got_all.insert(got_all.end(), got.begin(), got.end());
+    ref_all.insert(ref_all.end(), ref.begin(), ref.end());
+  }
+  report_.Check(Fmt("grouped_gemm_%s_%s_%s%s_beta%g%s", iname, mname, ta ? "T" : "N",
+                    tb ? "T" : "N", beta, set),
+                got_all, ref_all, 1e-5);
+  if (impl == GroupedGemmImpl::kCublasLt && beta == 0.0f) {
+    // The products spread over side streams give the same bits as in order on one stream.
+    const int lanes = gpu_.grouped_gemm_streams();
+    gpu_.set_grouped_gemm_streams(1);
+    for (int i = 0; i < np; ++i) dev[3 * i + 2]->Poison();
+    gpu_.GroupedGemm(xa, xb, gps, 1.25f, beta);
+    gpu_.set_grouped_gemm_streams(lanes);
+    std::vector<float> serial;
+    for (int i = 0; i < np; ++i) {
+      const std::vector<float> got = host[i].Block(dev[3 * i + 2]->Download());
+      serial.insert(serial.end(), got.begin(), got.end());
+    }
+    report_.CheckBits(Fmt("grouped_gemm_lt_%s_%s%s_%d_streams_vs_1%s", mname, ta ? "T" : "N",
+                          tb ? "T" : "N", lanes, set),
+                      got_all, serial);
+  }
 }
 
 // A grouped product takes the algorithm of its row bucket's shape (CudaBackend::Plan), whatever shapes

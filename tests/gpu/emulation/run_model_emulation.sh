@@ -21,10 +21,10 @@
 #      kernels/cuda_factory_on.cc (the real factory: CudaBackend + unified memory as the Buffer space)
 #      and model_emu_init.cc (the shim's modes from the environment, totals at exit, and a wrapper of
 #      CudaUnifiedMemorySpace() that NaN-poisons every Buffer it hands out, linked with --wrap).
-#   4. One g++ link of the two; then the runs below.
+#   4. One g++ link of the two.
 #   5. tests/gpu/kernel_check's sources, compiled the same way and linked with the same objects less
 #      bench_step's main: the device check's own program runs its op groups that need neither cuDNN nor
-#      gigabytes (KERNEL_CHECK_GROUPS) against the CPU backend, before the model runs.
+#      gigabytes (KERNEL_CHECK_GROUPS) against the CPU backend. Then the model runs below.
 #
 #   tests/gpu/emulation/run_model_emulation.sh [workdir]
 # Environment:
@@ -124,19 +124,26 @@ if [[ ${EMU_NCCL:-0} == 1 ]]; then
   compile "$ROOT/parallel/device_groups_nccl_on.cc" "$WORK/obj/device_groups_nccl_on.o" $MPI_INCLUDE
 fi
 for p in "${pids[@]}"; do wait "$p"; done
+# link_emu OUT MAIN_OBJECT [objects...]: OUT from the given objects, Bazel's objects less MAIN_OBJECT (the
+# target's own main; "" keeps them all) and the shim's. --wrap: model_emu_init.cc poisons what the
+# unified-memory space hands out (EMU_POISON). The libraries' objects are pulled in only where referenced.
+link_emu() {
+  local out=$1 main=$2
+  shift 2
+  if [[ -n $main ]]; then
+    grep -v "/$main\.pic\.o\$" "$WORK/link.params" > "$out.params"
+  else
+    cp "$WORK/link.params" "$out.params"
+  fi
+  g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$out" "$@" @"$out.params" \
+    "${objs[@]}"
+  echo "== $out"
+}
 BIN=$WORK/${TARGET##*:}_emu
-# --wrap: model_emu_init.cc poisons what the unified-memory space hands out (EMU_POISON).
-g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$BIN" @"$WORK/link.params" \
-  "${objs[@]}"
-echo "== $BIN"
-if [[ ${EMU_NCCL:-0} == 1 ]]; then
-  # tests/gpu/nccl_check on the same objects: the trainer's main left out (the libraries' objects are
-  # pulled in only where referenced).
+link_emu "$BIN" ""
+if [[ ${EMU_NCCL:-0} == 1 ]]; then  # tests/gpu/nccl_check on the same objects, the trainer's main left out
   $EMU_CXX $MPI_INCLUDE -c "$ROOT/tests/gpu/nccl_check.cc" -o "$WORK/obj/nccl_check.o"
-  grep -v '/train_main\.pic\.o$' "$WORK/link.params" > "$WORK/link_nccl_check.params"
-  g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$WORK/nccl_check_emu" \
-    "$WORK/obj/nccl_check.o" @"$WORK/link_nccl_check.params" "${objs[@]}"
-  echo "== $WORK/nccl_check_emu"
+  link_emu "$WORK/nccl_check_emu" train_main "$WORK/obj/nccl_check.o"
 fi
 [[ $TARGET == tools:bench_step ]] || exit 0
 
@@ -152,9 +159,7 @@ for f in kernel_check kernel_check_elementwise kernel_check_gemm_attention kerne
   KC_OBJS+=("$WORK/obj/kc_$f.o")
 done
 for p in "${kc_pids[@]}"; do wait "$p"; done
-grep -v '/bench_step\.pic\.o$' "$WORK/link.params" > "$WORK/link_kernel_check.params"
-g++ -pthread -rdynamic -Wl,--wrap=_ZN3moe7kernels22CudaUnifiedMemorySpaceEv -o "$WORK/kernel_check_emu" \
-  "${KC_OBJS[@]}" @"$WORK/link_kernel_check.params" "${objs[@]}"
+link_emu "$WORK/kernel_check_emu" bench_step "${KC_OBJS[@]}"
 KERNEL_CHECK_GROUPS=${KERNEL_CHECK_GROUPS:-elementwise,rows,rmsnorm,rope,cross_entropy,router,gemm,grouped_gemm}
 status=0
 failed=()
@@ -173,7 +178,7 @@ if [[ -n $KERNEL_CHECK_GROUPS ]]; then
   fi
 fi
 
-# ---- 3. The runs. ----
+# ---- 4. The model runs. ----
 PRECISIONS=${PRECISIONS:-"FP32 BF16"}
 MODES=${MODES:-"-;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=activation_recompute=true;EMU_ASYNC=1 EMU_CUBLASLT=ref --set=cuda.grouped_gemm=CUBLAS_GROUPED;EMU_ASYNC=1 EMU_CUBLASLT=ref EMU_REVERSE=1 --set=cuda.grouped_gemm=CUBLASLT_PADDED"}
 SEQ=${SEQ:-80}
